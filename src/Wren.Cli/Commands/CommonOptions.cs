@@ -1,0 +1,27 @@
+using System.CommandLine;
+using TorchSharp;
+using Wren.Runtime;
+
+namespace Wren.Cli.Commands;
+
+/// <summary>Options shared by every command that runs a model.</summary>
+internal sealed class CommonOptions
+{
+    public Option<string> Device { get; } = new("--device") { Description = "cpu or cuda[:N]", DefaultValueFactory = _ => "cpu" };
+    public Option<int> Threads { get; } = new("--threads") { Description = "intra-op CPU threads (0 = one per core)", DefaultValueFactory = _ => 0 };
+    public Option<string> DType { get; } = new("--dtype") { Description = "float32 or bfloat16", DefaultValueFactory = _ => "float32" };
+
+    public CommonOptions(Command command, bool withDType = true)
+    {
+        DType.AcceptOnlyFromAmong("float32", "bfloat16");
+        command.Add(Device);
+        command.Add(Threads);
+        if (withDType) command.Add(DType);
+    }
+
+    public torch.Device Initialize(ParseResult result) =>
+        WrenRuntime.Initialize(result.GetValue(Device)!, result.GetValue(Threads));
+
+    public torch.ScalarType ScalarType(ParseResult result) =>
+        result.GetValue(DType) == "bfloat16" ? torch.ScalarType.BFloat16 : torch.ScalarType.Float32;
+}

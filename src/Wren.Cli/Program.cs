@@ -1,0 +1,3 @@
+using Wren.Cli;
+
+return await WrenCli.RunAsync(args);

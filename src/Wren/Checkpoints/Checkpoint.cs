@@ -1,0 +1,104 @@
+using System.Text.Json.Nodes;
+using TorchSharp;
+using Wren.Models;
+using Wren.Modules;
+using static TorchSharp.torch;
+
+namespace Wren.Checkpoints;
+
+/// <summary>Loads and saves Hugging Face model folders (config.json + safetensors) with the exact HF tensor names.</summary>
+public static class Checkpoint
+{
+    public const string ConfigFile = "config.json";
+
+    /// <summary>
+    /// Builds the model from <c>config.json</c> and fills every parameter from the safetensors file(s), converting
+    /// dtypes tensor by tensor. Missing, unexpected or mis-shaped tensors are errors that name them; a tied
+    /// config tolerates an extra <c>lm_head.weight</c> (the tie wins, as in HF).
+    /// </summary>
+    public static HybridForCausalLM Load(string folder, ScalarType dtype = ScalarType.Float32, Device? device = null)
+    {
+        if (!Directory.Exists(folder)) throw new WrenException($"model folder not found: {folder}");
+        if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16))
+            throw new WrenException($"models load as float32, bfloat16 or float16, not {dtype}");
+        var config = HybridConfig.Load(Path.Combine(folder, ConfigFile));
+        using var files = CheckpointFiles.Open(folder);
+        var model = new HybridForCausalLM(config, new Placement(dtype, device ?? CPU));
+        try
+        {
+            var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+            var tolerated = config.TieWordEmbeddings ? new HashSet<string> { "lm_head.weight" } : [];
+            var missing = parameters.Keys.Where(n => !files.Names.Contains(n)).ToList();
+            var unexpected = files.Names.Where(n => !parameters.ContainsKey(n) && !tolerated.Contains(n)).ToList();
+            if (missing.Count > 0 || unexpected.Count > 0)
+                throw new WrenException($"{folder}: the checkpoint does not match config.json: " +
+                    (missing.Count > 0 ? $"missing {missing.Count} tensor(s): {Sample(missing)}. " : "") +
+                    (unexpected.Count > 0 ? $"unexpected {unexpected.Count} tensor(s): {Sample(unexpected)}." : ""));
+            foreach (var (name, parameter) in parameters) files.CopyInto(name, parameter);
+            model.eval();
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    static string Sample(List<string> names) => string.Join(", ", names.Take(8)) + (names.Count > 8 ? ", …" : "");
+
+    /// <summary>
+    /// Writes config.json and the weights (in <paramref name="dtype"/>, default the model's) into
+    /// <paramref name="folder"/>, every file atomically. With <paramref name="maxShardBytes"/> &gt; 0 the weights are
+    /// split into <c>model-0000i-of-0000n.safetensors</c> shards plus an index.
+    /// </summary>
+    public static void Save(HybridForCausalLM model, string folder, ScalarType? dtype = null, long maxShardBytes = 0)
+    {
+        Directory.CreateDirectory(folder);
+        WriteAtomically(Path.Combine(folder, ConfigFile), model.Config.ToJson());
+        var tensors = model.named_parameters()
+            .Select(p => (p.name, tensor: dtype is { } t && p.parameter.dtype != t ? p.parameter.detach().to(t) : p.parameter.detach()))
+            .ToList();
+        var metadata = new Dictionary<string, string> { ["format"] = "pt" };
+        foreach (var stale in Directory.GetFiles(folder, "model*.safetensors*")) File.Delete(stale);
+        try
+        {
+            if (maxShardBytes <= 0)
+            {
+                SafeTensorsFile.Write(Path.Combine(folder, CheckpointFiles.SingleFile), tensors, metadata);
+                return;
+            }
+            var shards = new List<List<(string, Tensor)>> { new() };
+            long size = 0;
+            foreach (var entry in tensors)
+            {
+                long bytes = entry.tensor.NumberOfElements * entry.tensor.ElementSize;
+                if (shards[^1].Count > 0 && size + bytes > maxShardBytes) { shards.Add([]); size = 0; }
+                shards[^1].Add(entry);
+                size += bytes;
+            }
+            var weightMap = new JsonObject();
+            for (int i = 0; i < shards.Count; i++)
+            {
+                string file = $"model-{i + 1:D5}-of-{shards.Count:D5}.safetensors";
+                SafeTensorsFile.Write(Path.Combine(folder, file), shards[i], metadata);
+                foreach (var (name, _) in shards[i]) weightMap[name] = file;
+            }
+            long total = tensors.Sum(t => t.tensor.NumberOfElements * t.tensor.ElementSize);
+            var index = new JsonObject { ["metadata"] = new JsonObject { ["total_size"] = total }, ["weight_map"] = weightMap };
+            WriteAtomically(Path.Combine(folder, CheckpointFiles.IndexFile), index.ToJsonString(new() { WriteIndented = true }));
+        }
+        finally
+        {
+            foreach (var (_, tensor) in tensors) tensor.Dispose();
+        }
+    }
+
+    /// <summary>Temp file + rename: readers see the old file or the new one, never a torn one.</summary>
+    public static void WriteAtomically(string path, string text)
+    {
+        string temp = path + ".wren-tmp";
+        File.WriteAllText(temp, text);
+        File.Move(temp, path, overwrite: true);
+    }
+}

@@ -1,0 +1,156 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+
+namespace Wren.Models;
+
+/// <summary>
+/// A hybrid model's shape, read from and written to a Hugging Face Nemotron-Flash <c>config.json</c>.
+/// Keys the Nemotron-Flash code ignores are kept in <see cref="Extra"/> so a config round-trips unchanged.
+/// Wren's own operators (e.g. "gdn") use the same keys plus those prefixed <c>wren_</c>.
+/// </summary>
+public sealed record HybridConfig
+{
+    [JsonPropertyName("layer_types")] public List<string> LayerTypes { get; init; } = [];
+    [JsonPropertyName("num_hidden_layers")] public int? NumHiddenLayers { get; init; }
+    [JsonPropertyName("hidden_size")] public int HiddenSize { get; init; }
+    [JsonPropertyName("vocab_size")] public int VocabSize { get; init; }
+    [JsonPropertyName("num_attention_heads")] public int NumAttentionHeads { get; init; }
+    [JsonPropertyName("num_key_value_heads")] public int? NumKeyValueHeads { get; init; }
+    [JsonPropertyName("attn_hidden_size")] public int AttnHiddenSize { get; init; } = -1;
+    [JsonPropertyName("kq_head_dim")] public int KqHeadDim { get; init; } = -1;
+    [JsonPropertyName("v_head_dim")] public int VHeadDim { get; init; } = -1;
+    [JsonPropertyName("kq_norm")] public string? KqNorm { get; init; }
+    [JsonPropertyName("rope")] public bool Rope { get; init; }
+    [JsonPropertyName("rope_theta")] public double RopeTheta { get; init; } = 10000.0;
+    [JsonPropertyName("rope_type")] public string? RopeType { get; init; }
+    [JsonPropertyName("max_position_embeddings")] public int? MaxPositionEmbeddings { get; init; }
+    [JsonPropertyName("orig_max_position_embeddings")] public int? OrigMaxPositionEmbeddings { get; init; }
+    [JsonPropertyName("rms_norm_eps")] public double RmsNormEps { get; init; } = 1e-6;
+    [JsonPropertyName("mamba_d_state")] public int MambaDState { get; init; } = 16;
+    [JsonPropertyName("mamba_d_conv")] public int MambaDConv { get; init; } = 4;
+    [JsonPropertyName("mamba_expand")] public int MambaExpand { get; init; } = 2;
+    [JsonPropertyName("mamba2_headdim")] public int Mamba2HeadDim { get; init; } = 64;
+    /// <summary>Wren extension: Mamba2 B/C groups (the Nemotron-Flash code fixes this to 1).</summary>
+    [JsonPropertyName("wren_mamba_ngroups")] public int MambaNGroups { get; init; } = 1;
+    [JsonPropertyName("ffn_expand_ratio")] public double? FfnExpandRatio { get; init; }
+    [JsonPropertyName("intermediate_size")] public int IntermediateSize { get; init; }
+    [JsonPropertyName("mlp_hidden_act")] public string MlpHiddenAct { get; init; } = "silu";
+    [JsonPropertyName("num_memory_tokens")] public int NumMemoryTokens { get; init; }
+    [JsonPropertyName("sliding_window")] public int? SlidingWindow { get; init; }
+    [JsonPropertyName("global_attn_idx")] public List<int>? GlobalAttnIdx { get; init; }
+    [JsonPropertyName("tie_word_embeddings")] public bool TieWordEmbeddings { get; init; }
+    [JsonPropertyName("attn_implementation_new")] public string AttnImplementation { get; init; } = "flash_attention_2";
+    [JsonPropertyName("pad_token_id")] public int? PadTokenId { get; init; }
+    [JsonPropertyName("bos_token_id")] public int? BosTokenId { get; init; }
+    [JsonPropertyName("eos_token_id")] public JsonNode? EosTokenId { get; init; }
+    /// <summary>Wren extension: a tiktoken encoding name ("cl100k_base", "o200k_base") used when the folder has no tokenizer.json.</summary>
+    [JsonPropertyName("wren_tiktoken_encoding")] public string? TiktokenEncoding { get; init; }
+
+    /// <summary>Every other key of the file, written back unchanged.</summary>
+    [JsonExtensionData] public Dictionary<string, JsonElement>? Extra { get; init; }
+
+    // ---- derived sizes (checkpoint-layout.md §1) ----
+    [JsonIgnore] public int KvHeads => NumKeyValueHeads ?? NumAttentionHeads;
+    [JsonIgnore] public int AttnQkHeadDim => KqHeadDim > 0 ? KqHeadDim : HiddenSize / NumAttentionHeads;
+    [JsonIgnore] public int AttnVHeadDim => VHeadDim > 0 ? VHeadDim : HiddenSize / NumAttentionHeads;
+    [JsonIgnore] public int MambaDInner => MambaExpand * HiddenSize;
+    [JsonIgnore] public int MambaHeads => MambaDInner / Mamba2HeadDim;
+    [JsonIgnore] public int LinearHeadDim => HiddenSize / NumAttentionHeads;
+    [JsonIgnore] public int NumLayers => LayerTypes.Count;
+
+    /// <summary>FFN width: <c>int(ratio·H) // 128 · 128</c> when ffn_expand_ratio is set, else intermediate_size.</summary>
+    [JsonIgnore]
+    public int FfnSize => FfnExpandRatio is { } ratio ? (int)(ratio * HiddenSize) / 128 * 128 : IntermediateSize;
+
+    /// <summary>intermediate_size &gt; 0 gives every mixer layer its own FFN sub-block as well.</summary>
+    [JsonIgnore] public bool MixerLayersHaveFfn => IntermediateSize > 0;
+
+    /// <summary>Sliding window of attention layer <paramref name="layer"/>, or null for full attention.</summary>
+    public int? WindowOf(int layer) =>
+        SlidingWindow is { } w && !(GlobalAttnIdx ?? []).Contains(layer) ? w : null;
+
+    static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        WriteIndented = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+        NumberHandling = JsonNumberHandling.AllowReadingFromString,
+    };
+
+    /// <summary>Parses and validates a config.json text.</summary>
+    public static HybridConfig Parse(string json, string source = "config.json")
+    {
+        JsonNode? root;
+        try { root = JsonNode.Parse(json); }
+        catch (JsonException e) { throw new WrenException($"{source}: invalid JSON ({e.Message})", e); }
+        if (root is not JsonObject obj) throw new WrenException($"{source}: expected a JSON object at the top level");
+        foreach (var required in new[] { "layer_types", "hidden_size", "vocab_size", "num_attention_heads" })
+            if (!obj.ContainsKey(required) || obj[required] is null)
+                throw new WrenException($"{source}: missing required key '{required}'");
+        HybridConfig config;
+        try { config = obj.Deserialize<HybridConfig>(JsonOptions)!; }
+        catch (JsonException e) { throw new WrenException($"{source}: a key has the wrong type ({e.Message})", e); }
+        config.Validate(source);
+        return config;
+    }
+
+    public static HybridConfig Load(string path)
+    {
+        if (!File.Exists(path)) throw new WrenException($"config not found: {path}");
+        return Parse(File.ReadAllText(path), path);
+    }
+
+    public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
+
+    /// <summary>Checks everything the forward relies on; the message names the key and the fix.</summary>
+    public void Validate(string source = "config.json")
+    {
+        void Fail(string message) => throw new WrenException($"{source}: {message}");
+        if (LayerTypes.Count == 0) Fail("layer_types is empty");
+        if (NumHiddenLayers is { } n && n != LayerTypes.Count)
+            Fail($"num_hidden_layers is {n} but layer_types has {LayerTypes.Count} entries");
+        for (int i = 0; i < LayerTypes.Count; i++)
+            if (!OperatorRegistry.IsKnown(LayerTypes[i]))
+                Fail($"layer_types[{i}] = '{LayerTypes[i]}' is not a known layer type (known: {string.Join(", ", OperatorRegistry.Names)})");
+        if (HiddenSize <= 0) Fail("hidden_size must be positive");
+        if (VocabSize <= 0) Fail("vocab_size must be positive");
+        if (NumAttentionHeads <= 0) Fail("num_attention_heads must be positive");
+        if (NumMemoryTokens < 0) Fail("num_memory_tokens must be >= 0");
+        if (RmsNormEps <= 0) Fail("rms_norm_eps must be positive");
+        if (MlpHiddenAct is not ("silu" or "relu2")) Fail($"mlp_hidden_act '{MlpHiddenAct}' is not supported (use \"silu\" or \"relu2\")");
+        bool HasType(params string[] names) => LayerTypes.Any(t => names.Contains(OperatorRegistry.Canonical(t)));
+        if (HasType("a"))
+        {
+            if (KqNorm is null) Fail("kq_norm is required when attention layers exist (\"rms\" or \"none\"); the Nemotron-Flash code raises without it");
+            if (KqNorm is not ("rms" or "none")) Fail($"kq_norm '{KqNorm}' is not supported (use \"rms\" or \"none\")");
+            if (AttnHiddenSize != -1 && AttnHiddenSize != HiddenSize) Fail($"attn_hidden_size must be -1 or hidden_size ({HiddenSize}), got {AttnHiddenSize}");
+            if (KvHeads <= 0 || NumAttentionHeads % KvHeads != 0) Fail($"num_attention_heads ({NumAttentionHeads}) must be a multiple of num_key_value_heads ({KvHeads})");
+            if ((KqHeadDim <= 0 || VHeadDim <= 0) && HiddenSize % NumAttentionHeads != 0) Fail($"hidden_size ({HiddenSize}) must be divisible by num_attention_heads ({NumAttentionHeads})");
+            if (Rope && AttnQkHeadDim % 2 != 0) Fail($"the attention q/k head dim ({AttnQkHeadDim}) must be even when rope is on");
+            if (RopeType is not (null or "default" or "ntk" or "dynamic_ntk")) Fail($"rope_type '{RopeType}' is not supported (null, \"default\", \"ntk\", \"dynamic_ntk\")");
+            if (RopeType is "ntk" or "dynamic_ntk" && (OrigMaxPositionEmbeddings is null or <= 0 || MaxPositionEmbeddings is null or <= 0))
+                Fail($"rope_type '{RopeType}' needs max_position_embeddings and orig_max_position_embeddings");
+            if (SlidingWindow is { } w)
+            {
+                if (w <= 0) Fail("sliding_window must be positive or null");
+                if (GlobalAttnIdx is null) Fail("global_attn_idx must be a list when sliding_window is set");
+            }
+        }
+        if (HasType("deltanet", "gdn") && HiddenSize % NumAttentionHeads != 0)
+            Fail($"hidden_size ({HiddenSize}) must be divisible by num_attention_heads ({NumAttentionHeads}) for DeltaNet heads");
+        if (HasType("m2"))
+        {
+            if (MambaExpand <= 0 || Mamba2HeadDim <= 0 || MambaDState <= 0 || MambaDConv <= 0) Fail("mamba_expand, mamba2_headdim, mamba_d_state and mamba_d_conv must be positive");
+            if (MambaDInner % Mamba2HeadDim != 0) Fail($"mamba_expand·hidden_size ({MambaDInner}) must be divisible by mamba2_headdim ({Mamba2HeadDim})");
+            if (MambaHeads % 8 != 0) Fail($"Mamba2 needs a multiple of 8 heads: mamba_expand·hidden_size/mamba2_headdim = {MambaHeads}");
+            if (MambaNGroups <= 0 || MambaHeads % MambaNGroups != 0) Fail($"wren_mamba_ngroups ({MambaNGroups}) must divide the Mamba2 head count ({MambaHeads})");
+        }
+        bool anyFfn = HasType("f") || (MixerLayersHaveFfn && LayerTypes.Any(t => OperatorRegistry.Canonical(t) != "f"));
+        if (anyFfn && FfnSize <= 0)
+            Fail(FfnExpandRatio is { } r
+                ? $"ffn_expand_ratio {r} × hidden_size {HiddenSize} floors to an FFN width of 0 (it is rounded down to a multiple of 128)"
+                : "intermediate_size must be positive when \"f\" layers exist (or set ffn_expand_ratio)");
+        if (IntermediateSize < 0) Fail("intermediate_size must be >= 0");
+        if (TiktokenEncoding is not (null or "cl100k_base" or "o200k_base")) Fail($"wren_tiktoken_encoding '{TiktokenEncoding}' is not supported (cl100k_base, o200k_base)");
+    }
+}

@@ -1,0 +1,203 @@
+using TorchSharp;
+using Parameter = TorchSharp.Modules.Parameter;
+using ModuleList = TorchSharp.Modules.ModuleList<Wren.Models.HybridDecoderLayer>;
+using Wren.Modules;
+using Wren.Operators;
+using static TorchSharp.torch;
+
+namespace Wren.Models;
+
+/// <summary>Input of the language model.</summary>
+/// <param name="InputIds">Token ids [B, T] (int64); no BOS is added, meta tokens are not ids.</param>
+/// <param name="Cache">Null: a full parallel forward (training, scoring). Otherwise the tokens continue this cache and update it.</param>
+/// <param name="LeftPad">With a cache: pad tokens at the start of each row [B] (ragged prompts); their logits are meaningless.</param>
+/// <param name="LastPositionOnly">Compute logits for the last position only (generation).</param>
+public sealed record LMInput(Tensor InputIds, ModelCache? Cache = null, Tensor? LeftPad = null, bool LastPositionOnly = false);
+
+/// <summary>Float32 logits [B, T, V] (or [B, 1, V]).</summary>
+public sealed record LMOutput(Tensor Logits);
+
+/// <summary>
+/// A hybrid causal LM with the exact Nemotron-Flash forward (checkpoint-layout.md §3):
+/// embed → prepend meta tokens → layers → final RMSNorm → drop meta positions → <c>(h·W_lm[v]) / ‖W_lm[v]‖</c>.
+/// State-dict names match the HF checkpoint (<c>model.…</c>, <c>lm_head.weight</c>).
+/// </summary>
+public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
+{
+    readonly HybridModel model;
+    readonly Linear? lm_head;
+    readonly Lock inferenceGate = new();
+    Tensor? inverseRowNorms;   // 1/‖W_lm[v]‖, cached while weights are frozen
+    ModelCache? metaTokenState; // the meta tokens' per-layer state, computed once per loaded model
+
+    public HybridConfig Config { get; }
+    public Placement Placement { get; }
+
+    /// <summary>Builds the model with uninitialized weights: follow with <see cref="Initialization.Apply"/> or a checkpoint load.</summary>
+    public HybridForCausalLM(HybridConfig config, Placement? placement = null) : base(nameof(HybridForCausalLM))
+    {
+        config.Validate();
+        Config = config;
+        Placement = placement ?? Placement.Cpu32;
+        model = new HybridModel(config, Placement);
+        register_module("model", model);
+        if (!config.TieWordEmbeddings)
+        {
+            lm_head = new Linear(config.HiddenSize, config.VocabSize, Placement);
+            register_module("lm_head", lm_head);
+        }
+    }
+
+    public HybridModel Backbone => model;
+    public Tensor LmHeadWeight => lm_head?.Weight ?? model.EmbedTokens.Weight;
+
+    public override LMOutput forward(LMInput input)
+    {
+        using var scope = NewDisposeScope();
+        var ids = input.InputIds;
+        long B = ids.shape[0], T = ids.shape[1];
+        int M = Config.NumMemoryTokens;
+        var h = model.EmbedTokens.forward(ids);                                               // [B, T, H]
+        if (input.Cache is null)
+        {
+            if (input.LeftPad is not null) throw new ArgumentException("left padding needs a cache (see Generator)");
+            if (M > 0) h = cat([model.MemoryTokens!.unsqueeze(0).expand(B, M, -1), h], 1);     // [B, M+T, H]
+            var positions = arange(M + T, device: ids.device).unsqueeze(0).expand(B, -1);
+            h = model.forward(new BackboneInput(h, positions, null, null));
+            if (M > 0) h = h.narrow(1, M, T);
+        }
+        else
+        {
+            var cache = input.Cache;
+            using var padding = input.LeftPad is null ? null : new LeftPadding(input.LeftPad, T);
+            var offsets = arange(T, device: ids.device).unsqueeze(0);                          // [1, T]
+            if (padding is not null) offsets = offsets - padding.Counts.unsqueeze(1);
+            var positions = cache.NextPosition.unsqueeze(1) + offsets;                         // real token n of the chunk at next+n
+            h = model.forward(new BackboneInput(h, positions, padding, cache));
+            cache.NextPosition.add_(padding is null ? T : (T - padding.Counts));
+        }
+        if (input.LastPositionOnly) h = h.narrow(1, h.shape[1] - 1, 1);
+        h = model.FinalNorm.forward(h);
+        var logits = Linear.Project(h, LmHeadWeight) * LmHeadInverseNorms();
+        return new LMOutput(logits.to(ScalarType.Float32).MoveToOuterDisposeScope());
+    }
+
+    /// <summary>The released forward divides every logit by the L2 norm of its lm_head row.</summary>
+    Tensor LmHeadInverseNorms()
+    {
+        if (training) return LmHeadWeight.norm(1, keepdim: false, p: 2).reciprocal();
+        lock (inferenceGate)
+        {
+            inverseRowNorms ??= no_grad_norms();
+            return inverseRowNorms.alias();
+        }
+        Tensor no_grad_norms()
+        {
+            using var _ = no_grad();
+            return LmHeadWeight.norm(1, keepdim: false, p: 2).reciprocal().DetachFromDisposeScope();
+        }
+    }
+
+    /// <summary>
+    /// A request cache for <paramref name="batch"/> rows and up to <paramref name="maxTokens"/> tokens per row
+    /// (prompt + generated, left padding included in <paramref name="maxLeftPad"/>), starting after the meta tokens,
+    /// whose state is copied from the once-computed meta-token state.
+    /// </summary>
+    public ModelCache NewCache(int batch, int maxTokens, int maxLeftPad = 0)
+    {
+        int M = Config.NumMemoryTokens;
+        var cache = EmptyCache(new CacheShape(batch, M + maxTokens, maxLeftPad));
+        if (M > 0) cache.CopyPrefixFrom(MetaTokenState());
+        return cache;
+    }
+
+    ModelCache EmptyCache(CacheShape shape)
+    {
+        var device = model.EmbedTokens.Weight.device;
+        var states = model.Layers.Select(l => l.Mixer?.NewState(shape, device)).ToArray();
+        return new ModelCache(states, shape, Config.NumMemoryTokens, device);
+    }
+
+    /// <summary>The meta tokens run through every layer once (batch 1); every request starts from a copy.</summary>
+    internal ModelCache MetaTokenState()
+    {
+        lock (inferenceGate)
+        {
+            if (metaTokenState is not null && !training) return metaTokenState;
+            int M = Config.NumMemoryTokens;
+            var state = EmptyCache(new CacheShape(1, M));
+            state.NextPosition.zero_();
+            using (no_grad())
+            using (NewDisposeScope())
+            {
+                var positions = arange(M, device: state.NextPosition.device).unsqueeze(0);
+                model.forward(new BackboneInput(model.MemoryTokens!.unsqueeze(0), positions, null, state));
+            }
+            state.NextPosition.fill_(M);
+            if (training) return state;
+            metaTokenState = state;
+            return state;
+        }
+    }
+
+    /// <summary>Forgets values derived from the weights (lm_head norms, meta-token state); call after changing weights.</summary>
+    public void InvalidateInferenceCaches()
+    {
+        lock (inferenceGate)
+        {
+            inverseRowNorms?.Dispose();
+            inverseRowNorms = null;
+            metaTokenState?.Dispose();
+            metaTokenState = null;
+        }
+    }
+
+    public override void train(bool on = true)
+    {
+        base.train(on);
+        InvalidateInferenceCaches();
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) InvalidateInferenceCaches();
+        base.Dispose(disposing);
+    }
+}
+
+/// <summary>Input of the layer stack: hidden states, positions, padding and the request cache (or null).</summary>
+public sealed record BackboneInput(Tensor Hidden, Tensor Positions, LeftPadding? Padding, ModelCache? Cache);
+
+/// <summary>The <c>model.</c> part of the checkpoint: embeddings, meta tokens, decoder layers, final norm.</summary>
+public sealed class HybridModel : nn.Module<BackboneInput, Tensor>
+{
+    public Embedding EmbedTokens { get; }
+    public Parameter? MemoryTokens { get; }
+    public ModuleList Layers { get; }
+    public RmsNorm FinalNorm { get; }
+
+    public HybridModel(HybridConfig config, Placement placement) : base(nameof(HybridModel))
+    {
+        EmbedTokens = new Embedding(config.VocabSize, config.HiddenSize, placement);
+        register_module("embed_tokens", EmbedTokens);
+        if (config.NumMemoryTokens > 0)
+        {
+            MemoryTokens = placement.Empty(config.NumMemoryTokens, config.HiddenSize);
+            register_parameter("memory_tokens", MemoryTokens);
+        }
+        Layers = new ModuleList(Enumerable.Range(0, config.NumLayers).Select(i => new HybridDecoderLayer(config, i, placement)).ToArray());
+        register_module("layers", Layers);
+        FinalNorm = new RmsNorm(config.HiddenSize, config.RmsNormEps, placement);
+        register_module("final_layernorm", FinalNorm);
+    }
+
+    /// <summary>Runs every layer over [B, T, H] (no final norm).</summary>
+    public override Tensor forward(BackboneInput input)
+    {
+        using var scope = NewDisposeScope();
+        var h = input.Hidden;
+        for (int i = 0; i < Layers.Count; i++)
+            h = Layers[i].forward(new MixerInput(h, input.Positions, input.Padding, input.Cache?.Layers[i]));
+        return h.MoveToOuterDisposeScope();
+    }
+}

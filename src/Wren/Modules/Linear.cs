@@ -1,0 +1,43 @@
+using TorchSharp;
+using Parameter = TorchSharp.Modules.Parameter;
+using static TorchSharp.torch;
+
+namespace Wren.Modules;
+
+/// <summary>
+/// Bias-free projection <c>y = x·Wᵀ</c>, weight [out, in] as in PyTorch. Written here rather than using
+/// nn.Linear so that construction allocates without initializing (checkpoints overwrite it) and so that
+/// a single row (batch-1 decode) goes through matrix–vector product, which reads weights about twice as
+/// fast as a one-row GEMM in libtorch on CPU.
+/// </summary>
+public sealed class Linear : nn.Module<Tensor, Tensor>
+{
+    readonly Parameter weight;
+
+    public Linear(long inFeatures, long outFeatures, Placement placement) : base(nameof(Linear))
+    {
+        weight = placement.Empty(outFeatures, inFeatures);
+        RegisterComponents();
+    }
+
+    public Parameter Weight => weight;
+    public long InFeatures => weight.shape[1];
+    public long OutFeatures => weight.shape[0];
+
+    public override Tensor forward(Tensor x) => Project(x, weight);
+
+    /// <summary><c>x·Wᵀ</c> for any weight (also the tied lm_head), through mv for a single row at inference.</summary>
+    public static Tensor Project(Tensor x, Tensor weight)
+    {
+        bool singleRow = x.numel() == x.shape[^1];
+        if (singleRow && !(is_grad_enabled() && weight.requires_grad))
+        {
+            var shape = x.shape.ToArray();
+            shape[^1] = weight.shape[0];
+            using var row = x.reshape(x.shape[^1]);
+            using var y = weight.mv(row);
+            return y.view(shape);
+        }
+        return nn.functional.linear(x, weight, null);
+    }
+}

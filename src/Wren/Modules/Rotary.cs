@@ -1,0 +1,44 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using Wren.Models;
+
+namespace Wren.Modules;
+
+/// <summary>
+/// Rotary position embedding, rotate-half (NeoX/Llama) style: <c>x' = x·cos + rotate_half(x)·sin</c>,
+/// <c>inv_freq_i = base^(−2i/d)</c>. Tables are float32, as in HF.
+/// </summary>
+public sealed class Rotary
+{
+    readonly double baseTheta;
+    readonly int dim;
+    readonly string ropeType;
+    readonly int? origMax;
+
+    public Rotary(HybridConfig config)
+    {
+        dim = config.AttnQkHeadDim;
+        ropeType = config.RopeType ?? "default";
+        origMax = config.OrigMaxPositionEmbeddings;
+        baseTheta = ropeType == "ntk"
+            // NTK-aware base (checkpoint-layout.md §4.4): θ·(2·max/orig − 1)^(d/(d−2)).
+            ? config.RopeTheta * Math.Pow(2.0 * config.MaxPositionEmbeddings!.Value / config.OrigMaxPositionEmbeddings!.Value - 1.0, dim / (dim - 2.0))
+            : config.RopeTheta;
+    }
+
+    /// <summary>Rotates q or k [B, heads, T, d] at positions [B, T].</summary>
+    public Tensor Apply(Tensor x, Tensor positions)
+    {
+        using var scope = NewDisposeScope();
+        if (ropeType == "dynamic_ntk" && positions.max().item<long>() + 1 > origMax)
+            throw new WrenException($"rope_type dynamic_ntk beyond orig_max_position_embeddings ({origMax}) is not supported; it equals the default rope below that length");
+        var invFreq = pow(baseTheta, arange(0, dim, 2, ScalarType.Float64, x.device) / dim).reciprocal().to(ScalarType.Float32); // [d/2]
+        var angles = positions.to(ScalarType.Float32).unsqueeze(-1) * invFreq;      // [B, T, d/2]
+        var emb = cat([angles, angles], -1).unsqueeze(1);                            // [B, 1, T, d]
+        var cos = emb.cos().to(x.dtype);
+        var sin = emb.sin().to(x.dtype);
+        long half = dim / 2;
+        var rotated = cat([-x.narrow(-1, half, half), x.narrow(-1, 0, half)], -1);
+        return (x * cos + rotated * sin).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,88 @@
+using TorchSharp;
+using Wren.Models;
+using Wren.Modules;
+using static TorchSharp.torch;
+
+namespace Wren.Operators;
+
+/// <summary>
+/// DeltaNet as Nemotron-Flash configures fla's layer: q/k/v projections each through a short conv (K=4, no
+/// bias) and SiLU; q and k L2-normalized per head, q scaled by dk^(−1/2); β = sigmoid(b_proj(x)); the delta
+/// rule (<see cref="DeltaRule"/>); per-head RMSNorm (shared weight, eps 1e-5); o_proj. HF module name: <c>gla</c>.
+/// </summary>
+public sealed class DeltaNet : DeltaRuleMixer
+{
+    public DeltaNet(HybridConfig config, int layer, Placement placement) : base(config, placement, nameof(DeltaNet))
+    {
+        RegisterComponents();
+    }
+
+    public override Tensor forward(MixerInput input)
+    {
+        using var scope = NewDisposeScope();
+        var (q, k, v, beta) = Project(input);
+        var o = Recur(q, k, v, beta, null, input);
+        return o_proj.forward(o_norm.forward(o).reshape(input.Hidden.shape[0], input.Hidden.shape[1], -1)).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>
+/// What DeltaNet and Gated DeltaNet share: projections, short convs, q/k normalization, β, the per-head output
+/// norm and the choice between the chunked and recurrent forms. Fields carry fla/HF names.
+/// </summary>
+public abstract class DeltaRuleMixer : Mixer
+{
+    protected readonly Linear q_proj, k_proj, v_proj, b_proj, o_proj;
+    protected readonly ShortConv q_conv1d, k_conv1d, v_conv1d;
+    protected readonly RmsNorm o_norm;
+    protected readonly int heads, headDim;
+
+    protected DeltaRuleMixer(HybridConfig config, Placement placement, string name) : base(name)
+    {
+        int hidden = config.HiddenSize;
+        heads = config.NumAttentionHeads;
+        headDim = config.LinearHeadDim;
+        q_proj = new Linear(hidden, hidden, placement);
+        k_proj = new Linear(hidden, hidden, placement);
+        v_proj = new Linear(hidden, hidden, placement);
+        b_proj = new Linear(hidden, heads, placement);
+        q_conv1d = new ShortConv(hidden, 4, withBias: false, placement);
+        k_conv1d = new ShortConv(hidden, 4, withBias: false, placement);
+        v_conv1d = new ShortConv(hidden, 4, withBias: false, placement);
+        o_norm = new RmsNorm(headDim, 1e-5, placement);
+        o_proj = new Linear(hidden, hidden, placement);
+    }
+
+    public override IMixerState NewState(CacheShape shape, Device device) =>
+        new RecurrentState(
+            [q_conv1d.NewState(shape.Batch, device), k_conv1d.NewState(shape.Batch, device), v_conv1d.NewState(shape.Batch, device)],
+            zeros([shape.Batch, heads, headDim, headDim], ScalarType.Float32, device));
+
+    /// <summary>q, k [B, nh, T, d] (L2-normed; q scaled), v [B, nh, T, d], β [B, nh, T] (0 on pads).</summary>
+    protected (Tensor Q, Tensor K, Tensor V, Tensor Beta) Project(MixerInput input)
+    {
+        var x = input.Hidden;
+        long B = x.shape[0], T = x.shape[1];
+        var state = (RecurrentState?)input.State;
+        Tensor Heads(Tensor t) => t.reshape(B, T, heads, headDim).transpose(1, 2);
+        var q = Heads(q_conv1d.Forward(q_proj.forward(x), state?.Conv[0], input.Padding));
+        var k = Heads(k_conv1d.Forward(k_proj.forward(x), state?.Conv[1], input.Padding));
+        var v = Heads(v_conv1d.Forward(v_proj.forward(x), state?.Conv[2], input.Padding));
+        q = ChunkMath.L2Norm(q) * Math.Pow(headDim, -0.5);
+        k = ChunkMath.L2Norm(k);
+        var beta = nn.functional.sigmoid(b_proj.forward(x)).transpose(1, 2);
+        if (input.Padding is not null) beta = beta * input.Padding.Mask.unsqueeze(1);   // β = 0: pads leave S unchanged
+        return (q, k, v, beta);
+    }
+
+    /// <summary>Runs the delta rule (recurrent for a decode step, chunked otherwise), updates the state, returns [B, T, nh, d].</summary>
+    protected Tensor Recur(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? g, MixerInput input)
+    {
+        var state = (RecurrentState?)input.State;
+        var (o, final) = q.shape[2] == 1 && state is not null
+            ? DeltaRule.Recurrent(q, k, v, beta, g, state.Recurrent)
+            : DeltaRule.Chunked(q, k, v, beta, g, state?.Recurrent);
+        state?.Recurrent.copy_(final);
+        return o.to(input.Hidden.dtype).transpose(1, 2);
+    }
+}

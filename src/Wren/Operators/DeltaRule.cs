@@ -1,0 +1,95 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Wren.Operators;
+
+/// <summary>
+/// The (gated) delta rule, the math under DeltaNet and Gated DeltaNet. Per head, with state S [K, V] (float32):
+/// <code>
+///   S ← exp(g_t)·S                  (gated only; g_t ≤ 0 is a log-decay)
+///   u_t = β_t (v_t − Sᵀk_t);  S ← S + k_t u_tᵀ;  o_t = Sᵀq_t   (read after the update)
+/// </code>
+/// Both forms take q, k [B, H, T, K], v [B, H, T, V], beta [B, H, T], g [B, H, T] or null, state0 [B, H, K, V]
+/// or null (zeros), and return (o [B, H, T, V], final state [B, H, K, V]), all float32.
+/// </summary>
+public static class DeltaRule
+{
+    /// <summary>Token-by-token form: the specification, and the decode step.</summary>
+    public static (Tensor Output, Tensor State) Recurrent(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? g, Tensor? state0)
+    {
+        using var scope = NewDisposeScope();
+        long B = q.shape[0], H = q.shape[1], T = q.shape[2], K = q.shape[3], V = v.shape[3];
+        var S = state0?.to(ScalarType.Float32) ?? zeros([B, H, K, V], ScalarType.Float32, q.device);
+        var outputs = new Tensor[T];
+        for (long t = 0; t < T; t++)
+        {
+            var qt = q.select(2, t).to(ScalarType.Float32);                        // [B, H, K]
+            var kt = k.select(2, t).to(ScalarType.Float32);
+            var vt = v.select(2, t).to(ScalarType.Float32);                        // [B, H, V]
+            var bt = beta.select(2, t).to(ScalarType.Float32).unsqueeze(-1);      // [B, H, 1]
+            if (g is not null) S = S * g.select(2, t).to(ScalarType.Float32).exp().unsqueeze(-1).unsqueeze(-1);
+            var predicted = kt.unsqueeze(-2).matmul(S).squeeze(-2);               // Sᵀk  [B, H, V]
+            var u = bt * (vt - predicted);
+            S = S + kt.unsqueeze(-1) * u.unsqueeze(-2);                            // + k uᵀ
+            outputs[t] = qt.unsqueeze(-2).matmul(S).squeeze(-2);                  // Sᵀq  [B, H, V]
+        }
+        var o = stack(outputs, 2);
+        return (o.MoveToOuterDisposeScope(), S.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// Chunked form (WY representation / UT transform). Per chunk of C tokens with Γ_ij = exp(G_i − G_j) (G the
+    /// in-chunk cumsum of g; Γ = 1 without gates):
+    /// <code>
+    ///   T = (I + StrictLower(diag(β)(K Kᵀ ⊙ Γ)))⁻¹,  W = T(β⊙K⊙e^G),  U = T(β⊙V)
+    ///   V_new = U − W S;  O = (Q⊙e^G) S + LowerInclDiag(Q Kᵀ ⊙ Γ) V_new;  S ← e^{G_C} S + (K⊙e^{G_C−G})ᵀ V_new
+    /// </code>
+    /// T is applied by a unit-triangular solve rather than formed. Padding tokens (β = 0, g = 0) change nothing.
+    /// </summary>
+    public static (Tensor Output, Tensor State) Chunked(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? g, Tensor? state0, int chunk = 64)
+    {
+        using var scope = NewDisposeScope();
+        long B = q.shape[0], H = q.shape[1], T = q.shape[2], K = q.shape[3], V = v.shape[3];
+        long C = Math.Min(chunk, Math.Max(T, 1));
+        Tensor Prep(Tensor x) => ChunkMath.PadTo(x.to(ScalarType.Float32), 2, C);
+        var qc = Prep(q); var kc = Prep(k); var vc = Prep(v); var bc = Prep(beta);
+        long n = qc.shape[2] / C;
+        qc = qc.reshape(B, H, n, C, K); kc = kc.reshape(B, H, n, C, K); vc = vc.reshape(B, H, n, C, V);
+        bc = bc.reshape(B, H, n, C, 1);
+
+        var kBeta = kc * bc;
+        var vBeta = vc * bc;
+        var kkT = kBeta.matmul(kc.transpose(-1, -2));                               // [B, H, n, C, C]: β_i k_i·k_j
+        var qkT = qc.matmul(kc.transpose(-1, -2));
+        Tensor? gCum = null, gLast = null;
+        if (g is not null)
+        {
+            var gc = Prep(g).reshape(B, H, n, C);
+            gCum = gc.cumsum(-1);                                                   // G  [B, H, n, C]
+            gLast = gCum.narrow(-1, C - 1, 1);                                       // G_C [B, H, n, 1]
+            var decay = ChunkMath.SegmentSum(gc).exp();                            // Γ  [B, H, n, C, C], 0 above the diagonal
+            kkT = kkT * decay;
+            qkT = qkT * decay;
+            kBeta = kBeta * gCum.exp().unsqueeze(-1);
+            qc = qc * gCum.exp().unsqueeze(-1);
+        }
+        var strictLower = kkT.tril(-1);
+        var solved = linalg.solve_triangular(strictLower, cat([kBeta, vBeta], -1), upper: false, left: true, unitriangular: true);
+        var W = solved.narrow(-1, 0, K);                                             // [B, H, n, C, K]
+        var U = solved.narrow(-1, K, V);                                             // [B, H, n, C, V]
+        var attend = qkT.tril(0);
+        var keysForState = gCum is null ? kc : kc * (gLast! - gCum).exp().unsqueeze(-1);
+
+        var S = state0?.to(ScalarType.Float32) ?? zeros([B, H, K, V], ScalarType.Float32, q.device);
+        var outputs = new Tensor[n];
+        for (long i = 0; i < n; i++)
+        {
+            var vNew = U.select(2, i) - W.select(2, i).matmul(S);                    // [B, H, C, V]
+            outputs[i] = qc.select(2, i).matmul(S) + attend.select(2, i).matmul(vNew);
+            if (gLast is not null) S = S * gLast.select(2, i).exp().unsqueeze(-1);  // e^{G_C}·S
+            S = S + keysForState.select(2, i).transpose(-1, -2).matmul(vNew);
+        }
+        var o = stack(outputs, 2).reshape(B, H, n * C, V).narrow(2, 0, T);
+        return (o.MoveToOuterDisposeScope(), S.MoveToOuterDisposeScope());
+    }
+}

@@ -1,0 +1,33 @@
+using TorchSharp;
+using Wren.Modules;
+using static TorchSharp.torch;
+
+namespace Wren.Operators;
+
+/// <summary>
+/// Feed-forward block. "silu": <c>down(silu(gate(x)) ⊙ up(x))</c> (SwiGLU); "relu2": <c>down(relu(up(x))²)</c>.
+/// </summary>
+public sealed class Ffn : nn.Module<Tensor, Tensor>
+{
+    readonly Linear? gate_proj;
+    readonly Linear up_proj;
+    readonly Linear down_proj;
+
+    public Ffn(long hidden, long inner, string activation, Placement placement) : base(nameof(Ffn))
+    {
+        if (activation == "silu") gate_proj = new Linear(hidden, inner, placement);
+        up_proj = new Linear(hidden, inner, placement);
+        down_proj = new Linear(inner, hidden, placement);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var up = up_proj.forward(x);
+        var inner = gate_proj is null
+            ? nn.functional.relu(up).square()
+            : nn.functional.silu(gate_proj.forward(x)) * up;
+        return down_proj.forward(inner).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,41 @@
+using TorchSharp;
+using Parameter = TorchSharp.Modules.Parameter;
+using Wren.Models;
+using Wren.Modules;
+using static TorchSharp.torch;
+
+namespace Wren.Operators;
+
+/// <summary>
+/// Gated DeltaNet (Yang et al. 2024): DeltaNet plus a per-head decay
+/// <c>g_t = −exp(A_log)·softplus(a_proj(x) + dt_bias)</c> applied to the state before the delta update, and an
+/// output gate: <c>o_proj(RMSNorm(o) ⊙ silu(g_proj(x)))</c> (normalize, then gate). Wren layer type "gdn",
+/// module name <c>gdn</c>; same heads as DeltaNet (num_attention_heads heads of H/nh).
+/// </summary>
+public sealed class GatedDeltaNet : DeltaRuleMixer
+{
+    readonly Linear a_proj, g_proj;
+    readonly Parameter A_log, dt_bias;
+
+    public GatedDeltaNet(HybridConfig config, int layer, Placement placement) : base(config, placement, nameof(GatedDeltaNet))
+    {
+        a_proj = new Linear(config.HiddenSize, heads, placement);
+        g_proj = new Linear(config.HiddenSize, config.HiddenSize, placement);
+        var fp32 = placement with { Dtype = ScalarType.Float32 };
+        A_log = fp32.Empty(heads);
+        dt_bias = fp32.Empty(heads);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(MixerInput input)
+    {
+        using var scope = NewDisposeScope();
+        var x = input.Hidden;
+        var (q, k, v, beta) = Project(input);
+        var g = (-A_log.exp() * nn.functional.softplus(a_proj.forward(x).to(ScalarType.Float32) + dt_bias, 1.0, 20.0)).transpose(1, 2);
+        if (input.Padding is not null) g = g * input.Padding.Mask.unsqueeze(1);              // no decay on pads
+        var o = Recur(q, k, v, beta, g, input);
+        var normed = o_norm.forward(o).reshape(x.shape[0], x.shape[1], -1);
+        return o_proj.forward(normed * nn.functional.silu(g_proj.forward(x))).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,66 @@
+using TorchSharp;
+using Wren.Modules;
+using static TorchSharp.torch;
+
+namespace Wren.Operators;
+
+/// <summary>Input of a token mixer.</summary>
+/// <param name="Hidden">Normalized hidden states [B, T, H].</param>
+/// <param name="Positions">Absolute positions [B, T] (int64), meta tokens included; only attention reads them.</param>
+/// <param name="Padding">Left padding of this chunk, or null when every row is full.</param>
+/// <param name="State">Decode state to continue from and update in place; null runs from a zero state and keeps nothing.</param>
+public sealed record MixerInput(Tensor Hidden, Tensor Positions, LeftPadding? Padding = null, IMixerState? State = null);
+
+/// <summary>How big a request's caches must be: batch rows, positions per row (meta tokens included), and the most left padding of any row.</summary>
+public sealed record CacheShape(int Batch, int MaxLength, int MaxLeftPad = 0);
+
+/// <summary>
+/// A token-mixing operator (attention, Mamba2, DeltaNet, ...). It has a parallel form (training and
+/// prefill) and a recurrent form (decode); <c>forward</c> picks one by the number of new tokens.
+/// </summary>
+public abstract class Mixer(string name) : nn.Module<MixerInput, Tensor>(name)
+{
+    /// <summary>An empty (zero) decode state for a request of the given shape.</summary>
+    public abstract IMixerState NewState(CacheShape shape, Device device);
+}
+
+/// <summary>Per-layer decode state. Owns its tensors (detached from every dispose scope) and frees them on Dispose.</summary>
+public interface IMixerState : IDisposable
+{
+    /// <summary>Bytes held by the state's tensors.</summary>
+    long Bytes { get; }
+
+    /// <summary>Fills every row of this (empty) state from row 0 of <paramref name="prefix"/>, a batch-1 state of the same layer (the meta-token state).</summary>
+    void CopyPrefixFrom(IMixerState prefix);
+}
+
+/// <summary>
+/// State of a recurrent mixer: short-conv histories [B, C, K−1] and the recurrent matrix state
+/// [B, heads, ·, ·] in float32. Fixed size whatever the context length.
+/// </summary>
+public sealed class RecurrentState : IMixerState
+{
+    public Tensor[] Conv { get; }
+    public Tensor Recurrent { get; }
+
+    public RecurrentState(Tensor[] conv, Tensor recurrent)
+    {
+        Conv = conv.Select(t => t.DetachFromDisposeScope()).ToArray();
+        Recurrent = recurrent.DetachFromDisposeScope();
+    }
+
+    public long Bytes => Conv.Sum(c => c.NumberOfElements * c.ElementSize) + Recurrent.NumberOfElements * Recurrent.ElementSize;
+
+    public void CopyPrefixFrom(IMixerState prefix)
+    {
+        var source = (RecurrentState)prefix;
+        for (int i = 0; i < Conv.Length; i++) Conv[i].copy_(source.Conv[i].narrow(0, 0, 1).expand_as(Conv[i]));
+        Recurrent.copy_(source.Recurrent.narrow(0, 0, 1).expand_as(Recurrent));
+    }
+
+    public void Dispose()
+    {
+        foreach (var c in Conv) c.Dispose();
+        Recurrent.Dispose();
+    }
+}
