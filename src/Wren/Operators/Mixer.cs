@@ -54,6 +54,7 @@ public sealed class RecurrentState : IMixerState
     public void CopyPrefixFrom(IMixerState prefix)
     {
         var source = (RecurrentState)prefix;
+        using var scope = NewDisposeScope();
         for (int i = 0; i < Conv.Length; i++) Conv[i].copy_(source.Conv[i].narrow(0, 0, 1).expand_as(Conv[i]));
         Recurrent.copy_(source.Recurrent.narrow(0, 0, 1).expand_as(Recurrent));
     }

@@ -1,0 +1,134 @@
+using System.Diagnostics;
+using TorchSharp;
+using Wren.Models;
+using Wren.Tokenization;
+using static TorchSharp.torch;
+
+namespace Wren.Inference;
+
+/// <summary>One decoding step: the new token of every row still running, and the text it adds.</summary>
+/// <param name="Row">Prompt index.</param>
+/// <param name="TokenId">The sampled id.</param>
+/// <param name="Text">Text this token completes (may be empty while a multi-byte character is incomplete).</param>
+/// <param name="FinishReason">Null while running; "stop-token", "stop-string" or "length" on the row's last step.</param>
+public sealed record GeneratedToken(int Row, int TokenId, string Text, string? FinishReason);
+
+/// <summary>Timing of one generation call.</summary>
+public sealed class GenerationStats
+{
+    public long PromptTokens { get; internal set; }
+    public double PrefillSeconds { get; internal set; }
+    public long GeneratedTokens { get; internal set; }
+    public double DecodeSeconds { get; internal set; }
+    public double PrefillTokensPerSecond => PromptTokens / Math.Max(PrefillSeconds, 1e-9);
+    public double DecodeTokensPerSecond => GeneratedTokens / Math.Max(DecodeSeconds, 1e-9);
+}
+
+/// <summary>
+/// Streaming text generation: ragged prompts are left-padded into one batch, prefilled in parallel from the
+/// reused meta-token state, then decoded token by token through the caches. Tensor work stays on the caller's
+/// thread (dispose scopes are thread-local): enumerate synchronously.
+/// </summary>
+public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokenizer)
+{
+    public GenerationStats LastStats { get; private set; } = new();
+
+    public IEnumerable<GeneratedToken> Generate(string prompt, SamplingOptions options) => Generate([prompt], options);
+
+    public IEnumerable<GeneratedToken> Generate(IReadOnlyList<string> prompts, SamplingOptions options) =>
+        GenerateIds(prompts.Select(p => tokenizer.Encode(p).ToArray()).ToList(), options);
+
+    public IEnumerable<GeneratedToken> GenerateIds(IReadOnlyList<int[]> prompts, SamplingOptions options)
+    {
+        options.Validate();
+        if (prompts.Count == 0) throw new WrenException("no prompt given");
+        for (int b = 0; b < prompts.Count; b++)
+        {
+            if (prompts[b].Length == 0) throw new WrenException($"prompt {b} is empty after tokenization");
+            foreach (var id in prompts[b])
+                if (id < 0 || id >= model.Config.VocabSize) throw new WrenException($"prompt {b} has token id {id}, outside the model's vocabulary of {model.Config.VocabSize}");
+        }
+        var stats = new GenerationStats { PromptTokens = prompts.Sum(p => p.Length) };
+        LastStats = stats;
+        var device = model.LmHeadWeight.device;
+        int B = prompts.Count, longest = prompts.Max(p => p.Length);
+        var leftPad = prompts.Select(p => (long)(longest - p.Length)).ToArray();
+        var padId = model.Config.PadTokenId ?? 0;
+        var padded = prompts.SelectMany((p, b) => Enumerable.Repeat((long)padId, (int)leftPad[b]).Concat(p.Select(i => (long)i))).ToArray();
+        var generator = options.Seed is { } seed ? new Generator(seed, device) : null;
+        var stopIds = new HashSet<int>(options.StopTokenIds);
+        var generated = Enumerable.Range(0, B).Select(_ => new List<int>()).ToArray();
+        var emittedText = new string[B].Select(_ => "").ToArray();
+        var finished = new bool[B];
+
+        using var noGrad = no_grad();
+        using var cache = model.NewCache(B, longest + options.MaxNewTokens, (int)leftPad.Max());
+        using var seen = zeros([B, model.Config.VocabSize], ScalarType.Bool, device);
+        if (options.RepetitionPenalty != 1.0)
+        {
+            // Pads are replaced by the row's first real token so only real tokens count as seen.
+            var real = prompts.SelectMany(p => Enumerable.Repeat((long)p[0], longest - p.Length).Concat(p.Select(i => (long)i))).ToArray();
+            using var scope = NewDisposeScope();
+            var ids = tensor(real, [B, longest], device: device);
+            seen.scatter_(1, ids, ones_like(ids, ScalarType.Bool));
+        }
+
+        var clock = Stopwatch.StartNew();
+        Tensor logits;
+        using (var ids = tensor(padded, [B, longest], device: device))
+        using (var pads = tensor(leftPad, device: device))
+        using (NewDisposeScope())
+            logits = model.forward(new LMInput(ids, cache, leftPad.Any(p => p > 0) ? pads : null, LastPositionOnly: true)).Logits.squeeze(1).MoveToOuterDisposeScope();
+        stats.PrefillSeconds = clock.Elapsed.TotalSeconds;
+        clock.Restart();
+
+        for (int step = 0; step < options.MaxNewTokens && finished.Contains(false); step++)
+        {
+            long[] next;
+            using (NewDisposeScope())
+            {
+                var chosen = Sampler.Next(logits, options, generator, options.RepetitionPenalty != 1.0 ? seen : null);
+                next = chosen.cpu().data<long>().ToArray();
+                if (options.RepetitionPenalty != 1.0) seen.scatter_(1, chosen.unsqueeze(1), ones([B, 1], ScalarType.Bool, device));
+            }
+            logits.Dispose();
+            var events = new List<GeneratedToken>();
+            for (int b = 0; b < B; b++)
+            {
+                if (finished[b]) continue;
+                int id = (int)next[b];
+                stats.GeneratedTokens++;
+                string? reason = null;
+                string delta;
+                if (stopIds.Contains(id)) { reason = "stop-token"; delta = ""; }
+                else
+                {
+                    generated[b].Add(id);
+                    string text = tokenizer.Decode(generated[b]);
+                    // Hold back text while the last character is incomplete (a multi-byte UTF-8 sequence split across tokens).
+                    string stable = text.EndsWith('\uFFFD') ? emittedText[b] : text;
+                    int cut = options.StopStrings.Select(s => stable.IndexOf(s, StringComparison.Ordinal)).Where(i => i >= 0).DefaultIfEmpty(-1).Min();
+                    if (cut >= 0) { stable = stable[..cut]; reason = "stop-string"; }
+                    delta = stable.Length >= emittedText[b].Length ? stable[emittedText[b].Length..] : "";
+                    emittedText[b] = stable;
+                }
+                if (reason is null && step == options.MaxNewTokens - 1) reason = "length";
+                if (reason is not null) finished[b] = true;
+                events.Add(new GeneratedToken(b, id, delta, reason));
+            }
+            if (finished.Contains(false) && step < options.MaxNewTokens - 1)
+            {
+                using var ids = tensor(next, [B, 1], device: device);
+                using (NewDisposeScope())
+                    logits = model.forward(new LMInput(ids, cache, LastPositionOnly: true)).Logits.squeeze(1).MoveToOuterDisposeScope();
+            }
+            else logits = empty(0);
+            stats.DecodeSeconds = clock.Elapsed.TotalSeconds;
+            clock.Stop();   // the consumer's time (printing) is not decode time
+            foreach (var e in events) yield return e;
+            clock.Start();
+        }
+        logits.Dispose();
+        generator?.Dispose();
+    }
+}

@@ -1,0 +1,64 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Wren.Inference;
+
+/// <summary>How the next token is chosen and when generation stops.</summary>
+public sealed record SamplingOptions
+{
+    /// <summary>0 means greedy (argmax).</summary>
+    public double Temperature { get; init; } = 0.8;
+    /// <summary>Keep the k most likely tokens; 0 disables.</summary>
+    public int TopK { get; init; }
+    /// <summary>Keep the smallest set of tokens whose probability reaches p; 1 disables.</summary>
+    public double TopP { get; init; } = 1.0;
+    /// <summary>CTRL-style penalty on tokens already in the row (prompt included): logit/p if positive, logit·p otherwise; 1 disables.</summary>
+    public double RepetitionPenalty { get; init; } = 1.0;
+    public ulong? Seed { get; init; }
+    public int MaxNewTokens { get; init; } = 128;
+    public IReadOnlyList<int> StopTokenIds { get; init; } = [];
+    public IReadOnlyList<string> StopStrings { get; init; } = [];
+
+    public void Validate()
+    {
+        if (Temperature < 0) throw new WrenException($"temperature must be >= 0, got {Temperature}");
+        if (TopK < 0) throw new WrenException($"top-k must be >= 0, got {TopK}");
+        if (TopP is <= 0 or > 1) throw new WrenException($"top-p must be in (0, 1], got {TopP}");
+        if (RepetitionPenalty <= 0) throw new WrenException($"repetition penalty must be > 0, got {RepetitionPenalty}");
+        if (MaxNewTokens < 1) throw new WrenException($"max new tokens must be >= 1, got {MaxNewTokens}");
+    }
+}
+
+/// <summary>Next-token selection from float32 logits [B, V].</summary>
+public static class Sampler
+{
+    /// <param name="seen">[B, V] bool: tokens already in each row, for the repetition penalty (or null).</param>
+    /// <returns>[B] int64 token ids.</returns>
+    public static Tensor Next(Tensor logits, SamplingOptions options, Generator? generator, Tensor? seen = null)
+    {
+        using var scope = NewDisposeScope();
+        var scores = logits.to(ScalarType.Float32);
+        if (options.RepetitionPenalty != 1.0 && seen is not null)
+        {
+            var penalized = where(scores > 0, scores / options.RepetitionPenalty, scores * options.RepetitionPenalty);
+            scores = where(seen, penalized, scores);
+        }
+        if (options.Temperature == 0) return scores.argmax(-1).MoveToOuterDisposeScope();
+        scores = scores / options.Temperature;
+        if (options.TopK > 0 && options.TopK < scores.shape[^1])
+        {
+            var kth = scores.topk(options.TopK, dim: -1).values.narrow(-1, options.TopK - 1, 1);
+            scores = scores.masked_fill(scores < kth, double.NegativeInfinity);
+        }
+        if (options.TopP < 1.0)
+        {
+            var (sorted, order) = scores.sort(-1, descending: true);
+            var probabilities = sorted.softmax(-1);
+            // Drop a token when the tokens ranked above it already reach p; the top token always stays.
+            var drop = (probabilities.cumsum(-1) - probabilities) >= options.TopP;
+            var dropInVocabOrder = zeros_like(drop).scatter(-1, order, drop);
+            scores = scores.masked_fill(dropInVocabOrder, double.NegativeInfinity);
+        }
+        return multinomial(scores.softmax(-1), 1, generator: generator).squeeze(-1).MoveToOuterDisposeScope();
+    }
+}

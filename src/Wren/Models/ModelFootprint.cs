@@ -1,0 +1,59 @@
+using TorchSharp;
+using Wren.Modules;
+using static TorchSharp.torch;
+
+namespace Wren.Models;
+
+/// <summary>Parameters of one layer type, summed over its layers.</summary>
+public sealed record LayerTypeParameters(string LayerType, int Layers, long Parameters);
+
+/// <summary>
+/// Sizes of a model without allocating it (parameters are counted on the meta device) and the exact bytes its
+/// decode caches allocate: attention grows with context, sliding-window attention stops at W+1 slots, recurrent
+/// mixers are constant.
+/// </summary>
+public sealed record ModelFootprint(HybridConfig Config, ScalarType DType, long Parameters, long WeightBytes, long EmbeddingParameters,
+                                    IReadOnlyList<LayerTypeParameters> PerLayerType)
+{
+    public static ModelFootprint Of(HybridConfig config, ScalarType dtype = ScalarType.Float32)
+    {
+        using var model = new HybridForCausalLM(config, new Placement(dtype, new Device("meta")));
+        var named = model.named_parameters().ToList();
+        long total = named.Sum(p => p.parameter.NumberOfElements);
+        long bytes = named.Sum(p => p.parameter.NumberOfElements * p.parameter.ElementSize);
+        long embedding = named.Where(p => p.name is "model.embed_tokens.weight" or "lm_head.weight").Sum(p => p.parameter.NumberOfElements);
+        var perType = config.LayerTypes.Select((t, i) => (type: OperatorRegistry.Canonical(t), i))
+            .GroupBy(x => x.type)
+            .Select(g => new LayerTypeParameters(g.Key, g.Count(),
+                named.Where(p => g.Any(x => p.name.StartsWith($"model.layers.{x.i}.", StringComparison.Ordinal))).Sum(p => p.parameter.NumberOfElements)))
+            .ToList();
+        return new ModelFootprint(config, dtype, total, bytes, embedding, perType);
+    }
+
+    int ElementSize => DType is ScalarType.Float32 ? 4 : 2;
+
+    /// <summary>Bytes one KV slot costs in an attention layer (keys, values and the slot's int64 position).</summary>
+    public long AttentionSlotBytes => (long)Config.KvHeads * (Config.AttnQkHeadDim + Config.AttnVHeadDim) * ElementSize + 8;
+
+    /// <summary>Bytes the caches of <paramref name="batch"/> sequences allocate for <paramref name="tokens"/> tokens each (meta tokens added).</summary>
+    public long CacheBytes(int batch, int tokens)
+    {
+        long slots = Config.NumMemoryTokens + (long)tokens, total = 0;
+        for (int i = 0; i < Config.NumLayers; i++)
+        {
+            total += OperatorRegistry.Canonical(Config.LayerTypes[i]) switch
+            {
+                "a" => AttentionSlotBytes * (Config.WindowOf(i) is { } w ? Math.Min(slots, w + 1) : slots),
+                "m2" => (long)(Config.MambaDInner + 2 * Config.MambaNGroups * Config.MambaDState) * (Config.MambaDConv - 1) * ElementSize
+                        + 4L * Config.MambaHeads * Config.Mamba2HeadDim * Config.MambaDState,
+                "deltanet" or "gdn" => 3L * Config.HiddenSize * 3 * ElementSize + 4L * Config.NumAttentionHeads * Config.LinearHeadDim * Config.LinearHeadDim,
+                _ => 0,
+            };
+        }
+        return total * batch;
+    }
+
+    /// <summary>Cache growth per extra token of context (full-attention layers only).</summary>
+    public long CacheBytesPerToken =>
+        AttentionSlotBytes * Enumerable.Range(0, Config.NumLayers).Count(i => OperatorRegistry.Canonical(Config.LayerTypes[i]) == "a" && Config.WindowOf(i) is null);
+}

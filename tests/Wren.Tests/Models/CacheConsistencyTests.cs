@@ -1,0 +1,137 @@
+using TorchSharp;
+using Wren.Inference;
+using Wren.Models;
+using static TorchSharp.torch;
+using static Wren.Tests.TestSupport;
+
+namespace Wren.Tests.Models;
+
+/// <summary>operators.md test 4: prefill L0 tokens then decode token by token == the full forward, at every position.</summary>
+public class CacheConsistencyTests
+{
+    public static TheoryData<string, string> Cases => new()
+    {
+        { "attention", "a" },
+        { "mamba2", "m2" },
+        { "deltanet", "deltanet" },
+        { "gated deltanet", "gdn" },
+        { "ffn only", "f" },
+        { "flash pattern", "deltanet f m2 f a f" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Prefill_then_decode_equals_full_forward(string name, string layers)
+    {
+        using var scope = NewDisposeScope();
+        var config = Config(layers.Split(' ')) with { NumMemoryTokens = 3 };
+        using var model = RandomModel(config, seed: name.Length);
+        var tokens = RandomTokens(3, 23, config.VocabSize, 1);
+        var full = Scoring.Logits(model, tokens);
+        foreach (var prefill in new[] { 0, 1, 9, 23 })
+            AssertClose(Scoring.Logits(model, tokens, prefill), full, 1e-4, $"{name}, prefill {prefill}");
+    }
+
+    [Theory]
+    [InlineData(0, 0)]
+    [InlineData(4, 0)]
+    [InlineData(4, 5)]
+    public void Sliding_window_decode_keeps_exactly_the_window(int metaTokens, int prefill)
+    {
+        // T = 30 ≫ W = 6 with meta tokens sliding out of the window like any other token; layer 2 stays global.
+        using var scope = NewDisposeScope();
+        var config = Config("a", "m2", "a", "f") with { SlidingWindow = 6, GlobalAttnIdx = [2], NumMemoryTokens = metaTokens };
+        using var model = RandomModel(config, seed: 4);
+        var tokens = RandomTokens(2, 30, config.VocabSize, 2);
+        AssertClose(Scoring.Logits(model, tokens, prefill), Scoring.Logits(model, tokens), 1e-4, "swa");
+    }
+
+    [Fact]
+    public void Sliding_window_sees_w_plus_one_keys()
+    {
+        // Against a W-key window the logits differ visibly: the convention is observable, and ours is W+1.
+        using var scope = NewDisposeScope();
+        var swa = Config("a") with { SlidingWindow = 4, GlobalAttnIdx = [] };
+        using var model = RandomModel(swa, seed: 9);
+        var tokens = RandomTokens(1, 12, swa.VocabSize, 3);
+        var logits = Scoring.Logits(model, tokens);
+        // Position 4 sees keys 0…4 (W+1 = 5 keys): same as full attention there, different from full at position 5.
+        using var full = RandomModel(Config("a"), seed: 9);
+        var fullLogits = Scoring.Logits(full, tokens);
+        AssertClose(logits.narrow(1, 0, 5), fullLogits.narrow(1, 0, 5), 1e-5, "first W+1 positions");
+        Assert.True((logits.narrow(1, 5, 1) - fullLogits.narrow(1, 5, 1)).abs().max().item<float>() > 1e-3);
+    }
+
+    [Fact]
+    public void Reused_meta_token_state_equals_recomputed()
+    {
+        using var scope = NewDisposeScope();
+        var config = Config("a", "deltanet", "m2", "gdn") with { NumMemoryTokens = 5 };
+        using var model = RandomModel(config, seed: 6);
+        var tokens = RandomTokens(2, 11, config.VocabSize, 4);
+        var first = Scoring.Logits(model, tokens, 4);
+        var cached = model.MetaTokenState();
+        Assert.Same(cached, model.MetaTokenState());                  // computed once per loaded model
+        var reused = Scoring.Logits(model, tokens, 4);
+        model.InvalidateInferenceCaches();
+        var recomputed = Scoring.Logits(model, tokens, 4);
+        Assert.NotSame(cached, model.MetaTokenState());
+        AssertClose(reused, recomputed, 1e-6, "reused vs recomputed");
+        AssertClose(first, Scoring.Logits(model, tokens), 1e-4, "vs full forward");
+    }
+
+    [Fact]
+    public void Ragged_batch_with_left_padding_matches_each_row_alone()
+    {
+        using var scope = NewDisposeScope();
+        var config = Config("a", "deltanet", "m2", "gdn", "f") with { NumMemoryTokens = 2, SlidingWindow = 5, GlobalAttnIdx = [] };
+        using var model = RandomModel(config, seed: 8);
+        var rows = new[] { RandomTokens(1, 9, 97, 10), RandomTokens(1, 3, 97, 11), RandomTokens(1, 6, 97, 12) };
+        var pads = rows.Select(r => 9 - r.shape[1]).ToArray();
+        var batch = cat(rows.Select((r, i) => cat([zeros([1, pads[i]], ScalarType.Int64), r], 1)).ToArray(), 0);
+        using var cache = model.NewCache(3, 9 + 4, (int)pads.Max());
+        using var noGrad = no_grad();
+        var prefill = model.forward(new LMInput(batch, cache, tensor(pads))).Logits;
+        var next = RandomTokens(3, 4, 97, 13);
+        var decoded = Enumerable.Range(0, 4).Select(t => model.forward(new LMInput(next.narrow(1, t, 1), cache)).Logits).ToArray();
+        for (int b = 0; b < 3; b++)
+        {
+            var alone = Scoring.Logits(model, cat([rows[b], next.narrow(0, b, 1)], 1));
+            long n = rows[b].shape[1];
+            AssertClose(prefill.narrow(0, b, 1).narrow(1, pads[b], n), alone.narrow(1, 0, n), 1e-4, $"row {b} prompt");
+            for (int t = 0; t < 4; t++)
+                AssertClose(decoded[t].narrow(0, b, 1), alone.narrow(1, n + t, 1), 1e-4, $"row {b} decode {t}");
+        }
+    }
+
+    [Fact]
+    public void Cache_bytes_formula_equals_allocated_bytes()
+    {
+        var config = Config("a", "deltanet", "m2", "gdn", "a", "f") with { NumMemoryTokens = 3, SlidingWindow = 7, GlobalAttnIdx = [4] };
+        using var model = RandomModel(config);
+        var footprint = ModelFootprint.Of(config);
+        foreach (var (batch, tokens) in new[] { (1, 1), (2, 50), (3, 4) })
+        {
+            using var cache = model.NewCache(batch, tokens);
+            Assert.Equal(footprint.CacheBytes(batch, tokens), cache.Bytes);
+        }
+        Assert.Equal(footprint.Parameters, model.parameters().Sum(p => p.NumberOfElements));
+    }
+
+    [Fact]
+    public void Decoding_does_not_leak_tensors()
+    {
+        var config = Config("a", "deltanet", "m2", "f") with { NumMemoryTokens = 2 };
+        using var model = RandomModel(config);
+        var tokenizer = new Wren.Tokenization.ByteTokenizer(config.VocabSize);
+        var generator = new TextGenerator(model, tokenizer);
+        var options = new SamplingOptions { MaxNewTokens = 8, Seed = 1, RepetitionPenalty = 1.2, TopK = 20, TopP = 0.9 };
+        generator.GenerateIds([[1, 2, 3]], options).ToList();   // warm: meta-token state, lm_head norms
+        long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        generator.GenerateIds([[1, 2, 3], [4, 5]], options).ToList();
+        generator.GenerateIds([[1, 2, 3]], options with { MaxNewTokens = 30 }).ToList();
+        long afterTwo = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        generator.GenerateIds([[1, 2, 3]], options with { MaxNewTokens = 60 }).ToList();
+        Assert.True(before == DisposeScopeManager.Statistics.ThreadTotalLiveCount, $"live tensors {before} → {afterTwo} → {DisposeScopeManager.Statistics.ThreadTotalLiveCount}");
+    }
+}

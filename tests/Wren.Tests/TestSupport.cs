@@ -1,0 +1,83 @@
+using System.Runtime.CompilerServices;
+using TorchSharp;
+using Wren.Models;
+using Wren.Runtime;
+using static TorchSharp.torch;
+
+namespace Wren.Tests;
+
+internal static class TestSupport
+{
+    [ModuleInitializer]
+    internal static void Init() => WrenRuntime.Initialize();
+
+    /// <summary>The repository root (the folder holding Wren.slnx).</summary>
+    public static string RepoRoot { get; } = FindRepoRoot();
+
+    /// <summary>../shared/fixtures beside the clone (WREN_FIXTURES overrides).</summary>
+    public static string Fixtures =>
+        Environment.GetEnvironmentVariable("WREN_FIXTURES") is { Length: > 0 } env ? env : Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared", "fixtures"));
+
+    static string FindRepoRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "Wren.slnx"))) return dir.FullName;
+        throw new InvalidOperationException("Wren.slnx not found above " + AppContext.BaseDirectory);
+    }
+
+    public static string TempDir()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "wren-tests", Guid.NewGuid().ToString("N")[..12]);
+        Directory.CreateDirectory(dir);
+        return dir;
+    }
+
+    /// <summary>A small config exercising every option that matters; tweak with `with`.</summary>
+    public static HybridConfig Config(params string[] layers) => new()
+    {
+        LayerTypes = layers.ToList(),
+        HiddenSize = 64,
+        VocabSize = 97,
+        NumAttentionHeads = 4,
+        NumKeyValueHeads = 2,
+        KqNorm = "rms",
+        Rope = true,
+        MambaDState = 16,
+        Mamba2HeadDim = 16,
+        FfnExpandRatio = 2.0,   // F = int(2·64) // 128 · 128 = 128
+        MlpHiddenAct = "silu",
+    };
+
+    /// <summary>A model with reference initialization, then matrices scaled so that logits are far from trivially equal.</summary>
+    public static HybridForCausalLM RandomModel(HybridConfig config, long seed = 0)
+    {
+        var model = new HybridForCausalLM(config);
+        Initialization.Apply(model, seed);
+        using (no_grad())
+            foreach (var (name, p) in model.named_parameters())
+                if (p.dim() >= 2 && !name.Contains("conv1d")) p.mul_(8.0);
+        model.InvalidateInferenceCaches();
+        model.eval();
+        return model;
+    }
+
+    public static Tensor RandomTokens(long batch, long length, int vocab, long seed)
+    {
+        var generator = new Generator((ulong)seed);
+        return randint(0, vocab, [batch, length], generator: generator);
+    }
+
+    /// <summary>The fixtures' acceptance rule: max|a − e| ≤ rtol · max(1, max|e|).</summary>
+    public static void AssertClose(Tensor actual, Tensor expected, double rtol, string what = "")
+    {
+        Assert.Equal(expected.shape, actual.shape);
+        Assert.True(actual.isfinite().all().item<bool>(), $"{what}: non-finite values");
+        double scale = Math.Max(1.0, expected.abs().max().item<float>());
+        double diff = (actual.to(ScalarType.Float64) - expected.to(ScalarType.Float64)).abs().max().item<double>();
+        Assert.True(diff <= rtol * scale, $"{what}: max |diff| = {diff:E3} > {rtol:E1} × {scale:F3}");
+    }
+
+    /// <summary>Relative RMS error ‖a − b‖ / ‖b‖.</summary>
+    public static double RelativeRms(Tensor a, Tensor b) =>
+        ((a - b).square().sum().sqrt() / b.square().sum().sqrt().clamp_min(1e-30)).item<float>();
+}
