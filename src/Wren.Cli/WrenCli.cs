@@ -9,6 +9,7 @@ public static class WrenCli
 {
     public static RootCommand Build() => new("Wren: design, train, measure and serve latency-optimal hybrid small language models")
     {
+        QuickstartCommand.Create(),
         InitCommand.Create(),
         InspectCommand.Create(),
         GenerateCommand.Create(),

@@ -12,14 +12,14 @@ internal static class InspectCommand
     public static Command Create()
     {
         var command = new Command("inspect", "Summarize a model folder or config: layers, parameters per layer type, weight and cache bytes");
-        var path = new Argument<string>("model") { Description = "model folder or config.json" };
+        var path = new Argument<string>("model") { Description = "model folder, config.json or preset name" };
         var context = new Option<int>("--context") { Description = "context length for the cache estimate", DefaultValueFactory = _ => 8192 };
         command.Add(path); command.Add(context);
         command.SetAction(result =>
         {
             WrenRuntime.Initialize();
             string target = result.GetValue(path)!;
-            var config = HybridConfig.Load(Directory.Exists(target) ? Path.Combine(target, Checkpoint.ConfigFile) : target);
+            var config = HybridConfig.Load(target);
             var footprint = ModelFootprint.Of(config);
             int ctx = result.GetValue(context);
             var console = AnsiConsole.Console;

@@ -94,11 +94,22 @@ public sealed record HybridConfig
         return config;
     }
 
-    public static HybridConfig Load(string path)
+    /// <summary>Reads a config.json, a model folder's config, or a built-in preset by name (see <see cref="Presets"/>).</summary>
+    public static HybridConfig Load(string pathOrPreset)
     {
-        if (!File.Exists(path)) throw new WrenException($"config not found: {path}");
-        return Parse(File.ReadAllText(path), path);
+        if (Directory.Exists(pathOrPreset)) pathOrPreset = Path.Combine(pathOrPreset, "config.json");
+        if (File.Exists(pathOrPreset)) return Parse(File.ReadAllText(pathOrPreset), pathOrPreset);
+        using var preset = typeof(HybridConfig).Assembly.GetManifestResourceStream($"Wren.Presets.{pathOrPreset}.json");
+        if (preset is null)
+            throw new WrenException($"config not found: '{pathOrPreset}' is neither a file, a model folder nor a preset ({string.Join(", ", Presets)})");
+        return Parse(new StreamReader(preset).ReadToEnd(), $"preset {pathOrPreset}");
     }
+
+    /// <summary>Names of the built-in preset configs (the repository's configs/ folder).</summary>
+    public static IEnumerable<string> Presets =>
+        typeof(HybridConfig).Assembly.GetManifestResourceNames()
+            .Where(n => n.StartsWith("Wren.Presets.", StringComparison.Ordinal))
+            .Select(n => n["Wren.Presets.".Length..^".json".Length]);
 
     public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
 

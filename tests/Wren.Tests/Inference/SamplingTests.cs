@@ -1,0 +1,58 @@
+using TorchSharp;
+using Wren.Inference;
+using static TorchSharp.torch;
+
+namespace Wren.Tests.Inference;
+
+public class SamplingTests
+{
+    static Tensor Logits => tensor(new float[] { 1f, 3f, 2f, -1f, 2.9f, 0f, 0.5f, 1f }, [2, 4]);
+
+    [Fact]
+    public void Greedy_is_argmax()
+    {
+        var ids = Sampler.Next(Logits, new SamplingOptions { Temperature = 0 }, null).data<long>().ToArray();
+        Assert.Equal([1L, 0L], ids);
+    }
+
+    [Fact]
+    public void Top_k_one_and_tiny_top_p_are_greedy()
+    {
+        var gen = new Generator(1);
+        for (int i = 0; i < 20; i++)
+        {
+            Assert.Equal([1L, 0L], Sampler.Next(Logits, new SamplingOptions { Temperature = 1.5, TopK = 1 }, gen).data<long>().ToArray());
+            Assert.Equal([1L, 0L], Sampler.Next(Logits, new SamplingOptions { Temperature = 1.5, TopP = 1e-3 }, gen).data<long>().ToArray());
+        }
+    }
+
+    [Fact]
+    public void Top_k_restricts_and_seed_makes_it_deterministic()
+    {
+        var options = new SamplingOptions { Temperature = 5, TopK = 2 };
+        var a = Enumerable.Range(0, 50).Select(_ => Sampler.Next(Logits, options, null)).ToList();
+        Assert.All(a, t => Assert.Contains(t[0].item<long>(), new long[] { 1, 2 }));
+        Assert.All(a, t => Assert.Contains(t[1].item<long>(), new long[] { 0, 3 }));
+        long[] Draw(ulong seed) { var g = new Generator(seed); return Enumerable.Range(0, 30).Select(_ => Sampler.Next(Logits, options with { TopK = 0 }, g)[0].item<long>()).ToArray(); }
+        Assert.Equal(Draw(7), Draw(7));
+        Assert.Contains(3L, Enumerable.Range(0, 200).Select(_ => Sampler.Next(Logits, options with { TopK = 0 }, null)[0].item<long>()));
+    }
+
+    [Fact]
+    public void Repetition_penalty_demotes_seen_tokens()
+    {
+        var seen = zeros([2, 4], ScalarType.Bool);
+        seen[0, 1] = tensor(true);
+        var ids = Sampler.Next(Logits, new SamplingOptions { Temperature = 0, RepetitionPenalty = 2.0 }, null, seen).data<long>().ToArray();
+        Assert.Equal(2L, ids[0]);   // 3/2 = 1.5 < 2
+        Assert.Equal(0L, ids[1]);
+    }
+
+    [Fact]
+    public void Invalid_options_are_rejected()
+    {
+        Assert.Throws<WrenException>(() => new SamplingOptions { TopP = 1.5 }.Validate());
+        Assert.Throws<WrenException>(() => new SamplingOptions { Temperature = -1 }.Validate());
+        Assert.Throws<WrenException>(() => new SamplingOptions { MaxNewTokens = 0 }.Validate());
+    }
+}
