@@ -36,9 +36,11 @@ public sealed class ShortConv : nn.Module<Tensor, Tensor>
     /// <returns>[B, T, C]; rows at padded positions are finite but meaningless.</returns>
     public Tensor Forward(Tensor x, Tensor? state, LeftPadding? padding)
     {
-        using var scope = NewDisposeScope();
         long B = x.shape[0], T = x.shape[1], C = x.shape[2];
         int K = Kernel;
+        if (T == 1 && state is not null && padding is null && Kernels.DecodeSteps.Applies(x, state, weight))
+            return Kernels.DecodeSteps.ConvStep(x, state, weight, bias);
+        using var scope = NewDisposeScope();
         var xt = x.transpose(1, 2);                                          // [B, C, T]
         if (padding is not null) xt = xt * padding.Mask.unsqueeze(1).to(xt.dtype);
         var history = state ?? zeros([B, C, K - 1], x.dtype, x.device);

@@ -79,6 +79,8 @@ public abstract class DeltaRuleMixer : Mixer
     protected Tensor Recur(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? g, MixerInput input)
     {
         var state = (RecurrentState?)input.State;
+        if (q.shape[2] == 1 && state is not null && Kernels.DecodeSteps.Applies(q, k, v, state.Recurrent))
+            return Kernels.DecodeSteps.DeltaRuleStep(q, k, v, beta, g, state.Recurrent).to(input.Hidden.dtype).transpose(1, 2);
         var (o, final) = q.shape[2] == 1 && state is not null
             ? DeltaRule.Recurrent(q, k, v, beta, g, state.Recurrent)
             : DeltaRule.Chunked(q, k, v, beta, g, state?.Recurrent);

@@ -62,10 +62,16 @@ public sealed class Mamba2 : Mixer
         var dt = nn.functional.softplus(dtRaw.to(ScalarType.Float32) + dt_bias, 1.0, 20.0);   // Δ [B, T, heads]
         if (input.Padding is not null) dt = dt * input.Padding.Mask.unsqueeze(-1);             // Δ = 0: pads leave S unchanged
         var A = -A_log.exp();
-        var (y, final) = T == 1 && state is not null
-            ? Recurrent(xs, dt, A, Bm, Cm, D, state.Recurrent)
-            : Chunked(xs, dt, A, Bm, Cm, D, state?.Recurrent);
-        state?.Recurrent.copy_(final);
+        Tensor y;
+        if (T == 1 && state is not null && Kernels.DecodeSteps.Applies(xs, Bm, state.Recurrent))
+            y = Kernels.DecodeSteps.SsdStep(xs, dt, A, Bm, Cm, D, state.Recurrent);
+        else
+        {
+            (y, var final) = T == 1 && state is not null
+                ? Recurrent(xs, dt, A, Bm, Cm, D, state.Recurrent)
+                : Chunked(xs, dt, A, Bm, Cm, D, state?.Recurrent);
+            state?.Recurrent.copy_(final);
+        }
         var gated = y.reshape(B, T, dInner).to(x.dtype) * nn.functional.silu(z);
         return out_proj.forward(norm.forward(gated)).MoveToOuterDisposeScope();
     }

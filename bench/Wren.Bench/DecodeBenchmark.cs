@@ -1,0 +1,70 @@
+using System.Diagnostics;
+using TorchSharp;
+using Wren.Models;
+using static TorchSharp.torch;
+
+namespace Wren.Bench;
+
+/// <summary>
+/// Batch-1 fp32 decode latency after a P-token prompt, median ms/token, next to the memory-bandwidth roofline
+/// (weight bytes ÷ copy bandwidth measured in this run) and as effective GB/s of weights read per token.
+/// </summary>
+public static class DecodeBenchmark
+{
+    public static int Run(string[] args)
+    {
+        string Arg(string name, string fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
+        var contexts = Arg("--contexts", "512,2048,8192").Split(',').Select(int.Parse).ToArray();
+        var models = Arg("--models", "flash-300m,llama-300m").Split(',');
+        int tokens = int.Parse(Arg("--tokens", "32"));
+        int repeats = int.Parse(Arg("--repeats", "3"));
+
+        double bandwidth = MachineBenchmark.CopyBandwidth();
+        Console.WriteLine($"# decode, batch 1, fp32, {torch.get_num_threads()} threads; copy bandwidth {bandwidth / 1e9:F1} GB/s; {Wren.Runtime.WrenRuntime.Describe()}");
+        Console.WriteLine("| model | params | weights | context | ms/token | roofline ms | ÷ roofline | effective GB/s |");
+        Console.WriteLine("|---|---|---|---|---|---|---|---|");
+        foreach (var name in models)
+        {
+            var config = HybridConfig.Load(name);
+            using var model = new HybridForCausalLM(config);
+            Initialization.Apply(model, 0);
+            model.eval();
+            var footprint = ModelFootprint.Of(config);
+            double roofline = footprint.WeightBytes / bandwidth;
+            foreach (int context in contexts)
+            {
+                double perToken = DecodeSeconds(model, context, tokens, repeats) / tokens;
+                Console.WriteLine($"| {name} | {footprint.Parameters / 1e6:F0}M | {footprint.WeightBytes / 1e9:F2} GB | {context} | {perToken * 1e3:F2} | {roofline * 1e3:F2} | " +
+                                  $"{perToken / roofline:F2} | {footprint.WeightBytes / perToken / 1e9:F1} |");
+            }
+        }
+        return 0;
+    }
+
+    /// <summary>Median over repeats of the time to decode <paramref name="tokens"/> tokens after a <paramref name="context"/>-token prefill.</summary>
+    static double DecodeSeconds(HybridForCausalLM model, int context, int tokens, int repeats)
+    {
+        using var _ = no_grad();
+        var times = new List<double>();
+        using var prompt = randint(0, model.Config.VocabSize, [1, context]);
+        for (int r = 0; r < repeats + 1; r++)
+        {
+            using var cache = model.NewCache(1, context + tokens);
+            using (NewDisposeScope()) model.forward(new LMInput(prompt, cache, LastPositionOnly: true));
+            var next = tensor(new long[] { 1 }, [1, 1]);
+            var clock = Stopwatch.StartNew();
+            for (int t = 0; t < tokens; t++)
+            {
+                using var scope = NewDisposeScope();
+                var logits = model.forward(new LMInput(next, cache, LastPositionOnly: true)).Logits;
+                var chosen = logits.argmax(-1);
+                next.Dispose();
+                next = chosen.MoveToOuterDisposeScope();
+            }
+            if (r > 0) times.Add(clock.Elapsed.TotalSeconds);   // the first run warms up
+            next.Dispose();
+        }
+        times.Sort();
+        return times[times.Count / 2];
+    }
+}
