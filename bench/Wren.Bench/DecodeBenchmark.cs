@@ -1,13 +1,14 @@
 using System.Diagnostics;
 using TorchSharp;
 using Wren.Models;
+using Wren.Profiling;
 using static TorchSharp.torch;
 
 namespace Wren.Bench;
 
 /// <summary>
-/// Batch-1 fp32 decode latency after a P-token prompt, median ms/token, next to the memory-bandwidth roofline
-/// (weight bytes ÷ copy bandwidth measured in this run) and as effective GB/s of weights read per token.
+/// Batch-1 fp32 decode latency after a P-token prompt: median ms/token over repeats, next to the memory-bandwidth
+/// roofline (weight bytes ÷ copy bandwidth measured in this run) and as effective GB/s of weights read per token.
 /// </summary>
 public static class DecodeBenchmark
 {
@@ -17,10 +18,12 @@ public static class DecodeBenchmark
         var contexts = Arg("--contexts", "512,2048,8192").Split(',').Select(int.Parse).ToArray();
         var models = Arg("--models", "flash-300m,llama-300m").Split(',');
         int tokens = int.Parse(Arg("--tokens", "32"));
-        int repeats = int.Parse(Arg("--repeats", "3"));
+        int repeats = int.Parse(Arg("--repeats", "5"));
 
-        double bandwidth = MachineBenchmark.CopyBandwidth();
-        Console.WriteLine($"# decode, batch 1, fp32, {torch.get_num_threads()} threads; copy bandwidth {bandwidth / 1e9:F1} GB/s; {Wren.Runtime.WrenRuntime.Describe()}");
+        var device = DeviceFacts.Measure();
+        Console.WriteLine($"# decode, batch 1, fp32; {Wren.Runtime.WrenRuntime.Describe()}");
+        Console.WriteLine($"# copy bandwidth {device.CopyBytesPerSecond / 1e9:F1} GB/s; matrix–vector: Wren {device.MatVecBytesPerSecond / 1e9:F1} GB/s, " +
+                          $"libtorch {device.LibtorchMatVecBytesPerSecond / 1e9:F1} GB/s; matmul {device.MatmulFlopsPerSecond / 1e9:F0} GFLOP/s");
         Console.WriteLine("| model | params | weights | context | ms/token | roofline ms | ÷ roofline | effective GB/s |");
         Console.WriteLine("|---|---|---|---|---|---|---|---|");
         foreach (var name in models)
@@ -30,7 +33,7 @@ public static class DecodeBenchmark
             Initialization.Apply(model, 0);
             model.eval();
             var footprint = ModelFootprint.Of(config);
-            double roofline = footprint.WeightBytes / bandwidth;
+            double roofline = device.Roofline(footprint.WeightBytes);
             foreach (int context in contexts)
             {
                 double perToken = DecodeSeconds(model, context, tokens, repeats) / tokens;
@@ -41,29 +44,29 @@ public static class DecodeBenchmark
         return 0;
     }
 
-    /// <summary>Median over repeats of the time to decode <paramref name="tokens"/> tokens after a <paramref name="context"/>-token prefill.</summary>
+    /// <summary>Prefills <paramref name="context"/> tokens once, then the median over repeats of decoding <paramref name="tokens"/> more.</summary>
     static double DecodeSeconds(HybridForCausalLM model, int context, int tokens, int repeats)
     {
         using var _ = no_grad();
+        using var cache = model.NewCache(1, context + tokens * (repeats + 1));
+        using (var prompt = randint(0, model.Config.VocabSize, [1, context]))
+        using (NewDisposeScope())
+            model.forward(new LMInput(prompt, cache, LastPositionOnly: true));
+        var next = tensor(new long[] { 1 }, [1, 1]);
         var times = new List<double>();
-        using var prompt = randint(0, model.Config.VocabSize, [1, context]);
-        for (int r = 0; r < repeats + 1; r++)
+        for (int r = 0; r <= repeats; r++)
         {
-            using var cache = model.NewCache(1, context + tokens);
-            using (NewDisposeScope()) model.forward(new LMInput(prompt, cache, LastPositionOnly: true));
-            var next = tensor(new long[] { 1 }, [1, 1]);
             var clock = Stopwatch.StartNew();
             for (int t = 0; t < tokens; t++)
             {
                 using var scope = NewDisposeScope();
-                var logits = model.forward(new LMInput(next, cache, LastPositionOnly: true)).Logits;
-                var chosen = logits.argmax(-1);
+                var chosen = model.forward(new LMInput(next, cache, LastPositionOnly: true)).Logits.argmax(-1);
                 next.Dispose();
                 next = chosen.MoveToOuterDisposeScope();
             }
-            if (r > 0) times.Add(clock.Elapsed.TotalSeconds);   // the first run warms up
-            next.Dispose();
+            if (r > 0) times.Add(clock.Elapsed.TotalSeconds);   // the first round warms up
         }
+        next.Dispose();
         times.Sort();
         return times[times.Count / 2];
     }

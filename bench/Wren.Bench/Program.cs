@@ -1,17 +1,28 @@
 using Wren.Bench;
+using Wren.Profiling;
 using Wren.Runtime;
 
 WrenRuntime.Initialize(threads: Environment.GetEnvironmentVariable("WREN_THREADS") is { } t ? int.Parse(t) : 0);
 return args.FirstOrDefault() switch
 {
     "decode" => DecodeBenchmark.Run(args.Skip(1).ToArray()),
-    "machine" => MachineBenchmark.Run(),
+    "device" => PrintDevice(),
     _ => Usage(),
 };
+
+static int PrintDevice()
+{
+    var facts = DeviceFacts.Measure();
+    Console.WriteLine($"copy bandwidth (read + write, all cores): {facts.CopyBytesPerSecond / 1e9:F1} GB/s");
+    Console.WriteLine($"fp32 matmul 2048³ (libtorch):             {facts.MatmulFlopsPerSecond / 1e9:F0} GFLOP/s");
+    Console.WriteLine($"fp32 matrix–vector 14336×4096, Wren:      {facts.MatVecBytesPerSecond / 1e9:F1} GB/s of weights");
+    Console.WriteLine($"fp32 matrix–vector 14336×4096, libtorch:  {facts.LibtorchMatVecBytesPerSecond / 1e9:F1} GB/s of weights");
+    return 0;
+}
 
 static int Usage()
 {
     Console.Error.WriteLine("usage: Wren.Bench decode [--contexts 512,2048,8192] [--tokens N] [--repeats N] [--models flash-300m,llama-300m]\n" +
-                            "       Wren.Bench machine      (copy bandwidth, matmul and matrix-vector throughput)");
+                            "       Wren.Bench device      (copy bandwidth, matmul and matrix–vector throughput)");
     return 1;
 }

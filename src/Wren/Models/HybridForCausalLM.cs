@@ -30,6 +30,9 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
     Tensor? inverseRowNorms;   // 1/‖W_lm[v]‖, cached while weights are frozen
     ModelCache? metaTokenState; // the meta tokens' per-layer state, computed once per loaded model
 
+    /// <summary>Prompts longer than this are prefilled chunk by chunk through the cache.</summary>
+    public const int PrefillChunk = 1024;
+
     public HybridConfig Config { get; }
     public Placement Placement { get; }
 
@@ -65,6 +68,20 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
             var positions = arange(M + T, device: ids.device).unsqueeze(0).expand(B, -1);
             h = model.forward(new BackboneInput(h, positions, null, null));
             if (M > 0) h = h.narrow(1, M, T);
+        }
+        else if (T > PrefillChunk)
+        {
+            // Long prompts go through in chunks: the caches carry the state, and attention never materializes T×T scores.
+            var pieces = new List<Tensor>();
+            for (long start = 0; start < T; start += PrefillChunk)
+            {
+                long length = Math.Min(PrefillChunk, T - start);
+                var chunkPad = input.LeftPad is null ? null : (input.LeftPad - start).clamp(0, length);
+                bool last = start + length == T;
+                var chunk = forward(new LMInput(ids.narrow(1, start, length), input.Cache, chunkPad, input.LastPositionOnly));
+                if (!input.LastPositionOnly || last) pieces.Add(chunk.Logits);
+            }
+            return new LMOutput(cat(pieces, 1).MoveToOuterDisposeScope());
         }
         else
         {

@@ -71,6 +71,12 @@ public sealed class Attention : Mixer
         }
         else if (input.State is not null) throw new ArgumentException("attention needs an AttentionState");
 
+        if (T == 1 && input.State is AttentionState cache && Kernels.DecodeSteps.Applies(q, cache.Keys))
+        {
+            var step = Kernels.DecodeSteps.AttentionStep(q, cache.Keys, cache.Values, Math.Min(cache.Count, cache.Capacity),
+                                                         decodeNeedsMask ? cache.Positions : null, input.Positions, Window);
+            return o_proj.forward(step.transpose(1, 2).reshape(B, T, heads * vDim)).MoveToOuterDisposeScope();
+        }
         Tensor? mask = null;
         bool causal = false;
         if (input.State is null && padding is null && Window is null) causal = true;          // plain full forward

@@ -135,3 +135,21 @@ public class CacheConsistencyTests
         Assert.True(before == DisposeScopeManager.Statistics.ThreadTotalLiveCount, $"live tensors {before} → {afterTwo} → {DisposeScopeManager.Statistics.ThreadTotalLiveCount}");
     }
 }
+
+public class ChunkedPrefillTests
+{
+    [Fact]
+    public void Prompts_longer_than_a_chunk_prefill_exactly()
+    {
+        using var scope = NewDisposeScope();
+        var config = Config("a", "deltanet", "m2", "gdn") with { NumMemoryTokens = 3, SlidingWindow = 300, GlobalAttnIdx = [0], HiddenSize = 32, NumAttentionHeads = 2, NumKeyValueHeads = 1, Mamba2HeadDim = 8 };
+        using var model = RandomModel(config, seed: 12);
+        var tokens = RandomTokens(2, HybridForCausalLM.PrefillChunk + 77, config.VocabSize, 5);
+        var full = Scoring.Logits(model, tokens);
+        AssertClose(Scoring.Logits(model, tokens, HybridForCausalLM.PrefillChunk + 70), full, 1e-4, "chunked prefill then decode");
+        using var noGrad = no_grad();
+        using var cache = model.NewCache(2, (int)tokens.shape[1]);
+        var last = model.forward(new LMInput(tokens, cache, LastPositionOnly: true)).Logits;
+        AssertClose(last, full.narrow(1, tokens.shape[1] - 1, 1), 1e-4, "last position");
+    }
+}
