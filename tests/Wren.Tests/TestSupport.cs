@@ -77,6 +77,26 @@ internal static class TestSupport
         Assert.True(diff <= rtol * scale, $"{what}: max |diff| = {diff:E3} > {rtol:E1} × {scale:F3}");
     }
 
+    /// <summary>
+    /// Gradients of <paramref name="loss"/> with respect to fresh copies of <paramref name="inputs"/>, computed through
+    /// the <paramref name="reference"/> and the <paramref name="candidate"/> forms, agree to a relative RMS of 1e-3.
+    /// </summary>
+    public static void AssertGradientsAgree(Tensor[] inputs, Func<Tensor[], (Tensor Output, Tensor State)> reference,
+                                            Func<Tensor[], (Tensor Output, Tensor State)> candidate, Tensor outputWeights)
+    {
+        Tensor[] Grads(Func<Tensor[], (Tensor Output, Tensor State)> form)
+        {
+            var leaves = inputs.Select(t => t.detach().clone().requires_grad_(true)).ToArray();
+            var (output, state) = form(leaves);
+            ((output * outputWeights).sum() + state.square().sum()).backward();
+            return leaves.Select(t => t.grad ?? zeros_like(t)).ToArray();
+        }
+        var expected = Grads(reference);
+        var actual = Grads(candidate);
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(RelativeRms(actual[i], expected[i]) <= 1e-3, $"gradient of input {i}: relative RMS {RelativeRms(actual[i], expected[i]):E2}");
+    }
+
     /// <summary>Relative RMS error ‖a − b‖ / ‖b‖.</summary>
     public static double RelativeRms(Tensor a, Tensor b) =>
         ((a - b).square().sum().sqrt() / b.square().sum().sqrt().clamp_min(1e-30)).item<float>();

@@ -67,8 +67,9 @@ public sealed record HybridConfig
     [JsonIgnore] public bool MixerLayersHaveFfn => IntermediateSize > 0;
 
     /// <summary>Sliding window of attention layer <paramref name="layer"/>, or null for full attention.</summary>
+    /// <remarks>The released "fused_mha" attention ignores sliding_window (checkpoint-layout.md §5), so it does here too.</remarks>
     public int? WindowOf(int layer) =>
-        SlidingWindow is { } w && !(GlobalAttnIdx ?? []).Contains(layer) ? w : null;
+        SlidingWindow is { } w && AttnImplementation != "fused_mha" && !(GlobalAttnIdx ?? []).Contains(layer) ? w : null;
 
     static readonly JsonSerializerOptions JsonOptions = new()
     {
@@ -138,6 +139,9 @@ public sealed record HybridConfig
             if (KvHeads <= 0 || NumAttentionHeads % KvHeads != 0) Fail($"num_attention_heads ({NumAttentionHeads}) must be a multiple of num_key_value_heads ({KvHeads})");
             if ((KqHeadDim <= 0 || VHeadDim <= 0) && HiddenSize % NumAttentionHeads != 0) Fail($"hidden_size ({HiddenSize}) must be divisible by num_attention_heads ({NumAttentionHeads})");
             if (Rope && AttnQkHeadDim % 2 != 0) Fail($"the attention q/k head dim ({AttnQkHeadDim}) must be even when rope is on");
+            if (AttnImplementation is not ("flash_attention_2" or "fused_mha"))
+                Fail($"attn_implementation_new '{AttnImplementation}' is not supported: only \"flash_attention_2\" (and \"fused_mha\", the same maths without sliding windows) " +
+                     "have specified semantics; the \"sdpa\" variant has different weights (no q/k norm) and RoPE scaling");
             if (RopeType is not (null or "default" or "ntk" or "dynamic_ntk")) Fail($"rope_type '{RopeType}' is not supported (null, \"default\", \"ntk\", \"dynamic_ntk\")");
             if (RopeType is "ntk" or "dynamic_ntk" && (OrigMaxPositionEmbeddings is null or <= 0 || MaxPositionEmbeddings is null or <= 0))
                 Fail($"rope_type '{RopeType}' needs max_position_embeddings and orig_max_position_embeddings");

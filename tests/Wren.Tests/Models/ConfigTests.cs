@@ -75,6 +75,17 @@ public class ConfigTests
     }
 
     [Fact]
+    public void Attention_implementations_follow_the_released_code()
+    {
+        var fused = HybridConfig.Parse(Edit(j => { j["attn_implementation_new"] = "fused_mha"; j["sliding_window"] = 8; j["global_attn_idx"] = new JsonArray(); }));
+        Assert.Null(fused.WindowOf(0));   // fused_mha ignores sliding_window
+        var flash = HybridConfig.Parse(Edit(j => { j["sliding_window"] = 8; j["global_attn_idx"] = new JsonArray(); }));
+        Assert.Equal(8, flash.WindowOf(0));
+        var error = Assert.Throws<WrenException>(() => HybridConfig.Parse(Edit(j => j["attn_implementation_new"] = "sdpa")));
+        Assert.Contains("'sdpa' is not supported", error.Message);
+    }
+
+    [Fact]
     public void Layer_type_aliases_and_registry()
     {
         Assert.Equal("m2", OperatorRegistry.Canonical("m"));

@@ -69,21 +69,13 @@ public class DeltaRuleTests
     public void Gradients_through_chunked_match_recurrent(bool gated)
     {
         using var scope = NewDisposeScope();
-        var (q0, k0, v0, beta0, g0, s00) = Inputs(2, 2, 23, 8, 8, gated, ScalarType.Float32, 11);
-        Tensor[] Leaves() => new[] { q0, k0, v0, beta0, g0 ?? zeros(1), s00 }.Select(t => t.detach().clone().requires_grad_(true)).ToArray();
-        var weights = randn([2, 2, 23, 8], generator: new Generator(5));
-        Tensor[] Grads(bool chunked)
-        {
-            var x = Leaves();
-            var (o, s) = chunked
-                ? DeltaRule.Chunked(x[0], x[1], x[2], x[3], gated ? x[4] : null, x[5], 8)
-                : DeltaRule.Recurrent(x[0], x[1], x[2], x[3], gated ? x[4] : null, x[5]);
-            ((o * weights).sum() + s.square().sum()).backward();
-            return x.Where((_, i) => gated || i != 4).Select(t => t.grad!).ToArray();
-        }
-        var r = Grads(false);
-        var c = Grads(true);
-        for (int i = 0; i < r.Length; i++) Assert.True(RelativeRms(c[i], r[i]) <= 1e-3, $"gradient {i}: {RelativeRms(c[i], r[i]):E2}");
+        var (q, k, v, beta, g, s0) = Inputs(2, 2, 23, 8, 8, gated, ScalarType.Float32, 11);
+        var inputs = gated ? new[] { q, k, v, beta, g!, s0 } : [q, k, v, beta, s0];
+        Tensor? Gate(Tensor[] x) => gated ? x[4] : null;
+        AssertGradientsAgree(inputs,
+            x => DeltaRule.Recurrent(x[0], x[1], x[2], x[3], Gate(x), x[^1]),
+            x => DeltaRule.Chunked(x[0], x[1], x[2], x[3], Gate(x), x[^1], 8),
+            randn([2, 2, 23, 8], generator: new Generator(5)));
     }
 
     [Fact]

@@ -54,19 +54,11 @@ public class Mamba2Tests
     public void Gradients_through_chunked_match_recurrent()
     {
         using var scope = NewDisposeScope();
-        var inputs = Inputs(2, 21, 8, 4, 2, 6, 4);
-        var all = new[] { inputs.x, inputs.dt, inputs.A, inputs.B, inputs.C, inputs.D, inputs.s0 };
-        var weights = randn([2, 21, 8, 4], generator: new Generator(8));
-        Tensor[] Grads(bool chunked)
-        {
-            var l = all.Select(t => t.detach().clone().requires_grad_(true)).ToArray();
-            var (y, s) = chunked ? Mamba2.Chunked(l[0], l[1], l[2], l[3], l[4], l[5], l[6], 8) : Mamba2.Recurrent(l[0], l[1], l[2], l[3], l[4], l[5], l[6]);
-            ((y * weights).sum() + s.square().sum()).backward();
-            return l.Select(t => t.grad!).ToArray();
-        }
-        var r = Grads(false);
-        var c = Grads(true);
-        for (int i = 0; i < r.Length; i++) Assert.True(RelativeRms(c[i], r[i]) <= 1e-3, $"gradient {i}: {RelativeRms(c[i], r[i]):E2}");
+        var (x, dt, A, B, C, D, s0) = Inputs(2, 21, 8, 4, 2, 6, 4);
+        AssertGradientsAgree([x, dt, A, B, C, D, s0],
+            l => Mamba2.Recurrent(l[0], l[1], l[2], l[3], l[4], l[5], l[6]),
+            l => Mamba2.Chunked(l[0], l[1], l[2], l[3], l[4], l[5], l[6], 8),
+            randn([2, 21, 8, 4], generator: new Generator(8)));
     }
 
     [Fact]
