@@ -20,6 +20,31 @@ public static unsafe class DecodeSteps
 
     static float* Ptr(Tensor t) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
 
+    /// <summary>RMSNorm over the last dimension (inference, fp32): <c>w ⊙ x / sqrt(mean(x²) + eps)</c>, one pass per row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static Tensor RmsNorm(Tensor x, Tensor weight, float eps)
+    {
+        long n = x.shape[^1], rows = x.numel() / Math.Max(n, 1);
+        using var xc = x.contiguous();
+        var y = empty(x.shape);
+        float* px = Ptr(xc), pw = Ptr(weight), py = Ptr(y);
+        int w = Vector<float>.Count;
+        for (long r = 0; r < rows; r++)
+        {
+            float* row = px + r * n, output = py + r * n;
+            var acc = Vector<float>.Zero;
+            float squares = 0;
+            long i = 0;
+            for (; i + w <= n; i += w) { var v = Vector.Load(row + i); acc += v * v; }
+            for (; i < n; i++) squares += row[i] * row[i];
+            var scale = new Vector<float>(1f / MathF.Sqrt((Vector.Sum(acc) + squares) / n + eps));
+            i = 0;
+            for (; i + w <= n; i += w) Vector.Store(Vector.Load(pw + i) * (Vector.Load(row + i) * scale), output + i);
+            for (; i < n; i++) output[i] = pw[i] * (row[i] * scale[0]);
+        }
+        return y;
+    }
+
     /// <summary>
     /// Short causal conv for one token, then SiLU: x [B, 1, C] (any strides), state [B, C, K−1] updated in place,
     /// weight [C, 1, K], bias [C] or null. Returns [B, 1, C].

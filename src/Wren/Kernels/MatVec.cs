@@ -42,6 +42,34 @@ public static unsafe class MatVec
         return y;
     }
 
+    /// <summary>
+    /// <c>W_i·x</c> for several weights that read the same input (q/k/v, gate/up) in one fork/join: the rows of all
+    /// matrices are split evenly across threads, so each thread streams one long run instead of several short ones.
+    /// </summary>
+    public static Tensor[] MultiplyMany(IReadOnlyList<Tensor> weights, Tensor x)
+    {
+        long cols = weights[0].shape[1];
+        var outputs = weights.Select(w => empty(w.shape[0])).ToArray();
+        using var xc = x.reshape(cols).contiguous();
+        float* v = Pointer(xc);
+        var starts = new long[weights.Count + 1];
+        for (int i = 0; i < weights.Count; i++) starts[i + 1] = starts[i] + weights[i].shape[0];
+        var wp = weights.Select(w => (IntPtr)Pointer(w)).ToArray();
+        var op = outputs.Select(o => (IntPtr)Pointer(o)).ToArray();
+        long total = starts[^1];
+        int workers = total * cols < ParallelThreshold ? 1 : Math.Max(1, Math.Min(Workers.Count, (int)(total / 64)));
+        Workers.Run(workers, part =>
+        {
+            long begin = total * part / workers, end = total * (part + 1) / workers;
+            for (int i = 0; i < weights.Count; i++)
+            {
+                long from = Math.Max(begin, starts[i]), to = Math.Min(end, starts[i + 1]);
+                if (from < to) Rows((float*)wp[i], v, (float*)op[i], cols, from - starts[i], to - starts[i]);
+            }
+        });
+        return outputs;
+    }
+
     static float* Pointer(Tensor t) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot SIMD loop: skip tier-0 code

@@ -26,6 +26,19 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x) => Project(x, weight);
 
+    /// <summary>Several projections of the same input; one fused matrix–vector pass at batch-1 inference.</summary>
+    public static Tensor[] ProjectMany(Tensor x, params Linear[] layers)
+    {
+        bool singleRow = x.numel() == x.shape[^1];
+        if (singleRow && !is_grad_enabled() && layers.All(l => Kernels.MatVec.Applies(l.weight, x)))
+        {
+            var shape = x.shape.ToArray();
+            return Kernels.MatVec.MultiplyMany(layers.Select(l => (Tensor)l.weight).ToArray(), x)
+                .Select(y => { shape[^1] = y.shape[0]; using (y) return y.view(shape); }).ToArray();
+        }
+        return layers.Select(l => l.forward(x)).ToArray();
+    }
+
     /// <summary><c>x·Wᵀ</c> for any weight (also the tied lm_head), through mv for a single row at inference.</summary>
     public static Tensor Project(Tensor x, Tensor weight)
     {

@@ -23,6 +23,7 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
 
     public static Tensor Apply(Tensor x, Tensor weight, double eps)
     {
+        if (Kernels.DecodeSteps.Applies(x, weight)) return Kernels.DecodeSteps.RmsNorm(x, weight, (float)eps);
         using var scope = NewDisposeScope();
         var x32 = x.to(ScalarType.Float32);
         var normed = x32 * (x32.square().mean([-1], keepdim: true) + eps).rsqrt();

@@ -26,18 +26,30 @@ public sealed class Rotary
             : config.RopeTheta;
     }
 
-    /// <summary>Rotates q or k [B, heads, T, d] at positions [B, T].</summary>
-    public Tensor Apply(Tensor x, Tensor positions)
+    Tensor? inverseFrequencies;   // [d/2] float32, cached on the device of first use
+
+    /// <summary>cos and sin tables [B, 1, T, d] for positions [B, T] (int64), in <paramref name="dtype"/>.</summary>
+    public (Tensor Cos, Tensor Sin) Tables(Tensor positions, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
         if (ropeType == "dynamic_ntk" && positions.max().item<long>() + 1 > origMax)
             throw new WrenException($"rope_type dynamic_ntk beyond orig_max_position_embeddings ({origMax}) is not supported; it equals the default rope below that length");
-        var invFreq = pow(baseTheta, arange(0, dim, 2, ScalarType.Float64, x.device) / dim).reciprocal().to(ScalarType.Float32); // [d/2]
-        var angles = positions.to(ScalarType.Float32).unsqueeze(-1) * invFreq;      // [B, T, d/2]
-        var emb = cat([angles, angles], -1).unsqueeze(1);                            // [B, 1, T, d]
-        var cos = emb.cos().to(x.dtype);
-        var sin = emb.sin().to(x.dtype);
-        long half = dim / 2;
+        if (inverseFrequencies is null || inverseFrequencies.device != positions.device)
+        {
+            inverseFrequencies?.Dispose();
+            inverseFrequencies = pow(baseTheta, arange(0, dim, 2, ScalarType.Float64, positions.device) / dim).reciprocal()
+                .to(ScalarType.Float32).DetachFromDisposeScope();
+        }
+        var angles = positions.to(ScalarType.Float32).unsqueeze(-1) * inverseFrequencies;   // [B, T, d/2]
+        var emb = cat([angles, angles], -1).unsqueeze(1);                                  // [B, 1, T, d]
+        return (emb.cos().to(dtype).MoveToOuterDisposeScope(), emb.sin().to(dtype).MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Rotates q or k [B, heads, T, d] with tables from <see cref="Tables"/>.</summary>
+    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
+    {
+        using var scope = NewDisposeScope();
+        long half = x.shape[^1] / 2;
         var rotated = cat([-x.narrow(-1, half, half), x.narrow(-1, 0, half)], -1);
         return (x * cos + rotated * sin).MoveToOuterDisposeScope();
     }

@@ -54,11 +54,17 @@ public sealed class Attention : Mixer
         using var scope = NewDisposeScope();
         var x = input.Hidden;
         long B = x.shape[0], T = x.shape[1];
-        var q = q_proj.forward(x).reshape(B, T, heads, qkDim).transpose(1, 2);      // [B, nh, T, dqk]
-        var k = k_proj.forward(x).reshape(B, T, kvHeads, qkDim).transpose(1, 2);    // [B, nkv, T, dqk]
-        var v = v_proj.forward(x).reshape(B, T, kvHeads, vDim).transpose(1, 2);     // [B, nkv, T, dv]
+        var qkv = Linear.ProjectMany(x, q_proj, k_proj, v_proj);
+        var q = qkv[0].reshape(B, T, heads, qkDim).transpose(1, 2);                // [B, nh, T, dqk]
+        var k = qkv[1].reshape(B, T, kvHeads, qkDim).transpose(1, 2);              // [B, nkv, T, dqk]
+        var v = qkv[2].reshape(B, T, kvHeads, vDim).transpose(1, 2);               // [B, nkv, T, dv]
         if (q_norm is not null) { q = q_norm.forward(q); k = k_norm!.forward(k); }
-        if (rotary is not null) { q = rotary.Apply(q, input.Positions); k = rotary.Apply(k, input.Positions); }
+        if (rotary is not null)
+        {
+            var (cos, sin) = rotary.Tables(input.Positions, q.dtype);
+            q = Rotary.Apply(q, cos, sin);
+            k = Rotary.Apply(k, cos, sin);
+        }
 
         var padding = input.Padding;
         var newKeyPositions = padding is null ? input.Positions : input.Positions.masked_fill(padding.Mask.logical_not(), -1);

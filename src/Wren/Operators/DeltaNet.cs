@@ -20,7 +20,7 @@ public sealed class DeltaNet : DeltaRuleMixer
     public override Tensor forward(MixerInput input)
     {
         using var scope = NewDisposeScope();
-        var (q, k, v, beta) = Project(input);
+        var (q, k, v, beta, _) = Project(input);
         var o = Recur(q, k, v, beta, null, input);
         return o_proj.forward(o_norm.forward(o).reshape(input.Hidden.shape[0], input.Hidden.shape[1], -1)).MoveToOuterDisposeScope();
     }
@@ -58,21 +58,25 @@ public abstract class DeltaRuleMixer : Mixer
             [q_conv1d.NewState(shape.Batch, device), k_conv1d.NewState(shape.Batch, device), v_conv1d.NewState(shape.Batch, device)],
             zeros([shape.Batch, heads, headDim, headDim], ScalarType.Float32, device));
 
-    /// <summary>q, k [B, nh, T, d] (L2-normed; q scaled), v [B, nh, T, d], β [B, nh, T] (0 on pads).</summary>
-    protected (Tensor Q, Tensor K, Tensor V, Tensor Beta) Project(MixerInput input)
+    /// <summary>
+    /// q, k [B, nh, T, d] (L2-normed; q scaled), v [B, nh, T, d], β [B, nh, T] (0 on pads), and the outputs of
+    /// <paramref name="extra"/> projections of the same input (fused with these at batch-1 decode).
+    /// </summary>
+    protected (Tensor Q, Tensor K, Tensor V, Tensor Beta, Tensor[] Extra) Project(MixerInput input, params Linear[] extra)
     {
         var x = input.Hidden;
         long B = x.shape[0], T = x.shape[1];
         var state = (RecurrentState?)input.State;
+        var projected = Linear.ProjectMany(x, [q_proj, k_proj, v_proj, b_proj, .. extra]);
         Tensor Heads(Tensor t) => t.reshape(B, T, heads, headDim).transpose(1, 2);
-        var q = Heads(q_conv1d.Forward(q_proj.forward(x), state?.Conv[0], input.Padding));
-        var k = Heads(k_conv1d.Forward(k_proj.forward(x), state?.Conv[1], input.Padding));
-        var v = Heads(v_conv1d.Forward(v_proj.forward(x), state?.Conv[2], input.Padding));
+        var q = Heads(q_conv1d.Forward(projected[0], state?.Conv[0], input.Padding));
+        var k = Heads(k_conv1d.Forward(projected[1], state?.Conv[1], input.Padding));
+        var v = Heads(v_conv1d.Forward(projected[2], state?.Conv[2], input.Padding));
         q = ChunkMath.L2Norm(q) * Math.Pow(headDim, -0.5);
         k = ChunkMath.L2Norm(k);
-        var beta = nn.functional.sigmoid(b_proj.forward(x)).transpose(1, 2);
+        var beta = nn.functional.sigmoid(projected[3]).transpose(1, 2);
         if (input.Padding is not null) beta = beta * input.Padding.Mask.unsqueeze(1);   // β = 0: pads leave S unchanged
-        return (q, k, v, beta);
+        return (q, k, v, beta, projected[4..]);
     }
 
     /// <summary>Runs the delta rule (recurrent for a decode step, chunked otherwise), updates the state, returns [B, T, nh, d].</summary>

@@ -24,10 +24,13 @@ public sealed class Ffn : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var up = up_proj.forward(x);
-        var inner = gate_proj is null
-            ? nn.functional.relu(up).square()
-            : nn.functional.silu(gate_proj.forward(x)) * up;
+        Tensor inner;
+        if (gate_proj is null) inner = nn.functional.relu(up_proj.forward(x)).square();
+        else
+        {
+            var gateAndUp = Linear.ProjectMany(x, gate_proj, up_proj);
+            inner = nn.functional.silu(gateAndUp[0]) * gateAndUp[1];
+        }
         return down_proj.forward(inner).MoveToOuterDisposeScope();
     }
 }
