@@ -55,10 +55,10 @@ public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokeni
         var leftPad = prompts.Select(p => (long)(longest - p.Length)).ToArray();
         var padId = model.Config.PadTokenId ?? 0;
         var padded = prompts.SelectMany((p, b) => Enumerable.Repeat((long)padId, (int)leftPad[b]).Concat(p.Select(i => (long)i))).ToArray();
-        var generator = options.Seed is { } seed ? new Generator(seed, device) : null;
+        using var generator = options.Seed is { } seed ? new Generator(seed, device) : null;
         var stopIds = new HashSet<int>(options.StopTokenIds);
         var generated = Enumerable.Range(0, B).Select(_ => new List<int>()).ToArray();
-        var emittedText = new string[B].Select(_ => "").ToArray();
+        var emittedText = Enumerable.Repeat("", B).ToArray();
         var finished = new bool[B];
 
         using var noGrad = no_grad();
@@ -74,61 +74,69 @@ public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokeni
         }
 
         var clock = Stopwatch.StartNew();
-        Tensor logits;
+        Tensor logits = empty(0);
         using (var ids = tensor(padded, [B, longest], device: device))
         using (var pads = tensor(leftPad, device: device))
         using (NewDisposeScope())
+        {
+            logits.Dispose();
             logits = model.forward(new LMInput(ids, cache, leftPad.Any(p => p > 0) ? pads : null, LastPositionOnly: true)).Logits.squeeze(1).MoveToOuterDisposeScope();
+        }
         stats.PrefillSeconds = clock.Elapsed.TotalSeconds;
         clock.Restart();
 
-        for (int step = 0; step < options.MaxNewTokens && finished.Contains(false); step++)
+        try
         {
-            long[] next;
-            using (NewDisposeScope())
+            for (int step = 0; step < options.MaxNewTokens && finished.Contains(false); step++)
             {
-                var chosen = Sampler.Next(logits, options, generator, options.RepetitionPenalty != 1.0 ? seen : null);
-                next = chosen.cpu().data<long>().ToArray();
-                if (options.RepetitionPenalty != 1.0) seen.scatter_(1, chosen.unsqueeze(1), ones([B, 1], ScalarType.Bool, device));
-            }
-            logits.Dispose();
-            var events = new List<GeneratedToken>();
-            for (int b = 0; b < B; b++)
-            {
-                if (finished[b]) continue;
-                int id = (int)next[b];
-                stats.GeneratedTokens++;
-                string? reason = null;
-                string delta;
-                if (stopIds.Contains(id)) { reason = "stop-token"; delta = ""; }
-                else
-                {
-                    generated[b].Add(id);
-                    string text = tokenizer.Decode(generated[b]);
-                    // Hold back text while the last character is incomplete (a multi-byte UTF-8 sequence split across tokens).
-                    string stable = text.EndsWith('\uFFFD') ? emittedText[b] : text;
-                    int cut = options.StopStrings.Select(s => stable.IndexOf(s, StringComparison.Ordinal)).Where(i => i >= 0).DefaultIfEmpty(-1).Min();
-                    if (cut >= 0) { stable = stable[..cut]; reason = "stop-string"; }
-                    delta = stable.Length >= emittedText[b].Length ? stable[emittedText[b].Length..] : "";
-                    emittedText[b] = stable;
-                }
-                if (reason is null && step == options.MaxNewTokens - 1) reason = "length";
-                if (reason is not null) finished[b] = true;
-                events.Add(new GeneratedToken(b, id, delta, reason));
-            }
-            if (finished.Contains(false) && step < options.MaxNewTokens - 1)
-            {
-                using var ids = tensor(next, [B, 1], device: device);
+                long[] next;
                 using (NewDisposeScope())
-                    logits = model.forward(new LMInput(ids, cache, LastPositionOnly: true)).Logits.squeeze(1).MoveToOuterDisposeScope();
+                {
+                    var chosen = Sampler.Next(logits, options, generator, options.RepetitionPenalty != 1.0 ? seen : null);
+                    next = chosen.cpu().data<long>().ToArray();
+                    if (options.RepetitionPenalty != 1.0) seen.scatter_(1, chosen.unsqueeze(1), ones([B, 1], ScalarType.Bool, device));
+                }
+                logits.Dispose();
+                var events = new List<GeneratedToken>();
+                for (int b = 0; b < B; b++)
+                {
+                    if (finished[b]) continue;
+                    int id = (int)next[b];
+                    stats.GeneratedTokens++;
+                    string? reason = null;
+                    string delta;
+                    if (stopIds.Contains(id)) { reason = "stop-token"; delta = ""; }
+                    else
+                    {
+                        generated[b].Add(id);
+                        string text = tokenizer.Decode(generated[b]);
+                        // Hold back text while the last character is incomplete (a multi-byte UTF-8 sequence split across tokens).
+                        string stable = text.EndsWith('\uFFFD') ? emittedText[b] : text;
+                        int cut = options.StopStrings.Select(s => stable.IndexOf(s, StringComparison.Ordinal)).Where(i => i >= 0).DefaultIfEmpty(-1).Min();
+                        if (cut >= 0) { stable = stable[..cut]; reason = "stop-string"; }
+                        delta = stable.Length >= emittedText[b].Length ? stable[emittedText[b].Length..] : "";
+                        emittedText[b] = stable;
+                    }
+                    if (reason is null && step == options.MaxNewTokens - 1) reason = "length";
+                    if (reason is not null) finished[b] = true;
+                    events.Add(new GeneratedToken(b, id, delta, reason));
+                }
+                if (finished.Contains(false) && step < options.MaxNewTokens - 1)
+                {
+                    using var ids = tensor(next, [B, 1], device: device);
+                    using (NewDisposeScope())
+                        logits = model.forward(new LMInput(ids, cache, LastPositionOnly: true)).Logits.squeeze(1).MoveToOuterDisposeScope();
+                }
+                else logits = empty(0);
+                stats.DecodeSeconds = clock.Elapsed.TotalSeconds;
+                clock.Stop();   // the consumer's time (printing) is not decode time
+                foreach (var e in events) yield return e;
+                clock.Start();
             }
-            else logits = empty(0);
-            stats.DecodeSeconds = clock.Elapsed.TotalSeconds;
-            clock.Stop();   // the consumer's time (printing) is not decode time
-            foreach (var e in events) yield return e;
-            clock.Start();
         }
-        logits.Dispose();
-        generator?.Dispose();
+        finally
+        {
+            logits.Dispose();   // also when the consumer stops early
+        }
     }
 }

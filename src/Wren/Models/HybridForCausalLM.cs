@@ -105,13 +105,10 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
         if (training) return LmHeadWeight.norm(1, keepdim: false, p: 2).reciprocal();
         lock (inferenceGate)
         {
-            inverseRowNorms ??= no_grad_norms();
+            if (inverseRowNorms is null)
+                using (no_grad())
+                    inverseRowNorms = LmHeadWeight.norm(1, keepdim: false, p: 2).reciprocal().DetachFromDisposeScope();
             return inverseRowNorms.alias();
-        }
-        Tensor no_grad_norms()
-        {
-            using var _ = no_grad();
-            return LmHeadWeight.norm(1, keepdim: false, p: 2).reciprocal().DetachFromDisposeScope();
         }
     }
 
@@ -124,7 +121,13 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
     {
         int M = Config.NumMemoryTokens;
         var cache = EmptyCache(new CacheShape(batch, M + maxTokens, maxLeftPad));
-        if (M > 0) cache.CopyPrefixFrom(MetaTokenState());
+        if (M == 0) return cache;
+        if (training)
+        {
+            using var fresh = ComputeMetaTokenState();   // weights are changing: nothing to reuse
+            cache.CopyPrefixFrom(fresh);
+        }
+        else cache.CopyPrefixFrom(MetaTokenState());
         return cache;
     }
 
@@ -135,26 +138,23 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
         return new ModelCache(states, shape, Config.NumMemoryTokens, device);
     }
 
-    /// <summary>The meta tokens run through every layer once (batch 1); every request starts from a copy.</summary>
+    /// <summary>The meta tokens' state after every layer (batch 1), computed once per loaded model; every request starts from a copy.</summary>
     internal ModelCache MetaTokenState()
     {
-        lock (inferenceGate)
+        lock (inferenceGate) return metaTokenState ??= ComputeMetaTokenState();
+    }
+
+    ModelCache ComputeMetaTokenState()
+    {
+        int M = Config.NumMemoryTokens;
+        var state = EmptyCache(new CacheShape(1, M));
+        using (no_grad())
+        using (NewDisposeScope())
         {
-            if (metaTokenState is not null && !training) return metaTokenState;
-            int M = Config.NumMemoryTokens;
-            var state = EmptyCache(new CacheShape(1, M));
-            state.NextPosition.zero_();
-            using (no_grad())
-            using (NewDisposeScope())
-            {
-                var positions = arange(M, device: state.NextPosition.device).unsqueeze(0);
-                model.forward(new BackboneInput(model.MemoryTokens!.unsqueeze(0), positions, null, state));
-            }
-            state.NextPosition.fill_(M);
-            if (training) return state;
-            metaTokenState = state;
-            return state;
+            var positions = arange(M, device: state.NextPosition.device).unsqueeze(0);
+            model.forward(new BackboneInput(model.MemoryTokens!.unsqueeze(0), positions, null, state));
         }
+        return state;
     }
 
     /// <summary>Forgets values derived from the weights (lm_head norms, meta-token state); call after changing weights.</summary>

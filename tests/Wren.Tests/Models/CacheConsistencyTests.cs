@@ -132,6 +132,7 @@ public class CacheConsistencyTests
         generator.GenerateIds([[1, 2, 3]], options with { MaxNewTokens = 30 }).ToList();
         long afterTwo = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
         generator.GenerateIds([[1, 2, 3]], options with { MaxNewTokens = 60 }).ToList();
+        generator.GenerateIds([[1, 2, 3]], options with { MaxNewTokens = 60 }).Take(2).ToList();   // consumer stops early
         Assert.True(before == DisposeScopeManager.Statistics.ThreadTotalLiveCount, $"live tensors {before} → {afterTwo} → {DisposeScopeManager.Statistics.ThreadTotalLiveCount}");
     }
 }
