@@ -14,6 +14,7 @@ public static class WrenCli
         InspectCommand.Create(),
         GenerateCommand.Create(),
         LogitsCommand.Create(),
+        ProfileCommand.Create(),
     };
 
     /// <summary>Exit codes: 0 success, 1 bad arguments (System.CommandLine), 2 bad input (a clear message), 3 internal error.</summary>

@@ -12,7 +12,8 @@ namespace Wren.Models;
 /// <param name="Cache">Null: a full parallel forward (training, scoring). Otherwise the tokens continue this cache and update it.</param>
 /// <param name="LeftPad">With a cache: pad tokens at the start of each row [B] (ragged prompts); their logits are meaningless.</param>
 /// <param name="LastPositionOnly">Compute logits for the last position only (generation).</param>
-public sealed record LMInput(Tensor InputIds, ModelCache? Cache = null, Tensor? LeftPad = null, bool LastPositionOnly = false);
+/// <param name="Timings">When set, each layer's wall time is added to it (profiling).</param>
+public sealed record LMInput(Tensor InputIds, ModelCache? Cache = null, Tensor? LeftPad = null, bool LastPositionOnly = false, LayerTimings? Timings = null);
 
 /// <summary>Float32 logits [B, T, V] (or [B, 1, V]).</summary>
 public sealed record LMOutput(Tensor Logits);
@@ -66,7 +67,7 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
             if (input.LeftPad is not null) throw new ArgumentException("left padding needs a cache (see Generator)");
             if (M > 0) h = cat([model.MemoryTokens!.unsqueeze(0).expand(B, M, -1), h], 1);     // [B, M+T, H]
             var positions = arange(M + T, device: ids.device).unsqueeze(0).expand(B, -1);
-            h = model.forward(new BackboneInput(h, positions, null, null));
+            h = model.forward(new BackboneInput(h, positions, null, null, input.Timings));
             if (M > 0) h = h.narrow(1, M, T);
         }
         else if (T > PrefillChunk)
@@ -78,7 +79,7 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
                 long length = Math.Min(PrefillChunk, T - start);
                 var chunkPad = input.LeftPad is null ? null : (input.LeftPad - start).clamp(0, length);
                 bool last = start + length == T;
-                var chunk = forward(new LMInput(ids.narrow(1, start, length), input.Cache, chunkPad, input.LastPositionOnly));
+                var chunk = forward(input with { InputIds = ids.narrow(1, start, length), LeftPad = chunkPad });
                 if (!input.LastPositionOnly || last) pieces.Add(chunk.Logits);
             }
             return new LMOutput(cat(pieces, 1).MoveToOuterDisposeScope());
@@ -90,7 +91,7 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
             var offsets = arange(T, device: ids.device).unsqueeze(0);                          // [1, T]
             if (padding is not null) offsets = offsets - padding.Counts.unsqueeze(1);
             var positions = cache.NextPosition.unsqueeze(1) + offsets;                         // real token n of the chunk at next+n
-            h = model.forward(new BackboneInput(h, positions, padding, cache));
+            h = model.forward(new BackboneInput(h, positions, padding, cache, input.Timings));
             cache.NextPosition.add_(padding is null ? T : (T - padding.Counts));
         }
         if (input.LastPositionOnly) h = h.narrow(1, h.shape[1] - 1, 1);
@@ -128,6 +129,20 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
             cache.CopyPrefixFrom(fresh);
         }
         else cache.CopyPrefixFrom(MetaTokenState());
+        return cache;
+    }
+
+    /// <summary>
+    /// A cache for <paramref name="batch"/> rows that all continue <paramref name="row"/> (a batch-1 cache), with room
+    /// for <paramref name="maxTokens"/> tokens per row in all: n samples of one prompt, or a long-context throughput
+    /// measurement without prefilling every row.
+    /// </summary>
+    public ModelCache NewCacheFrom(ModelCache row, int batch, int maxTokens)
+    {
+        if (row.Batch != 1) throw new ArgumentException("the source cache must hold one row", nameof(row));
+        var cache = EmptyCache(new CacheShape(batch, Config.NumMemoryTokens + maxTokens));
+        cache.CopyPrefixFrom(row);
+        cache.NextPosition.copy_(row.NextPosition.expand(batch));
         return cache;
     }
 
@@ -182,8 +197,16 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
     }
 }
 
-/// <summary>Input of the layer stack: hidden states, positions, padding and the request cache (or null).</summary>
-public sealed record BackboneInput(Tensor Hidden, Tensor Positions, LeftPadding? Padding, ModelCache? Cache);
+/// <summary>Input of the layer stack: hidden states, positions, padding, the request cache (or null), optional timings.</summary>
+public sealed record BackboneInput(Tensor Hidden, Tensor Positions, LeftPadding? Padding, ModelCache? Cache, LayerTimings? Timings = null);
+
+/// <summary>Accumulated wall time per layer (seconds), filled by forwards that are given it, and of the whole runs they belong to.</summary>
+public sealed class LayerTimings(int layers)
+{
+    public double[] Seconds { get; } = new double[layers];
+    /// <summary>Wall time of the enclosing runs (set by the caller), so that layers + everything else adds up.</summary>
+    public double RunSeconds { get; set; }
+}
 
 /// <summary>The <c>model.</c> part of the checkpoint: embeddings, meta tokens, decoder layers, final norm.</summary>
 public sealed class HybridModel : nn.Module<BackboneInput, Tensor>
@@ -214,7 +237,13 @@ public sealed class HybridModel : nn.Module<BackboneInput, Tensor>
         using var scope = NewDisposeScope();
         var h = input.Hidden;
         for (int i = 0; i < Layers.Count; i++)
+        {
+            long start = input.Timings is null ? 0 : System.Diagnostics.Stopwatch.GetTimestamp();
             h = Layers[i].forward(new MixerInput(h, input.Positions, input.Padding, input.Cache?.Layers[i]));
+            if (input.Timings is null) continue;
+            if (h.device.type == DeviceType.CUDA) torch.cuda.synchronize();   // time the work, not the launch
+            input.Timings.Seconds[i] += System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
+        }
         return h.MoveToOuterDisposeScope();
     }
 }

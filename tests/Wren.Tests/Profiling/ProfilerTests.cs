@@ -1,0 +1,74 @@
+using System.Text.Json;
+using TorchSharp;
+using Wren.Models;
+using Wren.Profiling;
+using static TorchSharp.torch;
+using static Wren.Tests.TestSupport;
+
+namespace Wren.Tests.Profiling;
+
+public class ProfilerTests
+{
+    static DeviceProfile FakeDevice => new(DeviceIdentity.Current(CPU), new DeviceFacts(50e9, 100e9, 40e9, 20e9), DateTimeOffset.UnixEpoch);
+
+    [Fact]
+    public void Throughput_batch_search_respects_the_memory_budget()
+    {
+        var footprint = ModelFootprint.Of(Config("a", "f", "m2", "deltanet") with { NumMemoryTokens = 4 });
+        foreach (long budget in new[] { 1L << 20, 8L << 20, 64L << 20, 1L << 30 })
+        {
+            int batch = LatencyProfiler.LargestBatch(footprint, 512, budget, 4096);
+            if (batch > 0) Assert.True(LatencyProfiler.MemoryNeeded(footprint, batch, 512) <= budget);
+            if (batch < 4096) Assert.True(LatencyProfiler.MemoryNeeded(footprint, batch + 1, 512) > budget);
+        }
+        Assert.Equal(0, LatencyProfiler.LargestBatch(footprint, 512, 1000, 64));        // nothing fits
+        Assert.Equal(64, LatencyProfiler.LargestBatch(footprint, 512, 1L << 40, 64));   // capped
+        Assert.Equal([1, 2, 4, 5], LatencyProfiler.BatchLadder(5));
+    }
+
+    [Fact]
+    public void Measurement_statistics()
+    {
+        var m = Measurement.Of([3.0, 1.0, 2.0, 10.0]);
+        Assert.Equal(2.5, m.Median);
+        Assert.Equal(1.0, m.Min);
+        Assert.Equal(10.0, m.Max);
+        Assert.Equal(3.6, m.Spread, 6);
+        Assert.False(m.Trusted);
+        Assert.True(Measurement.Of([1.0, 1.05, 0.98]).Trusted);
+    }
+
+    [Fact]
+    public void Profile_of_a_small_model_adds_up_and_round_trips_as_json()
+    {
+        var config = Config("a", "f", "m2", "deltanet") with { NumMemoryTokens = 2 };
+        using var model = RandomModel(config);
+        var options = new ProfileOptions { PromptTokens = 16, DecodeTokens = 4, Repeats = 2, Contexts = [8, 32], ThroughputContext = 16, MemoryBudgetBytes = 64L << 20, MaxBatch = 8 };
+        var profile = LatencyProfiler.Profile(model, "small", options, FakeDevice);
+        Assert.Equal(2, profile.LatencyByContext.Count);
+        Assert.True(profile.LatencyByContext[1].CacheBytesPerSequence > profile.LatencyByContext[0].CacheBytesPerSequence);   // attention grows
+        Assert.Equal(profile.LargestBatch, profile.Throughput[^1].Batch);
+        Assert.All(profile.Throughput, t => Assert.True(t.MemoryBytes <= options.MemoryBudgetBytes));
+        Assert.Equal(["a", "f", "m2", "deltanet"], profile.Breakdown.Select(b => b.LayerType));
+        Assert.InRange(profile.Breakdown.Sum(b => b.Share), 0.3, 1.0 + 1e-9);   // layers are most of a step, never more than all of it
+        Assert.Equal(ModelFootprint.Of(config).WeightBytes / 50e9 * 1e3, profile.RooflineMs, 9);
+        var json = JsonSerializer.Serialize(profile);
+        var back = JsonSerializer.Deserialize<ModelProfile>(json)!;
+        Assert.Equal(json, JsonSerializer.Serialize(back));
+    }
+
+    [Fact]
+    public void Device_profiles_are_cached_per_device_and_never_reused_for_another()
+    {
+        string path = Path.Combine(TempDir(), "device.json");
+        var device = FakeDevice;
+        device.Save(path);
+        Assert.Equal(device, DeviceProfile.Load(path));
+        Assert.Equal(device.Facts, DeviceProfile.ForCurrent(CPU, path).Facts);           // same identity: cached facts used
+        var foreign = device with { Identity = device.Identity with { Processor = "some other CPU" } };
+        foreign.Save(path);
+        Assert.NotEqual(foreign.Identity.Id, device.Identity.Id);
+        File.WriteAllText(path, "{ nope");
+        Assert.Throws<WrenException>(() => DeviceProfile.Load(path));
+    }
+}
