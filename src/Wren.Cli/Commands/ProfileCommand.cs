@@ -28,6 +28,8 @@ internal static class ProfileCommand
         var output = new Option<string>("--out") { Description = "folder for profile.json and plots", DefaultValueFactory = _ => Path.Combine(".wren", "profile") };
         var deviceProfile = new Option<string?>("--device-profile") { Description = "device facts file (default: ~/.wren/devices/<id>.json, measured once)" };
         foreach (var o in new Option[] { models, configs, prompt, decode, repeats, contexts, throughputContext, budget, maxBatch, output, deviceProfile }) command.Add(o);
+        command.Add(ProfileTableCommands.Lut());
+        command.Add(ProfileTableCommands.Grid());
         var common = new CommonOptions(command);
         command.SetAction(result =>
         {
@@ -49,7 +51,7 @@ internal static class ProfileCommand
                 foreach (var (name, path, folder) in targets)
                 {
                     using var model = folder ? Checkpoint.Load(path, common.ScalarType(result), device) : RandomModel(path, common.ScalarType(result), device);
-                    profiles.Add(LatencyProfiler.Profile(model, name, options, facts, new SynchronousProgress(status)));
+                    profiles.Add(LatencyProfiler.Profile(model, name, options, facts, new StatusProgress(status)));
                 }
             });
             Print(profiles, facts);
@@ -61,12 +63,6 @@ internal static class ProfileCommand
             return 0;
         });
         return command;
-    }
-
-    /// <summary>Status updates on the calling thread (Progress&lt;T&gt; would post them to the thread pool).</summary>
-    sealed class SynchronousProgress(StatusContext status) : IProgress<string>
-    {
-        public void Report(string value) => status.Status(Markup.Escape(value));
     }
 
     internal static HybridForCausalLM RandomModel(string config, TorchSharp.torch.ScalarType dtype, TorchSharp.torch.Device device)

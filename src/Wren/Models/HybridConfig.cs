@@ -71,6 +71,29 @@ public sealed record HybridConfig
     public int? WindowOf(int layer) =>
         SlidingWindow is { } w && AttnImplementation != "fused_mha" && !(GlobalAttnIdx ?? []).Contains(layer) ? w : null;
 
+    /// <summary>
+    /// This config with other layers and width, keeping head widths (attention, DeltaNet, Mamba2), the KV grouping
+    /// and the FFN ratio: the shape family a depth–width study or an architecture search moves through.
+    /// </summary>
+    public HybridConfig WithShape(IReadOnlyList<string> layerTypes, int hiddenSize)
+    {
+        int headDim = HiddenSize / NumAttentionHeads;
+        if (hiddenSize % headDim != 0) throw new WrenException($"width {hiddenSize} is not a multiple of the head dimension {headDim}");
+        int heads = hiddenSize / headDim, group = NumAttentionHeads / KvHeads;
+        var shaped = this with
+        {
+            LayerTypes = layerTypes.ToList(),
+            NumHiddenLayers = layerTypes.Count,
+            HiddenSize = hiddenSize,
+            NumAttentionHeads = heads,
+            NumKeyValueHeads = Math.Max(1, heads / group),
+            IntermediateSize = FfnExpandRatio is null && IntermediateSize > 0 ? (int)((long)IntermediateSize * hiddenSize / HiddenSize) : IntermediateSize,
+            GlobalAttnIdx = GlobalAttnIdx is null ? null : [],
+        };
+        shaped.Validate($"{layerTypes.Count} layers at width {hiddenSize}");
+        return shaped;
+    }
+
     static readonly JsonSerializerOptions JsonOptions = new()
     {
         WriteIndented = true,
