@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using TorchSharp;
 using Wren.Models;
 using Wren.Profiling;
@@ -52,22 +51,6 @@ public static class DecodeBenchmark
         using (var prompt = randint(0, model.Config.VocabSize, [1, context]))
         using (NewDisposeScope())
             model.forward(new LMInput(prompt, cache, LastPositionOnly: true));
-        var next = tensor(new long[] { 1 }, [1, 1]);
-        var times = new List<double>();
-        for (int r = 0; r <= repeats; r++)
-        {
-            var clock = Stopwatch.StartNew();
-            for (int t = 0; t < tokens; t++)
-            {
-                using var scope = NewDisposeScope();
-                var chosen = model.forward(new LMInput(next, cache, LastPositionOnly: true)).Logits.argmax(-1);
-                next.Dispose();
-                next = chosen.MoveToOuterDisposeScope();
-            }
-            if (r > 0) times.Add(clock.Elapsed.TotalSeconds);   // the first round warms up
-        }
-        next.Dispose();
-        times.Sort();
-        return times[times.Count / 2];
+        return Measurement.Repeat(() => LatencyProfiler.DecodeSeconds(model, cache, tokens, null), repeats).Median;
     }
 }

@@ -18,6 +18,7 @@ internal static class ProfileCommand
         var command = new Command("profile", "Measure decode/prefill latency, throughput and memory on this device (random weights are fine for latency)");
         var models = new Option<string[]>("--model") { Description = "model folder; repeat to compare" };
         var configs = new Option<string[]>("--config") { Description = "config.json or preset (random weights); repeat to compare" };
+        var compare = new Option<string[]>("--compare") { Description = "more models to profile side by side: model folders, config.json files or presets" };
         var prompt = new Option<int>("--prompt-tokens") { Description = "prompt length P before decoding", DefaultValueFactory = _ => 256 };
         var decode = new Option<int>("--decode-tokens") { Description = "tokens N decoded per timed run", DefaultValueFactory = _ => 32 };
         var repeats = new Option<int>("--repeats") { Description = "timed runs per measurement (median reported)", DefaultValueFactory = _ => 5 };
@@ -27,7 +28,7 @@ internal static class ProfileCommand
         var maxBatch = new Option<int>("--max-batch") { Description = "upper bound of the throughput batch search", DefaultValueFactory = _ => 256 };
         var output = new Option<string>("--out") { Description = "folder for profile.json and plots", DefaultValueFactory = _ => Path.Combine(".wren", "profile") };
         var deviceProfile = new Option<string?>("--device-profile") { Description = "device facts file (default: ~/.wren/devices/<id>.json, measured once)" };
-        foreach (var o in new Option[] { models, configs, prompt, decode, repeats, contexts, throughputContext, budget, maxBatch, output, deviceProfile }) command.Add(o);
+        foreach (var o in new Option[] { models, configs, compare, prompt, decode, repeats, contexts, throughputContext, budget, maxBatch, output, deviceProfile }) command.Add(o);
         command.Add(ProfileTableCommands.Lut());
         command.Add(ProfileTableCommands.Grid());
         var common = new CommonOptions(command);
@@ -35,7 +36,10 @@ internal static class ProfileCommand
         {
             var device = common.Initialize(result);
             var targets = (result.GetValue(models) ?? []).Select(m => (name: Path.GetFileName(Path.TrimEndingDirectorySeparator(m)), path: m, folder: true))
-                .Concat((result.GetValue(configs) ?? []).Select(c => (name: Path.GetFileNameWithoutExtension(c), path: c, folder: false))).ToList();
+                .Concat((result.GetValue(configs) ?? []).Select(c => (name: Path.GetFileNameWithoutExtension(c), path: c, folder: false)))
+                .Concat((result.GetValue(compare) ?? []).Select(c => Directory.Exists(c)
+                    ? (name: Path.GetFileName(Path.TrimEndingDirectorySeparator(c)), path: c, folder: true)
+                    : (name: Path.GetFileNameWithoutExtension(c), path: c, folder: false))).ToList();
             if (targets.Count == 0) throw new WrenException("give at least one --model folder or --config");
             var options = new ProfileOptions
             {
