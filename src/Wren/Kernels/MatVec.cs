@@ -19,28 +19,18 @@ public static unsafe class MatVec
 
     public static bool IsAccelerated => Vector512.IsHardwareAccelerated || Vector256.IsHardwareAccelerated;
 
-    /// <summary>True when <see cref="Multiply"/> applies: float32 CPU weights, contiguous, and SIMD available.</summary>
+    /// <summary>Up to this many input rows (a small decode batch) share one pass over the weights.</summary>
+    public const int MaxInputRows = 8;
+
+    /// <summary>True when <see cref="Multiply"/> applies: float32 CPU tensors, contiguous weights, at most <see cref="MaxInputRows"/> input rows, SIMD available.</summary>
     public static bool Applies(Tensor weight, Tensor x) =>
         IsAccelerated && weight.dtype == ScalarType.Float32 && x.dtype == ScalarType.Float32
         && weight.device.type == DeviceType.CPU && x.device.type == DeviceType.CPU
-        && weight.dim() == 2 && weight.is_contiguous() && weight.shape[1] == x.numel();
+        && weight.dim() == 2 && weight.is_contiguous() && x.shape[^1] == weight.shape[1]
+        && x.numel() / weight.shape[1] <= MaxInputRows;
 
-    /// <summary>y [out] = W [out, in] · x [in] (any shape with in elements).</summary>
-    public static Tensor Multiply(Tensor weight, Tensor x)
-    {
-        long rows = weight.shape[0], cols = weight.shape[1];
-        var y = empty(rows);
-        using var xc = x.reshape(cols).contiguous();
-        float* w = Pointer(weight), v = Pointer(xc), o = Pointer(y);
-        int workers = rows * cols < ParallelThreshold ? 1 : Math.Max(1, Math.Min(Environment.ProcessorCount, (int)(rows / 64)));
-        if (workers == 1) Rows(w, v, o, cols, 0, rows);
-        else
-        {
-            long block = (rows + workers - 1) / workers;
-            Workers.Run(workers, i => Rows(w, v, o, cols, i * block, Math.Min(rows, (i + 1) * block)));
-        }
-        return y;
-    }
+    /// <summary>y [m, out] = x [m, in] · Wᵀ for m ≤ <see cref="MaxInputRows"/> (x of any shape ending in in).</summary>
+    public static Tensor Multiply(Tensor weight, Tensor x) => MultiplyMany([weight], x)[0];
 
     /// <summary>
     /// <c>W_i·x</c> for several weights that read the same input (q/k/v, gate/up) in one fork/join: the rows of all
@@ -48,9 +38,9 @@ public static unsafe class MatVec
     /// </summary>
     public static Tensor[] MultiplyMany(IReadOnlyList<Tensor> weights, Tensor x)
     {
-        long cols = weights[0].shape[1];
-        var outputs = weights.Select(w => empty(w.shape[0])).ToArray();
-        using var xc = x.reshape(cols).contiguous();
+        long cols = weights[0].shape[1], inputs = x.numel() / cols;
+        var outputs = weights.Select(w => empty(inputs, w.shape[0])).ToArray();
+        using var xc = x.reshape(inputs, cols).contiguous();
         float* v = Pointer(xc);
         var starts = new long[weights.Count + 1];
         for (int i = 0; i < weights.Count; i++) starts[i + 1] = starts[i] + weights[i].shape[0];
@@ -64,7 +54,7 @@ public static unsafe class MatVec
             for (int i = 0; i < weights.Count; i++)
             {
                 long from = Math.Max(begin, starts[i]), to = Math.Min(end, starts[i + 1]);
-                if (from < to) Rows((float*)wp[i], v, (float*)op[i], cols, from - starts[i], to - starts[i]);
+                if (from < to) Rows((float*)wp[i], v, (float*)op[i], cols, inputs, weights[i].shape[0], from - starts[i], to - starts[i]);
             }
         });
         return outputs;
@@ -73,9 +63,11 @@ public static unsafe class MatVec
     static float* Pointer(Tensor t) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot SIMD loop: skip tier-0 code
-    static void Rows(float* w, float* x, float* y, long cols, long first, long end)
+    static void Rows(float* w, float* x, float* y, long cols, long inputs, long outputs, long first, long end)
     {
-        for (long r = first; r < end; r++) y[r] = Dot(w + r * cols, x, cols);
+        // Each weight row comes from memory once; the other input rows reuse it from L1.
+        for (long r = first; r < end; r++)
+            for (long m = 0; m < inputs; m++) y[m * outputs + r] = Dot(w + r * cols, x + m * cols, cols);
     }
 
     /// <summary>

@@ -78,7 +78,9 @@ public class DecodeStepTests
         {
             var w = randn(rows, cols);
             var x = randn(cols);
-            AssertClose(MatVec.Multiply(w, x), w.mv(x), 1e-5, $"{rows}×{cols}");
+            AssertClose(MatVec.Multiply(w, x), w.mv(x).unsqueeze(0), 1e-5, $"{rows}×{cols}");
+            var batch = randn(5, cols);
+            AssertClose(MatVec.Multiply(w, batch), batch.matmul(w.t()), 1e-5, $"5 rows × {rows}×{cols}");
         }
     }
 }
