@@ -47,10 +47,7 @@ public static class DecodeBenchmark
     static double DecodeSeconds(HybridForCausalLM model, int context, int tokens, int repeats)
     {
         using var _ = no_grad();
-        using var cache = model.NewCache(1, context + tokens * (repeats + 1));
-        using (var prompt = randint(0, model.Config.VocabSize, [1, context]))
-        using (NewDisposeScope())
-            model.forward(new LMInput(prompt, cache, LastPositionOnly: true));
+        using var cache = LatencyProfiler.Prefilled(model, context, tokens * (repeats + 1));
         return Measurement.Repeat(() => LatencyProfiler.DecodeSeconds(model, cache, tokens, null), repeats).Median;
     }
 }

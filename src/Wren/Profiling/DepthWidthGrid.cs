@@ -27,10 +27,7 @@ public static class DepthWidthGrid
                 using var model = new HybridForCausalLM(config);
                 Initialization.Apply(model, seed: 0);
                 model.eval();
-                using var cache = model.NewCache(1, promptTokens + decodeTokens * (repeats + 2));
-                using (var prompt = randint(0, config.VocabSize, [1, promptTokens]))
-                using (NewDisposeScope())
-                    model.forward(new LMInput(prompt, cache, LastPositionOnly: true));
+                using var cache = LatencyProfiler.Prefilled(model, promptTokens, decodeTokens * (repeats + 2));
                 var ms = Measurement.Repeat(() => LatencyProfiler.DecodeSeconds(model, cache, decodeTokens, null) / decodeTokens * 1e3, repeats);
                 points.Add(new GridPoint(depth, width, model.parameters().Sum(p => p.NumberOfElements), ms));
             }

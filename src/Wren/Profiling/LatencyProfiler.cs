@@ -106,7 +106,7 @@ public static class LatencyProfiler
         if (largest == 0) warnings.Add($"not even one sequence of {C} tokens fits the memory budget of {options.MemoryBudgetBytes / (1 << 20)} MiB");
         else
         {
-            using var row = Prefilled(model, RandomTokens(config.VocabSize, C), C, N * (runs + 1));
+            using var row = Prefilled(model, C, N * (runs + 1));
             foreach (int batch in BatchLadder(largest))
             {
                 progress?.Report($"{name}: throughput at batch {batch}, context {C}");
@@ -155,6 +155,13 @@ public static class LatencyProfiler
         var cache = model.NewCache(1, length + room);
         using (NewDisposeScope()) model.forward(new LMInput(tokens.narrow(1, 0, length), cache, LastPositionOnly: true));
         return cache;
+    }
+
+    /// <summary>A batch-1 cache after a random <paramref name="length"/>-token prompt, with room for <paramref name="room"/> more tokens.</summary>
+    public static ModelCache Prefilled(HybridForCausalLM model, int length, int room)
+    {
+        using var tokens = RandomTokens(model.Config.VocabSize, length);
+        return Prefilled(model, tokens, length, room);
     }
 
     /// <summary>Seconds to decode <paramref name="steps"/> greedy tokens for every row of <paramref name="cache"/>.</summary>

@@ -169,10 +169,7 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     /// <summary>Per-layer decode-step seconds (mean over the probe's layers, median over runs) and the per-step time outside the layers.</summary>
     static (double Layer, double Other) DecodeStep(HybridForCausalLM model, int batch, int context, int tokens, int repeats)
     {
-        using var row = model.NewCache(1, context + tokens * (repeats + 2));
-        using (var prompt = randint(0, model.Config.VocabSize, [1, context]))
-        using (NewDisposeScope())
-            model.forward(new LMInput(prompt, row, LastPositionOnly: true));
+        using var row = LatencyProfiler.Prefilled(model, context, tokens * (repeats + 2));
         using var cache = model.NewCacheFrom(row, batch, context + tokens * (repeats + 2));
         LatencyProfiler.DecodeSeconds(model, cache, tokens, null);   // warm-up
         var perLayer = new List<double>();
@@ -222,10 +219,7 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
         using var model = new HybridForCausalLM(config);
         Initialization.Apply(model, seed);
         model.eval();
-        using var row = model.NewCache(1, context + tokens * (repeats + 2));
-        using (var prompt = randint(0, config.VocabSize, [1, context]))
-        using (NewDisposeScope())
-            model.forward(new LMInput(prompt, row, LastPositionOnly: true));
+        using var row = LatencyProfiler.Prefilled(model, context, tokens * (repeats + 2));
         using var cache = batch == 1 ? null : model.NewCacheFrom(row, batch, context + tokens * (repeats + 2));
         return Measurement.Repeat(() => LatencyProfiler.DecodeSeconds(model, cache ?? row, tokens, null) / tokens, repeats).Median;
     }
