@@ -11,12 +11,10 @@ public sealed class LeftPadding : IDisposable
 {
     public Tensor Counts { get; }   // [B] int64
     public Tensor Mask { get; }     // [B, T] bool, true on real tokens
-    public long Length { get; }
 
     public LeftPadding(Tensor counts, long length)
     {
         Counts = counts.to(ScalarType.Int64).DetachFromDisposeScope();
-        Length = length;
         Mask = (arange(length, device: counts.device).unsqueeze(0) >= Counts.unsqueeze(1)).DetachFromDisposeScope();
     }
 
