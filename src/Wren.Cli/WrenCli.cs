@@ -15,6 +15,10 @@ public static class WrenCli
         GenerateCommand.Create(),
         LogitsCommand.Create(),
         ProfileCommand.Create(),
+        DataCommands.CreateTokenizer(),
+        DataCommands.CreateData(),
+        TrainCommand.Create(),
+        ExperimentCommand.Create(),
     };
 
     /// <summary>Exit codes: 0 success, 1 bad arguments (System.CommandLine), 2 bad input (a clear message), 3 internal error.</summary>

@@ -25,6 +25,14 @@ internal static class TestSupport
         throw new InvalidOperationException("Wren.slnx not found above " + AppContext.BaseDirectory);
     }
 
+    /// <summary>Runs the real CLI on <paramref name="args"/>: exit code and what it wrote to standard error.</summary>
+    public static (int Code, string Error) Cli(params string[] args)
+    {
+        var error = new StringWriter();
+        int code = Wren.Cli.WrenCli.RunAsync(args, error).GetAwaiter().GetResult();
+        return (code, error.ToString());
+    }
+
     public static string TempDir()
     {
         var dir = Path.Combine(Path.GetTempPath(), "wren-tests", Guid.NewGuid().ToString("N")[..12]);
@@ -101,3 +109,7 @@ internal static class TestSupport
     public static double RelativeRms(Tensor a, Tensor b) =>
         ((a - b).square().sum().sqrt() / b.square().sum().sqrt().clamp_min(1e-30)).item<float>();
 }
+
+/// <summary>Tests that run CLI commands: Spectre.Console allows one live display (progress bar) per process at a time.</summary>
+[CollectionDefinition("cli", DisableParallelization = true)]
+public sealed class CliCollection;

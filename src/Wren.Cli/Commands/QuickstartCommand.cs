@@ -1,60 +1,96 @@
 using System.CommandLine;
 using Spectre.Console;
 using Wren.Checkpoints;
+using Wren.Data;
 using Wren.Inference;
 using Wren.Models;
-using Wren.Modules;
 using Wren.Tokenization;
+using Wren.Training;
 
 namespace Wren.Cli.Commands;
 
 /// <summary>
-/// <c>wren quickstart</c>: the end-to-end path on an embedded default — build a Flash-pattern hybrid, save it as an
-/// HF folder, reload it, check prefill+decode against the full forward, and stream generated tokens with timings.
+/// <c>wren quickstart</c>: the whole path on real text — fetch a public-domain English corpus from Debian's packages
+/// (or use <c>--corpus</c>), train a byte-level BPE tokenizer, prepare token shards, train a small Nemotron-Flash-pattern
+/// hybrid for a few minutes, check prefill+decode against the full forward, and stream generated text.
+/// Re-running reuses what exists and resumes an interrupted training.
 /// </summary>
 internal static class QuickstartCommand
 {
     public static Command Create()
     {
-        var command = new Command("quickstart", "Run the end-to-end path on the embedded default model (init → save → load → check → generate)");
-        var config = new Option<string>("--config") { Description = "preset or config.json", DefaultValueFactory = _ => "flash-tiny" };
-        var output = new Option<string>("--out") { Description = "where to write the model folder", DefaultValueFactory = _ => Path.Combine(".wren", "quickstart") };
-        command.Add(config); command.Add(output);
+        var command = new Command("quickstart", "Train a small hybrid on real English text and generate from it (corpus → tokenizer → data → train → generate)");
+        var corpus = new Option<string[]>("--corpus") { Description = "your own text/JSONL/Parquet files or folders (default: Debian's jargon-text)" };
+        var config = new Option<string>("--config") { Description = "model preset or config.json", DefaultValueFactory = _ => "flash-quick" };
+        var output = new Option<string>("--out") { Description = "working folder", DefaultValueFactory = _ => Path.Combine(".wren", "quickstart") };
+        var steps = new Option<long>("--steps") { Description = "training steps (8 × 256 tokens each)", DefaultValueFactory = _ => 300 };
+        var vocab = new Option<int>("--vocab-size") { Description = "tokenizer vocabulary", DefaultValueFactory = _ => 4096 };
+        var prompt = new Option<string>("--prompt") { Description = "generation prompt", DefaultValueFactory = _ => "The hacker" };
+        foreach (var o in new Option[] { corpus, config, output, steps, vocab, prompt }) command.Add(o);
         var common = new CommonOptions(command, withDType: false);
-        command.SetAction(result =>
+        command.SetAction((result, cancellation) =>
         {
             var device = common.Initialize(result);
             var console = AnsiConsole.Console;
-            var cfg = HybridConfig.Load(result.GetValue(config)!);
             string folder = result.GetValue(output)!;
-            console.MarkupLine($"[bold]1. init[/] {Markup.Escape(string.Join(" ", cfg.LayerTypes))}");
-            using (var fresh = new HybridForCausalLM(cfg, new Placement(TorchSharp.torch.ScalarType.Float32, device)))
+            Directory.CreateDirectory(folder);
+
+            console.MarkupLine("[bold]1. corpus[/]");
+            var inputs = result.GetValue(corpus) is { Length: > 0 } own ? own
+                : [DebianCorpus.Fetch(DebianCorpus.Jargon, message => console.WriteLine("   " + message))];
+            console.WriteLine($"   {string.Join(", ", inputs)} ({CorpusReader.Files(inputs).Sum(f => new FileInfo(f).Length) / 1e6:F1} MB)");
+
+            console.MarkupLine("[bold]2. tokenizer[/] byte-level BPE");
+            string tokenizerPath = Path.Combine(folder, "tokenizer.json");
+            string stamp = Path.Combine(folder, "tokenizer.inputs");
+            string inputKey = string.Join("\n", inputs.Select(Path.GetFullPath)) + $"\nvocab={result.GetValue(vocab)}";
+            if (!File.Exists(tokenizerPath) || !File.Exists(stamp) || File.ReadAllText(stamp) != inputKey)
             {
-                Initialization.Apply(fresh, seed: 0);
-                Checkpoint.Save(fresh, folder);
+                DataCommands.TrainTokenizer(inputs, new CorpusFormat(), result.GetValue(vocab), 2, tokenizerPath, cancellation);
+                Checkpoint.WriteAtomically(stamp, inputKey);
             }
-            var footprint = ModelFootprint.Of(cfg);
-            console.WriteLine($"   {footprint.Parameters:N0} parameters, {InspectCommand.Bytes(footprint.WeightBytes)} of fp32 weights → {folder}");
+            else console.WriteLine($"   reusing {tokenizerPath}");
+            var tokenizer = TokenizerSource.Open(tokenizerPath);
 
-            console.MarkupLine("[bold]2. load and check[/] prefill + token-by-token decode against the full forward");
-            using var model = Checkpoint.Load(folder, device: device);
-            using var tokens = TorchSharp.torch.randint(0, cfg.VocabSize, [2, 24], device: device);
-            using var full = Scoring.Logits(model, tokens);
-            using var stepped = Scoring.Logits(model, tokens, prefill: 8);
-            double diff = (full - stepped).abs().max().item<float>();
-            console.WriteLine($"   max |full − prefill/decode| = {diff:E2} over {full.NumberOfElements:N0} logits");
-            if (diff > 1e-4 * Math.Max(1, full.abs().max().item<float>())) throw new WrenException("prefill + decode disagrees with the full forward");
+            console.MarkupLine("[bold]3. data[/] token shards + validation split");
+            string dataFolder = Path.Combine(folder, "data");
+            bool prepared = File.Exists(Path.Combine(dataFolder, DataManifest.FileName)) && DataManifest.Load(dataFolder).Tokenizer == tokenizer.Identity;
+            if (!prepared) DataCommands.Prepare(inputs, dataFolder, tokenizer, new PrepareOptions(), cancellation);
+            using var dataset = TokenDataset.Open(dataFolder);
+            DataCommands.Report(dataset.Manifest, dataFolder);
 
-            console.MarkupLine("[bold]3. generate[/] (random weights: expect noise, at full speed)");
-            var generator = new TextGenerator(model, TokenizerLoader.ForModel(folder, cfg));
-            var ids = new[] { Enumerable.Range(1, 16).ToArray(), Enumerable.Range(40, 5).ToArray() };
-            int produced = 0;
-            foreach (var _ in generator.GenerateIds(ids, new SamplingOptions { MaxNewTokens = 64, Seed = 1, TopK = 50 })) produced++;
+            console.MarkupLine("[bold]4. train[/]");
+            string run = Path.Combine(folder, "run");
+            var cfg = TrainCommand.ForDataset(HybridConfig.Load(result.GetValue(config)!), dataset.Manifest);
+            var options = new TrainingOptions { Steps = result.GetValue(steps), LearningRate = 2e-3, WarmupSteps = 30, EvalEvery = 50, CheckpointEvery = 50 };
+            bool resume = TrainingCheckpoint.List(run).Count > 0;
+            if (resume) cfg = HybridConfig.Load(Path.Combine(run, Trainer.ConfigFile));
+            var trained = TrainCommand.Run(cfg, dataset, options, run, resume, cancellation);
+
+            console.MarkupLine("[bold]5. check[/] prefill + token-by-token decode against the full forward");
+            using var model = Checkpoint.Load(trained.ModelFolder, device: device);
+            var generator = new TextGenerator(model, TokenizerLoader.ForModel(trained.ModelFolder, model.Config));
+            var ids = tokenizer.Tokenizer.Encode(result.GetValue(prompt)! + " is a word that");
+            using (var tokens = TorchSharp.torch.tensor(ids.Select(i => (long)i).ToArray(), [1, ids.Count], device: device))
+            using (var full = Scoring.Logits(model, tokens))
+            using (var stepped = Scoring.Logits(model, tokens, prefill: 2))
+            {
+                double diff = (full - stepped).abs().max().item<float>();
+                console.WriteLine($"   max |full − prefill/decode| = {diff:E2}");
+                if (diff > 1e-3 * Math.Max(1, full.abs().max().item<float>())) throw new WrenException("prefill + decode disagrees with the full forward");
+            }
+
+            console.MarkupLine("[bold]6. generate[/]");
+            string text = result.GetValue(prompt)!;
+            console.Write(text);
+            foreach (var token in generator.Generate([text], new SamplingOptions { MaxNewTokens = 80, Temperature = 0.7, TopK = 40, Seed = 1, StopTokenIds = [tokenizer.Identity.EndOfTextId] }))
+                console.Write(token.Text);
+            console.WriteLine();
             var stats = generator.LastStats;
-            console.WriteLine($"   batch of 2 ragged prompts: {stats.PromptTokens} prompt tokens at {stats.PrefillTokensPerSecond:F0} tokens/s, " +
-                              $"{produced} generated at {stats.DecodeTokensPerSecond:F0} tokens/s");
-            console.MarkupLine("[green]quickstart ok[/] — next: [bold]wren inspect[/], [bold]wren generate --model[/] " + Markup.Escape(folder));
-            return 0;
+            console.WriteLine($"   {stats.GeneratedTokens} tokens at {stats.DecodeTokensPerSecond:F0} tokens/s");
+            console.MarkupLine($"[green]quickstart ok[/] — model in [bold]{Markup.Escape(trained.ModelFolder)}[/]; " +
+                               $"next: [bold]wren generate --model {Markup.Escape(trained.ModelFolder)} --prompt \"...\"[/], or your own data with --corpus");
+            return Task.FromResult(0);
         });
         return command;
     }

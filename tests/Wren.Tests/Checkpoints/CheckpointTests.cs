@@ -93,6 +93,7 @@ public class CheckpointTests
 }
 
 /// <summary>Bad inputs: each gives a clear message and exit code 2 from the real CLI, never a crash.</summary>
+[Collection("cli")]
 public class BadInputTests
 {
     static (int Code, string Error) Run(params string[] args)

@@ -4,6 +4,7 @@ using Wren.Interop;
 namespace Wren.Tests.Cli;
 
 /// <summary>Argument arrays through the real root command.</summary>
+[Collection("cli")]
 public class CliTests
 {
     static int Run(params string[] args) => WrenCli.RunAsync(args, new StringWriter()).GetAwaiter().GetResult();

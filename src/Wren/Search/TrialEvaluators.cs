@@ -1,0 +1,119 @@
+using System.Diagnostics;
+using Wren.Data;
+using Wren.Models;
+using Wren.Training;
+
+namespace Wren.Search;
+
+/// <summary>Scores one trial: its proxy loss (lower is better).</summary>
+public interface ITrialEvaluator
+{
+    double Evaluate(Trial trial, CancellationToken cancellation);
+}
+
+/// <summary>
+/// The short-training proxy (method §3): train the candidate for the space's fixed budget on the study's dataset
+/// and return the validation loss. The same seed and batches for every candidate, so only the architecture differs.
+/// </summary>
+public sealed class ProxyTrainer(SearchSpace space, TokenDataset data, string scratch, double stepsFactor = 1) : ITrialEvaluator
+{
+    readonly HybridConfig template = space.TemplateConfig();
+
+    public HybridConfig Config(Trial trial) =>
+        space.Config(Architecture.Parse(trial.Architecture, space), trial.Width, template) with
+        {
+            VocabSize = (data.Manifest.Tokenizer.VocabularySize + 63) / 64 * 64,
+            TiktokenEncoding = data.Manifest.Tokenizer.Kind == "tiktoken" ? data.Manifest.Tokenizer.Name : null,
+        };
+
+    public double Evaluate(Trial trial, CancellationToken cancellation)
+    {
+        var options = space.Proxy.Training(space.Evolution.Seed, stepsFactor);
+        string run = Path.Combine(scratch, $"trial-{trial.Number}-{Guid.NewGuid():N}"[..48]);
+        try
+        {
+            using var model = new HybridForCausalLM(Config(trial));
+            Initialization.Apply(model, options.Seed);
+            using var trainer = new Trainer(model, data, options, run);
+            return trainer.Run(cancellation: cancellation).ValLoss;
+        }
+        finally
+        {
+            if (Directory.Exists(run)) Directory.Delete(run, recursive: true);
+        }
+    }
+}
+
+/// <summary>
+/// A stand-in for training, for dry runs of a search setup (stores, workers, leases) in seconds: a fixed, smooth
+/// function of the architecture (more DeltaNet/Mamba2 and parameters help, attention costs a little), after
+/// waiting <see cref="ProxySettings.SyntheticSeconds"/>.
+/// </summary>
+public sealed class SyntheticFitness(SearchSpace space) : ITrialEvaluator
+{
+    public double Evaluate(Trial trial, CancellationToken cancellation)
+    {
+        if (space.Proxy.SyntheticSeconds > 0) Task.Delay(TimeSpan.FromSeconds(space.Proxy.SyntheticSeconds), cancellation).Wait(cancellation);
+        var layers = Architecture.Parse(trial.Architecture, space).Layers(space);
+        double mixers = Math.Max(1, layers.Count(l => l != "f"));
+        return 4.0 + 2.0 / Math.Sqrt(1 + trial.Parameters / 1e5)
+             - 0.3 * layers.Count(l => l is "deltanet" or "gdn") / mixers
+             - 0.2 * layers.Count(l => l == "m2") / mixers
+             + 0.1 * Math.Abs(layers.Count(l => l == "f") / mixers - 1);
+    }
+}
+
+/// <summary>
+/// Claims trials of a study and evaluates them, renewing its lease in the background; a result is recorded only
+/// while this worker still holds the trial. Many workers (processes, machines) can serve one study.
+/// </summary>
+public sealed class SearchWorker(StudyStore store, string study, ITrialEvaluator evaluator, string? name = null, TimeSpan? lease = null)
+{
+    public string Name { get; } = name ?? $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid().ToString("N")[..8]}";
+    public TimeSpan Lease { get; } = lease ?? TimeSpan.FromMinutes(2);
+
+    /// <summary>Claims and evaluates one trial; null when none is claimable now.</summary>
+    public Trial? RunOne(CancellationToken cancellation = default, Action<Trial>? started = null)
+    {
+        var trial = store.Claim(study, Name, Lease);
+        if (trial is null) return null;
+        started?.Invoke(trial);
+        var clock = Stopwatch.StartNew();
+        using var heartbeat = new Timer(_ => store.Heartbeat(trial.Id, Name, Lease), null, Lease / 3, Lease / 3);
+        try
+        {
+            double loss = evaluator.Evaluate(trial, cancellation);
+            heartbeat.Change(Timeout.Infinite, Timeout.Infinite);
+            store.Complete(trial.Id, Name, loss, clock.Elapsed.TotalSeconds);
+            return trial with { Status = "done", ProxyLoss = loss, TrainSeconds = clock.Elapsed.TotalSeconds };
+        }
+        catch (OperationCanceledException) { throw; }   // the trial stays running; its lease expires and another worker takes it
+        catch (Exception e) when (e is WrenException or InvalidOperationException or ArgumentException)
+        {
+            heartbeat.Change(Timeout.Infinite, Timeout.Infinite);
+            store.Fail(trial.Id, Name, e.Message);
+            return trial with { Status = "failed", Error = e.Message };
+        }
+    }
+
+    /// <summary>Serves the study until it is finished, or nothing was claimable for <paramref name="idle"/>.</summary>
+    public int Serve(TimeSpan idle, CancellationToken cancellation = default, Action<Trial>? started = null, Action<Trial>? finished = null)
+    {
+        int count = 0;
+        var quiet = Stopwatch.StartNew();
+        while (!cancellation.IsCancellationRequested)
+        {
+            var result = RunOne(cancellation, started);
+            if (result is not null)
+            {
+                count++;
+                finished?.Invoke(result);
+                quiet.Restart();
+                continue;
+            }
+            if (store.GetStudy(study)?.State == "finished" || quiet.Elapsed > idle) break;
+            Task.Delay(TimeSpan.FromMilliseconds(500), cancellation).Wait(cancellation);
+        }
+        return count;
+    }
+}

@@ -1,0 +1,63 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Wren.Checkpoints;
+using Wren.Profiling;
+
+namespace Wren.Training;
+
+/// <summary>One line of <c>metrics.jsonl</c>: a training step (loss, LR, gradient norm, tokens/s) or a validation (val loss, perplexity).</summary>
+public sealed record MetricsEntry
+{
+    public long Step { get; init; }
+    public long Tokens { get; init; }
+    public double? Loss { get; init; }
+    public double? Lr { get; init; }
+    public double? GradNorm { get; init; }
+    public double? TokensPerSecond { get; init; }
+    public double? ValLoss { get; init; }
+    public double? ValPpl { get; init; }
+    public double Seconds { get; init; }
+}
+
+/// <summary>Appends metrics as JSON lines; on resume drops lines past the checkpoint so the log matches the run.</summary>
+public sealed class MetricsLog
+{
+    public const string FileName = "metrics.jsonl", PlotName = "loss";
+    static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    readonly string path;
+    public List<MetricsEntry> Entries { get; }
+
+    public MetricsLog(string run, long resumeStep)
+    {
+        path = Path.Combine(run, FileName);
+        Entries = Read(path).Where(e => e.Step <= resumeStep).ToList();
+        Checkpoint.WriteAtomically(path, string.Concat(Entries.Select(e => JsonSerializer.Serialize(e, Json) + "\n")));
+    }
+
+    public static IReadOnlyList<MetricsEntry> Read(string path) =>
+        !File.Exists(path) ? [] : File.ReadLines(path).Where(l => l.Length > 0).Select(l => JsonSerializer.Deserialize<MetricsEntry>(l, Json)!).ToList();
+
+    public void Add(MetricsEntry entry)
+    {
+        Entries.Add(entry);
+        File.AppendAllText(path, JsonSerializer.Serialize(entry, Json) + "\n");
+    }
+
+    /// <summary>Training and validation loss against tokens, as PNG and SVG beside the log.</summary>
+    public string[] Plot(string title)
+    {
+        var train = Entries.Where(e => e.Loss is not null).ToList();
+        var validation = Entries.Where(e => e.ValLoss is not null).ToList();
+        var plot = ProfilePlots.Chart(title, "tokens", "loss (nats/token)",
+        [
+            ("train", train.Select(e => (double)e.Tokens).ToArray(), train.Select(e => e.Loss!.Value).ToArray()),
+            ("validation", validation.Select(e => (double)e.Tokens).ToArray(), validation.Select(e => e.ValLoss!.Value).ToArray()),
+        ]);
+        return ProfilePlots.Save(plot, Path.Combine(Path.GetDirectoryName(path)!, PlotName));
+    }
+}

@@ -1,0 +1,228 @@
+using System.Diagnostics;
+using TorchSharp;
+using Wren.Checkpoints;
+using Wren.Data;
+using Wren.Models;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using Parameter = TorchSharp.Modules.Parameter;
+
+namespace Wren.Training;
+
+/// <summary>Progress of a run, reported after every step.</summary>
+public readonly record struct TrainingStatus(long Step, long TotalSteps, long Tokens, double Loss, double LearningRate,
+                                             double TokensPerSecond, TimeSpan Remaining, double? ValLoss);
+
+/// <summary>The end of a run: final step, last training loss, last validation loss and perplexity, the model folder.</summary>
+public sealed record TrainingResult(long Step, long Tokens, double Loss, double ValLoss, double ValPerplexity, string ModelFolder, double Seconds);
+
+/// <summary>
+/// Trains a hybrid LM on a prepared dataset: AdamW/Adam with decay only on matrices, warm-up + cosine/WSD, gradient
+/// clipping and accumulation, optional weight normalization, periodic validation, metrics and atomic checkpoints.
+/// A run folder holds <c>config.json</c>, <c>training.json</c>, <c>metrics.jsonl</c>, <c>loss.png</c>, <c>checkpoints/</c>
+/// and, at the end, <c>model/</c> (an HF folder with the tokenizer). Resuming restores the model, optimizer, RNG and
+/// data position (the batch counter), so the losses that follow are those of an uninterrupted run.
+/// </summary>
+public sealed class Trainer : IDisposable
+{
+    public const string ConfigFile = "config.json", OptionsFile = "training.json", ModelFolder = "model";
+
+    readonly HybridForCausalLM model;
+    readonly TokenDataset data;
+    readonly TrainingOptions options;
+    readonly string run;
+    readonly OptimizerHelper optimizer;
+    readonly IReadOnlyList<Parameter> parameters;
+    readonly IReadOnlyList<NormalizedMatrix> normalized;
+    readonly WindowSampler sampler;
+    readonly long[] validationTokens;
+    readonly int validationWindows;
+    TrainerState state;
+
+    public HybridForCausalLM Model => model;
+    public TrainerState State => state;
+    public IReadOnlyList<NormalizedMatrix> NormalizedMatrices => normalized;
+
+    /// <summary>
+    /// Starts a run in <paramref name="run"/> from <paramref name="model"/> (already initialized), or, when the folder
+    /// holds checkpoints and <paramref name="resume"/> is set, continues from the latest one (the model's weights are
+    /// replaced by the checkpoint's).
+    /// </summary>
+    public Trainer(HybridForCausalLM model, TokenDataset data, TrainingOptions options, string run, bool resume = false)
+    {
+        options.Validate();
+        if (model.Config.VocabSize < data.Manifest.Tokenizer.VocabularySize)
+            throw new WrenException($"the model's vocab_size ({model.Config.VocabSize}) is smaller than the dataset tokenizer's ({data.Manifest.Tokenizer.VocabularySize})");
+        this.model = model;
+        this.data = data;
+        this.options = options;
+        this.run = run;
+        Directory.CreateDirectory(run);
+        model.train();
+        var named = model.named_parameters().ToList();
+        parameters = named.Select(p => p.parameter).ToList();
+        normalized = options.WeightNorm ? WeightNormalization.Targets(model) : [];
+        optimizer = CreateOptimizer(named, options);
+        sampler = new WindowSampler(data.Train, options.BatchSize, options.SeqLen, options.Seed);
+        validationTokens = WindowSampler.Evenly(data.Validation, options.EvalWindows, options.SeqLen, out validationWindows);
+
+        var checkpoints = TrainingCheckpoint.List(run);
+        if (resume && checkpoints.Count > 0)
+        {
+            using var saved = TrainingCheckpoint.LoadModel(checkpoints[^1].Path);
+            CopyWeights(saved, model);
+            state = TrainingCheckpoint.Restore(checkpoints[^1].Path, optimizer);
+        }
+        else
+        {
+            if (checkpoints.Count > 0) throw new WrenException($"{run} already holds a run (checkpoints up to step {checkpoints[^1].Step}); pass --resume to continue it or choose another --out");
+            state = new TrainerState(0, 0, 0);
+            if (options.WeightNorm) WeightNormalization.Apply(normalized);   // start on the sphere, as every later step ends there
+        }
+        File.WriteAllText(Path.Combine(run, ConfigFile), model.Config.ToJson());
+        options.Save(Path.Combine(run, OptionsFile));
+        Metrics = new MetricsLog(run, state.Step);
+    }
+
+    public MetricsLog Metrics { get; }
+
+    /// <summary>No weight decay on vectors (norm weights, biases, A_log, D, dt_bias) and meta tokens (method §4, fla/Mamba practice).</summary>
+    public static bool Decays(string name, Tensor p) => p.dim() >= 2 && !name.EndsWith("memory_tokens", StringComparison.Ordinal);
+
+    static OptimizerHelper CreateOptimizer(List<(string name, Parameter parameter)> named, TrainingOptions o)
+    {
+        var decay = named.Where(p => Decays(p.name, p.parameter)).Select(p => p.parameter).ToList();
+        var rest = named.Where(p => !Decays(p.name, p.parameter)).Select(p => p.parameter).ToList();
+        double wd = o.EffectiveWeightDecay;
+        if (o.Optimizer == "adam")
+            return torch.optim.Adam([new TorchSharp.Modules.Adam.ParamGroup(decay, o.LearningRate, o.Beta1, o.Beta2, o.Eps, wd),
+                                     new TorchSharp.Modules.Adam.ParamGroup(rest, o.LearningRate, o.Beta1, o.Beta2, o.Eps, 0)],
+                                    o.LearningRate, o.Beta1, o.Beta2, o.Eps);
+        return torch.optim.AdamW([new TorchSharp.Modules.AdamW.ParamGroup(decay, o.LearningRate, o.Beta1, o.Beta2, o.Eps, wd),
+                                  new TorchSharp.Modules.AdamW.ParamGroup(rest, o.LearningRate, o.Beta1, o.Beta2, o.Eps, 0)],
+                                 o.LearningRate, o.Beta1, o.Beta2, o.Eps);
+    }
+
+    static void CopyWeights(HybridForCausalLM from, HybridForCausalLM to)
+    {
+        using var _ = no_grad();
+        var source = from.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        foreach (var (name, p) in to.named_parameters()) p.copy_(source[name]);
+        to.InvalidateInferenceCaches();
+    }
+
+    /// <summary>Trains up to <see cref="TrainingOptions.TotalSteps"/>, then writes <c>model/</c>. A NaN/Inf loss or gradient stops with a clear error.</summary>
+    public TrainingResult Run(IProgress<TrainingStatus>? progress = null, CancellationToken cancellation = default)
+    {
+        long total = options.TotalSteps;
+        var clock = Stopwatch.StartNew();
+        long startTokens = state.TokensSeen;
+        double secondsBefore = state.Seconds, lastLoss = double.NaN;
+        var lastEval = Metrics.Entries.LastOrDefault(e => e.ValLoss is not null);
+        double? valLoss = lastEval?.ValLoss;
+        while (state.Step < total)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            double lr = LearningRateSchedule.At(options, state.Step);
+            foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
+            var (loss, gradNorm) = Step();
+            if (!double.IsFinite(loss) || !double.IsFinite(gradNorm))
+            {
+                var good = TrainingCheckpoint.List(run).LastOrDefault();
+                throw new WrenException($"the {(double.IsFinite(loss) ? "gradient norm" : "loss")} became {(double.IsFinite(loss) ? gradNorm : loss)} at step {state.Step + 1}; " +
+                    (good.Path is null ? "no checkpoint was written yet. " : $"the last good checkpoint (step {good.Step}) is kept in {good.Path}; resume from it with --resume after ") +
+                    "lowering the learning rate (--lr) or raising warm-up");
+            }
+            lastLoss = loss;
+            state = new TrainerState(state.Step + 1, state.TokensSeen + options.TokensPerStep, secondsBefore + clock.Elapsed.TotalSeconds);
+            double tokensPerSecond = (state.TokensSeen - startTokens) / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
+            if (state.Step % options.LogEvery == 0 || state.Step == total)
+                Metrics.Add(new MetricsEntry { Step = state.Step, Tokens = state.TokensSeen, Loss = loss, Lr = lr, GradNorm = gradNorm, TokensPerSecond = tokensPerSecond, Seconds = state.Seconds });
+            if (state.Step % options.EvalEvery == 0 || state.Step == total)
+            {
+                valLoss = Evaluate();
+                Metrics.Add(new MetricsEntry { Step = state.Step, Tokens = state.TokensSeen, ValLoss = valLoss, ValPpl = Math.Exp(valLoss.Value), Seconds = state.Seconds });
+                Metrics.Plot($"{string.Join(" ", model.Config.LayerTypes.Distinct())} — {model.Config.HiddenSize} wide, {model.Config.NumLayers} layers");
+            }
+            if (state.Step % options.CheckpointEvery == 0 || state.Step == total)
+                TrainingCheckpoint.Save(run, model, optimizer, state, TokenizerJson(), options.KeepCheckpoints);
+            var remaining = TimeSpan.FromSeconds((total - state.Step) * options.TokensPerStep / Math.Max(1e-9, tokensPerSecond));
+            progress?.Report(new TrainingStatus(state.Step, total, state.TokensSeen, loss, lr, tokensPerSecond, remaining, valLoss));
+        }
+        string folder = Path.Combine(run, ModelFolder);
+        SaveModel(folder);
+        double finalVal = valLoss ?? Evaluate();
+        return new TrainingResult(state.Step, state.TokensSeen, double.IsNaN(lastLoss) ? Metrics.Entries.LastOrDefault(e => e.Loss is not null)?.Loss ?? double.NaN : lastLoss,
+                                  finalVal, Math.Exp(finalVal), folder, state.Seconds);
+    }
+
+    /// <summary>One optimizer step over <c>GradAccumulation</c> micro-batches; returns the mean loss and the gradient norm before clipping.</summary>
+    (double Loss, double GradNorm) Step()
+    {
+        optimizer.zero_grad();
+        double lossSum = 0;
+        for (int micro = 0; micro < options.GradAccumulation; micro++)
+        {
+            using var scope = NewDisposeScope();
+            var tokens = sampler.Batch(state.Step * options.GradAccumulation + micro);
+            var loss = Loss(tokens, options.BatchSize);
+            (loss / options.GradAccumulation).backward();
+            lossSum += loss.item<float>();
+        }
+        double gradNorm;
+        using (NewDisposeScope())
+            gradNorm = options.GradClip > 0
+                ? nn.utils.clip_grad_norm_(parameters, options.GradClip)
+                : stack(parameters.Where(p => p.grad is not null).Select(p => p.grad!.norm()).ToArray()).norm().item<float>();
+        if (double.IsFinite(lossSum) && double.IsFinite(gradNorm))
+        {
+            using (NewDisposeScope()) optimizer.step();
+            if (options.WeightNorm) WeightNormalization.Apply(normalized);
+        }
+        return (lossSum / options.GradAccumulation, gradNorm);
+    }
+
+    /// <summary>Mean next-token cross-entropy of windows [rows × (T+1)].</summary>
+    Tensor Loss(long[] windows, int rows)
+    {
+        int width = options.SeqLen + 1;
+        var batch = tensor(windows, [rows, width]).to(model.LmHeadWeight.device);
+        var inputs = batch.narrow(1, 0, options.SeqLen);
+        var targets = batch.narrow(1, 1, options.SeqLen);
+        var logits = model.forward(new LMInput(inputs)).Logits;
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]), targets.reshape(-1));
+    }
+
+    /// <summary>Mean validation loss over the fixed, evenly spread validation windows.</summary>
+    public double Evaluate()
+    {
+        using var _ = no_grad();
+        int width = options.SeqLen + 1, rows = Math.Max(1, options.BatchSize);
+        double sum = 0;
+        for (int start = 0; start < validationWindows; start += rows)
+        {
+            using var scope = NewDisposeScope();
+            int count = Math.Min(rows, validationWindows - start);
+            sum += Loss(validationTokens[(start * width)..((start + count) * width)], count).item<float>() * count;
+        }
+        return sum / validationWindows;
+    }
+
+    string? TokenizerJson()
+    {
+        string path = Path.Combine(data.Folder, DataManifest.TokenizerFile);
+        return data.Manifest.Tokenizer.Kind == "tokenizer.json" && File.Exists(path) ? path : null;
+    }
+
+    /// <summary>Writes the model as an HF folder that <c>wren generate</c> and <c>wren logits</c> load directly.</summary>
+    public void SaveModel(string folder)
+    {
+        var config = model.Config;
+        if (data.Manifest.Tokenizer.Kind == "tiktoken" && config.TiktokenEncoding != data.Manifest.Tokenizer.Name)
+            throw new WrenException($"set wren_tiktoken_encoding to {data.Manifest.Tokenizer.Name} in the model config, so the saved model names its tokenizer");
+        Checkpoint.Save(model, folder);
+        if (TokenizerJson() is { } json) File.Copy(json, Path.Combine(folder, "tokenizer.json"), overwrite: true);
+    }
+
+    public void Dispose() => optimizer.Dispose();
+}

@@ -1,0 +1,211 @@
+using TorchSharp;
+using Wren.Data;
+using Wren.Models;
+using Wren.Tests.Data;
+using Wren.Training;
+using static TorchSharp.torch;
+
+namespace Wren.Tests.Training;
+
+[Collection("cli")]
+public class TrainerTests
+{
+    static HybridConfig SmallHybrid(int metaTokens = 4) => TestSupport.Config("deltanet", "f", "m2", "a") with { VocabSize = 320, NumMemoryTokens = metaTokens };
+
+    static TrainingOptions Options(long steps) => new()
+    {
+        Steps = steps, BatchSize = 2, SeqLen = 32, LearningRate = 3e-3, WarmupSteps = 2,
+        EvalEvery = 1000, EvalWindows = 4, CheckpointEvery = 3, LogEvery = 1, Seed = 5,
+    };
+
+    static HybridForCausalLM NewModel(HybridConfig config, long seed = 5)
+    {
+        var model = new HybridForCausalLM(config);
+        Initialization.Apply(model, seed);
+        return model;
+    }
+
+    [Fact]
+    public void Loss_falls_on_a_small_corpus_and_the_model_folder_generates()
+    {
+        var (folder, _) = Corpus.Prepared();
+        using var data = TokenDataset.Open(folder);
+        using var model = NewModel(SmallHybrid());
+        string run = TestSupport.TempDir();
+        using var trainer = new Trainer(model, data, Options(40) with { LearningRate = 1e-2, EvalEvery = 20 }, run);
+        double before = trainer.Evaluate();
+        var result = trainer.Run();
+        Assert.True(result.ValLoss < before - 2, $"validation loss {before:F2} → {result.ValLoss:F2}");
+        Assert.Equal(40, MetricsLog.Read(Path.Combine(run, MetricsLog.FileName)).Count(e => e.Loss is not null));
+        Assert.True(File.Exists(Path.Combine(run, "loss.png")));
+        Assert.Equal(0, TestSupport.Cli("generate", "--model", result.ModelFolder, "--prompt", "The quick", "--max-new-tokens", "8", "--seed", "1").Code);
+    }
+
+    [Fact]
+    public void Resume_after_an_interruption_reproduces_the_uninterrupted_run_exactly()
+    {
+        var (folder, _) = Corpus.Prepared();
+        using var data = TokenDataset.Open(folder);
+        var options = Options(7) with { GradAccumulation = 2, WeightNorm = true };
+
+        string straight = TestSupport.TempDir();
+        using (var model = NewModel(SmallHybrid()))
+        using (var trainer = new Trainer(model, data, options, straight))
+            trainer.Run();
+
+        string interrupted = TestSupport.TempDir();
+        using (var model = NewModel(SmallHybrid()))
+        using (var trainer = new Trainer(model, data, options, interrupted))
+        {
+            using var stop = new CancellationTokenSource();
+            Assert.Throws<OperationCanceledException>(() => trainer.Run(new Callback(s => { if (s.Step == 4) stop.Cancel(); }), stop.Token));
+        }
+        Assert.Equal(3, TrainingCheckpoint.List(interrupted)[^1].Step);   // the kill lands after step 4; step 3 is the last checkpoint
+        using (var model = NewModel(SmallHybrid(), seed: 99))   // different weights: the checkpoint must replace them
+        using (var trainer = new Trainer(model, data, options, interrupted, resume: true))
+        {
+            Assert.Equal(3, trainer.State.Step);
+            trainer.Run();
+        }
+
+        var expected = MetricsLog.Read(Path.Combine(straight, MetricsLog.FileName)).Where(e => e.Loss is not null).Select(e => (e.Step, e.Loss, e.GradNorm)).ToList();
+        var actual = MetricsLog.Read(Path.Combine(interrupted, MetricsLog.FileName)).Where(e => e.Loss is not null).Select(e => (e.Step, e.Loss, e.GradNorm)).ToList();
+        Assert.Equal(expected, actual);   // bit-identical losses and gradient norms, steps 1–7
+        using var a = Wren.Checkpoints.Checkpoint.Load(Path.Combine(straight, Trainer.ModelFolder));
+        using var b = Wren.Checkpoints.Checkpoint.Load(Path.Combine(interrupted, Trainer.ModelFolder));
+        var bWeights = b.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        foreach (var (name, p) in a.named_parameters()) Assert.True(p.equal(bWeights[name]).all().item<bool>(), name);
+    }
+
+    sealed class Callback(Action<TrainingStatus> action) : IProgress<TrainingStatus>
+    {
+        public void Report(TrainingStatus value) => action(value);
+    }
+
+    [Fact]
+    public void Weight_normalization_keeps_targets_on_the_unit_sphere_and_leaves_the_rest()
+    {
+        using var model = NewModel(SmallHybrid() with { TieWordEmbeddings = false });
+        var targets = WeightNormalization.Targets(model);
+        var names = targets.ToDictionary(t => t.Name, t => t.Axis);
+        Assert.Equal(NormalizedAxis.Rows, names["model.layers.0.gla.q_proj.weight"]);
+        Assert.Equal(NormalizedAxis.Rows, names["model.layers.0.gla.b_proj.weight"]);
+        Assert.Equal(NormalizedAxis.Columns, names["model.layers.0.gla.o_proj.weight"]);
+        Assert.Equal(NormalizedAxis.Rows, names["model.layers.1.ffn.up_proj.weight"]);
+        Assert.Equal(NormalizedAxis.Columns, names["model.layers.1.ffn.down_proj.weight"]);
+        Assert.Equal(NormalizedAxis.Rows, names["model.layers.2.mamba.in_proj.weight"]);
+        Assert.Equal(NormalizedAxis.Columns, names["model.layers.2.mamba.out_proj.weight"]);
+        Assert.Equal(NormalizedAxis.Columns, names["model.layers.3.self_attn.o_proj.weight"]);
+        Assert.Equal(NormalizedAxis.Rows, names["lm_head.weight"]);
+        Assert.Equal(NormalizedAxis.Rows, names["model.embed_tokens.weight"]);
+        Assert.DoesNotContain(names.Keys, n => n.Contains("norm") || n.Contains("conv1d") || n.Contains("A_log") || n.Contains("memory_tokens"));
+
+        var (folder, _) = Corpus.Prepared();
+        using var data = TokenDataset.Open(folder);
+        using var trainer = new Trainer(model, data, Options(1) with { WeightNorm = true, CheckpointEvery = 100 }, TestSupport.TempDir());
+        var others = model.named_parameters().Where(p => !names.ContainsKey(p.name)).ToDictionary(p => p.name, p => p.parameter.detach().clone());
+        trainer.Run();
+        foreach (var target in targets)
+        {
+            var norms = target.Norms();
+            Assert.True((norms - 1).abs().max().item<float>() <= 1e-5, $"{target.Name}: norms {norms.min().item<float>()}…{norms.max().item<float>()}");
+        }
+        // The projection itself touches nothing else.
+        var before = model.named_parameters().Where(p => !names.ContainsKey(p.name)).ToDictionary(p => p.name, p => p.parameter.detach().clone());
+        WeightNormalization.Apply(targets);
+        foreach (var (name, p) in model.named_parameters().Where(p => !names.ContainsKey(p.name)))
+            Assert.True(p.equal(before[name]).all().item<bool>(), name);
+        Assert.Contains(others, kv => !kv.Value.equal(before[kv.Key]).all().item<bool>());   // …while the optimizer did move them
+    }
+
+    [Fact]
+    public void Weight_decay_skips_vectors_and_meta_tokens()
+    {
+        using var model = NewModel(SmallHybrid());
+        var decayed = model.named_parameters().Where(p => Trainer.Decays(p.name, p.parameter)).Select(p => p.name).ToList();
+        Assert.Contains("model.layers.0.gla.q_proj.weight", decayed);
+        Assert.DoesNotContain(decayed, n => n.EndsWith("A_log") || n.EndsWith(".D") || n.EndsWith("dt_bias") || n.Contains("norm") || n.EndsWith("memory_tokens") || n.EndsWith("bias"));
+        Assert.Equal(0, (Options(1) with { WeightNorm = true }).EffectiveWeightDecay);
+    }
+
+    [Fact]
+    public void Schedules_warm_up_and_decay_to_the_floor()
+    {
+        var cosine = new TrainingOptions { Steps = 100, WarmupSteps = 10, LearningRate = 1e-3, MinLrRatio = 0.1 };
+        Assert.Equal(1e-4, LearningRateSchedule.At(cosine, 0), 12);
+        Assert.Equal(1e-3, LearningRateSchedule.At(cosine, 9), 12);
+        Assert.Equal(1e-3, LearningRateSchedule.At(cosine, 10), 12);
+        Assert.Equal(1e-4, LearningRateSchedule.At(cosine, 99), 12);
+        Assert.InRange(LearningRateSchedule.At(cosine, 54), 0.55e-3, 0.57e-3);   // half-way: (peak + floor) / 2 = 0.55e-3
+        var wsd = cosine with { Schedule = "wsd", DecayFraction = 0.2 };
+        Assert.Equal(1e-3, LearningRateSchedule.At(wsd, 81), 12);   // stable until the last 18 steps
+        Assert.True(LearningRateSchedule.At(wsd, 90) < 1e-3);
+        Assert.Equal(1e-4, LearningRateSchedule.At(wsd, 99), 12);
+        Assert.Throws<WrenException>(() => (cosine with { Schedule = "linear" }).Validate());
+        Assert.Throws<WrenException>(() => new TrainingOptions().Validate());
+    }
+
+    [Fact]
+    public void A_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint()
+    {
+        var (folder, _) = Corpus.Prepared();
+        using var data = TokenDataset.Open(folder);
+        using var model = NewModel(SmallHybrid());
+        string run = TestSupport.TempDir();
+        using (var trainer = new Trainer(model, data, Options(3), run)) trainer.Run();
+        using (no_grad()) model.Backbone.EmbedTokens.Weight.fill_(float.NaN);
+        using var again = new Trainer(model, data, Options(6), run, resume: true);
+        using (no_grad()) model.Backbone.EmbedTokens.Weight.fill_(float.NaN);   // the resume reloaded good weights; poison them again
+        var error = Assert.Throws<WrenException>(() => again.Run());
+        Assert.Contains("became NaN at step 4", error.Message);
+        Assert.Contains("last good checkpoint (step 3)", error.Message);
+        Assert.Equal(3, TrainingCheckpoint.List(run)[^1].Step);
+    }
+
+    [Fact]
+    public void Cli_train_checks_its_arguments()
+    {
+        var (folder, _) = Corpus.Prepared();
+        string run = TestSupport.TempDir();
+        var error = new StringWriter();
+        int Run(params string[] args)
+        {
+            var (code, message) = TestSupport.Cli(args);
+            error.Write(message);
+            return code;
+        }
+        Assert.Equal(2, Run("train", "--data", folder, "--out", run, "--steps", "2"));
+        Assert.Contains("give --config", error.ToString());
+        Assert.Equal(2, Run("train", "--config", "flash-tiny", "--data", folder, "--out", run));
+        Assert.Contains("--steps N or --tokens N", error.ToString());
+        Assert.Equal(2, Run("train", "--config", "flash-tiny", "--data", folder + "-missing", "--out", run, "--steps", "2"));
+        Assert.Contains("dataset folder not found", error.ToString());
+        Assert.Equal(0, Run("train", "--config", "flash-tiny", "--data", folder, "--out", run, "--steps", "2", "--batch-size", "2", "--seq-len", "16", "--eval-windows", "2"));
+        Assert.Equal(2, Run("train", "--config", "flash-tiny", "--data", folder, "--out", run, "--steps", "2"));
+        Assert.Contains("already holds a run", error.ToString());
+        Assert.Equal(0, Run("train", "--data", folder, "--out", run, "--resume", "--steps", "3"));   // extends the finished run
+        Assert.Equal(3, TrainingCheckpoint.List(run)[^1].Step);
+    }
+}
+
+[Collection("cli")]
+public class QuickstartTests
+{
+    [Fact]
+    public void Quickstart_runs_end_to_end_on_a_given_corpus_and_reuses_its_work()
+    {
+        string root = TestSupport.TempDir();
+        string corpus = Path.Combine(root, "corpus.jsonl");
+        File.WriteAllLines(corpus, Corpus.Documents(2000, seed: 2).Select(t => System.Text.Json.JsonSerializer.Serialize(new { text = t })));
+        string folder = Path.Combine(root, "qs");
+        string[] args = ["quickstart", "--corpus", corpus, "--out", folder, "--steps", "3", "--vocab-size", "300", "--prompt", "The quick"];
+        var (code, error) = TestSupport.Cli(args);
+        Assert.True(code == 0, error);
+        Assert.True(File.Exists(Path.Combine(folder, "run", "model", "model.safetensors")));
+        Assert.True(File.Exists(Path.Combine(folder, "run", "model", "tokenizer.json")));
+        var tokenizerWritten = File.GetLastWriteTimeUtc(Path.Combine(folder, "tokenizer.json"));
+        Assert.Equal(0, TestSupport.Cli(args).Code);   // second run: tokenizer and data reused, finished training resumed as a no-op
+        Assert.Equal(tokenizerWritten, File.GetLastWriteTimeUtc(Path.Combine(folder, "tokenizer.json")));
+        Assert.Equal(3, TrainingCheckpoint.List(Path.Combine(folder, "run"))[^1].Step);
+    }
+}
