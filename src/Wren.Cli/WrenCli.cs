@@ -19,6 +19,8 @@ public static class WrenCli
         DataCommands.CreateData(),
         TrainCommand.Create(),
         ExperimentCommand.Create(),
+        SearchCommands.Create(),
+        ScalingCommand.Create(),
     };
 
     /// <summary>Exit codes: 0 success, 1 bad arguments (System.CommandLine), 2 bad input (a clear message), 3 internal error.</summary>

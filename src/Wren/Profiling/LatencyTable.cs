@@ -213,7 +213,7 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     }
 
     /// <summary>Median seconds of one decode step of a freshly built (random-weight) <paramref name="config"/> after a <paramref name="context"/>-token prompt.</summary>
-    static double MeasureDecodeStep(HybridConfig config, int batch, int context, int tokens, int repeats, int seed)
+    public static double MeasureDecodeStep(HybridConfig config, int batch, int context, int tokens, int repeats, int seed)
     {
         using var _ = no_grad();
         using var model = new HybridForCausalLM(config);

@@ -9,9 +9,9 @@ public sealed record Candidate(Architecture Architecture, int Width, double Pred
 /// The width rule (method §3): the largest width of the space whose predicted latency meets the target, so proxy
 /// loss is the only ranking signal. In multi-objective mode the architecture carries its own width.
 /// </summary>
-public sealed class CandidatePlacer(SearchSpace space, Func<HybridConfig, double> latencyMs)
+public sealed class CandidatePlacer(SearchSpace space, Func<HybridConfig, double> latencyMs, HybridConfig? template = null)
 {
-    readonly HybridConfig template = space.TemplateConfig();
+    readonly HybridConfig template = template ?? space.TemplateConfig();
 
     public HybridConfig Config(Architecture architecture, int width) => space.Config(architecture, width, template);
 

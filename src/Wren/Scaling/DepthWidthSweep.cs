@@ -1,0 +1,102 @@
+using System.Text.Json;
+using Wren.Checkpoints;
+using Wren.Data;
+using Wren.Models;
+using Wren.Profiling;
+using Wren.Training;
+
+namespace Wren.Scaling;
+
+/// <summary>One trained and timed (depth, width) shape.</summary>
+public sealed record SweepPoint(int Depth, int Width, long Parameters, double ValLoss, double ValPerplexity, double DecodeMsPerToken, double TrainSeconds);
+
+/// <summary>What the sweep concludes: the law fitted on the non-held-out points, its errors on the held-out ones, the pick for a budget.</summary>
+public sealed record SweepAnalysis(ScalingLaw Law, IReadOnlyList<(SweepPoint Point, double Predicted, double ErrorPercent)> HeldOut,
+                                   SweepPoint? Recommended, double? RecommendedPredicted, double? BudgetMs);
+
+/// <summary>
+/// The depth–width study (method §1): a block pattern repeated D times at width W, each shape trained for the same
+/// token budget (validation perplexity) and timed (batch-1 decode ms/token); results saved after every point, so an
+/// interrupted sweep continues where it stopped.
+/// </summary>
+public static class DepthWidthSweep
+{
+    static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
+
+    public static IReadOnlyList<SweepPoint> Load(string path) =>
+        File.Exists(path) ? JsonSerializer.Deserialize<List<SweepPoint>>(File.ReadAllText(path), Json) ?? [] : [];
+
+    public static IReadOnlyList<SweepPoint> Run(HybridConfig template, IReadOnlyList<string> pattern, IReadOnlyList<int> depths, IReadOnlyList<int> widths,
+                                                TokenDataset data, TrainingOptions proxy, int decodeTokens, string folder,
+                                                IProgress<string>? progress = null, CancellationToken cancellation = default)
+    {
+        if (pattern.Count == 0) throw new WrenException("the block pattern is empty");
+        Directory.CreateDirectory(folder);
+        string results = Path.Combine(folder, "sweep.json");
+        var points = Load(results).ToList();
+        foreach (int depth in depths)
+            foreach (int width in widths)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                if (points.Any(p => p.Depth == depth && p.Width == width)) continue;
+                var config = template.WithShape(Enumerable.Range(0, depth).SelectMany(_ => pattern).ToList(), width) with
+                {
+                    VocabSize = (data.Manifest.Tokenizer.VocabularySize + 63) / 64 * 64,
+                };
+                progress?.Report($"depth {depth} × width {width}: training {proxy.TotalSteps} steps");
+                string run = Path.Combine(folder, "runs", $"d{depth}-w{width}");
+                if (Directory.Exists(run)) Directory.Delete(run, recursive: true);
+                TrainingResult trained;
+                using (var model = new HybridForCausalLM(config))
+                {
+                    Initialization.Apply(model, proxy.Seed);
+                    using var trainer = new Trainer(model, data, proxy with { CheckpointEvery = long.MaxValue / 2, EvalEvery = long.MaxValue / 2 }, run);
+                    trained = trainer.Run(cancellation: cancellation);
+                }
+                Directory.Delete(run, recursive: true);
+                progress?.Report($"depth {depth} × width {width}: timing decode");
+                var latency = DepthWidthGrid.Measure(config, config.LayerTypes, [1], [width], 0, decodeTokens, 3)[0];
+                points.Add(new SweepPoint(depth, width, ModelFootprint.Of(config).Parameters, trained.ValLoss, trained.ValPerplexity, latency.MsPerToken.Median, trained.Seconds));
+                Checkpoint.WriteAtomically(results, JsonSerializer.Serialize(points, Json));
+            }
+        return points.Where(p => depths.Contains(p.Depth) && widths.Contains(p.Width)).ToList();
+    }
+
+    /// <summary>
+    /// Fits L(D, W) on perplexity over the points that are not held out, reports the held-out errors, and for a budget
+    /// picks the shape whose predicted perplexity is lowest among those measured within it.
+    /// </summary>
+    public static SweepAnalysis Analyze(IReadOnlyList<SweepPoint> points, Func<SweepPoint, bool> heldOut, double? budgetMs)
+    {
+        var law = ScalingLaw.Fit(points.Where(p => !heldOut(p)).Select(p => new ScalingPoint(p.Depth, p.Width, p.ValPerplexity)).ToList());
+        var errors = points.Where(heldOut).Select(p =>
+        {
+            double predicted = law.Predict(p.Depth, p.Width);
+            return (p, predicted, Math.Abs(predicted - p.ValPerplexity) / p.ValPerplexity * 100);
+        }).ToList();
+        var within = budgetMs is { } budget ? points.Where(p => p.DecodeMsPerToken <= budget).ToList() : [];
+        var pick = within.MinBy(p => law.Predict(p.Depth, p.Width));
+        return new SweepAnalysis(law, errors, pick, pick is null ? null : law.Predict(pick.Depth, pick.Width), budgetMs);
+    }
+
+    /// <summary>Perplexity against decode latency for every shape, the Pareto frontier drawn through them (PNG + SVG).</summary>
+    public static string[] FrontierPlot(IReadOnlyList<SweepPoint> points, string pathWithoutExtension)
+    {
+        var plot = new ScottPlot.Plot();
+        foreach (var group in points.GroupBy(p => p.Depth).OrderBy(g => g.Key))
+        {
+            var series = plot.Add.ScatterPoints(group.Select(p => p.DecodeMsPerToken).ToArray(), group.Select(p => p.ValPerplexity).ToArray());
+            series.LegendText = $"depth {group.Key}";
+            series.MarkerSize = 9;
+        }
+        var front = Search.Pareto.Front(points, p => p.ValPerplexity, p => p.DecodeMsPerToken).OrderBy(p => p.DecodeMsPerToken).ToList();
+        var line = plot.Add.ScatterLine(front.Select(p => p.DecodeMsPerToken).ToArray(), front.Select(p => p.ValPerplexity).ToArray());
+        line.LegendText = "frontier";
+        foreach (var p in points) plot.Add.Text($"{p.Depth}×{p.Width}", p.DecodeMsPerToken, p.ValPerplexity).LabelFontSize = 10;
+        plot.Title("Depth–width study: validation perplexity vs decode latency");
+        plot.Axes.Bottom.Label.Text = "decode ms/token (batch 1)";
+        plot.Axes.Left.Label.Text = "validation perplexity";
+        plot.ShowLegend();
+        return ProfilePlots.Save(plot, pathWithoutExtension);
+    }
+}

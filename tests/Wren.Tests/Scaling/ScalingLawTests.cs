@@ -1,0 +1,39 @@
+using Wren.Scaling;
+using Wren.Search;
+
+namespace Wren.Tests.Scaling;
+
+public class ScalingLawTests
+{
+    [Fact]
+    public void The_fit_recovers_known_parameters_from_synthetic_data()
+    {
+        var truth = new ScalingLaw(2.1, 1.8, 0.7, 40.0, 0.9, 0);
+        var points = (from d in new[] { 2, 4, 6, 8, 12 } from w in new[] { 64, 128, 192, 256 } select new ScalingPoint(d, w, truth.Predict(d, w))).ToList();
+        var fit = ScalingLaw.Fit(points);
+        Assert.Equal(truth.L0, fit.L0, 3);
+        Assert.Equal(truth.A, fit.A, 2);
+        Assert.Equal(truth.Alpha, fit.Alpha, 3);
+        Assert.Equal(truth.B, fit.B, 1);
+        Assert.Equal(truth.Beta, fit.Beta, 3);
+        Assert.True(fit.RmsError < 1e-6);
+
+        // With noise, extrapolation to larger shapes stays close.
+        var random = new Random(3);
+        var noisy = points.Where(p => p.Depth <= 8 && p.Width <= 192).Select(p => p with { Loss = p.Loss * (1 + 0.002 * (random.NextDouble() - 0.5)) }).ToList();
+        var extrapolating = ScalingLaw.Fit(noisy);
+        foreach (var held in points.Where(p => p.Depth > 8 || p.Width > 192))
+            Assert.InRange(Math.Abs(extrapolating.Predict(held.Depth, held.Width) - held.Loss) / held.Loss, 0, 0.02);
+        Assert.Throws<WrenException>(() => ScalingLaw.Fit(points.Take(4).ToList()));
+    }
+
+    [Fact]
+    public void Rank_correlations_match_hand_computed_values()
+    {
+        double[] x = [1, 2, 3, 4, 5], y = [3, 1, 2, 5, 4];
+        Assert.Equal(0.6, RankCorrelation.Spearman(x, y), 12);   // 1 − 6·Σd²/(n(n²−1)) = 1 − 48/120
+        Assert.Equal(0.4, RankCorrelation.Kendall(x, y), 12);    // (7 concordant − 3 discordant) / 10
+        Assert.Equal(5 / Math.Sqrt(30), RankCorrelation.Kendall([1, 2, 2, 3], [1, 3, 2, 4]), 12);   // τ-b with one tie in x
+        Assert.Equal(-1, RankCorrelation.Kendall(x, x.Select(v => -v).ToArray()), 12);
+    }
+}
