@@ -34,6 +34,23 @@ internal static class SearchCommands
             r.GetValue(Study) ?? fallback ?? throw new WrenException("give --study NAME");
 
         public string StorageOf(ParseResult r, string study) => r.GetValue(Storage) ?? Path.Combine(".wren", "search", study + ".db");
+
+        /// <summary>Opens the store and an existing study: the store (caller disposes), the study, its space and its local folder.</summary>
+        public (StudyStore Store, Study Study, SearchSpace Space, string Folder) OpenExisting(ParseResult r)
+        {
+            string name = StudyName(r), storage = StorageOf(r, name);
+            var store = StudyStore.Open(storage);
+            try
+            {
+                var (study, space) = OpenStudy(store, name);
+                return (store, study, space, LocalFolder(storage, name));
+            }
+            catch
+            {
+                store.Dispose();
+                throw;
+            }
+        }
     }
 
     /// <summary>The study folder for local artifacts (latency table, report, scratch runs): beside a SQLite file, else under .wren/search.</summary>
@@ -154,10 +171,10 @@ internal static class SearchCommands
         command.SetAction((result, cancellation) =>
         {
             common.Initialize(result);
-            string name = studyOptions.StudyName(result), storage = studyOptions.StorageOf(result, name);
-            using var store = StudyStore.Open(storage);
-            var (study, space) = OpenStudy(store, name);
-            var evaluator = Evaluator(space, result.GetValue(data) ?? study.Data, Path.Combine(LocalFolder(storage, name), "scratch"), out var dataset);
+            var (store, study, space, folder) = studyOptions.OpenExisting(result);
+            using var _ = store;
+            string name = study.Name;
+            var evaluator = Evaluator(space, result.GetValue(data) ?? study.Data, Path.Combine(folder, "scratch"), out var dataset);
             using (dataset)
             {
                 var worker = new SearchWorker(store, name, evaluator, lease: TimeSpan.FromSeconds(result.GetValue(lease)));
@@ -180,10 +197,9 @@ internal static class SearchCommands
         var studyOptions = new StudyOptions(command);
         command.SetAction(result =>
         {
-            string name = studyOptions.StudyName(result), storage = studyOptions.StorageOf(result, name);
-            using var store = StudyStore.Open(storage);
-            var (study, space) = OpenStudy(store, name);
-            var outcome = SearchReport.Write(store.Trials(name), space, Template(space, study.Data), name, result.GetValue(output) ?? LocalFolder(storage, name));
+            var (store, study, space, folder) = studyOptions.OpenExisting(result);
+            using var _ = store;
+            var outcome = SearchReport.Write(store.Trials(study.Name), space, Template(space, study.Data), study.Name, result.GetValue(output) ?? folder);
             Console.WriteLine(outcome.Markdown);
             return 0;
         });
@@ -206,14 +222,14 @@ internal static class SearchCommands
         command.SetAction((result, cancellation) =>
         {
             common.Initialize(result);
-            string name = studyOptions.StudyName(result), storage = studyOptions.StorageOf(result, name);
-            using var store = StudyStore.Open(storage);
-            var (study, space) = OpenStudy(store, name);
+            var (store, study, space, folder) = studyOptions.OpenExisting(result);
+            using var _ = store;
+            string name = study.Name;
             var done = store.Trials(name).Where(t => t.Status == "done" && t.ProxyLoss is not null).OrderBy(t => t.ProxyLoss).ToList();
             var random = new Random(result.GetValue(seed));
             var chosen = done.Take(result.GetValue(top)).Concat(done.Skip(result.GetValue(top)).OrderBy(_ => random.Next()).Take(result.GetValue(sample))).ToList();
             if (chosen.Count < 3) throw new WrenException($"study '{name}' has {done.Count} finished trial(s); validation needs at least 3");
-            string folder = LocalFolder(storage, name), path = Path.Combine(folder, "validation.json");
+            string path = Path.Combine(folder, "validation.json");
             Directory.CreateDirectory(folder);
             var results = File.Exists(path) ? JsonSerializer.Deserialize<List<Validation>>(File.ReadAllText(path))! : [];
             var evaluator = Evaluator(space, result.GetValue(data) ?? study.Data, Path.Combine(folder, "scratch"), out var dataset, result.GetValue(factor));

@@ -66,6 +66,7 @@ public sealed class Trainer : IDisposable
         sampler = new WindowSampler(data.Train, options.BatchSize, options.SeqLen, options.Seed);
         validationTokens = WindowSampler.Evenly(data.Validation, options.EvalWindows, options.SeqLen, out validationWindows);
 
+        TrainingCheckpoint.RemovePartial(run);
         var checkpoints = TrainingCheckpoint.List(run);
         if (resume && checkpoints.Count > 0)
         {

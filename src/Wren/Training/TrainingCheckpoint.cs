@@ -38,16 +38,23 @@ public static class TrainingCheckpoint
         return final;
     }
 
-    /// <summary>Complete checkpoints of a run, oldest first (half-written temporaries are removed).</summary>
+    /// <summary>Complete checkpoints of a run, oldest first (half-written temporaries are not checkpoints).</summary>
     public static IReadOnlyList<(string Path, long Step)> List(string run)
     {
         string folder = Path.Combine(run, Folder);
         if (!Directory.Exists(folder)) return [];
-        foreach (var partial in Directory.GetDirectories(folder, "*" + TempSuffix)) Directory.Delete(partial, recursive: true);
         return Directory.GetDirectories(folder, "step-*")
             .Select(d => (Path: d, Step: long.TryParse(System.IO.Path.GetFileName(d)["step-".Length..], out var s) ? s : -1))
             .Where(c => c.Step >= 0 && File.Exists(System.IO.Path.Combine(c.Path, StateFile)))
             .OrderBy(c => c.Step).ToList();
+    }
+
+    /// <summary>Deletes checkpoints a crash left half-written; call only from the process that owns the run.</summary>
+    public static void RemovePartial(string run)
+    {
+        string folder = Path.Combine(run, Folder);
+        if (!Directory.Exists(folder)) return;
+        foreach (var partial in Directory.GetDirectories(folder, "*" + TempSuffix)) Directory.Delete(partial, recursive: true);
     }
 
     /// <summary>Loads the model of a checkpoint (for training: fp32, train mode).</summary>

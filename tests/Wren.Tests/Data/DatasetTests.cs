@@ -78,6 +78,23 @@ public class DatasetTests
     }
 
     [Fact]
+    public void Tiktoken_datasets_use_uint32_and_name_their_encoding()
+    {
+        string root = TestSupport.TempDir();
+        string corpus = Path.Combine(root, "c.jsonl");
+        File.WriteAllLines(corpus, Corpus.Documents(20).Select(t => System.Text.Json.JsonSerializer.Serialize(new { text = t })));
+        var tokenizer = TokenizerSource.Open("cl100k_base");
+        var manifest = DataPreparer.Prepare([corpus], Path.Combine(root, "data"), tokenizer, new PrepareOptions { ValidationFraction = 0.1 });
+        Assert.Equal("uint32", manifest.Dtype);
+        Assert.Equal("tiktoken", manifest.Tokenizer.Kind);
+        using var data = TokenDataset.Open(Path.Combine(root, "data"));
+        Assert.Equal(tokenizer.Identity, data.OpenTokenizer().Identity);
+        var ids = new long[data.Train.Tokens];
+        data.Train.Read(0, ids);
+        Assert.Contains(ids, id => id > 65535);   // the end-of-text id of cl100k is 100257: it needs 32 bits
+    }
+
+    [Fact]
     public void Sampler_is_deterministic_and_batches_are_independent()
     {
         var (folder, _) = Corpus.Prepared();

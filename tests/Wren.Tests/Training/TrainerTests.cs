@@ -77,6 +77,39 @@ public class TrainerTests
         foreach (var (name, p) in a.named_parameters()) Assert.True(p.equal(bWeights[name]).all().item<bool>(), name);
     }
 
+    [Fact]
+    public void A_training_process_killed_with_sigkill_resumes_to_the_same_losses()
+    {
+        var (folder, _) = Corpus.Prepared();
+        string config = Path.Combine(TestSupport.TempDir(), "config.json");
+        File.WriteAllText(config, SmallHybrid().ToJson());
+        string[] Args(string run) => ["train", "--config", config, "--data", folder, "--out", run, "--steps", "12", "--batch-size", "2", "--seq-len", "32",
+                                      "--checkpoint-every", "2", "--log-every", "1", "--eval-every", "100", "--eval-windows", "4", "--threads", "1"];
+        string straight = TestSupport.TempDir(), killed = TestSupport.TempDir();
+        Assert.Equal(0, TestSupport.Cli(Args(straight)).Code);
+
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "Wren.Cli.dll") }.Concat(Args(killed))) start.ArgumentList.Add(a);
+        using (var process = System.Diagnostics.Process.Start(start)!)
+        {
+            process.OutputDataReceived += (_, _) => { };
+            process.ErrorDataReceived += (_, _) => { };
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (TrainingCheckpoint.List(killed).LastOrDefault().Step < 4 && !process.HasExited && clock.Elapsed < TimeSpan.FromSeconds(120)) Thread.Sleep(20);
+            Assert.False(process.HasExited, "the run finished before it could be killed");
+            process.Kill();   // SIGKILL, mid-run
+            process.WaitForExit();
+        }
+        long resumedFrom = TrainingCheckpoint.List(killed)[^1].Step;
+        Assert.InRange(resumedFrom, 4, 11);
+        Assert.Equal(0, TestSupport.Cli(["train", "--data", folder, "--out", killed, "--resume", "--threads", "1"]).Code);
+        var expected = MetricsLog.Read(Path.Combine(straight, MetricsLog.FileName)).Where(e => e.Loss is not null).Select(e => (e.Step, e.Loss)).ToList();
+        var actual = MetricsLog.Read(Path.Combine(killed, MetricsLog.FileName)).Where(e => e.Loss is not null).Select(e => (e.Step, e.Loss)).ToList();
+        Assert.Equal(expected, actual);
+    }
+
     sealed class Callback(Action<TrainingStatus> action) : IProgress<TrainingStatus>
     {
         public void Report(TrainingStatus value) => action(value);
