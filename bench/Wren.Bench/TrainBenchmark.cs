@@ -49,12 +49,13 @@ public static class TrainBenchmark
             if (step < 0) continue;
             forward += f; backward += b; update += u; measured++;
         }
+        peak = Math.Max(peak, DeviceFacts.MatmulFlops());   // measured before and after: the higher is this machine's peak right now
         double stepSeconds = (forward + backward + update) / measured;
         double tokensPerSecond = batch * seqLen / stepSeconds;
         double mfu = 6.0 * count * tokensPerSecond / peak;
         Console.WriteLine($"# training, fp32, {Wren.Runtime.WrenRuntime.Describe()}");
         Console.WriteLine($"# model: {string.Join(" ", config.LayerTypes)}, hidden {hidden}, vocab {vocab}: {count / 1e6:F1}M parameters; batch {batch} × {seqLen} tokens; {measured} measured steps after 2 warm-up");
-        Console.WriteLine($"| tokens/s | step s | fp32 matmul peak (this run) | model FLOP/s (6·N·tokens/s) | MFU | peak RSS |");
+        Console.WriteLine($"| tokens/s | step s | fp32 matmul peak (2048³, this run) | model FLOP/s (6·N·tokens/s) | MFU | peak RSS |");
         Console.WriteLine("|---|---|---|---|---|---|");
         Console.WriteLine($"| {tokensPerSecond:F0} | {stepSeconds:F2} | {peak / 1e9:F0} GFLOP/s | {6.0 * count * tokensPerSecond / 1e9:F0} GFLOP/s | {mfu * 100:F1} % | {LatencyProfiler.PeakResidentBytes() / 1e9:F2} GB |");
         Console.WriteLine();

@@ -29,7 +29,7 @@ public sealed class ProxyTrainer(SearchSpace space, TokenDataset data, string sc
     public double Evaluate(Trial trial, CancellationToken cancellation)
     {
         var options = space.Proxy.Training(space.Evolution.Seed, stepsFactor);
-        string run = Path.Combine(scratch, $"trial-{trial.Number}-{Guid.NewGuid():N}"[..48]);
+        string run = Path.Combine(scratch, $"trial-{trial.Number}-{Guid.NewGuid().ToString("N")[..8]}");
         try
         {
             using var model = new HybridForCausalLM(Config(trial));
