@@ -153,6 +153,7 @@ public static class LatencyProfiler
     static ModelCache Prefilled(HybridForCausalLM model, Tensor tokens, int length, int room)
     {
         var cache = model.NewCache(1, length + room);
+        if (length == 0) return cache;   // decoding from the start (after the meta tokens)
         using (NewDisposeScope()) model.forward(new LMInput(tokens.narrow(1, 0, length), cache, LastPositionOnly: true));
         return cache;
     }

@@ -30,6 +30,15 @@ public static class SearchReport
         text.AppendLine($"Trials: {trials.Count} ({done.Count} done, {trials.Count(t => t.Status == "failed")} failed, {trials.Count(t => t.Status is "pending" or "running")} open); " +
                         $"population {space.Evolution.Population}, {space.Evolution.Cycles} cycles × {space.Evolution.ChildrenPerCycle} children, sample {space.Evolution.Sample}, seed {space.Evolution.Seed}. " +
                         $"Proxy training time {done.Sum(t => t.TrainSeconds ?? 0) / 60:F1} min in all.");
+        var timed = trials.Where(t => t.Finished is not null).ToList();
+        if (timed.Count > 0)
+        {
+            double wall = (timed.Max(t => t.Finished!.Value) - trials.Min(t => t.Created)) / 1000.0;
+            double training = timed.Sum(t => t.TrainSeconds ?? 0);
+            text.AppendLine();
+            text.AppendLine($"Throughput: {timed.Count} candidates in {wall / 60:F1} min of wall time ({timed.Count / (wall / 3600):F0} per hour); " +
+                            $"{Math.Max(0, 1 - training / wall) * 100:F2} % of it outside proxy training (proposals, latency prediction, the store, waiting).");
+        }
         text.AppendLine();
         if (done.Count == 0)
         {

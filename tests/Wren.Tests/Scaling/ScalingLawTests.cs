@@ -37,3 +37,28 @@ public class ScalingLawTests
         Assert.Equal(-1, RankCorrelation.Kendall(x, x.Select(v => -v).ToArray()), 12);
     }
 }
+
+[Collection("cli")]
+public class DepthWidthSweepTests
+{
+    [Fact]
+    public void The_sweep_trains_times_fits_and_resumes_from_its_results()
+    {
+        var (data, _) = Wren.Tests.Data.Corpus.Prepared();
+        string folder = TestSupport.TempDir();
+        string[] args = ["scaling", "sweep", "--config", "flash-quick", "--pattern", "a f", "--depths", "1,2,3", "--widths", "64,128,192", "--data", data,
+                         "--steps", "2", "--batch-size", "2", "--seq-len", "16", "--decode-tokens", "4", "--out", folder, "--budget-ms", "1000"];
+        var (code, error) = TestSupport.Cli(args);
+        Assert.True(code == 0, error);
+        var points = DepthWidthSweep.Load(Path.Combine(folder, "sweep.json"));
+        Assert.Equal(9, points.Count);
+        Assert.All(points, p => { Assert.True(p.ValPerplexity > 1); Assert.True(p.DecodeMsPerToken > 0); });
+        Assert.True(File.Exists(Path.Combine(folder, "frontier.png")));
+        string report = File.ReadAllText(Path.Combine(folder, "report.md"));
+        Assert.Contains("held out", report);
+        Assert.Contains("For a budget of 1000.00 ms/token: depth", report);
+        var written = File.GetLastWriteTimeUtc(Path.Combine(folder, "sweep.json"));
+        Assert.Equal(0, TestSupport.Cli(args).Code);   // every point is already there: nothing retrained
+        Assert.Equal(written, File.GetLastWriteTimeUtc(Path.Combine(folder, "sweep.json")));
+    }
+}
