@@ -29,7 +29,8 @@ internal static class ScalingCommand
         var holdout = new Option<string?>("--holdout-depths") { Description = "depths held out of the fit to test extrapolation (default: the largest)" };
         var budget = new Option<double?>("--budget-ms") { Description = "decode latency budget (ms/token) for the recommendation (default: the median measured)" };
         var output = new Option<string>("--out") { Description = "study folder (results resume from sweep.json)", Required = true };
-        foreach (var o in new Option[] { config, pattern, depths, widths, data, steps, batch, seqLen, lr, decode, holdout, budget, output }) sweep.Add(o);
+        var remeasure = new Option<bool>("--remeasure-latency") { Description = "time every shape in sweep.json again (e.g. on the target device), keeping the losses" };
+        foreach (var o in new Option[] { config, pattern, depths, widths, data, steps, batch, seqLen, lr, decode, holdout, budget, output, remeasure }) sweep.Add(o);
         var common = new CommonOptions(sweep, withDType: false);
         sweep.SetAction((result, cancellation) =>
         {
@@ -44,7 +45,7 @@ internal static class ScalingCommand
             var proxy = new TrainingOptions { Steps = result.GetValue(steps), BatchSize = result.GetValue(batch), SeqLen = result.GetValue(seqLen), LearningRate = result.GetValue(lr), WarmupSteps = Math.Max(1, result.GetValue(steps) / 8) };
             IReadOnlyList<SweepPoint> points = [];
             AnsiConsole.Status().Start("sweeping", status => points = DepthWidthSweep.Run(HybridConfig.Load(result.GetValue(config)!), layers, depthList, widthList,
-                dataset, proxy, result.GetValue(decode), folder, new StatusProgress(status), cancellation));
+                dataset, proxy, result.GetValue(decode), folder, new StatusProgress(status), cancellation, result.GetValue(remeasure)));
             double budgetMs = result.GetValue(budget) ?? points.Select(p => p.DecodeMsPerToken).Order().ElementAt(points.Count / 2);
             var analysis = DepthWidthSweep.Analyze(points, p => held.Contains(p.Depth), budgetMs);
             DepthWidthSweep.FrontierPlot(points, Path.Combine(folder, "frontier"));

@@ -21,6 +21,9 @@ public sealed record SweepAnalysis(ScalingLaw Law, IReadOnlyList<(SweepPoint Poi
 /// </summary>
 public static class DepthWidthSweep
 {
+    /// <summary>Timed runs per shape (median kept).</summary>
+    public const int LatencyRepeats = 5;
+
     static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
 
     public static IReadOnlyList<SweepPoint> Load(string path) =>
@@ -28,21 +31,31 @@ public static class DepthWidthSweep
 
     public static IReadOnlyList<SweepPoint> Run(HybridConfig template, IReadOnlyList<string> pattern, IReadOnlyList<int> depths, IReadOnlyList<int> widths,
                                                 TokenDataset data, TrainingOptions proxy, int decodeTokens, string folder,
-                                                IProgress<string>? progress = null, CancellationToken cancellation = default)
+                                                IProgress<string>? progress = null, CancellationToken cancellation = default, bool remeasureLatency = false)
     {
         if (pattern.Count == 0) throw new WrenException("the block pattern is empty");
         Directory.CreateDirectory(folder);
         string results = Path.Combine(folder, "sweep.json");
         var points = Load(results).ToList();
+        HybridConfig Shape(int depth, int width) => template.WithShape(Enumerable.Range(0, depth).SelectMany(_ => pattern).ToList(), width) with
+        {
+            VocabSize = (data.Manifest.Tokenizer.VocabularySize + 63) / 64 * 64,
+        };
+        double DecodeMs(HybridConfig config) => DepthWidthGrid.Measure(config, config.LayerTypes, [1], [config.HiddenSize], 0, decodeTokens, LatencyRepeats)[0].MsPerToken.Median;
+        if (remeasureLatency)   // e.g. trained elsewhere, timed on the target device; or a noisy first timing
+            for (int i = 0; i < points.Count; i++)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                progress?.Report($"depth {points[i].Depth} × width {points[i].Width}: timing decode again");
+                points[i] = points[i] with { DecodeMsPerToken = DecodeMs(Shape(points[i].Depth, points[i].Width)) };
+                Checkpoint.WriteAtomically(results, JsonSerializer.Serialize(points, Json));
+            }
         foreach (int depth in depths)
             foreach (int width in widths)
             {
                 cancellation.ThrowIfCancellationRequested();
                 if (points.Any(p => p.Depth == depth && p.Width == width)) continue;
-                var config = template.WithShape(Enumerable.Range(0, depth).SelectMany(_ => pattern).ToList(), width) with
-                {
-                    VocabSize = (data.Manifest.Tokenizer.VocabularySize + 63) / 64 * 64,
-                };
+                var config = Shape(depth, width);
                 progress?.Report($"depth {depth} × width {width}: training {proxy.TotalSteps} steps");
                 string run = Path.Combine(folder, "runs", $"d{depth}-w{width}");
                 if (Directory.Exists(run)) Directory.Delete(run, recursive: true);
@@ -55,8 +68,7 @@ public static class DepthWidthSweep
                 }
                 Directory.Delete(run, recursive: true);
                 progress?.Report($"depth {depth} × width {width}: timing decode");
-                var latency = DepthWidthGrid.Measure(config, config.LayerTypes, [1], [width], 0, decodeTokens, 3)[0];
-                points.Add(new SweepPoint(depth, width, ModelFootprint.Of(config).Parameters, trained.ValLoss, trained.ValPerplexity, latency.MsPerToken.Median, trained.Seconds));
+                points.Add(new SweepPoint(depth, width, ModelFootprint.Of(config).Parameters, trained.ValLoss, trained.ValPerplexity, DecodeMs(config), trained.Seconds));
                 Checkpoint.WriteAtomically(results, JsonSerializer.Serialize(points, Json));
             }
         return points.Where(p => depths.Contains(p.Depth) && widths.Contains(p.Width)).ToList();

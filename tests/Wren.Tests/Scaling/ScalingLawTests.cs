@@ -73,5 +73,9 @@ public class DepthWidthSweepTests
         var written = File.GetLastWriteTimeUtc(Path.Combine(folder, "sweep.json"));
         Assert.Equal(0, TestSupport.Cli(args).Code);   // every point is already there: nothing retrained
         Assert.Equal(written, File.GetLastWriteTimeUtc(Path.Combine(folder, "sweep.json")));
+        Assert.Equal(0, TestSupport.Cli([.. args, "--remeasure-latency"]).Code);   // timings again, losses kept
+        var retimed = DepthWidthSweep.Load(Path.Combine(folder, "sweep.json"));
+        Assert.Equal(points.Select(p => (p.Depth, p.Width, p.ValLoss)), retimed.Select(p => (p.Depth, p.Width, p.ValLoss)));
+        Assert.NotEqual(written, File.GetLastWriteTimeUtc(Path.Combine(folder, "sweep.json")));
     }
 }
