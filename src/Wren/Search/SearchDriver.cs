@@ -11,6 +11,8 @@ public sealed class SearchDriver(StudyStore store, string study, SearchSpace spa
     public IReadOnlyList<Trial> Run(int? lastCycle = null, IProgress<string>? progress = null, CancellationToken cancellation = default)
     {
         int last = Math.Min(lastCycle ?? space.Evolution.Cycles - 1, space.Evolution.Cycles - 1);
+        int released = store.ReleaseAbandoned(study, SearchWorker.IsGoneFromThisMachine);
+        if (released > 0) progress?.Report($"released {released} trial(s) of stopped workers on this machine");
         store.AddTrials(study, evolution.Initial());
         for (int cycle = 0; cycle <= last; cycle++)
         {

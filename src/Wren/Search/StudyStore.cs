@@ -193,6 +193,20 @@ public sealed class StudyStore : IDisposable
                 """, new { study, worker, now, until = now + (long)lease.TotalMilliseconds });
     }
 
+    /// <summary>Returns running trials of workers that <paramref name="isGone"/> says no longer exist to pending, without waiting for their leases.</summary>
+    public int ReleaseAbandoned(string study, Func<string, bool> isGone)
+    {
+        lock (gate)
+        {
+            var running = connection.Query<(long Id, string Worker)>("SELECT id, worker FROM trials WHERE study = @study AND status = 'running'", new { study });
+            int released = 0;
+            foreach (var (id, worker) in running.Where(r => isGone(r.Worker)))
+                released += connection.Execute("UPDATE trials SET status = 'pending', worker = NULL, lease_until = 0 WHERE id = @id AND worker = @worker AND status = 'running'",
+                                               new { id, worker });
+            return released;
+        }
+    }
+
     /// <summary>Extends the lease; false when the trial is no longer this worker's (reclaimed after an expiry).</summary>
     public bool Heartbeat(long id, string worker, TimeSpan lease)
     {

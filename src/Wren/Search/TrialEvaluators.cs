@@ -72,6 +72,19 @@ public sealed class SearchWorker(StudyStore store, string study, ITrialEvaluator
     public string Name { get; } = name ?? $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid().ToString("N")[..8]}";
     public TimeSpan Lease { get; } = lease ?? TimeSpan.FromMinutes(2);
 
+    /// <summary>
+    /// True for a worker name of this machine whose process is gone (names are <c>machine:pid:…</c>): its trials can be
+    /// released at once instead of after their leases, when a search restarts after a crash or kill.
+    /// </summary>
+    public static bool IsGoneFromThisMachine(string worker)
+    {
+        var parts = worker.Split(':');
+        if (parts.Length < 3 || parts[0] != Environment.MachineName || !int.TryParse(parts[1], out int pid)) return false;
+        if (pid == Environment.ProcessId) return false;
+        try { using var process = System.Diagnostics.Process.GetProcessById(pid); return process.HasExited; }
+        catch (ArgumentException) { return true; }   // no such process
+    }
+
     /// <summary>Claims and evaluates one trial; null when none is claimable now.</summary>
     public Trial? RunOne(CancellationToken cancellation = default, Action<Trial>? started = null)
     {

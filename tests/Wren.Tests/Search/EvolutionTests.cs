@@ -122,6 +122,32 @@ public class EvolutionTests
     }
 
     [Fact]
+    public void A_restarted_search_takes_back_the_trial_its_killed_process_held_without_waiting_for_the_lease()
+    {
+        var space = Space() with { Latency = new LatencySettings { TargetMs = 16 }, Evolution = new EvolutionSettings { Population = 4, Cycles = 0 } };
+        string storage = Path.Combine(TestSupport.TempDir(), "r.db");
+        using var store = StudyStore.Open(storage);
+        store.CreateStudy("r", space.ToJson(), "none");
+        var evolution = new AgingEvolution(space, new CandidatePlacer(space, Latency));
+        store.AddTrials("r", evolution.Initial());
+        int deadPid = 4_000_000;   // above Linux's default pid_max (4,194,304 is the hard maximum): no such process
+        Assert.Throws<ArgumentException>(() => System.Diagnostics.Process.GetProcessById(deadPid));
+        var held = store.Claim("r", $"{Environment.MachineName}:{deadPid}:dead", TimeSpan.FromHours(1))!;   // a crashed run's trial, long lease
+        Assert.NotNull(store.Claim("r", "elsewhere:1:x", TimeSpan.FromHours(1)));   // another machine's live worker: left alone
+        var worker = new SearchWorker(store, "r", new Evaluator(t => KnownFitness(t, space)));
+        using var stop = new CancellationTokenSource();
+        var run = Task.Run(() => new SearchDriver(store, "r", space, evolution, worker).Run(cancellation: stop.Token));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (store.Trials("r").Count(t => t.Status == "done") < 3 && clock.Elapsed < TimeSpan.FromSeconds(30)) Thread.Sleep(50);
+        var trials = store.Trials("r");
+        Assert.Equal("done", trials.Single(t => t.Id == held.Id).Status);   // released at once, not after an hour
+        Assert.Equal("running", trials.Single(t => t.Worker == "elsewhere:1:x").Status);
+        Assert.False(run.IsCompleted);   // still waiting for the other machine's trial
+        stop.Cancel();
+        Assert.ThrowsAny<OperationCanceledException>(() => run.GetAwaiter().GetResult());
+    }
+
+    [Fact]
     public void Multi_objective_mode_searches_widths_and_keeps_a_pareto_front()
     {
         var space = Space(multiObjective: true) with { Latency = new LatencySettings() };
