@@ -77,6 +77,7 @@ public static class DataPreparer
         IncrementalHash? hash;
         long shardCount, pieces;
         readonly byte[] buffer = new byte[1 << 16];
+        int buffered;
 
         public long Tokens { get; private set; }
 
@@ -87,7 +88,6 @@ public static class DataPreparer
             if (endOfText is { } eot) Write(eot);
         }
 
-        int buffered;
         void Write(int id)
         {
             if (stream is null)

@@ -39,8 +39,15 @@ public sealed class MetricsLog
         Checkpoint.WriteAtomically(path, string.Concat(Entries.Select(e => JsonSerializer.Serialize(e, Json) + "\n")));
     }
 
+    /// <summary>The log's entries; a line torn by a crash mid-append is skipped.</summary>
     public static IReadOnlyList<MetricsEntry> Read(string path) =>
-        !File.Exists(path) ? [] : File.ReadLines(path).Where(l => l.Length > 0).Select(l => JsonSerializer.Deserialize<MetricsEntry>(l, Json)!).ToList();
+        !File.Exists(path) ? [] : File.ReadLines(path).Where(l => l.Length > 0).Select(Parse).OfType<MetricsEntry>().ToList();
+
+    static MetricsEntry? Parse(string line)
+    {
+        try { return JsonSerializer.Deserialize<MetricsEntry>(line, Json); }
+        catch (JsonException) { return null; }
+    }
 
     public void Add(MetricsEntry entry)
     {

@@ -80,7 +80,7 @@ public sealed class Trainer : IDisposable
             state = new TrainerState(0, 0, 0);
             if (options.WeightNorm) WeightNormalization.Apply(normalized);   // start on the sphere, as every later step ends there
         }
-        File.WriteAllText(Path.Combine(run, ConfigFile), model.Config.ToJson());
+        Checkpoint.WriteAtomically(Path.Combine(run, ConfigFile), model.Config.ToJson());
         options.Save(Path.Combine(run, OptionsFile));
         Metrics = new MetricsLog(run, state.Step);
     }

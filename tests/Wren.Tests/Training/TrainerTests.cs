@@ -71,6 +71,8 @@ public class TrainerTests
         var expected = MetricsLog.Read(Path.Combine(straight, MetricsLog.FileName)).Where(e => e.Loss is not null).Select(e => (e.Step, e.Loss, e.GradNorm)).ToList();
         var actual = MetricsLog.Read(Path.Combine(interrupted, MetricsLog.FileName)).Where(e => e.Loss is not null).Select(e => (e.Step, e.Loss, e.GradNorm)).ToList();
         Assert.Equal(expected, actual);   // bit-identical losses and gradient norms, steps 1–7
+        File.AppendAllText(Path.Combine(interrupted, MetricsLog.FileName), "{\"step\": 8, \"los");   // a line torn by a crash mid-append
+        Assert.Equal(actual.Count, MetricsLog.Read(Path.Combine(interrupted, MetricsLog.FileName)).Count(e => e.Loss is not null));
         using var a = Wren.Checkpoints.Checkpoint.Load(Path.Combine(straight, Trainer.ModelFolder));
         using var b = Wren.Checkpoints.Checkpoint.Load(Path.Combine(interrupted, Trainer.ModelFolder));
         var bWeights = b.named_parameters().ToDictionary(p => p.name, p => p.parameter);
