@@ -75,8 +75,7 @@ internal static class SearchCommands
     {
         var template = space.TemplateConfig();
         if (space.Proxy.Fitness == "synthetic" || !File.Exists(Path.Combine(data, DataManifest.FileName))) return template;
-        var tokenizer = DataManifest.Load(data).Tokenizer;
-        return template with { VocabSize = (tokenizer.VocabularySize + 63) / 64 * 64 };
+        return DataManifest.Load(data).ModelConfig(template);
     }
 
     /// <summary>The predictor: the space's table, the study's own, or a new one measured here for the space's operators and widths.</summary>

@@ -112,17 +112,9 @@ internal static class TrainCommand
         return command;
     }
 
-    /// <summary>The config with vocab_size from the dataset's tokenizer (rounded up to a multiple of 64) and, if given, the meta-token count.</summary>
-    public static HybridConfig ForDataset(HybridConfig config, DataManifest manifest, int? metaTokens = null)
-    {
-        int vocab = (manifest.Tokenizer.VocabularySize + 63) / 64 * 64;
-        return config with
-        {
-            VocabSize = vocab,
-            NumMemoryTokens = metaTokens ?? config.NumMemoryTokens,
-            TiktokenEncoding = manifest.Tokenizer.Kind == "tiktoken" ? manifest.Tokenizer.Name : config.TiktokenEncoding,
-        };
-    }
+    /// <summary>The config fitted to the dataset's tokenizer (<see cref="DataManifest.ModelConfig"/>) and, if given, the meta-token count.</summary>
+    public static HybridConfig ForDataset(HybridConfig config, DataManifest manifest, int? metaTokens = null) =>
+        manifest.ModelConfig(config) with { NumMemoryTokens = metaTokens ?? config.NumMemoryTokens };
 
     /// <summary>Builds (or resumes) and trains a model with a live progress bar; prints the outcome.</summary>
     public static TrainingResult Run(HybridConfig config, TokenDataset dataset, TrainingOptions options, string run, bool resume, CancellationToken cancellation)

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Wren.Checkpoints;
+using Wren.Models;
 using Wren.Tokenization;
 
 namespace Wren.Data;
@@ -41,6 +42,17 @@ public sealed record DataManifest(
     };
 
     public int TokenBytes => Dtype == "uint16" ? 2 : 4;
+
+    /// <summary>
+    /// <paramref name="config"/> made to fit this dataset: vocab_size = the tokenizer's size rounded up to a multiple
+    /// of 64 (faster lm_head matmuls; the extra rows are never targets) and, for tiktoken data, the encoding named so a
+    /// saved model finds its tokenizer.
+    /// </summary>
+    public HybridConfig ModelConfig(HybridConfig config) => config with
+    {
+        VocabSize = (Tokenizer.VocabularySize + 63) / 64 * 64,
+        TiktokenEncoding = Tokenizer.Kind == "tiktoken" ? Tokenizer.Name : config.TiktokenEncoding,
+    };
 
     public void Save(string folder) => Checkpoint.WriteAtomically(Path.Combine(folder, FileName), JsonSerializer.Serialize(this, Json));
 

@@ -37,10 +37,8 @@ public static class DepthWidthSweep
         Directory.CreateDirectory(folder);
         string results = Path.Combine(folder, "sweep.json");
         var points = Load(results).ToList();
-        HybridConfig Shape(int depth, int width) => template.WithShape(Enumerable.Range(0, depth).SelectMany(_ => pattern).ToList(), width) with
-        {
-            VocabSize = (data.Manifest.Tokenizer.VocabularySize + 63) / 64 * 64,
-        };
+        HybridConfig Shape(int depth, int width) =>
+            data.Manifest.ModelConfig(template.WithShape(Enumerable.Range(0, depth).SelectMany(_ => pattern).ToList(), width));
         double DecodeMs(HybridConfig config) => DepthWidthGrid.Measure(config, config.LayerTypes, [1], [config.HiddenSize], 0, decodeTokens, LatencyRepeats)[0].MsPerToken.Median;
         if (remeasureLatency)   // e.g. trained elsewhere, timed on the target device; or a noisy first timing
             for (int i = 0; i < points.Count; i++)
@@ -63,7 +61,7 @@ public static class DepthWidthSweep
                 using (var model = new HybridForCausalLM(config))
                 {
                     Initialization.Apply(model, proxy.Seed);
-                    using var trainer = new Trainer(model, data, proxy with { CheckpointEvery = long.MaxValue / 2, EvalEvery = long.MaxValue / 2 }, run);
+                    using var trainer = new Trainer(model, data, proxy with { CheckpointEvery = TrainingOptions.Never, EvalEvery = TrainingOptions.Never }, run);
                     trained = trainer.Run(cancellation: cancellation);
                 }
                 Directory.Delete(run, recursive: true);

@@ -33,8 +33,8 @@ public sealed record ProxySettings
     public TrainingOptions Training(long seed, double stepsFactor = 1) => new()
     {
         Steps = (long)Math.Round(Steps * stepsFactor), BatchSize = BatchSize, SeqLen = SeqLen, LearningRate = LearningRate,
-        WarmupSteps = WarmupSteps, EvalWindows = EvalWindows, Seed = seed, EvalEvery = long.MaxValue / 2,
-        CheckpointEvery = long.MaxValue / 2, LogEvery = Math.Max(1, Steps / 10), KeepCheckpoints = 1,
+        WarmupSteps = WarmupSteps, EvalWindows = EvalWindows, Seed = seed, EvalEvery = TrainingOptions.Never,
+        CheckpointEvery = TrainingOptions.Never, LogEvery = Math.Max(1, Steps / 10), KeepCheckpoints = 1,
     };
 }
 

@@ -43,6 +43,9 @@ public sealed record TrainingOptions
     public int KeepCheckpoints { get; init; } = 3;
     public long LogEvery { get; init; } = 10;
 
+    /// <summary>An interval that never comes: only the final step validates or checkpoints (proxy runs).</summary>
+    public const long Never = long.MaxValue / 2;
+
     public long TokensPerStep => (long)BatchSize * SeqLen * GradAccumulation;
     public long TotalSteps => Steps > 0 ? Steps : (Tokens + TokensPerStep - 1) / TokensPerStep;
     /// <summary>The weight decay actually applied: none with weight normalization (method §4).</summary>
