@@ -17,7 +17,8 @@ public static unsafe class MatVec
     /// <summary>Below this many weights one thread is faster than waking another.</summary>
     const long ParallelThreshold = 1 << 16;
 
-    public static bool IsAccelerated => Vector512.IsHardwareAccelerated || Vector256.IsHardwareAccelerated;
+    /// <summary>Below scalar code libtorch's sgemv is faster, so fp32 uses this kernel only with SIMD.</summary>
+    public static bool IsAccelerated => KernelPaths.Best != KernelPath.Scalar;
 
     /// <summary>
     /// Up to this many input rows (a decode batch) share one pass over the weights; measured faster than libtorch's
@@ -37,33 +38,53 @@ public static unsafe class MatVec
 
     /// <summary>
     /// <c>W_i·x</c> for several weights that read the same input (q/k/v, gate/up) in one fork/join: the rows of all
-    /// matrices are split evenly across threads, so each thread streams one long run instead of several short ones.
+    /// matrices are split across threads as one run, so each thread streams long runs instead of several short ones.
     /// </summary>
     public static Tensor[] MultiplyMany(IReadOnlyList<Tensor> weights, Tensor x)
     {
-        long cols = weights[0].shape[1], inputs = x.numel() / cols;
-        var outputs = weights.Select(w => empty(inputs, w.shape[0])).ToArray();
+        var wp = weights.Select(w => (IntPtr)Pointer(w)).ToArray();
+        return MultiplyRows(weights.Select(w => w.shape[0]).ToArray(), weights[0].shape[1], x,
+            (i, v, y, cols, inputs, rows, from, to) => Rows((float*)wp[i], v, y, cols, inputs, rows, from, to));
+    }
+
+    /// <summary>Computes rows [first, end) of output <c>y [inputs, rows]</c> of matrix <c>matrix</c> from <c>x [inputs, cols]</c>.</summary>
+    internal delegate void RowRange(int matrix, float* x, float* y, long cols, long inputs, long rows, long first, long end);
+
+    /// <summary>The fork/join shared by the fp32, bf16 and int8 kernels: fp32 outputs [inputs, rows_i], rows split by <see cref="ForRows"/>.</summary>
+    internal static Tensor[] MultiplyRows(long[] rows, long cols, Tensor x, RowRange rowRange)
+    {
+        long inputs = x.numel() / cols;
+        var outputs = rows.Select(r => empty(inputs, r)).ToArray();
         using var xc = x.reshape(inputs, cols).contiguous();
         float* v = Pointer(xc);
-        var starts = new long[weights.Count + 1];
-        for (int i = 0; i < weights.Count; i++) starts[i + 1] = starts[i] + weights[i].shape[0];
-        var wp = weights.Select(w => (IntPtr)Pointer(w)).ToArray();
         var op = outputs.Select(o => (IntPtr)Pointer(o)).ToArray();
-        long total = starts[^1];
-        int workers = total * cols < ParallelThreshold ? 1 : Math.Max(1, Math.Min(Workers.Count, (int)(total / 64)));
-        Workers.Run(workers, part =>
-        {
-            long begin = total * part / workers, end = total * (part + 1) / workers;
-            for (int i = 0; i < weights.Count; i++)
-            {
-                long from = Math.Max(begin, starts[i]), to = Math.Min(end, starts[i + 1]);
-                if (from < to) Rows((float*)wp[i], v, (float*)op[i], cols, inputs, weights[i].shape[0], from - starts[i], to - starts[i]);
-            }
-        });
+        ForRows(rows, cols, (i, from, to) => rowRange(i, v, (float*)op[i], cols, inputs, rows[i], from, to));
         return outputs;
     }
 
-    static float* Pointer(Tensor t) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
+    /// <summary>
+    /// Runs <paramref name="body"/>(matrix, first row, end row) over the rows of several [rows_i, cols] matrices taken
+    /// as one run, in chunks of at least 64 rows that the threads claim as they go (<see cref="Workers.For"/>): a few
+    /// chunks per thread keep each stream long, and a thread that is not running costs at most the chunk it holds.
+    /// </summary>
+    static void ForRows(long[] rows, long cols, Action<int, long, long> body)
+    {
+        var starts = new long[rows.Length + 1];
+        for (int i = 0; i < rows.Length; i++) starts[i + 1] = starts[i] + rows[i];
+        long total = starts[^1];
+        int threads = total * cols < ParallelThreshold ? 1 : Workers.Count;
+        int chunks = (int)Math.Clamp(total / 64, 1, 4 * threads);
+        Workers.For(total, chunks, threads, (begin, end) =>
+        {
+            for (int i = 0; i < rows.Length; i++)
+            {
+                long from = Math.Max(begin, starts[i]), to = Math.Min(end, starts[i + 1]);
+                if (from < to) body(i, from - starts[i], to - starts[i]);
+            }
+        });
+    }
+
+    internal static float* Pointer(Tensor t) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot SIMD loop: skip tier-0 code
     static void Rows(float* w, float* x, float* y, long cols, long inputs, long outputs, long first, long end)
@@ -78,11 +99,12 @@ public static unsafe class MatVec
     /// several page-sized streams and halved throughput); four accumulators hide the FMA latency.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static float Dot(float* a, float* x, long cols)
+    internal static float Dot(float* a, float* x, long cols)
     {
         long k = 0;
         float total = 0;
-        if (Vector512.IsHardwareAccelerated)
+        var path = KernelPaths.Active;
+        if (path == KernelPath.Avx512)
         {
             var s0 = Vector512<float>.Zero; var s1 = s0; var s2 = s0; var s3 = s0;
             for (; k + 64 <= cols; k += 64)
@@ -95,7 +117,7 @@ public static unsafe class MatVec
             for (; k + 16 <= cols; k += 16) s0 = Vector512.FusedMultiplyAdd(Vector512.Load(a + k), Vector512.Load(x + k), s0);
             total = Vector512.Sum((s0 + s1) + (s2 + s3));
         }
-        else
+        else if (path == KernelPath.Avx2)
         {
             var s0 = Vector256<float>.Zero; var s1 = s0; var s2 = s0; var s3 = s0;
             for (; k + 32 <= cols; k += 32)
@@ -105,6 +127,7 @@ public static unsafe class MatVec
                 s2 = Vector256.FusedMultiplyAdd(Vector256.Load(a + k + 16), Vector256.Load(x + k + 16), s2);
                 s3 = Vector256.FusedMultiplyAdd(Vector256.Load(a + k + 24), Vector256.Load(x + k + 24), s3);
             }
+            for (; k + 8 <= cols; k += 8) s0 = Vector256.FusedMultiplyAdd(Vector256.Load(a + k), Vector256.Load(x + k), s0);
             total = Vector256.Sum((s0 + s1) + (s2 + s3));
         }
         for (; k < cols; k++) total += a[k] * x[k];

@@ -1,50 +1,82 @@
 namespace Wren.Kernels;
 
 /// <summary>
-/// A minimal fork/join pool for the decode kernels: the caller runs part 0 and dedicated helper threads run the
-/// rest. Helpers spin briefly after each job (decode issues ~100 small jobs per token, microseconds apart) and
-/// then sleep, so they do not steal a core from libtorch between tokens. Parallel.For's dispatch latency and
-/// work stealing were measured to cost more than the job itself at these sizes.
+/// A minimal fork/join pool for the decode kernels. Work is cut into chunks that the caller and dedicated helper
+/// threads claim from an atomic counter, so a helper that is not running (its core busy with another process) never
+/// holds up the job: the caller takes the chunks it would have run, and waits only for chunks already started, on a
+/// blocking event rather than a spin. Helpers spin briefly after each job (decode issues ~100 small jobs per token,
+/// microseconds apart) and then sleep, so they do not steal a core from libtorch between tokens. Parallel.For's
+/// dispatch latency was measured to cost more than the job itself at these sizes.
 /// </summary>
 internal static class Workers
 {
     const int SpinIterations = 20_000;
 
+    /// <summary>One fork/join: chunk i covers [count·i/chunks, count·(i+1)/chunks).</summary>
+    sealed class Job(Action<long, long> body, long count, int chunks)
+    {
+        int next = -1, finished;
+
+        /// <summary>Claims and runs chunks until none are left; true if this call finished the job's last chunk.</summary>
+        public bool Work()
+        {
+            bool last = false;
+            for (int i; (i = Interlocked.Increment(ref next)) < chunks;)
+            {
+                body(count * i / chunks, count * (i + 1) / chunks);
+                last = Interlocked.Increment(ref finished) == chunks;
+            }
+            return last;
+        }
+
+        public bool Finished => Volatile.Read(ref finished) == chunks;
+    }
+
     sealed class Helper
     {
         public readonly SemaphoreSlim Wake = new(0);
-        public volatile int Generation, Completed, Sleeping;
-        public Action<int>? Job;
-        public int Part;
+        public int Generation, Sleeping;
     }
 
     static readonly Lock Gate = new();
+    static readonly ManualResetEventSlim Done = new(false, spinCount: 20);
+    static Job? current;
 
-    /// <summary>How many parts the kernels split work into: one per core (the helpers sleep when idle).</summary>
+    /// <summary>How many threads the kernels use: one per core (the helpers sleep when idle).</summary>
     public static int Count { get; } = Environment.ProcessorCount;
     static Helper[] helpers = [];
 
     /// <summary>Runs <paramref name="body"/>(0 … parts−1) in parallel and returns when all are done. Not reentrant.</summary>
-    public static void Run(int parts, Action<int> body)
+    public static void Run(int parts, Action<int> body) =>
+        For(parts, parts, parts, (begin, end) => { for (long p = begin; p < end; p++) body((int)p); });
+
+    /// <summary>
+    /// Runs <paramref name="body"/>(begin, end) over [0, <paramref name="count"/>) cut into <paramref name="chunks"/>
+    /// contiguous ranges, on at most <paramref name="threads"/> threads (the caller included), and returns when every
+    /// range is done. Not reentrant.
+    /// </summary>
+    public static void For(long count, int chunks, int threads, Action<long, long> body)
     {
-        if (parts <= 1) { body(0); return; }
+        chunks = (int)Math.Min(chunks, Math.Max(count, 1));
+        threads = Math.Min(Math.Min(threads, chunks), Count);
+        if (threads <= 1) { body(0, count); return; }
         lock (Gate)
         {
-            EnsureHelpers(parts - 1);
-            for (int i = 0; i < parts - 1; i++)
+            var job = new Job(body, count, chunks);
+            Volatile.Write(ref current, job);
+            EnsureHelpers(threads - 1);
+            for (int i = 0; i < threads - 1; i++)
             {
                 var h = helpers[i];
-                h.Job = body;
-                h.Part = i + 1;
-                h.Generation++;
-                if (h.Sleeping == 1) h.Wake.Release();
+                Interlocked.Increment(ref h.Generation);
+                if (Volatile.Read(ref h.Sleeping) == 1) h.Wake.Release();
             }
-            body(0);
-            for (int i = 0; i < parts - 1; i++)
+            job.Work();
+            while (!job.Finished)                            // only chunks a helper already started remain
             {
-                var h = helpers[i];
-                var spin = new SpinWait();
-                while (h.Completed != h.Generation) spin.SpinOnce(sleep1Threshold: -1);
+                Done.Reset();                                // a late Set from an earlier job only wakes us once more
+                if (job.Finished) break;
+                Done.Wait();
             }
         }
     }
@@ -67,17 +99,16 @@ internal static class Workers
         int seen = 0;
         while (true)
         {
-            for (int spins = 0; h.Generation == seen && spins < SpinIterations; spins++) Thread.SpinWait(8);
-            if (h.Generation == seen)
+            for (int spins = 0; Volatile.Read(ref h.Generation) == seen && spins < SpinIterations; spins++) Thread.SpinWait(8);
+            if (Volatile.Read(ref h.Generation) == seen)
             {
-                h.Sleeping = 1;
-                if (h.Generation == seen) h.Wake.Wait();
-                h.Sleeping = 0;
+                Interlocked.Exchange(ref h.Sleeping, 1);               // a full fence: the caller sees it or we see its new generation
+                if (Volatile.Read(ref h.Generation) == seen) h.Wake.Wait();
+                Interlocked.Exchange(ref h.Sleeping, 0);
                 continue;
             }
-            seen = h.Generation;
-            h.Job!(h.Part);
-            h.Completed = seen;
+            seen = Volatile.Read(ref h.Generation);
+            if (Volatile.Read(ref current)!.Work()) Done.Set();        // a stale job has no chunks left: nothing runs
         }
     }
 }

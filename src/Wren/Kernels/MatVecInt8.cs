@@ -1,0 +1,174 @@
+using System.Buffers;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Wren.Kernels;
+
+/// <summary>
+/// Weight-only int8 matrices, symmetric with one fp32 scale per block of <see cref="BlockSize"/> input values (the
+/// Q8_0 rule of llama.cpp/GGML, with an fp32 instead of an fp16 scale): for each row r and block b,
+/// <c>d = max|w| / 127</c>, <c>q = round(w / d)</c>, so <c>w ≈ d·q</c> with an error of at most d/2 per weight.
+/// Values are int8 [out, in]; scales fp32 [out, ⌈in/32⌉] (a last partial block has its own scale). The product
+/// <c>y = W·x</c> widens q to fp32 in registers, sums each block's products in fp32 and multiplies by its scale;
+/// x and y stay fp32.
+/// </summary>
+public static unsafe class MatVecInt8
+{
+    /// <summary>Input values per scale.</summary>
+    public const int BlockSize = 32;
+
+    /// <summary>Rows quantized per pass, so the temporaries stay a few MB whatever the matrix.</summary>
+    const long QuantizeRows = 1024;
+
+    /// <summary>Blocks per row: ⌈cols / 32⌉.</summary>
+    public static long Blocks(long cols) => (cols + BlockSize - 1) / BlockSize;
+
+    /// <summary>Quantizes a [rows, cols] floating-point matrix (any dtype, CPU) → int8 values [rows, cols] and fp32 scales [rows, ⌈cols/32⌉].</summary>
+    public static (Tensor Values, Tensor Scales) Quantize(Tensor weight)
+    {
+        long rows = weight.shape[0], cols = weight.shape[1], blocks = Blocks(cols), padded = blocks * BlockSize;
+        var values = empty(rows, cols, ScalarType.Int8);
+        var scales = empty(rows, blocks, ScalarType.Float32);
+        using var _ = no_grad();
+        for (long start = 0; start < rows; start += QuantizeRows)
+        {
+            using var scope = NewDisposeScope();
+            long count = Math.Min(QuantizeRows, rows - start);
+            var w = weight.narrow(0, start, count).to(ScalarType.Float32);
+            if (padded != cols) w = nn.functional.pad(w, [0, padded - cols]);
+            var grouped = w.reshape(count, blocks, BlockSize);
+            var d = grouped.abs().amax([-1]) / 127f;                                            // [count, blocks]
+            var q = (grouped / d.clamp_min(float.Epsilon).unsqueeze(-1)).round_().clamp_(-127, 127);
+            scales.narrow(0, start, count).copy_(d);
+            values.narrow(0, start, count).copy_(q.reshape(count, padded).narrow(1, 0, cols));
+        }
+        return (values, scales);
+    }
+
+    /// <summary>The fp32 matrix [rows, cols] that int8 <paramref name="values"/> and <paramref name="scales"/> stand for: <c>w = d·q</c>.</summary>
+    public static Tensor Dequantize(Tensor values, Tensor scales)
+    {
+        long rows = values.shape[0], cols = values.shape[1], blocks = scales.shape[1];
+        using var scope = NewDisposeScope();
+        var expanded = scales.unsqueeze(-1).expand(rows, blocks, BlockSize).reshape(rows, blocks * BlockSize).narrow(1, 0, cols);
+        return (values.to(ScalarType.Float32) * expanded).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>True when <see cref="MultiplyMany"/> applies: int8 values [out, in] and fp32 scales on the CPU, fp32 input of at most 64 rows.</summary>
+    public static bool Applies(Tensor values, Tensor x) =>
+        values.dtype == ScalarType.Int8 && x.dtype == ScalarType.Float32
+        && values.device.type == DeviceType.CPU && x.device.type == DeviceType.CPU
+        && values.dim() == 2 && values.is_contiguous() && x.shape[^1] == values.shape[1]
+        && x.numel() / values.shape[1] <= MatVec.MaxInputRows;
+
+    /// <summary><c>W_i·x</c> → fp32 [m, out_i] for int8 weights (values [out_i, in], scales [out_i, ⌈in/32⌉]) that read the same x [m, in].</summary>
+    public static Tensor[] MultiplyMany(IReadOnlyList<(Tensor Values, Tensor Scales)> weights, Tensor x)
+    {
+        var qp = weights.Select(w => (IntPtr)Unsafe.AsPointer(ref MemoryMarshal.GetReference(w.Values.bytes))).ToArray();
+        var sp = weights.Select(w => (IntPtr)MatVec.Pointer(w.Scales)).ToArray();
+        return MatVec.MultiplyRows(weights.Select(w => w.Values.shape[0]).ToArray(), weights[0].Values.shape[1], x,
+            (i, v, y, cols, inputs, rows, from, to) => Rows((sbyte*)qp[i], (float*)sp[i], v, y, cols, inputs, rows, from, to));
+    }
+
+    /// <summary>One input: fused widen-and-multiply. Several: dequantize each row once into fp32, then the fp32 dot per input.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Rows(sbyte* q, float* s, float* x, float* y, long cols, long inputs, long outputs, long first, long end)
+    {
+        long blocks = Blocks(cols);
+        if (inputs == 1)
+        {
+            for (long r = first; r < end; r++) y[r] = Dot(q + r * cols, s + r * blocks, x, cols);
+            return;
+        }
+        var buffer = ArrayPool<float>.Shared.Rent((int)cols);
+        fixed (float* row = buffer)
+            for (long r = first; r < end; r++)
+            {
+                Widen(q + r * cols, s + r * blocks, row, cols);
+                for (long m = 0; m < inputs; m++) y[m * outputs + r] = MatVec.Dot(row, x + m * cols, cols);
+            }
+        ArrayPool<float>.Shared.Return(buffer);
+    }
+
+    /// <summary>Σ_b d_b · Σ_{k∈b} q_k x_k; two accumulators over alternate blocks hide the FMA latency.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static float Dot(sbyte* q, float* s, float* x, long cols)
+    {
+        long full = cols / BlockSize, b = 0;
+        float total = 0;
+        var path = KernelPaths.Active;
+        if (path == KernelPath.Avx512)
+        {
+            var acc0 = Vector512<float>.Zero; var acc1 = acc0;
+            for (; b + 2 <= full; b += 2)
+            {
+                long k = b * BlockSize;
+                var p0 = Avx512F.FusedMultiplyAdd(Load512(q + k + 16), Avx512F.LoadVector512(x + k + 16), Avx512F.Multiply(Load512(q + k), Avx512F.LoadVector512(x + k)));
+                var p1 = Avx512F.FusedMultiplyAdd(Load512(q + k + 48), Avx512F.LoadVector512(x + k + 48), Avx512F.Multiply(Load512(q + k + 32), Avx512F.LoadVector512(x + k + 32)));
+                acc0 = Avx512F.FusedMultiplyAdd(p0, Vector512.Create(s[b]), acc0);
+                acc1 = Avx512F.FusedMultiplyAdd(p1, Vector512.Create(s[b + 1]), acc1);
+            }
+            for (; b < full; b++)
+            {
+                long k = b * BlockSize;
+                var p = Avx512F.FusedMultiplyAdd(Load512(q + k + 16), Avx512F.LoadVector512(x + k + 16), Avx512F.Multiply(Load512(q + k), Avx512F.LoadVector512(x + k)));
+                acc0 = Avx512F.FusedMultiplyAdd(p, Vector512.Create(s[b]), acc0);
+            }
+            total = Vector512.Sum(acc0 + acc1);
+        }
+        else if (path == KernelPath.Avx2)
+        {
+            var acc0 = Vector256<float>.Zero; var acc1 = acc0;
+            for (; b < full; b++)
+            {
+                long k = b * BlockSize;
+                var p0 = Fma.MultiplyAdd(Load256(q + k + 8), Avx.LoadVector256(x + k + 8), Avx.Multiply(Load256(q + k), Avx.LoadVector256(x + k)));
+                var p1 = Fma.MultiplyAdd(Load256(q + k + 24), Avx.LoadVector256(x + k + 24), Avx.Multiply(Load256(q + k + 16), Avx.LoadVector256(x + k + 16)));
+                if ((b & 1) == 0) acc0 = Fma.MultiplyAdd(Avx.Add(p0, p1), Vector256.Create(s[b]), acc0);
+                else acc1 = Fma.MultiplyAdd(Avx.Add(p0, p1), Vector256.Create(s[b]), acc1);
+            }
+            total = Vector256.Sum(acc0 + acc1);
+        }
+        for (; b * BlockSize < cols; b++)                                   // scalar path, and a last partial block
+        {
+            float block = 0;
+            for (long k = b * BlockSize; k < Math.Min(cols, (b + 1) * BlockSize); k++) block += q[k] * x[k];
+            total += s[b] * block;
+        }
+        return total;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Widen(sbyte* q, float* s, float* row, long cols)
+    {
+        long full = cols / BlockSize, b = 0;
+        var path = KernelPaths.Active;
+        if (path == KernelPath.Avx512)
+            for (; b < full; b++)
+            {
+                long k = b * BlockSize;
+                var d = Vector512.Create(s[b]);
+                Avx512F.Store(row + k, Avx512F.Multiply(Load512(q + k), d));
+                Avx512F.Store(row + k + 16, Avx512F.Multiply(Load512(q + k + 16), d));
+            }
+        else if (path == KernelPath.Avx2)
+            for (; b < full; b++)
+            {
+                long k = b * BlockSize;
+                var d = Vector256.Create(s[b]);
+                for (int j = 0; j < BlockSize; j += 8) Avx.Store(row + k + j, Avx.Multiply(Load256(q + k + j), d));
+            }
+        for (long k = b * BlockSize; k < cols; k++) row[k] = s[k / BlockSize] * q[k];
+    }
+
+    /// <summary>16 int8 → 16 fp32 (sign-extend, convert).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Load512(sbyte* p) => Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Sse2.LoadVector128(p)));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> Load256(sbyte* p) => Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(p));
+}
