@@ -1,5 +1,6 @@
 using System.CommandLine;
 using TorchSharp;
+using Wren.Modules;
 using Wren.Runtime;
 
 namespace Wren.Cli.Commands;
@@ -9,11 +10,11 @@ internal sealed class CommonOptions
 {
     public Option<string> Device { get; } = new("--device") { Description = "cpu or cuda[:N]", DefaultValueFactory = _ => "cpu" };
     public Option<int> Threads { get; } = new("--threads") { Description = "intra-op CPU threads (0 = one per core)", DefaultValueFactory = _ => 0 };
-    public Option<string> DType { get; } = new("--dtype") { Description = "float32 or bfloat16", DefaultValueFactory = _ => "float32" };
+    public Option<string> DType { get; } = new("--dtype") { Description = "weights in float32, bfloat16 or int8 (activations and states stay float32)", DefaultValueFactory = _ => "float32" };
 
     public CommonOptions(Command command, bool withDType = true)
     {
-        DType.AcceptOnlyFromAmong("float32", "bfloat16");
+        DType.AcceptOnlyFromAmong("float32", "bfloat16", "int8");
         command.Add(Device);
         command.Add(Threads);
         if (withDType) command.Add(DType);
@@ -22,6 +23,6 @@ internal sealed class CommonOptions
     public torch.Device Initialize(ParseResult result) =>
         WrenRuntime.Initialize(result.GetValue(Device)!, result.GetValue(Threads));
 
-    public torch.ScalarType ScalarType(ParseResult result) =>
-        result.GetValue(DType) == "bfloat16" ? torch.ScalarType.BFloat16 : torch.ScalarType.Float32;
+    /// <summary>How the model's weight matrices are stored (<c>--dtype</c>).</summary>
+    public WeightPrecision Precision(ParseResult result) => WeightPrecisions.Parse(result.GetValue(DType)!);
 }

@@ -27,7 +27,7 @@ internal static class GenerateCommand
         {
             var device = common.Initialize(result);
             string folder = result.GetValue(model)!;
-            using var lm = Checkpoint.Load(folder, common.ScalarType(result), device);
+            using var lm = Checkpoint.Load(folder, common.Precision(result), device);
             var tokenizer = TokenizerLoader.ForModel(folder, lm.Config);
             var stopIds = (result.GetValue(stopToken) ?? []).ToList();
             if (tokenizer.EndOfTextId is { } eot) stopIds.Add(eot);

@@ -21,10 +21,12 @@ internal static class InitCommand
         {
             var device = common.Initialize(result);
             var cfg = HybridConfig.Load(result.GetValue(config)!);
-            using var model = new HybridForCausalLM(cfg, new Placement(common.ScalarType(result), device));
+            using var model = new HybridForCausalLM(cfg, new Placement(TorchSharp.torch.ScalarType.Float32, device));
             Initialization.Apply(model, result.GetValue(seed));
             string folder = result.GetValue(output)!;
-            Checkpoint.Save(model, folder, maxShardBytes: result.GetValue(shard) * 1_000_000);
+            var precision = common.Precision(result);
+            using var packed = precision == WeightPrecision.Float32 ? null : WeightPacking.Pack(model, precision);
+            Checkpoint.Save(packed ?? model, folder, maxShardBytes: result.GetValue(shard) * 1_000_000);
             var footprint = ModelFootprint.Of(cfg);
             Console.WriteLine($"initialized {footprint.Parameters:N0} parameters ({string.Join(" ", cfg.LayerTypes)}) → {folder}");
             return 0;

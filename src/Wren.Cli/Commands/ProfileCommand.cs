@@ -54,7 +54,7 @@ internal static class ProfileCommand
             {
                 foreach (var (name, path, folder) in targets)
                 {
-                    using var model = folder ? Checkpoint.Load(path, common.ScalarType(result), device) : RandomModel(path, common.ScalarType(result), device);
+                    using var model = folder ? Checkpoint.Load(path, common.Precision(result), device) : RandomModel(path, common.Precision(result), device);
                     profiles.Add(LatencyProfiler.Profile(model, name, options, facts, new StatusProgress(status)));
                 }
             });
@@ -69,12 +69,13 @@ internal static class ProfileCommand
         return command;
     }
 
-    internal static HybridForCausalLM RandomModel(string config, TorchSharp.torch.ScalarType dtype, TorchSharp.torch.Device device)
+    internal static HybridForCausalLM RandomModel(string config, WeightPrecision weights, TorchSharp.torch.Device device)
     {
-        var model = new HybridForCausalLM(HybridConfig.Load(config), new Placement(dtype, device));
+        var model = new HybridForCausalLM(HybridConfig.Load(config), new Placement(TorchSharp.torch.ScalarType.Float32, device));
         Initialization.Apply(model, seed: 0);
         model.eval();
-        return model;
+        if (weights == WeightPrecision.Float32) return model;
+        using (model) return WeightPacking.Pack(model, weights);
     }
 
     static void Print(IReadOnlyList<ModelProfile> profiles, DeviceProfile device)

@@ -18,24 +18,43 @@ public static class Checkpoint
     /// </summary>
     public static HybridForCausalLM Load(string folder, ScalarType dtype = ScalarType.Float32, Device? device = null)
     {
-        if (!Directory.Exists(folder)) throw new WrenException($"model folder not found: {folder}");
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16))
             throw new WrenException($"models load as float32, bfloat16 or float16, not {dtype}");
+        return Load(folder, new Placement(dtype, device ?? CPU));
+    }
+
+    /// <summary>
+    /// Loads for inference with fp32 activations and weight matrices stored as <paramref name="weights"/>: bf16, or
+    /// int8 quantized while loading (<see cref="Kernels.MatVecInt8"/>), one tensor at a time, so memory peaks at the
+    /// target weights plus one source tensor. The folder may hold fp32/bf16 weights or an int8 folder written by
+    /// <see cref="Save"/> (then int8 targets copy the stored values and scales as they are).
+    /// </summary>
+    public static HybridForCausalLM Load(string folder, WeightPrecision weights, Device? device = null) =>
+        Load(folder, new Placement(ScalarType.Float32, device ?? CPU, weights));
+
+    static HybridForCausalLM Load(string folder, Placement placement)
+    {
+        if (!Directory.Exists(folder)) throw new WrenException($"model folder not found: {folder}");
         var config = HybridConfig.Load(Path.Combine(folder, ConfigFile));
         using var files = CheckpointFiles.Open(folder);
-        var model = new HybridForCausalLM(config, new Placement(dtype, device ?? CPU));
+        var model = new HybridForCausalLM(config, placement);
         try
         {
             var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
-            var tolerated = config.TieWordEmbeddings ? new HashSet<string> { "lm_head.weight" } : [];
-            var missing = parameters.Keys.Where(n => !files.Names.Contains(n)).ToList();
+            // int8 scales belong to their weight: expected in the file exactly when the stored weight is int8.
+            bool StoredInt8(string weight) => files.Names.Contains(weight) && files.Info(weight).DType == "I8";
+            var tolerated = config.TieWordEmbeddings ? new HashSet<string> { "lm_head.weight", "lm_head.weight_scale" } : [];
+            var missing = parameters.Keys.Where(n => !IsScale(n) && !files.Names.Contains(n))
+                .Concat(files.Names.Where(n => files.Info(n).DType == "I8" && !files.Names.Contains(n + ScaleSuffix)).Select(n => n + ScaleSuffix)).ToList();
             // Rotary tables are recomputed; some exporters still write the non-persistent buffer.
-            var unexpected = files.Names.Where(n => !parameters.ContainsKey(n) && !tolerated.Contains(n) && !n.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)).ToList();
+            var unexpected = files.Names.Where(n => !tolerated.Contains(n) && !n.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)
+                && (IsScale(n) ? !StoredInt8(n[..^ScaleSuffix.Length]) || !parameters.ContainsKey(n[..^ScaleSuffix.Length]) : !parameters.ContainsKey(n))).ToList();
             if (missing.Count > 0 || unexpected.Count > 0)
                 throw new WrenException($"{folder}: the checkpoint does not match config.json: " +
                     (missing.Count > 0 ? $"missing {missing.Count} tensor(s): {Sample(missing)}. " : "") +
                     (unexpected.Count > 0 ? $"unexpected {unexpected.Count} tensor(s): {Sample(unexpected)}." : ""));
-            foreach (var (name, parameter) in parameters) files.CopyInto(name, parameter);
+            foreach (var (name, parameter) in parameters.Where(p => !IsScale(p.Key)))
+                Fill(files, name, parameter, parameters.GetValueOrDefault(name + ScaleSuffix), StoredInt8(name));
             model.eval();
             return model;
         }
@@ -44,6 +63,38 @@ public static class Checkpoint
             model.Dispose();
             throw;
         }
+    }
+
+    const string ScaleSuffix = "_scale";
+
+    static bool IsScale(string name) => name.EndsWith(".weight" + ScaleSuffix, StringComparison.Ordinal);
+
+    /// <summary>One parameter from the files: copied as stored, quantized (int8 target, float source) or dequantized (int8 source, other target).</summary>
+    static void Fill(CheckpointFiles files, string name, Tensor target, Tensor? targetScale, bool storedInt8)
+    {
+        using var _ = no_grad();
+        if (targetScale is not null && storedInt8)
+        {
+            files.CopyInto(name, target);
+            files.CopyInto(name + ScaleSuffix, targetScale);
+        }
+        else if (targetScale is not null || storedInt8)
+        {
+            using var source = files.Read(name);
+            if (targetScale is not null)
+            {
+                var (values, scales) = Kernels.MatVecInt8.Quantize(source);
+                using (values) target.copy_(values);
+                using (scales) targetScale.copy_(scales);
+            }
+            else
+            {
+                using var scale = files.Read(name + ScaleSuffix);
+                using var full = Linear.Dequantize(source, scale);
+                target.copy_(full);
+            }
+        }
+        else files.CopyInto(name, target);
     }
 
     static string Sample(List<string> names) => string.Join(", ", names.Take(8)) + (names.Count > 8 ? ", …" : "");
@@ -56,9 +107,10 @@ public static class Checkpoint
     public static void Save(HybridForCausalLM model, string folder, ScalarType? dtype = null, long maxShardBytes = 0)
     {
         Directory.CreateDirectory(folder);
-        WriteAtomically(Path.Combine(folder, ConfigFile), model.Config.ToJson());
+        WriteAtomically(Path.Combine(folder, ConfigFile), ConfigWithPrecision(model).ToJsonString(new() { WriteIndented = true }));
+        bool Convert(string name, Tensor p) => dtype is { } t && p.dtype != t && p.is_floating_point() && !IsScale(name);
         var tensors = model.named_parameters()
-            .Select(p => (p.name, tensor: dtype is { } t && p.parameter.dtype != t ? p.parameter.detach().to(t) : p.parameter.detach()))
+            .Select(p => (p.name, tensor: Convert(p.name, p.parameter) ? p.parameter.detach().to(dtype!.Value) : p.parameter.detach()))
             .ToList();
         var metadata = new Dictionary<string, string> { ["format"] = "pt" };
         foreach (var stale in Directory.GetFiles(folder, "model*.safetensors*")) File.Delete(stale);
@@ -94,6 +146,27 @@ public static class Checkpoint
             foreach (var (_, tensor) in tensors) tensor.Dispose();
         }
     }
+
+    /// <summary>
+    /// The model's config.json, marked when its matrices are int8: <c>"quantization_config": {"quant_method":
+    /// "wren_q8_0", "bits": 8, "group_size": 32, "symmetric": true, "scale_dtype": "float32"}</c> (the key Hugging Face
+    /// uses for quantized checkpoints). Each int8 matrix <c>NAME.weight</c> (I8 [out, in]) then has
+    /// <c>NAME.weight_scale</c> (F32 [out, ⌈in/32⌉]) beside it; see docs/precision.md.
+    /// </summary>
+    static JsonObject ConfigWithPrecision(HybridForCausalLM model)
+    {
+        var json = (JsonObject)JsonNode.Parse(model.Config.ToJson())!;
+        json.Remove(QuantizationKey);
+        if (model.Placement.Weights == WeightPrecision.Int8)
+            json[QuantizationKey] = new JsonObject
+            {
+                ["quant_method"] = "wren_q8_0", ["bits"] = 8, ["group_size"] = Kernels.MatVecInt8.BlockSize,
+                ["symmetric"] = true, ["scale_dtype"] = "float32",
+            };
+        return json;
+    }
+
+    const string QuantizationKey = "quantization_config";
 
     /// <summary>Temp file + rename: readers see the old file or the new one, never a torn one.</summary>
     public static void WriteAtomically(string path, string text)

@@ -28,6 +28,9 @@ public sealed class CheckpointFiles : IDisposable
 
     public void CopyInto(string name, TorchSharp.torch.Tensor target) => byTensor[name].CopyInto(name, target);
 
+    /// <summary>A new CPU tensor with the stored dtype.</summary>
+    public TorchSharp.torch.Tensor Read(string name) => byTensor[name].Read(name);
+
     public static CheckpointFiles Open(string folder)
     {
         string index = Path.Combine(folder, IndexFile), single = Path.Combine(folder, SingleFile);

@@ -54,6 +54,8 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
 
     public HybridModel Backbone => model;
     public Tensor LmHeadWeight => lm_head?.Weight ?? model.EmbedTokens.Weight;
+    /// <summary>The lm_head's int8 block scales, or null when it is not int8.</summary>
+    public Tensor? LmHeadScale => lm_head is null ? model.EmbedTokens.Scale : lm_head.Scale;
 
     public override LMOutput forward(LMInput input)
     {
@@ -96,7 +98,7 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
         }
         if (input.LastPositionOnly) h = h.narrow(1, h.shape[1] - 1, 1);
         h = model.FinalNorm.forward(h);
-        var logits = Linear.Project(h, LmHeadWeight) * LmHeadInverseNorms();
+        var logits = Linear.Project(h, LmHeadWeight, LmHeadScale) * LmHeadInverseNorms();
         return new LMOutput(logits.to(ScalarType.Float32).MoveToOuterDisposeScope());
     }
 
@@ -108,7 +110,7 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
         {
             if (inverseRowNorms is null)
                 using (no_grad())
-                    inverseRowNorms = LmHeadWeight.norm(1, keepdim: false, p: 2).reciprocal().DetachFromDisposeScope();
+                    inverseRowNorms = Linear.RowNorms(LmHeadWeight, LmHeadScale).reciprocal_().DetachFromDisposeScope();
             return inverseRowNorms.alias();
         }
     }

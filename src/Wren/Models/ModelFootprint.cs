@@ -15,12 +15,14 @@ public sealed record LayerTypeParameters(string LayerType, int Layers, long Para
 public sealed record ModelFootprint(HybridConfig Config, ScalarType DType, long Parameters, long WeightBytes, long EmbeddingParameters,
                                     IReadOnlyList<LayerTypeParameters> PerLayerType)
 {
-    public static ModelFootprint Of(HybridConfig config, ScalarType dtype = ScalarType.Float32)
+    /// <summary>Sizes with activations in <paramref name="dtype"/> and matrices stored as <paramref name="weights"/> (int8 scales count as bytes, not parameters).</summary>
+    public static ModelFootprint Of(HybridConfig config, ScalarType dtype = ScalarType.Float32, WeightPrecision weights = WeightPrecision.Float32)
     {
-        using var model = new HybridForCausalLM(config, new Placement(dtype, new Device("meta")));
-        var named = model.named_parameters().ToList();
+        using var model = new HybridForCausalLM(config, new Placement(dtype, new Device("meta"), weights));
+        var all = model.named_parameters().ToList();
+        long bytes = all.Sum(p => p.parameter.NumberOfElements * p.parameter.ElementSize);
+        var named = all.Where(p => !p.name.EndsWith(".weight_scale", StringComparison.Ordinal)).ToList();
         long total = named.Sum(p => p.parameter.NumberOfElements);
-        long bytes = named.Sum(p => p.parameter.NumberOfElements * p.parameter.ElementSize);
         long embedding = named.Where(p => p.name is "model.embed_tokens.weight" or "lm_head.weight").Sum(p => p.parameter.NumberOfElements);
         var perType = config.LayerTypes.Select((t, i) => (type: OperatorRegistry.Canonical(t), i))
             .GroupBy(x => x.type)

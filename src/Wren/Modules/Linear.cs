@@ -1,4 +1,5 @@
 using TorchSharp;
+using Wren.Kernels;
 using Parameter = TorchSharp.Modules.Parameter;
 using static TorchSharp.torch;
 
@@ -6,55 +7,101 @@ namespace Wren.Modules;
 
 /// <summary>
 /// Bias-free projection <c>y = x·Wᵀ</c>, weight [out, in] as in PyTorch. Written here rather than using
-/// nn.Linear so that construction allocates without initializing (checkpoints overwrite it) and so that
-/// a few rows (small-batch decode) go through a matrix–vector kernel (<see cref="Kernels.MatVec"/> for
-/// fp32 on CPU), which reads weights several times faster than a skinny GEMM in libtorch.
+/// nn.Linear so that construction allocates without initializing (checkpoints overwrite it), so that a few rows
+/// (small-batch decode) go through a matrix–vector kernel, which reads weights several times faster than a skinny
+/// GEMM in libtorch, and so that the weight can be stored in bf16 or int8 for inference (<see cref="WeightPrecision"/>):
+/// <c>weight</c> is then bf16, or int8 with fp32 block scales in <c>weight_scale</c> [out, ⌈in/32⌉]. Longer inputs
+/// (prefill) dequantize the one weight they need for the duration of the product.
 /// </summary>
 public sealed class Linear : nn.Module<Tensor, Tensor>
 {
     readonly Parameter weight;
+    readonly Parameter? weight_scale;
 
     public Linear(long inFeatures, long outFeatures, Placement placement) : base(nameof(Linear))
     {
-        weight = placement.Empty(outFeatures, inFeatures);
+        weight = placement.EmptyMatrix(outFeatures, inFeatures);
+        weight_scale = placement.EmptyScales(outFeatures, inFeatures);
+        ActivationType = placement.Dtype;
         RegisterComponents();
     }
 
+    /// <summary>The stored weight [out, in]: the placement's dtype, bf16 or int8 (then see <see cref="Scale"/>).</summary>
     public Parameter Weight => weight;
+    /// <summary>int8 block scales [out, ⌈in/32⌉] (fp32), or null when the weight is not int8.</summary>
+    public Parameter? Scale => weight_scale;
     public long InFeatures => weight.shape[1];
     public long OutFeatures => weight.shape[0];
+    /// <summary>The dtype of inputs and outputs (the placement's dtype, whatever the weight's storage).</summary>
+    public ScalarType ActivationType { get; }
 
-    public override Tensor forward(Tensor x) => Project(x, weight);
+    public override Tensor forward(Tensor x) => Project(x, weight, weight_scale);
 
     /// <summary>Several projections of the same input; one fused matrix–vector pass at small-batch inference.</summary>
     public static Tensor[] ProjectMany(Tensor x, params Linear[] layers)
     {
-        if (!is_grad_enabled() && layers.All(l => Kernels.MatVec.Applies(l.weight, x)))
+        Tensor[]? fused = null;
+        if (!is_grad_enabled())
         {
-            var shape = x.shape.ToArray();
-            return Kernels.MatVec.MultiplyMany(layers.Select(l => (Tensor)l.weight).ToArray(), x)
-                .Select(y => { shape[^1] = y.shape[1]; using (y) return y.view(shape); }).ToArray();
+            if (layers.All(l => l.weight_scale is not null && MatVecInt8.Applies(l.weight, x)))
+                fused = MatVecInt8.MultiplyMany(layers.Select(l => ((Tensor)l.weight, (Tensor)l.weight_scale!)).ToArray(), x);
+            else if (layers.All(l => MatVecBf16.Applies(l.weight, x)))
+                fused = MatVecBf16.MultiplyMany(layers.Select(l => (Tensor)l.weight).ToArray(), x);
+            else if (layers.All(l => MatVec.Applies(l.weight, x)))
+                fused = MatVec.MultiplyMany(layers.Select(l => (Tensor)l.weight).ToArray(), x);
         }
-        return layers.Select(l => l.forward(x)).ToArray();
+        if (fused is null) return layers.Select(l => l.forward(x)).ToArray();
+        var shape = x.shape.ToArray();
+        return fused.Select(y => { shape[^1] = y.shape[1]; using (y) return y.view(shape); }).ToArray();
     }
 
-    /// <summary><c>x·Wᵀ</c> for any weight (also the tied lm_head); a few rows at inference go through the matrix–vector kernel.</summary>
-    public static Tensor Project(Tensor x, Tensor weight)
+    /// <summary>
+    /// <c>x·Wᵀ</c> for any weight (also the tied lm_head): fp32, bf16, or int8 with its <paramref name="scale"/>. A few
+    /// rows at inference go through the matrix–vector kernel of the weight's precision.
+    /// </summary>
+    public static Tensor Project(Tensor x, Tensor weight, Tensor? scale = null)
     {
         if (is_grad_enabled() && (weight.requires_grad || x.requires_grad)) return nn.functional.linear(x, weight, null);
         var shape = x.shape.ToArray();
         shape[^1] = weight.shape[0];
-        if (Kernels.MatVec.Applies(weight, x))
+        Tensor? y = scale is not null ? (MatVecInt8.Applies(weight, x) ? MatVecInt8.MultiplyMany([(weight, scale)], x)[0] : null)
+            : MatVecBf16.Applies(weight, x) ? MatVecBf16.MultiplyMany([weight], x)[0]
+            : MatVec.Applies(weight, x) ? MatVec.Multiply(weight, x)
+            : null;
+        if (y is not null)
+            using (y) return y.view(shape);
+        if (scale is not null || (weight.dtype != x.dtype && x.dtype == ScalarType.Float32))
         {
-            using var y = Kernels.MatVec.Multiply(weight, x);
-            return y.view(shape);
+            using var full = Dequantize(weight, scale);   // prefill: one full-precision weight for this product only
+            return nn.functional.linear(x, full, null);
         }
         if (x.numel() == x.shape[^1])
         {
             using var row = x.reshape(x.shape[^1]);
-            using var y = weight.mv(row);   // other dtypes and devices: still faster than a one-row GEMM
-            return y.view(shape);
+            using var product = weight.mv(row);   // other dtypes and devices: still faster than a one-row GEMM
+            return product.view(shape);
         }
         return nn.functional.linear(x, weight, null);
+    }
+
+    /// <summary>The fp32 matrix a stored weight stands for (int8 needs its scale).</summary>
+    public static Tensor Dequantize(Tensor weight, Tensor? scale) =>
+        scale is not null ? MatVecInt8.Dequantize(weight, scale) : weight.to(ScalarType.Float32);
+
+    /// <summary>L2 norm of every row of a stored weight (fp32 [rows]), dequantizing a few thousand rows at a time.</summary>
+    public static Tensor RowNorms(Tensor weight, Tensor? scale)
+    {
+        if (scale is null && weight.dtype == ScalarType.Float32) return weight.norm(1, keepdim: false, p: 2);
+        const long chunk = 4096;
+        var norms = empty(weight.shape[0], ScalarType.Float32, weight.device);
+        using var _ = no_grad();
+        for (long start = 0; start < weight.shape[0]; start += chunk)
+        {
+            using var scope = NewDisposeScope();
+            long count = Math.Min(chunk, weight.shape[0] - start);
+            var rows = Dequantize(weight.narrow(0, start, count), scale?.narrow(0, start, count));
+            norms.narrow(0, start, count).copy_(rows.norm(1, keepdim: false, p: 2));
+        }
+        return norms;
     }
 }

@@ -46,7 +46,7 @@ public sealed class Attention : Mixer
         int capacity = shape.MaxLength + shape.MaxLeftPad;
         // A ring of W+1 real keys, plus room for pad slots that may sit among them (see AttentionState).
         if (Window is { } w) capacity = Math.Min(capacity, w + 1 + shape.MaxLeftPad);
-        return new AttentionState(shape.Batch, kvHeads, capacity, qkDim, vDim, Window, q_proj.Weight.dtype, device);
+        return new AttentionState(shape.Batch, kvHeads, capacity, qkDim, vDim, Window, q_proj.ActivationType, device);
     }
 
     public override Tensor forward(MixerInput input)

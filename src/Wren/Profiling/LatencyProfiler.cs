@@ -56,7 +56,7 @@ public static class LatencyProfiler
         options.Validate();
         using var _ = no_grad();
         var config = model.Config;
-        var footprint = ModelFootprint.Of(config, model.LmHeadWeight.dtype);
+        var footprint = ModelFootprint.Of(config, model.Placement.Dtype, model.Placement.Weights);
         var warnings = new List<string>();
         Measurement Checked(string what, Measurement m)
         {
