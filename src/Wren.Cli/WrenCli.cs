@@ -15,6 +15,7 @@ public static class WrenCli
         GenerateCommand.Create(),
         LogitsCommand.Create(),
         ProfileCommand.Create(),
+        AccuracyCommand.Create(),
         DataCommands.CreateTokenizer(),
         DataCommands.CreateData(),
         TrainCommand.Create(),

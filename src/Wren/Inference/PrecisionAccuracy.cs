@@ -1,4 +1,5 @@
 using TorchSharp;
+using Wren.Data;
 using Wren.Models;
 using Wren.Modules;
 using static TorchSharp.torch;
@@ -80,5 +81,82 @@ public static class PrecisionAccuracyMeasurement
             sum += nn.functional.cross_entropy(logits.reshape(T, -1), row.narrow(1, 1, T).reshape(T)).item<float>();
         }
         return Math.Exp(sum / windows.shape[0]);
+    }
+}
+
+/// <summary>What <see cref="PrecisionAccuracyReport.Measure"/> compares.</summary>
+/// <param name="Model">A model folder (its weights, read as fp32, are the reference), or null to use <paramref name="Config"/>.</param>
+/// <param name="Config">A config file or preset with seeded random weights, when there is no model folder.</param>
+/// <param name="Data">A prepared dataset folder: the prompt and the validation windows come from its validation split.</param>
+public sealed record PrecisionAccuracyOptions(string? Model, string? Config, string? Data)
+{
+    public IReadOnlyList<WeightPrecision> Precisions { get; init; } = [WeightPrecision.BFloat16, WeightPrecision.Int8];
+    public int GreedyTokens { get; init; } = 256;
+    public int PromptTokens { get; init; } = 16;
+    public int ValidationWindows { get; init; } = 16;
+    public int SequenceLength { get; init; } = 256;
+    public long Seed { get; init; }
+
+    public void Validate()
+    {
+        if ((Model is null) == (Config is null)) throw new WrenException("give exactly one of a model folder or a config");
+        if (GreedyTokens < 1 || PromptTokens < 1 || ValidationWindows < 1 || SequenceLength < 1)
+            throw new WrenException("greedy tokens, prompt tokens, validation windows and sequence length must be positive");
+    }
+}
+
+/// <summary>Every precision of one model against its fp32 form, as a report.</summary>
+/// <param name="Name">The model folder or config it measured.</param>
+/// <param name="Rows">One row per candidate precision.</param>
+public sealed record PrecisionAccuracyReport(string Name, IReadOnlyList<PrecisionAccuracy> Rows)
+{
+    /// <summary>Loads (or randomly initializes) the fp32 reference, packs it into each precision and compares them.</summary>
+    public static PrecisionAccuracyReport Measure(PrecisionAccuracyOptions options, Device? device = null)
+    {
+        options.Validate();
+        using var reference = options.Model is { } folder ? Checkpoints.Checkpoint.Load(folder, WeightPrecision.Float32, device) : RandomModel(options, device);
+        Tensor? validation = null, prompt;
+        if (options.Data is { } data)
+        {
+            using var dataset = TokenDataset.Open(data);
+            var windows = WindowSampler.Evenly(dataset.Validation, options.ValidationWindows, options.SequenceLength, out int count);
+            if (windows.Max() >= reference.Config.VocabSize)
+                throw new WrenException($"{data}: token id {windows.Max()} is outside the model's vocabulary of {reference.Config.VocabSize}");
+            validation = tensor(windows, [count, options.SequenceLength + 1]);
+            prompt = validation.narrow(0, 0, 1).narrow(1, 0, Math.Min(options.PromptTokens, options.SequenceLength)).clone();
+        }
+        else prompt = randint(0, reference.Config.VocabSize, [1, options.PromptTokens], generator: new Generator((ulong)options.Seed));
+        using (validation)
+        using (prompt)
+            return new PrecisionAccuracyReport(options.Model ?? options.Config!, options.Precisions.Select(precision =>
+            {
+                using var candidate = WeightPacking.Pack(reference, precision);
+                return PrecisionAccuracyMeasurement.Compare(reference, candidate, prompt, options.GreedyTokens, validation);
+            }).ToList());
+    }
+
+    static HybridForCausalLM RandomModel(PrecisionAccuracyOptions options, Device? device)
+    {
+        var model = new HybridForCausalLM(HybridConfig.Load(options.Config!), new Placement(ScalarType.Float32, device ?? CPU));
+        Initialization.Apply(model, options.Seed);
+        model.eval();
+        return model;
+    }
+
+    /// <summary>A Markdown table: one row per precision.</summary>
+    public string ToMarkdown()
+    {
+        var lines = new List<string>
+        {
+            $"accuracy against float32: {Name}",
+            "",
+            "| weights | max Δlogit | RMS Δlogit | RMS logit | greedy agreement | first divergence | perplexity (fp32 → this) | change |",
+            "|---|---|---|---|---|---|---|---|",
+        };
+        lines.AddRange(Rows.Select(r =>
+            $"| {r.Precision} | {r.MaxLogitError:G3} | {r.RmsLogitError:G3} | {r.ReferenceLogitRms:G3} | {r.GreedyAgreement:P1} of {r.GreedyTokens} | " +
+            $"{(r.FirstDivergence is { } d ? $"step {d}" : "none")} | " +
+            (r.Perplexity is { } p ? $"{r.ReferencePerplexity:F3} → {p:F3} | {r.PerplexityChange:+0.00%;-0.00%;0.00%} |" : "– | – |")));
+        return string.Join('\n', lines);
     }
 }

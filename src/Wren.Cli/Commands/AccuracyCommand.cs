@@ -1,0 +1,42 @@
+using System.CommandLine;
+using System.Text.Json;
+using Wren.Checkpoints;
+using Wren.Inference;
+using Wren.Modules;
+
+namespace Wren.Cli.Commands;
+
+/// <summary><c>wren accuracy</c>: logit error, greedy agreement and perplexity change of bf16 and int8 weights against fp32.</summary>
+internal static class AccuracyCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("accuracy", "Compare a model's bf16 and int8 weights with its float32 weights (logits, greedy tokens, perplexity)");
+        var model = new Option<string?>("--model") { Description = "model folder (the float32 reference)" };
+        var config = new Option<string?>("--config") { Description = "config.json or preset with seeded random weights, instead of --model" };
+        var data = new Option<string?>("--data") { Description = "prepared dataset folder: prompt and validation windows for perplexity" };
+        var precisions = new Option<string>("--dtype") { Description = "precisions to compare: bfloat16, int8 or all", DefaultValueFactory = _ => "all" };
+        var greedy = new Option<int>("--greedy-tokens") { Description = "greedy decode steps compared", DefaultValueFactory = _ => 256 };
+        var windows = new Option<int>("--windows") { Description = "validation windows for perplexity", DefaultValueFactory = _ => 16 };
+        var seqLen = new Option<int>("--seq-len") { Description = "tokens per validation window", DefaultValueFactory = _ => 256 };
+        var output = new Option<string?>("--json") { Description = "also write the report as JSON to this file" };
+        precisions.AcceptOnlyFromAmong("bfloat16", "int8", "all");
+        foreach (var o in new Option[] { model, config, data, precisions, greedy, windows, seqLen, output }) command.Add(o);
+        var common = new CommonOptions(command, withDType: false);
+        command.SetAction(result =>
+        {
+            var device = common.Initialize(result);
+            string chosen = result.GetValue(precisions)!;
+            var options = new PrecisionAccuracyOptions(result.GetValue(model), result.GetValue(config), result.GetValue(data))
+            {
+                Precisions = chosen == "all" ? [WeightPrecision.BFloat16, WeightPrecision.Int8] : [WeightPrecisions.Parse(chosen)],
+                GreedyTokens = result.GetValue(greedy), ValidationWindows = result.GetValue(windows), SequenceLength = result.GetValue(seqLen),
+            };
+            var report = PrecisionAccuracyReport.Measure(options, device);
+            Console.WriteLine(report.ToMarkdown());
+            if (result.GetValue(output) is { } path) Checkpoint.WriteAtomically(path, JsonSerializer.Serialize(report, ProfileCommand.Json));
+            return 0;
+        });
+        return command;
+    }
+}
