@@ -1,53 +1,125 @@
+using System.Diagnostics;
 using TorchSharp;
+using Wren.Kernels;
 using Wren.Models;
+using Wren.Modules;
 using Wren.Profiling;
 using static TorchSharp.torch;
 
 namespace Wren.Bench;
 
 /// <summary>
-/// Batch-1 fp32 decode latency after a P-token prompt: median ms/token over repeats, next to the memory-bandwidth
-/// roofline (weight bytes ÷ copy bandwidth measured in this run) and as effective GB/s of weights read per token.
+/// Batch-1 decode latency after a P-token prompt for each weight precision: best ms/token over repeats, next to the
+/// memory-bandwidth roofline (weight bytes of that precision ÷ copy bandwidth, the bandwidth measured alternately with
+/// the decode runs and the best taken), the ratio to the fp32 time of the same model in the same run, effective GB/s
+/// of weights read per token and the kernel path that ran. With <c>--busy N</c> each row is measured again while N
+/// busy-spinning processes run (the busy-core slowdown).
 /// </summary>
 public static class DecodeBenchmark
 {
+    /// <summary>Copy-bandwidth probe size: far larger than any cache, small enough to repeat between decode runs.</summary>
+    const long ProbeBytes = 256L << 20;
+
     public static int Run(string[] args)
     {
         string Arg(string name, string fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
         var contexts = Arg("--contexts", "512,2048,8192").Split(',').Select(int.Parse).ToArray();
         var models = Arg("--models", "flash-300m,llama-300m").Split(',');
+        string dtypes = Arg("--dtype", "float32");
+        var precisions = (dtypes == "all" ? "float32,bfloat16,int8" : dtypes).Split(',').Select(WeightPrecisions.Parse).Distinct().Order().ToArray();   // fp32 first: the others compare to it
         int tokens = int.Parse(Arg("--tokens", "32"));
         int repeats = int.Parse(Arg("--repeats", "5"));
+        int busy = int.Parse(Arg("--busy", "0"));
 
-        var device = DeviceFacts.Measure();
-        Console.WriteLine($"# decode, batch 1, fp32; {Wren.Runtime.WrenRuntime.Describe()}");
-        Console.WriteLine($"# copy bandwidth {device.CopyBytesPerSecond / 1e9:F1} GB/s; matrix–vector: Wren {device.MatVecBytesPerSecond / 1e9:F1} GB/s, " +
-                          $"libtorch {device.LibtorchMatVecBytesPerSecond / 1e9:F1} GB/s; matmul {device.MatmulFlopsPerSecond / 1e9:F0} GFLOP/s");
-        Console.WriteLine("| model | params | weights | context | ms/token | roofline ms | ÷ roofline | effective GB/s |");
-        Console.WriteLine("|---|---|---|---|---|---|---|---|");
+        Console.WriteLine($"# decode, batch 1; {Wren.Runtime.WrenRuntime.Describe()}; kernel path {KernelPaths.Active} (best on this CPU: {KernelPaths.Best})");
+        Console.WriteLine($"# roofline = weight bytes ÷ copy bandwidth, the bandwidth measured alternately with the decode runs (best of {repeats})");
+        Console.WriteLine("| model | weights | bytes | context | path | ms/token | copy GB/s | roofline ms | ÷ roofline | effective GB/s | ÷ fp32 |" +
+                          (busy > 0 ? $" ms/token, {busy} busy | busy slowdown |" : ""));
+        Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|" + (busy > 0 ? "---|---|" : ""));
         foreach (var name in models)
         {
             var config = HybridConfig.Load(name);
-            using var model = new HybridForCausalLM(config);
-            Initialization.Apply(model, 0);
-            model.eval();
-            var footprint = ModelFootprint.Of(config);
-            double roofline = device.Roofline(footprint.WeightBytes);
-            foreach (int context in contexts)
+            using var fp32 = new HybridForCausalLM(config);
+            Initialization.Apply(fp32, 0);
+            fp32.eval();
+            var fp32Ms = new Dictionary<int, double>();
+            foreach (var precision in precisions)
             {
-                double perToken = DecodeSeconds(model, context, tokens, repeats) / tokens;
-                Console.WriteLine($"| {name} | {footprint.Parameters / 1e6:F0}M | {footprint.WeightBytes / 1e9:F2} GB | {context} | {perToken * 1e3:F2} | {roofline * 1e3:F2} | " +
-                                  $"{perToken / roofline:F2} | {footprint.WeightBytes / perToken / 1e9:F1} |");
+                using var packed = precision == WeightPrecision.Float32 ? null : WeightPacking.Pack(fp32, precision);
+                var model = packed ?? fp32;
+                long bytes = ModelFootprint.Of(config, ScalarType.Float32, precision).WeightBytes;
+                foreach (int context in contexts)
+                {
+                    var (perToken, bandwidth) = Interleaved(model, context, tokens, repeats);
+                    if (precision == WeightPrecision.Float32) fp32Ms[context] = perToken;
+                    double roofline = bytes / bandwidth;
+                    string row = $"| {name} | {precision.Name()} | {bytes / 1e6:F0} MB | {context} | {KernelPaths.Active} | {perToken * 1e3:F2} | " +
+                                 $"{bandwidth / 1e9:F1} | {roofline * 1e3:F2} | {perToken / roofline:F2} | {bytes / perToken / 1e9:F1} | " +
+                                 $"{(fp32Ms.TryGetValue(context, out var f) ? $"{perToken / f:F2}" : "–")} |";
+                    if (busy > 0)
+                    {
+                        double busyPerToken;
+                        using (BusyProcesses.Start(busy)) busyPerToken = Interleaved(model, context, tokens, repeats).PerToken;
+                        row += $" {busyPerToken * 1e3:F2} | {busyPerToken / perToken:F2}× |";
+                    }
+                    Console.WriteLine(row);
+                }
             }
         }
         return 0;
     }
 
-    /// <summary>Prefills <paramref name="context"/> tokens once, then the median over repeats of decoding <paramref name="tokens"/> more.</summary>
-    static double DecodeSeconds(HybridForCausalLM model, int context, int tokens, int repeats)
+    /// <summary>
+    /// Prefills <paramref name="context"/> tokens once, then alternates a copy-bandwidth probe with a timed decode of
+    /// <paramref name="tokens"/> tokens, <paramref name="repeats"/> times: the best decode seconds per token and the
+    /// best bandwidth, each taken under the conditions the other saw.
+    /// </summary>
+    static (double PerToken, double Bandwidth) Interleaved(HybridForCausalLM model, int context, int tokens, int repeats)
     {
         using var _ = no_grad();
         using var cache = LatencyProfiler.Prefilled(model, context, tokens * (repeats + 1));
-        return Measurement.Repeat(() => LatencyProfiler.DecodeSeconds(model, cache, tokens, null), repeats).Median;
+        LatencyProfiler.DecodeSeconds(model, cache, 1, null);   // warm-up: JIT, first-touch of the caches
+        double best = double.MaxValue, bandwidth = 0;
+        for (int i = 0; i < repeats; i++)
+        {
+            bandwidth = Math.Max(bandwidth, DeviceFacts.CopyBandwidth(ProbeBytes));
+            best = Math.Min(best, LatencyProfiler.DecodeSeconds(model, cache, tokens, null) / tokens);
+        }
+        return (best, bandwidth);
+    }
+}
+
+/// <summary>
+/// Background processes that keep cores busy (a shell loop each), stopped when disposed and bounded by a time limit
+/// even if this process dies first, to measure decode on a machine another process is using. POSIX shells only.
+/// </summary>
+sealed class BusyProcesses : IDisposable
+{
+    /// <summary>A spinner stops by itself after this long.</summary>
+    const int LimitSeconds = 600;
+
+    readonly List<Process> processes;
+
+    BusyProcesses(List<Process> processes) => this.processes = processes;
+
+    public static BusyProcesses Start(int count)
+    {
+        var started = Enumerable.Range(0, count).Select(_ => Process.Start(new ProcessStartInfo("/bin/sh")
+        {
+            ArgumentList = { "-c", $"end=$(( $(date +%s) + {LimitSeconds} )); while [ $(date +%s) -lt $end ]; do i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; done" },
+            UseShellExecute = false,
+        })!).ToList();
+        Thread.Sleep(200);   // let the scheduler place them
+        return new BusyProcesses(started);
+    }
+
+    public void Dispose()
+    {
+        foreach (var p in processes)
+        {
+            if (!p.HasExited) p.Kill();
+            p.WaitForExit();
+            p.Dispose();
+        }
     }
 }
