@@ -26,14 +26,17 @@ public static class DecodeBenchmark
         var contexts = Arg("--contexts", "512,2048,8192").Split(',').Select(int.Parse).ToArray();
         var models = Arg("--models", "flash-300m,llama-300m").Split(',');
         string dtypes = Arg("--dtype", "float32");
-        var precisions = (dtypes == "all" ? "float32,bfloat16,int8" : dtypes).Split(',').Select(WeightPrecisions.Parse).Distinct().Order().ToArray();   // fp32 first: the others compare to it
+        var precisions = (dtypes == "all" ? "float32,bfloat16,int8" : dtypes).Split(',')
+            .Select(WeightPrecisions.Parse).Distinct().Order().ToArray();   // fp32 first: the others compare to it
         int tokens = int.Parse(Arg("--tokens", "32"));
         int repeats = int.Parse(Arg("--repeats", "5"));
         int busy = int.Parse(Arg("--busy", "0"));
 
-        Console.WriteLine($"# decode, batch 1; {Wren.Runtime.WrenRuntime.Describe()}; kernel path {KernelPaths.Active} (best on this CPU: {KernelPaths.Best})");
-        Console.WriteLine($"# roofline = weight bytes ÷ copy bandwidth, the bandwidth measured alternately with the decode runs (best of {repeats})");
-        Console.WriteLine("| model | weights | bytes | context | path | ms/token | copy GB/s | roofline ms | ÷ roofline | effective GB/s | ÷ fp32 |" +
+        Console.WriteLine($"# decode, batch 1; {Wren.Runtime.WrenRuntime.Describe()}");
+        Console.WriteLine($"# kernel path {KernelPaths.Active} (best on this CPU: {KernelPaths.Best});");
+        Console.WriteLine($"# roofline = weight bytes ÷ copy bandwidth, measured alternately with the decode (best of {repeats} each)");
+        Console.WriteLine("| model | weights | bytes | context | path | ms/token | copy GB/s | roofline ms | ÷ roofline |" +
+                          " effective GB/s | ÷ fp32 |" +
                           (busy > 0 ? $" ms/token, {busy} busy | busy slowdown |" : ""));
         Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|" + (busy > 0 ? "---|---|" : ""));
         foreach (var name in models)
@@ -53,7 +56,8 @@ public static class DecodeBenchmark
                     var (perToken, bandwidth) = Interleaved(model, context, tokens, repeats);
                     if (precision == WeightPrecision.Float32) fp32Ms[context] = perToken;
                     double roofline = bytes / bandwidth;
-                    string row = $"| {name} | {precision.Name()} | {bytes / 1e6:F0} MB | {context} | {KernelPaths.Active} | {perToken * 1e3:F2} | " +
+                    string row = $"| {name} | {precision.Name()} | {bytes / 1e6:F0} MB | {context} | {KernelPaths.Active} | " +
+                                 $"{perToken * 1e3:F2} | " +
                                  $"{bandwidth / 1e9:F1} | {roofline * 1e3:F2} | {perToken / roofline:F2} | {bytes / perToken / 1e9:F1} | " +
                                  $"{(fp32Ms.TryGetValue(context, out var f) ? $"{perToken / f:F2}" : "–")} |";
                     if (busy > 0)
@@ -106,7 +110,12 @@ sealed class BusyProcesses : IDisposable
     {
         var started = Enumerable.Range(0, count).Select(_ => Process.Start(new ProcessStartInfo("/bin/sh")
         {
-            ArgumentList = { "-c", $"end=$(( $(date +%s) + {LimitSeconds} )); while [ $(date +%s) -lt $end ]; do i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; done" },
+            ArgumentList =
+            {
+                "-c",
+                $"end=$(( $(date +%s) + {LimitSeconds} )); " +
+                "while [ $(date +%s) -lt $end ]; do i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; done",
+            },
             UseShellExecute = false,
         })!).ToList();
         Thread.Sleep(200);   // let the scheduler place them

@@ -24,7 +24,7 @@ static int PrintDevice()
 static int Usage()
 {
     Console.Error.WriteLine("usage: Wren.Bench decode [--contexts 512,2048,8192] [--tokens N] [--repeats N] [--models flash-300m,llama-300m]\n" +
-                            "                         [--dtype float32|bfloat16|int8|all] [--busy N]   (N busy processes: busy-core slowdown)\n" +
+                            "                         [--dtype float32|bfloat16|int8|all] [--busy N]   (busy-core slowdown)\n" +
                             "       Wren.Bench train [--batch 8] [--seq-len 512] [--steps 5] [--hidden 512] [--vocab 8192]   (training tokens/s and MFU)\n" +
                             "       Wren.Bench device      (copy bandwidth, matmul and matrix–vector throughput)");
     return 1;

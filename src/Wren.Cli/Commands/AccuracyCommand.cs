@@ -11,11 +11,11 @@ internal static class AccuracyCommand
 {
     public static Command Create()
     {
-        var command = new Command("accuracy", "Compare a model's bf16 and int8 weights with its float32 weights (logits, greedy tokens, perplexity)");
+        var command = new Command("accuracy", "Compare bf16 and int8 weights with float32 (logits, greedy tokens, perplexity)");
         var model = new Option<string?>("--model") { Description = "model folder (the float32 reference)" };
-        var config = new Option<string?>("--config") { Description = "config.json or preset with seeded random weights, instead of --model" };
+        var config = new Option<string?>("--config") { Description = "config.json or preset with seeded random weights (no --model)" };
         var data = new Option<string?>("--data") { Description = "prepared dataset folder: prompt and validation windows for perplexity" };
-        var precisions = new Option<string>("--dtype") { Description = "precisions to compare: bfloat16, int8 or all", DefaultValueFactory = _ => "all" };
+        var precisions = new Option<string>("--dtype") { Description = "bfloat16, int8 or all", DefaultValueFactory = _ => "all" };
         var greedy = new Option<int>("--greedy-tokens") { Description = "greedy decode steps compared", DefaultValueFactory = _ => 256 };
         var windows = new Option<int>("--windows") { Description = "validation windows for perplexity", DefaultValueFactory = _ => 16 };
         var seqLen = new Option<int>("--seq-len") { Description = "tokens per validation window", DefaultValueFactory = _ => 256 };
@@ -30,11 +30,13 @@ internal static class AccuracyCommand
             var options = new PrecisionAccuracyOptions(result.GetValue(model), result.GetValue(config), result.GetValue(data))
             {
                 Precisions = chosen == "all" ? [WeightPrecision.BFloat16, WeightPrecision.Int8] : [WeightPrecisions.Parse(chosen)],
-                GreedyTokens = result.GetValue(greedy), ValidationWindows = result.GetValue(windows), SequenceLength = result.GetValue(seqLen),
+                GreedyTokens = result.GetValue(greedy), ValidationWindows = result.GetValue(windows),
+                SequenceLength = result.GetValue(seqLen),
             };
             var report = PrecisionAccuracyReport.Measure(options, device);
             Console.WriteLine(report.ToMarkdown());
-            if (result.GetValue(output) is { } path) Checkpoint.WriteAtomically(path, JsonSerializer.Serialize(report, ProfileCommand.Json));
+            if (result.GetValue(output) is { } path)
+                Checkpoint.WriteAtomically(path, JsonSerializer.Serialize(report, ProfileCommand.Json));
             return 0;
         });
         return command;

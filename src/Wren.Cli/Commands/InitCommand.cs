@@ -11,7 +11,12 @@ internal static class InitCommand
     public static Command Create()
     {
         var command = new Command("init", "Create a randomly initialized model from a config.json, saved as a Hugging Face folder");
-        var config = new Option<string>("--config") { Description = "model config (Nemotron-Flash config.json format) or a preset name (flash-tiny, flash-300m, llama-300m, flash-1b-shape)", Required = true };
+        var config = new Option<string>("--config")
+        {
+            Description = "model config (Nemotron-Flash config.json format) or a preset name " +
+                          "(flash-tiny, flash-300m, llama-300m, flash-1b, flash-3b)",
+            Required = true,
+        };
         var output = new Option<string>("--out") { Description = "output folder", Required = true };
         var seed = new Option<long>("--seed") { Description = "initialization seed", DefaultValueFactory = _ => 0 };
         var shard = new Option<long>("--max-shard-mb") { Description = "split weights into shards of at most this many MB (0 = one file)", DefaultValueFactory = _ => 0 };

@@ -54,7 +54,8 @@ internal static class ProfileCommand
             {
                 foreach (var (name, path, folder) in targets)
                 {
-                    using var model = folder ? Checkpoint.Load(path, common.Precision(result), device) : RandomModel(path, common.Precision(result), device);
+                    var precision = common.Precision(result);
+                    using var model = folder ? Checkpoint.Load(path, precision, device) : RandomModel(path, precision, device);
                     profiles.Add(LatencyProfiler.Profile(model, name, options, facts, new StatusProgress(status)));
                 }
             });

@@ -45,10 +45,14 @@ public static class Checkpoint
             bool StoredInt8(string weight) => files.Names.Contains(weight) && files.Info(weight).DType == "I8";
             var tolerated = config.TieWordEmbeddings ? new HashSet<string> { "lm_head.weight", "lm_head.weight_scale" } : [];
             var missing = parameters.Keys.Where(n => !IsScale(n) && !files.Names.Contains(n))
-                .Concat(files.Names.Where(n => files.Info(n).DType == "I8" && !files.Names.Contains(n + ScaleSuffix)).Select(n => n + ScaleSuffix)).ToList();
+                .Concat(files.Names.Where(n => StoredInt8(n)).Select(n => n + ScaleSuffix).Where(n => !files.Names.Contains(n))).ToList();
+            bool Expected(string n) => IsScale(n)
+                ? StoredInt8(n[..^ScaleSuffix.Length]) && parameters.ContainsKey(n[..^ScaleSuffix.Length])
+                : parameters.ContainsKey(n);
             // Rotary tables are recomputed; some exporters still write the non-persistent buffer.
-            var unexpected = files.Names.Where(n => !tolerated.Contains(n) && !n.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)
-                && (IsScale(n) ? !StoredInt8(n[..^ScaleSuffix.Length]) || !parameters.ContainsKey(n[..^ScaleSuffix.Length]) : !parameters.ContainsKey(n))).ToList();
+            var unexpected = files.Names
+                .Where(n => !Expected(n) && !tolerated.Contains(n))
+                .Where(n => !n.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)).ToList();
             if (missing.Count > 0 || unexpected.Count > 0)
                 throw new WrenException($"{folder}: the checkpoint does not match config.json: " +
                     (missing.Count > 0 ? $"missing {missing.Count} tensor(s): {Sample(missing)}. " : "") +
@@ -69,7 +73,10 @@ public static class Checkpoint
 
     static bool IsScale(string name) => name.EndsWith(".weight" + ScaleSuffix, StringComparison.Ordinal);
 
-    /// <summary>One parameter from the files: copied as stored, quantized (int8 target, float source) or dequantized (int8 source, other target).</summary>
+    /// <summary>
+    /// One parameter from the files: copied as stored, quantized (int8 target, float source) or dequantized (int8
+    /// source, other target).
+    /// </summary>
     static void Fill(CheckpointFiles files, string name, Tensor target, Tensor? targetScale, bool storedInt8)
     {
         using var _ = no_grad();

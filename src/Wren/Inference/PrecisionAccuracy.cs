@@ -24,7 +24,10 @@ public sealed record PrecisionAccuracy(string Precision, double MaxLogitError, d
     public double? PerplexityChange => Perplexity / ReferencePerplexity - 1;
 }
 
-/// <summary>Measures <see cref="PrecisionAccuracy"/>: the decode path (caches, matrix–vector kernels) for logits and greedy agreement, the parallel forward for perplexity.</summary>
+/// <summary>
+/// Measures <see cref="PrecisionAccuracy"/>: the decode path (caches, matrix–vector kernels) for logits and greedy
+/// agreement, the parallel forward for perplexity.
+/// </summary>
 public static class PrecisionAccuracyMeasurement
 {
     /// <summary>
@@ -33,9 +36,11 @@ public static class PrecisionAccuracyMeasurement
     /// fed to both, and their logits are compared. With <paramref name="validation"/> (windows [N, T+1] of token ids),
     /// both models' next-token perplexity over the windows is measured too.
     /// </summary>
-    public static PrecisionAccuracy Compare(HybridForCausalLM reference, HybridForCausalLM candidate, Tensor prompt, int greedyTokens, Tensor? validation = null)
+    public static PrecisionAccuracy Compare(HybridForCausalLM reference, HybridForCausalLM candidate, Tensor prompt, int greedyTokens,
+                                            Tensor? validation = null)
     {
-        if (prompt.dim() != 2 || prompt.shape[0] != 1 || prompt.shape[1] < 1) throw new WrenException("the prompt must be one row of at least one token");
+        if (prompt.dim() != 2 || prompt.shape[0] != 1 || prompt.shape[1] < 1)
+            throw new WrenException("the prompt must be one row of at least one token");
         if (greedyTokens < 1) throw new WrenException("greedy tokens must be positive");
         using var _ = no_grad();
         int P = (int)prompt.shape[1];
@@ -49,8 +54,8 @@ public static class PrecisionAccuracyMeasurement
         for (int step = 0; step < greedyTokens; step++)
         {
             using var scope = NewDisposeScope();
-            var expected = reference.forward(new LMInput(input, referenceCache, LastPositionOnly: true)).Logits.reshape(-1).to(ScalarType.Float64);
-            var actual = candidate.forward(new LMInput(input, candidateCache, LastPositionOnly: true)).Logits.reshape(-1).to(ScalarType.Float64);
+            var expected = NextLogits(reference, input, referenceCache);
+            var actual = NextLogits(candidate, input, candidateCache);
             var error = actual - expected;
             maxError = Math.Max(maxError, error.abs().max().item<double>());
             squaredError += error.square().sum().item<double>();
@@ -63,9 +68,14 @@ public static class PrecisionAccuracyMeasurement
         }
         double? referencePerplexity = validation is null ? null : Perplexity(reference, validation);
         double? perplexity = validation is null ? null : Perplexity(candidate, validation);
-        return new PrecisionAccuracy(candidate.Placement.Weights.Name(), maxError, Math.Sqrt(squaredError / values), Math.Sqrt(squaredReference / values), greedyTokens, (double)agreed / greedyTokens,
-            firstDivergence, referencePerplexity, perplexity);
+        return new PrecisionAccuracy(candidate.Placement.Weights.Name(), maxError, Math.Sqrt(squaredError / values),
+            Math.Sqrt(squaredReference / values), greedyTokens, (double)agreed / greedyTokens, firstDivergence,
+            referencePerplexity, perplexity);
     }
+
+    /// <summary>Logits [V] (fp64) of the last position after feeding <paramref name="input"/> through the cache.</summary>
+    static Tensor NextLogits(HybridForCausalLM model, Tensor input, ModelCache cache) =>
+        model.forward(new LMInput(input, cache, LastPositionOnly: true)).Logits.reshape(-1).to(ScalarType.Float64);
 
     /// <summary>exp(mean next-token cross-entropy) over windows [N, T+1], one window at a time.</summary>
     public static double Perplexity(HybridForCausalLM model, Tensor windows)
@@ -114,14 +124,16 @@ public sealed record PrecisionAccuracyReport(string Name, IReadOnlyList<Precisio
     public static PrecisionAccuracyReport Measure(PrecisionAccuracyOptions options, Device? device = null)
     {
         options.Validate();
-        using var reference = options.Model is { } folder ? Checkpoints.Checkpoint.Load(folder, WeightPrecision.Float32, device) : RandomModel(options, device);
+        using var reference = options.Model is { } folder
+            ? Checkpoints.Checkpoint.Load(folder, WeightPrecision.Float32, device)
+            : RandomModel(options, device);
         Tensor? validation = null, prompt;
         if (options.Data is { } data)
         {
             using var dataset = TokenDataset.Open(data);
             var windows = WindowSampler.Evenly(dataset.Validation, options.ValidationWindows, options.SequenceLength, out int count);
             if (windows.Max() >= reference.Config.VocabSize)
-                throw new WrenException($"{data}: token id {windows.Max()} is outside the model's vocabulary of {reference.Config.VocabSize}");
+                throw new WrenException($"{data}: token id {windows.Max()} is outside the vocabulary ({reference.Config.VocabSize})");
             validation = tensor(windows, [count, options.SequenceLength + 1]);
             prompt = validation.narrow(0, 0, 1).narrow(1, 0, Math.Min(options.PromptTokens, options.SequenceLength)).clone();
         }
@@ -154,7 +166,8 @@ public sealed record PrecisionAccuracyReport(string Name, IReadOnlyList<Precisio
             "|---|---|---|---|---|---|---|---|",
         };
         lines.AddRange(Rows.Select(r =>
-            $"| {r.Precision} | {r.MaxLogitError:G3} | {r.RmsLogitError:G3} | {r.ReferenceLogitRms:G3} | {r.GreedyAgreement:P1} of {r.GreedyTokens} | " +
+            $"| {r.Precision} | {r.MaxLogitError:G3} | {r.RmsLogitError:G3} | {r.ReferenceLogitRms:G3} | " +
+            $"{r.GreedyAgreement:P1} of {r.GreedyTokens} | " +
             $"{(r.FirstDivergence is { } d ? $"step {d}" : "none")} | " +
             (r.Perplexity is { } p ? $"{r.ReferencePerplexity:F3} → {p:F3} | {r.PerplexityChange:+0.00%;-0.00%;0.00%} |" : "– | – |")));
         return string.Join('\n', lines);

@@ -25,7 +25,9 @@ public static class KernelPaths
 
     /// <summary>The widest path this CPU runs.</summary>
     public static KernelPath Best { get; } =
-        Avx512F.IsSupported && Avx512BW.IsSupported ? KernelPath.Avx512 : Avx2.IsSupported && Fma.IsSupported ? KernelPath.Avx2 : KernelPath.Scalar;
+        Avx512F.IsSupported && Avx512BW.IsSupported ? KernelPath.Avx512
+        : Avx2.IsSupported && Fma.IsSupported ? KernelPath.Avx2
+        : KernelPath.Scalar;
 
     /// <summary>The path the kernels take now (recorded by the benchmark).</summary>
     public static KernelPath Active => forced ?? Best;

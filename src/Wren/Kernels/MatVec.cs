@@ -47,10 +47,10 @@ public static unsafe class MatVec
             (i, v, y, cols, inputs, rows, from, to) => Rows((float*)wp[i], v, y, cols, inputs, rows, from, to));
     }
 
-    /// <summary>Computes rows [first, end) of output <c>y [inputs, rows]</c> of matrix <c>matrix</c> from <c>x [inputs, cols]</c>.</summary>
+    /// <summary>Computes rows [first, end) of the output <c>y [inputs, rows]</c> of one matrix from <c>x [inputs, cols]</c>.</summary>
     internal delegate void RowRange(int matrix, float* x, float* y, long cols, long inputs, long rows, long first, long end);
 
-    /// <summary>The fork/join shared by the fp32, bf16 and int8 kernels: fp32 outputs [inputs, rows_i], rows split by <see cref="ForRows"/>.</summary>
+    /// <summary>The fork/join of the fp32, bf16 and int8 kernels: fp32 outputs [inputs, rows_i], rows split by ForRows.</summary>
     internal static Tensor[] MultiplyRows(long[] rows, long cols, Tensor x, RowRange rowRange)
     {
         long inputs = x.numel() / cols;

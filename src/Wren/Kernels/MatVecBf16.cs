@@ -15,7 +15,7 @@ namespace Wren.Kernels;
 /// </summary>
 public static unsafe class MatVecBf16
 {
-    /// <summary>True when <see cref="MultiplyMany"/> applies: bf16 [out, in] contiguous CPU weight, fp32 CPU input of at most <see cref="MatVec.MaxInputRows"/> rows.</summary>
+    /// <summary>True when <see cref="MultiplyMany"/> applies: contiguous bf16 [out, in] CPU weight, fp32 input of ≤ 64 rows.</summary>
     public static bool Applies(Tensor weight, Tensor x) =>
         weight.dtype == ScalarType.BFloat16 && x.dtype == ScalarType.Float32
         && weight.device.type == DeviceType.CPU && x.device.type == DeviceType.CPU

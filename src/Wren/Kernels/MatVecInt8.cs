@@ -27,7 +27,10 @@ public static unsafe class MatVecInt8
     /// <summary>Blocks per row: ⌈cols / 32⌉.</summary>
     public static long Blocks(long cols) => (cols + BlockSize - 1) / BlockSize;
 
-    /// <summary>Quantizes a [rows, cols] floating-point matrix (any dtype, CPU) → int8 values [rows, cols] and fp32 scales [rows, ⌈cols/32⌉].</summary>
+    /// <summary>
+    /// Quantizes a [rows, cols] floating-point matrix (any dtype, CPU) → int8 values [rows, cols] and fp32 scales
+    /// [rows, ⌈cols/32⌉].
+    /// </summary>
     public static (Tensor Values, Tensor Scales) Quantize(Tensor weight)
     {
         long rows = weight.shape[0], cols = weight.shape[1], blocks = Blocks(cols), padded = blocks * BlockSize;
@@ -49,7 +52,7 @@ public static unsafe class MatVecInt8
         return (values, scales);
     }
 
-    /// <summary>The fp32 matrix [rows, cols] that int8 <paramref name="values"/> and <paramref name="scales"/> stand for: <c>w = d·q</c>.</summary>
+    /// <summary>The fp32 matrix [rows, cols] that the <paramref name="values"/> and <paramref name="scales"/> stand for: w = d·q.</summary>
     public static Tensor Dequantize(Tensor values, Tensor scales)
     {
         long rows = values.shape[0], cols = values.shape[1], blocks = scales.shape[1];
@@ -58,14 +61,17 @@ public static unsafe class MatVecInt8
         return (values.to(ScalarType.Float32) * expanded).MoveToOuterDisposeScope();
     }
 
-    /// <summary>True when <see cref="MultiplyMany"/> applies: int8 values [out, in] and fp32 scales on the CPU, fp32 input of at most 64 rows.</summary>
+    /// <summary>True when <see cref="MultiplyMany"/> applies: int8 values [out, in] on the CPU, fp32 input of at most 64 rows.</summary>
     public static bool Applies(Tensor values, Tensor x) =>
         values.dtype == ScalarType.Int8 && x.dtype == ScalarType.Float32
         && values.device.type == DeviceType.CPU && x.device.type == DeviceType.CPU
         && values.dim() == 2 && values.is_contiguous() && x.shape[^1] == values.shape[1]
         && x.numel() / values.shape[1] <= MatVec.MaxInputRows;
 
-    /// <summary><c>W_i·x</c> → fp32 [m, out_i] for int8 weights (values [out_i, in], scales [out_i, ⌈in/32⌉]) that read the same x [m, in].</summary>
+    /// <summary>
+    /// <c>W_i·x</c> → fp32 [m, out_i] for int8 weights (values [out_i, in], scales [out_i, ⌈in/32⌉]) that read the
+    /// same x [m, in].
+    /// </summary>
     public static Tensor[] MultiplyMany(IReadOnlyList<(Tensor Values, Tensor Scales)> weights, Tensor x)
     {
         var qp = weights.Select(w => (IntPtr)Unsafe.AsPointer(ref MemoryMarshal.GetReference(w.Values.bytes))).ToArray();
@@ -107,16 +113,13 @@ public static unsafe class MatVecInt8
             for (; b + 2 <= full; b += 2)
             {
                 long k = b * BlockSize;
-                var p0 = Avx512F.FusedMultiplyAdd(Load512(q + k + 16), Avx512F.LoadVector512(x + k + 16), Avx512F.Multiply(Load512(q + k), Avx512F.LoadVector512(x + k)));
-                var p1 = Avx512F.FusedMultiplyAdd(Load512(q + k + 48), Avx512F.LoadVector512(x + k + 48), Avx512F.Multiply(Load512(q + k + 32), Avx512F.LoadVector512(x + k + 32)));
-                acc0 = Avx512F.FusedMultiplyAdd(p0, Vector512.Create(s[b]), acc0);
-                acc1 = Avx512F.FusedMultiplyAdd(p1, Vector512.Create(s[b + 1]), acc1);
+                acc0 = Avx512F.FusedMultiplyAdd(Block512(q + k, x + k), Vector512.Create(s[b]), acc0);
+                acc1 = Avx512F.FusedMultiplyAdd(Block512(q + k + 32, x + k + 32), Vector512.Create(s[b + 1]), acc1);
             }
             for (; b < full; b++)
             {
                 long k = b * BlockSize;
-                var p = Avx512F.FusedMultiplyAdd(Load512(q + k + 16), Avx512F.LoadVector512(x + k + 16), Avx512F.Multiply(Load512(q + k), Avx512F.LoadVector512(x + k)));
-                acc0 = Avx512F.FusedMultiplyAdd(p, Vector512.Create(s[b]), acc0);
+                acc0 = Avx512F.FusedMultiplyAdd(Block512(q + k, x + k), Vector512.Create(s[b]), acc0);
             }
             total = Vector512.Sum(acc0 + acc1);
         }
@@ -126,10 +129,8 @@ public static unsafe class MatVecInt8
             for (; b < full; b++)
             {
                 long k = b * BlockSize;
-                var p0 = Fma.MultiplyAdd(Load256(q + k + 8), Avx.LoadVector256(x + k + 8), Avx.Multiply(Load256(q + k), Avx.LoadVector256(x + k)));
-                var p1 = Fma.MultiplyAdd(Load256(q + k + 24), Avx.LoadVector256(x + k + 24), Avx.Multiply(Load256(q + k + 16), Avx.LoadVector256(x + k + 16)));
-                if ((b & 1) == 0) acc0 = Fma.MultiplyAdd(Avx.Add(p0, p1), Vector256.Create(s[b]), acc0);
-                else acc1 = Fma.MultiplyAdd(Avx.Add(p0, p1), Vector256.Create(s[b]), acc1);
+                if ((b & 1) == 0) acc0 = Fma.MultiplyAdd(Block256(q + k, x + k), Vector256.Create(s[b]), acc0);
+                else acc1 = Fma.MultiplyAdd(Block256(q + k, x + k), Vector256.Create(s[b]), acc1);
             }
             total = Vector256.Sum(acc0 + acc1);
         }
@@ -164,6 +165,17 @@ public static unsafe class MatVecInt8
             }
         for (long k = b * BlockSize; k < cols; k++) row[k] = s[k / BlockSize] * q[k];
     }
+
+    /// <summary>The 32 products q_k·x_k of one block, summed pairwise into 16 lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Block512(sbyte* q, float* x) =>
+        Avx512F.FusedMultiplyAdd(Load512(q + 16), Avx512F.LoadVector512(x + 16), Avx512F.Multiply(Load512(q), Avx512F.LoadVector512(x)));
+
+    /// <summary>The 32 products q_k·x_k of one block, summed into 8 lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> Block256(sbyte* q, float* x) => Avx.Add(
+        Fma.MultiplyAdd(Load256(q + 8), Avx.LoadVector256(x + 8), Avx.Multiply(Load256(q), Avx.LoadVector256(x))),
+        Fma.MultiplyAdd(Load256(q + 24), Avx.LoadVector256(x + 24), Avx.Multiply(Load256(q + 16), Avx.LoadVector256(x + 16))));
 
     /// <summary>16 int8 → 16 fp32 (sign-extend, convert).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

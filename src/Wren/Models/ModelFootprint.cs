@@ -15,8 +15,12 @@ public sealed record LayerTypeParameters(string LayerType, int Layers, long Para
 public sealed record ModelFootprint(HybridConfig Config, ScalarType DType, long Parameters, long WeightBytes, long EmbeddingParameters,
                                     IReadOnlyList<LayerTypeParameters> PerLayerType)
 {
-    /// <summary>Sizes with activations in <paramref name="dtype"/> and matrices stored as <paramref name="weights"/> (int8 scales count as bytes, not parameters).</summary>
-    public static ModelFootprint Of(HybridConfig config, ScalarType dtype = ScalarType.Float32, WeightPrecision weights = WeightPrecision.Float32)
+    /// <summary>
+    /// Sizes with activations in <paramref name="dtype"/> and matrices stored as <paramref name="weights"/> (int8 scales
+    /// count as bytes, not parameters).
+    /// </summary>
+    public static ModelFootprint Of(HybridConfig config, ScalarType dtype = ScalarType.Float32,
+                                    WeightPrecision weights = WeightPrecision.Float32)
     {
         using var model = new HybridForCausalLM(config, new Placement(dtype, new Device("meta"), weights));
         var all = model.named_parameters().ToList();

@@ -32,7 +32,9 @@ public sealed class Embedding : nn.Module<Tensor, Tensor>
         using var flat = ids.reshape(-1);
         using var rows = weight.index_select(0, flat);
         using var scales = weight_scale?.index_select(0, flat);
-        using var widened = weight_scale is null && rows.dtype == activationType ? rows.alias() : Linear.Dequantize(rows, scales).to(activationType);
+        using var widened = weight_scale is null && rows.dtype == activationType
+            ? rows.alias()
+            : Linear.Dequantize(rows, scales).to(activationType);
         return widened.view(ids.shape[0], ids.shape[1], weight.shape[1]);
     }
 }

@@ -106,10 +106,12 @@ public class MatVecPrecisionTests
                 {
                     Assert.InRange(q[r * cols + k], -127, 127);
                     double error = Math.Abs(W[r * cols + k] - (double)d[r * blocks + b] * q[r * cols + k]);
-                    Assert.True(error <= d[r * blocks + b] / 2 * (1 + 1e-6) + 1e-12, $"row {r} col {k}: error {error} > d/2 = {d[r * blocks + b] / 2}");
+                    double half = d[r * blocks + b] / 2.0;
+                    Assert.True(error <= half * (1 + 1e-6) + 1e-12, $"row {r} col {k}: error {error} > d/2 = {half}");
                 }
             }
-        Assert.Equal(DequantizeByLoop(values, scales).to(ScalarType.Float32).data<float>().ToArray(), MatVecInt8.Dequantize(values, scales).data<float>().ToArray());
+        Assert.Equal(DequantizeByLoop(values, scales).to(ScalarType.Float32).data<float>().ToArray(),
+                     MatVecInt8.Dequantize(values, scales).data<float>().ToArray());
     }
 
     [Fact]

@@ -11,7 +11,8 @@ public class PresetSizeTests
     /// <summary>Parameters of a Nemotron-Flash config without mixer-layer FFNs (intermediate_size 0), by the layout's shapes.</summary>
     static long CountByLayout(HybridConfig c)
     {
-        long H = c.HiddenSize, F = (long)(c.FfnExpandRatio!.Value * H) / 128 * 128, heads = c.NumAttentionHeads, kv = c.NumKeyValueHeads!.Value;
+        long H = c.HiddenSize, F = (long)(c.FfnExpandRatio!.Value * H) / 128 * 128;
+        long heads = c.NumAttentionHeads, kv = c.NumKeyValueHeads!.Value;
         long headDim = H / heads, dInner = c.MambaExpand * H, mHeads = dInner / c.Mamba2HeadDim, N = c.MambaDState, K = c.MambaDConv;
         long total = (long)c.VocabSize * H + (long)c.NumMemoryTokens * H + H;            // tied embedding, meta tokens, final norm
         foreach (var type in c.LayerTypes)
@@ -37,12 +38,14 @@ public class PresetSizeTests
     [Theory]
     [InlineData("flash-1b", 2048, 6144, 16, 4, 24, 0.96)]
     [InlineData("flash-3b", 3072, 9216, 24, 6, 36, 2.7)]
-    public void Released_presets_have_the_released_shapes_and_sizes(string preset, int hidden, int ffn, int heads, int kvHeads, int layers, double paperBillions)
+    public void Released_presets_have_the_released_shapes_and_sizes(string preset, int hidden, int ffn, int heads, int kvHeads, int layers,
+                                                                    double paperBillions)
     {
         var config = HybridConfig.Load(preset);
-        Assert.Equal((hidden, ffn, heads, kvHeads, layers), (config.HiddenSize, config.FfnSize, config.NumAttentionHeads, config.KvHeads, config.NumLayers));
+        Assert.Equal((hidden, ffn, heads, kvHeads, layers),
+                     (config.HiddenSize, config.FfnSize, config.NumAttentionHeads, config.KvHeads, config.NumLayers));
         Assert.Equal((131_072, 256, true), (config.VocabSize, config.NumMemoryTokens, config.TieWordEmbeddings));
-        int mixers = layers / 2;                                                               // 2 : 4 : 6 : 12 per 24 operators (method §6)
+        int mixers = layers / 2;                       // 2 : 4 : 6 : 12 per 24 operators (method §6)
         Assert.Equal(mixers / 6, config.LayerTypes.Count(t => t == "a"));
         Assert.Equal(mixers / 3, config.LayerTypes.Count(t => t == "deltanet"));
         Assert.Equal(mixers / 2, config.LayerTypes.Count(t => t == "m2"));

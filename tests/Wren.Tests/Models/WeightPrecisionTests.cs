@@ -9,7 +9,10 @@ using static Wren.Tests.TestSupport;
 
 namespace Wren.Tests.Models;
 
-/// <summary>Models with bf16 and int8 weight matrices against fp32: the same maths on the stored weights, errors within the rule's bound, checkpoints.</summary>
+/// <summary>
+/// Models with bf16 and int8 weight matrices against fp32: the same maths on the stored weights, errors within the
+/// rule's bound, checkpoints.
+/// </summary>
 public class WeightPrecisionTests
 {
     /// <summary>Width 80: rows of 80 values end in a partial 16-value int8 block and are not a multiple of any vector width.</summary>
@@ -25,7 +28,9 @@ public class WeightPrecisionTests
         var stored = packed.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         using (no_grad())
             foreach (var (name, p) in model.named_parameters())
-                p.copy_(stored.TryGetValue(name + "_scale", out var scale) ? MatVecInt8.Dequantize(stored[name], scale) : stored[name].to(ScalarType.Float32));
+                p.copy_(stored.TryGetValue(name + "_scale", out var scale)
+                    ? MatVecInt8.Dequantize(stored[name], scale)
+                    : stored[name].to(ScalarType.Float32));
         model.eval();
         return model;
     }
@@ -46,7 +51,8 @@ public class WeightPrecisionTests
             using (KernelPaths.Force(path))
             {
                 AssertClose(Scoring.Logits(packed, tokens), Scoring.Logits(widened, tokens), 1e-4, $"{precision} {path} parallel forward");
-                AssertClose(Scoring.Logits(packed, tokens, prefill: 4), Scoring.Logits(widened, tokens, prefill: 4), 1e-4, $"{precision} {path} decode");
+                AssertClose(Scoring.Logits(packed, tokens, prefill: 4), Scoring.Logits(widened, tokens, prefill: 4), 1e-4,
+                            $"{precision} {path} decode");
             }
     }
 
@@ -114,7 +120,8 @@ public class WeightPrecisionTests
         foreach (var (name, p) in widened.named_parameters()) Assert.True(Same(p, expectedParameters[name]), name);
 
         var tensors = SafeTensorsFile.Open(Path.Combine(quantized, CheckpointFiles.SingleFile));
-        var kept = tensors.Tensors.Keys.Where(n => n != "model.layers.1.ffn.up_proj.weight_scale").Select(n => (n, tensors.Read(n))).ToList();
+        var kept = tensors.Tensors.Keys.Where(n => n != "model.layers.1.ffn.up_proj.weight_scale")
+            .Select(n => (n, tensors.Read(n))).ToList();
         tensors.Dispose();
         SafeTensorsFile.Write(Path.Combine(quantized, CheckpointFiles.SingleFile), kept);
         var error = Assert.Throws<WrenException>(() => Checkpoint.Load(quantized, WeightPrecision.Int8));
