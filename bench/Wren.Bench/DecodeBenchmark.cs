@@ -35,9 +35,8 @@ public static class DecodeBenchmark
         Console.WriteLine($"# decode, batch 1; {Wren.Runtime.WrenRuntime.Describe()}");
         Console.WriteLine($"# kernel path {KernelPaths.Active} (best on this CPU: {KernelPaths.Best});");
         Console.WriteLine($"# roofline = weight bytes ÷ copy bandwidth, measured alternately with the decode (best of {repeats} each)");
-        Console.WriteLine("| model | weights | bytes | context | path | ms/token | copy GB/s | roofline ms | ÷ roofline |" +
-                          " effective GB/s | ÷ fp32 |" +
-                          (busy > 0 ? $" ms/token, {busy} busy | busy slowdown |" : ""));
+        Console.WriteLine("| model | weights | bytes | ctx | path | ms/token | copy GB/s | roofline ms | ÷ roofline | eff. GB/s | ÷ fp32 |" +
+                          (busy > 0 ? " busy ms/token | slowdown |" : ""));
         Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|" + (busy > 0 ? "---|---|" : ""));
         foreach (var name in models)
         {
