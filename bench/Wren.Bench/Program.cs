@@ -7,6 +7,8 @@ return args.FirstOrDefault() switch
 {
     "decode" => DecodeBenchmark.Run(args.Skip(1).ToArray()),
     "train" => TrainBenchmark.Run(args.Skip(1).ToArray()),
+    "load" => LoadBenchmark.Run(args.Skip(1).ToArray()),
+    "load-one" => LoadBenchmark.One(args.Skip(1).ToArray()),
     "device" => PrintDevice(),
     _ => Usage(),
 };
@@ -25,6 +27,7 @@ static int Usage()
 {
     Console.Error.WriteLine("usage: Wren.Bench decode [--contexts 512,2048,8192] [--tokens N] [--repeats N] [--models flash-300m,llama-300m]\n" +
                             "                         [--dtype float32|bfloat16|int8|all] [--busy N]   (busy-core slowdown)\n" +
+                            "       Wren.Bench load [--model flash-1b] [--dir D] [--dtype all]   (load time and peak memory per precision)\n" +
                             "       Wren.Bench train [--batch 8] [--seq-len 512] [--steps 5] [--hidden 512] [--vocab 8192]   (training tokens/s and MFU)\n" +
                             "       Wren.Bench device      (copy bandwidth, matmul and matrix–vector throughput)");
     return 1;

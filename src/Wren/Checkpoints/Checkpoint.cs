@@ -90,9 +90,7 @@ public static class Checkpoint
             using var source = files.Read(name);
             if (targetScale is not null)
             {
-                var (values, scales) = Kernels.MatVecInt8.Quantize(source);
-                using (values) target.copy_(values);
-                using (scales) targetScale.copy_(scales);
+                Kernels.MatVecInt8.QuantizeInto(source, target, targetScale);
             }
             else
             {

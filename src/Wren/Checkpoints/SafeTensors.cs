@@ -142,7 +142,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         var fileType = TorchType(info.DType);
         bool direct = target.device.type == DeviceType.CPU && target.dtype == fileType && target.is_contiguous();
         using var staging = direct ? null : empty(info.Shape, fileType);
-        var destination = (direct ? target : staging!).view(-1);
+        using var destination = (direct ? target : staging!).view(-1);   // a view keeps its storage alive until disposed
         long elementSize = ElementSize(info.DType);
         const long chunkBytes = 1L << 28;
         long chunkElements = Math.Max(1, chunkBytes / elementSize);
@@ -153,7 +153,26 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             new ReadOnlySpan<byte>(data + info.Begin + start * elementSize, checked((int)(count * elementSize))).CopyTo(slice.bytes);
         }
         if (!direct) target.copy_(staging!);
+        DropPages(info.Begin, info.ByteLength);
     }
+
+    /// <summary>
+    /// Tells the kernel this process no longer needs the mapped pages of a tensor it has copied, so that loading a
+    /// model does not also hold the whole file in its resident set (the pages stay in the page cache; reading them
+    /// again maps them back). Linux only; elsewhere the mapping is simply released at <see cref="Dispose"/>.
+    /// </summary>
+    void DropPages(long begin, long length)
+    {
+        if (!OperatingSystem.IsLinux() || length == 0) return;
+        long page = Environment.SystemPageSize;
+        long from = (long)(data + begin) / page * page, to = ((long)(data + begin + length) + page - 1) / page * page;
+        _ = madvise((IntPtr)from, (nuint)(to - from), MadviseDontNeed);
+    }
+
+    const int MadviseDontNeed = 4;
+
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+    static extern int madvise(IntPtr address, nuint length, int advice);
 
     /// <summary>A new CPU tensor with the stored dtype.</summary>
     public Tensor Read(string name)

@@ -33,9 +33,19 @@ public static unsafe class MatVecInt8
     /// </summary>
     public static (Tensor Values, Tensor Scales) Quantize(Tensor weight)
     {
+        var values = empty(weight.shape[0], weight.shape[1], ScalarType.Int8);
+        var scales = empty(weight.shape[0], Blocks(weight.shape[1]), ScalarType.Float32);
+        QuantizeInto(weight, values, scales);
+        return (values, scales);
+    }
+
+    /// <summary>
+    /// <see cref="Quantize"/> into existing int8 <paramref name="values"/> [rows, cols] and fp32
+    /// <paramref name="scales"/> [rows, ⌈cols/32⌉] (a model's own parameters: no second copy while loading).
+    /// </summary>
+    public static void QuantizeInto(Tensor weight, Tensor values, Tensor scales)
+    {
         long rows = weight.shape[0], cols = weight.shape[1], blocks = Blocks(cols), padded = blocks * BlockSize;
-        var values = empty(rows, cols, ScalarType.Int8);
-        var scales = empty(rows, blocks, ScalarType.Float32);
         using var _ = no_grad();
         for (long start = 0; start < rows; start += QuantizeRows)
         {
@@ -49,7 +59,6 @@ public static unsafe class MatVecInt8
             scales.narrow(0, start, count).copy_(d);
             values.narrow(0, start, count).copy_(q.reshape(count, padded).narrow(1, 0, cols));
         }
-        return (values, scales);
     }
 
     /// <summary>The fp32 matrix [rows, cols] that the <paramref name="values"/> and <paramref name="scales"/> stand for: w = d·q.</summary>

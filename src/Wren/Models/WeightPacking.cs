@@ -27,9 +27,7 @@ public static class WeightPacking
             {
                 if (to.GetValueOrDefault(name + "_scale") is { } scale)
                 {
-                    var (values, scales) = MatVecInt8.Quantize(from[name]);
-                    using (values) parameter.copy_(values);
-                    using (scales) scale.copy_(scales);
+                    MatVecInt8.QuantizeInto(from[name], parameter, scale);
                 }
                 else parameter.copy_(from[name]);
             }

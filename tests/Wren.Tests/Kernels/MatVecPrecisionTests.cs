@@ -9,6 +9,7 @@ namespace Wren.Tests.Kernels;
 /// the stored weights (bf16 widened, int8 dequantized by a plain loop) times x in fp64, at sizes that are not multiples
 /// of the vector width or the 32-value block, for one input row and for a small decode batch.
 /// </summary>
+[Collection(KernelPathCollection.Name)]
 public class MatVecPrecisionTests
 {
     public static TheoryData<KernelPath, int, int, int> Cases()
@@ -122,4 +123,11 @@ public class MatVecPrecisionTests
             using (KernelPaths.Force(path)) Assert.Equal(path, KernelPaths.Active);
         Assert.Equal(KernelPaths.Best, KernelPaths.Active);
     }
+}
+
+/// <summary>Tests that force a kernel path (a process-wide switch) run one at a time.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class KernelPathCollection
+{
+    public const string Name = "kernel-paths";
 }

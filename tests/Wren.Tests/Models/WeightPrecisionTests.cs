@@ -13,6 +13,7 @@ namespace Wren.Tests.Models;
 /// Models with bf16 and int8 weight matrices against fp32: the same maths on the stored weights, errors within the
 /// rule's bound, checkpoints.
 /// </summary>
+[Collection(Kernels.KernelPathCollection.Name)]
 public class WeightPrecisionTests
 {
     /// <summary>Width 80: rows of 80 values end in a partial 16-value int8 block and are not a multiple of any vector width.</summary>
