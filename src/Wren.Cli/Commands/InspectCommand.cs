@@ -36,7 +36,8 @@ internal static class InspectCommand
             table.AddRow("[bold]total[/]", config.NumLayers.ToString(), $"[bold]{footprint.Parameters:N0}[/]", "100 %");
             console.Write(table);
             console.WriteLine($"parameters: {footprint.Parameters / 1e9:0.000}B");
-            console.WriteLine($"weights: {Bytes(footprint.WeightBytes)} fp32, {Bytes(footprint.WeightBytes / 2)} bf16");
+            var int8 = ModelFootprint.Of(config, TorchSharp.torch.ScalarType.Float32, Modules.WeightPrecision.Int8);
+            console.WriteLine($"weights: {Bytes(footprint.WeightBytes)} fp32, {Bytes(footprint.WeightBytes / 2)} bf16, {Bytes(int8.WeightBytes)} int8");
             console.WriteLine($"decode cache per sequence (fp32): {Bytes(footprint.CacheBytes(1, 1))} at 1 token, {Bytes(footprint.CacheBytes(1, ctx))} at {ctx} tokens; " +
                               $"grows {footprint.CacheBytesPerToken:N0} B/token");
             return 0;
