@@ -16,6 +16,7 @@ public static class WrenCli
         LogitsCommand.Create(),
         ProfileCommand.Create(),
         AccuracyCommand.Create(),
+        ConvertCommand.Create(),
         DataCommands.CreateTokenizer(),
         DataCommands.CreateData(),
         TrainCommand.Create(),

@@ -153,6 +153,24 @@ public static class Checkpoint
     }
 
     /// <summary>
+    /// Writes the model folder <paramref name="source"/> into <paramref name="target"/> with its matrices stored as
+    /// <paramref name="weights"/> (e.g. an int8 folder that loads without the fp32 file), copying the folder's other
+    /// files (tokenizer, generation config) as they are. Memory: the target weights plus one source tensor.
+    /// </summary>
+    public static void Convert(string source, string target, WeightPrecision weights, long maxShardBytes = 0)
+    {
+        if (Path.GetFullPath(source) == Path.GetFullPath(target)) throw new WrenException("convert into another folder than the source");
+        using var model = Load(source, weights);
+        Save(model, target, maxShardBytes: maxShardBytes);
+        foreach (var file in Directory.GetFiles(source))
+        {
+            string name = Path.GetFileName(file);
+            if (name != ConfigFile && !name.StartsWith("model", StringComparison.Ordinal))
+                File.Copy(file, Path.Combine(target, name), overwrite: true);
+        }
+    }
+
+    /// <summary>
     /// The model's config.json, marked when its matrices are int8: <c>"quantization_config": {"quant_method":
     /// "wren_q8_0", "bits": 8, "group_size": 32, "symmetric": true, "scale_dtype": "float32"}</c> (the key Hugging Face
     /// uses for quantized checkpoints). Each int8 matrix <c>NAME.weight</c> (I8 [out, in]) then has

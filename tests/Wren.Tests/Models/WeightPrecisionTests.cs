@@ -130,6 +130,22 @@ public class WeightPrecisionTests
     }
 
     [Fact]
+    public void Convert_writes_the_quantized_folder_with_the_other_files()
+    {
+        string dir = TempDir(), source = Path.Combine(dir, "fp32"), target = Path.Combine(dir, "int8");
+        using var reference = RandomModel(AwkwardConfig, seed: 2);
+        Checkpoint.Save(reference, source);
+        File.WriteAllText(Path.Combine(source, "tokenizer.json"), "{}");
+        Checkpoint.Convert(source, target, WeightPrecision.Int8);
+        Assert.Equal("{}", File.ReadAllText(Path.Combine(target, "tokenizer.json")));
+        using var converted = Checkpoint.Load(target, WeightPrecision.Int8);
+        using var packed = WeightPacking.Pack(reference, WeightPrecision.Int8);
+        var expected = packed.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        foreach (var (name, p) in converted.named_parameters()) Assert.True(Same(p, expected[name]), name);
+        Assert.Throws<WrenException>(() => Checkpoint.Convert(source, source, WeightPrecision.Int8));
+    }
+
+    [Fact]
     public void Bf16_load_rounds_each_matrix_and_keeps_norms_fp32()
     {
         string dir = TempDir();
