@@ -1,16 +1,22 @@
+using System.Diagnostics;
+
 namespace Wren.Kernels;
 
 /// <summary>
 /// A minimal fork/join pool for the decode kernels. Work is cut into chunks that the caller and dedicated helper
 /// threads claim from an atomic counter, so a helper that is not running (its core busy with another process) never
-/// holds up the job: the caller takes the chunks it would have run, and waits only for chunks already started, on a
-/// blocking event rather than a spin. Helpers spin briefly after each job (decode issues ~100 small jobs per token,
-/// microseconds apart) and then sleep, so they do not steal a core from libtorch between tokens. Parallel.For's
-/// dispatch latency was measured to cost more than the job itself at these sizes.
+/// holds up the job: the caller takes the chunks it would have run, and waits only for chunks already started,
+/// spinning for at most 50 µs and then blocking on an event (which lets a descheduled helper run on the caller's
+/// core). Helpers spin briefly after each job (decode issues ~100 small jobs per token, microseconds apart) and then
+/// sleep, so they do not steal a core from libtorch between tokens. Parallel.For's dispatch latency was measured to
+/// cost more than the job itself at these sizes.
 /// </summary>
 internal static class Workers
 {
     const int SpinIterations = 20_000;
+
+    /// <summary>How long the caller spins for chunks still running before it blocks: 50 µs.</summary>
+    static readonly long SpinTicks = Stopwatch.Frequency / 20_000;
 
     /// <summary>One fork/join: chunk i covers [count·i/chunks, count·(i+1)/chunks).</summary>
     sealed class Job(Action<long, long> body, long count, int chunks)
@@ -72,7 +78,10 @@ internal static class Workers
                 if (Volatile.Read(ref h.Sleeping) == 1) h.Wake.Release();
             }
             job.Work();
-            while (!job.Finished)                            // only chunks a helper already started remain
+            var spin = new SpinWait();                       // a chunk still running usually ends within microseconds
+            for (long end = Stopwatch.GetTimestamp() + SpinTicks; !job.Finished && Stopwatch.GetTimestamp() < end;)
+                spin.SpinOnce(sleep1Threshold: -1);
+            while (!job.Finished)                            // longer: its thread is not running; block, freeing this core
             {
                 Done.Reset();                                // a late Set from an earlier job only wakes us once more
                 if (job.Finished) break;
