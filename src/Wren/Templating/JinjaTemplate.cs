@@ -59,7 +59,7 @@ public sealed class JinjaTemplate
     public string Render(IReadOnlyDictionary<string, object?> context)
     {
         var globals = new Scope(null, settings.StrictUndefined);
-        foreach (var (name, value) in JinjaBuiltins.Globals()) globals.Set(name, value);
+        foreach (var (name, value) in JinjaBuiltins.Globals(settings.Clock)) globals.Set(name, value);
         var scope = globals.Child();
         foreach (var (name, value) in context)
         {
