@@ -25,9 +25,7 @@ sealed class JinjaParser
 
     public static List<Stmt> Parse(List<Token> tokens, string source)
     {
-        var parser = new JinjaParser(tokens, source);
-        var body = parser.ParseBody([]);
-        return body;
+        return new JinjaParser(tokens, source).ParseBody([]);
     }
 
     Token Current => tokens[index];
@@ -291,27 +289,9 @@ sealed class JinjaParser
         return expr;
     }
 
-    Expr ParseOr()
-    {
-        var left = ParseAnd();
-        while (Current.IsName("or"))
-        {
-            var (line, column) = At(Next());
-            left = new Binary("or", left, ParseAnd(), line, column);
-        }
-        return left;
-    }
+    Expr ParseOr() => ParseBinaryLevel(["or"], ParseAnd);
 
-    Expr ParseAnd()
-    {
-        var left = ParseNot();
-        while (Current.IsName("and"))
-        {
-            var (line, column) = At(Next());
-            left = new Binary("and", left, ParseNot(), line, column);
-        }
-        return left;
-    }
+    Expr ParseAnd() => ParseBinaryLevel(["and"], ParseNot);
 
     Expr ParseNot()
     {
@@ -344,10 +324,11 @@ sealed class JinjaParser
         return rest.Count == 0 ? first : new Comparison(first, rest, line, column);
     }
 
+    // Left-associative binary operators (symbols, or the words "and"/"or") over the next level's operands.
     Expr ParseBinaryLevel(string[] operators, Func<Expr> operand)
     {
         var left = operand();
-        while (Current.Kind == TokenKind.Operator && operators.Contains(Current.Text))
+        while (Current.Kind is TokenKind.Operator or TokenKind.Name && operators.Contains(Current.Text))
         {
             var token = Next();
             var (line, column) = At(token);
