@@ -57,6 +57,7 @@ public class JinjaTemplateTests
     [InlineData("{% include 'other.jinja' %}", "template line 1, column 4: unsupported Jinja tag '{% include %}'")]
     [InlineData("a\n{% extends 'base' %}", "template line 2, column 4: unsupported Jinja tag '{% extends %}'")]
     [InlineData("{% filter upper %}x{% endfilter %}", "template line 1, column 4: unsupported Jinja tag '{% filter %}'")]
+    [InlineData("{% call(x) m() %}{% endcall %}", "template line 1, column 8: unsupported Jinja construct: arguments for caller()")]
     [InlineData("line 1\n  {{ x | frobnicate }}", "template line 2, column 10: unknown filter 'frobnicate'")]
     [InlineData("{{ x is shiny }}", "template line 1, column 9: unknown test 'shiny'")]
     [InlineData("{% for x in xs recursive %}{% endfor %}", "template line 1, column 16: unsupported Jinja construct: recursive for loops")]
