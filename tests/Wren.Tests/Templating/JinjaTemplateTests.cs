@@ -82,6 +82,7 @@ public class JinjaTemplateTests
 
     [Theory]
     [InlineData("ok\n{{ 1 + 'a' }}", "template line 2, column 1: unsupported operand type(s) for +: 'int' and 'str'")]
+    [InlineData("{{ 'a' + {} }}", "template line 1, column 1: can only concatenate str (not \"dict\") to str")]
     [InlineData("{{ '%s' % 'x' }}", "template line 1, column 1: unsupported operand type(s) for %: 'str' and 'str'")]
     [InlineData("{% for x in 5 %}{% endfor %}", "template line 1, column 1: 'int' object is not iterable")]
     [InlineData("{% set a, b = [1] %}", "template line 1, column 1: cannot unpack 1 values into 2 names")]
