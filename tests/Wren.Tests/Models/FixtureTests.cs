@@ -7,7 +7,7 @@ using static Wren.Tests.TestSupport;
 
 namespace Wren.Tests.Models;
 
-/// <summary>The public Nemotron-Flash checkpoint and the logits an exact implementation gives (fixtures/README.md).</summary>
+/// <summary>The public Nemotron-Flash checkpoint and the logits an exact implementation gives (tests/fixtures/README.md).</summary>
 public class FixtureTests
 {
     static string Case => Path.Combine(Fixtures, "nemotron-flash-example");
@@ -20,7 +20,7 @@ public class FixtureTests
     [InlineData(40)]
     public void Reproduces_reference_logits(int? prefill)
     {
-        Assert.True(Directory.Exists(Case), $"fixture missing: {Case} (CI clones main with shared/ beside it)");
+        Assert.True(Directory.Exists(Case), $"fixture missing: {Case}");
         using var scope = NewDisposeScope();
         using var model = Checkpoint.Load(Case);
         var tokens = Scoring.ReadTokens(Path.Combine(Case, "tokens.json"), model.Config.VocabSize);
