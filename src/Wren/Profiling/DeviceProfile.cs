@@ -43,7 +43,11 @@ public sealed record DeviceProfile(DeviceIdentity Identity, DeviceFacts Facts, D
                      "devices", identity.Id + ".json");
 
     /// <summary>The cached profile of the current device, measuring (and caching) it if absent or if <paramref name="remeasure"/>.</summary>
-    public static DeviceProfile ForCurrent(torch.Device device, string? path = null, bool remeasure = false)
+    public static DeviceProfile ForCurrent(torch.Device device, string? path = null, bool remeasure = false) =>
+        ForCurrent(device, path, remeasure, DeviceFacts.Measure);
+
+    /// <summary><see cref="ForCurrent(torch.Device, string?, bool)"/> with the measurement given (tests count its calls).</summary>
+    internal static DeviceProfile ForCurrent(torch.Device device, string? path, bool remeasure, Func<DeviceFacts> measure)
     {
         var identity = DeviceIdentity.Current(device);
         path ??= DefaultPath(identity);
@@ -52,7 +56,7 @@ public sealed record DeviceProfile(DeviceIdentity Identity, DeviceFacts Facts, D
             var cached = Load(path);
             if (cached.Identity == identity) return cached;
         }
-        var profile = new DeviceProfile(identity, DeviceFacts.Measure(), DateTimeOffset.UtcNow);
+        var profile = new DeviceProfile(identity, measure(), DateTimeOffset.UtcNow);
         profile.Save(path);
         return profile;
     }

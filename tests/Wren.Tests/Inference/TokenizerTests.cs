@@ -54,7 +54,8 @@ public class TokenizerTests
         var ids = tokenizer.Encode(Sample);
         Assert.True(ids.Count < Sample.Length);
         Assert.Equal(Sample, tokenizer.Decode(ids));
-        Assert.NotNull(tokenizer.EndOfTextId);
+        Assert.Equal([15339, 1917], tokenizer.Encode("hello world"));   // OpenAI's tiktoken: enc.encode("hello world")
+        Assert.Equal(100257, tokenizer.EndOfTextId);                     // cl100k_base's <|endoftext|>
     }
 
     [Fact]
