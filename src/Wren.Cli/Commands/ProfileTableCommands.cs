@@ -22,7 +22,7 @@ internal static class ProfileTableCommands
     {
         var command = new Command("build", "Measure the latency table of this device");
         var template = new Option<string>("--config") { Description = "template config: every setting but layers and width (a preset or config.json)", DefaultValueFactory = _ => "flash-tiny" };
-        var operators = new Option<string>("--operators") { Description = "layer types to measure", DefaultValueFactory = _ => "a,m2,deltanet,gdn,f" };
+        var operators = new Option<string>("--operators") { Description = "layer types to measure (windowed attention as a:w512)", DefaultValueFactory = _ => "a,m2,deltanet,gdn,f" };
         var widths = new Option<string>("--widths") { Description = "hidden sizes", DefaultValueFactory = _ => "128,256" };
         var batches = new Option<string>("--batches") { Description = "batch sizes", DefaultValueFactory = _ => "1" };
         var contexts = new Option<string>("--contexts") { Description = "contexts (prompt tokens) for attention", DefaultValueFactory = _ => "128,512,2048" };
@@ -36,7 +36,7 @@ internal static class ProfileTableCommands
             var device = common.Initialize(result);
             var config = HybridConfig.Load(result.GetValue(template)!);
             var ops = result.GetValue(operators)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            foreach (var op in ops) OperatorRegistry.Get(op);
+            foreach (var op in ops) OperatorSpec.ParseLatencyKey(op);   // an unknown operator fails before measuring
             LatencyTable table = null!;
             AnsiConsole.Status().Start("measuring", status => table = LatencyTable.Build(config, ops,
                 ProfileCommand.ParseInts(result.GetValue(widths)!, "--widths"), ProfileCommand.ParseInts(result.GetValue(batches)!, "--batches"),

@@ -88,7 +88,7 @@ internal static class SearchCommands
             loaded.EnsureDevice(DeviceIdentity.Current(device));
             return loaded;
         }
-        var operators = space.Mixers.Select(m => m == "swa" ? "a" : m).Append("f").Distinct().ToList();
+        var operators = space.LatencyKeys();
         int context = space.Latency.Prompt + space.Latency.DecodeTokens;
         LatencyTable table = null!;
         AnsiConsole.Status().Start("measuring a latency table for this space", status => table = LatencyTable.Build(template, operators, space.Widths,

@@ -28,7 +28,7 @@ public sealed class HybridDecoderLayer : nn.Module<MixerInput, Tensor>
             Mixer = spec.Create(config, index, placement);
             register_module(spec.ModuleName!, Mixer);
         }
-        if (spec.Create is null || config.MixerLayersHaveFfn)
+        if (config.HasFfn(index))
         {
             preFfnNorm = new RmsNorm(config.HiddenSize, config.RmsNormEps, placement);
             register_module("pre_ffn_layernorm", preFfnNorm);

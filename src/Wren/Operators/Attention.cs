@@ -20,6 +20,57 @@ public sealed class Attention : Mixer
     /// <summary>Sliding window W, or null for full attention.</summary>
     public int? Window { get; }
 
+    /// <summary>
+    /// Layer type "a". Validation follows the released Nemotron-Flash attention (checkpoint-layout.md §1, §5); the KV
+    /// cache holds keys, values and an int64 position per slot, W+1 slots for a sliding window; a windowed layer is
+    /// its own latency-table entry ("a:w512"); the search space knows it as "a" (global) and "swa" (windowed).
+    /// </summary>
+    public static OperatorSpec Spec { get; } = new()
+    {
+        Name = "a",
+        ModuleName = "self_attn",
+        Description = "softmax attention: GQA, RoPE, optional q/k norm and sliding window",
+        Create = (config, layer, placement) => new Attention(config, layer, placement),
+        Validate = ValidateConfig,
+        StateBytes = (config, layer, positions, elementSize) =>
+            SlotBytes(config, elementSize) * (config.WindowOf(layer) is { } w ? Math.Min(positions, w + 1) : positions),
+        LatencyVariant = (config, layer) => config.WindowOf(layer) is { } w ? $"w{w}" : null,
+        WithLatencyVariant = (config, variant, layers) => variant is null
+            ? config with { GlobalAttnIdx = [.. config.GlobalAttnIdx ?? [], .. layers] }
+            : config with { SlidingWindow = int.Parse(variant[1..]), GlobalAttnIdx = config.GlobalAttnIdx ?? [], AttnImplementation = "flash_attention_2" },
+        CostGrowsWithContext = true,
+        SearchNames = [new("a"), new("swa", SlidingWindow: true)],
+    };
+
+    /// <summary>Bytes one KV slot costs (keys, values and the slot's int64 position).</summary>
+    internal static long SlotBytes(HybridConfig config, int elementSize) =>
+        (long)config.KvHeads * (config.AttnQkHeadDim + config.AttnVHeadDim) * elementSize + 8;
+
+    static void ValidateConfig(HybridConfig c, Action<string> fail)
+    {
+        if (c.KqNorm is null) fail("kq_norm is required when attention layers exist (\"rms\" or \"none\"); the Nemotron-Flash code raises without it");
+        if (c.KqNorm is not ("rms" or "none")) fail($"kq_norm '{c.KqNorm}' is not supported (use \"rms\" or \"none\")");
+        if (c.AttnHiddenSize != -1 && c.AttnHiddenSize != c.HiddenSize)
+            fail($"attn_hidden_size must be -1 or hidden_size ({c.HiddenSize}), got {c.AttnHiddenSize}");
+        if (c.KvHeads <= 0 || c.NumAttentionHeads % c.KvHeads != 0)
+            fail($"num_attention_heads ({c.NumAttentionHeads}) must be a multiple of num_key_value_heads ({c.KvHeads})");
+        if ((c.KqHeadDim <= 0 || c.VHeadDim <= 0) && c.HiddenSize % c.NumAttentionHeads != 0)
+            fail($"hidden_size ({c.HiddenSize}) must be divisible by num_attention_heads ({c.NumAttentionHeads})");
+        if (c.Rope && c.AttnQkHeadDim % 2 != 0) fail($"the attention q/k head dim ({c.AttnQkHeadDim}) must be even when rope is on");
+        if (c.AttnImplementation is not ("flash_attention_2" or "fused_mha"))
+            fail($"attn_implementation_new '{c.AttnImplementation}' is not supported: only \"flash_attention_2\" (and \"fused_mha\", the same " +
+                 "maths without sliding windows) have specified semantics; the \"sdpa\" variant has different weights (no q/k norm) and RoPE scaling");
+        if (c.RopeType is not (null or "default" or "ntk" or "dynamic_ntk"))
+            fail($"rope_type '{c.RopeType}' is not supported (null, \"default\", \"ntk\", \"dynamic_ntk\")");
+        if (c.RopeType is "ntk" or "dynamic_ntk" && (c.OrigMaxPositionEmbeddings is null or <= 0 || c.MaxPositionEmbeddings is null or <= 0))
+            fail($"rope_type '{c.RopeType}' needs max_position_embeddings and orig_max_position_embeddings");
+        if (c.SlidingWindow is { } w)
+        {
+            if (w <= 0) fail("sliding_window must be positive or null");
+            if (c.GlobalAttnIdx is null) fail("global_attn_idx must be a list when sliding_window is set");
+        }
+    }
+
     public Attention(HybridConfig config, int layer, Placement placement) : base(nameof(Attention))
     {
         int hidden = config.HiddenSize;

@@ -12,6 +12,19 @@ namespace Wren.Operators;
 /// </summary>
 public sealed class DeltaNet : DeltaRuleMixer
 {
+    /// <summary>Layer type "deltanet", module <c>gla</c> (the released checkpoint's name).</summary>
+    public static OperatorSpec Spec { get; } = new()
+    {
+        Name = "deltanet",
+        ModuleName = "gla",
+        Description = "DeltaNet (chunked WY/UT delta rule)",
+        Create = (config, layer, placement) => new DeltaNet(config, layer, placement),
+        Validate = ValidateConfig,
+        StateBytes = StateBytesOf,
+        Initialize = InitializeProjection,
+        SearchNames = [new("deltanet")],
+    };
+
     public DeltaNet(HybridConfig config, int layer, Placement placement) : base(config, placement, nameof(DeltaNet))
     {
         RegisterComponents();
@@ -32,6 +45,9 @@ public sealed class DeltaNet : DeltaRuleMixer
 /// </summary>
 public abstract class DeltaRuleMixer : Mixer
 {
+    /// <summary>Kernel size of the q/k/v short convs (fla's default, which Nemotron-Flash keeps).</summary>
+    public const int ConvKernel = 4;
+
     protected readonly Linear q_proj, k_proj, v_proj, b_proj, o_proj;
     protected readonly ShortConv q_conv1d, k_conv1d, v_conv1d;
     protected readonly RmsNorm o_norm;
@@ -46,11 +62,30 @@ public abstract class DeltaRuleMixer : Mixer
         k_proj = new Linear(hidden, hidden, placement);
         v_proj = new Linear(hidden, hidden, placement);
         b_proj = new Linear(hidden, heads, placement);
-        q_conv1d = new ShortConv(hidden, 4, withBias: false, placement);
-        k_conv1d = new ShortConv(hidden, 4, withBias: false, placement);
-        v_conv1d = new ShortConv(hidden, 4, withBias: false, placement);
+        q_conv1d = new ShortConv(hidden, ConvKernel, withBias: false, placement);
+        k_conv1d = new ShortConv(hidden, ConvKernel, withBias: false, placement);
+        v_conv1d = new ShortConv(hidden, ConvKernel, withBias: false, placement);
         o_norm = new RmsNorm(headDim, 1e-5, placement);
         o_proj = new Linear(hidden, hidden, placement);
+    }
+
+    /// <summary>hidden_size divisible by num_attention_heads: DeltaNet heads are H / nh wide.</summary>
+    protected static void ValidateConfig(HybridConfig c, Action<string> fail)
+    {
+        if (c.HiddenSize % c.NumAttentionHeads != 0)
+            fail($"hidden_size ({c.HiddenSize}) must be divisible by num_attention_heads ({c.NumAttentionHeads}) for DeltaNet heads");
+    }
+
+    /// <summary>Per sequence: three conv histories [H, K−1] in the model dtype and the state [nh, d, d] in float32.</summary>
+    protected static long StateBytesOf(HybridConfig c, int layer, long positions, int elementSize) =>
+        3L * c.HiddenSize * (ConvKernel - 1) * elementSize + 4L * c.NumAttentionHeads * c.LinearHeadDim * c.LinearHeadDim;
+
+    /// <summary>fla's initialization of the projections: xavier-uniform with gain 2^−2.5.</summary>
+    protected static Tensor? InitializeProjection(ParameterInit p)
+    {
+        if (!p.Name.EndsWith("weight", StringComparison.Ordinal) || p.Parameter.dim() != 2) return null;
+        double gain = Math.Pow(2, -2.5), bound = gain * Math.Sqrt(6.0 / (p.Parameter.shape[0] + p.Parameter.shape[1]));
+        return Initialization.Uniform(p.Parameter, -bound, bound, p.Generator);
     }
 
     public override IMixerState NewState(CacheShape shape, Device device) =>

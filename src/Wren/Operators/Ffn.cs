@@ -1,4 +1,5 @@
 using TorchSharp;
+using Wren.Models;
 using Wren.Modules;
 using static TorchSharp.torch;
 
@@ -9,6 +10,9 @@ namespace Wren.Operators;
 /// </summary>
 public sealed class Ffn : nn.Module<Tensor, Tensor>
 {
+    /// <summary>Layer type "f": an FFN-only layer (no mixer, no state).</summary>
+    public static OperatorSpec Spec { get; } = new() { Name = "f", Description = "FFN-only layer" };
+
     readonly Linear? gate_proj;
     readonly Linear up_proj;
     readonly Linear down_proj;

@@ -17,6 +17,24 @@ public sealed class GatedDeltaNet : DeltaRuleMixer
     readonly Linear a_proj, g_proj;
     readonly Parameter A_log, dt_bias;
 
+    /// <summary>Layer type "gdn", module <c>gdn</c>: DeltaNet's state and projections, plus A = U(0, 16) and a Δ-bias as Mamba2's.</summary>
+    public static OperatorSpec Spec { get; } = new()
+    {
+        Name = "gdn",
+        ModuleName = "gdn",
+        Description = "Gated DeltaNet (Wren extension)",
+        Create = (config, layer, placement) => new GatedDeltaNet(config, layer, placement),
+        Validate = ValidateConfig,
+        StateBytes = StateBytesOf,
+        Initialize = p => p.Name switch
+        {
+            "A_log" => Initialization.Uniform(p.Parameter, 0, 16, p.Generator).clamp_min(1e-6).log(),
+            "dt_bias" => Initialization.TimestepBias(p.Parameter, p.Generator),
+            _ => InitializeProjection(p),
+        },
+        SearchNames = [new("gdn")],
+    };
+
     public GatedDeltaNet(HybridConfig config, int layer, Placement placement) : base(config, placement, nameof(GatedDeltaNet))
     {
         a_proj = new Linear(config.HiddenSize, heads, placement);

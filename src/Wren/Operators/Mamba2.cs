@@ -20,6 +20,43 @@ public sealed class Mamba2 : Mixer
     readonly RmsNorm norm;
     readonly int dInner, heads, headDim, groups, dState;
 
+    /// <summary>
+    /// Layer type "m2" (alias "m"). State per sequence: the conv history of x, B and C [C, K−1] in the model dtype and
+    /// the SSM state [heads, P, N] in float32. Initialization as Mamba2's reference: A = U(1, 16), D = 1,
+    /// Δ-bias = softplus⁻¹(logU(1e-3, 0.1)) clamped ≥ 1e-4, conv bias U(±1/√K).
+    /// </summary>
+    public static OperatorSpec Spec { get; } = new()
+    {
+        Name = "m2",
+        ModuleName = "mamba",
+        Description = "Mamba2 (chunked SSD)",
+        Create = (config, layer, placement) => new Mamba2(config, layer, placement),
+        Validate = ValidateConfig,
+        StateBytes = (c, _, _, elementSize) =>
+            (long)(c.MambaDInner + 2 * c.MambaNGroups * c.MambaDState) * (c.MambaDConv - 1) * elementSize
+            + 4L * c.MambaHeads * c.Mamba2HeadDim * c.MambaDState,
+        Initialize = p => p.Name switch
+        {
+            "A_log" => Initialization.Uniform(p.Parameter, 1, 16, p.Generator).log(),
+            "D" => ones_like(p.Parameter),
+            "dt_bias" => Initialization.TimestepBias(p.Parameter, p.Generator),
+            "conv1d.bias" => Initialization.Uniform(p.Parameter, -1 / Math.Sqrt(p.Config.MambaDConv), 1 / Math.Sqrt(p.Config.MambaDConv), p.Generator),
+            _ => null,
+        },
+        SearchNames = [new("m2")],
+    };
+
+    static void ValidateConfig(HybridConfig c, Action<string> fail)
+    {
+        if (c.MambaExpand <= 0 || c.Mamba2HeadDim <= 0 || c.MambaDState <= 0 || c.MambaDConv <= 0)
+            fail("mamba_expand, mamba2_headdim, mamba_d_state and mamba_d_conv must be positive");
+        if (c.MambaDInner % c.Mamba2HeadDim != 0)
+            fail($"mamba_expand·hidden_size ({c.MambaDInner}) must be divisible by mamba2_headdim ({c.Mamba2HeadDim})");
+        if (c.MambaHeads % 8 != 0) fail($"Mamba2 needs a multiple of 8 heads: mamba_expand·hidden_size/mamba2_headdim = {c.MambaHeads}");
+        if (c.MambaNGroups <= 0 || c.MambaHeads % c.MambaNGroups != 0)
+            fail($"wren_mamba_ngroups ({c.MambaNGroups}) must divide the Mamba2 head count ({c.MambaHeads})");
+    }
+
     public Mamba2(HybridConfig config, int layer, Placement placement) : base(nameof(Mamba2))
     {
         int hidden = config.HiddenSize;

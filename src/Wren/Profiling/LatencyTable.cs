@@ -76,7 +76,7 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     {
         double total = 0;
         for (int i = 0; i < config.NumLayers; i++)
-            total += LayerStep(OperatorRegistry.Canonical(config.LayerTypes[i]), config.HiddenSize, batch, context + config.NumMemoryTokens);
+            total += LayerStep(OperatorRegistry.Of(config, i).LatencyKey(config, i), config.HiddenSize, batch, context + config.NumMemoryTokens);
         return total;
     }
 
@@ -144,22 +144,25 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
         using var _ = no_grad();
         var layers = new List<LayerCost>();
         var overheads = new List<StepOverhead>();
+        var keys = operators.Select(CanonicalKey).Distinct().ToList();
+        bool ffnProbed = keys.Any(k => OperatorSpec.ParseLatencyKey(k).Operator.Create is null);
         foreach (int width in widths)
-            foreach (var op in operators.Select(OperatorRegistry.Canonical).Distinct())
+            foreach (var op in keys)
             {
-                var config = template.WithShape(Enumerable.Repeat(op, LayersPerProbe).ToList(), width);
+                var spec = OperatorSpec.ParseLatencyKey(op).Operator;
+                var config = ConfigOfKeys(template, Enumerable.Repeat(op, LayersPerProbe).ToList(), width);
                 using var model = new HybridForCausalLM(config);
                 Initialization.Apply(model, seed: 0);
                 model.eval();
                 double prefillPerToken = PrefillPerToken(model, prefillTokens, repeats, out double prefillOverhead);
                 foreach (int batch in batches)
-                    foreach (int context in op == "a" ? contexts : contexts.Take(1))
+                    foreach (int context in spec.CostGrowsWithContext ? contexts : contexts.Take(1))
                     {
                         progress?.Report($"{op} width {width} batch {batch} context {context}");
                         var (layer, other) = DecodeStep(model, batch, context, decodeTokens, repeats);
                         layers.Add(new LayerCost(op, width, batch, context + template.NumMemoryTokens, layer, prefillPerToken));   // keyed by KV positions
                         // The step overhead is the same whatever the layers: keep the FFN probe's, or the first probe's.
-                        if (op == "f" || (!operators.Select(OperatorRegistry.Canonical).Contains("f") && overheads.All(o => o.Width != width || o.Batch != batch)))
+                        if (spec.Create is null || (!ffnProbed && overheads.All(o => o.Width != width || o.Batch != batch)))
                             overheads.Add(new StepOverhead(width, batch, other, prefillOverhead));
                     }
             }
@@ -209,7 +212,24 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     {
         var ops = Operators.ToArray();
         int depth = random.Next(4, 25);
-        return Template.WithShape(Enumerable.Range(0, depth).Select(_ => ops[random.Next(ops.Length)]).ToList(), width);
+        return ConfigOfKeys(Template, Enumerable.Range(0, depth).Select(_ => ops[random.Next(ops.Length)]).ToList(), width);
+    }
+
+    /// <summary>A latency key with its operator's canonical name ("m:…" → "m2:…").</summary>
+    static string CanonicalKey(string key) =>
+        OperatorSpec.ParseLatencyKey(key) is var (spec, variant) && variant is not null ? $"{spec.Name}:{variant}" : spec.Name;
+
+    /// <summary>The config whose layer <c>i</c> has latency key <c>keys[i]</c>, at <paramref name="width"/>.</summary>
+    static HybridConfig ConfigOfKeys(HybridConfig template, IReadOnlyList<string> keys, int width)
+    {
+        var parsed = keys.Select(OperatorSpec.ParseLatencyKey).ToList();
+        var config = template.WithShape(parsed.Select(p => p.Operator.Name).ToList(), width);
+        foreach (var layers in Enumerable.Range(0, keys.Count).GroupBy(i => keys[i]))
+        {
+            var (spec, variant) = parsed[layers.First()];
+            config = spec.WithLatencyVariant(config, variant, layers.ToList());
+        }
+        return config;
     }
 
     /// <summary>Median seconds of one decode step of a freshly built (random-weight) <paramref name="config"/> after a <paramref name="context"/>-token prompt.</summary>

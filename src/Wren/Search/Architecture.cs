@@ -17,7 +17,7 @@ public sealed record StageGene(string First, string Second, int FirstShare, int 
             int n = FirstShare + SecondShare;
             bool first = ((i + 1) * FirstShare + n - 1) / n > (i * FirstShare + n - 1) / n;
             yield return first ? First : Second;
-            for (int f = 0; f < Ffns; f++) yield return "f";
+            for (int f = 0; f < Ffns; f++) yield return Operators.Ffn.Spec.Name;
         }
     }
 

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Wren.Models;
+using Wren.Operators;
 using Wren.Training;
 
 namespace Wren.Search;
@@ -75,7 +76,8 @@ public sealed record SearchSpace
     /// <summary>Known designs that seed the population, e.g. <c>"deltanet+m2 1:1 ffn1 x3 | …"</c> (see <see cref="Architecture.Parse"/>).</summary>
     public List<string> Seeds { get; init; } = [];
 
-    public static readonly string[] KnownMixers = ["deltanet", "gdn", "m2", "a", "swa"];
+    /// <summary>Mixer names a space may use: every registered operator's <see cref="OperatorSpec.SearchNames"/>.</summary>
+    public static IEnumerable<string> KnownMixers => OperatorRegistry.SearchNames;
 
     internal static readonly JsonSerializerOptions Json = new()
     {
@@ -125,7 +127,7 @@ public sealed record SearchSpace
         Require(Proxy.Steps >= 1 && Proxy.BatchSize >= 1 && Proxy.SeqLen >= 1, "proxy steps, batch size and sequence length must be ≥ 1");
         foreach (var seed in Seeds) Architecture.Parse(seed, this);
         var template = TemplateConfig();
-        foreach (var width in Widths) template.WithShape(["f"], width);   // every width fits the template's head sizes
+        foreach (var width in Widths) template.WithShape([Ffn.Spec.Name], width);   // every width fits the template's head sizes
     }
 
     public static bool TryRatio(string ratio, out int first, out int second)
@@ -138,13 +140,26 @@ public sealed record SearchSpace
     public HybridConfig TemplateConfig() => HybridConfig.Load(Template);
 
     /// <summary>The model config of an architecture at a width: layer types from the stages ("swa" → sliding-window "a").</summary>
-    public HybridConfig Config(Architecture architecture, int width, HybridConfig? template = null)
+    public HybridConfig Config(Architecture architecture, int width, HybridConfig? template = null) =>
+        ConfigOf(architecture.Layers(this), width, template ?? TemplateConfig());
+
+    /// <summary>The latency-table keys the layers of this space's architectures can have (FFN-only layers included).</summary>
+    public IReadOnlyList<string> LatencyKeys()
     {
-        var mixers = architecture.Layers(this);
-        var types = mixers.Select(m => m == "swa" ? "a" : m).ToList();
-        var config = (template ?? TemplateConfig()).WithShape(types, width);
-        if (!mixers.Contains("swa")) return config with { SlidingWindow = null, GlobalAttnIdx = [] };
-        var global = Enumerable.Range(0, mixers.Count).Where(i => mixers[i] == "a").ToList();
+        var template = TemplateConfig();
+        var config = ConfigOf([.. Mixers, Ffn.Spec.Name], template.HiddenSize, template);
+        return Enumerable.Range(0, config.NumLayers).Select(i => OperatorRegistry.Of(config, i).LatencyKey(config, i)).Distinct().ToList();
+    }
+
+    /// <summary>Mixer names (and "f") → layer types; layers of a windowed mixer name get <see cref="SlidingWindow"/>, the rest stay global.</summary>
+    HybridConfig ConfigOf(IReadOnlyList<string> mixers, int width, HybridConfig template)
+    {
+        var found = mixers.Select(OperatorRegistry.ForSearchName).ToList();
+        var config = template.WithShape(mixers.Select((m, i) => found[i]?.Operator.Name ?? m).ToList(), width);
+        bool Windowed(int i) => found[i]?.Mixer.SlidingWindow == true;
+        if (!Enumerable.Range(0, mixers.Count).Any(Windowed)) return config with { SlidingWindow = null, GlobalAttnIdx = [] };
+        var global = Enumerable.Range(0, mixers.Count)
+            .Where(i => !Windowed(i) && found[i] is { } f && f.Operator.SearchNames.Any(n => n.SlidingWindow)).ToList();
         return config with { SlidingWindow = SlidingWindow, GlobalAttnIdx = global };
     }
 }
