@@ -94,8 +94,9 @@ public abstract class DeltaRuleMixer : Mixer
             zeros([shape.Batch, heads, headDim, headDim], ScalarType.Float32, device));
 
     /// <summary>
-    /// q, k [B, nh, T, d] (L2-normed; q scaled), v [B, nh, T, d], β [B, nh, T] (0 on pads), and the outputs of
-    /// <paramref name="extra"/> projections of the same input (fused with these at batch-1 decode).
+    /// q, k [B, T, nh, d] (L2-normed; q scaled), v [B, T, nh, d], β [B, T, nh] (0 on pads), and the outputs of
+    /// <paramref name="extra"/> projections of the same input (fused with these at batch-1 decode). Time-first, as
+    /// <see cref="DeltaRule"/> takes them: reshapes only, no transposes.
     /// </summary>
     protected (Tensor Q, Tensor K, Tensor V, Tensor Beta, Tensor[] Extra) Project(MixerInput input, params Linear[] extra)
     {
@@ -103,27 +104,28 @@ public abstract class DeltaRuleMixer : Mixer
         long B = x.shape[0], T = x.shape[1];
         var state = (RecurrentState?)input.State;
         var projected = Linear.ProjectMany(x, [q_proj, k_proj, v_proj, b_proj, .. extra]);
-        Tensor Heads(Tensor t) => t.reshape(B, T, heads, headDim).transpose(1, 2);
+        Tensor Heads(Tensor t) => t.reshape(B, T, heads, headDim);
         var q = Heads(q_conv1d.Forward(projected[0], state?.Conv[0], input.Padding));
         var k = Heads(k_conv1d.Forward(projected[1], state?.Conv[1], input.Padding));
         var v = Heads(v_conv1d.Forward(projected[2], state?.Conv[2], input.Padding));
         q = ChunkMath.L2Norm(q) * Math.Pow(headDim, -0.5);
         k = ChunkMath.L2Norm(k);
-        var beta = nn.functional.sigmoid(projected[3]).transpose(1, 2);
-        if (input.Padding is not null) beta = beta * input.Padding.Mask.unsqueeze(1);   // β = 0: pads leave S unchanged
+        var beta = nn.functional.sigmoid(projected[3]);                                  // [B, T, nh]
+        if (input.Padding is not null) beta = beta * input.Padding.Mask.unsqueeze(-1);   // β = 0: pads leave S unchanged
         return (q, k, v, beta, projected[4..]);
     }
 
-    /// <summary>Runs the delta rule (recurrent for a decode step, chunked otherwise), updates the state, returns [B, T, nh, d].</summary>
+    /// <summary>Runs the delta rule in the form <see cref="DecodeForm"/> chooses, updates the state, returns [B, T, nh, d].</summary>
     protected Tensor Recur(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? g, MixerInput input)
     {
-        var state = (RecurrentState?)input.State;
-        if (q.shape[2] == 1 && state is not null && Kernels.DecodeSteps.Applies(q, k, v, state.Recurrent))
-            return Kernels.DecodeSteps.DeltaRuleStep(q, k, v, beta, g, state.Recurrent).to(input.Hidden.dtype).transpose(1, 2);
-        var (o, final) = q.shape[2] == 1 && state is not null
-            ? DeltaRule.Recurrent(q, k, v, beta, g, state.Recurrent)
-            : DeltaRule.Chunked(q, k, v, beta, g, state?.Recurrent);
-        state?.Recurrent.copy_(final);
-        return o.to(input.Hidden.dtype).transpose(1, 2);
+        var S = ((RecurrentState?)input.State)?.Recurrent;
+        (Tensor Output, Tensor? State) result = DecodeForm.Choose(q.shape[1], S, q, k, v) switch
+        {
+            OperatorForm.Fused => (DeltaRule.FusedRecurrent(q, k, v, beta, g, S!), null),
+            OperatorForm.Recurrent => DeltaRule.Recurrent(q, k, v, beta, g, S),
+            _ => DeltaRule.Chunked(q, k, v, beta, g, S),
+        };
+        if (result.State is not null) S?.copy_(result.State);
+        return result.Output.to(input.Hidden.dtype);
     }
 }

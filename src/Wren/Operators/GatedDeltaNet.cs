@@ -50,8 +50,8 @@ public sealed class GatedDeltaNet : DeltaRuleMixer
         using var scope = NewDisposeScope();
         var x = input.Hidden;
         var (q, k, v, beta, extra) = Project(input, a_proj, g_proj);
-        var g = (-A_log.exp() * nn.functional.softplus(extra[0].to(ScalarType.Float32) + dt_bias, 1.0, 20.0)).transpose(1, 2);
-        if (input.Padding is not null) g = g * input.Padding.Mask.unsqueeze(1);              // no decay on pads
+        var g = -A_log.exp() * nn.functional.softplus(extra[0].to(ScalarType.Float32) + dt_bias, 1.0, 20.0);   // [B, T, nh]
+        if (input.Padding is not null) g = g * input.Padding.Mask.unsqueeze(-1);             // no decay on pads
         var o = Recur(q, k, v, beta, g, input);
         var normed = o_norm.forward(o).reshape(x.shape[0], x.shape[1], -1);
         return o_proj.forward(normed * nn.functional.silu(extra[1])).MoveToOuterDisposeScope();
