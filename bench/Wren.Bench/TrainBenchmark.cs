@@ -37,7 +37,9 @@ public static class TrainBenchmark
             using var scope = NewDisposeScope();
             var tokens = randint(0, vocab, [batch, seqLen + 1], generator: generator);
             var clock = Stopwatch.StartNew();
-            var logits = model.forward(new LMInput(tokens.narrow(1, 0, seqLen), Timings: step >= 0 ? timings : null)).Logits;
+            Tensor logits;
+            using (step >= 0 ? model.Observe(timings) : null)
+                logits = model.forward(new LMInput(tokens.narrow(1, 0, seqLen))).Logits;
             var loss = nn.functional.cross_entropy(logits.reshape(-1, vocab), tokens.narrow(1, 1, seqLen).reshape(-1));
             double f = clock.Elapsed.TotalSeconds;
             optimizer.zero_grad();

@@ -36,21 +36,23 @@ internal static class ExperimentCommand
         var output = new Option<string>("--out") { Description = "experiment folder (one run per arm)", Required = true };
         var metaTokens = new Option<int>("--meta-tokens") { Description = "meta tokens in the 'on' arm (meta-tokens experiment)", DefaultValueFactory = _ => 16 };
         foreach (var o in new Option[] { config, data, output, metaTokens }) command.Add(o);
-        var flags = new TrainCommand.TrainingFlags(command);
+        var flags = new TrainingFlags(command);
         var common = new CommonOptions(command, withDType: false);
         command.SetAction((result, cancellation) =>
         {
             common.Initialize(result);
             string folder = result.GetValue(output)!;
             using var dataset = TokenDataset.Open(result.GetValue(data)!);
-            var baseConfig = TrainCommand.ForDataset(HybridConfig.Load(result.GetValue(config)!), dataset.Manifest);
+            var baseConfig = dataset.Manifest.ModelConfig(HybridConfig.Load(result.GetValue(config)!));
             var rows = new List<(Arm Arm, TrainingResult Result, (double Mean, double Min, double Max) Norms, long Parameters)>();
             foreach (var arm in arms(baseConfig, flags.Read(result), result.GetValue(metaTokens)))
             {
                 AnsiConsole.MarkupLine($"[bold]{name} = {arm.Name}[/]");
                 string run = Path.Combine(folder, arm.Name);
-                var outcome = TrainCommand.Run(arm.Config, dataset, arm.Options, run, resume: true, cancellation);
-                using var model = Checkpoint.Load(outcome.ModelFolder);
+                TrainingResult outcome;
+                using (var trainer = Trainer.Open(run, dataset, new NewRun(arm.Config, arm.Options), resume: true))
+                    outcome = TrainingConsole.Run(trainer, cancellation);
+                using var model = HybridForCausalLM.FromPretrained(outcome.ModelFolder);
                 rows.Add((arm, outcome, WeightNormalization.Statistics(WeightNormalization.Targets(model)), ModelFootprint.Of(arm.Config).Parameters));
             }
             string report = Report(name, result.GetValue(data)!, rows);

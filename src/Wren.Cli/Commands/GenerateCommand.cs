@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Wren.Checkpoints;
+using Wren.Models;
 using Wren.Inference;
 using Wren.Tokenization;
 
@@ -27,7 +28,7 @@ internal static class GenerateCommand
         {
             var device = common.Initialize(result);
             string folder = result.GetValue(model)!;
-            using var lm = Checkpoint.Load(folder, common.ScalarType(result), device);
+            using var lm = HybridForCausalLM.FromPretrained(folder, common.ScalarType(result), device);
             var tokenizer = TokenizerLoader.ForModel(folder, lm.Config);
             var stopIds = (result.GetValue(stopToken) ?? []).ToList();
             if (tokenizer.EndOfTextId is { } eot) stopIds.Add(eot);

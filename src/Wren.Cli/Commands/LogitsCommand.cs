@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using TorchSharp;
 using Wren.Checkpoints;
+using Wren.Models;
 using Wren.Inference;
 using Wren.Interop;
 
@@ -25,7 +26,7 @@ internal static class LogitsCommand
             string extension = Path.GetExtension(outPath).ToLowerInvariant();
             if (extension is not (".npy" or ".json")) throw new WrenException($"--out must end in .npy or .json, got '{outPath}'");
             var device = common.Initialize(result);
-            using var lm = Checkpoint.Load(result.GetValue(model)!, common.ScalarType(result), device);
+            using var lm = HybridForCausalLM.FromPretrained(result.GetValue(model)!, common.ScalarType(result), device);
             using var ids = Scoring.ReadTokens(result.GetValue(tokens)!, lm.Config.VocabSize).to(device);
             using var logits = Scoring.Logits(lm, ids, result.GetValue(prefill)).cpu();
             var shape = logits.shape;

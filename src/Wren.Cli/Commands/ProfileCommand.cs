@@ -54,7 +54,7 @@ internal static class ProfileCommand
             {
                 foreach (var (name, path, folder) in targets)
                 {
-                    using var model = folder ? Checkpoint.Load(path, common.ScalarType(result), device) : RandomModel(path, common.ScalarType(result), device);
+                    using var model = folder ? HybridForCausalLM.FromPretrained(path, common.ScalarType(result), device) : RandomModel(path, common.ScalarType(result), device);
                     profiles.Add(LatencyProfiler.Profile(model, name, options, facts, new StatusProgress(status)));
                 }
             });

@@ -56,19 +56,23 @@ internal static class QuickstartCommand
             string dataFolder = Path.Combine(folder, "data");
             bool prepared = File.Exists(Path.Combine(dataFolder, DataManifest.FileName)) && DataManifest.Load(dataFolder).Tokenizer == tokenizer.Identity;
             if (!prepared) DataCommands.Prepare(inputs, dataFolder, tokenizer, new PrepareOptions(), cancellation);
+            else console.WriteLine($"   reusing {dataFolder} (prepared with this tokenizer)");
             using var dataset = TokenDataset.Open(dataFolder);
             DataCommands.Report(dataset.Manifest, dataFolder);
 
             console.MarkupLine("[bold]4. train[/]");
             string run = Path.Combine(folder, "run");
-            var cfg = TrainCommand.ForDataset(HybridConfig.Load(result.GetValue(config)!), dataset.Manifest);
             var options = new TrainingOptions { Steps = result.GetValue(steps), LearningRate = 2e-3, WarmupSteps = 30, EvalEvery = 50, CheckpointEvery = 50 };
-            bool resume = TrainingCheckpoint.List(run).Count > 0;
-            if (resume) cfg = HybridConfig.Load(Path.Combine(run, Trainer.ConfigFile));
-            var trained = TrainCommand.Run(cfg, dataset, options, run, resume, cancellation);
+            TrainingResult trained;
+            using (var trainer = Trainer.Open(run, dataset, new NewRun(HybridConfig.Load(result.GetValue(config)!), options), resume: true,
+                                              new RunLength(Steps: options.Steps)))
+            {
+                if (trainer.Origin.Resumed) console.WriteLine($"   reusing {run}: its model config, training options and weights; only --steps applies");
+                trained = TrainingConsole.Run(trainer, cancellation);
+            }
 
             console.MarkupLine("[bold]5. check[/] prefill + token-by-token decode against the full forward");
-            using var model = Checkpoint.Load(trained.ModelFolder, device: device);
+            using var model = HybridForCausalLM.FromPretrained(trained.ModelFolder, device: device);
             var generator = new TextGenerator(model, TokenizerLoader.ForModel(trained.ModelFolder, model.Config));
             var ids = tokenizer.Tokenizer.Encode(result.GetValue(prompt)! + " is a word that");
             using (var tokens = TorchSharp.torch.tensor(ids.Select(i => (long)i).ToArray(), [1, ids.Count], device: device))

@@ -11,12 +11,8 @@ public static class Checkpoint
 {
     public const string ConfigFile = "config.json";
 
-    /// <summary>
-    /// Builds the model from <c>config.json</c> and fills every parameter from the safetensors file(s), converting
-    /// dtypes tensor by tensor. Missing, unexpected or mis-shaped tensors are errors that name them; a tied
-    /// config tolerates an extra <c>lm_head.weight</c> (the tie wins, as in HF).
-    /// </summary>
-    public static HybridForCausalLM Load(string folder, ScalarType dtype = ScalarType.Float32, Device? device = null)
+    /// <summary>The body of <see cref="HybridForCausalLM.FromPretrained"/>, the one public load entry.</summary>
+    internal static HybridForCausalLM Load(string folder, ScalarType dtype, Device? device)
     {
         if (!Directory.Exists(folder)) throw new WrenException($"model folder not found: {folder}");
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16))

@@ -12,8 +12,7 @@ namespace Wren.Models;
 /// <param name="Cache">Null: a full parallel forward (training, scoring). Otherwise the tokens continue this cache and update it.</param>
 /// <param name="LeftPad">With a cache: pad tokens at the start of each row [B] (ragged prompts); their logits are meaningless.</param>
 /// <param name="LastPositionOnly">Compute logits for the last position only (generation).</param>
-/// <param name="Timings">When set, each layer's wall time is added to it (profiling).</param>
-public sealed record LMInput(Tensor InputIds, ModelCache? Cache = null, Tensor? LeftPad = null, bool LastPositionOnly = false, LayerTimings? Timings = null);
+public sealed record LMInput(Tensor InputIds, ModelCache? Cache = null, Tensor? LeftPad = null, bool LastPositionOnly = false);
 
 /// <summary>Float32 logits [B, T, V] (or [B, 1, V]).</summary>
 public sealed record LMOutput(Tensor Logits);
@@ -52,7 +51,35 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
         }
     }
 
+    /// <summary>
+    /// Loads a Hugging Face model folder (<c>config.json</c> + <c>model.safetensors</c> or sharded safetensors with an
+    /// index): builds the model from the config and fills every parameter, converting dtypes tensor by tensor, in eval
+    /// mode. Missing, unexpected or mis-shaped tensors are <see cref="WrenException"/>s that name them; a tied config
+    /// tolerates an extra <c>lm_head.weight</c> (the tie wins, as in HF). <paramref name="dtype"/>: float32, bfloat16 or float16.
+    /// </summary>
+    public static HybridForCausalLM FromPretrained(string folder, ScalarType dtype = ScalarType.Float32, Device? device = null) =>
+        Checkpoints.Checkpoint.Load(folder, dtype, device);
+
     public HybridModel Backbone => model;
+
+    /// <summary>
+    /// Installs <paramref name="observer"/> around every layer of every forward until the returned handle is disposed
+    /// (one at a time): the profiler's per-layer hook, kept out of the model's inputs (llama.cpp's <c>cb</c>).
+    /// </summary>
+    public IDisposable Observe(ILayerObserver observer)
+    {
+        lock (inferenceGate)
+        {
+            if (model.Observer is not null) throw new InvalidOperationException("a layer observer is already installed on this model");
+            model.Observer = observer;
+        }
+        return new Observation(model);
+    }
+
+    sealed class Observation(HybridModel model) : IDisposable
+    {
+        public void Dispose() => model.Observer = null;
+    }
     public Tensor LmHeadWeight => lm_head?.Weight ?? model.EmbedTokens.Weight;
 
     public override LMOutput forward(LMInput input)
@@ -67,7 +94,7 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
             if (input.LeftPad is not null) throw new ArgumentException("left padding needs a cache (see Generator)");
             if (M > 0) h = cat([model.MemoryTokens!.unsqueeze(0).expand(B, M, -1), h], 1);     // [B, M+T, H]
             var positions = arange(M + T, device: ids.device).unsqueeze(0).expand(B, -1);
-            h = model.forward(new BackboneInput(h, positions, null, null, input.Timings));
+            h = model.forward(new BackboneInput(h, positions, null, null));
             if (M > 0) h = h.narrow(1, M, T);
         }
         else if (T > PrefillChunk)
@@ -91,7 +118,7 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
             var offsets = arange(T, device: ids.device).unsqueeze(0);                          // [1, T]
             if (padding is not null) offsets = offsets - padding.Counts.unsqueeze(1);
             var positions = cache.NextPosition.unsqueeze(1) + offsets;                         // real token n of the chunk at next+n
-            h = model.forward(new BackboneInput(h, positions, padding, cache, input.Timings));
+            h = model.forward(new BackboneInput(h, positions, padding, cache));
             cache.NextPosition.add_(padding is null ? T : (T - padding.Counts));
         }
         if (input.LastPositionOnly) h = h.narrow(1, h.shape[1] - 1, 1);
@@ -197,16 +224,8 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
     }
 }
 
-/// <summary>Input of the layer stack: hidden states, positions, padding, the request cache (or null), optional timings.</summary>
-public sealed record BackboneInput(Tensor Hidden, Tensor Positions, LeftPadding? Padding, ModelCache? Cache, LayerTimings? Timings = null);
-
-/// <summary>Accumulated wall time per layer (seconds), filled by forwards that are given it, and of the whole runs they belong to.</summary>
-public sealed class LayerTimings(int layers)
-{
-    public double[] Seconds { get; } = new double[layers];
-    /// <summary>Wall time of the enclosing runs (set by the caller), so that layers + everything else adds up.</summary>
-    public double RunSeconds { get; set; }
-}
+/// <summary>Input of the layer stack: hidden states, positions, padding, the request cache (or null).</summary>
+public sealed record BackboneInput(Tensor Hidden, Tensor Positions, LeftPadding? Padding, ModelCache? Cache);
 
 /// <summary>The <c>model.</c> part of the checkpoint: embeddings, meta tokens, decoder layers, final norm.</summary>
 public sealed class HybridModel : nn.Module<BackboneInput, Tensor>
@@ -215,6 +234,9 @@ public sealed class HybridModel : nn.Module<BackboneInput, Tensor>
     public Parameter? MemoryTokens { get; }
     public ModuleList Layers { get; }
     public RmsNorm FinalNorm { get; }
+
+    /// <summary>The observer installed by <see cref="HybridForCausalLM.Observe"/>, or null.</summary>
+    internal ILayerObserver? Observer { get; set; }
 
     public HybridModel(HybridConfig config, Placement placement) : base(nameof(HybridModel))
     {
@@ -238,11 +260,10 @@ public sealed class HybridModel : nn.Module<BackboneInput, Tensor>
         var h = input.Hidden;
         for (int i = 0; i < Layers.Count; i++)
         {
-            long start = input.Timings is null ? 0 : System.Diagnostics.Stopwatch.GetTimestamp();
+            var observer = Observer;
+            observer?.Entering(i);
             h = Layers[i].forward(new MixerInput(h, input.Positions, input.Padding, input.Cache?.Layers[i]));
-            if (input.Timings is null) continue;
-            if (h.device.type == DeviceType.CUDA) torch.cuda.synchronize();   // time the work, not the launch
-            input.Timings.Seconds[i] += System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
+            observer?.Left(i, h);
         }
         return h.MoveToOuterDisposeScope();
     }

@@ -169,11 +169,12 @@ public static class LatencyProfiler
     public static double DecodeSeconds(HybridForCausalLM model, ModelCache cache, int steps, LayerTimings? timings)
     {
         var next = zeros([cache.Batch, 1], ScalarType.Int64, cache.NextPosition.device);
+        using var observing = timings is null ? null : model.Observe(timings);
         var clock = Stopwatch.StartNew();
         for (int t = 0; t < steps; t++)
         {
             using var scope = NewDisposeScope();
-            var chosen = model.forward(new LMInput(next, cache, LastPositionOnly: true, Timings: timings)).Logits.argmax(-1);
+            var chosen = model.forward(new LMInput(next, cache, LastPositionOnly: true)).Logits.argmax(-1);
             next.Dispose();
             next = chosen.MoveToOuterDisposeScope();
         }

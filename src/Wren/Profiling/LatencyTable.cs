@@ -198,7 +198,9 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
             using var cache = model.NewCache(1, tokens);
             var timings = new LayerTimings(model.Config.NumLayers);
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            using (NewDisposeScope()) _ = model.forward(new LMInput(prompt, cache, LastPositionOnly: true, Timings: timings)).Logits.cpu();
+            using (model.Observe(timings))
+            using (NewDisposeScope())
+                _ = model.forward(new LMInput(prompt, cache, LastPositionOnly: true)).Logits.cpu();
             if (r == 0) continue;   // warm-up
             perLayer.Add(timings.Seconds.Sum() / timings.Seconds.Length / tokens);
             other.Add((clock.Elapsed.TotalSeconds - timings.Seconds.Sum()) / tokens);

@@ -58,12 +58,9 @@ public static class DepthWidthSweep
                 string run = Path.Combine(folder, "runs", $"d{depth}-w{width}");
                 if (Directory.Exists(run)) Directory.Delete(run, recursive: true);
                 TrainingResult trained;
-                using (var model = new HybridForCausalLM(config))
-                {
-                    Initialization.Apply(model, proxy.Seed);
-                    using var trainer = new Trainer(model, data, proxy with { CheckpointEvery = TrainingOptions.Never, EvalEvery = TrainingOptions.Never }, run);
+                var options = proxy with { CheckpointEvery = TrainingOptions.Never, EvalEvery = TrainingOptions.Never };
+                using (var trainer = Trainer.Open(run, data, new NewRun(config, options)))
                     trained = trainer.Run(cancellation: cancellation);
-                }
                 Directory.Delete(run, recursive: true);
                 progress?.Report($"depth {depth} × width {width}: timing decode");
                 points.Add(new SweepPoint(depth, width, ModelFootprint.Of(config).Parameters, trained.ValLoss, trained.ValPerplexity, DecodeMs(config), trained.Seconds));

@@ -27,9 +27,7 @@ public sealed class ProxyTrainer(SearchSpace space, TokenDataset data, string sc
         string run = Path.Combine(scratch, $"trial-{trial.Number}-{Guid.NewGuid().ToString("N")[..8]}");
         try
         {
-            using var model = new HybridForCausalLM(Config(trial));
-            Initialization.Apply(model, options.Seed);
-            using var trainer = new Trainer(model, data, options, run);
+            using var trainer = Trainer.Open(run, data, new NewRun(Config(trial), options));
             return trainer.Run(cancellation: cancellation).ValLoss;
         }
         finally

@@ -60,7 +60,7 @@ public static class TrainingCheckpoint
     /// <summary>Loads the model of a checkpoint (for training: fp32, train mode).</summary>
     public static HybridForCausalLM LoadModel(string checkpoint)
     {
-        var model = Checkpoint.Load(checkpoint);
+        var model = HybridForCausalLM.FromPretrained(checkpoint);
         model.train();
         return model;
     }

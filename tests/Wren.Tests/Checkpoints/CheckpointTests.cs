@@ -27,14 +27,14 @@ public class CheckpointTests
         Checkpoint.Save(model, dir, dtype, maxShardBytes);
         Assert.Equal(maxShardBytes > 0, File.Exists(Path.Combine(dir, CheckpointFiles.IndexFile)));
         if (maxShardBytes > 0) Assert.True(Directory.GetFiles(dir, "model-*-of-*.safetensors").Length > 1);
-        using var loaded = Checkpoint.Load(dir);
+        using var loaded = HybridForCausalLM.FromPretrained(dir);
         var original = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         foreach (var (name, p) in loaded.named_parameters())
         {
             var expected = original[name].to(dtype).to(ScalarType.Float32);   // exactly what the file holds
             Assert.True(torch.equal(p, expected).all().item<bool>(), $"{name} differs after {dtype} round trip");
         }
-        using var reloaded = Checkpoint.Load(dir, ScalarType.BFloat16);
+        using var reloaded = HybridForCausalLM.FromPretrained(dir, ScalarType.BFloat16);
         Assert.All(reloaded.named_parameters(), p => Assert.True(p.parameter.dtype is ScalarType.BFloat16 or ScalarType.Float32));
     }
 
@@ -75,7 +75,7 @@ public class CheckpointTests
         // Add a stray lm_head.weight: the tie wins.
         var names = model.named_parameters().Select(p => (p.name, (Tensor)p.parameter)).Append(("lm_head.weight", randn([97, 64]))).ToList();
         SafeTensorsFile.Write(Path.Combine(dir, CheckpointFiles.SingleFile), names);
-        using var loaded = Checkpoint.Load(dir);
+        using var loaded = HybridForCausalLM.FromPretrained(dir);
         var tokens = RandomTokens(1, 8, 97, 1);
         AssertClose(Scoring.Logits(loaded, tokens), Scoring.Logits(model, tokens), 1e-6);
     }

@@ -79,7 +79,7 @@ public class CliTests
         File.WriteAllText(asciiConfigPath, asciiConfig.ToJsonString());
         Assert.Equal(0, Run("init", "--config", asciiConfigPath, "--out", ascii, "--seed", "5"));
         dir = ascii;
-        using var model = Checkpoint.Load(dir);
+        using var model = HybridForCausalLM.FromPretrained(dir);
         var tokenizer = TokenizerLoader.ForModel(dir, model.Config);
         string[] prompts = ["Hi", "Hello there"];
         var expected = prompts.Select(p => GreedyReference(model, tokenizer, p, 5)).ToArray();

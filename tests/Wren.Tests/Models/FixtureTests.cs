@@ -1,5 +1,6 @@
 using TorchSharp;
 using Wren.Checkpoints;
+using Wren.Models;
 using Wren.Inference;
 using Wren.Interop;
 using static TorchSharp.torch;
@@ -22,7 +23,7 @@ public class FixtureTests
     {
         Assert.True(Directory.Exists(Case), $"fixture missing: {Case}");
         using var scope = NewDisposeScope();
-        using var model = Checkpoint.Load(Case);
+        using var model = HybridForCausalLM.FromPretrained(Case);
         var tokens = Scoring.ReadTokens(Path.Combine(Case, "tokens.json"), model.Config.VocabSize);
         var (data, shape) = Npy.ReadFloat32(Path.Combine(Case, "expected_logits.npy"));
         var expected = tensor(data, shape);
@@ -34,7 +35,7 @@ public class FixtureTests
     public void Bfloat16_load_stays_near_reference()
     {
         using var scope = NewDisposeScope();
-        using var model = Checkpoint.Load(Case, ScalarType.BFloat16);
+        using var model = HybridForCausalLM.FromPretrained(Case, ScalarType.BFloat16);
         var tokens = Scoring.ReadTokens(Path.Combine(Case, "tokens.json"), model.Config.VocabSize);
         var (data, shape) = Npy.ReadFloat32(Path.Combine(Case, "expected_logits.npy"));
         var actual = Scoring.Logits(model, tokens);

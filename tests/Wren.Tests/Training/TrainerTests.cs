@@ -30,9 +30,8 @@ public class TrainerTests
     {
         var (folder, _) = Corpus.Prepared();
         using var data = TokenDataset.Open(folder);
-        using var model = NewModel(SmallHybrid());
         string run = TestSupport.TempDir();
-        using var trainer = new Trainer(model, data, Options(40) with { LearningRate = 1e-2, EvalEvery = 20 }, run);
+        using var trainer = Trainer.Open(run, data, new NewRun(SmallHybrid(), Options(40) with { LearningRate = 1e-2, EvalEvery = 20 }));
         double before = trainer.Evaluate();
         var result = trainer.Run();
         Assert.True(result.ValLoss < before - 2, $"validation loss {before:F2} → {result.ValLoss:F2}");
@@ -49,22 +48,21 @@ public class TrainerTests
         var options = Options(7) with { GradAccumulation = 2, WeightNorm = true };
 
         string straight = TestSupport.TempDir();
-        using (var model = NewModel(SmallHybrid()))
-        using (var trainer = new Trainer(model, data, options, straight))
+        using (var trainer = Trainer.Open(straight, data, new NewRun(SmallHybrid(), options)))
             trainer.Run();
 
         string interrupted = TestSupport.TempDir();
-        using (var model = NewModel(SmallHybrid()))
-        using (var trainer = new Trainer(model, data, options, interrupted))
+        using (var trainer = Trainer.Open(interrupted, data, new NewRun(SmallHybrid(), options)))
         {
             using var stop = new CancellationTokenSource();
             Assert.Throws<OperationCanceledException>(() => trainer.Run(new Callback(s => { if (s.Step == 4) stop.Cancel(); }), stop.Token));
         }
         Assert.Equal(3, TrainingCheckpoint.List(interrupted)[^1].Step);   // the kill lands after step 4; step 3 is the last checkpoint
-        using (var model = NewModel(SmallHybrid(), seed: 99))   // different weights: the checkpoint must replace them
-        using (var trainer = new Trainer(model, data, options, interrupted, resume: true))
+        // A different new run is offered: resuming ignores it and takes the run's own config, options and weights.
+        using (var trainer = Trainer.Open(interrupted, data, new NewRun(SmallHybrid(metaTokens: 0), options with { Seed = 99 }), resume: true))
         {
             Assert.Equal(3, trainer.State.Step);
+            Assert.Equal(new RunOrigin(true, 3, 7), trainer.Origin);
             trainer.Run();
         }
 
@@ -73,8 +71,8 @@ public class TrainerTests
         Assert.Equal(expected, actual);   // bit-identical losses and gradient norms, steps 1–7
         File.AppendAllText(Path.Combine(interrupted, MetricsLog.FileName), "{\"step\": 8, \"los");   // a line torn by a crash mid-append
         Assert.Equal(actual.Count, MetricsLog.Read(Path.Combine(interrupted, MetricsLog.FileName)).Count(e => e.Loss is not null));
-        using var a = Wren.Checkpoints.Checkpoint.Load(Path.Combine(straight, Trainer.ModelFolder));
-        using var b = Wren.Checkpoints.Checkpoint.Load(Path.Combine(interrupted, Trainer.ModelFolder));
+        using var a = HybridForCausalLM.FromPretrained(Path.Combine(straight, Trainer.ModelFolder));
+        using var b = HybridForCausalLM.FromPretrained(Path.Combine(interrupted, Trainer.ModelFolder));
         var bWeights = b.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         foreach (var (name, p) in a.named_parameters()) Assert.True(p.equal(bWeights[name]).all().item<bool>(), name);
     }
@@ -120,7 +118,8 @@ public class TrainerTests
     [Fact]
     public void Weight_normalization_keeps_targets_on_the_unit_sphere_and_leaves_the_rest()
     {
-        using var model = NewModel(SmallHybrid() with { TieWordEmbeddings = false });
+        using var fresh = NewModel(SmallHybrid() with { TieWordEmbeddings = false });
+        var model = fresh;
         var targets = WeightNormalization.Targets(model);
         var names = targets.ToDictionary(t => t.Name, t => t.Axis);
         Assert.Equal(NormalizedAxis.Rows, names["model.layers.0.gla.q_proj.weight"]);
@@ -137,7 +136,10 @@ public class TrainerTests
 
         var (folder, _) = Corpus.Prepared();
         using var data = TokenDataset.Open(folder);
-        using var trainer = new Trainer(model, data, Options(1) with { WeightNorm = true, CheckpointEvery = 100 }, TestSupport.TempDir());
+        var options = Options(1) with { WeightNorm = true, CheckpointEvery = 100 };
+        using var trainer = Trainer.Open(TestSupport.TempDir(), data, new NewRun(SmallHybrid() with { TieWordEmbeddings = false }, options));
+        model = trainer.Model;
+        targets = trainer.NormalizedMatrices;
         var others = model.named_parameters().Where(p => !names.ContainsKey(p.name)).ToDictionary(p => p.name, p => p.parameter.detach().clone());
         trainer.Run();
         foreach (var target in targets)
@@ -185,12 +187,10 @@ public class TrainerTests
     {
         var (folder, _) = Corpus.Prepared();
         using var data = TokenDataset.Open(folder);
-        using var model = NewModel(SmallHybrid());
         string run = TestSupport.TempDir();
-        using (var trainer = new Trainer(model, data, Options(3), run)) trainer.Run();
-        using (no_grad()) model.Backbone.EmbedTokens.Weight.fill_(float.NaN);
-        using var again = new Trainer(model, data, Options(6), run, resume: true);
-        using (no_grad()) model.Backbone.EmbedTokens.Weight.fill_(float.NaN);   // the resume reloaded good weights; poison them again
+        using (var trainer = Trainer.Open(run, data, new NewRun(SmallHybrid(), Options(3)))) trainer.Run();
+        using var again = Trainer.Open(run, data, null, resume: true, new RunLength(Steps: 6));
+        using (no_grad()) again.Model.Backbone.EmbedTokens.Weight.fill_(float.NaN);   // poison the resumed weights
         var error = Assert.Throws<WrenException>(() => again.Run());
         Assert.Contains("became NaN at step 4", error.Message);
         Assert.Contains("last good checkpoint (step 3)", error.Message);
