@@ -6,6 +6,7 @@ using Wren.Data;
 using Wren.Models;
 using Wren.Profiling;
 using Wren.Training;
+using Wren.Common;
 
 namespace Wren.Cli.Commands;
 
@@ -56,13 +57,13 @@ internal static class ExperimentCommand
                 rows.Add((arm, outcome, WeightNormalization.Statistics(WeightNormalization.Targets(model)), ModelFootprint.Of(arm.Config).Parameters));
             }
             string report = Report(name, result.GetValue(data)!, rows);
-            Checkpoint.WriteAtomically(Path.Combine(folder, "report.md"), report);
-            var plot = ProfilePlots.Chart($"{name}: validation loss", "tokens", "validation loss (nats/token)", rows.Select(r =>
+            AtomicFile.WriteAllText(Path.Combine(folder, "report.md"), report);
+            var plot = Charts.Lines($"{name}: validation loss", "tokens", "validation loss (nats/token)", rows.Select(r =>
             {
                 var entries = MetricsLog.Read(Path.Combine(folder, r.Arm.Name, MetricsLog.FileName)).Where(e => e.ValLoss is not null).ToList();
                 return ($"{name} {r.Arm.Name}", entries.Select(e => (double)e.Tokens).ToArray(), entries.Select(e => e.ValLoss!.Value).ToArray());
             }));
-            ProfilePlots.Save(plot, Path.Combine(folder, "validation-loss"));
+            Charts.Save(plot, Path.Combine(folder, "validation-loss"));
             AnsiConsole.WriteLine();
             AnsiConsole.WriteLine(report);
             return Task.FromResult(0);

@@ -5,6 +5,7 @@ using Wren.Checkpoints;
 using Wren.Models;
 using Wren.Inference;
 using Wren.Interop;
+using Wren.Common;
 
 namespace Wren.Cli.Commands;
 
@@ -32,7 +33,7 @@ internal static class LogitsCommand
             var shape = logits.shape;
             var data = logits.data<float>().ToArray();
             if (extension == ".npy") Npy.WriteFloat32(outPath, data, shape);
-            else Checkpoint.WriteAtomically(outPath, JsonSerializer.Serialize(Nest(data, shape)));
+            else AtomicFile.WriteAllText(outPath, JsonSerializer.Serialize(Nest(data, shape)));
             Console.Error.WriteLine($"wrote logits [{string.Join(", ", shape)}] to {outPath}");
             return 0;
         });

@@ -5,6 +5,7 @@ using Wren.Checkpoints;
 using Wren.Models;
 using Wren.Modules;
 using Wren.Profiling;
+using Wren.Common;
 
 namespace Wren.Cli.Commands;
 
@@ -61,7 +62,7 @@ internal static class ProfileCommand
             Print(profiles, facts);
             string outDir = result.GetValue(output)!;
             Directory.CreateDirectory(outDir);
-            Checkpoint.WriteAtomically(Path.Combine(outDir, "profile.json"), JsonSerializer.Serialize(profiles, Json));
+            AtomicFile.WriteAllText(Path.Combine(outDir, "profile.json"), JsonSerializer.Serialize(profiles, Json));
             var plots = ProfilePlots.Write(profiles, outDir);
             Console.WriteLine($"wrote {Path.Combine(outDir, "profile.json")} and {plots.Count} plots");
             return 0;

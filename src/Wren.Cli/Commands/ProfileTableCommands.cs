@@ -4,6 +4,7 @@ using Spectre.Console;
 using Wren.Checkpoints;
 using Wren.Models;
 using Wren.Profiling;
+using Wren.Common;
 
 namespace Wren.Cli.Commands;
 
@@ -82,7 +83,7 @@ internal static class ProfileTableCommands
             AnsiConsole.Write(view);
             double mape = checks.Average(c => c.AbsolutePercentError);
             Console.WriteLine($"mean absolute percentage error over {checks.Count} architectures: {mape:F1} % (target ≤ 5 %)");
-            if (result.GetValue(output) is { } file) Checkpoint.WriteAtomically(file, JsonSerializer.Serialize(new { mape, checks }, ProfileCommand.Json));
+            if (result.GetValue(output) is { } file) AtomicFile.WriteAllText(file, JsonSerializer.Serialize(new { mape, checks }, ProfileCommand.Json));
             return 0;
         });
         return command;
@@ -118,7 +119,7 @@ internal static class ProfileTableCommands
             AnsiConsole.Write(view);
             string folder = result.GetValue(output)!;
             Directory.CreateDirectory(folder);
-            Checkpoint.WriteAtomically(Path.Combine(folder, "grid.json"), JsonSerializer.Serialize(points, ProfileCommand.Json));
+            AtomicFile.WriteAllText(Path.Combine(folder, "grid.json"), JsonSerializer.Serialize(points, ProfileCommand.Json));
             DepthWidthGrid.Heatmap(points, Path.Combine(folder, "latency-heatmap"));
             Console.WriteLine($"wrote {Path.Combine(folder, "grid.json")} and latency-heatmap.png/.svg");
             return 0;

@@ -6,6 +6,7 @@ using Wren.Inference;
 using Wren.Models;
 using Wren.Tokenization;
 using Wren.Training;
+using Wren.Common;
 
 namespace Wren.Cli.Commands;
 
@@ -47,7 +48,7 @@ internal static class QuickstartCommand
             if (!File.Exists(tokenizerPath) || !File.Exists(stamp) || File.ReadAllText(stamp) != inputKey)
             {
                 DataCommands.TrainTokenizer(inputs, new CorpusFormat(), result.GetValue(vocab), 2, tokenizerPath, cancellation);
-                Checkpoint.WriteAtomically(stamp, inputKey);
+                AtomicFile.WriteAllText(stamp, inputKey);
             }
             else console.WriteLine($"   reusing {tokenizerPath}");
             var tokenizer = TokenizerSource.Open(tokenizerPath);

@@ -6,6 +6,7 @@ using Wren.Data;
 using Wren.Models;
 using Wren.Scaling;
 using Wren.Training;
+using Wren.Common;
 
 namespace Wren.Cli.Commands;
 
@@ -62,7 +63,7 @@ internal static class ScalingCommand
                 ? $"\nFor a budget of {budgetMs:F2} ms/token: depth {r.Depth}, width {r.Width} (predicted PPL {analysis.RecommendedPredicted:F2}, measured {r.ValPerplexity:F2}, {r.DecodeMsPerToken:F2} ms/token)."
                 : $"\nNo measured shape decodes within {budgetMs:F2} ms/token.");
             text.AppendLine("\n![frontier](frontier.png)");
-            Checkpoint.WriteAtomically(Path.Combine(folder, "report.md"), text.ToString());
+            AtomicFile.WriteAllText(Path.Combine(folder, "report.md"), text.ToString());
             Console.WriteLine(text);
             return Task.FromResult(0);
         });

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using TorchSharp;
+using Wren.Common;
 using Wren.Models;
 using Wren.Modules;
 using static TorchSharp.torch;
@@ -7,7 +8,7 @@ using static TorchSharp.torch;
 namespace Wren.Checkpoints;
 
 /// <summary>Loads and saves Hugging Face model folders (config.json + safetensors) with the exact HF tensor names.</summary>
-public static class Checkpoint
+internal static class Checkpoint
 {
     public const string ConfigFile = "config.json";
 
@@ -52,7 +53,7 @@ public static class Checkpoint
     public static void Save(HybridForCausalLM model, string folder, ScalarType? dtype = null, long maxShardBytes = 0)
     {
         Directory.CreateDirectory(folder);
-        WriteAtomically(Path.Combine(folder, ConfigFile), model.Config.ToJson());
+        AtomicFile.WriteAllText(Path.Combine(folder, ConfigFile), model.Config.ToJson());
         var tensors = model.named_parameters()
             .Select(p => (p.name, tensor: dtype is { } t && p.parameter.dtype != t ? p.parameter.detach().to(t) : p.parameter.detach()))
             .ToList();
@@ -83,19 +84,11 @@ public static class Checkpoint
             }
             long total = tensors.Sum(t => t.tensor.NumberOfElements * t.tensor.ElementSize);
             var index = new JsonObject { ["metadata"] = new JsonObject { ["total_size"] = total }, ["weight_map"] = weightMap };
-            WriteAtomically(Path.Combine(folder, CheckpointFiles.IndexFile), index.ToJsonString(new() { WriteIndented = true }));
+            AtomicFile.WriteAllText(Path.Combine(folder, CheckpointFiles.IndexFile), index.ToJsonString(new() { WriteIndented = true }));
         }
         finally
         {
             foreach (var (_, tensor) in tensors) tensor.Dispose();
         }
-    }
-
-    /// <summary>Temp file + rename: readers see the old file or the new one, never a torn one.</summary>
-    public static void WriteAtomically(string path, string text)
-    {
-        string temp = path + ".wren-tmp";
-        File.WriteAllText(temp, text);
-        File.Move(temp, path, overwrite: true);
     }
 }

@@ -3,6 +3,7 @@ using System.Text.Json.Serialization;
 using Wren.Checkpoints;
 using Wren.Models;
 using Wren.Tokenization;
+using Wren.Common;
 
 namespace Wren.Data;
 
@@ -54,7 +55,7 @@ public sealed record DataManifest(
         TiktokenEncoding = Tokenizer.Kind == "tiktoken" ? Tokenizer.Name : config.TiktokenEncoding,
     };
 
-    public void Save(string folder) => Checkpoint.WriteAtomically(Path.Combine(folder, FileName), JsonSerializer.Serialize(this, Json));
+    public void Save(string folder) => AtomicFile.WriteAllText(Path.Combine(folder, FileName), JsonSerializer.Serialize(this, Json));
 
     public static DataManifest Load(string folder)
     {

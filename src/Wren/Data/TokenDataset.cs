@@ -9,8 +9,8 @@ public sealed class TokenDataset : IDisposable
 {
     public string Folder { get; }
     public DataManifest Manifest { get; }
-    public TokenSplit Train { get; }
-    public TokenSplit Validation { get; }
+    internal TokenSplit Train { get; }
+    internal TokenSplit Validation { get; }
 
     TokenDataset(string folder, DataManifest manifest, bool verify)
     {
@@ -40,7 +40,7 @@ public sealed class TokenDataset : IDisposable
 }
 
 /// <summary>The tokens of one split as one memory-mapped sequence across its shards.</summary>
-public sealed unsafe class TokenSplit : IDisposable
+internal sealed unsafe class TokenSplit : IDisposable
 {
     readonly int width;
     readonly List<(MemoryMappedFile Map, MemoryMappedViewAccessor View, nint Data, long Start, long Tokens)> shards = [];

@@ -4,7 +4,7 @@ namespace Wren.Data;
 /// Training windows of <c>SequenceLength + 1</c> tokens at uniformly random positions. Batch <c>i</c> depends only on
 /// (seed, i), so the data position of a run is just the number of batches drawn: resuming needs no sampler state.
 /// </summary>
-public sealed class WindowSampler
+internal sealed class WindowSampler
 {
     readonly TokenSplit split;
     readonly ulong seed;

@@ -30,7 +30,7 @@ public sealed record SamplingOptions
 }
 
 /// <summary>Next-token selection from float32 logits [B, V].</summary>
-public static class Sampler
+internal static class Sampler
 {
     /// <param name="seen">[B, V] bool: tokens already in each row, for the repetition penalty (or null).</param>
     /// <returns>[B] int64 token ids.</returns>

@@ -11,7 +11,7 @@ namespace Wren.Kernels;
 /// ~30 GB/s vs ~70 GB/s for this kernel on a 2-core AVX-512 machine; see docs/benchmarks.md). Rows are split
 /// across the intra-op threads (<see cref="Workers"/>).
 /// </summary>
-public static unsafe class MatVec
+internal static unsafe class MatVec
 {
     /// <summary>Below this many weights one thread is faster than waking another.</summary>
     const long ParallelThreshold = 1 << 16;

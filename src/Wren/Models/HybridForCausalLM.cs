@@ -60,7 +60,15 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
     public static HybridForCausalLM FromPretrained(string folder, ScalarType dtype = ScalarType.Float32, Device? device = null) =>
         Checkpoints.Checkpoint.Load(folder, dtype, device);
 
-    public HybridModel Backbone => model;
+    /// <summary>
+    /// Writes config.json and the weights (in <paramref name="dtype"/>, default the model's) into <paramref name="folder"/>,
+    /// every file atomically, in the Hugging Face layout <see cref="FromPretrained"/> reads. With
+    /// <paramref name="maxShardBytes"/> &gt; 0 the weights are split into <c>model-0000i-of-0000n.safetensors</c> shards plus an index.
+    /// </summary>
+    public void SavePretrained(string folder, ScalarType? dtype = null, long maxShardBytes = 0) =>
+        Checkpoints.Checkpoint.Save(this, folder, dtype, maxShardBytes);
+
+    internal HybridModel Backbone => model;
 
     /// <summary>
     /// Installs <paramref name="observer"/> around every layer of every forward until the returned handle is disposed
@@ -225,10 +233,10 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
 }
 
 /// <summary>Input of the layer stack: hidden states, positions, padding, the request cache (or null).</summary>
-public sealed record BackboneInput(Tensor Hidden, Tensor Positions, LeftPadding? Padding, ModelCache? Cache);
+internal sealed record BackboneInput(Tensor Hidden, Tensor Positions, LeftPadding? Padding, ModelCache? Cache);
 
 /// <summary>The <c>model.</c> part of the checkpoint: embeddings, meta tokens, decoder layers, final norm.</summary>
-public sealed class HybridModel : nn.Module<BackboneInput, Tensor>
+internal sealed class HybridModel : nn.Module<BackboneInput, Tensor>
 {
     public Embedding EmbedTokens { get; }
     public Parameter? MemoryTokens { get; }

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace Wren.Modules;
 
 /// <summary>Token embedding table [V, H]; allocated uninitialized (see <see cref="Linear"/>).</summary>
-public sealed class Embedding : nn.Module<Tensor, Tensor>
+internal sealed class Embedding : nn.Module<Tensor, Tensor>
 {
     readonly Parameter weight;
 

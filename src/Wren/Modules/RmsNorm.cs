@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 namespace Wren.Modules;
 
 /// <summary><c>w ⊙ x / sqrt(mean(x²) + eps)</c> over the last dimension; the variance is computed in float32 as in HF.</summary>
-public sealed class RmsNorm : nn.Module<Tensor, Tensor>
+internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
 {
     readonly Parameter weight;
     public double Eps { get; }

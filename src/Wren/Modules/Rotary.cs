@@ -8,7 +8,7 @@ namespace Wren.Modules;
 /// Rotary position embedding, rotate-half (NeoX/Llama) style: <c>x' = x·cos + rotate_half(x)·sin</c>,
 /// <c>inv_freq_i = base^(−2i/d)</c>. Tables are float32, as in HF.
 /// </summary>
-public sealed class Rotary
+internal sealed class Rotary
 {
     readonly double baseTheta;
     readonly int dim;

@@ -12,7 +12,7 @@ namespace Wren.Modules;
 /// zero left padding, tap K−1 on the current token. Weight [C, 1, K] (HF conv1d layout).
 /// The decode state holds the last K−1 raw inputs per channel, [B, C, K−1].
 /// </summary>
-public sealed class ShortConv : nn.Module<Tensor, Tensor>
+internal sealed class ShortConv : nn.Module<Tensor, Tensor>
 {
     readonly Parameter weight;
     readonly Parameter? bias;

@@ -13,7 +13,7 @@ namespace Wren.Operators;
 /// and an optional sliding window W: query i sees keys j with i − W ≤ j ≤ i (W+1 keys, flash-attn's
 /// convention, which the Nemotron-Flash full forward uses). HF module name: <c>self_attn</c>.
 /// </summary>
-public sealed class Attention : Mixer
+internal sealed class Attention : Mixer
 {
     readonly Linear q_proj, k_proj, v_proj, o_proj;
     readonly RmsNorm? q_norm, k_norm;
@@ -278,7 +278,7 @@ public sealed class Attention : Mixer
 /// slot [B, capacity] (−1 for empty or pad slots). Slots are written in order, modulo the capacity: for a
 /// sliding window that is a ring whose oldest slot falls out of every future query's window.
 /// </summary>
-public sealed class AttentionState : IMixerState
+internal sealed class AttentionState : IMixerState
 {
     public Tensor Keys { get; }
     public Tensor Values { get; }

@@ -10,7 +10,7 @@ namespace Wren.Operators;
 /// bias) and SiLU; q and k L2-normalized per head, q scaled by dk^(−1/2); β = sigmoid(b_proj(x)); the delta
 /// rule (<see cref="DeltaRule"/>); per-head RMSNorm (shared weight, eps 1e-5); o_proj. HF module name: <c>gla</c>.
 /// </summary>
-public sealed class DeltaNet : DeltaRuleMixer
+internal sealed class DeltaNet : DeltaRuleMixer
 {
     /// <summary>Layer type "deltanet", module <c>gla</c> (the released checkpoint's name).</summary>
     public static OperatorSpec Spec { get; } = new()
@@ -43,7 +43,7 @@ public sealed class DeltaNet : DeltaRuleMixer
 /// What DeltaNet and Gated DeltaNet share: projections, short convs, q/k normalization, β, the per-head output
 /// norm and the choice between the chunked and recurrent forms. Fields carry fla/HF names.
 /// </summary>
-public abstract class DeltaRuleMixer : Mixer
+internal abstract class DeltaRuleMixer : Mixer
 {
     /// <summary>Kernel size of the q/k/v short convs (fla's default, which Nemotron-Flash keeps).</summary>
     public const int ConvKernel = 4;

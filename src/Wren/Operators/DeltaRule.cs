@@ -17,7 +17,7 @@ namespace Wren.Operators;
 /// <see cref="Recurrent"/> is the specification, <see cref="Chunked"/> the parallel form, <see cref="FusedRecurrent"/>
 /// the CPU decode step; <see cref="DecodeForm"/> chooses.
 /// </summary>
-public static class DeltaRule
+internal static class DeltaRule
 {
     /// <summary>Token-by-token form: the specification, and the decode step off the CPU kernels.</summary>
     public static (Tensor Output, Tensor State) Recurrent(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? g, Tensor? state0)

@@ -8,7 +8,7 @@ namespace Wren.Operators;
 /// <summary>
 /// Feed-forward block. "silu": <c>down(silu(gate(x)) ⊙ up(x))</c> (SwiGLU); "relu2": <c>down(relu(up(x))²)</c>.
 /// </summary>
-public sealed class Ffn : nn.Module<Tensor, Tensor>
+internal sealed class Ffn : nn.Module<Tensor, Tensor>
 {
     /// <summary>Layer type "f": an FFN-only layer (no mixer, no state).</summary>
     public static OperatorSpec Spec { get; } = new() { Name = "f", Description = "FFN-only layer" };

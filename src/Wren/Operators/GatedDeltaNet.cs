@@ -12,7 +12,7 @@ namespace Wren.Operators;
 /// output gate: <c>o_proj(RMSNorm(o) ⊙ silu(g_proj(x)))</c> (normalize, then gate). Wren layer type "gdn",
 /// module name <c>gdn</c>; same heads as DeltaNet (num_attention_heads heads of H/nh).
 /// </summary>
-public sealed class GatedDeltaNet : DeltaRuleMixer
+internal sealed class GatedDeltaNet : DeltaRuleMixer
 {
     readonly Linear a_proj, g_proj;
     readonly Parameter A_log, dt_bias;

@@ -15,7 +15,7 @@ namespace Wren.Operators;
 /// <c>S_t = exp(Δ_t A_h)·S_{t−1} + Δ_t x_t B_tᵀ,  y_t = S_t C_t + D_h x_t</c>; then
 /// <c>out_proj(RMSNorm(y ⊙ silu(z)))</c> (gate, then normalize; eps 1e-5). HF module name: <c>mamba</c>.
 /// </summary>
-public sealed class Mamba2 : Mixer
+internal sealed class Mamba2 : Mixer
 {
     readonly Linear in_proj, out_proj;
     readonly ShortConv conv1d;

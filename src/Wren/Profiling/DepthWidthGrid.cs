@@ -1,6 +1,7 @@
 using TorchSharp;
 using Wren.Models;
 using static TorchSharp.torch;
+using Wren.Common;
 
 namespace Wren.Profiling;
 
@@ -57,6 +58,6 @@ public static class DepthWidthGrid
         plot.Axes.Bottom.Label.Text = "width (hidden size)";
         plot.Axes.Left.Label.Text = "depth (blocks)";
         plot.Title("Decode latency, batch 1");
-        return ProfilePlots.Save(plot, pathWithoutExtension);
+        return Charts.Save(plot, pathWithoutExtension);
     }
 }

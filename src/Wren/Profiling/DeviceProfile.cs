@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using TorchSharp;
 using Wren.Checkpoints;
+using Wren.Common;
 
 namespace Wren.Profiling;
 
@@ -64,7 +65,7 @@ public sealed record DeviceProfile(DeviceIdentity Identity, DeviceFacts Facts, D
     public void Save(string path)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        Checkpoint.WriteAtomically(path, JsonSerializer.Serialize(this, Json));
+        AtomicFile.WriteAllText(path, JsonSerializer.Serialize(this, Json));
     }
 
     public static DeviceProfile Load(string path)

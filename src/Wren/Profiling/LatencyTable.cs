@@ -4,6 +4,7 @@ using TorchSharp;
 using Wren.Checkpoints;
 using Wren.Models;
 using static TorchSharp.torch;
+using Wren.Common;
 
 namespace Wren.Profiling;
 
@@ -44,7 +45,7 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     public void Save(string path)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        Checkpoint.WriteAtomically(path, JsonSerializer.Serialize(this, Json));
+        AtomicFile.WriteAllText(path, JsonSerializer.Serialize(this, Json));
     }
 
     public static LatencyTable Load(string path)

@@ -4,6 +4,7 @@ using Wren.Data;
 using Wren.Models;
 using Wren.Profiling;
 using Wren.Training;
+using Wren.Common;
 
 namespace Wren.Scaling;
 
@@ -46,7 +47,7 @@ public static class DepthWidthSweep
                 cancellation.ThrowIfCancellationRequested();
                 progress?.Report($"depth {points[i].Depth} × width {points[i].Width}: timing decode again");
                 points[i] = points[i] with { DecodeMsPerToken = DecodeMs(Shape(points[i].Depth, points[i].Width)) };
-                Checkpoint.WriteAtomically(results, JsonSerializer.Serialize(points, Json));
+                AtomicFile.WriteAllText(results, JsonSerializer.Serialize(points, Json));
             }
         foreach (int depth in depths)
             foreach (int width in widths)
@@ -64,7 +65,7 @@ public static class DepthWidthSweep
                 Directory.Delete(run, recursive: true);
                 progress?.Report($"depth {depth} × width {width}: timing decode");
                 points.Add(new SweepPoint(depth, width, ModelFootprint.Of(config).Parameters, trained.ValLoss, trained.ValPerplexity, DecodeMs(config), trained.Seconds));
-                Checkpoint.WriteAtomically(results, JsonSerializer.Serialize(points, Json));
+                AtomicFile.WriteAllText(results, JsonSerializer.Serialize(points, Json));
             }
         return points.Where(p => depths.Contains(p.Depth) && widths.Contains(p.Width)).ToList();
     }
@@ -96,7 +97,7 @@ public static class DepthWidthSweep
             series.LegendText = $"depth {group.Key}";
             series.MarkerSize = 9;
         }
-        var front = Search.Pareto.Front(points, p => p.ValPerplexity, p => p.DecodeMsPerToken).OrderBy(p => p.DecodeMsPerToken).ToList();
+        var front = Pareto.Front(points, p => p.ValPerplexity, p => p.DecodeMsPerToken).OrderBy(p => p.DecodeMsPerToken).ToList();
         var line = plot.Add.ScatterLine(front.Select(p => p.DecodeMsPerToken).ToArray(), front.Select(p => p.ValPerplexity).ToArray());
         line.LegendText = "frontier";
         foreach (var p in points) plot.Add.Text($"{p.Depth}×{p.Width}", p.DecodeMsPerToken, p.ValPerplexity).LabelFontSize = 10;
@@ -104,6 +105,6 @@ public static class DepthWidthSweep
         plot.Axes.Bottom.Label.Text = "decode ms/token (batch 1)";
         plot.Axes.Left.Label.Text = "validation perplexity";
         plot.ShowLegend();
-        return ProfilePlots.Save(plot, pathWithoutExtension);
+        return Charts.Save(plot, pathWithoutExtension);
     }
 }

@@ -1,3 +1,4 @@
+using Wren.Common;
 using Wren.Models;
 
 namespace Wren.Search;
@@ -115,12 +116,4 @@ public sealed class AgingEvolution(SearchSpace space, CandidatePlacer placer)
 
     static NewTrial Trial(Candidate c, int number, int cycle, string parent, string mutation) =>
         new(number, cycle, c.Architecture.ToString(), parent, mutation, c.Width, c.PredictedLatencyMs, c.Feasible, c.Parameters);
-}
-
-/// <summary>Pareto fronts for two objectives to minimize.</summary>
-public static class Pareto
-{
-    /// <summary>Items no other item beats in both objectives (ties kept), in input order.</summary>
-    public static IEnumerable<T> Front<T>(IReadOnlyList<T> items, Func<T, double> first, Func<T, double> second) =>
-        items.Where(a => !items.Any(b => first(b) <= first(a) && second(b) <= second(a) && (first(b) < first(a) || second(b) < second(a))));
 }

@@ -2,6 +2,7 @@ using System.Text;
 using Wren.Checkpoints;
 using Wren.Models;
 using Wren.Profiling;
+using Wren.Common;
 
 namespace Wren.Search;
 
@@ -43,7 +44,7 @@ public static class SearchReport
         if (done.Count == 0)
         {
             text.AppendLine("No finished trials yet.");
-            Checkpoint.WriteAtomically(Path.Combine(folder, "report.md"), text.ToString());
+            AtomicFile.WriteAllText(Path.Combine(folder, "report.md"), text.ToString());
             return new Outcome(text.ToString(), null, null);
         }
 
@@ -125,16 +126,16 @@ public static class SearchReport
         scatter.Axes.Bottom.Label.Text = $"predicted ms to decode {space.Latency.DecodeTokens} tokens";
         scatter.Axes.Left.Label.Text = "proxy validation loss";
         scatter.ShowLegend();
-        ProfilePlots.Save(scatter, Path.Combine(folder, "front"));
-        ProfilePlots.Save(ProfilePlots.Chart($"{study}: evolution", "trial", "proxy validation loss",
+        Charts.Save(scatter, Path.Combine(folder, "front"));
+        Charts.Save(Charts.Lines($"{study}: evolution", "trial", "proxy validation loss",
             [("trial loss", xs.ToArray(), losses.ToArray()), ("best so far", xs.ToArray(), bests.ToArray())]), Path.Combine(folder, "trajectory"));
 
         var config = space.Config(Architecture.Parse(winner.Architecture, space), winner.Width, template);
         string configPath = Path.Combine(folder, "winner.config.json");
-        Checkpoint.WriteAtomically(configPath, config.ToJson());
+        AtomicFile.WriteAllText(configPath, config.ToJson());
         text.AppendLine();
         text.AppendLine($"Winner config: `winner.config.json` (train it with `wren train --config {configPath} --data …`).");
-        Checkpoint.WriteAtomically(Path.Combine(folder, "report.md"), text.ToString());
+        AtomicFile.WriteAllText(Path.Combine(folder, "report.md"), text.ToString());
         return new Outcome(text.ToString(), winner, configPath);
     }
 }

@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Wren.Checkpoints;
+using Wren.Common;
 
 namespace Wren.Tokenization;
 
@@ -131,7 +132,7 @@ public sealed record TrainedBpe(IReadOnlyList<byte[]> Tokens, IReadOnlyList<(int
         return root.ToJsonString(new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
     }
 
-    public void Save(string path) => Checkpoint.WriteAtomically(path, ToTokenizerJson());
+    public void Save(string path) => AtomicFile.WriteAllText(path, ToTokenizerJson());
 
     /// <summary>GPT-2's byte → printable character map: printable Latin-1 bytes stand for themselves, the rest shift to U+0100….</summary>
     static readonly char[] ByteChars = BuildByteChars();

@@ -6,6 +6,7 @@ using Wren.Models;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using Parameter = TorchSharp.Modules.Parameter;
+using Wren.Common;
 
 namespace Wren.Training;
 
@@ -126,7 +127,7 @@ public sealed class Trainer : IDisposable
             if (start.Options.WeightNorm) WeightNormalization.Apply(trainer.normalized);   // start on the sphere, as every later step ends there
             trainer.Origin = new RunOrigin(false, 0, start.Options.TotalSteps);
         }
-        Checkpoint.WriteAtomically(Path.Combine(run, ConfigFile), trainer.model.Config.ToJson());
+        AtomicFile.WriteAllText(Path.Combine(run, ConfigFile), trainer.model.Config.ToJson());
         trainer.options.Save(Path.Combine(run, OptionsFile));
         trainer.metrics = new MetricsLog(run, trainer.state.Step);
         return trainer;
@@ -271,7 +272,7 @@ public sealed class Trainer : IDisposable
         var config = model.Config;
         if (data.Manifest.Tokenizer.Kind == "tiktoken" && config.TiktokenEncoding != data.Manifest.Tokenizer.Name)
             throw new WrenException($"set wren_tiktoken_encoding to {data.Manifest.Tokenizer.Name} in the model config, so the saved model names its tokenizer");
-        Checkpoint.Save(model, folder);
+        model.SavePretrained(folder);
         if (TokenizerJson() is { } json) File.Copy(json, Path.Combine(folder, "tokenizer.json"), overwrite: true);
     }
 

@@ -15,7 +15,7 @@ public sealed record TrainerState(long Step, long TokensSeen, double Seconds);
 /// the optimizer state, the torch generator state and <c>trainer-state.json</c>. The folder is written under a
 /// temporary name and renamed into place, so a crash leaves either the whole checkpoint or none of it.
 /// </summary>
-public static class TrainingCheckpoint
+internal static class TrainingCheckpoint
 {
     public const string Folder = "checkpoints";
     const string StateFile = "trainer-state.json", OptimizerFile = "optimizer.bin", GeneratorFile = "rng.safetensors", TempSuffix = ".wren-tmp";
@@ -27,7 +27,7 @@ public static class TrainingCheckpoint
         string final = PathFor(run, state.Step), temp = final + TempSuffix;
         if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
         Directory.CreateDirectory(temp);
-        Checkpoint.Save(model, temp);
+        model.SavePretrained(temp);
         optimizer.save_state_dict(Path.Combine(temp, OptimizerFile));
         SafeTensorsFile.Write(Path.Combine(temp, GeneratorFile), [("torch_cpu", torch.get_rng_state())]);
         if (tokenizerJson is not null) File.Copy(tokenizerJson, Path.Combine(temp, "tokenizer.json"));

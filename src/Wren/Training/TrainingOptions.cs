@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Wren.Checkpoints;
+using Wren.Common;
 
 namespace Wren.Training;
 
@@ -71,7 +72,7 @@ public sealed record TrainingOptions
     internal static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
 
     public string ToJson() => JsonSerializer.Serialize(this, Json);
-    public void Save(string path) => Checkpoint.WriteAtomically(path, ToJson());
+    public void Save(string path) => AtomicFile.WriteAllText(path, ToJson());
 
     public static TrainingOptions Load(string path)
     {

@@ -24,7 +24,7 @@ public class CheckpointTests
         using var scope = NewDisposeScope();
         string dir = TempDir();
         using var model = RandomModel(FlashSmall, seed: 2);
-        Checkpoint.Save(model, dir, dtype, maxShardBytes);
+        model.SavePretrained(dir, dtype, maxShardBytes);
         Assert.Equal(maxShardBytes > 0, File.Exists(Path.Combine(dir, CheckpointFiles.IndexFile)));
         if (maxShardBytes > 0) Assert.True(Directory.GetFiles(dir, "model-*-of-*.safetensors").Length > 1);
         using var loaded = HybridForCausalLM.FromPretrained(dir);
@@ -69,7 +69,7 @@ public class CheckpointTests
         var config = FlashSmall with { TieWordEmbeddings = true };
         using var model = RandomModel(config, seed: 3);
         string dir = TempDir();
-        Checkpoint.Save(model, dir);
+        model.SavePretrained(dir);
         using (var file = SafeTensorsFile.Open(Path.Combine(dir, CheckpointFiles.SingleFile)))
             Assert.DoesNotContain("lm_head.weight", file.Tensors.Keys);
         // Add a stray lm_head.weight: the tie wins.
@@ -108,7 +108,7 @@ public class BadInputTests
     {
         string dir = TempDir();
         using var model = RandomModel(Config("a", "m2", "deltanet", "f"), seed: 1);
-        Checkpoint.Save(model, dir);
+        model.SavePretrained(dir);
         string tokens = Path.Combine(dir, "tokens.json");
         File.WriteAllText(tokens, "[[1, 2, 3], [4, 5, 6]]");
         return (dir, tokens);

@@ -1,3 +1,4 @@
+using Wren.Common;
 using Wren.Search;
 
 namespace Wren.Tests.Search;

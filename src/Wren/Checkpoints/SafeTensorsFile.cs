@@ -8,7 +8,7 @@ using static TorchSharp.torch;
 namespace Wren.Checkpoints;
 
 /// <summary>One tensor entry of a safetensors header; offsets are relative to the end of the header.</summary>
-public sealed record SafeTensorInfo(string Name, string DType, long[] Shape, long Begin, long End)
+internal sealed record SafeTensorInfo(string Name, string DType, long[] Shape, long Begin, long End)
 {
     public long ByteLength => End - Begin;
     public long Elements => Shape.Aggregate(1L, (a, b) => a * b);
@@ -19,7 +19,7 @@ public sealed record SafeTensorInfo(string Name, string DType, long[] Shape, lon
 /// header, then raw little-endian data. Every header field is validated before any data is read.
 /// Written here: no safetensors package exists for .NET on the registry.
 /// </summary>
-public sealed unsafe class SafeTensorsFile : IDisposable
+internal sealed unsafe class SafeTensorsFile : IDisposable
 {
     /// <summary>Header sizes above this are rejected (the format's reference implementation uses the same bound).</summary>
     const long MaxHeaderBytes = 100_000_000;

@@ -2,7 +2,7 @@ using System.Text.Json.Nodes;
 using Wren.Models;
 using Wren.Tokenization;
 
-namespace Wren.Tests.Inference;
+namespace Wren.Tests.Tokenization;
 
 public class TokenizerTests
 {
