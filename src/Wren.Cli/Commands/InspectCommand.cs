@@ -35,19 +35,11 @@ internal static class InspectCommand
             table.AddRow("embeddings + lm_head", "", footprint.EmbeddingParameters.ToString("N0"), $"{100.0 * footprint.EmbeddingParameters / footprint.Parameters:F1} %");
             table.AddRow("[bold]total[/]", config.NumLayers.ToString(), $"[bold]{footprint.Parameters:N0}[/]", "100 %");
             console.Write(table);
-            console.WriteLine($"weights: {Bytes(footprint.WeightBytes)} fp32, {Bytes(footprint.WeightBytes / 2)} bf16");
-            console.WriteLine($"decode cache per sequence (fp32): {Bytes(footprint.CacheBytes(1, 1))} at 1 token, {Bytes(footprint.CacheBytes(1, ctx))} at {ctx} tokens; " +
+            console.WriteLine($"weights: {Formats.Bytes(footprint.WeightBytes)} fp32, {Formats.Bytes(footprint.WeightBytes / 2)} bf16");
+            console.WriteLine($"decode cache per sequence (fp32): {Formats.Bytes(footprint.CacheBytes(1, 1))} at 1 token, {Formats.Bytes(footprint.CacheBytes(1, ctx))} at {ctx} tokens; " +
                               $"grows {footprint.CacheBytesPerToken:N0} B/token");
             return 0;
         });
         return command;
     }
-
-    internal static string Bytes(long bytes) => bytes switch
-    {
-        >= 1L << 30 => $"{bytes / (double)(1L << 30):F2} GiB",
-        >= 1L << 20 => $"{bytes / (double)(1L << 20):F1} MiB",
-        >= 1L << 10 => $"{bytes / 1024.0:F1} KiB",
-        _ => $"{bytes} B",
-    };
 }

@@ -45,7 +45,7 @@ internal static class ProfileCommand
             var options = new ProfileOptions
             {
                 PromptTokens = result.GetValue(prompt), DecodeTokens = result.GetValue(decode), Repeats = result.GetValue(repeats),
-                Contexts = ParseInts(result.GetValue(contexts)!, "--contexts"), ThroughputContext = result.GetValue(throughputContext),
+                Contexts = Formats.Ints(result.GetValue(contexts)!, "--contexts"), ThroughputContext = result.GetValue(throughputContext),
                 MemoryBudgetBytes = ParseBytes(result.GetValue(budget)!), MaxBatch = result.GetValue(maxBatch),
             };
             options.Validate();
@@ -87,26 +87,21 @@ internal static class ProfileCommand
         foreach (var p in profiles) table.AddColumn(Markup.Escape(p.Name));
         void Row(string label, Func<ModelProfile, string> cell) => table.AddRow([label, .. profiles.Select(p => Markup.Escape(cell(p)))]);
         Row("parameters", p => $"{p.Parameters / 1e6:F1}M");
-        Row("weights", p => InspectCommand.Bytes(p.WeightBytes));
+        Row("weights", p => Formats.Bytes(p.WeightBytes));
         Row("prefill", p => $"{p.PrefillSeconds.Median * 1e3:F1} ms for {p.PromptTokens} tokens");
         Row("decode (batch 1)", p => $"{p.DecodeSeconds.Median:F3} s for {p.DecodeTokens} tokens = {p.MsPerToken:F2} ms/token");
         Row("÷ bandwidth roofline", p => $"{p.RooflineRatio:F2} (roofline {p.RooflineMs:F2} ms)");
         foreach (int i in Enumerable.Range(0, profiles.Max(p => p.LatencyByContext.Count)))
             Row($"ms/token at context {profiles[0].LatencyByContext.ElementAtOrDefault(i)?.Context}", p => p.LatencyByContext.ElementAtOrDefault(i) is { } c ? $"{c.MsPerToken.Median:F2}" : "");
-        Row("cache per sequence", p => string.Join(" / ", p.LatencyByContext.Select(c => InspectCommand.Bytes(c.CacheBytesPerSequence))));
+        Row("cache per sequence", p => string.Join(" / ", p.LatencyByContext.Select(c => Formats.Bytes(c.CacheBytesPerSequence))));
         Row("throughput", p => p.Throughput.Count == 0 ? "none fits" : $"{p.Throughput[^1].TokensPerSecond.Median:F0} tokens/s at batch {p.LargestBatch} (context {p.ThroughputContext})");
         Row("decode time by layer type", p => string.Join(", ", p.Breakdown.Select(b => $"{b.LayerType}×{b.Layers} {b.MsPerToken:F2} ms ({b.Share:P0})")) + $", other {p.OtherMsPerToken:F2} ms");
-        Row("peak RSS", p => InspectCommand.Bytes(p.PeakRssBytes));
+        Row("peak RSS", p => Formats.Bytes(p.PeakRssBytes));
         console.Write(table);
         foreach (var p in profiles)
             foreach (var w in p.Warnings) console.MarkupLine($"[yellow]warning[/] {Markup.Escape(p.Name)}: {Markup.Escape(w)}");
     }
 
-    internal static int[] ParseInts(string text, string option)
-    {
-        try { return text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray(); }
-        catch (FormatException) { throw new WrenException($"{option} takes a comma-separated list of whole numbers, got '{text}'"); }
-    }
 
     internal static long ParseBytes(string text)
     {

@@ -40,8 +40,8 @@ internal static class ProfileTableCommands
             foreach (var op in ops) OperatorSpec.ParseLatencyKey(op);   // an unknown operator fails before measuring
             LatencyTable table = null!;
             AnsiConsole.Status().Start("measuring", status => table = LatencyTable.Build(config, ops,
-                ProfileCommand.ParseInts(result.GetValue(widths)!, "--widths"), ProfileCommand.ParseInts(result.GetValue(batches)!, "--batches"),
-                ProfileCommand.ParseInts(result.GetValue(contexts)!, "--contexts"), DeviceIdentity.Current(device), repeats: result.GetValue(repeats),
+                Formats.Ints(result.GetValue(widths)!, "--widths"), Formats.Ints(result.GetValue(batches)!, "--batches"),
+                Formats.Ints(result.GetValue(contexts)!, "--contexts"), DeviceIdentity.Current(device), repeats: result.GetValue(repeats),
                 calibrationArchitectures: result.GetValue(calibration), progress: new StatusProgress(status)));
             table.Save(result.GetValue(output)!);
             var view = new Table().AddColumns("operator", "width", "batch", "context", "decode step µs/layer", "prefill µs/token/layer");
@@ -109,7 +109,7 @@ internal static class ProfileTableCommands
             var blocks = result.GetValue(pattern)!.Split(' ', StringSplitOptions.RemoveEmptyEntries);
             IReadOnlyList<GridPoint> points = [];
             AnsiConsole.Status().Start("measuring", status => points = DepthWidthGrid.Measure(config, blocks,
-                ProfileCommand.ParseInts(result.GetValue(depths)!, "--depths"), ProfileCommand.ParseInts(result.GetValue(widths)!, "--widths"),
+                Formats.Ints(result.GetValue(depths)!, "--depths"), Formats.Ints(result.GetValue(widths)!, "--widths"),
                 result.GetValue(prompt), result.GetValue(decode), result.GetValue(repeats), new StatusProgress(status)));
             var widthList = points.Select(p => p.Width).Distinct().Order().ToList();
             var view = new Table().AddColumn("depth \\ width");
@@ -126,10 +126,4 @@ internal static class ProfileTableCommands
         });
         return command;
     }
-}
-
-/// <summary>Progress shown in a Spectre status line, reported synchronously on the measuring thread.</summary>
-internal sealed class StatusProgress(StatusContext status) : IProgress<string>
-{
-    public void Report(string value) => status.Status(Markup.Escape(value));
 }

@@ -47,7 +47,7 @@ internal static class QuickstartCommand
             string inputKey = string.Join("\n", inputs.Select(Path.GetFullPath)) + $"\nvocab={result.GetValue(vocab)}";
             if (!File.Exists(tokenizerPath) || !File.Exists(stamp) || File.ReadAllText(stamp) != inputKey)
             {
-                DataCommands.TrainTokenizer(inputs, new CorpusFormat(), result.GetValue(vocab), 2, tokenizerPath, cancellation);
+                DataConsole.TrainTokenizer(inputs, new CorpusFormat(), result.GetValue(vocab), 2, tokenizerPath, cancellation);
                 AtomicFile.WriteAllText(stamp, inputKey);
             }
             else console.WriteLine($"   reusing {tokenizerPath}");
@@ -56,10 +56,10 @@ internal static class QuickstartCommand
             console.MarkupLine("[bold]3. data[/] token shards + validation split");
             string dataFolder = Path.Combine(folder, "data");
             bool prepared = File.Exists(Path.Combine(dataFolder, DataManifest.FileName)) && DataManifest.Load(dataFolder).Tokenizer == tokenizer.Identity;
-            if (!prepared) DataCommands.Prepare(inputs, dataFolder, tokenizer, new PrepareOptions(), cancellation);
+            if (!prepared) DataConsole.Prepare(inputs, dataFolder, tokenizer, new PrepareOptions(), cancellation);
             else console.WriteLine($"   reusing {dataFolder} (prepared with this tokenizer)");
             using var dataset = TokenDataset.Open(dataFolder);
-            DataCommands.Report(dataset.Manifest, dataFolder);
+            DataConsole.Report(dataset.Manifest, dataFolder);
 
             console.MarkupLine("[bold]4. train[/]");
             string run = Path.Combine(folder, "run");
@@ -69,7 +69,7 @@ internal static class QuickstartCommand
                                               new RunLength(Steps: options.Steps)))
             {
                 if (trainer.Origin.Resumed) console.WriteLine($"   reusing {run}: its model config, training options and weights; only --steps applies");
-                trained = TrainingConsole.Run(trainer, cancellation);
+                trained = Resumable.Run(Resumable.SameCommand(result), () => TrainingConsole.Run(trainer, cancellation));
             }
 
             console.MarkupLine("[bold]5. check[/] prefill + token-by-token decode against the full forward");

@@ -48,6 +48,12 @@ public sealed class AgingEvolution(SearchSpace space, CandidatePlacer placer)
 {
     EvolutionSettings Settings => space.Evolution;
 
+    /// <summary>The cycle as people count it: 0 for the initial population (stored as −1), then 1, 2, … (stored 0-based).</summary>
+    public static int CycleNumber(int storedCycle) => storedCycle < 0 ? 0 : storedCycle + 1;
+
+    /// <summary>"initial population" or "cycle n" (1-based), for messages.</summary>
+    public static string CycleName(int storedCycle) => storedCycle < 0 ? "initial population" : $"cycle {storedCycle + 1}";
+
     /// <summary>Trial numbers of cycle c start here.</summary>
     public int FirstNumber(int cycle) => cycle < 0 ? 0 : Settings.Population + cycle * Settings.ChildrenPerCycle;
 
@@ -78,7 +84,7 @@ public sealed class AgingEvolution(SearchSpace space, CandidatePlacer placer)
     public IReadOnlyList<NewTrial> Children(int cycle, IReadOnlyList<Trial> history)
     {
         if (history.Any(t => t.Cycle < cycle && t.Status is "pending" or "running"))
-            throw new InvalidOperationException($"cycle {cycle} needs every earlier trial finished");
+            throw new InvalidOperationException($"{CycleName(cycle)} needs every earlier trial finished");
         var population = Population(cycle, history);
         var random = new Random(unchecked((int)Settings.Seed * 7919 + 1009 * (cycle + 2)));
         var seen = history.Select(t => Key(Architecture.Parse(t.Architecture, space))).ToHashSet();
