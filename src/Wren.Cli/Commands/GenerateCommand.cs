@@ -1,7 +1,7 @@
 using System.CommandLine;
 using Wren.Checkpoints;
-using Wren.Models;
 using Wren.Inference;
+using Wren.Models;
 using Wren.Tokenization;
 
 namespace Wren.Cli.Commands;

@@ -2,10 +2,10 @@ using System.CommandLine;
 using System.Text.Json;
 using TorchSharp;
 using Wren.Checkpoints;
-using Wren.Models;
+using Wren.Common;
 using Wren.Inference;
 using Wren.Interop;
-using Wren.Common;
+using Wren.Models;
 
 namespace Wren.Cli.Commands;
 

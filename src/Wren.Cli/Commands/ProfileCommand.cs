@@ -2,10 +2,10 @@ using System.CommandLine;
 using System.Text.Json;
 using Spectre.Console;
 using Wren.Checkpoints;
+using Wren.Common;
 using Wren.Models;
 using Wren.Modules;
 using Wren.Profiling;
-using Wren.Common;
 
 namespace Wren.Cli.Commands;
 

@@ -1,12 +1,12 @@
 using System.CommandLine;
 using Spectre.Console;
 using Wren.Checkpoints;
+using Wren.Common;
 using Wren.Data;
 using Wren.Inference;
 using Wren.Models;
 using Wren.Tokenization;
 using Wren.Training;
-using Wren.Common;
 
 namespace Wren.Cli.Commands;
 

@@ -2,11 +2,11 @@ using System.CommandLine;
 using System.Text;
 using Spectre.Console;
 using Wren.Checkpoints;
+using Wren.Common;
 using Wren.Data;
 using Wren.Models;
 using Wren.Scaling;
 using Wren.Training;
-using Wren.Common;
 
 namespace Wren.Cli.Commands;
 

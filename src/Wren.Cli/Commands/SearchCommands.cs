@@ -3,11 +3,11 @@ using System.Text;
 using System.Text.Json;
 using Spectre.Console;
 using Wren.Checkpoints;
+using Wren.Common;
 using Wren.Data;
 using Wren.Models;
 using Wren.Profiling;
 using Wren.Search;
-using Wren.Common;
 
 namespace Wren.Cli.Commands;
 

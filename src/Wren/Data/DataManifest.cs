@@ -1,9 +1,9 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Wren.Checkpoints;
+using Wren.Common;
 using Wren.Models;
 using Wren.Tokenization;
-using Wren.Common;
 
 namespace Wren.Data;
 

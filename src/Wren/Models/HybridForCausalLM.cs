@@ -1,9 +1,9 @@
 using TorchSharp;
-using Parameter = TorchSharp.Modules.Parameter;
-using ModuleList = TorchSharp.Modules.ModuleList<Wren.Models.HybridDecoderLayer>;
 using Wren.Modules;
 using Wren.Operators;
 using static TorchSharp.torch;
+using ModuleList = TorchSharp.Modules.ModuleList<Wren.Models.HybridDecoderLayer>;
+using Parameter = TorchSharp.Modules.Parameter;
 
 namespace Wren.Models;
 

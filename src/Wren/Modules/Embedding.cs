@@ -1,6 +1,6 @@
 using TorchSharp;
-using Parameter = TorchSharp.Modules.Parameter;
 using static TorchSharp.torch;
+using Parameter = TorchSharp.Modules.Parameter;
 
 namespace Wren.Modules;
 

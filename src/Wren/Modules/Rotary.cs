@@ -1,6 +1,6 @@
 using TorchSharp;
-using static TorchSharp.torch;
 using Wren.Models;
+using static TorchSharp.torch;
 
 namespace Wren.Modules;
 

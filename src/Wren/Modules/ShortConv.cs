@@ -2,8 +2,8 @@ using System.Runtime.CompilerServices;
 using TorchSharp;
 using Wren.Kernels;
 using Wren.Operators;
-using Parameter = TorchSharp.Modules.Parameter;
 using static TorchSharp.torch;
+using Parameter = TorchSharp.Modules.Parameter;
 
 namespace Wren.Modules;
 

@@ -1,8 +1,8 @@
 using TorchSharp;
-using Parameter = TorchSharp.Modules.Parameter;
 using Wren.Models;
 using Wren.Modules;
 using static TorchSharp.torch;
+using Parameter = TorchSharp.Modules.Parameter;
 
 namespace Wren.Operators;
 
@@ -15,7 +15,9 @@ namespace Wren.Operators;
 internal sealed class GatedDeltaNet : DeltaRuleMixer
 {
     readonly Linear a_proj, g_proj;
+#pragma warning disable IDE1006   // Hugging Face checkpoint names (A_log, D), so strict loading needs no key map
     readonly Parameter A_log, dt_bias;
+#pragma warning restore IDE1006
 
     /// <summary>Layer type "gdn", module <c>gdn</c>: DeltaNet's state and projections, plus A = U(0, 16) and a Δ-bias as Mamba2's.</summary>
     public static OperatorSpec Spec { get; } = new()

@@ -2,10 +2,10 @@ using System.Numerics;
 using System.Runtime.CompilerServices;
 using TorchSharp;
 using Wren.Kernels;
-using Parameter = TorchSharp.Modules.Parameter;
 using Wren.Models;
 using Wren.Modules;
 using static TorchSharp.torch;
+using Parameter = TorchSharp.Modules.Parameter;
 
 namespace Wren.Operators;
 
@@ -19,7 +19,9 @@ internal sealed class Mamba2 : Mixer
 {
     readonly Linear in_proj, out_proj;
     readonly ShortConv conv1d;
+#pragma warning disable IDE1006   // Hugging Face checkpoint names (A_log, D), so strict loading needs no key map
     readonly Parameter dt_bias, A_log, D;
+#pragma warning restore IDE1006
     readonly RmsNorm norm;
     readonly int dInner, heads, headDim, groups, dState;
 

@@ -1,7 +1,7 @@
 using TorchSharp;
+using Wren.Common;
 using Wren.Models;
 using static TorchSharp.torch;
-using Wren.Common;
 
 namespace Wren.Profiling;
 

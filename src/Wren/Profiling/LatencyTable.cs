@@ -2,9 +2,9 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using TorchSharp;
 using Wren.Checkpoints;
+using Wren.Common;
 using Wren.Models;
 using static TorchSharp.torch;
-using Wren.Common;
 
 namespace Wren.Profiling;
 

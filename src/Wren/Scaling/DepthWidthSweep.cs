@@ -1,10 +1,10 @@
 using System.Text.Json;
 using Wren.Checkpoints;
+using Wren.Common;
 using Wren.Data;
 using Wren.Models;
 using Wren.Profiling;
 using Wren.Training;
-using Wren.Common;
 
 namespace Wren.Scaling;
 

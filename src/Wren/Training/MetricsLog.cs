@@ -1,8 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Wren.Checkpoints;
-using Wren.Profiling;
 using Wren.Common;
+using Wren.Profiling;
 
 namespace Wren.Training;
 

@@ -1,12 +1,12 @@
 using System.Diagnostics;
 using TorchSharp;
+using TorchSharp.Modules;
 using Wren.Checkpoints;
+using Wren.Common;
 using Wren.Data;
 using Wren.Models;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 using Parameter = TorchSharp.Modules.Parameter;
-using Wren.Common;
 
 namespace Wren.Training;
 

@@ -1,8 +1,8 @@
 using System.Text.Json;
 using TorchSharp;
+using TorchSharp.Modules;
 using Wren.Checkpoints;
 using Wren.Models;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Wren.Training;

@@ -1,8 +1,8 @@
 using TorchSharp;
 using Wren.Checkpoints;
-using Wren.Models;
 using Wren.Inference;
 using Wren.Interop;
+using Wren.Models;
 using static TorchSharp.torch;
 using static Wren.Tests.TestSupport;
 
