@@ -23,7 +23,8 @@ public static class WrenCli
         ScalingCommand.Create(),
     };
 
-    /// <summary>Exit codes: 0 success, 1 bad arguments (System.CommandLine), 2 bad input (a clear message), 130 cancelled (Ctrl-C).</summary>
+    /// <summary>Exit codes: 0 success, 1 bad arguments (System.CommandLine), 2 bad input (a clear message), 130 cancelled
+    /// (Ctrl-C).</summary>
     public static async Task<int> RunAsync(string[] args, TextWriter? error = null)
     {
         error ??= Console.Error;

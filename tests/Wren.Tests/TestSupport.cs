@@ -101,7 +101,8 @@ internal static class TestSupport
         var expected = Grads(reference);
         var actual = Grads(candidate);
         for (int i = 0; i < expected.Length; i++)
-            Assert.True(RelativeRms(actual[i], expected[i]) <= 1e-3, $"gradient of input {i}: relative RMS {RelativeRms(actual[i], expected[i]):E2}");
+            Assert.True(RelativeRms(actual[i], expected[i]) <= 1e-3,
+                        $"gradient of input {i}: relative RMS {RelativeRms(actual[i], expected[i]):E2}");
     }
 
     /// <summary>Relative RMS error ‖a − b‖ / ‖b‖.</summary>

@@ -11,7 +11,8 @@ internal static class DataCommands
     public static Command CreateData()
     {
         var command = new Command("data", "Prepare corpora for training");
-        var prepare = new Command("prepare", "Tokenize text/JSONL/Parquet files or folders into shards with a manifest and a validation split");
+        var prepare = new Command("prepare",
+                                  "Tokenize text/JSONL/Parquet files or folders into shards with a manifest and a validation split");
         var inputs = new Argument<string[]>("inputs") { Description = "files or folders (.txt/.md/.jsonl/.parquet, optionally .gz)", Arity = ArgumentArity.OneOrMore };
         var output = new Option<string>("--out") { Description = "dataset folder", Required = true };
         var tokenizer = new Option<string>("--tokenizer") { Description = "tokenizer.json (or its folder), cl100k_base or o200k_base", Required = true };
@@ -52,9 +53,11 @@ internal static class DataCommands
         train.Add(inputs);
         train.SetAction((result, cancellation) =>
         {
-            var trained = DataConsole.TrainTokenizer(result.GetValue(inputs)!, new CorpusFormat(result.GetValue(field)!, result.GetValue(column)!),
+            var trained = DataConsole.TrainTokenizer(result.GetValue(inputs)!,
+                                                     new CorpusFormat(result.GetValue(field)!, result.GetValue(column)!),
                                          result.GetValue(vocab), result.GetValue(minFrequency), result.GetValue(output)!, cancellation);
-            AnsiConsole.MarkupLine($"{Markup.Escape(result.GetValue(output)!)}: {trained.VocabularySize} tokens ({trained.Merges.Count} merges)");
+            AnsiConsole.MarkupLine($"{Markup.Escape(result.GetValue(output)!)}: {trained.VocabularySize} tokens ({trained.Merges.Count} " +
+                                   $"merges)");
             return Task.FromResult(0);
         });
         command.Add(train);

@@ -5,14 +5,17 @@ using Wren.Tokenization;
 
 namespace Wren.Cli.Commands;
 
-/// <summary>Data preparation and tokenizer training with live progress bars (used by <c>wren data</c>, <c>wren tokenizer</c> and the quick start).</summary>
+/// <summary>Data preparation and tokenizer training with live progress bars (used by <c>wren data</c>, <c>wren tokenizer</c> and the quick
+/// start).</summary>
 internal static class DataConsole
 {
     /// <summary>Prepares with a progress bar (bytes read, tokens/s).</summary>
-    public static DataManifest Prepare(IEnumerable<string> inputs, string output, TokenizerHandle tokenizer, PrepareOptions options, CancellationToken cancellation)
+    public static DataManifest Prepare(IEnumerable<string> inputs, string output, TokenizerHandle tokenizer, PrepareOptions options,
+                                       CancellationToken cancellation)
     {
         DataManifest? manifest = null;
-        AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+        AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(),
+                                                        new RemainingTimeColumn())
             .Start(context =>
             {
                 var task = context.AddTask("tokenizing", maxValue: 1);
@@ -28,17 +31,21 @@ internal static class DataConsole
     }
 
     public static void Report(DataManifest manifest, string folder) =>
-        AnsiConsole.MarkupLine($"{Markup.Escape(folder)}: [bold]{manifest.Train.Tokens:N0}[/] train and {manifest.Validation.Tokens:N0} validation tokens " +
-                               $"({manifest.Dtype}, {manifest.Train.Shards.Count + manifest.Validation.Shards.Count} shard(s)), tokenizer {Markup.Escape(manifest.Tokenizer.Name)} " +
+        AnsiConsole.MarkupLine($"{Markup.Escape(folder)}: [bold]{manifest.Train.Tokens:N0}[/] train and {manifest.Validation.Tokens:N0} " +
+                               $"validation tokens " +
+                               $"({manifest.Dtype}, {manifest.Train.Shards.Count + manifest.Validation.Shards.Count} shard(s)), " +
+                               $"tokenizer {Markup.Escape(manifest.Tokenizer.Name)} " +
                                $"({manifest.Tokenizer.VocabularySize} tokens)");
 
     /// <summary>Counts words over the corpus, learns merges, saves tokenizer.json; with progress.</summary>
-    public static TrainedBpe TrainTokenizer(IEnumerable<string> inputs, CorpusFormat format, int vocabSize, int minFrequency, string output, CancellationToken cancellation)
+    public static TrainedBpe TrainTokenizer(IEnumerable<string> inputs, CorpusFormat format, int vocabSize, int minFrequency,
+                                            string output, CancellationToken cancellation)
     {
         var trainer = new BpeTrainer();
         TrainedBpe? trained = null;
         var files = CorpusReader.Files(inputs);
-        AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+        AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(),
+                                                        new ElapsedTimeColumn())
             .Start(context =>
             {
                 var reading = context.AddTask("counting words", maxValue: files.Count);

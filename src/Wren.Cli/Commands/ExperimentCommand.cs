@@ -36,7 +36,8 @@ internal static class ExperimentCommand
             common.Initialize(result);
             using var dataset = TokenDataset.Open(result.GetValue(data)!);
             var chosen = arms(HybridConfig.Load(result.GetValue(config)!), flags.Read(result), result.GetValue(metaTokens));
-            var report = Resumable.Run(Resumable.SameCommand(result), () => Ablation.Run(name, result.GetValue(data)!, dataset, chosen, result.GetValue(output)!,
+            var report = Resumable.Run(Resumable.SameCommand(result), () =>
+                Ablation.Run(name, result.GetValue(data)!, dataset, chosen, result.GetValue(output)!,
                 (arm, trainer) =>
                 {
                     AnsiConsole.MarkupLine($"[bold]{name} = {arm.Name}[/]");

@@ -51,8 +51,10 @@ internal static class GenerateCommand
             else for (int b = 0; b < prompts.Length; b++) Console.WriteLine($"[{b}] {prompts[b]}{completions[b]}");
             var stats = generator.LastStats;
             Console.Error.WriteLine($"tokenizer: {tokenizer.Name}");
-            Console.Error.WriteLine($"prefill: {stats.PromptTokens} tokens in {stats.PrefillSeconds * 1000:F0} ms ({stats.PrefillTokensPerSecond:F1} tokens/s); " +
-                                    $"decode: {stats.GeneratedTokens} tokens in {stats.DecodeSeconds * 1000:F0} ms ({stats.DecodeTokensPerSecond:F1} tokens/s)");
+            Console.Error.WriteLine($"prefill: {stats.PromptTokens} tokens in {stats.PrefillSeconds * 1000:F0} ms " +
+                                    $"({stats.PrefillTokensPerSecond:F1} tokens/s); " +
+                                    $"decode: {stats.GeneratedTokens} tokens in {stats.DecodeSeconds * 1000:F0} ms " +
+                                    $"({stats.DecodeTokensPerSecond:F1} tokens/s)");
             return 0;
         });
         return command;

@@ -43,6 +43,7 @@ internal static class LogitsCommand
     static float[][][] Nest(float[] data, long[] shape)
     {
         int B = (int)shape[0], T = (int)shape[1], V = (int)shape[2];
-        return Enumerable.Range(0, B).Select(b => Enumerable.Range(0, T).Select(t => data.AsSpan((b * T + t) * V, V).ToArray()).ToArray()).ToArray();
+        return Enumerable.Range(0, B).Select(b =>
+            Enumerable.Range(0, T).Select(t => data.AsSpan((b * T + t) * V, V).ToArray()).ToArray()).ToArray();
     }
 }

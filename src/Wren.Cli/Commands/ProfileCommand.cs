@@ -16,7 +16,9 @@ internal static class ProfileCommand
 
     public static Command Create()
     {
-        var command = new Command("profile", "Measure decode/prefill latency, throughput and memory on this device (random weights are fine for latency)");
+        var command = new Command("profile",
+                                  "Measure decode/prefill latency, throughput and memory on this device (random weights are fine for " +
+                                  "latency)");
         var models = new Option<string[]>("--model") { Description = "model folder; repeat to compare" };
         var configs = new Option<string[]>("--config") { Description = "config.json or preset (random weights); repeat to compare" };
         var compare = new Option<string[]>("--compare") { Description = "more models to profile side by side: model folders, config.json files or presets" };
@@ -36,7 +38,8 @@ internal static class ProfileCommand
         command.SetAction(result =>
         {
             var device = common.Initialize(result);
-            var targets = (result.GetValue(models) ?? []).Select(m => (name: Path.GetFileName(Path.TrimEndingDirectorySeparator(m)), path: m, folder: true))
+            var targets = (result.GetValue(models) ?? []).Select(m =>
+                (name: Path.GetFileName(Path.TrimEndingDirectorySeparator(m)), path: m, folder: true))
                 .Concat((result.GetValue(configs) ?? []).Select(c => (name: Path.GetFileNameWithoutExtension(c), path: c, folder: false)))
                 .Concat((result.GetValue(compare) ?? []).Select(c => Directory.Exists(c)
                     ? (name: Path.GetFileName(Path.TrimEndingDirectorySeparator(c)), path: c, folder: true)
@@ -55,7 +58,9 @@ internal static class ProfileCommand
             {
                 foreach (var (name, path, folder) in targets)
                 {
-                    using var model = folder ? HybridForCausalLM.FromPretrained(path, common.ScalarType(result), device) : RandomModel(path, common.ScalarType(result), device);
+                    using var model = folder ? HybridForCausalLM.FromPretrained(path, common.ScalarType(result),
+                                                                                device) : RandomModel(path, common.ScalarType(result),
+                                                                                    device);
                     profiles.Add(LatencyProfiler.Profile(model, name, options, facts, new StatusProgress(status)));
                 }
             });
@@ -81,8 +86,10 @@ internal static class ProfileCommand
     static void Print(IReadOnlyList<ModelProfile> profiles, DeviceProfile device)
     {
         var console = AnsiConsole.Console;
-        console.WriteLine($"device {device.Identity.Processor} ({device.Identity.Threads} threads): copy {device.Facts.CopyBytesPerSecond / 1e9:F1} GB/s, " +
-                          $"matmul {device.Facts.MatmulFlopsPerSecond / 1e9:F0} GFLOP/s, matrix–vector {device.Facts.MatVecBytesPerSecond / 1e9:F1} GB/s");
+        console.WriteLine($"device {device.Identity.Processor} ({device.Identity.Threads} threads): copy " +
+                          $"{device.Facts.CopyBytesPerSecond / 1e9:F1} GB/s, " +
+                          $"matmul {device.Facts.MatmulFlopsPerSecond / 1e9:F0} GFLOP/s, matrix–vector " +
+                          $"{device.Facts.MatVecBytesPerSecond / 1e9:F1} GB/s");
         var table = new Table().AddColumn("");
         foreach (var p in profiles) table.AddColumn(Markup.Escape(p.Name));
         void Row(string label, Func<ModelProfile, string> cell) => table.AddRow([label, .. profiles.Select(p => Markup.Escape(cell(p)))]);
@@ -92,10 +99,15 @@ internal static class ProfileCommand
         Row("decode (batch 1)", p => $"{p.DecodeSeconds.Median:F3} s for {p.DecodeTokens} tokens = {p.MsPerToken:F2} ms/token");
         Row("÷ bandwidth roofline", p => $"{p.RooflineRatio:F2} (roofline {p.RooflineMs:F2} ms)");
         foreach (int i in Enumerable.Range(0, profiles.Max(p => p.LatencyByContext.Count)))
-            Row($"ms/token at context {profiles[0].LatencyByContext.ElementAtOrDefault(i)?.Context}", p => p.LatencyByContext.ElementAtOrDefault(i) is { } c ? $"{c.MsPerToken.Median:F2}" : "");
+            Row($"ms/token at context {profiles[0].LatencyByContext.ElementAtOrDefault(i)?.Context}", p =>
+                p.LatencyByContext.ElementAtOrDefault(i) is { } c ? $"{c.MsPerToken.Median:F2}" : "");
         Row("cache per sequence", p => string.Join(" / ", p.LatencyByContext.Select(c => Formats.Bytes(c.CacheBytesPerSequence))));
-        Row("throughput", p => p.Throughput.Count == 0 ? "none fits" : $"{p.Throughput[^1].TokensPerSecond.Median:F0} tokens/s at batch {p.LargestBatch} (context {p.ThroughputContext})");
-        Row("decode time by layer type", p => string.Join(", ", p.Breakdown.Select(b => $"{b.LayerType}×{b.Layers} {b.MsPerToken:F2} ms ({b.Share:P0})")) + $", other {p.OtherMsPerToken:F2} ms");
+        Row("throughput", p =>
+            p.Throughput.Count == 0 ? "none fits" : $"{p.Throughput[^1].TokensPerSecond.Median:F0} tokens/s at batch {p.LargestBatch} " +
+                                                    $"(context {p.ThroughputContext})");
+        Row("decode time by layer type", p =>
+            string.Join(", ", p.Breakdown.Select(b =>
+                $"{b.LayerType}×{b.Layers} {b.MsPerToken:F2} ms ({b.Share:P0})")) + $", other {p.OtherMsPerToken:F2} ms");
         Row("peak RSS", p => Formats.Bytes(p.PeakRssBytes));
         console.Write(table);
         foreach (var p in profiles)
@@ -106,9 +118,11 @@ internal static class ProfileCommand
     internal static long ParseBytes(string text)
     {
         var t = text.Trim().ToUpperInvariant();
-        (string suffix, long unit)[] units = [("GB", 1L << 30), ("G", 1L << 30), ("MB", 1L << 20), ("M", 1L << 20), ("KB", 1L << 10), ("B", 1)];
+        (string suffix, long unit)[] units = [("GB", 1L << 30), ("G", 1L << 30), ("MB", 1L << 20), ("M", 1L << 20), ("KB", 1L << 10), ("B",
+            1)];
         foreach (var (suffix, unit) in units)
-            if (t.EndsWith(suffix, StringComparison.Ordinal) && double.TryParse(t[..^suffix.Length], System.Globalization.CultureInfo.InvariantCulture, out var value) && value > 0)
+            if (t.EndsWith(suffix, StringComparison.Ordinal)
+                && double.TryParse(t[..^suffix.Length], System.Globalization.CultureInfo.InvariantCulture, out var value) && value > 0)
                 return (long)(value * unit);
         throw new WrenException($"--memory-budget must look like 4GB, 512MB or 1.5G, got '{text}'");
     }

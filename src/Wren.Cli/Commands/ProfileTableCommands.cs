@@ -46,12 +46,15 @@ internal static class ProfileTableCommands
             table.Save(result.GetValue(output)!);
             var view = new Table().AddColumns("operator", "width", "batch", "context", "decode step µs/layer", "prefill µs/token/layer");
             foreach (var e in table.Layers)
-                view.AddRow(e.Operator, e.Width.ToString(), e.Batch.ToString(), e.Context.ToString(), $"{e.DecodeStepSeconds * 1e6:F1}", $"{e.PrefillSecondsPerToken * 1e6:F2}");
+                view.AddRow(e.Operator, e.Width.ToString(), e.Batch.ToString(), e.Context.ToString(), $"{e.DecodeStepSeconds * 1e6:F1}",
+                            $"{e.PrefillSecondsPerToken * 1e6:F2}");
             foreach (var o in table.Overheads)
-                view.AddRow("(step overhead)", o.Width.ToString(), o.Batch.ToString(), "", $"{o.DecodeStepSeconds * 1e6:F1}", $"{o.PrefillSecondsPerToken * 1e6:F2}");
+                view.AddRow("(step overhead)", o.Width.ToString(), o.Batch.ToString(), "", $"{o.DecodeStepSeconds * 1e6:F1}",
+                            $"{o.PrefillSecondsPerToken * 1e6:F2}");
             AnsiConsole.Write(view);
             foreach (var c in table.Calibrations)
-                Console.WriteLine($"width {c.Width}, batch {c.Batch}: layers in mixed stacks cost {c.Scale:F2}× their probe entries ({c.Architectures} architectures)");
+                Console.WriteLine($"width {c.Width}, batch {c.Batch}: layers in mixed stacks cost {c.Scale:F2}× their probe entries " +
+                                  $"({c.Architectures} architectures)");
             Console.WriteLine($"wrote {result.GetValue(output)} for device {table.Device.Processor} (id {table.Device.Id})");
             return 0;
         });
@@ -75,15 +78,19 @@ internal static class ProfileTableCommands
             var table = LatencyTable.Load(result.GetValue(path)!);
             table.EnsureDevice(DeviceIdentity.Current(device));
             IReadOnlyList<PredictionCheck> checks = [];
-            AnsiConsole.Status().Start("measuring", status => checks = table.Check(result.GetValue(count), result.GetValue(context), result.GetValue(seed),
+            AnsiConsole.Status().Start("measuring", status =>
+                checks = table.Check(result.GetValue(count), result.GetValue(context), result.GetValue(seed),
                 repeats: result.GetValue(repeats), progress: new StatusProgress(status)));
             var view = new Table().AddColumns("layers", "width", "predicted ms/token", "measured ms/token", "error");
             foreach (var c in checks)
-                view.AddRow(Markup.Escape(string.Join(" ", c.LayerTypes)), c.Width.ToString(), $"{c.PredictedMs:F3}", $"{c.MeasuredMs:F3}", $"{c.AbsolutePercentError:F1} %");
+                view.AddRow(Markup.Escape(string.Join(" ", c.LayerTypes)), c.Width.ToString(), $"{c.PredictedMs:F3}", $"{c.MeasuredMs:F3}",
+                            $"{c.AbsolutePercentError:F1} %");
             AnsiConsole.Write(view);
             double mape = checks.Average(c => c.AbsolutePercentError);
             Console.WriteLine($"mean absolute percentage error over {checks.Count} architectures: {mape:F1} % (target ≤ 5 %)");
-            if (result.GetValue(output) is { } file) AtomicFile.WriteAllText(file, JsonSerializer.Serialize(new { mape, checks }, ProfileCommand.Json));
+            if (result.GetValue(output) is { } file) AtomicFile.WriteAllText(file,
+                                                                             JsonSerializer.Serialize(new { mape, checks },
+                                                                                 ProfileCommand.Json));
             return 0;
         });
         return command;
@@ -115,7 +122,8 @@ internal static class ProfileTableCommands
             var view = new Table().AddColumn("depth \\ width");
             foreach (var w in widthList) view.AddColumn(w.ToString());
             foreach (var d in points.Select(p => p.Depth).Distinct().Order())
-                view.AddRow([d.ToString(), .. widthList.Select(w => points.First(p => p.Depth == d && p.Width == w)).Select(p => $"{p.MsPerToken.Median:F2} ms ({p.Parameters / 1e6:F1}M)")]);
+                view.AddRow([d.ToString(), .. widthList.Select(w => points.First(p => p.Depth == d && p.Width == w)).Select(p =>
+                    $"{p.MsPerToken.Median:F2} ms ({p.Parameters / 1e6:F1}M)")]);
             AnsiConsole.Write(view);
             string folder = result.GetValue(output)!;
             Directory.CreateDirectory(folder);

@@ -20,7 +20,9 @@ internal static class QuickstartCommand
 {
     public static Command Create()
     {
-        var command = new Command("quickstart", "Train a small hybrid on real English text and generate from it (corpus → tokenizer → data → train → generate)");
+        var command = new Command("quickstart",
+                                  "Train a small hybrid on real English text and generate from it (corpus → tokenizer → data → train → " +
+                                  "generate)");
         var corpus = new Option<string[]>("--corpus") { Description = "your own text/JSONL/Parquet files or folders (default: Debian's jargon-text)" };
         var config = new Option<string>("--config") { Description = "model preset or config.json", DefaultValueFactory = _ => "flash-quick" };
         var output = new Option<string>("--out") { Description = "working folder", DefaultValueFactory = _ => Path.Combine(".wren", "quickstart") };
@@ -39,7 +41,8 @@ internal static class QuickstartCommand
             console.MarkupLine("[bold]1. corpus[/]");
             var inputs = result.GetValue(corpus) is { Length: > 0 } own ? own
                 : [DebianCorpus.Fetch(DebianCorpus.Jargon, message => console.WriteLine("   " + message))];
-            console.WriteLine($"   {string.Join(", ", inputs)} ({CorpusReader.Files(inputs).Sum(f => new FileInfo(f).Length) / 1e6:F1} MB)");
+            console.WriteLine($"   {string.Join(", ", inputs)} " +
+                              $"({CorpusReader.Files(inputs).Sum(f => new FileInfo(f).Length) / 1e6:F1} MB)");
 
             console.MarkupLine("[bold]2. tokenizer[/] byte-level BPE");
             string tokenizerPath = Path.Combine(folder, "tokenizer.json");
@@ -55,7 +58,8 @@ internal static class QuickstartCommand
 
             console.MarkupLine("[bold]3. data[/] token shards + validation split");
             string dataFolder = Path.Combine(folder, "data");
-            bool prepared = File.Exists(Path.Combine(dataFolder, DataManifest.FileName)) && DataManifest.Load(dataFolder).Tokenizer == tokenizer.Identity;
+            bool prepared = File.Exists(Path.Combine(dataFolder, DataManifest.FileName))
+                && DataManifest.Load(dataFolder).Tokenizer == tokenizer.Identity;
             if (!prepared) DataConsole.Prepare(inputs, dataFolder, tokenizer, new PrepareOptions(), cancellation);
             else console.WriteLine($"   reusing {dataFolder} (prepared with this tokenizer)");
             using var dataset = TokenDataset.Open(dataFolder);
@@ -68,7 +72,8 @@ internal static class QuickstartCommand
             using (var trainer = Trainer.Open(run, dataset, new NewRun(HybridConfig.Load(result.GetValue(config)!), options), resume: true,
                                               new RunLength(Steps: options.Steps)))
             {
-                if (trainer.Origin.Resumed) console.WriteLine($"   reusing {run}: its model config, training options and weights; only --steps applies");
+                if (trainer.Origin.Resumed) console.WriteLine($"   reusing {run}: its model config, training options and weights; only " +
+                                                              $"--steps applies");
                 trained = Resumable.Run(Resumable.SameCommand(result), () => TrainingConsole.Run(trainer, cancellation));
             }
 
@@ -82,19 +87,23 @@ internal static class QuickstartCommand
             {
                 double diff = (full - stepped).abs().max().item<float>();
                 console.WriteLine($"   max |full − prefill/decode| = {diff:E2}");
-                if (diff > 1e-3 * Math.Max(1, full.abs().max().item<float>())) throw new WrenException("prefill + decode disagrees with the full forward");
+                if (diff > 1e-3 * Math.Max(1,
+                                           full.abs().max().item<float>())) throw new WrenException("prefill + decode disagrees with the " +
+                                               "full forward");
             }
 
             console.MarkupLine("[bold]6. generate[/]");
             string text = result.GetValue(prompt)!;
             console.Write(text);
-            foreach (var token in generator.Generate([text], new SamplingOptions { MaxNewTokens = 80, Temperature = 0.7, TopK = 40, Seed = 1, StopTokenIds = [tokenizer.Identity.EndOfTextId] }))
+            foreach (var token in generator.Generate([text],
+                new SamplingOptions { MaxNewTokens = 80, Temperature = 0.7, TopK = 40, Seed = 1, StopTokenIds = [tokenizer.Identity.EndOfTextId] }))
                 console.Write(token.Text);
             console.WriteLine();
             var stats = generator.LastStats;
             console.WriteLine($"   {stats.GeneratedTokens} tokens at {stats.DecodeTokensPerSecond:F0} tokens/s");
             console.MarkupLine($"[green]quickstart ok[/] — model in [bold]{Markup.Escape(trained.ModelFolder)}[/]; " +
-                               $"next: [bold]wren generate --model {Markup.Escape(trained.ModelFolder)} --prompt \"...\"[/], or your own data with --corpus");
+                               $"next: [bold]wren generate --model {Markup.Escape(trained.ModelFolder)} --prompt \"...\"[/], or your own " +
+                               $"data with --corpus");
             return Task.FromResult(0);
         });
         return command;

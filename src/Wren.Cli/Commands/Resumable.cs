@@ -8,7 +8,8 @@ internal sealed class ResumableCancellation(string message) : OperationCanceledE
 /// <summary>Runs a long, resumable piece of work and turns a cancellation into one that says how to resume.</summary>
 internal static class Resumable
 {
-    /// <summary>Runs <paramref name="body"/>; on cancellation throws a <see cref="ResumableCancellation"/> naming <paramref name="resume"/>.</summary>
+    /// <summary>Runs <paramref name="body"/>; on cancellation throws a <see cref="ResumableCancellation"/> naming <paramref
+    /// name="resume"/>.</summary>
     public static T Run<T>(string resume, Func<T> body)
     {
         try { return body(); }
@@ -25,5 +26,6 @@ internal static class Resumable
     public static string Command(IEnumerable<string> arguments) => string.Join(" ", arguments.Prepend("wren").Select(Quote));
 
     static string Quote(string argument) =>
-        argument.Length > 0 && argument.All(c => char.IsLetterOrDigit(c) || "-_./:=@,+".Contains(c)) ? argument : $"'{argument.Replace("'", "'\\''")}'";
+        argument.Length > 0 && argument.All(c => char.IsLetterOrDigit(c)
+            || "-_./:=@,+".Contains(c)) ? argument : $"'{argument.Replace("'", "'\\''")}'";
 }

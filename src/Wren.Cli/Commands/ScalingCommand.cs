@@ -10,13 +10,15 @@ using Wren.Training;
 
 namespace Wren.Cli.Commands;
 
-/// <summary><c>wren scaling sweep</c>: the depth–width study — train a grid, time it, fit L(D, W), recommend a shape for a budget.</summary>
+/// <summary><c>wren scaling sweep</c>: the depth–width study — train a grid, time it, fit L(D, W), recommend a shape for a
+/// budget.</summary>
 internal static class ScalingCommand
 {
     public static Command Create()
     {
         var command = new Command("scaling", "Depth–width scaling study");
-        var sweep = new Command("sweep", "Train a (depth, width) grid for a fixed budget, measure latency, fit L(D, W) = L0 + a·D^-α + b·W^-β");
+        var sweep = new Command("sweep",
+                                "Train a (depth, width) grid for a fixed budget, measure latency, fit L(D, W) = L0 + a·D^-α + b·W^-β");
         var config = new Option<string>("--config") { Description = "template config (preset or config.json)", DefaultValueFactory = _ => "flash-quick" };
         var pattern = new Option<string>("--pattern") { Description = "block repeated D times (layer types)", DefaultValueFactory = _ => "a f" };
         var depths = new Option<string>("--depths") { Description = "depths (blocks)", DefaultValueFactory = _ => "1,2,3,4" };
@@ -41,9 +43,12 @@ internal static class ScalingCommand
                 Steps = result.GetValue(steps), BatchSize = result.GetValue(batch), SeqLen = result.GetValue(seqLen), LearningRate = result.GetValue(lr),
                 WarmupSteps = Math.Max(1, result.GetValue(steps) / 8),
             };
-            var options = new SweepOptions(HybridConfig.Load(result.GetValue(config)!), result.GetValue(pattern)!.Split(' ', StringSplitOptions.RemoveEmptyEntries),
-                                           Formats.Ints(result.GetValue(depths)!, "--depths"), Formats.Ints(result.GetValue(widths)!, "--widths"),
-                                           proxy, result.GetValue(decode), result.GetValue(holdout) is { } h ? Formats.Ints(h, "--holdout-depths") : [],
+            var options = new SweepOptions(HybridConfig.Load(result.GetValue(config)!),
+                                           result.GetValue(pattern)!.Split(' ', StringSplitOptions.RemoveEmptyEntries),
+                                           Formats.Ints(result.GetValue(depths)!, "--depths"), Formats.Ints(result.GetValue(widths)!,
+                                               "--widths"),
+                                           proxy, result.GetValue(decode), result.GetValue(holdout) is { } h ? Formats.Ints(h,
+                                               "--holdout-depths") : [],
                                            result.GetValue(budget), result.GetValue(remeasure));
             using var dataset = TokenDataset.Open(result.GetValue(data)!);
             SweepReport report = null!;

@@ -16,7 +16,8 @@ internal static class SearchCommands
 {
     public static Command Create()
     {
-        var command = new Command("search", "Latency-constrained evolutionary architecture search (aging evolution on short-training proxies)");
+        var command = new Command("search",
+                                  "Latency-constrained evolutionary architecture search (aging evolution on short-training proxies)");
         command.Add(RunCommand());
         command.Add(WorkerCommand());
         command.Add(ReportCommand());
@@ -54,13 +55,15 @@ internal static class SearchCommands
         command.SetAction((result, cancellation) =>
         {
             var device = common.Initialize(result);
-            var options = new SearchRunOptions(SearchSpace.Load(result.GetValue(spaceOption)!), result.GetValue(data)!, result.GetValue(studyOptions.Study),
+            var options = new SearchRunOptions(SearchSpace.Load(result.GetValue(spaceOption)!), result.GetValue(data)!,
+                                               result.GetValue(studyOptions.Study),
                                                result.GetValue(studyOptions.Storage), result.GetValue(table), result.GetValue(cycles),
                                                !result.GetValue(noLocal), result.GetValue(measure));
             var outcome = Resumable.Run(Resumable.SameCommand(result),
                 () => SearchStudy.Run(options, device, new Callback<string>(m => AnsiConsole.MarkupLine(Markup.Escape(m))), cancellation));
             var winner = outcome.Summary.Winner;
-            AnsiConsole.MarkupLine($"report: [bold]{Markup.Escape(outcome.ReportFile)}[/]; winner: {Markup.Escape(winner?.Architecture ?? "none")} " +
+            AnsiConsole.MarkupLine($"report: [bold]{Markup.Escape(outcome.ReportFile)}[/]; winner: " +
+                                   $"{Markup.Escape(winner?.Architecture ?? "none")} " +
                                    $"@ {winner?.Width} (proxy loss {winner?.ProxyLoss:F4})");
             return Task.FromResult(0);
         });
@@ -80,14 +83,17 @@ internal static class SearchCommands
         {
             common.Initialize(result);
             using var handle = studyOptions.OpenExisting(result);
-            var (evaluator, dataset) = SearchStudy.Evaluation(handle.Space, result.GetValue(data) ?? handle.Study.Data, Path.Combine(handle.Folder, "scratch"));
+            var (evaluator, dataset) = SearchStudy.Evaluation(handle.Space, result.GetValue(data) ?? handle.Study.Data,
+                                                              Path.Combine(handle.Folder, "scratch"));
             using (dataset)
             {
-                var worker = new SearchWorker(handle.Store, handle.Study.Name, evaluator, lease: TimeSpan.FromSeconds(result.GetValue(lease)));
+                var worker = new SearchWorker(handle.Store, handle.Study.Name, evaluator,
+                                              lease: TimeSpan.FromSeconds(result.GetValue(lease)));
                 Console.WriteLine($"worker {worker.Name} serving study {handle.Study.Name} in {handle.Store.Location}");
                 int count = worker.Serve(TimeSpan.FromSeconds(result.GetValue(idle)), cancellation,
                     started: t => Console.WriteLine($"trial #{t.Number}: {t.Architecture} @ {t.Width}"),
-                    finished: t => Console.WriteLine(t.Status == "done" ? $"trial #{t.Number}: proxy loss {t.ProxyLoss:F4}" : $"trial #{t.Number} failed: {t.Error}"));
+                    finished: t => Console.WriteLine(t.Status == "done" ? $"trial #{t.Number}: proxy loss " +
+                                                                          $"{t.ProxyLoss:F4}" : $"trial #{t.Number} failed: {t.Error}"));
                 Console.WriteLine($"worker {worker.Name}: {count} trial(s) evaluated");
             }
             return Task.FromResult(0);
@@ -104,7 +110,8 @@ internal static class SearchCommands
         command.SetAction(result =>
         {
             using var handle = studyOptions.OpenExisting(result);
-            var outcome = SearchReport.Write(handle.Store.Trials(handle.Study.Name), handle.Space, SearchStudy.Template(handle.Space, handle.Study.Data),
+            var outcome = SearchReport.Write(handle.Store.Trials(handle.Study.Name), handle.Space,
+                                             SearchStudy.Template(handle.Space, handle.Study.Data),
                                              handle.Study.Name, result.GetValue(output) ?? handle.Folder);
             Console.WriteLine(outcome.Markdown);
             return 0;
@@ -114,7 +121,9 @@ internal static class SearchCommands
 
     static Command ValidateCommand()
     {
-        var command = new Command("validate", "Retrain the top trials and a random sample for longer; rank correlation of short- vs long-budget losses");
+        var command = new Command("validate",
+                                  "Retrain the top trials and a random sample for longer; rank correlation of short- vs long-budget " +
+                                  "losses");
         var top = new Option<int>("--top") { Description = "best trials to retrain", DefaultValueFactory = _ => 4 };
         var sample = new Option<int>("--random") { Description = "random other trials to retrain", DefaultValueFactory = _ => 4 };
         var factor = new Option<double>("--factor") { Description = "long budget ÷ proxy budget", DefaultValueFactory = _ => 4 };
@@ -128,12 +137,14 @@ internal static class SearchCommands
             common.Initialize(result);
             using var handle = studyOptions.OpenExisting(result);
             double times = result.GetValue(factor);
-            var (longBudget, dataset) = SearchStudy.Evaluation(handle.Space, result.GetValue(data) ?? handle.Study.Data, Path.Combine(handle.Folder, "scratch"),
+            var (longBudget, dataset) = SearchStudy.Evaluation(handle.Space, result.GetValue(data) ?? handle.Study.Data,
+                                                               Path.Combine(handle.Folder, "scratch"),
                                                                times);
             using (dataset)
             {
                 var report = Resumable.Run(Resumable.SameCommand(result),
-                    () => RankingValidation.Run(handle, longBudget, result.GetValue(top), result.GetValue(sample), times, result.GetValue(seed),
+                    () => RankingValidation.Run(handle, longBudget, result.GetValue(top), result.GetValue(sample), times,
+                                                result.GetValue(seed),
                                                 new Callback<string>(m => AnsiConsole.MarkupLine(Markup.Escape(m))), cancellation));
                 Console.WriteLine(report.ToMarkdown());
             }

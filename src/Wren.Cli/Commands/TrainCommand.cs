@@ -28,9 +28,11 @@ internal static class TrainCommand
             if (result.GetValue(config) is { } configPath)
             {
                 var model = HybridConfig.Load(configPath);
-                start = new NewRun(model with { NumMemoryTokens = result.GetValue(metaTokens) ?? model.NumMemoryTokens }, flags.Read(result));
+                start = new NewRun(model with { NumMemoryTokens = result.GetValue(metaTokens) ?? model.NumMemoryTokens },
+                                   flags.Read(result));
             }
-            else if (!result.GetValue(resume)) throw new WrenException("give --config (a config.json or preset) to start a run, or --resume to continue one");
+            else if (!result.GetValue(resume)) throw new WrenException("give --config (a config.json or preset) to start a run, or " +
+                                                                       "--resume to continue one");
             using var trainer = Trainer.Open(result.GetValue(output)!, dataset, start, result.GetValue(resume), flags.ReadLength(result));
             string again = Resumable.Command(["train", "--data", result.GetValue(data)!, "--out", result.GetValue(output)!, "--resume"]);
             var outcome = Resumable.Run(again, () => TrainingConsole.Run(trainer, cancellation));

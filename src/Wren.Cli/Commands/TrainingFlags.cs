@@ -3,7 +3,8 @@ using Wren.Training;
 
 namespace Wren.Cli.Commands;
 
-/// <summary>The training options as command-line flags; each overrides the base options (defaults or <c>--options</c>) only when given.</summary>
+/// <summary>The training options as command-line flags; each overrides the base options (defaults or <c>--options</c>) only when
+/// given.</summary>
 internal sealed class TrainingFlags
 {
     readonly Option<string?> file = new("--options") { Description = "training.json with the base options (flags override it)" };
@@ -60,7 +61,8 @@ internal sealed class TrainingFlags
         };
     }
 
-    /// <summary>The length given on the command line, for a resumed run (only the length may change); null when neither flag is given.</summary>
+    /// <summary>The length given on the command line, for a resumed run (only the length may change); null when neither flag is
+    /// given.</summary>
     public RunLength? ReadLength(ParseResult r) =>
         r.GetValue(steps) is null && r.GetValue(tokens) is null ? null : new RunLength(r.GetValue(steps), r.GetValue(tokens));
 }

@@ -27,7 +27,8 @@ internal static class Checkpoint
             var tolerated = config.TieWordEmbeddings ? new HashSet<string> { "lm_head.weight" } : [];
             var missing = parameters.Keys.Where(n => !files.Names.Contains(n)).ToList();
             // Rotary tables are recomputed; some exporters still write the non-persistent buffer.
-            var unexpected = files.Names.Where(n => !parameters.ContainsKey(n) && !tolerated.Contains(n) && !n.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)).ToList();
+            var unexpected = files.Names.Where(n => !parameters.ContainsKey(n) && !tolerated.Contains(n)
+                && !n.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)).ToList();
             if (missing.Count > 0 || unexpected.Count > 0)
                 throw new WrenException($"{folder}: the checkpoint does not match config.json: " +
                     (missing.Count > 0 ? $"missing {missing.Count} tensor(s): {Sample(missing)}. " : "") +

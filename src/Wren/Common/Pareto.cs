@@ -1,6 +1,7 @@
 namespace Wren.Common;
 
-/// <summary>Two-objective Pareto fronts (both objectives minimized): the search's loss–latency front, the sweep's PPL–latency frontier.</summary>
+/// <summary>Two-objective Pareto fronts (both objectives minimized): the search's loss–latency front, the sweep's PPL–latency
+/// frontier.</summary>
 public static class Pareto
 {
     /// <summary>Items no other item beats in both objectives (ties kept), in input order.</summary>

@@ -11,7 +11,8 @@ namespace Wren.Kernels;
 /// </summary>
 internal static unsafe class KernelTensors
 {
-    /// <summary>Throws unless <paramref name="t"/> is a CPU tensor of <paramref name="dtype"/> with exactly <paramref name="shape"/>.</summary>
+    /// <summary>Throws unless <paramref name="t"/> is a CPU tensor of <paramref name="dtype"/> with exactly <paramref
+    /// name="shape"/>.</summary>
     public static void Require(Tensor t, string name, ScalarType dtype, params long[] shape)
     {
         if (t.device.type != DeviceType.CPU || t.dtype != dtype)
@@ -24,7 +25,8 @@ internal static unsafe class KernelTensors
     public static void RequireInPlace(Tensor t, string name, ScalarType dtype, params long[] shape)
     {
         Require(t, name, dtype, shape);
-        if (!t.is_contiguous()) throw new ArgumentException($"{name}: the CPU kernel reads it in place and needs it contiguous (strides {string.Join(", ", t.stride())})");
+        if (!t.is_contiguous()) throw new ArgumentException($"{name}: the CPU kernel reads it in place and needs it contiguous (strides " +
+                                                            $"{string.Join(", ", t.stride())})");
     }
 
     public static float* Floats(Tensor t) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));

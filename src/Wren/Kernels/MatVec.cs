@@ -24,7 +24,8 @@ internal static unsafe class MatVec
     /// </summary>
     public const int MaxInputRows = 64;
 
-    /// <summary>True when <see cref="Multiply"/> applies: float32 CPU tensors, contiguous weights, at most <see cref="MaxInputRows"/> input rows, SIMD available.</summary>
+    /// <summary>True when <see cref="Multiply"/> applies: float32 CPU tensors, contiguous weights, at most <see cref="MaxInputRows"/> input
+    /// rows, SIMD available.</summary>
     public static bool Applies(Tensor weight, Tensor x) =>
         IsAccelerated && weight.dtype == ScalarType.Float32 && x.dtype == ScalarType.Float32
         && weight.device.type == DeviceType.CPU && x.device.type == DeviceType.CPU
@@ -41,7 +42,8 @@ internal static unsafe class MatVec
     public static Tensor[] MultiplyMany(IReadOnlyList<Tensor> weights, Tensor x)
     {
         long cols = weights[0].shape[1], inputs = x.numel() / cols;
-        for (int i = 0; i < weights.Count; i++) KernelTensors.RequireInPlace(weights[i], $"weight {i}", ScalarType.Float32, weights[i].shape[0], cols);
+        for (int i = 0; i < weights.Count; i++) KernelTensors.RequireInPlace(weights[i], $"weight {i}", ScalarType.Float32,
+                                                                             weights[i].shape[0], cols);
         KernelTensors.Require(x, "x", ScalarType.Float32, [.. x.shape[..^1], cols]);
         if (inputs > MaxInputRows) throw new ArgumentException($"x: {inputs} rows, more than the kernel's {MaxInputRows}");
         var outputs = weights.Select(w => empty(inputs, w.shape[0])).ToArray();

@@ -44,7 +44,8 @@ public sealed record HybridConfig
     [JsonPropertyName("pad_token_id")] public int? PadTokenId { get; init; }
     [JsonPropertyName("bos_token_id")] public int? BosTokenId { get; init; }
     [JsonPropertyName("eos_token_id")] public JsonNode? EosTokenId { get; init; }
-    /// <summary>Wren extension: a tiktoken encoding name ("cl100k_base", "o200k_base") used when the folder has no tokenizer.json.</summary>
+    /// <summary>Wren extension: a tiktoken encoding name ("cl100k_base", "o200k_base") used when the folder has no
+    /// tokenizer.json.</summary>
     [JsonPropertyName("wren_tiktoken_encoding")] public string? TiktokenEncoding { get; init; }
 
     /// <summary>Every other key of the file, written back unchanged.</summary>
@@ -66,7 +67,8 @@ public sealed record HybridConfig
     /// <summary>intermediate_size &gt; 0 gives every mixer layer its own FFN sub-block as well.</summary>
     [JsonIgnore] public bool MixerLayersHaveFfn => IntermediateSize > 0;
 
-    /// <summary>True when layer <paramref name="layer"/> has an FFN sub-block: FFN-only layers, and every layer when <see cref="MixerLayersHaveFfn"/>.</summary>
+    /// <summary>True when layer <paramref name="layer"/> has an FFN sub-block: FFN-only layers, and every layer when <see
+    /// cref="MixerLayersHaveFfn"/>.</summary>
     public bool HasFfn(int layer) => OperatorRegistry.Of(this, layer).Create is null || MixerLayersHaveFfn;
 
     /// <summary>Sliding window of attention layer <paramref name="layer"/>, or null for full attention.</summary>
@@ -90,7 +92,8 @@ public sealed record HybridConfig
             HiddenSize = hiddenSize,
             NumAttentionHeads = heads,
             NumKeyValueHeads = Math.Max(1, heads / group),
-            IntermediateSize = FfnExpandRatio is null && IntermediateSize > 0 ? (int)((long)IntermediateSize * hiddenSize / HiddenSize) : IntermediateSize,
+            IntermediateSize = FfnExpandRatio is null
+                && IntermediateSize > 0 ? (int)((long)IntermediateSize * hiddenSize / HiddenSize) : IntermediateSize,
             GlobalAttnIdx = GlobalAttnIdx is null ? null : [],
         };
         shaped.Validate($"{layerTypes.Count} layers at width {hiddenSize}");
@@ -128,7 +131,8 @@ public sealed record HybridConfig
         if (File.Exists(pathOrPreset)) return Parse(File.ReadAllText(pathOrPreset), pathOrPreset);
         using var preset = typeof(HybridConfig).Assembly.GetManifestResourceStream($"Wren.Presets.{pathOrPreset}.json");
         if (preset is null)
-            throw new WrenException($"config not found: '{pathOrPreset}' is neither a file, a model folder nor a preset ({string.Join(", ", Presets)})");
+            throw new WrenException($"config not found: '{pathOrPreset}' is neither a file, a model folder nor a preset " +
+                                    $"({string.Join(", ", Presets)})");
         return Parse(new StreamReader(preset).ReadToEnd(), $"preset {pathOrPreset}");
     }
 
@@ -149,7 +153,8 @@ public sealed record HybridConfig
             Fail($"num_hidden_layers is {n} but layer_types has {LayerTypes.Count} entries");
         for (int i = 0; i < LayerTypes.Count; i++)
             if (!OperatorRegistry.IsKnown(LayerTypes[i]))
-                Fail($"layer_types[{i}] = '{LayerTypes[i]}' is not a known layer type (known: {string.Join(", ", OperatorRegistry.Names)})");
+                Fail($"layer_types[{i}] = '{LayerTypes[i]}' is not a known layer type (known: " +
+                     $"{string.Join(", ", OperatorRegistry.Names)})");
         if (HiddenSize <= 0) Fail("hidden_size must be positive");
         if (VocabSize <= 0) Fail("vocab_size must be positive");
         if (NumAttentionHeads <= 0) Fail("num_attention_heads must be positive");
@@ -162,6 +167,7 @@ public sealed record HybridConfig
                 ? $"ffn_expand_ratio {r} × hidden_size {HiddenSize} floors to an FFN width of 0 (it is rounded down to a multiple of 128)"
                 : "intermediate_size must be positive when \"f\" layers exist (or set ffn_expand_ratio)");
         if (IntermediateSize < 0) Fail("intermediate_size must be >= 0");
-        if (TiktokenEncoding is not (null or "cl100k_base" or "o200k_base")) Fail($"wren_tiktoken_encoding '{TiktokenEncoding}' is not supported (cl100k_base, o200k_base)");
+        if (TiktokenEncoding is not (null or "cl100k_base" or "o200k_base")) Fail($"wren_tiktoken_encoding '{TiktokenEncoding}' is not " +
+                                                                                  $"supported (cl100k_base, o200k_base)");
     }
 }

@@ -188,7 +188,8 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
         return new ModelCache(states, shape, Config.NumMemoryTokens, device);
     }
 
-    /// <summary>The meta tokens' state after every layer (batch 1), computed once per loaded model; every request starts from a copy.</summary>
+    /// <summary>The meta tokens' state after every layer (batch 1), computed once per loaded model; every request starts from a
+    /// copy.</summary>
     internal ModelCache MetaTokenState()
     {
         lock (inferenceGate) return metaTokenState ??= ComputeMetaTokenState();

@@ -25,18 +25,21 @@ public sealed record ModelFootprint(HybridConfig Config, ScalarType DType, long 
         var perType = config.LayerTypes.Select((t, i) => (type: OperatorRegistry.Canonical(t), i))
             .GroupBy(x => x.type)
             .Select(g => new LayerTypeParameters(g.Key, g.Count(),
-                named.Where(p => g.Any(x => p.name.StartsWith($"model.layers.{x.i}.", StringComparison.Ordinal))).Sum(p => p.parameter.NumberOfElements)))
+                named.Where(p => g.Any(x => p.name.StartsWith($"model.layers.{x.i}.", StringComparison.Ordinal))).Sum(p =>
+                    p.parameter.NumberOfElements)))
             .ToList();
         return new ModelFootprint(config, dtype, total, bytes, embedding, perType);
     }
 
     int ElementSize => DType is ScalarType.Float32 ? 4 : 2;
 
-    /// <summary>Bytes the caches of <paramref name="batch"/> sequences allocate for <paramref name="tokens"/> tokens each (meta tokens added).</summary>
+    /// <summary>Bytes the caches of <paramref name="batch"/> sequences allocate for <paramref name="tokens"/> tokens each (meta tokens
+    /// added).</summary>
     public long CacheBytes(int batch, long tokens)
     {
         long positions = Config.NumMemoryTokens + tokens;
-        return batch * Enumerable.Range(0, Config.NumLayers).Sum(i => OperatorRegistry.Of(Config, i).StateBytes(Config, i, positions, ElementSize));
+        return batch * Enumerable.Range(0, Config.NumLayers).Sum(i =>
+            OperatorRegistry.Of(Config, i).StateBytes(Config, i, positions, ElementSize));
     }
 
     /// <summary>Cache growth per extra token of context once every window is full (full-attention layers only, today).</summary>

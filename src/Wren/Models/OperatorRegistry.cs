@@ -44,7 +44,8 @@ public static class OperatorRegistry
     {
         lock (Gate)
         {
-            if (IsKnown(spec.Name) || Aliases.ContainsKey(spec.Name)) throw new WrenException($"layer type '{spec.Name}' is already registered");
+            if (IsKnown(spec.Name)
+                || Aliases.ContainsKey(spec.Name)) throw new WrenException($"layer type '{spec.Name}' is already registered");
             specs = [.. specs, spec];
         }
     }

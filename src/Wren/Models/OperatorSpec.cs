@@ -31,7 +31,8 @@ public sealed record OperatorSpec
     /// <summary>Builds the mixer of layer <c>i</c>; null for FFN-only layers.</summary>
     public Func<HybridConfig, int, Placement, Mixer>? Create { get; init; }
 
-    /// <summary>Checks the config keys this operator reads; calls the given <c>fail(message)</c> (which throws) on the first problem.</summary>
+    /// <summary>Checks the config keys this operator reads; calls the given <c>fail(message)</c> (which throws) on the first
+    /// problem.</summary>
     public Action<HybridConfig, Action<string>> Validate { get; init; } = (_, _) => { };
 
     /// <summary>

@@ -22,7 +22,8 @@ internal sealed class Rotary
         origMax = config.OrigMaxPositionEmbeddings;
         baseTheta = ropeType == "ntk"
             // NTK-aware base (checkpoint-layout.md §4.4): θ·(2·max/orig − 1)^(d/(d−2)).
-            ? config.RopeTheta * Math.Pow(2.0 * config.MaxPositionEmbeddings!.Value / config.OrigMaxPositionEmbeddings!.Value - 1.0, dim / (dim - 2.0))
+            ? config.RopeTheta * Math.Pow(2.0 * config.MaxPositionEmbeddings!.Value / config.OrigMaxPositionEmbeddings!.Value - 1.0,
+                                          dim / (dim - 2.0))
             : config.RopeTheta;
     }
 
@@ -33,7 +34,8 @@ internal sealed class Rotary
     {
         using var scope = NewDisposeScope();
         if (ropeType == "dynamic_ntk" && positions.max().item<long>() + 1 > origMax)
-            throw new WrenException($"rope_type dynamic_ntk beyond orig_max_position_embeddings ({origMax}) is not supported; it equals the default rope below that length");
+            throw new WrenException($"rope_type dynamic_ntk beyond orig_max_position_embeddings ({origMax}) is not supported; it equals " +
+                                    $"the default rope below that length");
         if (inverseFrequencies is null || inverseFrequencies.device != positions.device)
         {
             inverseFrequencies?.Dispose();

@@ -34,14 +34,16 @@ internal sealed class ShortConv : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x) => Forward(x, null, null);
 
     /// <param name="x">[B, T, C] inputs of this chunk.</param>
-    /// <param name="state">[B, C, K−1] inputs before this chunk (zeros at the start); updated in place. Null: zero history, not kept.</param>
+    /// <param name="state">[B, C, K−1] inputs before this chunk (zeros at the start); updated in place. Null: zero history, not
+    /// kept.</param>
     /// <param name="padding">Left padding of this chunk: padded tokens are skipped, as if absent.</param>
     /// <returns>[B, T, C]; rows at padded positions are finite but meaningless.</returns>
     public Tensor Forward(Tensor x, Tensor? state, LeftPadding? padding)
     {
         long B = x.shape[0], T = x.shape[1], C = x.shape[2];
         int K = Kernel;
-        if (DecodeForm.Choose(T, padding is null ? state : null, x, weight) == OperatorForm.Fused) return FusedStep(x, state!, weight, bias);
+        if (DecodeForm.Choose(T, padding is null ? state : null, x, weight) == OperatorForm.Fused) return FusedStep(x, state!, weight,
+            bias);
         using var scope = NewDisposeScope();
         var xt = x.transpose(1, 2);                                          // [B, C, T]
         if (padding is not null) xt = xt * padding.Mask.unsqueeze(1).to(xt.dtype);

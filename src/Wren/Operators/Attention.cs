@@ -51,7 +51,8 @@ internal sealed class Attention : Mixer
 
     static void ValidateConfig(HybridConfig c, Action<string> fail)
     {
-        if (c.KqNorm is null) fail("kq_norm is required when attention layers exist (\"rms\" or \"none\"); the Nemotron-Flash code raises without it");
+        if (c.KqNorm is null) fail("kq_norm is required when attention layers exist (\"rms\" or \"none\"); the Nemotron-Flash code " +
+                                   "raises without it");
         if (c.KqNorm is not ("rms" or "none")) fail($"kq_norm '{c.KqNorm}' is not supported (use \"rms\" or \"none\")");
         if (c.AttnHiddenSize != -1 && c.AttnHiddenSize != c.HiddenSize)
             fail($"attn_hidden_size must be -1 or hidden_size ({c.HiddenSize}), got {c.AttnHiddenSize}");
@@ -61,11 +62,14 @@ internal sealed class Attention : Mixer
             fail($"hidden_size ({c.HiddenSize}) must be divisible by num_attention_heads ({c.NumAttentionHeads})");
         if (c.Rope && c.AttnQkHeadDim % 2 != 0) fail($"the attention q/k head dim ({c.AttnQkHeadDim}) must be even when rope is on");
         if (c.AttnImplementation is not ("flash_attention_2" or "fused_mha"))
-            fail($"attn_implementation_new '{c.AttnImplementation}' is not supported: only \"flash_attention_2\" (and \"fused_mha\", the same " +
-                 "maths without sliding windows) have specified semantics; the \"sdpa\" variant has different weights (no q/k norm) and RoPE scaling");
+            fail($"attn_implementation_new '{c.AttnImplementation}' is not supported: only \"flash_attention_2\" (and \"fused_mha\", the " +
+                 $"same " +
+                 "maths without sliding windows) have specified semantics; the \"sdpa\" variant has different weights (no q/k norm) and " +
+                 "RoPE scaling");
         if (c.RopeType is not (null or "default" or "ntk" or "dynamic_ntk"))
             fail($"rope_type '{c.RopeType}' is not supported (null, \"default\", \"ntk\", \"dynamic_ntk\")");
-        if (c.RopeType is "ntk" or "dynamic_ntk" && (c.OrigMaxPositionEmbeddings is null or <= 0 || c.MaxPositionEmbeddings is null or <= 0))
+        if (c.RopeType is "ntk" or "dynamic_ntk"
+            && (c.OrigMaxPositionEmbeddings is null or <= 0 || c.MaxPositionEmbeddings is null or <= 0))
             fail($"rope_type '{c.RopeType}' needs max_position_embeddings and orig_max_position_embeddings");
         if (c.SlidingWindow is { } w)
         {

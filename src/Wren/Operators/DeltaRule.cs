@@ -52,7 +52,8 @@ internal static class DeltaRule
     /// T is applied by a unit-triangular solve rather than formed. Padding tokens (β = 0, g = 0) change nothing.
     /// The chunk matmuls run head-first: the inputs are moved to [B, H, n, C, ·] once, the output back once.
     /// </summary>
-    public static (Tensor Output, Tensor State) Chunked(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? g, Tensor? state0, int chunk = 64)
+    public static (Tensor Output, Tensor State) Chunked(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? g, Tensor? state0,
+                                                        int chunk = 64)
     {
         using var scope = NewDisposeScope();
         long B = q.shape[0], T = q.shape[1], H = q.shape[2], K = q.shape[3], V = v.shape[3];

@@ -19,7 +19,8 @@ internal sealed class GatedDeltaNet : DeltaRuleMixer
     readonly Parameter A_log, dt_bias;
 #pragma warning restore IDE1006
 
-    /// <summary>Layer type "gdn", module <c>gdn</c>: DeltaNet's state and projections, plus A = U(0, 16) and a Δ-bias as Mamba2's.</summary>
+    /// <summary>Layer type "gdn", module <c>gdn</c>: DeltaNet's state and projections, plus A = U(0, 16) and a Δ-bias as
+    /// Mamba2's.</summary>
     public static OperatorSpec Spec { get; } = new()
     {
         Name = "gdn",

@@ -45,7 +45,8 @@ internal sealed class Mamba2 : Mixer
             "A_log" => Initialization.Uniform(p.Parameter, 1, 16, p.Generator).log(),
             "D" => ones_like(p.Parameter),
             "dt_bias" => Initialization.TimestepBias(p.Parameter, p.Generator),
-            "conv1d.bias" => Initialization.Uniform(p.Parameter, -1 / Math.Sqrt(p.Config.MambaDConv), 1 / Math.Sqrt(p.Config.MambaDConv), p.Generator),
+            "conv1d.bias" => Initialization.Uniform(p.Parameter, -1 / Math.Sqrt(p.Config.MambaDConv), 1 / Math.Sqrt(p.Config.MambaDConv),
+                                                    p.Generator),
             _ => null,
         },
         SearchNames = [new("m2")],
@@ -145,7 +146,8 @@ internal sealed class Mamba2 : Mixer
     /// Per chunk: intra-chunk <c>Y_diag = (C Bᵀ ⊙ exp(segsum(ΔA))) (Δ·x)</c>, chunk states carried across
     /// chunks, and <c>Y_off = exp(cumsum(ΔA)) · C S_in</c>.
     /// </summary>
-    public static (Tensor Output, Tensor State) Chunked(Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, Tensor D, Tensor? state0, int chunk = 64)
+    public static (Tensor Output, Tensor State) Chunked(Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, Tensor D, Tensor? state0,
+                                                        int chunk = 64)
     {
         using var scope = NewDisposeScope();
         long batch = x.shape[0], T = x.shape[1], H = x.shape[2], P = x.shape[3], N = B.shape[3];
@@ -212,7 +214,8 @@ internal sealed class Mamba2 : Mixer
             {
                 long b = bh / H, h = bh % H, group = b * G + h / perGroup;
                 float step = pdt[bh];
-                FusedHead(px + bh * P, step, MathF.Exp(step * pA[h]), pB + group * N, pC + group * N, pD[h], ps + bh * P * N, py + bh * P, P, N);
+                FusedHead(px + bh * P, step, MathF.Exp(step * pA[h]), pB + group * N, pC + group * N, pD[h], ps + bh * P * N, py + bh * P,
+                          P, N);
             }
         });
         return y;

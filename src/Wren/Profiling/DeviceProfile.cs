@@ -43,7 +43,8 @@ public sealed record DeviceProfile(DeviceIdentity Identity, DeviceFacts Facts, D
                          : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".wren"),
                      "devices", identity.Id + ".json");
 
-    /// <summary>The cached profile of the current device, measuring (and caching) it if absent or if <paramref name="remeasure"/>.</summary>
+    /// <summary>The cached profile of the current device, measuring (and caching) it if absent or if <paramref
+    /// name="remeasure"/>.</summary>
     public static DeviceProfile ForCurrent(torch.Device device, string? path = null, bool remeasure = false) =>
         ForCurrent(device, path, remeasure, DeviceFacts.Measure);
 

@@ -8,7 +8,8 @@ using static TorchSharp.torch;
 
 namespace Wren.Profiling;
 
-/// <summary>Measured cost of one layer of <paramref name="Operator"/> at a width, batch and context (positions held, meta tokens included).</summary>
+/// <summary>Measured cost of one layer of <paramref name="Operator"/> at a width, batch and context (positions held, meta tokens
+/// included).</summary>
 /// <param name="DecodeStepSeconds">One decode step through one layer.</param>
 /// <param name="PrefillSecondsPerToken">Prefill cost per token through one layer (at a prompt of the table's prefill length).</param>
 public sealed record LayerCost(string Operator, int Width, int Batch, int Context, double DecodeStepSeconds, double PrefillSecondsPerToken);
@@ -59,15 +60,19 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     public void EnsureDevice(DeviceIdentity device)
     {
         if (Device.Id != device.Id)
-            throw new WrenException($"this latency table was measured on {Device.Processor} ({Device.Kind}, {Device.Threads} threads, id {Device.Id}); " +
-                                    $"this device is {device.Processor} ({device.Kind}, {device.Threads} threads, id {device.Id}). Build a table here with: wren profile lut build");
+            throw new WrenException($"this latency table was measured on {Device.Processor} ({Device.Kind}, {Device.Threads} threads, id " +
+                                    $"{Device.Id}); " +
+                                    $"this device is {device.Processor} ({device.Kind}, {device.Threads} threads, id {device.Id}). Build " +
+                                    $"a table here with: wren profile lut build");
     }
 
-    /// <summary>Predicted seconds of one decode step of <paramref name="config"/> at a batch and context (meta tokens included in the context).</summary>
+    /// <summary>Predicted seconds of one decode step of <paramref name="config"/> at a batch and context (meta tokens included in the
+    /// context).</summary>
     public double PredictDecodeStep(HybridConfig config, int batch, int context)
     {
         var overhead = Overheads.FirstOrDefault(o => o.Width == config.HiddenSize && o.Batch == batch)
-            ?? throw new WrenException($"the latency table has no entry for width {config.HiddenSize} at batch {batch} (widths {string.Join(", ", Widths)}; batches {string.Join(", ", Batches)})");
+            ?? throw new WrenException($"the latency table has no entry for width {config.HiddenSize} at batch {batch} (widths " +
+                                       $"{string.Join(", ", Widths)}; batches {string.Join(", ", Batches)})");
         double scale = Calibrations.FirstOrDefault(c => c.Width == config.HiddenSize && c.Batch == batch)?.Scale ?? 1.0;
         return overhead.DecodeStepSeconds + scale * LayerSum(config, batch, context);
     }
@@ -77,11 +82,13 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     {
         double total = 0;
         for (int i = 0; i < config.NumLayers; i++)
-            total += LayerStep(OperatorRegistry.Of(config, i).LatencyKey(config, i), config.HiddenSize, batch, context + config.NumMemoryTokens);
+            total += LayerStep(OperatorRegistry.Of(config, i).LatencyKey(config, i), config.HiddenSize, batch,
+                               context + config.NumMemoryTokens);
         return total;
     }
 
-    /// <summary>Predicted seconds to decode <paramref name="tokens"/> tokens after a <paramref name="prompt"/>-token prompt (context at the midpoint).</summary>
+    /// <summary>Predicted seconds to decode <paramref name="tokens"/> tokens after a <paramref name="prompt"/>-token prompt (context at the
+    /// midpoint).</summary>
     public double PredictDecode(HybridConfig config, int batch, int prompt, int tokens) =>
         tokens * PredictDecodeStep(config, batch, prompt + tokens / 2);
 
@@ -90,7 +97,8 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     {
         var points = Layers.Where(l => l.Operator == op && l.Width == width && l.Batch == batch).OrderBy(l => l.Context).ToList();
         if (points.Count == 0)
-            throw new WrenException($"the latency table has no '{op}' entry at width {width}, batch {batch} (operators: {string.Join(", ", Operators)})");
+            throw new WrenException($"the latency table has no '{op}' entry at width {width}, batch {batch} (operators: " +
+                                    $"{string.Join(", ", Operators)})");
         if (points.Count == 1 || context <= points[0].Context) return points[0].DecodeStepSeconds;
         for (int i = 1; i < points.Count; i++)
             if (context <= points[i].Context)
@@ -110,7 +118,8 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     /// random mixed architectures are measured and one least-squares scale on the layer sum is fitted: a layer in a
     /// mixed stack runs colder than the same layer repeated in a probe.
     /// </summary>
-    public static LatencyTable Build(HybridConfig template, IReadOnlyList<string> operators, IReadOnlyList<int> widths, IReadOnlyList<int> batches,
+    public static LatencyTable Build(HybridConfig template, IReadOnlyList<string> operators, IReadOnlyList<int> widths,
+                                     IReadOnlyList<int> batches,
                                      IReadOnlyList<int> contexts, DeviceIdentity device, int decodeTokens = 16, int repeats = 5, int prefillTokens = 128,
                                      int calibrationArchitectures = 8, IProgress<string>? progress = null)
     {
@@ -161,7 +170,8 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
                     {
                         progress?.Report($"{op} width {width} batch {batch} context {context}");
                         var (layer, other) = DecodeStep(model, batch, context, decodeTokens, repeats);
-                        layers.Add(new LayerCost(op, width, batch, context + template.NumMemoryTokens, layer, prefillPerToken));   // keyed by KV positions
+                        // keyed by KV positions
+                        layers.Add(new LayerCost(op, width, batch, context + template.NumMemoryTokens, layer, prefillPerToken));
                         // The step overhead is the same whatever the layers: keep the FFN probe's, or the first probe's.
                         if (spec.Create is null || (!ffnProbed && overheads.All(o => o.Width != width || o.Batch != batch)))
                             overheads.Add(new StepOverhead(width, batch, other, prefillOverhead));
@@ -170,7 +180,8 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
         return new LatencyTable(device, template, prefillTokens, layers, overheads, [], DateTimeOffset.UtcNow);
     }
 
-    /// <summary>Per-layer decode-step seconds (mean over the probe's layers, median over runs) and the per-step time outside the layers.</summary>
+    /// <summary>Per-layer decode-step seconds (mean over the probe's layers, median over runs) and the per-step time outside the
+    /// layers.</summary>
     static (double Layer, double Other) DecodeStep(HybridForCausalLM model, int batch, int context, int tokens, int repeats)
     {
         using var row = LatencyProfiler.Prefilled(model, context, tokens * (repeats + 2));
@@ -235,7 +246,8 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
         return config;
     }
 
-    /// <summary>Median seconds of one decode step of a freshly built (random-weight) <paramref name="config"/> after a <paramref name="context"/>-token prompt.</summary>
+    /// <summary>Median seconds of one decode step of a freshly built (random-weight) <paramref name="config"/> after a <paramref
+    /// name="context"/>-token prompt.</summary>
     public static double MeasureDecodeStep(HybridConfig config, int batch, int context, int tokens, int repeats, int seed)
     {
         using var _ = no_grad();
@@ -251,7 +263,8 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     /// Predicts and measures <paramref name="count"/> random hybrids drawn from the table's operators and widths
     /// at batch 1 and the given context: the predictor's error on architectures it was not built from.
     /// </summary>
-    public IReadOnlyList<PredictionCheck> Check(int count, int context, long seed, int decodeTokens = 16, int repeats = 5, IProgress<string>? progress = null)
+    public IReadOnlyList<PredictionCheck> Check(int count, int context, long seed, int decodeTokens = 16, int repeats = 5,
+                                                IProgress<string>? progress = null)
     {
         if (seed == CalibrationSeed) throw new WrenException($"seed {CalibrationSeed} drew the calibration architectures; choose another");
         var random = new Random((int)seed);

@@ -11,10 +11,15 @@ public static class ProfilePlots
         Directory.CreateDirectory(folder);
         var files = new List<string>();
         files.AddRange(Charts.Save(Charts.Lines("Decode latency vs context (batch 1)", "context (tokens)", "ms / token",
-            profiles.Select(p => (p.Name, p.LatencyByContext.Select(c => (double)c.Context).ToArray(), p.LatencyByContext.Select(c => c.MsPerToken.Median).ToArray()))),
+            profiles.Select(p =>
+                (p.Name, p.LatencyByContext.Select(c => (double)c.Context).ToArray(),
+                 p.LatencyByContext.Select(c => c.MsPerToken.Median).ToArray()))),
             Path.Combine(folder, "latency-vs-context")));
-        files.AddRange(Charts.Save(Charts.Lines($"Decode throughput vs batch (context {profiles.FirstOrDefault()?.ThroughputContext})", "batch", "tokens / s",
-            profiles.Select(p => (p.Name, p.Throughput.Select(t => (double)t.Batch).ToArray(), p.Throughput.Select(t => t.TokensPerSecond.Median).ToArray()))),
+        files.AddRange(Charts.Save(Charts.Lines($"Decode throughput vs batch (context {profiles.FirstOrDefault()?.ThroughputContext})",
+                                                "batch", "tokens / s",
+            profiles.Select(p =>
+                (p.Name, p.Throughput.Select(t => (double)t.Batch).ToArray(),
+                 p.Throughput.Select(t => t.TokensPerSecond.Median).ToArray()))),
             Path.Combine(folder, "throughput-vs-batch")));
         return files;
     }

@@ -9,9 +9,11 @@ using Wren.Training;
 namespace Wren.Scaling;
 
 /// <summary>One trained and timed (depth, width) shape.</summary>
-public sealed record SweepPoint(int Depth, int Width, long Parameters, double ValLoss, double ValPerplexity, double DecodeMsPerToken, double TrainSeconds);
+public sealed record SweepPoint(int Depth, int Width, long Parameters, double ValLoss, double ValPerplexity, double DecodeMsPerToken,
+                                double TrainSeconds);
 
-/// <summary>What the sweep concludes: the law fitted on the non-held-out points, its errors on the held-out ones, the pick for a budget.</summary>
+/// <summary>What the sweep concludes: the law fitted on the non-held-out points, its errors on the held-out ones, the pick for a
+/// budget.</summary>
 public sealed record SweepAnalysis(ScalingLaw Law, IReadOnlyList<(SweepPoint Point, double Predicted, double ErrorPercent)> HeldOut,
                                    SweepPoint? Recommended, double? RecommendedPredicted, double? BudgetMs);
 
@@ -30,7 +32,8 @@ public static class DepthWidthSweep
     public static IReadOnlyList<SweepPoint> Load(string path) =>
         File.Exists(path) ? JsonSerializer.Deserialize<List<SweepPoint>>(File.ReadAllText(path), Json) ?? [] : [];
 
-    public static IReadOnlyList<SweepPoint> Run(HybridConfig template, IReadOnlyList<string> pattern, IReadOnlyList<int> depths, IReadOnlyList<int> widths,
+    public static IReadOnlyList<SweepPoint> Run(HybridConfig template, IReadOnlyList<string> pattern, IReadOnlyList<int> depths,
+                                                IReadOnlyList<int> widths,
                                                 TokenDataset data, TrainingOptions proxy, int decodeTokens, string folder,
                                                 IProgress<string>? progress = null, CancellationToken cancellation = default, bool remeasureLatency = false)
     {
@@ -40,7 +43,9 @@ public static class DepthWidthSweep
         var points = Load(results).ToList();
         HybridConfig Shape(int depth, int width) =>
             data.Manifest.ModelConfig(template.WithShape(Enumerable.Range(0, depth).SelectMany(_ => pattern).ToList(), width));
-        double DecodeMs(HybridConfig config) => DepthWidthGrid.Measure(config, config.LayerTypes, [1], [config.HiddenSize], 0, decodeTokens, LatencyRepeats)[0].MsPerToken.Median;
+        double DecodeMs(HybridConfig config) =>
+            DepthWidthGrid.Measure(config, config.LayerTypes, [1], [config.HiddenSize], 0, decodeTokens,
+                                   LatencyRepeats)[0].MsPerToken.Median;
         if (remeasureLatency)   // e.g. trained elsewhere, timed on the target device; or a noisy first timing
             for (int i = 0; i < points.Count; i++)
             {
@@ -64,7 +69,8 @@ public static class DepthWidthSweep
                     trained = trainer.Run(cancellation: cancellation);
                 Directory.Delete(run, recursive: true);
                 progress?.Report($"depth {depth} × width {width}: timing decode");
-                points.Add(new SweepPoint(depth, width, ModelFootprint.Of(config).Parameters, trained.ValLoss, trained.ValPerplexity, DecodeMs(config), trained.Seconds));
+                points.Add(new SweepPoint(depth, width, ModelFootprint.Of(config).Parameters, trained.ValLoss, trained.ValPerplexity,
+                                          DecodeMs(config), trained.Seconds));
                 AtomicFile.WriteAllText(results, JsonSerializer.Serialize(points, Json));
             }
         return points.Where(p => depths.Contains(p.Depth) && widths.Contains(p.Width)).ToList();
@@ -93,7 +99,8 @@ public static class DepthWidthSweep
         var plot = new ScottPlot.Plot();
         foreach (var group in points.GroupBy(p => p.Depth).OrderBy(g => g.Key))
         {
-            var series = plot.Add.ScatterPoints(group.Select(p => p.DecodeMsPerToken).ToArray(), group.Select(p => p.ValPerplexity).ToArray());
+            var series = plot.Add.ScatterPoints(group.Select(p => p.DecodeMsPerToken).ToArray(),
+                                                group.Select(p => p.ValPerplexity).ToArray());
             series.LegendText = $"depth {group.Key}";
             series.MarkerSize = 9;
         }

@@ -8,7 +8,8 @@ namespace Wren.Scaling;
 /// <summary>What <c>wren scaling sweep</c> asks for: the pattern, the grid, the per-shape training and the decode timing.</summary>
 /// <param name="HoldoutDepths">Depths kept out of the fit to test extrapolation; empty: the largest.</param>
 /// <param name="BudgetMs">Decode budget (ms/token) for the recommendation; null: the median measured.</param>
-public sealed record SweepOptions(HybridConfig Template, IReadOnlyList<string> Pattern, IReadOnlyList<int> Depths, IReadOnlyList<int> Widths,
+public sealed record SweepOptions(HybridConfig Template, IReadOnlyList<string> Pattern, IReadOnlyList<int> Depths,
+                                  IReadOnlyList<int> Widths,
                                   TrainingOptions Proxy, int DecodeTokens, IReadOnlyList<int> HoldoutDepths, double? BudgetMs = null,
                                   bool RemeasureLatency = false);
 
@@ -24,7 +25,8 @@ public sealed record SweepReport(SweepOptions Options, IReadOnlyList<SweepPoint>
     {
         foreach (var layer in options.Pattern) OperatorRegistry.Get(layer);
         var held = options.HoldoutDepths.Count > 0 ? options.HoldoutDepths : [options.Depths.Max()];
-        var points = DepthWidthSweep.Run(options.Template, options.Pattern, options.Depths, options.Widths, data, options.Proxy, options.DecodeTokens,
+        var points = DepthWidthSweep.Run(options.Template, options.Pattern, options.Depths, options.Widths, data, options.Proxy,
+                                         options.DecodeTokens,
                                          folder, progress, cancellation, options.RemeasureLatency);
         double budget = options.BudgetMs ?? points.Select(p => p.DecodeMsPerToken).Order().ElementAt(points.Count / 2);
         var analysis = DepthWidthSweep.Analyze(points, p => held.Contains(p.Depth), budget);
@@ -40,7 +42,8 @@ public sealed record SweepReport(SweepOptions Options, IReadOnlyList<SweepPoint>
         var lines = new List<string>
         {
             "# Depth–width sweep", "",
-            $"Pattern `{string.Join(" ", Options.Pattern)}` × D at width W, {Options.Proxy.TotalSteps} steps × {Options.Proxy.TokensPerStep:N0} tokens each; " +
+            $"Pattern `{string.Join(" ", Options.Pattern)}` × D at width W, {Options.Proxy.TotalSteps} steps × " +
+            $"{Options.Proxy.TokensPerStep:N0} tokens each; " +
             "latency: batch-1 decode ms/token.", "",
             "| depth | width | params | val loss | val PPL | decode ms/token | fit |", "|---|---|---|---|---|---|---|",
         };
@@ -49,12 +52,15 @@ public sealed record SweepReport(SweepOptions Options, IReadOnlyList<SweepPoint>
             $"{(held.Contains(p.Depth) ? "held out" : "fitted")} |"));
         lines.AddRange(["", $"Fitted on perplexity: {Analysis.Law} (RMS residual {Analysis.Law.RmsError:F3}).", "",
                         "| held-out shape | measured PPL | predicted PPL | error |", "|---|---|---|---|"]);
-        lines.AddRange(Analysis.HeldOut.Select(e => $"| {e.Point.Depth}×{e.Point.Width} | {e.Point.ValPerplexity:F2} | {e.Predicted:F2} | {e.ErrorPercent:F1} % |"));
+        lines.AddRange(Analysis.HeldOut.Select(e =>
+            $"| {e.Point.Depth}×{e.Point.Width} | {e.Point.ValPerplexity:F2} | {e.Predicted:F2} | {e.ErrorPercent:F1} % |"));
         if (Analysis.HeldOut.Count > 0)
-            lines.AddRange(["", $"Mean extrapolation error {Analysis.HeldOut.Average(e => e.ErrorPercent):F1} % (the method: within 5.3 %)."]);
+            lines.AddRange(["", $"Mean extrapolation error {Analysis.HeldOut.Average(e => e.ErrorPercent):F1} % (the method: within " +
+                                $"5.3 %)."]);
         lines.Add("");
         lines.Add(Analysis.Recommended is { } r
-            ? $"For a budget of {BudgetMs:F2} ms/token: depth {r.Depth}, width {r.Width} (predicted PPL {Analysis.RecommendedPredicted:F2}, " +
+            ? $"For a budget of {BudgetMs:F2} ms/token: depth {r.Depth}, width {r.Width} (predicted PPL " +
+              $"{Analysis.RecommendedPredicted:F2}, " +
               $"measured {r.ValPerplexity:F2}, {r.DecodeMsPerToken:F2} ms/token)."
             : $"No measured shape decodes within {BudgetMs:F2} ms/token.");
         lines.AddRange(["", "![frontier](frontier.png)"]);

@@ -97,7 +97,8 @@ public sealed class AgingEvolution(SearchSpace space, CandidatePlacer placer)
             for (int attempt = 1; attempt < 20 && seen.Contains(Key(mutation.Child)); attempt++)
                 mutation = parentArchitecture.Mutate(space, random);
             seen.Add(Key(mutation.Child));
-            children.Add(Trial(placer.Place(mutation.Child), FirstNumber(cycle) + i, cycle, $"#{parent.Number} {parent.Architecture}", mutation.Change));
+            children.Add(Trial(placer.Place(mutation.Child), FirstNumber(cycle) + i, cycle, $"#{parent.Number} {parent.Architecture}",
+                               mutation.Change));
         }
         return children;
     }
@@ -115,10 +116,12 @@ public sealed class AgingEvolution(SearchSpace space, CandidatePlacer placer)
     }
 
     /// <summary>A failed trial ranks last.</summary>
-    public static double Loss(Trial trial) => trial.Status == "done" && trial.ProxyLoss is { } loss && double.IsFinite(loss) ? loss : double.PositiveInfinity;
+    public static double Loss(Trial trial) => trial.Status == "done" && trial.ProxyLoss is { } loss
+        && double.IsFinite(loss) ? loss : double.PositiveInfinity;
 
     /// <summary>Identity of an architecture: its layers (and width when searched), so equivalent genes count once.</summary>
-    string Key(Architecture architecture) => string.Join(" ", architecture.Layers(space)) + (Settings.MultiObjective ? $"@{architecture.Width}" : "");
+    string Key(Architecture architecture) =>
+        string.Join(" ", architecture.Layers(space)) + (Settings.MultiObjective ? $"@{architecture.Width}" : "");
 
     static NewTrial Trial(Candidate c, int number, int cycle, string parent, string mutation) =>
         new(number, cycle, c.Architecture.ToString(), parent, mutation, c.Width, c.PredictedLatencyMs, c.Feasible, c.Parameters);

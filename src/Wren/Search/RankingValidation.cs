@@ -7,7 +7,8 @@ namespace Wren.Search;
 public sealed record RetrainedTrial(int Number, string Architecture, int Width, double ShortLoss, double LongLoss);
 
 /// <summary>The ranking validation of a study: retrained trials, the budgets and the rank correlations of their losses.</summary>
-public sealed record RankingValidationReport(string Study, double Factor, long ProxySteps, long LongSteps, IReadOnlyList<RetrainedTrial> Trials,
+public sealed record RankingValidationReport(string Study, double Factor, long ProxySteps, long LongSteps,
+                                             IReadOnlyList<RetrainedTrial> Trials,
                                              double Spearman, double Kendall)
 {
     /// <summary>The Markdown report; table cells escape <c>|</c>.</summary>
@@ -48,7 +49,8 @@ public static class RankingValidation
         foreach (var trial in chosen.Where(t => results.All(r => r.Number != t.Number)))
         {
             progress?.Report($"retraining trial #{trial.Number} for {factor}× the proxy budget");
-            results.Add(new RetrainedTrial(trial.Number, trial.Architecture, trial.Width, trial.ProxyLoss!.Value, longBudget.Evaluate(trial, cancellation)));
+            results.Add(new RetrainedTrial(trial.Number, trial.Architecture, trial.Width, trial.ProxyLoss!.Value,
+                                           longBudget.Evaluate(trial, cancellation)));
             AtomicFile.WriteAllText(path, JsonSerializer.Serialize(results));
         }
         var used = results.Where(r => chosen.Any(t => t.Number == r.Number)).ToList();
@@ -56,7 +58,8 @@ public static class RankingValidation
         var longLosses = used.Select(r => r.LongLoss).ToList();
         long steps = handle.Space.Proxy.Steps;
         var report = new RankingValidationReport(name, factor, steps, (long)Math.Round(steps * factor), used,
-                                                 RankCorrelation.Spearman(shortLosses, longLosses), RankCorrelation.Kendall(shortLosses, longLosses));
+                                                 RankCorrelation.Spearman(shortLosses, longLosses), RankCorrelation.Kendall(shortLosses,
+                                                     longLosses));
         AtomicFile.WriteAllText(Path.Combine(handle.Folder, "validation.md"), report.ToMarkdown());
         return report;
     }

@@ -40,10 +40,12 @@ public sealed class SearchDriver(StudyStore store, string study, SearchSpace spa
             cancellation.ThrowIfCancellationRequested();
             var open = store.Trials(study).Where(t => t.Cycle < cycle && t.Status is "pending" or "running").ToList();
             if (open.Count == 0) return;
-            var done = local?.RunOne(cancellation, trial => progress?.Report($"trial #{trial.Number} ({AgingEvolution.CycleName(trial.Cycle)}): {trial.Architecture} @ {trial.Width}"));
+            var done = local?.RunOne(cancellation, trial =>
+                progress?.Report($"trial #{trial.Number} ({AgingEvolution.CycleName(trial.Cycle)}): {trial.Architecture} @ {trial.Width}"));
             if (done is not null)
             {
-                progress?.Report(done.Status == "done" ? $"trial #{done.Number}: proxy loss {done.ProxyLoss:F4} in {done.TrainSeconds:F0} s" : $"trial #{done.Number} failed: {done.Error}");
+                progress?.Report(done.Status == "done" ? $"trial #{done.Number}: proxy loss {done.ProxyLoss:F4} in " +
+                                                         $"{done.TrainSeconds:F0} s" : $"trial #{done.Number} failed: {done.Error}");
                 continue;
             }
             progress?.Report($"waiting for {open.Count} trial(s) on other workers");

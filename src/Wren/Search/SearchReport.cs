@@ -23,7 +23,8 @@ public static class SearchReport
         if (summary.Winner is { } winner)
         {
             configPath = Path.Combine(folder, "winner.config.json");
-            AtomicFile.WriteAllText(configPath, space.Config(Architecture.Parse(winner.Architecture, space), winner.Width, template).ToJson());
+            AtomicFile.WriteAllText(configPath,
+                                    space.Config(Architecture.Parse(winner.Architecture, space), winner.Width, template).ToJson());
             Plot(summary, space, folder);
         }
         string markdown = Markdown(summary, space, configPath);
@@ -41,8 +42,10 @@ public static class SearchReport
                   $"{space.Evolution.Cycles} cycles × {space.Evolution.ChildrenPerCycle} children, sample {space.Evolution.Sample}, " +
                   $"seed {space.Evolution.Seed}. Proxy training time {s.ProxyTrainingMinutes:F1} min in all.");
         if (s.Throughput is { } t)
-            lines.AddRange(["", $"Throughput: {t.Candidates} candidates in {t.WallMinutes:F1} min of wall time ({t.PerHour:F0} per hour); " +
-                                $"{t.OutsidePercent:F2} % of it outside proxy training (proposals, latency prediction, the store, waiting)."]);
+            lines.AddRange(["", $"Throughput: {t.Candidates} candidates in {t.WallMinutes:F1} min of wall time ({t.PerHour:F0} per " +
+                                $"hour); " +
+                                $"{t.OutsidePercent:F2} % of it outside proxy training (proposals, latency prediction, the store, " +
+                                $"waiting)."]);
         lines.Add("");
         if (s.Winner is null || s.Origin is null)
         {
@@ -51,11 +54,15 @@ public static class SearchReport
         }
         lines.AddRange(["## Winner", "", .. TrialTable([s.Winner]), "", $"Layers: `{s.Origin.Layers}`; {s.Origin.Text}.", ""]);
         if (s.Seeds.Count > 0)
-            lines.AddRange(["## Against the seeded designs (pure operators and the hand-made hybrid), each at the widest width within the target", "",
+            lines.AddRange(["## Against the seeded designs (pure operators and the hand-made hybrid), each at the widest width within " +
+                            "the target", "",
                             .. TrialTable(s.Seeds), ""]);
         lines.AddRange(["## Loss–latency front (predicted latency)", "", .. TrialTable(s.Front), ""]);
-        lines.AddRange(["## Best architecture per latency budget", "", "| budget ms | trial | architecture | width | proxy loss |", "|---|---|---|---|---|",
-                        .. s.Budgets.Select(b => $"| {b.BudgetMs:F0} | #{b.Best.Number} | {Code(b.Best.Architecture)} | {b.Best.Width} | {b.Best.ProxyLoss:F4} |"), ""]);
+        lines.AddRange(["## Best architecture per latency budget", "", "| budget ms | trial | architecture | width | proxy " +
+                                                                       "loss |", "|---|---|---|---|---|",
+                        .. s.Budgets.Select(b =>
+                            $"| {b.BudgetMs:F0} | #{b.Best.Number} | {Code(b.Best.Architecture)} | {b.Best.Width} | " +
+                            $"{b.Best.ProxyLoss:F4} |"), ""]);
         lines.AddRange(["## Trajectory", "", "| cycle | trials | mean proxy loss | best so far (feasible) |", "|---|---|---|---|",
                         .. s.Trajectory.Select(c => $"| {c.Name} | {c.Trials} | {c.MeanLoss:F4} | {c.BestSoFar:F4} |"), ""]);
         lines.Add("![front](front.png) ![trajectory](trajectory.png)");
@@ -66,14 +73,16 @@ public static class SearchReport
 
     static string SpaceLine(SearchSpace space) =>
         $"Space `{space.Name}`: {space.Stages} stages, mixers {string.Join("/", space.Mixers)}, ratios {string.Join(" ", space.Ratios)}, " +
-        $"FFNs per mixer {string.Join("/", space.FfnPerMixer)}, ≤ {space.MaxOperators} operators, widths {string.Join("/", space.Widths)}. " +
+        $"FFNs per mixer {string.Join("/", space.FfnPerMixer)}, ≤ {space.MaxOperators} operators, widths " +
+        $"{string.Join("/", space.Widths)}. " +
         $"Latency: decode {space.Latency.DecodeTokens} tokens after {space.Latency.Prompt} at batch {space.Latency.Batch}" +
         (space.Latency.TargetMs is { } target && !space.Evolution.MultiObjective ? $", target {target:F0} ms." : " (multi-objective).") +
         $" Proxy: {space.Proxy.Steps} steps × {space.Proxy.BatchSize}×{space.Proxy.SeqLen} tokens ({space.Proxy.Fitness}).";
 
     static IEnumerable<string> TrialTable(IEnumerable<TrialRow> rows) =>
         new[] { "| trial | architecture | width | params | proxy loss | predicted ms | measured ms |", "|---|---|---|---|---|---|---|" }
-            .Concat(rows.Select(t => $"| #{t.Number} | {Code(t.Architecture)} | {t.Width} | {t.Parameters / 1e6:F2}M | {t.ProxyLoss:F4} | " +
+            .Concat(rows.Select(t =>
+                $"| #{t.Number} | {Code(t.Architecture)} | {t.Width} | {t.Parameters / 1e6:F2}M | {t.ProxyLoss:F4} | " +
                                      $"{t.PredictedMs:F0} | {(t.MeasuredMs is { } m ? $"{m:F0}" : "–")} |"));
 
     /// <summary>Inline code in a table cell: a bare <c>|</c> would end the cell, so it is escaped.</summary>
@@ -83,15 +92,18 @@ public static class SearchReport
     static void Plot(SearchSummary s, SearchSpace space, string folder)
     {
         var scatter = new ScottPlot.Plot();
-        scatter.Add.ScatterPoints(s.Curve.Select(t => t.PredictedMs).ToArray(), s.Curve.Select(t => t.Loss).ToArray()).LegendText = "trials";
+        scatter.Add.ScatterPoints(s.Curve.Select(t => t.PredictedMs).ToArray(),
+                                  s.Curve.Select(t => t.Loss).ToArray()).LegendText = "trials";
         scatter.Add.Scatter(s.Front.Select(t => t.PredictedMs).ToArray(), s.Front.Select(t => t.ProxyLoss).ToArray()).LegendText = "front";
         if (s.Seeds.Count > 0)
         {
-            var seeded = scatter.Add.ScatterPoints(s.Seeds.Select(t => t.PredictedMs).ToArray(), s.Seeds.Select(t => t.ProxyLoss).ToArray());
+            var seeded = scatter.Add.ScatterPoints(s.Seeds.Select(t => t.PredictedMs).ToArray(),
+                                                   s.Seeds.Select(t => t.ProxyLoss).ToArray());
             seeded.LegendText = "seeded designs";
             seeded.MarkerSize = 10;
         }
-        if (space.Latency.TargetMs is { } limit && !space.Evolution.MultiObjective) scatter.Add.VerticalLine(limit).LegendText = "latency target";
+        if (space.Latency.TargetMs is { } limit
+            && !space.Evolution.MultiObjective) scatter.Add.VerticalLine(limit).LegendText = "latency target";
         scatter.Title($"{s.Study}: proxy loss vs predicted latency");
         scatter.Axes.Bottom.Label.Text = $"predicted ms to decode {space.Latency.DecodeTokens} tokens";
         scatter.Axes.Left.Label.Text = "proxy validation loss";

@@ -6,7 +6,8 @@ using Wren.Training;
 
 namespace Wren.Search;
 
-/// <summary>How candidates are timed: decode <see cref="DecodeTokens"/> tokens after <see cref="Prompt"/> at <see cref="Batch"/>, against a target.</summary>
+/// <summary>How candidates are timed: decode <see cref="DecodeTokens"/> tokens after <see cref="Prompt"/> at <see cref="Batch"/>, against a
+/// target.</summary>
 public sealed record LatencySettings
 {
     /// <summary>The latency budget in milliseconds (aging-evolution mode); null in multi-objective mode.</summary>
@@ -14,11 +15,13 @@ public sealed record LatencySettings
     public int Batch { get; init; } = 1;
     public int Prompt { get; init; }
     public int DecodeTokens { get; init; } = 1024;
-    /// <summary>A latency table (wren profile lut build); when null, the search builds one for the space and keeps it beside the study.</summary>
+    /// <summary>A latency table (wren profile lut build); when null, the search builds one for the space and keeps it beside the
+    /// study.</summary>
     public string? Table { get; init; }
 }
 
-/// <summary>The short-training proxy: how long each candidate trains, or <c>synthetic</c> (a fixed function of the architecture, for dry runs of a search setup).</summary>
+/// <summary>The short-training proxy: how long each candidate trains, or <c>synthetic</c> (a fixed function of the architecture, for dry
+/// runs of a search setup).</summary>
 public sealed record ProxySettings
 {
     public string Fitness { get; init; } = "train";
@@ -73,7 +76,8 @@ public sealed record SearchSpace
     public LatencySettings Latency { get; init; } = new();
     public ProxySettings Proxy { get; init; } = new();
     public EvolutionSettings Evolution { get; init; } = new();
-    /// <summary>Known designs that seed the population, e.g. <c>"deltanet+m2 1:1 ffn1 x3 | …"</c> (see <see cref="Architecture.Parse"/>).</summary>
+    /// <summary>Known designs that seed the population, e.g. <c>"deltanet+m2 1:1 ffn1 x3 | …"</c> (see <see
+    /// cref="Architecture.Parse"/>).</summary>
     public List<string> Seeds { get; init; } = [];
 
     /// <summary>Mixer names a space may use: every registered operator's <see cref="OperatorSpec.SearchNames"/>.</summary>
@@ -120,7 +124,8 @@ public sealed record SearchSpace
         Require(FfnPerMixer.Count >= 1 && FfnPerMixer.All(f => f is >= 0 and <= 4), "ffn_per_mixer values must be in 0…4");
         Require(MaxOperators >= 1 && MaxBlocksPerStage >= 1, "max_operators and max_blocks_per_stage must be ≥ 1");
         Require(Widths.Count >= 1 && Widths.All(w => w > 0), "give at least one positive width");
-        Require(Evolution.Population >= 2 && Evolution.Sample >= 1 && Evolution.Sample <= Evolution.Population && Evolution.ChildrenPerCycle >= 1 && Evolution.Cycles >= 0,
+        Require(Evolution.Population >= 2 && Evolution.Sample >= 1 && Evolution.Sample <= Evolution.Population
+            && Evolution.ChildrenPerCycle >= 1 && Evolution.Cycles >= 0,
                 "evolution needs population ≥ 2, 1 ≤ sample ≤ population, children_per_cycle ≥ 1, cycles ≥ 0");
         Require(Evolution.MultiObjective || Latency.TargetMs is > 0, "set latency.target_ms, or evolution.multi_objective = true");
         Require(Proxy.Fitness is "train" or "synthetic", $"proxy.fitness must be 'train' or 'synthetic', not '{Proxy.Fitness}'");
@@ -134,7 +139,8 @@ public sealed record SearchSpace
     {
         first = second = 0;
         var parts = ratio.Split(':');
-        return parts.Length == 2 && int.TryParse(parts[0], out first) && int.TryParse(parts[1], out second) && first >= 0 && second >= 1 && first <= second;
+        return parts.Length == 2 && int.TryParse(parts[0], out first) && int.TryParse(parts[1], out second) && first >= 0 && second >= 1
+            && first <= second;
     }
 
     public HybridConfig TemplateConfig() => HybridConfig.Load(Template);
@@ -151,7 +157,8 @@ public sealed record SearchSpace
         return Enumerable.Range(0, config.NumLayers).Select(i => OperatorRegistry.Of(config, i).LatencyKey(config, i)).Distinct().ToList();
     }
 
-    /// <summary>Mixer names (and "f") → layer types; layers of a windowed mixer name get <see cref="SlidingWindow"/>, the rest stay global.</summary>
+    /// <summary>Mixer names (and "f") → layer types; layers of a windowed mixer name get <see cref="SlidingWindow"/>, the rest stay
+    /// global.</summary>
     HybridConfig ConfigOf(IReadOnlyList<string> mixers, int width, HybridConfig template)
     {
         var found = mixers.Select(OperatorRegistry.ForSearchName).ToList();

@@ -1,7 +1,8 @@
 namespace Wren.Search;
 
 /// <summary>One finished trial as the report shows it.</summary>
-public sealed record TrialRow(int Number, string Architecture, int Width, long Parameters, double ProxyLoss, double PredictedMs, double? MeasuredMs)
+public sealed record TrialRow(int Number, string Architecture, int Width, long Parameters, double ProxyLoss, double PredictedMs,
+                              double? MeasuredMs)
 {
     public static TrialRow Of(Trial t) =>
         new(t.Number, t.Architecture, t.Width, t.Parameters, t.ProxyLoss!.Value, t.PredictedLatencyMs, t.MeasuredLatencyMs);
@@ -61,13 +62,19 @@ public sealed record SearchSummary(
 
         var feasible = done.Where(t => t.Feasible).ToList();
         var winner = (feasible.Count > 0 ? feasible : done).MinBy(t => t.ProxyLoss)!;
-        var origin = new WinnerOrigin(string.Join(" ", Architecture.Parse(winner.Architecture, space).Layers(space)), winner.Parent, winner.Mutation);
-        var seeds = done.Where(t => t.Cycle < 0 && space.Seeds.Any(s => Architecture.Parse(s, space).ToString() == t.Architecture)).ToList();
-        var seedRows = seeds.Count == 0 ? [] : seeds.Append(winner).DistinctBy(t => t.Number).OrderBy(t => t.ProxyLoss).Select(TrialRow.Of).ToList();
-        var front = Common.Pareto.Front(done, t => t.ProxyLoss!.Value, t => t.PredictedLatencyMs).OrderBy(t => t.PredictedLatencyMs).Select(TrialRow.Of).ToList();
+        var origin = new WinnerOrigin(string.Join(" ", Architecture.Parse(winner.Architecture, space).Layers(space)), winner.Parent,
+                                      winner.Mutation);
+        var seeds = done.Where(t => t.Cycle < 0
+            && space.Seeds.Any(s => Architecture.Parse(s, space).ToString() == t.Architecture)).ToList();
+        var seedRows = seeds.Count == 0 ? [] : seeds.Append(winner).DistinctBy(t => t.Number).OrderBy(t =>
+            t.ProxyLoss).Select(TrialRow.Of).ToList();
+        var front = Common.Pareto.Front(done, t => t.ProxyLoss!.Value, t => t.PredictedLatencyMs).OrderBy(t =>
+            t.PredictedLatencyMs).Select(TrialRow.Of).ToList();
         var latencies = done.Select(t => t.PredictedLatencyMs).Order().ToList();
         var budgets = BudgetQuantiles.Select(q => latencies[(int)Math.Round(q * (latencies.Count - 1))])
-            .Select(budget => new BudgetRow(budget, TrialRow.Of(done.Where(t => t.PredictedLatencyMs <= budget).MinBy(t => t.ProxyLoss)!))).ToList();
+            .Select(budget => new BudgetRow(budget,
+                                            TrialRow.Of(done.Where(t => t.PredictedLatencyMs <= budget).MinBy(t =>
+                                                t.ProxyLoss)!))).ToList();
 
         double bestSoFar = double.PositiveInfinity;
         var curve = new List<TrialPoint>();
@@ -79,7 +86,8 @@ public sealed record SearchSummary(
                 if (t.Feasible || space.Evolution.MultiObjective) bestSoFar = Math.Min(bestSoFar, t.ProxyLoss!.Value);
                 curve.Add(new TrialPoint(t.Number, t.PredictedLatencyMs, t.ProxyLoss!.Value, bestSoFar));
             }
-            cycles.Add(new CycleRow(AgingEvolution.CycleNumber(cycle.Key), cycle.Count(), cycle.Average(t => t.ProxyLoss!.Value), bestSoFar));
+            cycles.Add(new CycleRow(AgingEvolution.CycleNumber(cycle.Key), cycle.Count(), cycle.Average(t => t.ProxyLoss!.Value),
+                                    bestSoFar));
         }
         return new SearchSummary(study, trials.Count, done.Count, failed, open, trainingMinutes, throughput, TrialRow.Of(winner), origin,
                                  seedRows, front, budgets, cycles, curve);

@@ -9,7 +9,8 @@ public sealed class SyntheticFitness(SearchSpace space) : ITrialEvaluator
 {
     public double Evaluate(Trial trial, CancellationToken cancellation)
     {
-        if (space.Proxy.SyntheticSeconds > 0) Task.Delay(TimeSpan.FromSeconds(space.Proxy.SyntheticSeconds), cancellation).Wait(cancellation);
+        if (space.Proxy.SyntheticSeconds > 0) Task.Delay(TimeSpan.FromSeconds(space.Proxy.SyntheticSeconds),
+                                                         cancellation).Wait(cancellation);
         var layers = Architecture.Parse(trial.Architecture, space).Layers(space);
         double mixers = Math.Max(1, layers.Count(l => l != "f"));
         return 4.0 + 2.0 / Math.Sqrt(1 + trial.Parameters / 1e5)

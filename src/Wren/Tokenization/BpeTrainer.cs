@@ -39,7 +39,8 @@ public sealed class BpeTrainer
     /// </summary>
     public TrainedBpe Train(int vocabularySize, int minFrequency = 2, IProgress<double>? progress = null)
     {
-        if (vocabularySize < 257) throw new WrenException($"--vocab-size must be at least 257 (256 bytes + end-of-text), got {vocabularySize}");
+        if (vocabularySize < 257) throw new WrenException($"--vocab-size must be at least 257 (256 bytes + end-of-text), got " +
+                                                          $"{vocabularySize}");
         if (wordCounts.Count == 0) throw new WrenException("the corpus is empty: no text to train a tokenizer on");
         var tokens = Enumerable.Range(0, 256).Select(b => new[] { (byte)b }).ToList();
         var words = wordCounts.Select(kv => Encoding.UTF8.GetBytes(kv.Key).Select(b => (int)b).ToList()).ToArray();
@@ -106,8 +107,10 @@ public sealed record TrainedBpe(IReadOnlyList<byte[]> Tokens, IReadOnlyList<(int
     {
         var vocab = new JsonObject();
         for (int i = 0; i < Tokens.Count; i++) vocab[ByteLevelText(Tokens[i])] = i;
-        var merges = new JsonArray(Merges.Select(m => (JsonNode)new JsonArray(ByteLevelText(Tokens[m.Left]), ByteLevelText(Tokens[m.Right]))).ToArray());
-        JsonObject ByteLevel(bool prefixSpace) => new() { ["type"] = "ByteLevel", ["add_prefix_space"] = prefixSpace, ["trim_offsets"] = true, ["use_regex"] = true };
+        var merges = new JsonArray(Merges.Select(m =>
+            (JsonNode)new JsonArray(ByteLevelText(Tokens[m.Left]), ByteLevelText(Tokens[m.Right]))).ToArray());
+        JsonObject ByteLevel(bool prefixSpace) =>
+            new() { ["type"] = "ByteLevel", ["add_prefix_space"] = prefixSpace, ["trim_offsets"] = true, ["use_regex"] = true };
         var root = new JsonObject
         {
             ["version"] = "1.0",

@@ -22,19 +22,24 @@ public sealed record AblationReport(string Name, string Data, IReadOnlyList<ArmR
         var lines = new List<string>
         {
             $"# Experiment: {Name}", "",
-            $"Model: `{string.Join(" ", first.Config.LayerTypes)}`, hidden {first.Config.HiddenSize}, vocab {first.Config.VocabSize}; data `{Data}`; " +
-            $"{first.Options.TotalSteps} steps × {first.Options.TokensPerStep:N0} tokens, {first.Options.Schedule} LR {first.Options.LearningRate:G3}, " +
+            $"Model: `{string.Join(" ", first.Config.LayerTypes)}`, hidden {first.Config.HiddenSize}, vocab {first.Config.VocabSize}; " +
+            $"data `{Data}`; " +
+            $"{first.Options.TotalSteps} steps × {first.Options.TokensPerStep:N0} tokens, {first.Options.Schedule} LR " +
+            $"{first.Options.LearningRate:G3}, " +
             $"seed {first.Options.Seed}.", "",
-            "| arm | parameters | final train loss | validation loss | validation PPL | weight decay | row/column norms: mean (min–max) | wall time |",
+            "| arm | parameters | final train loss | validation loss | validation PPL | weight decay | row/column norms: mean (min–max) " +
+            "| wall time |",
             "|---|---|---|---|---|---|---|---|",
         };
         lines.AddRange(Arms.Select(a =>
-            $"| {Name} {a.Arm.Name} | {a.Parameters / 1e6:F2}M | {a.Result.Loss:F3} | {a.Result.ValLoss:F4} | {a.Result.ValPerplexity:F2} | " +
+            $"| {Name} {a.Arm.Name} | {a.Parameters / 1e6:F2}M | {a.Result.Loss:F3} | {a.Result.ValLoss:F4} | " +
+            $"{a.Result.ValPerplexity:F2} | " +
             $"{a.Arm.Options.EffectiveWeightDecay:G3} | {a.NormMean:F3} ({a.NormMin:F3}–{a.NormMax:F3}) | {a.Result.Seconds:F0} s |"));
         double delta = Arms[1].Result.ValLoss - Arms[0].Result.ValLoss;
         double deltaPpl = Arms[1].Result.ValPerplexity - Arms[0].Result.ValPerplexity;
         lines.AddRange(["", $"Δ validation loss (on − off): {delta:+0.0000;-0.0000}; Δ PPL: {deltaPpl:+0.00;-0.00}.",
-                        "Norms are the L2 norms of the rows/columns that weight normalization would project (method §4), measured on the final weights."]);
+                        "Norms are the L2 norms of the rows/columns that weight normalization would project (method §4), measured on the " +
+                        "final weights."]);
         return string.Join("\n", lines) + "\n";
     }
 }
@@ -64,7 +69,8 @@ public static class Ablation
         foreach (var arm in arms)
         {
             TrainingResult outcome;
-            using (var trainer = Trainer.Open(Path.Combine(folder, arm.Name), data, new NewRun(data.Manifest.ModelConfig(arm.Config), arm.Options), resume: true))
+            using (var trainer = Trainer.Open(Path.Combine(folder, arm.Name), data,
+                                              new NewRun(data.Manifest.ModelConfig(arm.Config), arm.Options), resume: true))
                 outcome = train(arm, trainer);
             using var model = HybridForCausalLM.FromPretrained(outcome.ModelFolder);
             var (mean, min, max) = WeightNormalization.Statistics(WeightNormalization.Targets(model));
@@ -75,7 +81,8 @@ public static class Ablation
         Charts.Save(Charts.Lines($"{name}: validation loss", "tokens", "validation loss (nats/token)", results.Select(r =>
         {
             var entries = MetricsLog.Read(Path.Combine(folder, r.Arm.Name, MetricsLog.FileName)).Where(e => e.ValLoss is not null).ToList();
-            return ($"{name} {r.Arm.Name}", entries.Select(e => (double)e.Tokens).ToArray(), entries.Select(e => e.ValLoss!.Value).ToArray());
+            return ($"{name} {r.Arm.Name}", entries.Select(e => (double)e.Tokens).ToArray(),
+                    entries.Select(e => e.ValLoss!.Value).ToArray());
         })), Path.Combine(folder, "validation-loss"));
         return report;
     }

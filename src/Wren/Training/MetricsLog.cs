@@ -6,7 +6,8 @@ using Wren.Profiling;
 
 namespace Wren.Training;
 
-/// <summary>One line of <c>metrics.jsonl</c>: a training step (loss, LR, gradient norm, tokens/s) or a validation (val loss, perplexity).</summary>
+/// <summary>One line of <c>metrics.jsonl</c>: a training step (loss, LR, gradient norm, tokens/s) or a validation (val loss,
+/// perplexity).</summary>
 public sealed record MetricsEntry
 {
     public long Step { get; init; }

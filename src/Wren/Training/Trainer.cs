@@ -15,7 +15,8 @@ public readonly record struct TrainingStatus(long Step, long TotalSteps, long To
                                              double TokensPerSecond, TimeSpan Remaining, double? ValLoss);
 
 /// <summary>The end of a run: final step, last training loss, last validation loss and perplexity, the model folder.</summary>
-public sealed record TrainingResult(long Step, long Tokens, double Loss, double ValLoss, double ValPerplexity, string ModelFolder, double Seconds);
+public sealed record TrainingResult(long Step, long Tokens, double Loss, double ValLoss, double ValPerplexity, string ModelFolder,
+                                    double Seconds);
 
 /// <summary>A new run: the model config (fitted to the dataset's tokenizer by <see cref="Trainer.Open"/>) and the options.</summary>
 public sealed record NewRun(HybridConfig Config, TrainingOptions Options);
@@ -72,7 +73,8 @@ public sealed class Trainer : IDisposable
     {
         options.Validate();
         if (model.Config.VocabSize < data.Manifest.Tokenizer.VocabularySize)
-            throw new WrenException($"the model's vocab_size ({model.Config.VocabSize}) is smaller than the dataset tokenizer's ({data.Manifest.Tokenizer.VocabularySize})");
+            throw new WrenException($"the model's vocab_size ({model.Config.VocabSize}) is smaller than the dataset tokenizer's " +
+                                    $"({data.Manifest.Tokenizer.VocabularySize})");
         this.model = model;
         this.data = data;
         this.options = options;
@@ -117,14 +119,16 @@ public sealed class Trainer : IDisposable
             if (checkpoints.Count > 0)
                 throw new WrenException($"{run} already holds a run (checkpoints up to step {checkpoints[^1].Step}); " +
                                         "pass --resume to continue it or choose another --out");
-            if (start is null) throw new WrenException($"{run} holds no checkpoint to resume; give a model config (--config) to start a run");
+            if (start is null) throw new WrenException($"{run} holds no checkpoint to resume; give a model config (--config) to start " +
+                                                       $"a run");
             var model = new HybridForCausalLM(data.Manifest.ModelConfig(start.Config));
             trainer = Owning(model, () =>
             {
                 Initialization.Apply(model, start.Options.Seed);
                 return new Trainer(model, data, start.Options, run);
             });
-            if (start.Options.WeightNorm) WeightNormalization.Apply(trainer.normalized);   // start on the sphere, as every later step ends there
+            // start on the sphere, as every later step ends there
+            if (start.Options.WeightNorm) WeightNormalization.Apply(trainer.normalized);
             trainer.Origin = new RunOrigin(false, 0, start.Options.TotalSteps);
         }
         AtomicFile.WriteAllText(Path.Combine(run, ConfigFile), trainer.model.Config.ToJson());
@@ -146,7 +150,8 @@ public sealed class Trainer : IDisposable
 
     public MetricsLog Metrics => metrics!;
 
-    /// <summary>No weight decay on vectors (norm weights, biases, A_log, D, dt_bias) and meta tokens (method §4, fla/Mamba practice).</summary>
+    /// <summary>No weight decay on vectors (norm weights, biases, A_log, D, dt_bias) and meta tokens (method §4, fla/Mamba
+    /// practice).</summary>
     public static bool Decays(string name, Tensor p) => p.dim() >= 2 && !name.EndsWith("memory_tokens", StringComparison.Ordinal);
 
     static OptimizerHelper CreateOptimizer(List<(string name, Parameter parameter)> named, TrainingOptions o)
@@ -163,7 +168,8 @@ public sealed class Trainer : IDisposable
                                  o.LearningRate, o.Beta1, o.Beta2, o.Eps);
     }
 
-    /// <summary>Trains up to <see cref="TrainingOptions.TotalSteps"/>, then writes <c>model/</c>. A NaN/Inf loss or gradient stops with a clear error.</summary>
+    /// <summary>Trains up to <see cref="TrainingOptions.TotalSteps"/>, then writes <c>model/</c>. A NaN/Inf loss or gradient stops with a
+    /// clear error.</summary>
     public TrainingResult Run(IProgress<TrainingStatus>? progress = null, CancellationToken cancellation = default)
     {
         long total = options.TotalSteps;
@@ -181,8 +187,10 @@ public sealed class Trainer : IDisposable
             if (!double.IsFinite(loss) || !double.IsFinite(gradNorm))
             {
                 var good = TrainingCheckpoint.List(run).LastOrDefault();
-                throw new WrenException($"the {(double.IsFinite(loss) ? "gradient norm" : "loss")} became {(double.IsFinite(loss) ? gradNorm : loss)} at step {state.Step + 1}; " +
-                    (good.Path is null ? "no checkpoint was written yet. " : $"the last good checkpoint (step {good.Step}) is kept in {good.Path}; resume from it with --resume after ") +
+                throw new WrenException($"the {(double.IsFinite(loss) ? "gradient norm" : "loss")} became " +
+                                        $"{(double.IsFinite(loss) ? gradNorm : loss)} at step {state.Step + 1}; " +
+                    (good.Path is null ? "no checkpoint was written yet. " : $"the last good checkpoint (step {good.Step}) is kept in " +
+                                                                             $"{good.Path}; resume from it with --resume after ") +
                     "lowering the learning rate (--lr) or raising warm-up");
             }
             lastLoss = loss;
@@ -194,7 +202,8 @@ public sealed class Trainer : IDisposable
             {
                 valLoss = Evaluate();
                 Metrics.Add(new MetricsEntry { Step = state.Step, Tokens = state.TokensSeen, ValLoss = valLoss, ValPpl = Math.Exp(valLoss.Value), Seconds = state.Seconds });
-                Metrics.Plot($"{string.Join(" ", model.Config.LayerTypes.Distinct())} — {model.Config.HiddenSize} wide, {model.Config.NumLayers} layers");
+                Metrics.Plot($"{string.Join(" ", model.Config.LayerTypes.Distinct())} — {model.Config.HiddenSize} wide, " +
+                             $"{model.Config.NumLayers} layers");
             }
             if (state.Step % options.CheckpointEvery == 0 || state.Step == total)
                 TrainingCheckpoint.Save(run, model, optimizer, state, TokenizerJson(), options.KeepCheckpoints);
@@ -204,11 +213,14 @@ public sealed class Trainer : IDisposable
         string folder = Path.Combine(run, ModelFolder);
         SaveModel(folder);
         double finalVal = valLoss ?? Evaluate();
-        return new TrainingResult(state.Step, state.TokensSeen, double.IsNaN(lastLoss) ? Metrics.Entries.LastOrDefault(e => e.Loss is not null)?.Loss ?? double.NaN : lastLoss,
+        return new TrainingResult(state.Step, state.TokensSeen,
+                                  double.IsNaN(lastLoss) ? Metrics.Entries.LastOrDefault(e => e.Loss is not null)?.Loss
+                                      ?? double.NaN : lastLoss,
                                   finalVal, Math.Exp(finalVal), folder, state.Seconds);
     }
 
-    /// <summary>One optimizer step over <c>GradAccumulation</c> micro-batches; returns the mean loss and the gradient norm before clipping.</summary>
+    /// <summary>One optimizer step over <c>GradAccumulation</c> micro-batches; returns the mean loss and the gradient norm before
+    /// clipping.</summary>
     (double Loss, double GradNorm) Step()
     {
         optimizer.zero_grad();
@@ -271,7 +283,8 @@ public sealed class Trainer : IDisposable
     {
         var config = model.Config;
         if (data.Manifest.Tokenizer.Kind == "tiktoken" && config.TiktokenEncoding != data.Manifest.Tokenizer.Name)
-            throw new WrenException($"set wren_tiktoken_encoding to {data.Manifest.Tokenizer.Name} in the model config, so the saved model names its tokenizer");
+            throw new WrenException($"set wren_tiktoken_encoding to {data.Manifest.Tokenizer.Name} in the model config, so the saved " +
+                                    $"model names its tokenizer");
         model.SavePretrained(folder);
         if (TokenizerJson() is { } json) File.Copy(json, Path.Combine(folder, "tokenizer.json"), overwrite: true);
     }

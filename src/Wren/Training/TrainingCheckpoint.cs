@@ -22,7 +22,8 @@ internal static class TrainingCheckpoint
 
     public static string PathFor(string run, long step) => Path.Combine(run, Folder, $"step-{step:D8}");
 
-    public static string Save(string run, HybridForCausalLM model, OptimizerHelper optimizer, TrainerState state, string? tokenizerJson, int keep)
+    public static string Save(string run, HybridForCausalLM model, OptimizerHelper optimizer, TrainerState state, string? tokenizerJson,
+                              int keep)
     {
         string final = PathFor(run, state.Step), temp = final + TempSuffix;
         if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
@@ -73,7 +74,8 @@ internal static class TrainingCheckpoint
         try { state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath), TrainingOptions.Json) ?? throw new WrenException($"{statePath}: empty"); }
         catch (JsonException e) { throw new WrenException($"{statePath}: invalid ({e.Message})", e); }
         string optimizerPath = Path.Combine(checkpoint, OptimizerFile);
-        if (!File.Exists(optimizerPath)) throw new WrenException($"{checkpoint}: {OptimizerFile} is missing; the checkpoint cannot resume training");
+        if (!File.Exists(optimizerPath)) throw new WrenException($"{checkpoint}: {OptimizerFile} is missing; the checkpoint cannot " +
+                                                                 $"resume training");
         optimizer.load_state_dict(optimizerPath);
         using var generator = SafeTensorsFile.Open(Path.Combine(checkpoint, GeneratorFile));
         using var rng = generator.Read("torch_cpu");

@@ -25,7 +25,8 @@ public sealed record TrainingOptions
     /// <summary>Final learning rate as a fraction of the peak.</summary>
     public double MinLrRatio { get; init; } = 0.1;
     public long WarmupSteps { get; init; } = 50;
-    /// <summary><c>cosine</c>, <c>wsd</c> (warm-up, stable, linear decay over the last <see cref="DecayFraction"/>) or <c>constant</c>.</summary>
+    /// <summary><c>cosine</c>, <c>wsd</c> (warm-up, stable, linear decay over the last <see cref="DecayFraction"/>) or
+    /// <c>constant</c>.</summary>
     public string Schedule { get; init; } = "cosine";
     public double DecayFraction { get; init; } = 0.2;
     public double WeightDecay { get; init; } = 0.1;
@@ -57,13 +58,15 @@ public sealed record TrainingOptions
         void Require(bool ok, string message) { if (!ok) throw new WrenException(message); }
         Require(Steps > 0 || Tokens > 0, "give a training length: --steps N or --tokens N");
         Require(Steps >= 0 && Tokens >= 0, "steps and tokens must not be negative");
-        Require(BatchSize >= 1 && SeqLen >= 1 && GradAccumulation >= 1, "batch size, sequence length and gradient accumulation must be ≥ 1");
+        Require(BatchSize >= 1 && SeqLen >= 1 && GradAccumulation >= 1,
+                "batch size, sequence length and gradient accumulation must be ≥ 1");
         Require(Optimizer is "adamw" or "adam", $"unknown optimizer '{Optimizer}' (adamw, adam)");
         Require(Schedule is "cosine" or "wsd" or "constant", $"unknown schedule '{Schedule}' (cosine, wsd, constant)");
         Require(LearningRate > 0 && double.IsFinite(LearningRate), $"the learning rate must be positive, got {LearningRate}");
         Require(MinLrRatio is >= 0 and <= 1, $"min LR ratio must be in [0, 1], got {MinLrRatio}");
         Require(DecayFraction is > 0 and <= 1, $"the WSD decay fraction must be in (0, 1], got {DecayFraction}");
-        Require(WarmupSteps >= 0 && WeightDecay >= 0 && GradClip >= 0, "warm-up steps, weight decay and gradient clip must not be negative");
+        Require(WarmupSteps >= 0 && WeightDecay >= 0 && GradClip >= 0,
+                "warm-up steps, weight decay and gradient clip must not be negative");
         Require(Beta1 is >= 0 and < 1 && Beta2 is >= 0 and < 1 && Eps > 0, "Adam betas must be in [0, 1) and eps positive");
         Require(EvalEvery >= 1 && EvalWindows >= 1 && CheckpointEvery >= 1 && KeepCheckpoints >= 1 && LogEvery >= 1,
                 "eval/checkpoint/log intervals, eval windows and kept checkpoints must be ≥ 1");

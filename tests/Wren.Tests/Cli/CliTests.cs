@@ -68,7 +68,8 @@ public class CliTests
         float maxDiff = 0;
         for (int t = 0; t < 6; t++) for (int v = 0; v < 512; v++) maxDiff = Math.Max(maxDiff, Math.Abs(json[0][t][v] - data[t * 512 + v]));
         Assert.True(maxDiff < 1e-4, $"prefill+decode differs from the full forward by {maxDiff}");
-        Assert.Equal(0, Run("generate", "--model", dir, "--prompt", "Hi", "--prompt", "Hello there", "--max-new-tokens", "5", "--seed", "1", "--stop", "zz"));
+        Assert.Equal(0, Run("generate", "--model", dir, "--prompt", "Hi", "--prompt", "Hello there", "--max-new-tokens", "5", "--seed",
+                            "1", "--stop", "zz"));
 
         // Greedy: the streamed text (one prompt) and each row of a left-padded batch equal the cache-free reference.
         // A 128-id vocabulary keeps every byte-tokenizer id ASCII, so all generated text is printable as it comes.

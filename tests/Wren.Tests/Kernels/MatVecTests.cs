@@ -26,7 +26,9 @@ public class MatVecTests
     {
         using var scope = NewDisposeScope();
         Assert.Contains("x: expected shape [8]", Assert.Throws<ArgumentException>(() => MatVec.Multiply(randn(4, 8), randn(7))).Message);
-        Assert.Contains("weight 0: the CPU kernel reads it in place", Assert.Throws<ArgumentException>(() => MatVec.Multiply(randn(8, 4).t(), randn(8))).Message);
-        Assert.Contains("more than the kernel's", Assert.Throws<ArgumentException>(() => MatVec.Multiply(randn(4, 8), randn(65, 8))).Message);
+        Assert.Contains("weight 0: the CPU kernel reads it in place",
+                        Assert.Throws<ArgumentException>(() => MatVec.Multiply(randn(8, 4).t(), randn(8))).Message);
+        Assert.Contains("more than the kernel's",
+                        Assert.Throws<ArgumentException>(() => MatVec.Multiply(randn(4, 8), randn(65, 8))).Message);
     }
 }

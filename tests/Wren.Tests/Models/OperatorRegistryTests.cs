@@ -97,7 +97,8 @@ public class OperatorRegistryTests
     public void A_taken_name_cannot_be_registered_again()
     {
         Assert.Contains("already registered", Assert.Throws<WrenException>(() => OperatorRegistry.Register(Toy with { })).Message);
-        Assert.Contains("already registered", Assert.Throws<WrenException>(() => OperatorRegistry.Register(Mamba2.Spec with { Name = "m" })).Message);
+        Assert.Contains("already registered",
+                        Assert.Throws<WrenException>(() => OperatorRegistry.Register(Mamba2.Spec with { Name = "m" })).Message);
     }
 
     [Fact]

@@ -86,8 +86,10 @@ public class ShortConvTests
         using var scope = NewDisposeScope();
         var conv = new ShortConv(10, 4, false, Placement.Cpu32);
         var x = randn([3, 1, 10]);
-        Assert.Contains("conv state: expected shape [3, 10, 3]", Assert.Throws<ArgumentException>(() => ShortConv.FusedStep(x, zeros(3, 10, 2), conv.Weight, null)).Message);
+        Assert.Contains("conv state: expected shape [3, 10, 3]",
+                        Assert.Throws<ArgumentException>(() => ShortConv.FusedStep(x, zeros(3, 10, 2), conv.Weight, null)).Message);
         var strided = zeros(3, 3, 10).transpose(1, 2);   // right shape, wrong memory order
-        Assert.Contains("conv state: the CPU kernel reads it in place", Assert.Throws<ArgumentException>(() => ShortConv.FusedStep(x, strided, conv.Weight, null)).Message);
+        Assert.Contains("conv state: the CPU kernel reads it in place",
+                        Assert.Throws<ArgumentException>(() => ShortConv.FusedStep(x, strided, conv.Weight, null)).Message);
     }
 }

@@ -61,17 +61,21 @@ public class DecodeStepTests
         Assert.Contains("beta: expected shape [2, 1, 3]",
             Assert.Throws<ArgumentException>(() => DeltaRule.FusedRecurrent(q, q, v, rand([2, 3]), null, zeros(2, 3, 4, 5))).Message);
         Assert.Contains("state: the CPU kernel reads it in place",
-            Assert.Throws<ArgumentException>(() => DeltaRule.FusedRecurrent(q, q, v, beta, null, zeros(2, 3, 5, 4).transpose(2, 3))).Message);
+            Assert.Throws<ArgumentException>(() =>
+                DeltaRule.FusedRecurrent(q, q, v, beta, null, zeros(2, 3, 5, 4).transpose(2, 3))).Message);
         var x = randn([1, 1, 8, 2]); var dt = rand([1, 1, 8]); var bc = randn([1, 1, 1, 4]);
         Assert.Contains("A: expected shape [8]",
             Assert.Throws<ArgumentException>(() => Mamba2.FusedRecurrent(x, dt, randn(4), bc, bc, randn(8), zeros(1, 8, 2, 4))).Message);
         Assert.Contains("CPU Float32 tensor, got CPU Float64",
-            Assert.Throws<ArgumentException>(() => Mamba2.FusedRecurrent(x, dt, randn(8), bc, bc, randn(8), zeros(1, 8, 2, 4, ScalarType.Float64))).Message);
+            Assert.Throws<ArgumentException>(() =>
+                Mamba2.FusedRecurrent(x, dt, randn(8), bc, bc, randn(8), zeros(1, 8, 2, 4, ScalarType.Float64))).Message);
         var keys = zeros(1, 2, 6, 4);
         Assert.Contains("values: expected shape [1, 2, 6, 4]",
-            Assert.Throws<ArgumentException>(() => Attention.FusedDecode(randn(1, 4, 1, 4), keys, zeros(1, 2, 5, 4), 3, null, zeros(1, 1, ScalarType.Int64), null)).Message);
+            Assert.Throws<ArgumentException>(() =>
+                Attention.FusedDecode(randn(1, 4, 1, 4), keys, zeros(1, 2, 5, 4), 3, null, zeros(1, 1, ScalarType.Int64), null)).Message);
         Assert.Contains("keys: 7 slots asked of a cache of 6",
-            Assert.Throws<ArgumentException>(() => Attention.FusedDecode(randn(1, 4, 1, 4), keys, keys, 7, null, zeros(1, 1, ScalarType.Int64), null)).Message);
+            Assert.Throws<ArgumentException>(() =>
+                Attention.FusedDecode(randn(1, 4, 1, 4), keys, keys, 7, null, zeros(1, 1, ScalarType.Int64), null)).Message);
     }
 
     [Fact]

@@ -46,7 +46,8 @@ public class ProfilerTests
         var options = new ProfileOptions { PromptTokens = 16, DecodeTokens = 4, Repeats = 2, Contexts = [8, 32], ThroughputContext = 16, MemoryBudgetBytes = 64L << 20, MaxBatch = 8 };
         var profile = LatencyProfiler.Profile(model, "small", options, FakeDevice);
         Assert.Equal(2, profile.LatencyByContext.Count);
-        Assert.True(profile.LatencyByContext[1].CacheBytesPerSequence > profile.LatencyByContext[0].CacheBytesPerSequence);   // attention grows
+        // attention grows
+        Assert.True(profile.LatencyByContext[1].CacheBytesPerSequence > profile.LatencyByContext[0].CacheBytesPerSequence);
         Assert.Equal(profile.LargestBatch, profile.Throughput[^1].Batch);
         Assert.All(profile.Throughput, t => Assert.True(t.MemoryBytes <= options.MemoryBudgetBytes));
         Assert.Equal(["a", "f", "m2", "deltanet"], profile.Breakdown.Select(b => b.LayerType));

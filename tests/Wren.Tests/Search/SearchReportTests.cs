@@ -7,11 +7,12 @@ public class SearchReportTests
 {
     static readonly SearchSpace Space = SearchSpace.Load("quick") with { Seeds = [], Evolution = new EvolutionSettings { Population = 2, Cycles = 1 } };
 
-    static Trial Done(int number, int cycle, string architecture, double loss, double latency, string parent = "", string mutation = "random") => new()
-    {
-        Number = number, Cycle = cycle, Architecture = architecture, ProxyLoss = loss, PredictedLatencyMs = latency, Feasible = true,
-        Status = "done", Width = 128, Parameters = 1_000_000, Parent = parent, Mutation = mutation, Created = 0, Finished = 60_000, TrainSeconds = 30,
-    };
+    static Trial Done(int number, int cycle, string architecture, double loss, double latency, string parent = "",
+                      string mutation = "random") => new()
+                      {
+                          Number = number, Cycle = cycle, Architecture = architecture, ProxyLoss = loss, PredictedLatencyMs = latency, Feasible = true,
+                          Status = "done", Width = 128, Parameters = 1_000_000, Parent = parent, Mutation = mutation, Created = 0, Finished = 60_000, TrainSeconds = 30,
+                      };
 
     const string A = "m2 0:1 ffn1 x1 | a 0:1 ffn0 x1 | deltanet 0:1 ffn0 x1", B = "deltanet 0:1 ffn1 x1 | a 0:1 ffn0 x1 | m2 0:1 ffn0 x1";
 

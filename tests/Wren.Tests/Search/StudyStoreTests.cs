@@ -99,7 +99,8 @@ public class StudyStoreTests
     {
         string? uri = Environment.GetEnvironmentVariable("WREN_TEST_POSTGRES");
         Assert.False(string.IsNullOrEmpty(uri), "WREN_TEST_POSTGRES is not set: run the tests with ./test.sh, which starts PostgreSQL, " +
-                                                 "or set it to a postgresql://user:password@host:port/db URI (or 'skip' to skip this test)");
+                                                 "or set it to a postgresql://user:password@host:port/db URI (or 'skip' to skip this " +
+                                                 "test)");
         bool inCi = !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("CI"));
         Assert.False(inCi && uri == "skip", "WREN_TEST_POSTGRES=skip in CI: the PostgreSQL store must be tested there");
         if (uri == "skip") return;

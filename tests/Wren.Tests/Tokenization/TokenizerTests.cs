@@ -11,7 +11,9 @@ public class TokenizerTests
     /// <summary>GPT-2's byte → printable-character table (the byte-level BPE alphabet).</summary>
     static Dictionary<byte, char> ByteAlphabet()
     {
-        var printable = Enumerable.Range('!', '~' - '!' + 1).Concat(Enumerable.Range('¡', '¬' - '¡' + 1)).Concat(Enumerable.Range('®', 'ÿ' - '®' + 1)).ToHashSet();
+        var printable = Enumerable.Range('!',
+                                         '~' - '!' + 1).Concat(Enumerable.Range('¡', '¬' - '¡' + 1)).Concat(Enumerable.Range('®',
+                                             'ÿ' - '®' + 1)).ToHashSet();
         int next = 256;
         return Enumerable.Range(0, 256).ToDictionary(b => (byte)b, b => (char)(printable.Contains(b) ? b : next++));
     }
