@@ -51,7 +51,7 @@ public sealed record HybridConfig
     /// <summary>Every other key of the file, written back unchanged.</summary>
     [JsonExtensionData] public Dictionary<string, JsonElement>? Extra { get; init; }
 
-    // ---- derived sizes (checkpoint-layout.md §1) ----
+    // ---- derived sizes (the released modeling_nemotron_flash.py) ----
     [JsonIgnore] public int KvHeads => NumKeyValueHeads ?? NumAttentionHeads;
     [JsonIgnore] public int AttnQkHeadDim => KqHeadDim > 0 ? KqHeadDim : HiddenSize / NumAttentionHeads;
     [JsonIgnore] public int AttnVHeadDim => VHeadDim > 0 ? VHeadDim : HiddenSize / NumAttentionHeads;
@@ -72,7 +72,7 @@ public sealed record HybridConfig
     public bool HasFfn(int layer) => OperatorRegistry.Of(this, layer).Create is null || MixerLayersHaveFfn;
 
     /// <summary>Sliding window of attention layer <paramref name="layer"/>, or null for full attention.</summary>
-    /// <remarks>The released "fused_mha" attention ignores sliding_window (checkpoint-layout.md §5), so it does here too.</remarks>
+    /// <remarks>The released "fused_mha" attention ignores sliding_window (the released modeling_nemotron_flash.py), so it does here too.</remarks>
     public int? WindowOf(int layer) =>
         SlidingWindow is { } w && AttnImplementation != "fused_mha" && !(GlobalAttnIdx ?? []).Contains(layer) ? w : null;
 

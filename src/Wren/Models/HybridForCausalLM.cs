@@ -18,7 +18,7 @@ public sealed record LMInput(Tensor InputIds, ModelCache? Cache = null, Tensor? 
 public sealed record LMOutput(Tensor Logits);
 
 /// <summary>
-/// A hybrid causal LM with the exact Nemotron-Flash forward (checkpoint-layout.md §3):
+/// A hybrid causal LM with the exact Nemotron-Flash forward (the released modeling_nemotron_flash.py, NemotronFlashForCausalLM.forward):
 /// embed → prepend meta tokens → layers → final RMSNorm → drop meta positions → <c>(h·W_lm[v]) / ‖W_lm[v]‖</c>.
 /// State-dict names match the HF checkpoint (<c>model.…</c>, <c>lm_head.weight</c>).
 /// </summary>

@@ -21,7 +21,7 @@ internal sealed class Rotary
         ropeType = config.RopeType ?? "default";
         origMax = config.OrigMaxPositionEmbeddings;
         baseTheta = ropeType == "ntk"
-            // NTK-aware base (checkpoint-layout.md §4.4): θ·(2·max/orig − 1)^(d/(d−2)).
+            // NTK-aware base (the released modeling_nemotron_flash.py, rotary embedding): θ·(2·max/orig − 1)^(d/(d−2)).
             ? config.RopeTheta * Math.Pow(2.0 * config.MaxPositionEmbeddings!.Value / config.OrigMaxPositionEmbeddings!.Value - 1.0,
                                           dim / (dim - 2.0))
             : config.RopeTheta;

@@ -24,7 +24,7 @@ internal sealed class Attention : Mixer
     public int? Window { get; }
 
     /// <summary>
-    /// Layer type "a". Validation follows the released Nemotron-Flash attention (checkpoint-layout.md §1, §5); the KV
+    /// Layer type "a". Validation follows the released Nemotron-Flash attention (the released modeling_nemotron_flash.py); the KV
     /// cache holds keys, values and an int64 position per slot, W+1 slots for a sliding window; a windowed layer is
     /// its own latency-table entry ("a:w512"); the search space knows it as "a" (global) and "swa" (windowed).
     /// </summary>

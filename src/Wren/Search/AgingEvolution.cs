@@ -7,7 +7,7 @@ namespace Wren.Search;
 public sealed record Candidate(Architecture Architecture, int Width, double PredictedLatencyMs, bool Feasible, long Parameters);
 
 /// <summary>
-/// The width rule (method §3): the largest width of the space whose predicted latency meets the target, so proxy
+/// The width rule (Nemotron-Flash paper, evolutionary search): the largest width of the space whose predicted latency meets the target, so proxy
 /// loss is the only ranking signal. In multi-objective mode the architecture carries its own width.
 /// </summary>
 public sealed class CandidatePlacer(SearchSpace space, Func<HybridConfig, double> latencyMs, HybridConfig? template = null)
@@ -38,7 +38,7 @@ public sealed class CandidatePlacer(SearchSpace space, Func<HybridConfig, double
 }
 
 /// <summary>
-/// Aging evolution with tournament selection (method §3), written as a pure function of the study's history so
+/// Aging evolution with tournament selection (Nemotron-Flash paper, evolutionary search), written as a pure function of the study's history so
 /// that a search can stop and restart anywhere: the population before cycle c is the last <c>population</c>
 /// finished trials of earlier cycles; every child of cycle c comes from a generator seeded by (seed, c).
 /// Each child: sample members, take the lowest-loss one that meets the latency target (multi-objective: a random

@@ -42,7 +42,7 @@ public sealed record ProxySettings
     };
 }
 
-/// <summary>Aging evolution settings (method §3).</summary>
+/// <summary>Aging evolution settings (Nemotron-Flash paper, evolutionary search).</summary>
 public sealed record EvolutionSettings
 {
     public int Population { get; init; } = 8;

@@ -38,7 +38,7 @@ public sealed record AblationReport(string Name, string Data, IReadOnlyList<ArmR
         double delta = Arms[1].Result.ValLoss - Arms[0].Result.ValLoss;
         double deltaPpl = Arms[1].Result.ValPerplexity - Arms[0].Result.ValPerplexity;
         lines.AddRange(["", $"Δ validation loss (on − off): {delta:+0.0000;-0.0000}; Δ PPL: {deltaPpl:+0.00;-0.00}.",
-                        "Norms are the L2 norms of the rows/columns that weight normalization would project (method §4), measured on the " +
+                        "Norms are the L2 norms of the rows/columns that weight normalization would project (Nemotron-Flash paper, weight normalization), measured on the " +
                         "final weights."]);
         return string.Join("\n", lines) + "\n";
     }

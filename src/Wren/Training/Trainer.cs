@@ -150,8 +150,10 @@ public sealed class Trainer : IDisposable
 
     public MetricsLog Metrics => metrics!;
 
-    /// <summary>No weight decay on vectors (norm weights, biases, A_log, D, dt_bias) and meta tokens (method §4, fla/Mamba
-    /// practice).</summary>
+    /// <summary>
+    /// No weight decay on vectors (norm weights, biases, A_log, D, dt_bias) and meta tokens (Nemotron-Flash paper; fla and
+    /// Mamba practice).
+    /// </summary>
     public static bool Decays(string name, Tensor p) => p.dim() >= 2 && !name.EndsWith("memory_tokens", StringComparison.Ordinal);
 
     static OptimizerHelper CreateOptimizer(List<(string name, Parameter parameter)> named, TrainingOptions o)

@@ -35,7 +35,7 @@ public sealed record TrainingOptions
     public double Eps { get; init; } = 1e-8;
     /// <summary>Clip the global gradient norm to this (0: no clipping).</summary>
     public double GradClip { get; init; } = 1.0;
-    /// <summary>Project weights to unit-norm rows/columns after every step (method §4); forces weight decay to 0.</summary>
+    /// <summary>Project weights to unit-norm rows/columns after every step (Nemotron-Flash paper, weight normalization); forces weight decay to 0.</summary>
     public bool WeightNorm { get; init; }
     public long Seed { get; init; }
 
@@ -50,7 +50,7 @@ public sealed record TrainingOptions
 
     public long TokensPerStep => (long)BatchSize * SeqLen * GradAccumulation;
     public long TotalSteps => Steps > 0 ? Steps : (Tokens + TokensPerStep - 1) / TokensPerStep;
-    /// <summary>The weight decay actually applied: none with weight normalization (method §4).</summary>
+    /// <summary>The weight decay actually applied: none with weight normalization (Nemotron-Flash paper, weight normalization).</summary>
     public double EffectiveWeightDecay => WeightNorm ? 0 : WeightDecay;
 
     public void Validate()

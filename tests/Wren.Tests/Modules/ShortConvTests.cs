@@ -5,7 +5,7 @@ using static Wren.Tests.TestSupport;
 
 namespace Wren.Tests.Modules;
 
-/// <summary>operators.md test 3: prefill with cache then per-token steps == full causal conv.</summary>
+/// <summary>prefill with cache then per-token steps == full causal conv.</summary>
 public class ShortConvTests
 {
     static ShortConv Conv(bool bias)
