@@ -61,7 +61,7 @@ internal static class SearchCommands
                                                !result.GetValue(noLocal), result.GetValue(measure));
             var outcome = Resumable.Run(Resumable.SameCommand(result),
                 () => SearchStudy.Run(options, device, new Callback<string>(m => AnsiConsole.MarkupLine(Markup.Escape(m))), cancellation));
-            var winner = outcome.Summary.Winner;
+            var winner = outcome.Winner;
             AnsiConsole.MarkupLine($"report: [bold]{Markup.Escape(outcome.ReportFile)}[/]; winner: " +
                                    $"{Markup.Escape(winner?.Architecture ?? "none")} " +
                                    $"@ {winner?.Width} (proxy loss {winner?.ProxyLoss:F4})");

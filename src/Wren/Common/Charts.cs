@@ -3,7 +3,7 @@ using ScottPlot;
 namespace Wren.Common;
 
 /// <summary>Line charts written as PNG and SVG side by side (ScottPlot): training curves, profiles, fronts.</summary>
-public static class Charts
+internal static class Charts
 {
     /// <summary>A line chart with one series per (name, xs, ys); empty series are skipped.</summary>
     public static Plot Lines(string title, string xLabel, string yLabel, IEnumerable<(string Name, double[] X, double[] Y)> series)

@@ -22,7 +22,7 @@ public sealed record SweepAnalysis(ScalingLaw Law, IReadOnlyList<(SweepPoint Poi
 /// token budget (validation perplexity) and timed (batch-1 decode ms/token); results saved after every point, so an
 /// interrupted sweep continues where it stopped.
 /// </summary>
-public static class DepthWidthSweep
+internal static class DepthWidthSweep
 {
     /// <summary>Timed runs per shape (median kept).</summary>
     public const int LatencyRepeats = 5;

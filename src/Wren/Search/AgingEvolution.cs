@@ -4,13 +4,13 @@ using Wren.Models;
 namespace Wren.Search;
 
 /// <summary>An architecture placed at a width, with its predicted latency and whether it meets the target.</summary>
-public sealed record Candidate(Architecture Architecture, int Width, double PredictedLatencyMs, bool Feasible, long Parameters);
+internal sealed record Candidate(Architecture Architecture, int Width, double PredictedLatencyMs, bool Feasible, long Parameters);
 
 /// <summary>
 /// The width rule (Nemotron-Flash paper, evolutionary search): the largest width of the space whose predicted latency meets the target, so proxy
 /// loss is the only ranking signal. In multi-objective mode the architecture carries its own width.
 /// </summary>
-public sealed class CandidatePlacer(SearchSpace space, Func<HybridConfig, double> latencyMs, HybridConfig? template = null)
+internal sealed class CandidatePlacer(SearchSpace space, Func<HybridConfig, double> latencyMs, HybridConfig? template = null)
 {
     readonly HybridConfig template = template ?? space.TemplateConfig();
 
@@ -44,7 +44,7 @@ public sealed class CandidatePlacer(SearchSpace space, Func<HybridConfig, double
 /// Each child: sample members, take the lowest-loss one that meets the latency target (multi-objective: a random
 /// member of the sample's loss–latency Pareto front), mutate exactly one factor, place it at its width.
 /// </summary>
-public sealed class AgingEvolution(SearchSpace space, CandidatePlacer placer)
+internal sealed class AgingEvolution(SearchSpace space, CandidatePlacer placer)
 {
     EvolutionSettings Settings => space.Evolution;
 

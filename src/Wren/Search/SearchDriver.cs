@@ -5,7 +5,7 @@ namespace Wren.Search;
 /// is finished, evaluating trials itself when given a local worker (otherwise remote workers do). Everything lives
 /// in the store, so stopping and re-running continues where it stopped, with the same proposals.
 /// </summary>
-public sealed class SearchDriver(StudyStore store, string study, SearchSpace space, AgingEvolution evolution, SearchWorker? local)
+internal sealed class SearchDriver(StudyStore store, string study, SearchSpace space, AgingEvolution evolution, SearchWorker? local)
 {
     /// <summary>
     /// Runs through stored cycle <paramref name="lastCycle"/> (0-based: the cycle people call n is n − 1; default: the space's last)

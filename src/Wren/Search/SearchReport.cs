@@ -11,7 +11,7 @@ namespace Wren.Search;
 /// </summary>
 public static class SearchReport
 {
-    public sealed record Outcome(string Markdown, SearchSummary Summary, string ReportFile, string? WinnerConfig);
+    public sealed record Outcome(string Markdown, TrialRow? Winner, string ReportFile, string? WinnerConfig);
 
     static readonly JsonSerializerOptions Json = new() { WriteIndented = true, };
 
@@ -31,11 +31,11 @@ public static class SearchReport
         string reportFile = Path.Combine(folder, "report.md");
         AtomicFile.WriteAllText(reportFile, markdown);
         AtomicFile.WriteAllText(Path.Combine(folder, "report.json"), JsonSerializer.Serialize(summary, Json));
-        return new Outcome(markdown, summary, reportFile, configPath);
+        return new Outcome(markdown, summary.Winner, reportFile, configPath);
     }
 
     /// <summary>The Markdown report; table cells escape <c>|</c> (architectures contain it).</summary>
-    public static string Markdown(SearchSummary s, SearchSpace space, string? winnerConfig)
+    internal static string Markdown(SearchSummary s, SearchSpace space, string? winnerConfig)
     {
         var lines = new List<string> { $"# Search report: {s.Study}", "", SpaceLine(space), "" };
         lines.Add($"Trials: {s.Trials} ({s.Done} done, {s.Failed} failed, {s.Open} open); population {space.Evolution.Population}, " +

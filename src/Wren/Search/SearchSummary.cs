@@ -9,22 +9,22 @@ public sealed record TrialRow(int Number, string Architecture, int Width, long P
 }
 
 /// <summary>The best trial whose predicted latency is within <paramref name="BudgetMs"/>.</summary>
-public sealed record BudgetRow(double BudgetMs, TrialRow Best);
+internal sealed record BudgetRow(double BudgetMs, TrialRow Best);
 
 /// <summary>One cycle of the trajectory: <paramref name="Cycle"/> is 1-based, 0 for the initial population.</summary>
-public sealed record CycleRow(int Cycle, int Trials, double MeanLoss, double BestSoFar)
+internal sealed record CycleRow(int Cycle, int Trials, double MeanLoss, double BestSoFar)
 {
     public string Name => Cycle == 0 ? "initial" : Cycle.ToString();
 }
 
 /// <summary>A finished trial in creation order: its predicted latency, its loss and the best feasible loss so far.</summary>
-public sealed record TrialPoint(int Number, double PredictedMs, double Loss, double BestSoFar);
+internal sealed record TrialPoint(int Number, double PredictedMs, double Loss, double BestSoFar);
 
 /// <summary>Candidates per hour and the share of wall time spent outside proxy training.</summary>
-public sealed record SearchThroughput(int Candidates, double WallMinutes, double PerHour, double OutsidePercent);
+internal sealed record SearchThroughput(int Candidates, double WallMinutes, double PerHour, double OutsidePercent);
 
 /// <summary>How the winner came about: a seeded or random member of the initial population, or a mutation of a parent.</summary>
-public sealed record WinnerOrigin(string Layers, string Parent, string Mutation)
+internal sealed record WinnerOrigin(string Layers, string Parent, string Mutation)
 {
     public string Text => Parent.Length == 0
         ? $"a {Mutation} design of the initial population"
@@ -36,7 +36,7 @@ public sealed record WinnerOrigin(string Layers, string Parent, string Mutation)
 /// the loss–latency front, the best trial per latency budget and the trajectory. Printers (Markdown, JSON) and
 /// plots read this record (<see cref="SearchReport"/>).
 /// </summary>
-public sealed record SearchSummary(
+internal sealed record SearchSummary(
     string Study, int Trials, int Done, int Failed, int Open, double ProxyTrainingMinutes, SearchThroughput? Throughput,
     TrialRow? Winner, WinnerOrigin? Origin, IReadOnlyList<TrialRow> Seeds, IReadOnlyList<TrialRow> Front,
     IReadOnlyList<BudgetRow> Budgets, IReadOnlyList<CycleRow> Trajectory, IReadOnlyList<TrialPoint> Curve)

@@ -5,7 +5,7 @@ namespace Wren.Search;
 /// function of the architecture (more DeltaNet/Mamba2 and parameters help, attention costs a little), after
 /// waiting <see cref="ProxySettings.SyntheticSeconds"/>.
 /// </summary>
-public sealed class SyntheticFitness(SearchSpace space) : ITrialEvaluator
+internal sealed class SyntheticFitness(SearchSpace space) : ITrialEvaluator
 {
     public double Evaluate(Trial trial, CancellationToken cancellation)
     {

@@ -86,7 +86,7 @@ public sealed record TrainingOptions
 }
 
 /// <summary>Learning rate per step: linear warm-up, then cosine, WSD or constant down to <c>MinLrRatio</c> × peak.</summary>
-public static class LearningRateSchedule
+internal static class LearningRateSchedule
 {
     public static double At(TrainingOptions options, long step)
     {
