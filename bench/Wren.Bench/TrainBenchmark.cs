@@ -16,9 +16,8 @@ public static class TrainBenchmark
 {
     public static int Run(string[] args)
     {
-        string Arg(string name,
-                   string fallback)
-        { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
+        string Arg(string name, string fallback) =>
+            Array.IndexOf(args, name) is var i && i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
         int batch = int.Parse(Arg("--batch", "8")), seqLen = int.Parse(Arg("--seq-len", "512")), steps = int.Parse(Arg("--steps", "5"));
         int hidden = int.Parse(Arg("--hidden", "512")), vocab = int.Parse(Arg("--vocab", "8192"));
         var config = HybridConfig.Load(Arg("--config", "flash-quick")) with { HiddenSize = hidden, VocabSize = vocab };
