@@ -22,7 +22,7 @@ public static class DecodeBenchmark
 
     public static int Run(string[] args)
     {
-        string Arg(string name, string fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
+        string Arg(string name, string fallback) => BenchArgs.Get(args, name, fallback);
         var contexts = Arg("--contexts", "512,2048,8192").Split(',').Select(int.Parse).ToArray();
         var models = Arg("--models", "flash-300m,llama-300m").Split(',');
         string dtypes = Arg("--dtype", "float32");
@@ -35,7 +35,8 @@ public static class DecodeBenchmark
         Console.WriteLine($"# decode, batch 1; {Wren.Runtime.WrenRuntime.Describe()}");
         Console.WriteLine($"# kernel path {KernelPaths.Active} (best on this CPU: {KernelPaths.Best});");
         Console.WriteLine($"# roofline = weight bytes ÷ copy bandwidth, measured alternately with the decode (best of {repeats} each)");
-        Console.WriteLine("| model | weights | bytes | ctx | path | ms/token | copy GB/s | roofline ms | ÷ roofline | eff. GB/s | ÷ fp32 |" +
+        Console.WriteLine("| model | weights | bytes | ctx | path | ms/token | copy GB/s | roofline ms | ÷ roofline | eff. GB/s | " +
+                          "÷ fp32 |" +
                           (busy > 0 ? " busy ms/token | slowdown |" : ""));
         Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|" + (busy > 0 ? "---|---|" : ""));
         foreach (var name in models)

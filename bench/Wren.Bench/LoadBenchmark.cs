@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Wren.Checkpoints;
 using Wren.Models;
 using Wren.Modules;
 using Wren.Profiling;
@@ -16,18 +15,18 @@ public static class LoadBenchmark
 {
     public static int Run(string[] args)
     {
-        string Arg(string name, string fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
+        string Arg(string name, string fallback) => BenchArgs.Get(args, name, fallback);
         string preset = Arg("--model", "flash-1b");
         string folder = Arg("--dir", Path.Combine(Path.GetTempPath(), $"wren-load-{preset}"));
         string dtypes = Arg("--dtype", "all");
         var precisions = (dtypes == "all" ? "float32,bfloat16,int8" : dtypes).Split(',').Select(WeightPrecisions.Parse).ToArray();
         var config = HybridConfig.Load(preset);
-        if (!File.Exists(Path.Combine(folder, CheckpointFiles.SingleFile)))
+        if (!File.Exists(Path.Combine(folder, "model.safetensors")))
         {
             Console.WriteLine($"# writing a random {preset} in bf16 to {folder}");
             using var model = new HybridForCausalLM(config);
             Initialization.Apply(model, 0);
-            Checkpoint.Save(model, folder, ScalarType.BFloat16);
+            model.SavePretrained(folder, ScalarType.BFloat16);
         }
         Console.WriteLine($"# {preset} from {folder} (bf16 on disk), one fresh process per precision");
         Console.WriteLine("| weights | load s | weight bytes | peak RSS rise | rise − weights |");
@@ -36,7 +35,8 @@ public static class LoadBenchmark
         {
             var (seconds, rise) = Child(folder, precision);
             long bytes = ModelFootprint.Of(config, ScalarType.Float32, precision).WeightBytes;
-            Console.WriteLine($"| {precision.Name()} | {seconds:F1} | {bytes / 1e9:F2} GB | {rise / 1e9:F2} GB | {(rise - bytes) / 1e6:F0} MB |");
+            Console.WriteLine($"| {precision.Name()} | {seconds:F1} | {bytes / 1e9:F2} GB | {rise / 1e9:F2} GB | " +
+                              $"{(rise - bytes) / 1e6:F0} MB |");
         }
         return 0;
     }
@@ -45,7 +45,8 @@ public static class LoadBenchmark
     static (double Seconds, long Rise) Child(string folder, WeightPrecision precision)
     {
         var start = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, UseShellExecute = false };
-        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet") start.ArgumentList.Add(typeof(LoadBenchmark).Assembly.Location);
+        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet")
+            start.ArgumentList.Add(typeof(LoadBenchmark).Assembly.Location);
         foreach (var a in new[] { "load-one", folder, precision.Name() }) start.ArgumentList.Add(a);
         using var process = Process.Start(start)!;
         string output = process.StandardOutput.ReadToEnd();
@@ -60,7 +61,7 @@ public static class LoadBenchmark
     {
         long before = ResidentBytes();
         var clock = Stopwatch.StartNew();
-        using var model = Checkpoint.Load(args[0], WeightPrecisions.Parse(args[1]));
+        using var model = HybridForCausalLM.FromPretrained(args[0], WeightPrecisions.Parse(args[1]));
         double seconds = clock.Elapsed.TotalSeconds;
         Console.WriteLine(FormattableString.Invariant($"{seconds} {LatencyProfiler.PeakResidentBytes() - before}"));
         return 0;

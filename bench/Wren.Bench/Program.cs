@@ -25,10 +25,12 @@ static int PrintDevice()
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: Wren.Bench decode [--contexts 512,2048,8192] [--tokens N] [--repeats N] [--models flash-300m,llama-300m]\n" +
-                            "                         [--dtype float32|bfloat16|int8|all] [--busy N]   (busy-core slowdown)\n" +
-                            "       Wren.Bench load [--model flash-1b] [--dir D] [--dtype all]   (load time and peak memory per precision)\n" +
-                            "       Wren.Bench train [--batch 8] [--seq-len 512] [--steps 5] [--hidden 512] [--vocab 8192]   (training tokens/s and MFU)\n" +
-                            "       Wren.Bench device      (copy bandwidth, matmul and matrix–vector throughput)");
+    Console.Error.WriteLine("""
+        usage: Wren.Bench decode [--contexts 512,2048,8192] [--tokens N] [--repeats N] [--models flash-300m,llama-300m]
+                                 [--dtype float32|bfloat16|int8|all] [--busy N]   (busy-core slowdown)
+               Wren.Bench load [--model flash-1b] [--dir D] [--dtype all]   (load time and peak memory per precision)
+               Wren.Bench train [--batch 8] [--seq-len 512] [--steps 5] [--hidden 512] [--vocab 8192]   (training tokens/s and MFU)
+               Wren.Bench device      (copy bandwidth, matmul and matrix–vector throughput)
+        """);
     return 1;
 }

@@ -1,6 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
-using Wren.Checkpoints;
+using Wren.Common;
 using Wren.Inference;
 using Wren.Modules;
 
@@ -36,7 +36,7 @@ internal static class AccuracyCommand
             var report = PrecisionAccuracyReport.Measure(options, device);
             Console.WriteLine(report.ToMarkdown());
             if (result.GetValue(output) is { } path)
-                Checkpoint.WriteAtomically(path, JsonSerializer.Serialize(report, ProfileCommand.Json));
+                AtomicFile.WriteAllText(path, JsonSerializer.Serialize(report, ProfileCommand.Json));
             return 0;
         });
         return command;

@@ -1,5 +1,5 @@
 using System.CommandLine;
-using Wren.Checkpoints;
+using Wren.Models;
 
 namespace Wren.Cli.Commands;
 
@@ -18,7 +18,8 @@ internal static class ConvertCommand
         {
             common.Initialize(result);
             var precision = common.Precision(result);
-            Checkpoint.Convert(result.GetValue(model)!, result.GetValue(output)!, precision, result.GetValue(shard) * 1_000_000);
+            HybridForCausalLM.ConvertPretrained(result.GetValue(model)!, result.GetValue(output)!, precision,
+                                                result.GetValue(shard) * 1_000_000);
             Console.WriteLine($"wrote {result.GetValue(output)} ({Modules.WeightPrecisions.Name(precision)} weights)");
             return 0;
         });

@@ -31,7 +31,7 @@ internal static class InitCommand
             string folder = result.GetValue(output)!;
             var precision = common.Precision(result);
             using var packed = precision == WeightPrecision.Float32 ? null : WeightPacking.Pack(model, precision);
-            Checkpoint.Save(packed ?? model, folder, maxShardBytes: result.GetValue(shard) * 1_000_000);
+            (packed ?? model).SavePretrained(folder, maxShardBytes: result.GetValue(shard) * 1_000_000);
             var footprint = ModelFootprint.Of(cfg);
             Console.WriteLine($"initialized {footprint.Parameters:N0} parameters ({string.Join(" ", cfg.LayerTypes)}) → {folder}");
             return 0;

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using TorchSharp;
+using Wren.Common;
 using Wren.Models;
 using Wren.Modules;
 using static TorchSharp.torch;
@@ -7,34 +8,23 @@ using static TorchSharp.torch;
 namespace Wren.Checkpoints;
 
 /// <summary>Loads and saves Hugging Face model folders (config.json + safetensors) with the exact HF tensor names.</summary>
-public static class Checkpoint
+internal static class Checkpoint
 {
     public const string ConfigFile = "config.json";
 
     /// <summary>
-    /// Builds the model from <c>config.json</c> and fills every parameter from the safetensors file(s), converting
-    /// dtypes tensor by tensor. Missing, unexpected or mis-shaped tensors are errors that name them; a tied
-    /// config tolerates an extra <c>lm_head.weight</c> (the tie wins, as in HF).
+    /// The body of both <c>HybridForCausalLM.FromPretrained</c> overloads, the one public load entry: builds the model in
+    /// <paramref name="placement"/> and fills it one tensor at a time, so memory peaks at the target weights plus one
+    /// source tensor. Training placements (float32, bfloat16 or float16, matrices unpacked) copy with a dtype
+    /// conversion; inference placements with bf16 or int8 matrices (fp32 activations) round or quantize each matrix as
+    /// it is read (<see cref="Kernels.MatVecInt8"/>). The folder may hold fp32/bf16 weights or an int8 folder written
+    /// by <see cref="Save"/>: int8 targets then copy the stored values and scales as they are, other targets dequantize.
     /// </summary>
-    public static HybridForCausalLM Load(string folder, ScalarType dtype = ScalarType.Float32, Device? device = null)
-    {
-        if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16))
-            throw new WrenException($"models load as float32, bfloat16 or float16, not {dtype}");
-        return Load(folder, new Placement(dtype, device ?? CPU));
-    }
-
-    /// <summary>
-    /// Loads for inference with fp32 activations and weight matrices stored as <paramref name="weights"/>: bf16, or
-    /// int8 quantized while loading (<see cref="Kernels.MatVecInt8"/>), one tensor at a time, so memory peaks at the
-    /// target weights plus one source tensor. The folder may hold fp32/bf16 weights or an int8 folder written by
-    /// <see cref="Save"/> (then int8 targets copy the stored values and scales as they are).
-    /// </summary>
-    public static HybridForCausalLM Load(string folder, WeightPrecision weights, Device? device = null) =>
-        Load(folder, new Placement(ScalarType.Float32, device ?? CPU, weights));
-
-    static HybridForCausalLM Load(string folder, Placement placement)
+    internal static HybridForCausalLM Load(string folder, Placement placement)
     {
         if (!Directory.Exists(folder)) throw new WrenException($"model folder not found: {folder}");
+        if (placement.Dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16))
+            throw new WrenException($"models load as float32, bfloat16 or float16, not {placement.Dtype}");
         var config = HybridConfig.Load(Path.Combine(folder, ConfigFile));
         using var files = CheckpointFiles.Open(folder);
         var model = new HybridForCausalLM(config, placement);
@@ -112,7 +102,7 @@ public static class Checkpoint
     public static void Save(HybridForCausalLM model, string folder, ScalarType? dtype = null, long maxShardBytes = 0)
     {
         Directory.CreateDirectory(folder);
-        WriteAtomically(Path.Combine(folder, ConfigFile), ConfigWithPrecision(model).ToJsonString(new() { WriteIndented = true }));
+        AtomicFile.WriteAllText(Path.Combine(folder, ConfigFile), ConfigWithPrecision(model).ToJsonString(new() { WriteIndented = true }));
         bool Convert(string name, Tensor p) => dtype is { } t && p.dtype != t && p.is_floating_point() && !IsScale(name);
         var tensors = model.named_parameters()
             .Select(p => (p.name, tensor: Convert(p.name, p.parameter) ? p.parameter.detach().to(dtype!.Value) : p.parameter.detach()))
@@ -144,7 +134,7 @@ public static class Checkpoint
             }
             long total = tensors.Sum(t => t.tensor.NumberOfElements * t.tensor.ElementSize);
             var index = new JsonObject { ["metadata"] = new JsonObject { ["total_size"] = total }, ["weight_map"] = weightMap };
-            WriteAtomically(Path.Combine(folder, CheckpointFiles.IndexFile), index.ToJsonString(new() { WriteIndented = true }));
+            AtomicFile.WriteAllText(Path.Combine(folder, CheckpointFiles.IndexFile), index.ToJsonString(new() { WriteIndented = true }));
         }
         finally
         {
@@ -160,7 +150,7 @@ public static class Checkpoint
     public static void Convert(string source, string target, WeightPrecision weights, long maxShardBytes = 0)
     {
         if (Path.GetFullPath(source) == Path.GetFullPath(target)) throw new WrenException("convert into another folder than the source");
-        using var model = Load(source, weights);
+        using var model = Load(source, new Placement(ScalarType.Float32, CPU, weights));
         Save(model, target, maxShardBytes: maxShardBytes);
         foreach (var file in Directory.GetFiles(source))
         {
@@ -190,12 +180,4 @@ public static class Checkpoint
     }
 
     const string QuantizationKey = "quantization_config";
-
-    /// <summary>Temp file + rename: readers see the old file or the new one, never a torn one.</summary>
-    public static void WriteAtomically(string path, string text)
-    {
-        string temp = path + ".wren-tmp";
-        File.WriteAllText(temp, text);
-        File.Move(temp, path, overwrite: true);
-    }
 }

@@ -125,7 +125,7 @@ public sealed record PrecisionAccuracyReport(string Name, IReadOnlyList<Precisio
     {
         options.Validate();
         using var reference = options.Model is { } folder
-            ? Checkpoints.Checkpoint.Load(folder, WeightPrecision.Float32, device)
+            ? HybridForCausalLM.FromPretrained(folder, device: device)
             : RandomModel(options, device);
         Tensor? validation = null, prompt;
         if (options.Data is { } data)
@@ -162,14 +162,17 @@ public sealed record PrecisionAccuracyReport(string Name, IReadOnlyList<Precisio
         {
             $"accuracy against float32: {Name}",
             "",
-            "| weights | max Δlogit | RMS Δlogit | RMS logit | greedy agreement | first divergence | perplexity (fp32 → this) | change |",
+            "| weights | max Δlogit | RMS Δlogit | RMS logit | greedy agreement | first divergence | " +
+            "perplexity (fp32 → this) | change |",
             "|---|---|---|---|---|---|---|---|",
         };
         lines.AddRange(Rows.Select(r =>
             $"| {r.Precision} | {r.MaxLogitError:G3} | {r.RmsLogitError:G3} | {r.ReferenceLogitRms:G3} | " +
             $"{r.GreedyAgreement:P1} of {r.GreedyTokens} | " +
             $"{(r.FirstDivergence is { } d ? $"step {d}" : "none")} | " +
-            (r.Perplexity is { } p ? $"{r.ReferencePerplexity:F3} → {p:F3} | {r.PerplexityChange:+0.00%;-0.00%;0.00%} |" : "– | – |")));
+            (r.Perplexity is { } p
+                ? $"{r.ReferencePerplexity:F3} → {p:F3} | {r.PerplexityChange:+0.00%;-0.00%;0.00%} |"
+                : "– | – |")));
         return string.Join('\n', lines);
     }
 }

@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -12,7 +11,7 @@ namespace Wren.Kernels;
 /// ~30 GB/s vs ~70 GB/s for this kernel on a 2-core AVX-512 machine; see docs/benchmarks.md). Rows are split
 /// across the intra-op threads (<see cref="Workers"/>).
 /// </summary>
-public static unsafe class MatVec
+internal static unsafe class MatVec
 {
     /// <summary>Below this many weights one thread is faster than waking another.</summary>
     const long ParallelThreshold = 1 << 16;
@@ -26,7 +25,8 @@ public static unsafe class MatVec
     /// </summary>
     public const int MaxInputRows = 64;
 
-    /// <summary>True when <see cref="Multiply"/> applies: float32 CPU tensors, contiguous weights, at most <see cref="MaxInputRows"/> input rows, SIMD available.</summary>
+    /// <summary>True when <see cref="Multiply"/> applies: float32 CPU tensors, contiguous weights, at most <see cref="MaxInputRows"/> input
+    /// rows, SIMD available.</summary>
     public static bool Applies(Tensor weight, Tensor x) =>
         IsAccelerated && weight.dtype == ScalarType.Float32 && x.dtype == ScalarType.Float32
         && weight.device.type == DeviceType.CPU && x.device.type == DeviceType.CPU
@@ -42,7 +42,9 @@ public static unsafe class MatVec
     /// </summary>
     public static Tensor[] MultiplyMany(IReadOnlyList<Tensor> weights, Tensor x)
     {
-        var wp = weights.Select(w => (IntPtr)Pointer(w)).ToArray();
+        for (int i = 0; i < weights.Count; i++)
+            KernelTensors.RequireInPlace(weights[i], $"weight {i}", ScalarType.Float32, weights[i].shape[0], weights[0].shape[1]);
+        var wp = weights.Select(w => (IntPtr)KernelTensors.Floats(w)).ToArray();
         return MultiplyRows(weights.Select(w => w.shape[0]).ToArray(), weights[0].shape[1], x,
             (i, v, y, cols, inputs, rows, from, to) => Rows((float*)wp[i], v, y, cols, inputs, rows, from, to));
     }
@@ -50,14 +52,19 @@ public static unsafe class MatVec
     /// <summary>Computes rows [first, end) of the output <c>y [inputs, rows]</c> of one matrix from <c>x [inputs, cols]</c>.</summary>
     internal delegate void RowRange(int matrix, float* x, float* y, long cols, long inputs, long rows, long first, long end);
 
-    /// <summary>The fork/join of the fp32, bf16 and int8 kernels: fp32 outputs [inputs, rows_i], rows split by ForRows.</summary>
+    /// <summary>
+    /// The fork/join of the fp32, bf16 and int8 kernels (each checks its own weights first): x [..., cols] fp32 with at
+    /// most <see cref="MaxInputRows"/> rows → fp32 outputs [inputs, rows_i], rows split by <see cref="ForRows"/>.
+    /// </summary>
     internal static Tensor[] MultiplyRows(long[] rows, long cols, Tensor x, RowRange rowRange)
     {
+        KernelTensors.Require(x, "x", ScalarType.Float32, [.. x.shape[..^1], cols]);
         long inputs = x.numel() / cols;
+        if (inputs > MaxInputRows) throw new ArgumentException($"x: {inputs} rows, more than the kernel's {MaxInputRows}");
         var outputs = rows.Select(r => empty(inputs, r)).ToArray();
         using var xc = x.reshape(inputs, cols).contiguous();
-        float* v = Pointer(xc);
-        var op = outputs.Select(o => (IntPtr)Pointer(o)).ToArray();
+        float* v = KernelTensors.Floats(xc);
+        var op = outputs.Select(o => (IntPtr)KernelTensors.Floats(o)).ToArray();
         ForRows(rows, cols, (i, from, to) => rowRange(i, v, (float*)op[i], cols, inputs, rows[i], from, to));
         return outputs;
     }
@@ -83,8 +90,6 @@ public static unsafe class MatVec
             }
         });
     }
-
-    internal static float* Pointer(Tensor t) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot SIMD loop: skip tier-0 code
     static void Rows(float* w, float* x, float* y, long cols, long inputs, long outputs, long first, long end)

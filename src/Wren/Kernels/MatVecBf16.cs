@@ -13,7 +13,7 @@ namespace Wren.Kernels;
 /// x and y in fp32. Each weight is widened to fp32 in registers (a bf16 is the top 16 bits of an fp32, so widening is
 /// a shift) and products accumulate in fp32, so the only error is the weight's own rounding to bf16.
 /// </summary>
-public static unsafe class MatVecBf16
+internal static unsafe class MatVecBf16
 {
     /// <summary>True when <see cref="MultiplyMany"/> applies: contiguous bf16 [out, in] CPU weight, fp32 input of ≤ 64 rows.</summary>
     public static bool Applies(Tensor weight, Tensor x) =>
@@ -25,12 +25,12 @@ public static unsafe class MatVecBf16
     /// <summary><c>W_i·x</c> → fp32 [m, out_i] for bf16 weights [out_i, in] that read the same x [m, in] (m ≤ 64).</summary>
     public static Tensor[] MultiplyMany(IReadOnlyList<Tensor> weights, Tensor x)
     {
-        var wp = weights.Select(w => (IntPtr)Pointer(w)).ToArray();
+        for (int i = 0; i < weights.Count; i++)
+            KernelTensors.RequireInPlace(weights[i], $"weight {i}", ScalarType.BFloat16, weights[i].shape[0], weights[0].shape[1]);
+        var wp = weights.Select(w => (IntPtr)KernelTensors.BFloat16Bits(w)).ToArray();
         return MatVec.MultiplyRows(weights.Select(w => w.shape[0]).ToArray(), weights[0].shape[1], x,
             (i, v, y, cols, inputs, rows, from, to) => Rows((ushort*)wp[i], v, y, cols, inputs, rows, from, to));
     }
-
-    static ushort* Pointer(Tensor t) => (ushort*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
 
     /// <summary>One input: fused widen-and-multiply. Several: widen each row once into fp32, then the fp32 dot per input.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -16,7 +16,7 @@ namespace Wren.Kernels;
 /// <c>y = W·x</c> widens q to fp32 in registers, sums each block's products in fp32 and multiplies by its scale;
 /// x and y stay fp32.
 /// </summary>
-public static unsafe class MatVecInt8
+internal static unsafe class MatVecInt8
 {
     /// <summary>Input values per scale.</summary>
     public const int BlockSize = 32;
@@ -61,7 +61,9 @@ public static unsafe class MatVecInt8
         }
     }
 
-    /// <summary>The fp32 matrix [rows, cols] that the <paramref name="values"/> and <paramref name="scales"/> stand for: w = d·q.</summary>
+    /// <summary>
+    /// The fp32 matrix [rows, cols] that the <paramref name="values"/> and <paramref name="scales"/> stand for: w = d·q.
+    /// </summary>
     public static Tensor Dequantize(Tensor values, Tensor scales)
     {
         long rows = values.shape[0], cols = values.shape[1], blocks = scales.shape[1];
@@ -83,10 +85,17 @@ public static unsafe class MatVecInt8
     /// </summary>
     public static Tensor[] MultiplyMany(IReadOnlyList<(Tensor Values, Tensor Scales)> weights, Tensor x)
     {
-        var qp = weights.Select(w => (IntPtr)Unsafe.AsPointer(ref MemoryMarshal.GetReference(w.Values.bytes))).ToArray();
-        var sp = weights.Select(w => (IntPtr)MatVec.Pointer(w.Scales)).ToArray();
-        return MatVec.MultiplyRows(weights.Select(w => w.Values.shape[0]).ToArray(), weights[0].Values.shape[1], x,
-            (i, v, y, cols, inputs, rows, from, to) => Rows((sbyte*)qp[i], (float*)sp[i], v, y, cols, inputs, rows, from, to));
+        long cols = weights[0].Values.shape[1];
+        for (int i = 0; i < weights.Count; i++)
+        {
+            long rows = weights[i].Values.shape[0];
+            KernelTensors.RequireInPlace(weights[i].Values, $"weight {i}", ScalarType.Int8, rows, cols);
+            KernelTensors.RequireInPlace(weights[i].Scales, $"weight scale {i}", ScalarType.Float32, rows, Blocks(cols));
+        }
+        var qp = weights.Select(w => (IntPtr)KernelTensors.SBytes(w.Values)).ToArray();
+        var sp = weights.Select(w => (IntPtr)KernelTensors.Floats(w.Scales)).ToArray();
+        return MatVec.MultiplyRows(weights.Select(w => w.Values.shape[0]).ToArray(), cols, x,
+            (i, v, y, n, inputs, rows, from, to) => Rows((sbyte*)qp[i], (float*)sp[i], v, y, n, inputs, rows, from, to));
     }
 
     /// <summary>One input: fused widen-and-multiply. Several: dequantize each row once into fp32, then the fp32 dot per input.</summary>

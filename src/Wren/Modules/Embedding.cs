@@ -1,6 +1,6 @@
 using TorchSharp;
-using Parameter = TorchSharp.Modules.Parameter;
 using static TorchSharp.torch;
+using Parameter = TorchSharp.Modules.Parameter;
 
 namespace Wren.Modules;
 
@@ -8,7 +8,7 @@ namespace Wren.Modules;
 /// Token embedding table [V, H]; allocated uninitialized (see <see cref="Linear"/>). Stored like a projection weight
 /// (<see cref="WeightPrecision"/>): bf16 or int8 rows are widened to the placement's dtype as they are looked up.
 /// </summary>
-public sealed class Embedding : nn.Module<Tensor, Tensor>
+internal sealed class Embedding : nn.Module<Tensor, Tensor>
 {
     readonly Parameter weight;
     readonly Parameter? weight_scale;

@@ -1,7 +1,7 @@
 using TorchSharp;
 using Wren.Kernels;
-using Parameter = TorchSharp.Modules.Parameter;
 using static TorchSharp.torch;
+using Parameter = TorchSharp.Modules.Parameter;
 
 namespace Wren.Modules;
 
@@ -13,7 +13,7 @@ namespace Wren.Modules;
 /// <c>weight</c> is then bf16, or int8 with fp32 block scales in <c>weight_scale</c> [out, ⌈in/32⌉]. Longer inputs
 /// (prefill) dequantize the one weight they need for the duration of the product.
 /// </summary>
-public sealed class Linear : nn.Module<Tensor, Tensor>
+internal sealed class Linear : nn.Module<Tensor, Tensor>
 {
     readonly Parameter weight;
     readonly Parameter? weight_scale;

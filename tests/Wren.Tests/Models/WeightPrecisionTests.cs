@@ -19,7 +19,12 @@ public class WeightPrecisionTests
     /// <summary>Width 80: rows of 80 values end in a partial 16-value int8 block and are not a multiple of any vector width.</summary>
     static HybridConfig AwkwardConfig => Config("deltanet", "f", "m2", "f", "a", "f") with
     {
-        HiddenSize = 80, NumAttentionHeads = 4, NumKeyValueHeads = 2, Mamba2HeadDim = 20, NumMemoryTokens = 3, TieWordEmbeddings = true,
+        HiddenSize = 80,
+        NumAttentionHeads = 4,
+        NumKeyValueHeads = 2,
+        Mamba2HeadDim = 20,
+        NumMemoryTokens = 3,
+        TieWordEmbeddings = true,
     };
 
     /// <summary>An fp32 model holding exactly the values <paramref name="packed"/> stores (bf16 widened, int8 dequantized).</summary>
@@ -102,9 +107,9 @@ public class WeightPrecisionTests
     {
         string dir = TempDir(), quantized = Path.Combine(dir, "int8");
         using var reference = RandomModel(AwkwardConfig, seed: 3);
-        Checkpoint.Save(reference, Path.Combine(dir, "fp32"));
-        using var fromFp32 = Checkpoint.Load(Path.Combine(dir, "fp32"), WeightPrecision.Int8);
-        Checkpoint.Save(fromFp32, quantized);
+        reference.SavePretrained(Path.Combine(dir, "fp32"));
+        using var fromFp32 = HybridForCausalLM.FromPretrained(Path.Combine(dir, "fp32"), WeightPrecision.Int8);
+        fromFp32.SavePretrained(quantized);
         Assert.Contains("\"quant_method\": \"wren_q8_0\"", File.ReadAllText(Path.Combine(quantized, "config.json")));
         using (var file = SafeTensorsFile.Open(Path.Combine(quantized, CheckpointFiles.SingleFile)))
         {
@@ -112,10 +117,10 @@ public class WeightPrecisionTests
             Assert.Equal([AwkwardConfig.FfnSize, 3L], file.Tensors["model.layers.1.ffn.up_proj.weight_scale"].Shape);
             Assert.Equal("F32", file.Tensors["model.layers.0.input_layernorm.weight"].DType);
         }
-        using var reloaded = Checkpoint.Load(quantized, WeightPrecision.Int8);
+        using var reloaded = HybridForCausalLM.FromPretrained(quantized, WeightPrecision.Int8);
         var saved = fromFp32.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         foreach (var (name, p) in reloaded.named_parameters()) Assert.True(Same(p, saved[name]), name);
-        using var widened = Checkpoint.Load(quantized);                        // an int8 folder read as float32: dequantized
+        using var widened = HybridForCausalLM.FromPretrained(quantized);   // an int8 folder read as float32: dequantized
         using var expected = Widened(fromFp32);
         var expectedParameters = expected.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         foreach (var (name, p) in widened.named_parameters()) Assert.True(Same(p, expectedParameters[name]), name);
@@ -125,7 +130,7 @@ public class WeightPrecisionTests
             .Select(n => (n, tensors.Read(n))).ToList();
         tensors.Dispose();
         SafeTensorsFile.Write(Path.Combine(quantized, CheckpointFiles.SingleFile), kept);
-        var error = Assert.Throws<WrenException>(() => Checkpoint.Load(quantized, WeightPrecision.Int8));
+        var error = Assert.Throws<WrenException>(() => HybridForCausalLM.FromPretrained(quantized, WeightPrecision.Int8));
         Assert.Contains("missing 1 tensor(s): model.layers.1.ffn.up_proj.weight_scale", error.Message);
     }
 
@@ -134,15 +139,15 @@ public class WeightPrecisionTests
     {
         string dir = TempDir(), source = Path.Combine(dir, "fp32"), target = Path.Combine(dir, "int8");
         using var reference = RandomModel(AwkwardConfig, seed: 2);
-        Checkpoint.Save(reference, source);
+        reference.SavePretrained(source);
         File.WriteAllText(Path.Combine(source, "tokenizer.json"), "{}");
-        Checkpoint.Convert(source, target, WeightPrecision.Int8);
+        HybridForCausalLM.ConvertPretrained(source, target, WeightPrecision.Int8);
         Assert.Equal("{}", File.ReadAllText(Path.Combine(target, "tokenizer.json")));
-        using var converted = Checkpoint.Load(target, WeightPrecision.Int8);
+        using var converted = HybridForCausalLM.FromPretrained(target, WeightPrecision.Int8);
         using var packed = WeightPacking.Pack(reference, WeightPrecision.Int8);
         var expected = packed.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         foreach (var (name, p) in converted.named_parameters()) Assert.True(Same(p, expected[name]), name);
-        Assert.Throws<WrenException>(() => Checkpoint.Convert(source, source, WeightPrecision.Int8));
+        Assert.Throws<WrenException>(() => HybridForCausalLM.ConvertPretrained(source, source, WeightPrecision.Int8));
     }
 
     [Fact]
@@ -150,8 +155,8 @@ public class WeightPrecisionTests
     {
         string dir = TempDir();
         using var reference = RandomModel(AwkwardConfig, seed: 4);
-        Checkpoint.Save(reference, dir);
-        using var bf16 = Checkpoint.Load(dir, WeightPrecision.BFloat16);
+        reference.SavePretrained(dir);
+        using var bf16 = HybridForCausalLM.FromPretrained(dir, WeightPrecision.BFloat16);
         var source = reference.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         foreach (var (name, p) in bf16.named_parameters())
         {
