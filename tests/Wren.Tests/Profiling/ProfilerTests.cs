@@ -51,7 +51,10 @@ public class ProfilerTests
         Assert.Equal(profile.LargestBatch, profile.Throughput[^1].Batch);
         Assert.All(profile.Throughput, t => Assert.True(t.MemoryBytes <= options.MemoryBudgetBytes));
         Assert.Equal(["a", "f", "m2", "deltanet"], profile.Breakdown.Select(b => b.LayerType));
-        Assert.InRange(profile.Breakdown.Sum(b => b.Share), 0.3, 1.0 + 1e-9);   // layers are most of a step, never more than all of it
+        // Shares are parts of a step: each positive, together never more than all of it (how much more than the
+        // layers a step costs is timing, which a test must not assert).
+        Assert.All(profile.Breakdown, b => Assert.True(b.Share > 0));
+        Assert.InRange(profile.Breakdown.Sum(b => b.Share), 0.0, 1.0 + 1e-9);
         Assert.Equal(ModelFootprint.Of(config).WeightBytes / 50e9 * 1e3, profile.RooflineMs, 9);
         var json = JsonSerializer.Serialize(profile);
         var back = JsonSerializer.Deserialize<ModelProfile>(json)!;
