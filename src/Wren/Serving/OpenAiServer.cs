@@ -173,16 +173,8 @@ public sealed class OpenAiServer : IAsyncDisposable
         {
             MaxNewTokens = (int)Math.Min(maxTokens, int.MaxValue), Temperature = temperature, TopP = topP, TopK = (int)Math.Min(topK, int.MaxValue),
             RepetitionPenalty = penalty, Seed = body.Integer("seed") is { } seed ? unchecked((ulong)seed) : null, StopStrings = stop,
-            StopTokenIds = StopIds(),
+            StopTokenIds = ChatPrompts.StopIds(engine.Tokenizer, template),
         };
-    }
-
-    IReadOnlyList<int> StopIds()
-    {
-        var ids = new List<int>();
-        if (engine.Tokenizer.EndOfTextId is { } eot) ids.Add(eot);
-        if (template.EosToken is { Length: > 0 } eos && engine.Tokenizer.Encode(eos) is [var eosId]) ids.Add(eosId);
-        return ids;
     }
 
     int Count(RequestFields body, string field, long defaultValue, int max)
@@ -318,10 +310,7 @@ public sealed class OpenAiServer : IAsyncDisposable
         CheckModel(body);
         var turns = Messages(body);
         if (body.Get("tools") is not null) throw ServeError.Invalid("tools are not supported by this server", "tools");
-        string promptText;
-        try { promptText = template.Apply(turns, addGenerationPrompt: true); }
-        catch (WrenException e) { throw ServeError.Invalid($"the chat template failed on these messages: {e.Message}", "messages"); }
-        var prompt = engine.Tokenizer.Encode(promptText);
+        var prompt = ChatPrompts.Encode(engine.Tokenizer, template, turns);
         string maxField = body.Get("max_completion_tokens") is not null ? "max_completion_tokens" : "max_tokens";
         var sampling = Sampling(body, Math.Max(1, engine.Options.MaxContext - prompt.Count), maxField);
         if (sampling.MaxNewTokens == 0) throw ServeError.Invalid($"'{maxField}' must be >= 1", maxField);
