@@ -25,17 +25,25 @@ public static class ServeBenchmark
 
     static async Task<int> RunAsync(string[] args)
     {
-        string Arg(string name, string fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
+        string Arg(string name, string fallback)
+        {
+            int i = Array.IndexOf(args, name);
+            return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+        }
         var models = Arg("--models", "flash-300m,llama-300m").Split(',');
         var levels = Arg("--streams", "1,4,16,64").Split(',').Select(int.Parse).ToArray();
-        int prompt = int.Parse(Arg("--prompt", "256")), newTokens = int.Parse(Arg("--new", "128")), shared = int.Parse(Arg("--shared", "1024"));
-        int requests = int.Parse(Arg("--requests", "2")), chunk = int.Parse(Arg("--chunk", "128"));
+        int prompt = int.Parse(Arg("--prompt", "256")), newTokens = int.Parse(Arg("--new", "128"));
+        int shared = int.Parse(Arg("--shared", "1024")), requests = int.Parse(Arg("--requests", "2"));
+        int chunk = int.Parse(Arg("--chunk", "128"));
         long? maxMemory = Arg("--max-memory-gb", "") is { Length: > 0 } m ? (long)(double.Parse(m) * (1L << 30)) : null;
         var scenarios = new List<Scenario> { new("no shared prompt", 0, 512L << 20) };
-        if (shared > 0) scenarios.AddRange([new($"{shared}-token shared prompt, cache off", shared, 0), new($"{shared}-token shared prompt, cache on", shared, 512L << 20)]);
+        if (shared > 0)
+            scenarios.AddRange([new($"{shared}-token shared prompt, cache off", shared, 0),
+                                new($"{shared}-token shared prompt, cache on", shared, 512L << 20)]);
 
-        Console.WriteLine($"# serve: prompt {prompt} (+shared), {newTokens} new tokens greedy, {requests} requests per stream, prefill chunk {chunk}, " +
-                          $"max memory {(maxMemory is { } mm ? $"{mm / 1e9:F1} GB" : "unbounded")}; {Wren.Runtime.WrenRuntime.Describe()}");
+        Console.WriteLine($"# serve: prompt {prompt} (+shared), {newTokens} new tokens greedy, {requests} requests per stream, " +
+                          $"prefill chunk {chunk}, max memory {(maxMemory is { } mm ? $"{mm / 1e9:F1} GB" : "unbounded")}; " +
+                          Wren.Runtime.WrenRuntime.Describe());
         Console.WriteLine("| model | scenario | slots | streams | tokens/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms |");
         Console.WriteLine("|---|---|---|---|---|---|---|---|---|");
         foreach (var name in models)
@@ -49,18 +57,21 @@ public static class ServeBenchmark
                 var options = new EngineOptions
                 {
                     MaxBatch = Math.Min(levels.Max(), Kernels.MatVec.MaxInputRows), MaxQueue = 1024, PrefillChunk = chunk,
-                    MaxContext = scenario.Shared + prompt + newTokens, PrefixCacheBytes = scenario.PrefixCacheBytes, MaxMemoryBytes = maxMemory,
+                    MaxContext = scenario.Shared + prompt + newTokens, PrefixCacheBytes = scenario.PrefixCacheBytes,
+                    MaxMemoryBytes = maxMemory,
                 };
                 using var engine = new InferenceEngine(model, new ByteTokenizer(config.VocabSize), options);
-                await using var server = await OpenAiServer.StartAsync(engine, ChatTemplate.BuiltIn("chatml"), new ServeOptions(name, Port: 0));
+                var template = ChatTemplate.BuiltIn("chatml");
+                await using var server = await OpenAiServer.StartAsync(engine, template, new ServeOptions(name, Port: 0));
                 using var http = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromHours(1) };
                 var random = new Random(1);
                 var system = Enumerable.Range(0, scenario.Shared).Select(_ => random.Next(config.VocabSize)).ToArray();
                 int[] Prompt() => [.. system, .. Enumerable.Range(0, prompt).Select(_ => random.Next(config.VocabSize))];
-                await Complete(http, name, Prompt(), newTokens);                                      // warm-up (and the shared prefix, cached)
+                await Complete(http, name, Prompt(), newTokens);                  // warm-up (and the shared prefix, cached)
                 foreach (int streams in levels)
                 {
-                    var prompts = Enumerable.Range(0, streams).Select(_ => Enumerable.Range(0, requests).Select(_ => Prompt()).ToArray()).ToArray();
+                    var prompts = Enumerable.Range(0, streams)
+                        .Select(_ => Enumerable.Range(0, requests).Select(_ => Prompt()).ToArray()).ToArray();
                     var clock = Stopwatch.StartNew();
                     var timings = (await Task.WhenAll(prompts.Select(async mine =>
                     {
@@ -71,9 +82,10 @@ public static class ServeBenchmark
                     double wall = clock.Elapsed.TotalSeconds;
                     var ttft = timings.Select(t => t.FirstToken).ToList();
                     var itl = timings.SelectMany(t => t.Gaps).ToList();
-                    Console.WriteLine($"| {name} | {scenario.Name} | {engine.Slots} | {streams} | {timings.Sum(t => t.Tokens) / wall:F1} | " +
-                                      $"{Percentile(ttft, 0.5) * 1e3:F0} | {Percentile(ttft, 0.99) * 1e3:F0} | {Percentile(itl, 0.5) * 1e3:F1} | " +
-                                      $"{Percentile(itl, 0.99) * 1e3:F1} |");
+                    double rate = timings.Sum(t => t.Tokens) / wall;
+                    Console.WriteLine($"| {name} | {scenario.Name} | {engine.Slots} | {streams} | {rate:F1} | " +
+                                      $"{Percentile(ttft, 0.5) * 1e3:F0} | {Percentile(ttft, 0.99) * 1e3:F0} | " +
+                                      $"{Percentile(itl, 0.5) * 1e3:F1} | {Percentile(itl, 0.99) * 1e3:F1} |");
                 }
             }
         }
@@ -84,7 +96,8 @@ public static class ServeBenchmark
     static async Task<RequestTiming> Complete(HttpClient http, string model, int[] prompt, int tokens)
     {
         var body = JsonSerializer.Serialize(new { model, prompt, max_tokens = tokens, temperature = 0, stream = true });
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = new StringContent(body, Encoding.UTF8, "application/json") };
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
+            { Content = new StringContent(body, Encoding.UTF8, "application/json") };
         long start = Stopwatch.GetTimestamp(), last = start;
         double first = 0;
         var gaps = new List<double>();

@@ -68,7 +68,10 @@ public sealed class GenerationHandle
     public string Id { get; }
     public ChannelReader<GenerationStep> Steps => steps.Reader;
     internal ChannelWriter<GenerationStep> StepsWriter => steps.Writer;
-    /// <summary>Set before the first step when <see cref="EngineRequest.EchoLogprobs"/>: one entry per prompt token, the first with a null log-probability.</summary>
+    /// <summary>
+    /// Set before the first step when <see cref="EngineRequest.EchoLogprobs"/>: one entry per prompt token, the first with a null
+    /// log-probability.
+    /// </summary>
     public IReadOnlyList<TokenLogprob>? PromptLogprobs { get; internal set; }
     /// <summary>Set when the steps end normally.</summary>
     public GenerationUsage? Usage { get; internal set; }

@@ -59,8 +59,9 @@ public sealed class InferenceEngine : IDisposable
             long free = budget - footprint.WeightBytes - options.PrefixCacheBytes - perSlot;   // one staging slot for prefill
             Slots = (int)Math.Min(options.MaxBatch, Math.Max(0, free / perSlot));
             if (Slots < 1)
-                throw new WrenException($"--max-memory {budget / 1e6:F0} MB holds no slot: weights take {footprint.WeightBytes / 1e6:F0} MB, " +
-                                        $"the prefix cache {options.PrefixCacheBytes / 1e6:F0} MB and one slot of {options.MaxContext} tokens " +
+                throw new WrenException($"--max-memory {budget / 1e6:F0} MB holds no slot: weights take " +
+                                        $"{footprint.WeightBytes / 1e6:F0} MB, the prefix cache {options.PrefixCacheBytes / 1e6:F0} MB " +
+                                        $"and one slot of {options.MaxContext} tokens " +
                                         $"{perSlot / 1e6:F1} MB (two are needed)");
         }
         SlotBytes = perSlot;
@@ -113,11 +114,13 @@ public sealed class InferenceEngine : IDisposable
         if (sampling.MaxNewTokens == 0 && !request.EchoLogprobs)
             throw ServeError.Invalid("max_tokens must be >= 1 (0 only with echo and logprobs)", "max_tokens");
         if (request.Prompt.Count + sampling.MaxNewTokens > Options.MaxContext)
-            throw ServeError.Invalid($"this model's maximum context length is {Options.MaxContext} tokens; the prompt has {request.Prompt.Count} " +
+            throw ServeError.Invalid($"this model's maximum context length is {Options.MaxContext} tokens; " +
+                                     $"the prompt has {request.Prompt.Count} " +
                                      $"and max_tokens asks for {sampling.MaxNewTokens} more", "max_tokens", "context_length_exceeded");
         try { (sampling with { MaxNewTokens = Math.Max(1, sampling.MaxNewTokens) }).Validate(); }
         catch (WrenException e) { throw ServeError.Invalid(e.Message); }
-        if (request.TopLogprobs is < 0 or > 20) throw ServeError.Invalid($"logprobs must be between 0 and 20, got {request.TopLogprobs}", "logprobs");
+        if (request.TopLogprobs is < 0 or > 20)
+            throw ServeError.Invalid($"logprobs must be between 0 and 20, got {request.TopLogprobs}", "logprobs");
     }
 
     /// <summary>Runs <paramref name="work"/> on the engine thread between steps (tests read thread-local tensor statistics).</summary>
@@ -279,7 +282,8 @@ public sealed class InferenceEngine : IDisposable
         using (var scope = NewDisposeScope())
         using (var view = staging!.RowView(0))
         {
-            var ids = tensor(prompt.Skip(start).Take(length).Select(i => (long)i).ToArray(), [1, length], device: model.LmHeadWeight.device);
+            var chunk = prompt.Skip(start).Take(length).Select(i => (long)i).ToArray();
+            var ids = tensor(chunk, [1, length], device: model.LmHeadWeight.device);
             logits = model.forward(new LMInput(ids, view, LastPositionOnly: true)).Logits[0].MoveToOuterDisposeScope();   // [1, V]
         }
         using (logits)
@@ -377,9 +381,9 @@ public sealed class InferenceEngine : IDisposable
         job.Handle.StepsWriter.TryComplete();
         job.Release();
         Interlocked.Decrement(ref queued);
-        logger.LogInformation("{Id} prompt={Prompt} cached={Cached} completion={Completion} ttft={Ttft:F3}s {Rate:F1} tokens/s finish={Finish}",
-                              job.Handle.Id, usage.PromptTokens, usage.CachedPromptTokens, usage.CompletionTokens, usage.TimeToFirstTokenSeconds,
-                              usage.TokensPerSecond, reason);
+        logger.LogInformation("{Id} prompt={Prompt} cached={Cached} completion={Completion} ttft={Ttft:F3}s {Rate:F1} tokens/s " +
+                              "finish={Finish}", job.Handle.Id, usage.PromptTokens, usage.CachedPromptTokens, usage.CompletionTokens,
+                              usage.TimeToFirstTokenSeconds, usage.TokensPerSecond, reason);
     }
 
     void Drop(Job job)

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using System.Threading.Channels;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -29,7 +30,7 @@ public sealed record ServeOptions(string ModelName, string Host = "127.0.0.1", i
 /// </summary>
 public sealed class OpenAiServer : IAsyncDisposable
 {
-    static readonly JsonSerializerOptions Json = new() { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.Never };
+    static readonly JsonSerializerOptions Json = new() { DefaultIgnoreCondition = JsonIgnoreCondition.Never };
 
     readonly WebApplication app;
     readonly InferenceEngine engine;
@@ -89,11 +90,13 @@ public sealed class OpenAiServer : IAsyncDisposable
         }));
         app.Map("/v1/completions", ctx => Method(ctx, "POST") ?? Completions(ctx));
         app.Map("/v1/chat/completions", ctx => Method(ctx, "POST") ?? Chat(ctx));
-        app.MapFallback(ctx => throw new ServeError(404, "invalid_request_error", $"unknown route {ctx.Request.Method} {ctx.Request.Path}", null, "not_found"));
+        app.MapFallback(ctx => throw new ServeError(404, "invalid_request_error", $"unknown route {ctx.Request.Method} {ctx.Request.Path}",
+                                                    null, "not_found"));
     }
 
     static Task? Method(HttpContext ctx, string method) => ctx.Request.Method == method ? null
-        : throw new ServeError(405, "invalid_request_error", $"{ctx.Request.Path} accepts {method}, not {ctx.Request.Method}", null, "method_not_allowed");
+        : throw new ServeError(405, "invalid_request_error", $"{ctx.Request.Path} accepts {method}, not {ctx.Request.Method}", null,
+                               "method_not_allowed");
 
     /// <summary>API key check, OpenAI-style errors, the request counter by status.</summary>
     async Task Guard(HttpContext ctx, RequestDelegate next)
@@ -102,12 +105,13 @@ public sealed class OpenAiServer : IAsyncDisposable
         {
             if (options.ApiKey is { } key && ctx.Request.Path.StartsWithSegments("/v1")
                 && ctx.Request.Headers.Authorization.ToString() != $"Bearer {key}")
-                throw new ServeError(401, "invalid_request_error", "a valid API key is required: send 'Authorization: Bearer KEY'", null, "invalid_api_key");
+                throw new ServeError(401, "invalid_request_error", "a valid API key is required: send 'Authorization: Bearer KEY'", null,
+                                     "invalid_api_key");
             await next(ctx);
         }
         catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
         {
-            ctx.Response.StatusCode = 499;   // the client went away (nginx's code); nothing more can be sent
+            if (!ctx.Response.HasStarted) ctx.Response.StatusCode = 499;   // the client went away (nginx's code); nothing more can be sent
         }
         catch (Exception e) when (!ctx.Response.HasStarted)
         {
@@ -118,13 +122,16 @@ public sealed class OpenAiServer : IAsyncDisposable
                 _ => new ServeError(500, "server_error", $"internal error: {e.GetType().Name}: {e.Message}"),
             };
             if (error.Status == 503) ctx.Response.Headers.RetryAfter = "1";
-            if (error.Status >= 500) logger.LogError("{Method} {Path} failed: {Message}", ctx.Request.Method, ctx.Request.Path, error.Message);
-            else logger.LogInformation("{Method} {Path} refused ({Status}): {Message}", ctx.Request.Method, ctx.Request.Path, error.Status, error.Message);
+            logger.Log(error.Status >= 500 ? LogLevel.Error : LogLevel.Information, "{Method} {Path} answered {Status}: {Message}",
+                       ctx.Request.Method, ctx.Request.Path, error.Status, error.Message);
             await WriteJson(ctx, error.Status, new ErrorBody(new ErrorDetail(error.Message, error.Type, error.Param, error.Code)));
         }
         catch (Exception e)
         {
+            // A stream already under way ends with an error event instead of [DONE].
             logger.LogError("{Method} {Path} failed mid-response: {Message}", ctx.Request.Method, ctx.Request.Path, e.Message);
+            try { await Event(ctx, new ErrorBody(new ErrorDetail($"internal error: {e.Message}", "server_error", null, null))); }
+            catch (Exception) when (ctx.RequestAborted.IsCancellationRequested || e is not OperationCanceledException) { }
         }
         finally
         {
@@ -150,8 +157,9 @@ public sealed class OpenAiServer : IAsyncDisposable
     {
         var model = body.String("model") ?? throw ServeError.Invalid("'model' is required", "model");
         if (model != options.ModelName)
-            throw new ServeError(404, "invalid_request_error", $"the model '{model}' does not exist; this server serves '{options.ModelName}'", "model",
-                                 "model_not_found");
+            throw new ServeError(404, "invalid_request_error",
+                                 $"the model '{model}' does not exist; this server serves '{options.ModelName}'",
+                                 "model", "model_not_found");
     }
 
     /// <summary>Sampling fields shared by both endpoints (OpenAI's defaults: temperature 1, top_p 1).</summary>
@@ -171,7 +179,8 @@ public sealed class OpenAiServer : IAsyncDisposable
         if (stop.Any(s => s.Length == 0)) throw ServeError.Invalid("'stop' strings must not be empty", "stop");
         return new SamplingOptions
         {
-            MaxNewTokens = (int)Math.Min(maxTokens, int.MaxValue), Temperature = temperature, TopP = topP, TopK = (int)Math.Min(topK, int.MaxValue),
+            MaxNewTokens = (int)Math.Min(maxTokens, int.MaxValue), Temperature = temperature, TopP = topP,
+            TopK = (int)Math.Min(topK, int.MaxValue),
             RepetitionPenalty = penalty, Seed = body.Integer("seed") is { } seed ? unchecked((ulong)seed) : null, StopStrings = stop,
             StopTokenIds = ChatPrompts.StopIds(engine.Tokenizer, template),
         };
@@ -209,7 +218,8 @@ public sealed class OpenAiServer : IAsyncDisposable
         int n = Count(body, "n", 1, 16);
         bool echo = body.Bool("echo") ?? false, stream = body.Bool("stream") ?? false;
         int? logprobs = body.Integer("logprobs") is { } k ? (int)Math.Clamp(k, -1, 21) : null;
-        if (logprobs is < 0 or > 20) throw ServeError.Invalid($"'logprobs' must be between 0 and 20, got {body.Integer("logprobs")}", "logprobs");
+        if (logprobs is < 0 or > 20)
+            throw ServeError.Invalid($"'logprobs' must be between 0 and 20, got {body.Integer("logprobs")}", "logprobs");
         bool includeUsage = IncludeUsage(body);
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
         var handles = SubmitAll(prompts.SelectMany(p => Enumerable.Range(0, n).Select(j =>
@@ -220,11 +230,12 @@ public sealed class OpenAiServer : IAsyncDisposable
         if (!stream)
         {
             var results = await Task.WhenAll(handles.Select(h => Collect(h, cancel.Token)));
+            CompletionLogprobs? Logprobs(List<GenerationStep> steps, int i) => logprobs is null ? null
+                : LegacyLogprobs(echo ? handles[i].PromptLogprobs : null, steps.Where(s => s.Logprob is not null).ToList(),
+                                 echo ? 0 : prompts[i / n].Text.Length);
             var choices = results.Select((steps, i) => new CompletionChoice(PromptText(i) + string.Concat(steps.Select(s => s.Text)), i,
-                logprobs is null ? null : LegacyLogprobs(echo ? handles[i].PromptLogprobs : null, steps.Where(s => s.Logprob is not null).ToList(),
-                                                         echo ? 0 : prompts[i / n].Text.Length),
-                steps[^1].FinishReason)).ToList();
-            await WriteJson(ctx, 200, new CompletionBody(id, "text_completion", created, options.ModelName, choices, Usage(handles, promptTokens)));
+                Logprobs(steps, i), steps[^1].FinishReason)).ToList();
+            await WriteJson(ctx, 200, Completion(id, choices, Usage(handles, promptTokens)));
             return;
         }
         await StartEvents(ctx);
@@ -240,29 +251,37 @@ public sealed class OpenAiServer : IAsyncDisposable
                 text = PromptText(index) + text;
                 if (echo && logprobs is not null) lp = LegacyLogprobs(handles[index].PromptLogprobs, [step], 0);
             }
-            await Event(ctx, new CompletionBody(id, "text_completion", created, options.ModelName,
-                [new CompletionChoice(text, index, lp, step.FinishReason)], null));
+            await Event(ctx, Completion(id, [new CompletionChoice(text, index, lp, step.FinishReason)]));
         }
         for (int i = 0; i < handles.Count; i++)                // max_tokens 0 with echo: the prompt alone
             if (!started[i])
-                await Event(ctx, new CompletionBody(id, "text_completion", created, options.ModelName, [new CompletionChoice(PromptText(i), i,
-                    logprobs is null ? null : LegacyLogprobs(handles[i].PromptLogprobs, [], 0), handles[i].Usage?.FinishReason ?? "length")], null));
-        if (includeUsage) await Event(ctx, new CompletionBody(id, "text_completion", created, options.ModelName, [], Usage(handles, promptTokens)));
+                await Event(ctx, Completion(id, [new CompletionChoice(PromptText(i), i,
+                    logprobs is null ? null : LegacyLogprobs(handles[i].PromptLogprobs, [], 0),
+                    handles[i].Usage?.FinishReason ?? "length")]));
+        if (includeUsage) await Event(ctx, Completion(id, [], Usage(handles, promptTokens)));
         await Done(ctx);
     }
 
+    CompletionBody Completion(string id, IReadOnlyList<CompletionChoice> choices, UsageBody? usage = null) =>
+        new(id, "text_completion", created, options.ModelName, choices, usage);
+
+    ChatBody Chunk(string id, IReadOnlyList<ChatChoice> choices, UsageBody? usage = null) =>
+        new(id, "chat.completion.chunk", created, options.ModelName, choices, usage);
+
     static bool IncludeUsage(RequestFields body) =>
-        body.Get("stream_options") is { ValueKind: JsonValueKind.Object } o && o.TryGetProperty("include_usage", out var u) && u.ValueKind == JsonValueKind.True;
+        body.Get("stream_options") is { ValueKind: JsonValueKind.Object } o && o.TryGetProperty("include_usage", out var u)
+        && u.ValueKind == JsonValueKind.True;
 
     /// <summary><c>prompt</c>: a string, a list of strings, a list of token ids, or a list of lists of token ids.</summary>
     List<(IReadOnlyList<int> Ids, string Text)> Prompts(RequestFields body)
     {
         var prompt = body.Get("prompt") ?? throw ServeError.Invalid("'prompt' is required", "prompt");
         var tokenizer = engine.Tokenizer;
+        const string expected = "a string, a list of strings, a list of token ids or a list of such lists";
         (IReadOnlyList<int>, string) FromIds(JsonElement list)
         {
             var ids = list.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out var i) ? i
-                : throw RequestFields.TypeError("prompt", "a string, a list of strings, a list of token ids or a list of such lists")).ToList();
+                : throw RequestFields.TypeError("prompt", expected)).ToList();
             return (ids, tokenizer.Decode(ids.Where(i => i >= 0)));
         }
         var result = prompt.ValueKind switch
@@ -274,7 +293,7 @@ public sealed class OpenAiServer : IAsyncDisposable
                 [FromIds(prompt)],
             JsonValueKind.Array when prompt.GetArrayLength() > 0 && prompt.EnumerateArray().All(e => e.ValueKind == JsonValueKind.Array) =>
                 prompt.EnumerateArray().Select(FromIds).ToList(),
-            _ => throw RequestFields.TypeError("prompt", "a string, a list of strings, a list of token ids or a list of such lists"),
+            _ => throw RequestFields.TypeError("prompt", expected),
         };
         if (result.Count > 64) throw ServeError.Invalid($"at most 64 prompts per request, got {result.Count}", "prompt");
         return result;
@@ -327,24 +346,28 @@ public sealed class OpenAiServer : IAsyncDisposable
         if (!stream)
         {
             var results = await Task.WhenAll(handles.Select(h => Collect(h, cancel.Token)));
-            var choices = results.Select((steps, i) => new ChatChoice(i, new ChatMessageBody("assistant", string.Concat(steps.Select(s => s.Text))), null,
+            var choices = results.Select((steps, i) => new ChatChoice(i,
+                new ChatMessageBody("assistant", string.Concat(steps.Select(s => s.Text))), null,
                 logprobs ? ChatLogprobsOf(steps) : null, steps[^1].FinishReason)).ToList();
-            await WriteJson(ctx, 200, new ChatBody(id, "chat.completion", created, options.ModelName, choices, Usage(handles, prompt.Count)));
+            await WriteJson(ctx, 200, new ChatBody(id, "chat.completion", created, options.ModelName, choices,
+                                                   Usage(handles, prompt.Count)));
             return;
         }
         await StartEvents(ctx);
         for (int i = 0; i < n; i++)
-            await Event(ctx, new ChatBody(id, "chat.completion.chunk", created, options.ModelName,
-                [new ChatChoice(i, null, new ChatMessageBody("assistant", ""), null, null)], null));
+            await Event(ctx, Chunk(id, [new ChatChoice(i, null, new ChatMessageBody("assistant", ""), null, null)]));
         await foreach (var (index, step) in Merge(handles, cancel.Token))
-            await Event(ctx, new ChatBody(id, "chat.completion.chunk", created, options.ModelName,
-                [new ChatChoice(index, null, new ChatMessageBody(null, step.FinishReason is null || step.Text.Length > 0 ? step.Text : null),
-                                logprobs ? ChatLogprobsOf([step]) : null, step.FinishReason)], null));
-        if (includeUsage) await Event(ctx, new ChatBody(id, "chat.completion.chunk", created, options.ModelName, [], Usage(handles, prompt.Count)));
+        {
+            var delta = new ChatMessageBody(null, step.FinishReason is null || step.Text.Length > 0 ? step.Text : null);
+            await Event(ctx, Chunk(id, [new ChatChoice(index, null, delta, logprobs ? ChatLogprobsOf([step]) : null, step.FinishReason)]));
+        }
+        if (includeUsage) await Event(ctx, Chunk(id, [], Usage(handles, prompt.Count)));
         await Done(ctx);
     }
 
-    /// <summary><c>messages</c>: objects with a role (system, developer, user, assistant) and text content (a string or text parts).</summary>
+    /// <summary>
+    /// <c>messages</c>: objects with a role (system, developer, user, assistant) and text content (a string or text parts).
+    /// </summary>
     static List<ChatTurn> Messages(RequestFields body)
     {
         var messages = body.Get("messages") ?? throw ServeError.Invalid("'messages' is required", "messages");
@@ -383,7 +406,7 @@ public sealed class OpenAiServer : IAsyncDisposable
     {
         var steps = new List<GenerationStep>();
         await foreach (var step in handle.Steps.ReadAllAsync(cancel)) steps.Add(step);
-        if (steps.Count == 0) steps.Add(new GenerationStep(-1, "", null, handle.Usage?.FinishReason ?? "length"));   // max_tokens 0 with echo
+        if (steps.Count == 0) steps.Add(new GenerationStep(-1, "", null, handle.Usage?.FinishReason ?? "length"));   // echo, max_tokens 0
         return steps;
     }
 

@@ -21,11 +21,14 @@ public sealed class ServingMetrics
         GeneratedTokens = factory.CreateCounter("wren_generated_tokens_total", "Generated tokens");
         QueueDepth = factory.CreateGauge("wren_queue_depth", "Requests waiting for a slot");
         RunningBatch = factory.CreateGauge("wren_running_batch_size", "Requests decoding in the running batch");
-        TimeToFirstToken = factory.CreateHistogram("wren_time_to_first_token_seconds", "Time from arrival to the first token", latencyBuckets);
-        InterTokenLatency = factory.CreateHistogram("wren_inter_token_latency_seconds", "Time between consecutive tokens of a request", latencyBuckets);
+        TimeToFirstToken = factory.CreateHistogram("wren_time_to_first_token_seconds", "Time from arrival to the first token",
+                                                   latencyBuckets);
+        InterTokenLatency = factory.CreateHistogram("wren_inter_token_latency_seconds", "Time between consecutive tokens of a request",
+                                                    latencyBuckets);
         PrefixCacheHits = factory.CreateCounter("wren_prefix_cache_hits_total", "Requests that started from a cached prefix state");
         PrefixCacheMisses = factory.CreateCounter("wren_prefix_cache_misses_total", "Requests that found no cached prefix state");
-        PrefixCacheHitTokens = factory.CreateCounter("wren_prefix_cache_hit_tokens_total", "Prompt tokens not prefilled thanks to the prefix cache");
+        PrefixCacheHitTokens = factory.CreateCounter("wren_prefix_cache_hit_tokens_total",
+                                                     "Prompt tokens not prefilled thanks to the prefix cache");
         PrefixCacheBytes = factory.CreateGauge("wren_prefix_cache_bytes", "Bytes held by the prefix-state cache");
     }
 
@@ -42,5 +45,6 @@ public sealed class ServingMetrics
     public Gauge PrefixCacheBytes { get; }
 
     /// <summary>Writes every metric in the Prometheus text exposition format.</summary>
-    public Task WriteAsync(Stream destination, CancellationToken cancel = default) => registry.CollectAndExportAsTextAsync(destination, cancel);
+    public Task WriteAsync(Stream destination, CancellationToken cancel = default) =>
+        registry.CollectAndExportAsTextAsync(destination, cancel);
 }

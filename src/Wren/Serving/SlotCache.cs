@@ -67,7 +67,9 @@ internal sealed class SlotCache : IDisposable
         lengths[row] = M;
     }
 
-    /// <summary>Stores keys [nkv, n, d], values [nkv, n, dv] of the given positions [n] (all ≥ 0) into their slots of <paramref name="row"/>.</summary>
+    /// <summary>
+    /// Stores keys [nkv, n, d], values [nkv, n, dv] of the given positions [n] (all ≥ 0) into their slots of <paramref name="row"/>.
+    /// </summary>
     static void WriteByPosition(AttentionState state, int row, Tensor keys, Tensor values, Tensor positions)
     {
         using var scope = NewDisposeScope();
@@ -93,7 +95,8 @@ internal sealed class SlotCache : IDisposable
     {
         var layers = whole.Layers.Select(layer => layer switch
         {
-            RecurrentState s => (IMixerState)new RecurrentState(s.Conv.Select(c => c.narrow(0, first, rows)).ToArray(), s.Recurrent.narrow(0, first, rows)),
+            RecurrentState s => (IMixerState)new RecurrentState(s.Conv.Select(c => c.narrow(0, first, rows)).ToArray(),
+                                                                s.Recurrent.narrow(0, first, rows)),
             AttentionState s => new AttentionState(s, first, rows, count, ragged),
             _ => null,
         }).ToArray();
@@ -103,7 +106,10 @@ internal sealed class SlotCache : IDisposable
     /// <summary>Records that <paramref name="tokens"/> more tokens went into <paramref name="row"/>.</summary>
     public void Advance(int row, long tokens) => lengths[row] += tokens;
 
-    /// <summary>Copies row <paramref name="from"/> of <paramref name="source"/> (a cache of the same model and shape) into row <paramref name="to"/>.</summary>
+    /// <summary>
+    /// Copies row <paramref name="from"/> of <paramref name="source"/> (a cache of the same model and shape) into row
+    /// <paramref name="to"/>.
+    /// </summary>
     public void CopyRow(SlotCache source, int from, int to)
     {
         using var scope = NewDisposeScope();

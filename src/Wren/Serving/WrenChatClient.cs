@@ -76,8 +76,8 @@ public sealed class WrenChatClient : IChatClient
         };
     }
 
-    public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
-        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages,
+        ChatOptions? options = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         var handle = Submit(messages, options, cancellationToken);
         await foreach (var step in handle.Steps.ReadAllAsync(cancellationToken))

@@ -27,7 +27,8 @@ public sealed class ChatClientTests : IDisposable
     [Fact]
     public async Task The_chat_client_answers_like_the_generator_streaming_or_not()
     {
-        using IChatClient client = WrenChatClient.Open(folder, new EngineOptions { MaxBatch = 4, MaxContext = 256, PrefillChunk = 16 }, "chatml");
+        var engineOptions = new EngineOptions { MaxBatch = 4, MaxContext = 256, PrefillChunk = 16 };
+        using IChatClient client = WrenChatClient.Open(folder, engineOptions, "chatml");
         ChatMessage[] conversation = [new(ChatRole.System, "Be brief."), new(ChatRole.User, "Name a colour.")];
         var options = new ChatOptions { Temperature = 0, MaxOutputTokens = 7 };
         var response = await client.GetResponseAsync(conversation, options);
@@ -37,7 +38,8 @@ public sealed class ChatClientTests : IDisposable
         using var model = Checkpoint.Load(folder);
         var tokenizer = new ByteTokenizer(256);
         var prompt = ChatTemplate.BuiltIn("chatml").Apply([new ChatTurn("system", "Be brief."), new ChatTurn("user", "Name a colour.")]);
-        var ids = new TextGenerator(model, tokenizer).Generate(prompt, new SamplingOptions { Temperature = 0, MaxNewTokens = 7 }).Select(t => t.TokenId);
+        var ids = new TextGenerator(model, tokenizer).Generate(prompt, new SamplingOptions { Temperature = 0, MaxNewTokens = 7 })
+            .Select(t => t.TokenId);
         Assert.Equal(tokenizer.Decode(ids.ToList()), response.Text);
 
         var streamed = new StringBuilder();

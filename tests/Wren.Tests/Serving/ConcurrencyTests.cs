@@ -14,6 +14,10 @@ public sealed class ConcurrencyTests
 {
     static StringContent Body(object body) => new(JsonSerializer.Serialize(body), Encoding.UTF8, "application/json");
 
+    /// <summary>A request that runs for seconds on the tiny model (4000 tokens), unless stopped.</summary>
+    static readonly object Long =
+        new { model = LoopbackServer.ModelName, prompt = "long", max_tokens = 4000, temperature = 0, stream = true };
+
     static object Request(int i, bool stream) => new
     {
         model = LoopbackServer.ModelName, prompt = $"Request {i}: " + new string((char)('a' + i % 26), i % 7), max_tokens = 8 + i % 9,
@@ -52,8 +56,8 @@ public sealed class ConcurrencyTests
     [Fact]
     public async Task Thirty_two_streaming_clients_each_get_what_they_get_alone_and_nothing_leaks()
     {
-        await using var server = await LoopbackServer.StartAsync(new EngineOptions { MaxBatch = 12, MaxQueue = 32, PrefillChunk = 16, MaxContext = 128,
-                                                                                     PrefixCacheBytes = 0 });
+        await using var server = await LoopbackServer.StartAsync(
+            new EngineOptions { MaxBatch = 12, MaxQueue = 32, PrefillChunk = 16, MaxContext = 128, PrefixCacheBytes = 0 });
         var alone = new string[32];
         for (int i = 0; i < 32; i++)
         {
@@ -76,13 +80,14 @@ public sealed class ConcurrencyTests
     [Fact]
     public async Task A_client_that_disconnects_mid_stream_frees_its_slot()
     {
-        await using var server = await LoopbackServer.StartAsync(new EngineOptions { MaxBatch = 1, MaxQueue = 4, PrefillChunk = 16, MaxContext = 4096,
-                                                                                     PrefixCacheBytes = 0 });
-        using (var warm = await server.Http.PostAsync("/v1/completions", Body(Request(1, stream: false)))) Assert.True(warm.IsSuccessStatusCode);
+        await using var server = await LoopbackServer.StartAsync(
+            new EngineOptions { MaxBatch = 1, MaxQueue = 4, PrefillChunk = 16, MaxContext = 4096, PrefixCacheBytes = 0 });
+        using (var warm = await server.Http.PostAsync("/v1/completions", Body(Request(1, stream: false))))
+            Assert.True(warm.IsSuccessStatusCode);
         long before = await LiveTensors(server.Engine);
         double generatedBefore = server.Engine.Metrics.GeneratedTokens.Value;
         using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
-               { Content = Body(new { model = LoopbackServer.ModelName, prompt = "long", max_tokens = 4000, temperature = 0, stream = true }) })
+               { Content = Body(Long) })
         using (var response = await server.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
         {
             using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
@@ -90,17 +95,18 @@ public sealed class ConcurrencyTests
         }                                                                                  // closes the connection mid-stream
         await WaitUntil(() => server.Engine.Metrics.RunningBatch.Value == 0, "the slot is freed");
         Assert.True(server.Engine.Metrics.GeneratedTokens.Value - generatedBefore < 4000, "generation stopped early");
-        using (var next = await server.Http.PostAsync("/v1/completions", Body(Request(2, stream: false)))) Assert.True(next.IsSuccessStatusCode);
+        using (var next = await server.Http.PostAsync("/v1/completions", Body(Request(2, stream: false))))
+            Assert.True(next.IsSuccessStatusCode);
         Assert.Equal(before, await LiveTensors(server.Engine));
     }
 
     [Fact]
     public async Task A_full_queue_answers_503_with_retry_after_and_the_server_keeps_serving()
     {
-        await using var server = await LoopbackServer.StartAsync(new EngineOptions { MaxBatch = 1, MaxQueue = 1, PrefillChunk = 16, MaxContext = 4096 });
+        await using var server = await LoopbackServer.StartAsync(new EngineOptions { MaxBatch = 1, MaxQueue = 1, MaxContext = 4096 });
         using var cancel = new CancellationTokenSource();
         var running = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
-            { Content = Body(new { model = LoopbackServer.ModelName, prompt = "long", max_tokens = 4000, temperature = 0, stream = true }) };
+            { Content = Body(Long) };
         using var runningResponse = await server.Http.SendAsync(running, HttpCompletionOption.ResponseHeadersRead, cancel.Token);
         var waiting = server.Http.PostAsync("/v1/completions", Body(Request(3, stream: false)));
         await WaitUntil(() => server.Engine.Metrics.QueueDepth.Value == 1, "one request waits");
@@ -115,7 +121,8 @@ public sealed class ConcurrencyTests
         cancel.Cancel();
         runningResponse.Dispose();
         using (var served = await waiting) Assert.Equal(HttpStatusCode.OK, served.StatusCode);
-        using (var after = await server.Http.PostAsync("/v1/completions", Body(Request(5, stream: false)))) Assert.Equal(HttpStatusCode.OK, after.StatusCode);
+        using (var after = await server.Http.PostAsync("/v1/completions", Body(Request(5, stream: false))))
+            Assert.Equal(HttpStatusCode.OK, after.StatusCode);
         Assert.Contains("wren_requests_total{status=\"503\"} 1", await server.Http.GetStringAsync("/metrics"));
     }
 
@@ -127,7 +134,8 @@ public sealed class ConcurrencyTests
         var refused = await Assert.ThrowsAsync<ClientResultException>(() => wrong.CompleteChatAsync([new UserChatMessage("hi")]));
         Assert.Equal(401, refused.Status);
         var right = server.OpenAi("sesame").GetChatClient(LoopbackServer.ModelName);
-        ChatCompletion reply = await right.CompleteChatAsync([new UserChatMessage("hi")], new ChatCompletionOptions { MaxOutputTokenCount = 3 });
+        ChatCompletion reply = await right.CompleteChatAsync([new UserChatMessage("hi")],
+                                                             new ChatCompletionOptions { MaxOutputTokenCount = 3 });
         Assert.Equal(3, reply.Usage.OutputTokenCount);
         Assert.Equal(HttpStatusCode.OK, (await server.Http.GetAsync("/health")).StatusCode);   // health stays open for probes
     }

@@ -30,7 +30,8 @@ public class EngineTests
     public async Task Greedy_tokens_and_logprobs_match_the_full_forward()
     {
         using var model = RandomModel(Mixed, seed: 3);
-        using var engine = new InferenceEngine(model, new ByteTokenizer(97), new EngineOptions { MaxBatch = 4, PrefillChunk = 8, MaxContext = 64 });
+        var options = new EngineOptions { MaxBatch = 4, PrefillChunk = 8, MaxContext = 64 };
+        using var engine = new InferenceEngine(model, new ByteTokenizer(97), options);
         var prompt = Prompt(21, 1);
         var steps = await Collect(engine.Submit(new EngineRequest(prompt, Greedy(10), TopLogprobs: 2)));
         Assert.Equal(10, steps.Count);
@@ -50,7 +51,8 @@ public class EngineTests
     public async Task A_request_decodes_the_same_alone_and_in_a_full_batch()
     {
         using var model = RandomModel(Mixed, seed: 5);
-        using var engine = new InferenceEngine(model, new ByteTokenizer(97), new EngineOptions { MaxBatch = 8, PrefillChunk = 8, MaxContext = 96, PrefixCacheBytes = 0 });
+        var options = new EngineOptions { MaxBatch = 8, PrefillChunk = 8, MaxContext = 96, PrefixCacheBytes = 0 };
+        using var engine = new InferenceEngine(model, new ByteTokenizer(97), options);
         var requests = Enumerable.Range(0, 12).Select(i => new EngineRequest(Prompt(1 + 5 * i, 10 + i), i % 3 == 0
             ? new SamplingOptions { Temperature = 0.9, TopK = 20, Seed = (ulong)i, MaxNewTokens = 6 + i }
             : Greedy(6 + i), TopLogprobs: 0)).ToArray();
@@ -110,13 +112,14 @@ public class EngineTests
         using var model = RandomModel(Mixed, seed: 2);
         using var engine = new InferenceEngine(model, new ByteTokenizer(97),
             new EngineOptions { MaxBatch = 4, PrefillChunk = 8, MaxContext = 200, PrefixCacheBytes = 0 });
-        await Collect(engine.Submit(new EngineRequest(Prompt(9, 1), Greedy(3))));                    // warm: meta-token state, lm_head norms
+        await Collect(engine.Submit(new EngineRequest(Prompt(9, 1), Greedy(3))));            // warm: meta-token state, lm_head norms
         long before = 0, after = 0;
         await engine.InvokeAsync(() => before = DisposeScopeManager.Statistics.ThreadTotalLiveCount);
         using var cancel = new CancellationTokenSource();
         var long1 = engine.Submit(new EngineRequest(Prompt(30, 2), Greedy(150)), cancel.Token);
-        var others = Enumerable.Range(0, 6).Select(i => engine.Submit(new EngineRequest(Prompt(5 + i, 3 + i),
-            new SamplingOptions { Temperature = 1, TopP = 0.9, RepetitionPenalty = 1.3, Seed = 7, MaxNewTokens = 20 }, TopLogprobs: 3))).ToList();
+        var sampled = new SamplingOptions { Temperature = 1, TopP = 0.9, RepetitionPenalty = 1.3, Seed = 7, MaxNewTokens = 20 };
+        var others = Enumerable.Range(0, 6)
+            .Select(i => engine.Submit(new EngineRequest(Prompt(5 + i, 3 + i), sampled, TopLogprobs: 3))).ToList();
         await long1.Steps.ReadAsync();
         cancel.Cancel();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Collect(long1));

@@ -1,4 +1,5 @@
 using System.ClientModel;
+using System.ClientModel.Primitives;
 using OpenAI;
 using Wren.Models;
 using Wren.Serving;
@@ -37,14 +38,17 @@ public sealed class LoopbackServer : IAsyncDisposable
     public static async Task<LoopbackServer> StartAsync(EngineOptions? options = null, string? apiKey = null)
     {
         var model = RandomModel(ModelConfig, seed: 11);
-        var engine = new InferenceEngine(model, new ByteTokenizer(256), options ?? new EngineOptions { MaxBatch = 8, PrefillChunk = 16, MaxContext = 256 });
-        var server = await OpenAiServer.StartAsync(engine, ChatTemplate.BuiltIn("chatml"), new ServeOptions(ModelName, "127.0.0.1", 0, apiKey));
+        options ??= new EngineOptions { MaxBatch = 8, PrefillChunk = 16, MaxContext = 256 };
+        var engine = new InferenceEngine(model, new ByteTokenizer(256), options);
+        var template = ChatTemplate.BuiltIn("chatml");
+        var server = await OpenAiServer.StartAsync(engine, template, new ServeOptions(ModelName, Port: 0, ApiKey: apiKey));
         return new LoopbackServer(model, engine, server);
     }
 
     /// <summary>The official OpenAI client pointed at this server (no retries: a refusal must surface).</summary>
     public OpenAIClient OpenAi(string key = "unused") =>
-        new(new ApiKeyCredential(key), new OpenAIClientOptions { Endpoint = new Uri(Address, "/v1"), RetryPolicy = new System.ClientModel.Primitives.ClientRetryPolicy(0) });
+        new(new ApiKeyCredential(key),
+            new OpenAIClientOptions { Endpoint = new Uri(Address, "/v1"), RetryPolicy = new ClientRetryPolicy(0) });
 
     public async ValueTask DisposeAsync()
     {

@@ -20,20 +20,23 @@ namespace Wren.Tests.Serving;
 /// </summary>
 public sealed class ServerTests : IAsyncLifetime
 {
+    const string M = LoopbackServer.ModelName;
     LoopbackServer server = null!;
 
     public async Task InitializeAsync() => server = await LoopbackServer.StartAsync();
     public async Task DisposeAsync() => await server.DisposeAsync();
 
+    static StringContent Json(object body) => new(JsonSerializer.Serialize(body), Encoding.UTF8, "application/json");
+
     async Task<JsonNode> Completion(object body)
     {
-        using var response = await server.Http.PostAsync("/v1/completions", new StringContent(JsonSerializer.Serialize(body), Encoding.UTF8, "application/json"));
+        using var response = await server.Http.PostAsync("/v1/completions", Json(body));
         var text = await response.Content.ReadAsStringAsync();
         Assert.True(response.IsSuccessStatusCode, text);
         return JsonNode.Parse(text)!;
     }
 
-    /// <summary>The text of the greedy continuation by the existing generator (one batch-1 prefill, no serving code): the reference.</summary>
+    /// <summary>The text of the greedy continuation by the existing generator (batch-1 prefill, no serving code): the reference.</summary>
     string Reference(string prompt, int tokens) => server.Tokenizer.Decode(new TextGenerator(server.Model, server.Tokenizer)
         .Generate(prompt, new SamplingOptions { Temperature = 0, MaxNewTokens = tokens }).Select(t => t.TokenId).ToList());
 
@@ -89,7 +92,7 @@ public sealed class ServerTests : IAsyncLifetime
     {
         var body = new { model = LoopbackServer.ModelName, prompt = "Once upon", max_tokens = 10, temperature = 0, stream = true,
                          stream_options = new { include_usage = true } };
-        using var response = await server.Http.PostAsync("/v1/completions", new StringContent(JsonSerializer.Serialize(body), Encoding.UTF8, "application/json"));
+        using var response = await server.Http.PostAsync("/v1/completions", Json(body));
         Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);
         var raw = await response.Content.ReadAsStringAsync();
         Assert.EndsWith("\n\ndata: [DONE]\n\n", raw);
@@ -107,7 +110,7 @@ public sealed class ServerTests : IAsyncLifetime
         string full = Reference("abcabc", 24);
         string stop = full.Substring(6, 3);
         int cut = full.IndexOf(stop, StringComparison.Ordinal);
-        var response = await Completion(new { model = LoopbackServer.ModelName, prompt = "abcabc", max_tokens = 24, temperature = 0, stop = new[] { stop } });
+        var response = await Completion(new { model = M, prompt = "abcabc", max_tokens = 24, temperature = 0, stop = new[] { stop } });
         Assert.Equal(full[..cut], (string)response["choices"]![0]!["text"]!);
         Assert.Equal("stop", (string)response["choices"]![0]!["finish_reason"]!);
     }
@@ -117,7 +120,8 @@ public sealed class ServerTests : IAsyncLifetime
     {
         var chat = server.OpenAi().GetChatClient(LoopbackServer.ModelName);
         ChatMessage[] messages = [new SystemChatMessage("You are terse."), new UserChatMessage("Say something.")];
-        var options = new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 9, IncludeLogProbabilities = true, TopLogProbabilityCount = 2 };
+        var options = new ChatCompletionOptions
+            { Temperature = 0, MaxOutputTokenCount = 9, IncludeLogProbabilities = true, TopLogProbabilityCount = 2 };
         ChatCompletion whole = await chat.CompleteChatAsync(messages, options);
         Assert.Equal(ChatFinishReason.Length, whole.FinishReason);
         Assert.Equal(9, whole.Usage.OutputTokenCount);
@@ -127,8 +131,9 @@ public sealed class ServerTests : IAsyncLifetime
         await foreach (var update in chat.CompleteChatStreamingAsync(messages, options))
             foreach (var part in update.ContentUpdate) streamed.Append(part.Text);
         Assert.Equal(whole.Content[0].Text, streamed.ToString());
-        Assert.Equal(Reference("<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nSay something.<|im_end|>\n<|im_start|>assistant\n", 9),
-                     whole.Content[0].Text);
+        const string chatml = "<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nSay something.<|im_end|>\n" +
+                              "<|im_start|>assistant\n";
+        Assert.Equal(Reference(chatml, 9), whole.Content[0].Text);
     }
 
     [Fact]
@@ -147,18 +152,20 @@ public sealed class ServerTests : IAsyncLifetime
     {
         { "malformed JSON", "{\"model\": ", 400, null, null },
         { "not an object", "[1, 2]", 400, null, null },
-        { "wrong type", $"{{\"model\": \"{LoopbackServer.ModelName}\", \"prompt\": \"a\", \"max_tokens\": \"ten\"}}", 400, "max_tokens", null },
+        { "wrong type", $"{{\"model\": \"{M}\", \"prompt\": \"a\", \"max_tokens\": \"ten\"}}", 400, "max_tokens", null },
         { "wrong prompt type", $"{{\"model\": \"{LoopbackServer.ModelName}\", \"prompt\": {{\"a\": 1}}}}", 400, "prompt", null },
-        { "negative max_tokens", $"{{\"model\": \"{LoopbackServer.ModelName}\", \"prompt\": \"a\", \"max_tokens\": -1}}", 400, "max_tokens", null },
+        { "negative max_tokens", $"{{\"model\": \"{M}\", \"prompt\": \"a\", \"max_tokens\": -1}}", 400, "max_tokens", null },
         { "unknown model", "{\"model\": \"gpt-9\", \"prompt\": \"a\"}", 404, "model", "model_not_found" },
-        { "too-long prompt", $"{{\"model\": \"{LoopbackServer.ModelName}\", \"prompt\": \"{new string('x', 300)}\"}}", 400, "max_tokens", "context_length_exceeded" },
+        { "too-long prompt", $"{{\"model\": \"{M}\", \"prompt\": \"{new string('x', 300)}\"}}", 400, "max_tokens",
+          "context_length_exceeded" },
         { "token outside the vocabulary", $"{{\"model\": \"{LoopbackServer.ModelName}\", \"prompt\": [1, 999]}}", 400, "prompt", null },
-        { "bad temperature", $"{{\"model\": \"{LoopbackServer.ModelName}\", \"prompt\": \"a\", \"temperature\": 7}}", 400, "temperature", null },
+        { "bad temperature", $"{{\"model\": \"{M}\", \"prompt\": \"a\", \"temperature\": 7}}", 400, "temperature", null },
     };
 
     [Theory]
     [MemberData(nameof(BadRequests))]
-    public async Task Bad_requests_get_an_OpenAI_error_and_the_server_keeps_serving(string name, string body, int status, string? param, string? code)
+    public async Task Bad_requests_get_an_OpenAI_error_and_the_server_keeps_serving(string name, string body, int status, string? param,
+                                                                                      string? code)
     {
         using var response = await server.Http.PostAsync("/v1/completions", new StringContent(body, Encoding.UTF8, "application/json"));
         Assert.Equal(status, (int)response.StatusCode);
