@@ -41,11 +41,11 @@ internal static class ServeCommand
             };
             var server = new ServeOptions(result.GetValue(name) ?? Path.GetFileName(Path.GetFullPath(folder).TrimEnd('/')),
                                           result.GetValue(host)!, result.GetValue(port), result.GetValue(apiKey));
-            using var logging = LoggerFactory.Create(b => b.AddSimpleConsole(o =>
+            using var logging = LoggerFactory.Create(b => b.AddFilter("Microsoft.AspNetCore", LogLevel.Warning).AddSimpleConsole(o =>
             {
                 o.SingleLine = true;
                 o.TimestampFormat = "HH:mm:ss ";
-            }));
+            }));   // one line per request, from the engine
             var settings = new ServeSettings(folder, server, engine, result.GetValue(template), common.ScalarType(result), device);
             await ServeHost.RunAsync(settings, logging, cancel: cancel);
             return 0;
