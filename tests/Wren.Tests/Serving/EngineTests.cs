@@ -80,7 +80,8 @@ public class EngineTests
         var config = layers switch
         {
             "mixed" => Mixed,
-            "swa" => Config("a", "f") with { SlidingWindow = 6, GlobalAttnIdx = [], NumMemoryTokens = 2 },
+            // Two window-16 layers see 32 tokens back: more than a turn adds after the cached blocks, less than the chat's length.
+            "swa" => Config("a", "a", "f") with { SlidingWindow = 16, GlobalAttnIdx = [], NumMemoryTokens = 2 },
             _ => Config(layers, "f") with { NumMemoryTokens = 2 },
         };
         using var model = RandomModel(config, seed: name.Length);
