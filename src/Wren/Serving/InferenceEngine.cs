@@ -148,7 +148,6 @@ public sealed class InferenceEngine : IDisposable
         public int NextInput { get; set; }
         public Generator? Random { get; set; }
         public Tensor? Seen { get; set; }
-        public string? Finish { get; set; }
 
         public void Release()
         {
@@ -205,8 +204,17 @@ public sealed class InferenceEngine : IDisposable
         waiting.Clear();
         foreach (var job in kept) waiting.Enqueue(job);
         if (prefilling is { Cancel.IsCancellationRequested: true }) { Drop(prefilling); prefilling = null; }
-        if (prefilling is null && active < Slots && waiting.Count > 0) StartPrefill(waiting.Dequeue());
-        if (prefilling is not null) PrefillChunk(prefilling);
+        if (prefilling is null && active < Slots && waiting.Count > 0)
+        {
+            var job = waiting.Dequeue();
+            try { StartPrefill(job); }
+            catch (Exception e) when (e is not OutOfMemoryException) { Fail(job, e); }
+        }
+        if (prefilling is { } current)
+        {
+            try { PrefillChunk(current); }
+            catch (Exception e) when (e is not OutOfMemoryException) { Fail(current, e); }
+        }
         if (active > 0) DecodeStep();
         Metrics.RunningBatch.Set(active);
         Metrics.PrefixCacheBytes.Set(prefixes?.Bytes ?? 0);
@@ -392,6 +400,16 @@ public sealed class InferenceEngine : IDisposable
         job.Release();
         Interlocked.Decrement(ref queued);
         logger.LogInformation("{Id} cancelled after {Completion} tokens", job.Handle.Id, job.Generated);
+    }
+
+    /// <summary>Ends one request whose prefill failed (the staging slot is reset by the next prefill); the batch goes on.</summary>
+    void Fail(Job job, Exception error)
+    {
+        if (prefilling == job) prefilling = null;
+        job.Handle.StepsWriter.TryComplete(error);
+        job.Release();
+        Interlocked.Decrement(ref queued);
+        logger.LogError("{Id} failed during prefill: {Message}", job.Handle.Id, error.Message);
     }
 
     void FailAll(Exception error)

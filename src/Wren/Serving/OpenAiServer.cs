@@ -242,7 +242,6 @@ public sealed class OpenAiServer : IAsyncDisposable
         var started = new bool[handles.Count];
         await foreach (var (index, step) in Merge(handles, cancel.Token))
         {
-
             string text = step.Text;
             CompletionLogprobs? lp = logprobs is null ? null : LegacyLogprobs(null, [step], 0);
             if (!started[index])
