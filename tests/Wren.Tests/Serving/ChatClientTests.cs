@@ -56,6 +56,16 @@ public sealed class ChatClientTests : IDisposable
     }
 
     [Fact]
+    public void The_chat_template_defaults_to_the_folder_then_nemotron_flash_and_unknown_names_are_errors()
+    {
+        ChatTurn[] turns = [new("user", "Hi")];
+        Assert.Equal(ChatTemplate.BuiltIn("nemotron-flash").Apply(turns), ServeHost.ResolveTemplate(null, folder).Apply(turns));
+        Assert.Equal(ChatTemplate.BuiltIn("chatml").Apply(turns), ServeHost.ResolveTemplate("chatml", folder).Apply(turns));
+        var error = Assert.Throws<WrenException>(() => ServeHost.ResolveTemplate("llama-9", folder));
+        Assert.Contains("nemotron-flash, chatml", error.Message);
+    }
+
+    [Fact]
     public async Task Serve_host_loads_a_model_folder_and_answers_on_a_free_port()
     {
         using var stop = new CancellationTokenSource();
