@@ -40,7 +40,7 @@ public sealed class WrenChatClient : IChatClient
     public static WrenChatClient Open(string modelFolder, EngineOptions? options = null, string? chatTemplate = null,
                                       torch.ScalarType dtype = torch.ScalarType.Float32)
     {
-        var model = Checkpoint.Load(modelFolder, dtype);
+        var model = Checkpoint.Load(modelFolder, dtype, device: null);
         try
         {
             model.eval();

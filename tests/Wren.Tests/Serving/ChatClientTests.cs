@@ -35,7 +35,7 @@ public sealed class ChatClientTests : IDisposable
         Assert.Equal(ChatFinishReason.Length, response.FinishReason);
         Assert.Equal(7, response.Usage!.OutputTokenCount);
 
-        using var model = Checkpoint.Load(folder);
+        using var model = Checkpoint.Load(folder, TorchSharp.torch.ScalarType.Float32, null);
         var tokenizer = new ByteTokenizer(256);
         var prompt = ChatTemplate.BuiltIn("chatml").Apply([new ChatTurn("system", "Be brief."), new ChatTurn("user", "Name a colour.")]);
         var ids = new TextGenerator(model, tokenizer).Generate(prompt, new SamplingOptions { Temperature = 0, MaxNewTokens = 7 })
