@@ -105,6 +105,22 @@ public sealed class ServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Several_prompts_and_n_choices_are_indexed_prompt_major_streaming_or_not()
+    {
+        var body = new { model = M, prompt = new[] { "one", "two two" }, n = 2, max_tokens = 5, temperature = 0 };
+        var whole = (await Completion(body))["choices"]!.AsArray();
+        Assert.Equal([0, 1, 2, 3], whole.Select(c => (int)c!["index"]!));
+        string[] expected = [Reference("one", 5), Reference("one", 5), Reference("two two", 5), Reference("two two", 5)];
+        Assert.Equal(expected, whole.Select(c => (string)c!["text"]!));
+        using var response = await server.Http.PostAsync("/v1/completions", Json(new
+            { model = M, prompt = new[] { "one", "two two" }, n = 2, max_tokens = 5, temperature = 0, stream = true }));
+        var chunks = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
+            .Where(e => e != "data: [DONE]").Select(e => JsonNode.Parse(e["data: ".Length..])!["choices"]![0]!).ToList();
+        var streamed = Enumerable.Range(0, 4).Select(i => string.Concat(chunks.Where(c => (int)c["index"]! == i).Select(c => (string)c["text"]!)));
+        Assert.Equal(expected, streamed);
+    }
+
+    [Fact]
     public async Task A_stop_string_ends_the_text_before_it()
     {
         string full = Reference("abcabc", 24);
