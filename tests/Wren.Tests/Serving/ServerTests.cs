@@ -116,7 +116,8 @@ public sealed class ServerTests : IAsyncLifetime
             { model = M, prompt = new[] { "one", "two two" }, n = 2, max_tokens = 5, temperature = 0, stream = true }));
         var chunks = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
             .Where(e => e != "data: [DONE]").Select(e => JsonNode.Parse(e["data: ".Length..])!["choices"]![0]!).ToList();
-        var streamed = Enumerable.Range(0, 4).Select(i => string.Concat(chunks.Where(c => (int)c["index"]! == i).Select(c => (string)c["text"]!)));
+        var streamed = Enumerable.Range(0, 4)
+            .Select(i => string.Concat(chunks.Where(c => (int)c["index"]! == i).Select(c => (string)c["text"]!)));
         Assert.Equal(expected, streamed);
     }
 
