@@ -67,6 +67,22 @@ public class EngineTests
         }
     }
 
+    [Fact]
+    public async Task A_long_prompt_is_prefilled_in_chunks_while_running_requests_keep_decoding()
+    {
+        using var model = RandomModel(Mixed, seed: 7);
+        var options = new EngineOptions { MaxBatch = 2, PrefillChunk = 4, MaxContext = 256 };
+        using var engine = new InferenceEngine(model, new ByteTokenizer(97), options);
+        var running = engine.Submit(new EngineRequest(Prompt(5, 1), Greedy(40)));
+        await running.Steps.WaitToReadAsync();
+        var arriving = engine.Submit(new EngineRequest(Prompt(200, 2), Greedy(3)));        // 50 prefill chunks
+        await arriving.Steps.WaitToReadAsync();
+        // One chunk per engine step, each followed by a decode step: the 40-token request finished before the first token of
+        // the long prompt (prefilled at once, it would still be running).
+        Assert.True(running.Usage is not null, "the running request was held up by the arriving prompt");
+        Assert.Equal(40, (await Collect(running)).Count);
+    }
+
     public static TheoryData<string, string> LayerTypes => new()
     {
         { "attention", "a" }, { "sliding window", "swa" }, { "mamba2", "m2" }, { "deltanet", "deltanet" }, { "gated deltanet", "gdn" },
