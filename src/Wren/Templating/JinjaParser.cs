@@ -9,7 +9,7 @@ namespace Wren.Templating;
 sealed class JinjaParser
 {
     static readonly HashSet<string> UnsupportedTags =
-        ["include", "import", "from", "extends", "block", "call", "filter", "with", "autoescape", "do", "raw", "trans", "endraw"];
+        ["include", "import", "from", "extends", "block", "filter", "with", "autoescape", "do", "raw", "trans", "endraw"];
 
     static readonly HashSet<string> ComparisonOperators = ["==", "!=", "<", "<=", ">", ">="];
 
@@ -109,6 +109,7 @@ sealed class JinjaParser
             case "for": return ParseFor(line, column);
             case "set": return ParseSet(line, column);
             case "macro": return ParseMacro(line, column);
+            case "call": return ParseCallBlock(line, column);
             case "break" or "continue":
                 ExpectBlockEnd();
                 return new LoopControlStmt(tag == "break" ? Flow.Break : Flow.Continue, line, column);
@@ -120,7 +121,7 @@ sealed class JinjaParser
         }
         if (UnsupportedTags.Contains(tag))
             throw Error(tagToken,
-                $"unsupported Jinja tag '{{% {tag} %}}' (Wren's subset has if, for, set, macro, break, continue, generation)");
+                $"unsupported Jinja tag '{{% {tag} %}}' (Wren's subset has if, for, set, macro, call, break, continue, generation)");
         throw Error(tagToken, tag.StartsWith("end", StringComparison.Ordinal) || tag is "elif" or "else"
             ? $"unexpected '{{% {tag} %}}'"
             : $"unknown tag '{{% {tag} %}}'");
@@ -252,6 +253,17 @@ sealed class JinjaParser
         var body = ParseBody(["endmacro"]);
         EndTag("endmacro");
         return new MacroStmt(name, parameters, body, line, column);
+    }
+
+    Stmt ParseCallBlock(int line, int column)
+    {
+        if (Current.IsOperator("(")) throw Error(Current, "unsupported Jinja construct: arguments for caller() in a call block");
+        var callToken = Current;
+        if (ParseExpression() is not Call call) throw Error(callToken, "expected a macro call after '{% call'");
+        ExpectBlockEnd();
+        var body = ParseBody(["endcall"]);
+        EndTag("endcall");
+        return new CallBlockStmt(call, body, line, column);
     }
 
     // An expression, or several separated by commas (a tuple).

@@ -313,6 +313,8 @@ static class Py
             case ("*", IReadOnlyList<object?> list, _) when IsIntegral(b):
                 return Enumerable.Repeat(list, (int)Math.Max(0, AsLong(b))).SelectMany(x => x).ToList();
         }
+        if (op == "+" && a is string or IReadOnlyList<object?>)
+            throw new JinjaRuntimeException($"can only concatenate {TypeName(a)} (not \"{TypeName(b)}\") to {TypeName(a)}");
         throw new JinjaRuntimeException($"unsupported operand type(s) for {op}: '{TypeName(a)}' and '{TypeName(b)}'");
     }
 
