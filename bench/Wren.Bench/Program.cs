@@ -27,7 +27,8 @@ static int Usage()
     Console.Error.WriteLine("usage: Wren.Bench decode [--contexts 512,2048,8192] [--tokens N] [--repeats N] [--models flash-300m,llama-300m]\n" +
                             "       Wren.Bench train [--batch 8] [--seq-len 512] [--steps 5] [--hidden 512] [--vocab 8192]   (training tokens/s and MFU)\n" +
                             "       Wren.Bench device      (copy bandwidth, matmul and matrix–vector throughput)\n" +
-                            "       Wren.Bench serve [--models flash-300m,llama-300m] [--streams 1,4,16,64] [--prompt 256] [--new 128] [--shared 1024]\n" +
-                            "                        [--requests 2] [--chunk 128] [--max-memory-gb G]   (HTTP serving: tokens/s, TTFT, ITL)");
+                            "       Wren.Bench serve [--models flash-300m,llama-300m] [--streams 1,4,16,64] [--prompt 256]\n" +
+                            "                        [--new 128] [--shared 1024] [--requests 2] [--chunk 128] [--max-memory-gb G]\n" +
+                            "                        (HTTP serving: tokens/s, TTFT, ITL)");
     return 1;
 }

@@ -56,7 +56,7 @@ public static class ServeBenchmark
             {
                 var options = new EngineOptions
                 {
-                    MaxBatch = Math.Min(levels.Max(), Kernels.MatVec.MaxInputRows), MaxQueue = 1024, PrefillChunk = chunk,
+                    MaxBatch = Math.Min(levels.Max(), EngineOptions.MaxSlots), MaxQueue = 1024, PrefillChunk = chunk,
                     MaxContext = scenario.Shared + prompt + newTokens, PrefixCacheBytes = scenario.PrefixCacheBytes,
                     MaxMemoryBytes = maxMemory,
                 };
@@ -97,7 +97,7 @@ public static class ServeBenchmark
     {
         var body = JsonSerializer.Serialize(new { model, prompt, max_tokens = tokens, temperature = 0, stream = true });
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
-            { Content = new StringContent(body, Encoding.UTF8, "application/json") };
+        { Content = new StringContent(body, Encoding.UTF8, "application/json") };
         long start = Stopwatch.GetTimestamp(), last = start;
         double first = 0;
         var gaps = new List<double>();

@@ -17,14 +17,26 @@ internal static class ServeCommand
         var name = new Option<string?>("--model-name") { Description = "model id clients send (default: the folder's name)" };
         var maxBatch = new Option<int>("--max-batch") { Description = "requests decoding at once", DefaultValueFactory = _ => 32 };
         var maxQueue = new Option<int>("--max-queue")
-            { Description = "requests waiting for a slot before 503", DefaultValueFactory = _ => 256 };
+        {
+            Description = "requests waiting for a slot before 503",
+            DefaultValueFactory = _ => 256,
+        };
         var maxContext = new Option<int>("--max-context")
-            { Description = "prompt + generated tokens per request", DefaultValueFactory = _ => 4096 };
+        {
+            Description = "prompt + generated tokens per request",
+            DefaultValueFactory = _ => 4096,
+        };
         var maxMemory = new Option<string?>("--max-memory") { Description = "weights + caches budget, e.g. 8GB (cuts the slots to fit)" };
         var prefixCache = new Option<string>("--prefix-cache")
-            { Description = "prefix-state cache size (0 = off)", DefaultValueFactory = _ => "512MB" };
+        {
+            Description = "prefix-state cache size (0 = off)",
+            DefaultValueFactory = _ => "512MB",
+        };
         var chunk = new Option<int>("--prefill-chunk")
-            { Description = "prompt tokens per prefill step (and prefix-cache block)", DefaultValueFactory = _ => 128 };
+        {
+            Description = "prompt tokens per prefill step (and prefix-cache block)",
+            DefaultValueFactory = _ => 128,
+        };
         var template = new Option<string?>("--chat-template") { Description = "nemotron-flash, chatml, or a folder/tokenizer_config.json" };
         Option[] options = [model, host, port, apiKey, name, maxBatch, maxQueue, maxContext, maxMemory, prefixCache, chunk, template];
         foreach (var o in options) command.Add(o);

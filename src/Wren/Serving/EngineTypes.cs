@@ -6,7 +6,13 @@ namespace Wren.Serving;
 /// <summary>How the engine is sized.</summary>
 public sealed record EngineOptions
 {
-    /// <summary>Most requests decoding at once (slots); at most <see cref="Kernels.MatVec.MaxInputRows"/>.</summary>
+    /// <summary>
+    /// Largest <see cref="MaxBatch"/>: the rows the fused CPU matrix–vector kernel takes in one decode step
+    /// (<see cref="Kernels.MatVec.MaxInputRows"/>).
+    /// </summary>
+    public const int MaxSlots = Kernels.MatVec.MaxInputRows;
+
+    /// <summary>Most requests decoding at once (slots); at most <see cref="MaxSlots"/>.</summary>
     public int MaxBatch { get; init; } = 32;
     /// <summary>Most requests waiting for a slot; one more is refused (<see cref="ServeError.QueueFull"/>).</summary>
     public int MaxQueue { get; init; } = 256;
@@ -21,8 +27,8 @@ public sealed record EngineOptions
 
     public void Validate()
     {
-        if (MaxBatch is < 1 or > Kernels.MatVec.MaxInputRows)
-            throw new WrenException($"max batch must be between 1 and {Kernels.MatVec.MaxInputRows}, got {MaxBatch}");
+        if (MaxBatch is < 1 or > MaxSlots)
+            throw new WrenException($"max batch must be between 1 and {MaxSlots}, got {MaxBatch}");
         if (MaxQueue < 0) throw new WrenException($"max queue must be >= 0, got {MaxQueue}");
         if (MaxContext < 2) throw new WrenException($"max context must be >= 2, got {MaxContext}");
         if (PrefixCacheBytes < 0) throw new WrenException($"prefix cache size must be >= 0, got {PrefixCacheBytes}");

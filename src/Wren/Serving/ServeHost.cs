@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Logging;
 using TorchSharp;
-using Wren.Checkpoints;
+using Wren.Models;
 using Wren.Templating;
 using Wren.Tokenization;
 
@@ -22,7 +22,7 @@ public static class ServeHost
     public static async Task RunAsync(ServeSettings settings, ILoggerFactory logging, Action<Uri>? started = null,
                                       CancellationToken cancel = default)
     {
-        using var model = Checkpoint.Load(settings.ModelFolder, settings.DType, settings.Device);
+        using var model = HybridForCausalLM.FromPretrained(settings.ModelFolder, settings.DType, settings.Device);
         model.eval();
         var tokenizer = TokenizerLoader.ForModel(settings.ModelFolder, model.Config);
         var template = ResolveTemplate(settings.ChatTemplate, settings.ModelFolder);

@@ -2,7 +2,6 @@ using System.Runtime.CompilerServices;
 using System.Text;
 using Microsoft.Extensions.AI;
 using TorchSharp;
-using Wren.Checkpoints;
 using Wren.Inference;
 using Wren.Models;
 using Wren.Templating;
@@ -40,7 +39,7 @@ public sealed class WrenChatClient : IChatClient
     public static WrenChatClient Open(string modelFolder, EngineOptions? options = null, string? chatTemplate = null,
                                       torch.ScalarType dtype = torch.ScalarType.Float32)
     {
-        var model = Checkpoint.Load(modelFolder, dtype, device: null);
+        var model = HybridForCausalLM.FromPretrained(modelFolder, dtype);
         try
         {
             model.eval();

@@ -2,8 +2,8 @@ using System.Text;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Logging.Abstractions;
-using Wren.Checkpoints;
 using Wren.Inference;
+using Wren.Models;
 using Wren.Serving;
 using Wren.Templating;
 using Wren.Tokenization;
@@ -19,7 +19,7 @@ public sealed class ChatClientTests : IDisposable
     public ChatClientTests()
     {
         using var model = RandomModel(LoopbackServer.ModelConfig, seed: 11);
-        Checkpoint.Save(model, folder);
+        model.SavePretrained(folder);
     }
 
     public void Dispose() => Directory.Delete(Path.GetDirectoryName(folder)!, recursive: true);
@@ -35,7 +35,7 @@ public sealed class ChatClientTests : IDisposable
         Assert.Equal(ChatFinishReason.Length, response.FinishReason);
         Assert.Equal(7, response.Usage!.OutputTokenCount);
 
-        using var model = Checkpoint.Load(folder, TorchSharp.torch.ScalarType.Float32, null);
+        using var model = HybridForCausalLM.FromPretrained(folder);
         var tokenizer = new ByteTokenizer(256);
         var prompt = ChatTemplate.BuiltIn("chatml").Apply([new ChatTurn("system", "Be brief."), new ChatTurn("user", "Name a colour.")]);
         var ids = new TextGenerator(model, tokenizer).Generate(prompt, new SamplingOptions { Temperature = 0, MaxNewTokens = 7 })

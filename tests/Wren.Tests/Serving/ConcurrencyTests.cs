@@ -86,8 +86,7 @@ public sealed class ConcurrencyTests
             Assert.True(warm.IsSuccessStatusCode);
         long before = await LiveTensors(server.Engine);
         double generatedBefore = server.Engine.Metrics.GeneratedTokens.Value;
-        using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
-               { Content = Body(Long) })
+        using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = Body(Long) })
         using (var response = await server.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
         {
             using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
@@ -105,8 +104,7 @@ public sealed class ConcurrencyTests
     {
         await using var server = await LoopbackServer.StartAsync(new EngineOptions { MaxBatch = 1, MaxQueue = 1, MaxContext = 4096 });
         using var cancel = new CancellationTokenSource();
-        var running = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
-            { Content = Body(Long) };
+        var running = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = Body(Long) };
         using var runningResponse = await server.Http.SendAsync(running, HttpCompletionOption.ResponseHeadersRead, cancel.Token);
         var waiting = server.Http.PostAsync("/v1/completions", Body(Request(3, stream: false)));
         await WaitUntil(() => server.Engine.Metrics.QueueDepth.Value == 1, "one request waits");

@@ -13,7 +13,11 @@ public class EngineTests
 {
     /// <summary>Every layer type; attention layers 0 and 4 slide (window 5 ≪ prompts), layer 6 is global.</summary>
     static HybridConfig Mixed => Config("a", "deltanet", "m2", "gdn", "a", "f", "a") with
-        { NumMemoryTokens = 3, SlidingWindow = 5, GlobalAttnIdx = [6] };
+    {
+        NumMemoryTokens = 3,
+        SlidingWindow = 5,
+        GlobalAttnIdx = [6],
+    };
 
     static SamplingOptions Greedy(int tokens) => new() { Temperature = 0, MaxNewTokens = tokens };
 

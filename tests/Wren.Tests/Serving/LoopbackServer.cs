@@ -18,7 +18,12 @@ public sealed class LoopbackServer : IAsyncDisposable
     public const string ModelName = "tiny-hybrid";
 
     public static HybridConfig ModelConfig => Config("deltanet", "f", "m2", "a", "gdn", "a") with
-        { VocabSize = 256, NumMemoryTokens = 2, SlidingWindow = 12, GlobalAttnIdx = [5] };
+    {
+        VocabSize = 256,
+        NumMemoryTokens = 2,
+        SlidingWindow = 12,
+        GlobalAttnIdx = [5],
+    };
 
     public HybridForCausalLM Model { get; }
     public ITextTokenizer Tokenizer { get; } = new ByteTokenizer(256);

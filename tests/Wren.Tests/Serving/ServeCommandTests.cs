@@ -19,7 +19,7 @@ public class ServeCommandTests
     public void A_batch_above_the_kernel_limit_is_refused()
     {
         string folder = Path.Combine(TempDir(), "m");
-        using (var model = RandomModel(Config("a", "f"))) Wren.Checkpoints.Checkpoint.Save(model, folder);
+        using (var model = RandomModel(Config("a", "f"))) model.SavePretrained(folder);
         var (code, error) = TestSupport.Cli("serve", "--model", folder, "--port", "0", "--max-batch", "65");
         Assert.Equal(2, code);
         Assert.Contains("max batch must be between 1 and 64", error);

@@ -5,12 +5,12 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.AI;
 using OpenAI.Chat;
-using ChatFinishReason = OpenAI.Chat.ChatFinishReason;
-using ChatMessage = OpenAI.Chat.ChatMessage;
 using TorchSharp;
 using Wren.Inference;
 using Wren.Serving;
 using static TorchSharp.torch;
+using ChatFinishReason = OpenAI.Chat.ChatFinishReason;
+using ChatMessage = OpenAI.Chat.ChatMessage;
 
 namespace Wren.Tests.Serving;
 
@@ -90,8 +90,11 @@ public sealed class ServerTests : IAsyncLifetime
     [Fact]
     public async Task Streamed_completion_is_framed_as_server_sent_events_and_equals_the_whole_one()
     {
-        var body = new { model = LoopbackServer.ModelName, prompt = "Once upon", max_tokens = 10, temperature = 0, stream = true,
-                         stream_options = new { include_usage = true } };
+        var body = new
+        {
+            model = LoopbackServer.ModelName, prompt = "Once upon", max_tokens = 10, temperature = 0, stream = true,
+            stream_options = new { include_usage = true }
+        };
         using var response = await server.Http.PostAsync("/v1/completions", Json(body));
         Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);
         var raw = await response.Content.ReadAsStringAsync();
@@ -112,8 +115,8 @@ public sealed class ServerTests : IAsyncLifetime
         Assert.Equal([0, 1, 2, 3], whole.Select(c => (int)c!["index"]!));
         string[] expected = [Reference("one", 5), Reference("one", 5), Reference("two two", 5), Reference("two two", 5)];
         Assert.Equal(expected, whole.Select(c => (string)c!["text"]!));
-        using var response = await server.Http.PostAsync("/v1/completions", Json(new
-            { model = M, prompt = new[] { "one", "two two" }, n = 2, max_tokens = 5, temperature = 0, stream = true }));
+        var streamBody = new { model = M, prompt = new[] { "one", "two two" }, n = 2, max_tokens = 5, temperature = 0, stream = true };
+        using var response = await server.Http.PostAsync("/v1/completions", Json(streamBody));
         var chunks = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
             .Where(e => e != "data: [DONE]").Select(e => JsonNode.Parse(e["data: ".Length..])!["choices"]![0]!).ToList();
         var streamed = Enumerable.Range(0, 4)
@@ -138,7 +141,12 @@ public sealed class ServerTests : IAsyncLifetime
         var chat = server.OpenAi().GetChatClient(LoopbackServer.ModelName);
         ChatMessage[] messages = [new SystemChatMessage("You are terse."), new UserChatMessage("Say something.")];
         var options = new ChatCompletionOptions
-            { Temperature = 0, MaxOutputTokenCount = 9, IncludeLogProbabilities = true, TopLogProbabilityCount = 2 };
+        {
+            Temperature = 0,
+            MaxOutputTokenCount = 9,
+            IncludeLogProbabilities = true,
+            TopLogProbabilityCount = 2,
+        };
         ChatCompletion whole = await chat.CompleteChatAsync(messages, options);
         Assert.Equal(ChatFinishReason.Length, whole.FinishReason);
         Assert.Equal(9, whole.Usage.OutputTokenCount);
