@@ -10,6 +10,7 @@ return args.FirstOrDefault() switch
     "load" => LoadBenchmark.Run(args.Skip(1).ToArray()),
     "load-one" => LoadBenchmark.One(args.Skip(1).ToArray()),
     "device" => PrintDevice(),
+    "serve" => ServeBenchmark.Run(args.Skip(1).ToArray()),
     _ => Usage(),
 };
 
@@ -30,6 +31,9 @@ static int Usage()
                                  [--dtype float32|bfloat16|int8|all] [--busy N]   (busy-core slowdown)
                Wren.Bench load [--model flash-1b] [--dir D] [--dtype all]   (load time and peak memory per precision)
                Wren.Bench train [--batch 8] [--seq-len 512] [--steps 5] [--hidden 512] [--vocab 8192]   (training tokens/s and MFU)
+               Wren.Bench serve [--models flash-300m,llama-300m] [--streams 1,4,16,64] [--prompt 256]
+                                [--new 128] [--shared 1024] [--requests 2] [--chunk 128] [--max-memory-gb G]
+                                (HTTP serving: tokens/s, TTFT, ITL)
                Wren.Bench device      (copy bandwidth, matmul and matrix–vector throughput)
         """);
     return 1;

@@ -23,6 +23,7 @@ public static class WrenCli
         ExperimentCommand.Create(),
         SearchCommands.Create(),
         ScalingCommand.Create(),
+        ServeCommand.Create(),
     };
 
     /// <summary>Exit codes: 0 success, 1 bad arguments (System.CommandLine), 2 bad input (a clear message), 130 cancelled

@@ -293,8 +293,14 @@ internal sealed class AttentionState : IMixerState
     public long Count { get; private set; }
     public bool HasPads { get; private set; }
 
+    /// <summary>
+    /// Serving: rows hold different lengths, and the key at position p of every row sits in slot p mod capacity (the
+    /// slot a batch-1 cache starting at position 0 uses), so a row decodes exactly as it would alone. Set on views.
+    /// </summary>
+    public bool Ragged { get; }
+
     /// <summary>False when every stored slot is a real key inside the newest query's window, so a decode step needs no mask.</summary>
-    public bool DecodeNeedsMask => HasPads || (Window is { } w && Capacity > w + 1);
+    public bool DecodeNeedsMask => HasPads || Ragged || (Window is { } w && Capacity > w + 1);
 
     public AttentionState(long batch, long kvHeads, long capacity, long qkDim, long vDim, int? window, ScalarType dtype, Device device)
     {
@@ -305,6 +311,21 @@ internal sealed class AttentionState : IMixerState
         Window = window;
     }
 
+    /// <summary>
+    /// A view of rows [<paramref name="firstRow"/>, +<paramref name="rows"/>) of <paramref name="whole"/> sharing its
+    /// storage, holding <paramref name="count"/> slots (the longest row's length); see <see cref="Ragged"/>.
+    /// </summary>
+    internal AttentionState(AttentionState whole, long firstRow, long rows, long count, bool ragged)
+    {
+        Keys = whole.Keys.narrow(0, firstRow, rows).DetachFromDisposeScope();
+        Values = whole.Values.narrow(0, firstRow, rows).DetachFromDisposeScope();
+        Positions = whole.Positions.narrow(0, firstRow, rows).DetachFromDisposeScope();
+        Capacity = whole.Capacity;
+        Window = whole.Window;
+        Count = count;
+        Ragged = ragged;
+    }
+
     public long Bytes => Keys.NumberOfElements * Keys.ElementSize + Values.NumberOfElements * Values.ElementSize
                          + Positions.NumberOfElements * Positions.ElementSize;
 
@@ -313,6 +334,17 @@ internal sealed class AttentionState : IMixerState
     {
         long T = k.shape[2];
         HasPads |= padded;
+        if (Ragged && T == 1)
+        {
+            // Each row writes its own slot, position mod capacity (the caller keeps Count at the longest row's length).
+            using var scope = NewDisposeScope();
+            var slot = positions % Capacity;                                                  // [B, 1]
+            Keys.scatter_(2, slot.view(-1, 1, 1, 1).expand_as(k), k);
+            Values.scatter_(2, slot.view(-1, 1, 1, 1).expand_as(v), v);
+            Positions.scatter_(1, slot, positions);
+            Count = Math.Max(Count, positions.max().item<long>() + 1);
+            return (Keys, Values, Positions);
+        }
         if (Count + T <= Capacity)
         {
             Keys.narrow(2, Count, T).copy_(k);

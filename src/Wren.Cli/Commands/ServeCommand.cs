@@ -1,0 +1,67 @@
+using System.CommandLine;
+using Microsoft.Extensions.Logging;
+using Wren.Serving;
+
+namespace Wren.Cli.Commands;
+
+/// <summary><c>wren serve</c>: an OpenAI-compatible HTTP API over a model folder (continuous batching, prefix-state cache).</summary>
+internal static class ServeCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("serve", "Serve a model folder over an OpenAI-compatible HTTP API (completions, chat completions)");
+        var model = new Option<string>("--model") { Description = "model folder", Required = true };
+        var host = new Option<string>("--host") { Description = "address to bind", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = new Option<int>("--port") { Description = "port (0 = any free port)", DefaultValueFactory = _ => 8080 };
+        var apiKey = new Option<string?>("--api-key") { Description = "require 'Authorization: Bearer KEY' on /v1/ requests" };
+        var name = new Option<string?>("--model-name") { Description = "model id clients send (default: the folder's name)" };
+        var maxBatch = new Option<int>("--max-batch") { Description = "requests decoding at once", DefaultValueFactory = _ => 32 };
+        var maxQueue = new Option<int>("--max-queue")
+        {
+            Description = "requests waiting for a slot before 503",
+            DefaultValueFactory = _ => 256,
+        };
+        var maxContext = new Option<int>("--max-context")
+        {
+            Description = "prompt + generated tokens per request",
+            DefaultValueFactory = _ => 4096,
+        };
+        var maxMemory = new Option<string?>("--max-memory") { Description = "weights + caches budget, e.g. 8GB (cuts the slots to fit)" };
+        var prefixCache = new Option<string>("--prefix-cache")
+        {
+            Description = "prefix-state cache size (0 = off)",
+            DefaultValueFactory = _ => "512MB",
+        };
+        var chunk = new Option<int>("--prefill-chunk")
+        {
+            Description = "prompt tokens per prefill step (and prefix-cache block)",
+            DefaultValueFactory = _ => 128,
+        };
+        var template = new Option<string?>("--chat-template") { Description = "nemotron-flash, chatml, or a folder/tokenizer_config.json" };
+        Option[] options = [model, host, port, apiKey, name, maxBatch, maxQueue, maxContext, maxMemory, prefixCache, chunk, template];
+        foreach (var o in options) command.Add(o);
+        var common = new CommonOptions(command);
+        command.SetAction(async (result, cancel) =>
+        {
+            var device = common.Initialize(result);
+            string folder = result.GetValue(model)!, cacheSize = result.GetValue(prefixCache)!;
+            var engine = new EngineOptions
+            {
+                MaxBatch = result.GetValue(maxBatch), MaxQueue = result.GetValue(maxQueue), MaxContext = result.GetValue(maxContext),
+                MaxMemoryBytes = result.GetValue(maxMemory) is { } memory ? ProfileCommand.ParseBytes(memory) : null,
+                PrefixCacheBytes = cacheSize == "0" ? 0 : ProfileCommand.ParseBytes(cacheSize), PrefillChunk = result.GetValue(chunk),
+            };
+            var server = new ServeOptions(result.GetValue(name) ?? Path.GetFileName(Path.GetFullPath(folder).TrimEnd('/')),
+                                          result.GetValue(host)!, result.GetValue(port), result.GetValue(apiKey));
+            using var logging = LoggerFactory.Create(b => b.AddFilter("Microsoft.AspNetCore", LogLevel.Warning).AddSimpleConsole(o =>
+            {
+                o.SingleLine = true;
+                o.TimestampFormat = "HH:mm:ss ";
+            }));   // one line per request, from the engine
+            var settings = new ServeSettings(folder, server, engine, result.GetValue(template), common.ScalarType(result), device);
+            await ServeHost.RunAsync(settings, logging, cancel: cancel);
+            return 0;
+        });
+        return command;
+    }
+}

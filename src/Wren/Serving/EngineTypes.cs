@@ -1,0 +1,100 @@
+using System.Threading.Channels;
+using Wren.Inference;
+
+namespace Wren.Serving;
+
+/// <summary>How the engine is sized.</summary>
+public sealed record EngineOptions
+{
+    /// <summary>
+    /// Largest <see cref="MaxBatch"/>: the rows the fused CPU matrix–vector kernel takes in one decode step
+    /// (<see cref="Kernels.MatVec.MaxInputRows"/>).
+    /// </summary>
+    public const int MaxSlots = Kernels.MatVec.MaxInputRows;
+
+    /// <summary>Most requests decoding at once (slots); at most <see cref="MaxSlots"/>.</summary>
+    public int MaxBatch { get; init; } = 32;
+    /// <summary>Most requests waiting for a slot; one more is refused (<see cref="ServeError.QueueFull"/>).</summary>
+    public int MaxQueue { get; init; } = 256;
+    /// <summary>Prompt + generated tokens of one request (meta tokens not counted).</summary>
+    public int MaxContext { get; init; } = 4096;
+    /// <summary>Bytes for weights + slot caches + prefix cache; the slots are cut to fit (null: <see cref="MaxBatch"/> slots).</summary>
+    public long? MaxMemoryBytes { get; init; }
+    /// <summary>Bytes of the prefix-state cache; 0 turns it off.</summary>
+    public long PrefixCacheBytes { get; init; } = 512L << 20;
+    /// <summary>Prompt tokens prefilled per engine step, interleaved with decode steps; also the prefix cache's block.</summary>
+    public int PrefillChunk { get; init; } = 128;
+
+    public void Validate()
+    {
+        if (MaxBatch is < 1 or > MaxSlots)
+            throw new WrenException($"max batch must be between 1 and {MaxSlots}, got {MaxBatch}");
+        if (MaxQueue < 0) throw new WrenException($"max queue must be >= 0, got {MaxQueue}");
+        if (MaxContext < 2) throw new WrenException($"max context must be >= 2, got {MaxContext}");
+        if (PrefixCacheBytes < 0) throw new WrenException($"prefix cache size must be >= 0, got {PrefixCacheBytes}");
+        if (PrefillChunk is < 1 or > Models.HybridForCausalLM.PrefillChunk)
+            throw new WrenException($"prefill chunk must be between 1 and {Models.HybridForCausalLM.PrefillChunk}, got {PrefillChunk}");
+    }
+}
+
+/// <summary>One generation request in token ids.</summary>
+/// <param name="Prompt">Prompt ids (non-empty, inside the vocabulary).</param>
+/// <param name="Sampling">Sampling settings, seed, max new tokens (0 allowed with <paramref name="EchoLogprobs"/>), stops.</param>
+/// <param name="TopLogprobs">Null: no log-probabilities; otherwise each generated token's, with this many alternatives.</param>
+/// <param name="EchoLogprobs">Also return the prompt's token log-probabilities (from <see cref="Scoring.Logits"/>).</param>
+public sealed record EngineRequest(IReadOnlyList<int> Prompt, SamplingOptions Sampling, int? TopLogprobs = null, bool EchoLogprobs = false);
+
+/// <summary>A token's log-probability (natural log) and the most likely alternatives at its position.</summary>
+public sealed record TokenLogprob(int TokenId, string Token, double? Logprob, IReadOnlyList<TokenAlternative> Top);
+
+/// <summary>An alternative token at a position.</summary>
+public sealed record TokenAlternative(int TokenId, string Token, double Logprob);
+
+/// <summary>One generated token: the text it adds (stop strings held back and cut) and, when asked, its log-probability.</summary>
+/// <param name="FinishReason">Null while running; "stop" (stop token or string) or "length" on the last step.</param>
+public sealed record GenerationStep(int TokenId, string Text, TokenLogprob? Logprob, string? FinishReason);
+
+/// <summary>Timing and counts of a finished request.</summary>
+public sealed record GenerationUsage(int PromptTokens, int CompletionTokens, int CachedPromptTokens, double TimeToFirstTokenSeconds,
+                                     double TotalSeconds, string FinishReason)
+{
+    public double TokensPerSecond => CompletionTokens / Math.Max(TotalSeconds - TimeToFirstTokenSeconds, 1e-9);
+}
+
+/// <summary>A submitted request: its steps as they are generated. Cancel its token (or stop reading) to free its slot.</summary>
+public sealed class GenerationHandle
+{
+    internal GenerationHandle(string id, Channel<GenerationStep> steps)
+    {
+        Id = id;
+        this.steps = steps;
+    }
+
+    readonly Channel<GenerationStep> steps;
+    public string Id { get; }
+    public ChannelReader<GenerationStep> Steps => steps.Reader;
+    internal ChannelWriter<GenerationStep> StepsWriter => steps.Writer;
+    /// <summary>
+    /// Set before the first step when <see cref="EngineRequest.EchoLogprobs"/>: one entry per prompt token, the first with a null
+    /// log-probability.
+    /// </summary>
+    public IReadOnlyList<TokenLogprob>? PromptLogprobs { get; internal set; }
+    /// <summary>Set when the steps end normally.</summary>
+    public GenerationUsage? Usage { get; internal set; }
+}
+
+/// <summary>A request the server refuses: HTTP status and an OpenAI-style error body.</summary>
+public sealed class ServeError(int status, string type, string message, string? param = null, string? code = null) : WrenException(message)
+{
+    public int Status { get; } = status;
+    public string Type { get; } = type;
+    public string? Param { get; } = param;
+    public string? Code { get; } = code;
+
+    public static ServeError Invalid(string message, string? param = null, string? code = null) =>
+        new(400, "invalid_request_error", message, param, code);
+
+    /// <summary>The queue is full: 503 with <c>Retry-After</c>, as OpenAI answers when overloaded.</summary>
+    public static ServeError QueueFull(int maxQueue) =>
+        new(503, "server_error", $"the server is overloaded: {maxQueue} requests are already waiting; retry later", null, "queue_full");
+}

@@ -1,0 +1,439 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using TorchSharp;
+using Wren.Inference;
+using Wren.Models;
+using Wren.Tokenization;
+using static TorchSharp.torch;
+
+namespace Wren.Serving;
+
+/// <summary>
+/// Continuous batching over one loaded model. One thread owns the model and every tensor (dispose scopes are
+/// thread-local). Each iteration it admits waiting requests, prefills one chunk of the oldest new prompt (aligned to
+/// <see cref="EngineOptions.PrefillChunk"/>, starting from the longest cached prefix state) and runs one decode step for
+/// every running request; a request leaves the batch when it finishes or is cancelled, and its slot is reused at the
+/// next step. Each slot decodes at its own position with its own sampling settings and seed, and every kernel treats
+/// rows independently, so a request's tokens do not depend on what else runs (tested).
+/// </summary>
+public sealed class InferenceEngine : IDisposable
+{
+    readonly HybridForCausalLM model;
+    readonly ITextTokenizer tokenizer;
+    readonly ILogger logger;
+    readonly Thread thread;
+    readonly ConcurrentQueue<Job> incoming = new();
+    readonly ConcurrentQueue<(Action Work, TaskCompletionSource Done)> calls = new();
+    readonly SemaphoreSlim wake = new(0);
+    readonly CancellationTokenSource stopping = new();
+    int queued;
+    long nextId;
+
+    // Engine thread only:
+    SlotCache? slots, staging;
+    PrefixCache? prefixes;
+    readonly Queue<Job> waiting = new();
+    Job?[] running = [];
+    int active;
+    Job? prefilling;
+
+    /// <param name="model">A model in eval mode; the engine's thread is its only user from now on.</param>
+    /// <param name="tokenizer">Decodes generated ids (stop strings, text deltas, log-probability tokens).</param>
+    public InferenceEngine(HybridForCausalLM model, ITextTokenizer tokenizer, EngineOptions options, ServingMetrics? metrics = null,
+                           ILogger? logger = null)
+    {
+        options.Validate();
+        this.model = model;
+        this.tokenizer = tokenizer;
+        this.logger = logger ?? NullLogger.Instance;
+        Options = options;
+        Metrics = metrics ?? new ServingMetrics();
+        var footprint = ModelFootprint.Of(model.Config, model.LmHeadWeight.dtype);
+        long perSlot = footprint.CacheBytes(1, options.MaxContext);
+        Slots = options.MaxBatch;
+        if (options.MaxMemoryBytes is { } budget)
+        {
+            long free = budget - footprint.WeightBytes - options.PrefixCacheBytes - perSlot;   // one staging slot for prefill
+            Slots = (int)Math.Min(options.MaxBatch, Math.Max(0, free / perSlot));
+            if (Slots < 1)
+                throw new WrenException($"--max-memory {budget / 1e6:F0} MB holds no slot: weights take " +
+                                        $"{footprint.WeightBytes / 1e6:F0} MB, the prefix cache {options.PrefixCacheBytes / 1e6:F0} MB " +
+                                        $"and one slot of {options.MaxContext} tokens " +
+                                        $"{perSlot / 1e6:F1} MB (two are needed)");
+        }
+        SlotBytes = perSlot;
+        var ready = new TaskCompletionSource();
+        thread = new Thread(() => Run(ready)) { IsBackground = true, Name = "wren-inference" };
+        thread.Start();
+        ready.Task.GetAwaiter().GetResult();
+    }
+
+    public EngineOptions Options { get; }
+    public ServingMetrics Metrics { get; }
+    public HybridConfig Config => model.Config;
+    public ITextTokenizer Tokenizer => tokenizer;
+    /// <summary>Requests that can decode at once (<see cref="EngineOptions.MaxBatch"/>, cut to fit the memory budget).</summary>
+    public int Slots { get; }
+    /// <summary>Cache bytes of one slot at <see cref="EngineOptions.MaxContext"/> tokens.</summary>
+    public long SlotBytes { get; }
+
+    /// <summary>
+    /// Queues a request. Errors: <see cref="ServeError"/> 400 for an empty prompt, ids outside the vocabulary or more
+    /// tokens than the context holds; 503 when <see cref="EngineOptions.MaxQueue"/> requests are already waiting.
+    /// </summary>
+    /// <param name="cancel">Cancelling (a client that disconnects) drops the request and frees its slot at the next step.</param>
+    public GenerationHandle Submit(EngineRequest request, CancellationToken cancel = default)
+    {
+        Check(request);
+        if (Interlocked.Increment(ref queued) > Options.MaxQueue + Slots)
+        {
+            Interlocked.Decrement(ref queued);
+            throw ServeError.QueueFull(Options.MaxQueue);
+        }
+        var id = $"cmpl-{Interlocked.Increment(ref nextId):x}{Environment.TickCount64 & 0xffff:x4}";
+        var job = new Job(request, new GenerationHandle(id, Channel.CreateUnbounded<GenerationStep>(new() { SingleWriter = true })),
+                          new StreamingText(tokenizer, request.Sampling.StopStrings), cancel);
+        job.Registration = cancel.Register(() => wake.Release());
+        incoming.Enqueue(job);
+        Metrics.QueueDepth.Inc();
+        wake.Release();
+        return job.Handle;
+    }
+
+    void Check(EngineRequest request)
+    {
+        var sampling = request.Sampling;
+        if (request.Prompt.Count == 0) throw ServeError.Invalid("the prompt is empty", "prompt");
+        foreach (var id in request.Prompt)
+            if (id < 0 || id >= model.Config.VocabSize)
+                throw ServeError.Invalid($"token id {id} is outside the model's vocabulary of {model.Config.VocabSize}", "prompt");
+        if (sampling.MaxNewTokens < 0) throw ServeError.Invalid($"max_tokens must be >= 0, got {sampling.MaxNewTokens}", "max_tokens");
+        if (sampling.MaxNewTokens == 0 && !request.EchoLogprobs)
+            throw ServeError.Invalid("max_tokens must be >= 1 (0 only with echo and logprobs)", "max_tokens");
+        if (request.Prompt.Count + sampling.MaxNewTokens > Options.MaxContext)
+            throw ServeError.Invalid($"this model's maximum context length is {Options.MaxContext} tokens; " +
+                                     $"the prompt has {request.Prompt.Count} " +
+                                     $"and max_tokens asks for {sampling.MaxNewTokens} more", "max_tokens", "context_length_exceeded");
+        try { (sampling with { MaxNewTokens = Math.Max(1, sampling.MaxNewTokens) }).Validate(); }
+        catch (WrenException e) { throw ServeError.Invalid(e.Message); }
+        if (request.TopLogprobs is < 0 or > 20)
+            throw ServeError.Invalid($"logprobs must be between 0 and 20, got {request.TopLogprobs}", "logprobs");
+    }
+
+    /// <summary>Runs <paramref name="work"/> on the engine thread between steps (tests read thread-local tensor statistics).</summary>
+    internal Task InvokeAsync(Action work)
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        calls.Enqueue((work, done));
+        wake.Release();
+        return done.Task;
+    }
+
+    sealed class Job(EngineRequest request, GenerationHandle handle, StreamingText text, CancellationToken cancel)
+    {
+        public EngineRequest Request { get; } = request;
+        public GenerationHandle Handle { get; } = handle;
+        public StreamingText Text { get; } = text;
+        public CancellationToken Cancel { get; } = cancel;
+        public CancellationTokenRegistration Registration { get; set; }
+        public long Arrived { get; } = Stopwatch.GetTimestamp();
+        public long LastToken { get; set; }
+        public double? FirstTokenSeconds { get; set; }
+        public int Prefilled { get; set; }
+        public int Cached { get; set; }
+        public int Generated { get; set; }
+        public int NextInput { get; set; }
+        public Generator? Random { get; set; }
+        public Tensor? Seen { get; set; }
+
+        public void Release()
+        {
+            Random?.Dispose();
+            Seen?.Dispose();
+            Registration.Dispose();
+        }
+    }
+
+    void Run(TaskCompletionSource ready)
+    {
+        try
+        {
+            using var noGrad = no_grad();
+            slots = new SlotCache(model, Slots, Options.MaxContext);
+            staging = new SlotCache(model, 1, Options.MaxContext);
+            if (Options.PrefixCacheBytes > 0) prefixes = new PrefixCache(Options.PrefixCacheBytes, Options.PrefillChunk);
+            running = new Job?[Slots];
+            ready.SetResult();
+        }
+        catch (Exception e)
+        {
+            ready.SetException(e);
+            return;
+        }
+        using (no_grad())
+            while (!stopping.IsCancellationRequested)
+            {
+                if (active == 0 && prefilling is null && waiting.Count == 0 && incoming.IsEmpty && calls.IsEmpty) wake.Wait();
+                while (wake.CurrentCount > 0) wake.Wait(0);
+                while (calls.TryDequeue(out var call))
+                {
+                    try { call.Work(); call.Done.SetResult(); }
+                    catch (Exception e) { call.Done.SetException(e); }
+                }
+                while (incoming.TryDequeue(out var job)) waiting.Enqueue(job);
+                try { Step(); }
+                catch (Exception e) { FailAll(e); }
+            }
+        FailAll(new ObjectDisposedException(nameof(InferenceEngine)));
+        prefixes?.Dispose();
+        slots?.Dispose();
+        staging?.Dispose();
+    }
+
+    void Step()
+    {
+        foreach (var job in waiting.Where(j => j.Cancel.IsCancellationRequested).ToList())
+        {
+            Metrics.QueueDepth.Dec();
+            Drop(job);
+        }
+        var kept = waiting.Where(j => !j.Cancel.IsCancellationRequested).ToList();
+        waiting.Clear();
+        foreach (var job in kept) waiting.Enqueue(job);
+        if (prefilling is { Cancel.IsCancellationRequested: true }) { Drop(prefilling); prefilling = null; }
+        if (prefilling is null && active < Slots && waiting.Count > 0)
+        {
+            var job = waiting.Dequeue();
+            try { StartPrefill(job); }
+            catch (Exception e) when (e is not OutOfMemoryException) { Fail(job, e); }
+        }
+        if (prefilling is { } current)
+        {
+            try { PrefillChunk(current); }
+            catch (Exception e) when (e is not OutOfMemoryException) { Fail(current, e); }
+        }
+        if (active > 0) DecodeStep();
+        Metrics.RunningBatch.Set(active);
+        Metrics.PrefixCacheBytes.Set(prefixes?.Bytes ?? 0);
+    }
+
+    void StartPrefill(Job job)
+    {
+        Metrics.QueueDepth.Dec();
+        var request = job.Request;
+        if (request.EchoLogprobs) job.Handle.PromptLogprobs = PromptLogprobs(request.Prompt, request.TopLogprobs ?? 0);
+        if (request.Sampling.MaxNewTokens == 0)
+        {
+            Metrics.PromptTokens.Inc(request.Prompt.Count);
+            Finish(job, "length");
+            return;
+        }
+        var chain = prefixes?.Lookup(request.Prompt) ?? [];
+        if (chain.Count > 0)
+        {
+            staging!.Restore(0, chain);
+            job.Cached = job.Prefilled = chain.Count * Options.PrefillChunk;
+            Metrics.PrefixCacheHits.Inc();
+            Metrics.PrefixCacheHitTokens.Inc(job.Cached);
+        }
+        else
+        {
+            staging!.Reset(0);
+            if (prefixes is not null) Metrics.PrefixCacheMisses.Inc();
+        }
+        var device = model.LmHeadWeight.device;
+        if (request.Sampling.Seed is { } seed) job.Random = new Generator(seed, device);
+        if (request.Sampling.RepetitionPenalty != 1.0)
+        {
+            using var scope = NewDisposeScope();
+            var seen = zeros([1, model.Config.VocabSize], ScalarType.Bool, device);
+            seen.index_fill_(1, tensor(request.Prompt.Select(i => (long)i).ToArray(), device: device), true);
+            job.Seen = seen.DetachFromDisposeScope();
+        }
+        prefilling = job;
+    }
+
+    /// <summary>Log-probabilities of each prompt token given the ones before, from the same float32 logits as <c>wren logits</c>.</summary>
+    IReadOnlyList<TokenLogprob> PromptLogprobs(IReadOnlyList<int> prompt, int top)
+    {
+        using var scope = NewDisposeScope();
+        var ids = tensor(prompt.Select(i => (long)i).ToArray(), [1, prompt.Count], device: model.LmHeadWeight.device);
+        var logprobs = Scoring.Logits(model, ids)[0].log_softmax(-1).cpu();                            // [T, V]
+        var result = new List<TokenLogprob> { new(prompt[0], Piece(prompt[0]), null, []) };
+        for (int t = 1; t < prompt.Count; t++) result.Add(Logprob(logprobs[t - 1], prompt[t], top));
+        return result;
+    }
+
+    TokenLogprob Logprob(Tensor logprobs, int id, int top)
+    {
+        var alternatives = new List<TokenAlternative>();
+        if (top > 0)
+        {
+            var (values, indices) = logprobs.topk(top);
+            var v = values.data<float>().ToArray();
+            var ix = indices.data<long>().ToArray();
+            for (int i = 0; i < top; i++) alternatives.Add(new((int)ix[i], Piece((int)ix[i]), v[i]));
+        }
+        return new TokenLogprob(id, Piece(id), logprobs[id].item<float>(), alternatives);
+    }
+
+    string Piece(int id) => tokenizer.Decode([id]);
+
+    void PrefillChunk(Job job)
+    {
+        var prompt = job.Request.Prompt;
+        int start = job.Prefilled, length = Math.Min(Options.PrefillChunk, prompt.Count - start);
+        Tensor logits;
+        using (var scope = NewDisposeScope())
+        using (var view = staging!.RowView(0))
+        {
+            var chunk = prompt.Skip(start).Take(length).Select(i => (long)i).ToArray();
+            var ids = tensor(chunk, [1, length], device: model.LmHeadWeight.device);
+            logits = model.forward(new LMInput(ids, view, LastPositionOnly: true)).Logits[0].MoveToOuterDisposeScope();   // [1, V]
+        }
+        using (logits)
+        {
+            staging.Advance(0, length);
+            job.Prefilled += length;
+            if (length == Options.PrefillChunk) prefixes?.Add(prompt, start / length, () => staging.Snapshot(0, length));
+            if (job.Prefilled < prompt.Count) return;
+            prefilling = null;
+            Metrics.PromptTokens.Inc(prompt.Count);
+            if (Emit(job, logits)) return;
+        }
+        slots!.CopyRow(staging, 0, active);
+        running[active++] = job;
+    }
+
+    void DecodeStep()
+    {
+        int n = active;
+        Tensor logits;
+        using (var scope = NewDisposeScope())
+        using (var view = slots!.DecodeView(n))
+        {
+            var ids = tensor(running.Take(n).Select(j => (long)j!.NextInput).ToArray(), [n, 1], device: model.LmHeadWeight.device);
+            logits = model.forward(new LMInput(ids, view, LastPositionOnly: true)).Logits.MoveToOuterDisposeScope();   // [n, 1, V]
+        }
+        var done = new List<int>();
+        using (logits)
+            for (int row = 0; row < n; row++)
+            {
+                slots.Advance(row, 1);
+                var job = running[row]!;
+                if (job.Cancel.IsCancellationRequested) { Drop(job); done.Add(row); continue; }
+                using var rowLogits = logits[row];
+                if (Emit(job, rowLogits)) done.Add(row);
+            }
+        foreach (var row in done.OrderByDescending(r => r)) Vacate(row);
+    }
+
+    /// <summary>Frees <paramref name="row"/>, moving the last running row into it so that rows [0, active) stay filled.</summary>
+    void Vacate(int row)
+    {
+        int last = --active;
+        if (row != last) slots!.CopyRow(slots, last, row);
+        running[row] = running[last];
+        running[last] = null;
+    }
+
+    /// <summary>Samples the job's next token from logits [1, V] and streams it; true when the job has finished.</summary>
+    bool Emit(Job job, Tensor logits)
+    {
+        var request = job.Request;
+        var sampling = request.Sampling;
+        int id;
+        TokenLogprob? logprob = null;
+        using (NewDisposeScope())
+        {
+            id = (int)Sampler.Next(logits, sampling, job.Random, job.Seen).item<long>();
+            job.Seen?.index_fill_(1, tensor(new long[] { id }, device: job.Seen.device), true);
+            if (request.TopLogprobs is { } top) logprob = Logprob(logits[0].log_softmax(-1).cpu(), id, top);
+        }
+        long now = Stopwatch.GetTimestamp();
+        if (job.FirstTokenSeconds is null)
+        {
+            job.FirstTokenSeconds = Stopwatch.GetElapsedTime(job.Arrived, now).TotalSeconds;
+            Metrics.TimeToFirstToken.Observe(job.FirstTokenSeconds.Value);
+        }
+        else Metrics.InterTokenLatency.Observe(Stopwatch.GetElapsedTime(job.LastToken, now).TotalSeconds);
+        job.LastToken = now;
+        job.Generated++;
+        job.NextInput = id;
+        Metrics.GeneratedTokens.Inc();
+        string text = "";
+        string? reason = null;
+        bool stopString = false;
+        if (sampling.StopTokenIds.Contains(id)) reason = "stop";
+        else
+        {
+            (text, stopString) = job.Text.Add(id);
+            if (stopString) reason = "stop";
+            else if (job.Generated >= sampling.MaxNewTokens) reason = "length";
+        }
+        if (reason is not null && !stopString) text += job.Text.Flush();   // held-back text that did not become a stop string
+        job.Handle.StepsWriter.TryWrite(new GenerationStep(id, text, logprob, reason));
+        if (reason is null) return false;
+        Finish(job, reason);
+        return true;
+    }
+
+    void Finish(Job job, string reason)
+    {
+        double total = Stopwatch.GetElapsedTime(job.Arrived).TotalSeconds;
+        var usage = new GenerationUsage(job.Request.Prompt.Count, job.Generated, job.Cached, job.FirstTokenSeconds ?? total, total, reason);
+        job.Handle.Usage = usage;
+        job.Handle.StepsWriter.TryComplete();
+        job.Release();
+        Interlocked.Decrement(ref queued);
+        logger.LogInformation("{Id} prompt={Prompt} cached={Cached} completion={Completion} ttft={Ttft:F3}s {Rate:F1} tokens/s " +
+                              "finish={Finish}", job.Handle.Id, usage.PromptTokens, usage.CachedPromptTokens, usage.CompletionTokens,
+                              usage.TimeToFirstTokenSeconds, usage.TokensPerSecond, reason);
+    }
+
+    void Drop(Job job)
+    {
+        job.Handle.StepsWriter.TryComplete(new OperationCanceledException("the request was cancelled"));
+        job.Release();
+        Interlocked.Decrement(ref queued);
+        logger.LogInformation("{Id} cancelled after {Completion} tokens", job.Handle.Id, job.Generated);
+    }
+
+    /// <summary>Ends one request whose prefill failed (the staging slot is reset by the next prefill); the batch goes on.</summary>
+    void Fail(Job job, Exception error)
+    {
+        if (prefilling == job) prefilling = null;
+        job.Handle.StepsWriter.TryComplete(error);
+        job.Release();
+        Interlocked.Decrement(ref queued);
+        logger.LogError("{Id} failed during prefill: {Message}", job.Handle.Id, error.Message);
+    }
+
+    void FailAll(Exception error)
+    {
+        Metrics.QueueDepth.Dec(waiting.Count);
+        var jobs = waiting.Cast<Job?>().Concat(running.Take(active)).Append(prefilling).OfType<Job>().ToList();
+        waiting.Clear();
+        prefilling = null;
+        Array.Clear(running);
+        active = 0;
+        foreach (var job in jobs)
+        {
+            job.Handle.StepsWriter.TryComplete(error);
+            job.Release();
+            Interlocked.Decrement(ref queued);
+        }
+        if (error is not ObjectDisposedException) logger.LogError(error, "inference step failed; running requests were ended");
+    }
+
+    public void Dispose()
+    {
+        stopping.Cancel();
+        wake.Release();
+        thread.Join();
+        while (incoming.TryDequeue(out var job)) job.Handle.StepsWriter.TryComplete(new ObjectDisposedException(nameof(InferenceEngine)));
+    }
+}

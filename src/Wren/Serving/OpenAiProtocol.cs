@@ -1,0 +1,125 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Wren.Serving;
+
+// Request and response bodies of OpenAI's API (https://platform.openai.com/docs/api-reference): field names, types and
+// nulls as the reference gives them, so that stock clients parse them.
+
+/// <summary>Token counts of a response.</summary>
+public sealed record UsageBody(
+    [property: JsonPropertyName("prompt_tokens")] int PromptTokens,
+    [property: JsonPropertyName("completion_tokens")] int CompletionTokens,
+    [property: JsonPropertyName("total_tokens")] int TotalTokens,
+    [property: JsonPropertyName("prompt_tokens_details")] PromptTokensDetails PromptTokensDetails);
+
+/// <summary>Prompt tokens taken from the prefix cache.</summary>
+public sealed record PromptTokensDetails([property: JsonPropertyName("cached_tokens")] int CachedTokens);
+
+/// <summary>A <c>/v1/completions</c> response or stream chunk (<c>object</c> = "text_completion").</summary>
+public sealed record CompletionBody(
+    [property: JsonPropertyName("id")] string Id,
+    [property: JsonPropertyName("object")] string Object,
+    [property: JsonPropertyName("created")] long Created,
+    [property: JsonPropertyName("model")] string Model,
+    [property: JsonPropertyName("choices")] IReadOnlyList<CompletionChoice> Choices,
+    [property: JsonPropertyName("usage"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] UsageBody? Usage);
+
+public sealed record CompletionChoice(
+    [property: JsonPropertyName("text")] string Text,
+    [property: JsonPropertyName("index")] int Index,
+    [property: JsonPropertyName("logprobs")] CompletionLogprobs? Logprobs,
+    [property: JsonPropertyName("finish_reason")] string? FinishReason);
+
+/// <summary>Legacy completions log-probabilities: parallel lists per token (the first prompt token's are null with echo).</summary>
+public sealed record CompletionLogprobs(
+    [property: JsonPropertyName("tokens")] IReadOnlyList<string> Tokens,
+    [property: JsonPropertyName("token_logprobs")] IReadOnlyList<double?> TokenLogprobs,
+    [property: JsonPropertyName("top_logprobs")] IReadOnlyList<Dictionary<string, double>?> TopLogprobs,
+    [property: JsonPropertyName("text_offset")] IReadOnlyList<int> TextOffset);
+
+/// <summary>A <c>/v1/chat/completions</c> response ("chat.completion") or stream chunk ("chat.completion.chunk").</summary>
+public sealed record ChatBody(
+    [property: JsonPropertyName("id")] string Id,
+    [property: JsonPropertyName("object")] string Object,
+    [property: JsonPropertyName("created")] long Created,
+    [property: JsonPropertyName("model")] string Model,
+    [property: JsonPropertyName("choices")] IReadOnlyList<ChatChoice> Choices,
+    [property: JsonPropertyName("usage"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] UsageBody? Usage);
+
+public sealed record ChatChoice(
+    [property: JsonPropertyName("index")] int Index,
+    [property: JsonPropertyName("message"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ChatMessageBody? Message,
+    [property: JsonPropertyName("delta"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ChatMessageBody? Delta,
+    [property: JsonPropertyName("logprobs")] ChatLogprobs? Logprobs,
+    [property: JsonPropertyName("finish_reason")] string? FinishReason);
+
+public sealed record ChatMessageBody(
+    [property: JsonPropertyName("role"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Role,
+    [property: JsonPropertyName("content"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content);
+
+public sealed record ChatLogprobs([property: JsonPropertyName("content")] IReadOnlyList<ChatTokenLogprob> Content);
+
+public sealed record ChatTokenLogprob(
+    [property: JsonPropertyName("token")] string Token,
+    [property: JsonPropertyName("logprob")] double Logprob,
+    [property: JsonPropertyName("bytes")] IReadOnlyList<int> Bytes,
+    [property: JsonPropertyName("top_logprobs")] IReadOnlyList<ChatTopLogprob> TopLogprobs);
+
+public sealed record ChatTopLogprob(
+    [property: JsonPropertyName("token")] string Token,
+    [property: JsonPropertyName("logprob")] double Logprob,
+    [property: JsonPropertyName("bytes")] IReadOnlyList<int> Bytes);
+
+/// <summary><c>{"error": {"message", "type", "param", "code"}}</c>.</summary>
+public sealed record ErrorBody([property: JsonPropertyName("error")] ErrorDetail Error);
+
+public sealed record ErrorDetail(
+    [property: JsonPropertyName("message")] string Message,
+    [property: JsonPropertyName("type")] string Type,
+    [property: JsonPropertyName("param")] string? Param,
+    [property: JsonPropertyName("code")] string? Code);
+
+/// <summary>Typed reads of a request body's fields, each type error a 400 naming the field.</summary>
+internal readonly struct RequestFields(JsonElement root)
+{
+    public static RequestFields Parse(ReadOnlySpan<byte> body)
+    {
+        JsonElement root;
+        try { root = JsonDocument.Parse(body.ToArray()).RootElement; }
+        catch (JsonException e) { throw ServeError.Invalid($"the request body is not valid JSON: {e.Message}"); }
+        if (root.ValueKind != JsonValueKind.Object) throw ServeError.Invalid("the request body must be a JSON object");
+        return new RequestFields(root);
+    }
+
+    public JsonElement? Get(string name) =>
+        root.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Null ? value : null;
+
+    public string? String(string name) => Get(name) is { } v
+        ? v.ValueKind == JsonValueKind.String ? v.GetString() : throw TypeError(name, "a string")
+        : null;
+
+    public bool? Bool(string name) => Get(name) is { } v
+        ? v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw TypeError(name, "a boolean")
+        : null;
+
+    public double? Number(string name) => Get(name) is { } v
+        ? v.ValueKind == JsonValueKind.Number ? v.GetDouble() : throw TypeError(name, "a number")
+        : null;
+
+    public long? Integer(string name) => Get(name) is { } v
+        ? v.ValueKind == JsonValueKind.Number && v.TryGetInt64(out var n) ? n : throw TypeError(name, "an integer")
+        : null;
+
+    /// <summary>A string or a list of strings (<c>stop</c>).</summary>
+    public IReadOnlyList<string> Strings(string name) => Get(name) switch
+    {
+        null => [],
+        { ValueKind: JsonValueKind.String } v => [v.GetString()!],
+        { ValueKind: JsonValueKind.Array } v when v.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String) =>
+            v.EnumerateArray().Select(e => e.GetString()!).ToList(),
+        _ => throw TypeError(name, "a string or a list of strings"),
+    };
+
+    public static ServeError TypeError(string name, string expected) => ServeError.Invalid($"'{name}' must be {expected}", name);
+}

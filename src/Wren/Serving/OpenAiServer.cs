@@ -1,0 +1,455 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using System.Threading.Channels;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Wren.Inference;
+using Wren.Templating;
+
+namespace Wren.Serving;
+
+/// <summary>Where and how the HTTP API listens.</summary>
+/// <param name="ModelName">The id clients pass as <c>model</c> (another id is a 404).</param>
+/// <param name="ApiKey">When set, every <c>/v1/</c> request needs <c>Authorization: Bearer KEY</c> (else 401).</param>
+public sealed record ServeOptions(string ModelName, string Host = "127.0.0.1", int Port = 8080, string? ApiKey = null);
+
+/// <summary>
+/// The OpenAI-compatible HTTP API on Kestrel over an <see cref="InferenceEngine"/>: <c>GET /v1/models</c>, <c>/health</c>,
+/// <c>/metrics</c> (Prometheus text), <c>POST /v1/completions</c> and <c>/v1/chat/completions</c> (JSON or server-sent
+/// events ending in <c>data: [DONE]</c>). Errors are OpenAI-style JSON: 400 invalid field or prompt longer than the
+/// context, 401 missing or wrong API key, 404 unknown model or route, 405 wrong method, 503 with <c>Retry-After</c> when
+/// the queue is full; an unexpected failure is a 500 with a one-line message, never a stack trace.
+/// </summary>
+public sealed class OpenAiServer : IAsyncDisposable
+{
+    static readonly JsonSerializerOptions Json = new() { DefaultIgnoreCondition = JsonIgnoreCondition.Never };
+
+    readonly WebApplication app;
+    readonly InferenceEngine engine;
+    readonly ChatTemplate template;
+    readonly ServeOptions options;
+    readonly ILogger logger;
+    readonly long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+
+    OpenAiServer(WebApplication app, InferenceEngine engine, ChatTemplate template, ServeOptions options, ILogger logger)
+    {
+        this.app = app;
+        this.engine = engine;
+        this.template = template;
+        this.options = options;
+        this.logger = logger;
+    }
+
+    /// <summary>The address Kestrel bound (with the real port when <see cref="ServeOptions.Port"/> is 0).</summary>
+    public Uri Address { get; private set; } = null!;
+
+    /// <summary>Starts listening; the engine stays owned by the caller.</summary>
+    public static async Task<OpenAiServer> StartAsync(InferenceEngine engine, ChatTemplate template, ServeOptions options,
+                                                      ILoggerFactory? logging = null, CancellationToken cancel = default)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        if (logging is not null) builder.Services.AddSingleton(logging);
+        builder.WebHost.UseUrls($"http://{options.Host}:{options.Port}");
+        var app = builder.Build();
+        var logger = (logging ?? NullLoggerFactory.Instance).CreateLogger("Wren.Serving");
+        var server = new OpenAiServer(app, engine, template, options, logger);
+        server.MapRoutes();
+        try { await app.StartAsync(cancel); }
+        catch (IOException e) { throw new WrenException($"cannot listen on {options.Host}:{options.Port}: {e.Message}", e); }
+        var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        server.Address = new Uri(bound);
+        return server;
+    }
+
+    /// <summary>Completes when the server stops (<paramref name="cancel"/> stops it).</summary>
+    public Task WaitForShutdownAsync(CancellationToken cancel) => app.WaitForShutdownAsync(cancel);
+
+    void MapRoutes()
+    {
+        app.Use(Guard);
+        app.Map("/health", ctx => Method(ctx, "GET") ?? WriteJson(ctx, 200, new { status = "ok", slots = engine.Slots }));
+        app.Map("/metrics", async ctx =>
+        {
+            if (Method(ctx, "GET") is { } refused) { await refused; return; }
+            ctx.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+            await engine.Metrics.WriteAsync(ctx.Response.Body, ctx.RequestAborted);
+        });
+        app.Map("/v1/models", ctx => Method(ctx, "GET") ?? WriteJson(ctx, 200, new
+        {
+            @object = "list",
+            data = new[] { new { id = options.ModelName, @object = "model", created, owned_by = "wren" } },
+        }));
+        app.Map("/v1/completions", ctx => Method(ctx, "POST") ?? Completions(ctx));
+        app.Map("/v1/chat/completions", ctx => Method(ctx, "POST") ?? Chat(ctx));
+        app.MapFallback(ctx => throw new ServeError(404, "invalid_request_error", $"unknown route {ctx.Request.Method} {ctx.Request.Path}",
+                                                    null, "not_found"));
+    }
+
+    static Task? Method(HttpContext ctx, string method) => ctx.Request.Method == method ? null
+        : throw new ServeError(405, "invalid_request_error", $"{ctx.Request.Path} accepts {method}, not {ctx.Request.Method}", null,
+                               "method_not_allowed");
+
+    /// <summary>API key check, OpenAI-style errors, the request counter by status.</summary>
+    async Task Guard(HttpContext ctx, RequestDelegate next)
+    {
+        try
+        {
+            if (options.ApiKey is { } key && ctx.Request.Path.StartsWithSegments("/v1")
+                && ctx.Request.Headers.Authorization.ToString() != $"Bearer {key}")
+                throw new ServeError(401, "invalid_request_error", "a valid API key is required: send 'Authorization: Bearer KEY'", null,
+                                     "invalid_api_key");
+            await next(ctx);
+        }
+        catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
+        {
+            if (!ctx.Response.HasStarted) ctx.Response.StatusCode = 499;   // the client went away (nginx's code); nothing more can be sent
+        }
+        catch (Exception e) when (!ctx.Response.HasStarted)
+        {
+            var error = e switch
+            {
+                ServeError s => s,
+                BadHttpRequestException b => ServeError.Invalid(b.Message),
+                _ => new ServeError(500, "server_error", $"internal error: {e.GetType().Name}: {e.Message}"),
+            };
+            if (error.Status == 503) ctx.Response.Headers.RetryAfter = "1";
+            logger.Log(error.Status >= 500 ? LogLevel.Error : LogLevel.Information, "{Method} {Path} answered {Status}: {Message}",
+                       ctx.Request.Method, ctx.Request.Path, error.Status, error.Message);
+            await WriteJson(ctx, error.Status, new ErrorBody(new ErrorDetail(error.Message, error.Type, error.Param, error.Code)));
+        }
+        catch (Exception e)
+        {
+            // A stream already under way ends with an error event instead of [DONE].
+            logger.LogError("{Method} {Path} failed mid-response: {Message}", ctx.Request.Method, ctx.Request.Path, e.Message);
+            try { await Event(ctx, new ErrorBody(new ErrorDetail($"internal error: {e.Message}", "server_error", null, null))); }
+            catch (Exception) when (ctx.RequestAborted.IsCancellationRequested || e is not OperationCanceledException) { }
+        }
+        finally
+        {
+            engine.Metrics.Requests.WithLabels(ctx.Response.StatusCode.ToString()).Inc();
+        }
+    }
+
+    static async Task WriteJson(HttpContext ctx, int status, object body)
+    {
+        ctx.Response.StatusCode = status;
+        ctx.Response.ContentType = "application/json";
+        await ctx.Response.WriteAsync(JsonSerializer.Serialize(body, body.GetType(), Json), ctx.RequestAborted);
+    }
+
+    static async Task<RequestFields> ReadBody(HttpContext ctx)
+    {
+        using var buffer = new MemoryStream();
+        await ctx.Request.Body.CopyToAsync(buffer, ctx.RequestAborted);
+        return RequestFields.Parse(buffer.ToArray());
+    }
+
+    void CheckModel(RequestFields body)
+    {
+        var model = body.String("model") ?? throw ServeError.Invalid("'model' is required", "model");
+        if (model != options.ModelName)
+            throw new ServeError(404, "invalid_request_error",
+                                 $"the model '{model}' does not exist; this server serves '{options.ModelName}'",
+                                 "model", "model_not_found");
+    }
+
+    /// <summary>Sampling fields shared by both endpoints (OpenAI's defaults: temperature 1, top_p 1).</summary>
+    SamplingOptions Sampling(RequestFields body, int defaultMaxTokens, string maxTokensField)
+    {
+        long maxTokens = body.Integer(maxTokensField) ?? defaultMaxTokens;
+        if (maxTokens < 0) throw ServeError.Invalid($"'{maxTokensField}' must be >= 0, got {maxTokens}", maxTokensField);
+        double temperature = body.Number("temperature") ?? 1.0;
+        if (temperature is < 0 or > 2) throw ServeError.Invalid($"'temperature' must be between 0 and 2, got {temperature}", "temperature");
+        double topP = body.Number("top_p") ?? 1.0;
+        if (topP is <= 0 or > 1) throw ServeError.Invalid($"'top_p' must be in (0, 1], got {topP}", "top_p");
+        long topK = body.Integer("top_k") ?? 0;
+        if (topK < 0) throw ServeError.Invalid($"'top_k' must be >= 0, got {topK}", "top_k");
+        double penalty = body.Number("repetition_penalty") ?? 1.0;
+        if (penalty <= 0) throw ServeError.Invalid($"'repetition_penalty' must be > 0, got {penalty}", "repetition_penalty");
+        var stop = body.Strings("stop");
+        if (stop.Any(s => s.Length == 0)) throw ServeError.Invalid("'stop' strings must not be empty", "stop");
+        return new SamplingOptions
+        {
+            MaxNewTokens = (int)Math.Min(maxTokens, int.MaxValue), Temperature = temperature, TopP = topP,
+            TopK = (int)Math.Min(topK, int.MaxValue),
+            RepetitionPenalty = penalty, Seed = body.Integer("seed") is { } seed ? unchecked((ulong)seed) : null, StopStrings = stop,
+            StopTokenIds = ChatPrompts.StopIds(engine.Tokenizer, template),
+        };
+    }
+
+    int Count(RequestFields body, string field, long defaultValue, int max)
+    {
+        long n = body.Integer(field) ?? defaultValue;
+        if (n < 1 || n > max) throw ServeError.Invalid($"'{field}' must be between 1 and {max}, got {n}", field);
+        return (int)n;
+    }
+
+    /// <summary>Submits every request (all or none); the handles end when <paramref name="cancel"/> fires.</summary>
+    List<GenerationHandle> SubmitAll(IEnumerable<EngineRequest> requests, CancellationTokenSource cancel)
+    {
+        var handles = new List<GenerationHandle>();
+        try
+        {
+            foreach (var request in requests) handles.Add(engine.Submit(request, cancel.Token));
+        }
+        catch
+        {
+            cancel.Cancel();
+            throw;
+        }
+        return handles;
+    }
+
+    async Task Completions(HttpContext ctx)
+    {
+        var body = await ReadBody(ctx);
+        CheckModel(body);
+        var prompts = Prompts(body);
+        var sampling = Sampling(body, 16, "max_tokens");
+        int n = Count(body, "n", 1, 16);
+        bool echo = body.Bool("echo") ?? false, stream = body.Bool("stream") ?? false;
+        int? logprobs = body.Integer("logprobs") is { } k ? (int)Math.Clamp(k, -1, 21) : null;
+        if (logprobs is < 0 or > 20)
+            throw ServeError.Invalid($"'logprobs' must be between 0 and 20, got {body.Integer("logprobs")}", "logprobs");
+        bool includeUsage = IncludeUsage(body);
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
+        var handles = SubmitAll(prompts.SelectMany(p => Enumerable.Range(0, n).Select(j =>
+            new EngineRequest(p.Ids, sampling with { Seed = sampling.Seed + (ulong)j }, logprobs, echo && logprobs is not null))), cancel);
+        string id = "cmpl-" + Guid.NewGuid().ToString("N")[..24];
+        int promptTokens = prompts.Sum(p => p.Ids.Count);
+        string PromptText(int choice) => echo ? prompts[choice / n].Text : "";
+        if (!stream)
+        {
+            var results = await Task.WhenAll(handles.Select(h => Collect(h, cancel.Token)));
+            CompletionLogprobs? Logprobs(List<GenerationStep> steps, int i) => logprobs is null ? null
+                : LegacyLogprobs(echo ? handles[i].PromptLogprobs : null, steps.Where(s => s.Logprob is not null).ToList(),
+                                 echo ? 0 : prompts[i / n].Text.Length);
+            var choices = results.Select((steps, i) => new CompletionChoice(PromptText(i) + string.Concat(steps.Select(s => s.Text)), i,
+                Logprobs(steps, i), steps[^1].FinishReason)).ToList();
+            await WriteJson(ctx, 200, Completion(id, choices, Usage(handles, promptTokens)));
+            return;
+        }
+        await StartEvents(ctx);
+        var started = new bool[handles.Count];
+        await foreach (var (index, step) in Merge(handles, cancel.Token))
+        {
+            string text = step.Text;
+            CompletionLogprobs? lp = logprobs is null ? null : LegacyLogprobs(null, [step], 0);
+            if (!started[index])
+            {
+                started[index] = true;
+                text = PromptText(index) + text;
+                if (echo && logprobs is not null) lp = LegacyLogprobs(handles[index].PromptLogprobs, [step], 0);
+            }
+            await Event(ctx, Completion(id, [new CompletionChoice(text, index, lp, step.FinishReason)]));
+        }
+        for (int i = 0; i < handles.Count; i++)                // max_tokens 0 with echo: the prompt alone
+            if (!started[i])
+                await Event(ctx, Completion(id, [new CompletionChoice(PromptText(i), i,
+                    logprobs is null ? null : LegacyLogprobs(handles[i].PromptLogprobs, [], 0),
+                    handles[i].Usage?.FinishReason ?? "length")]));
+        if (includeUsage) await Event(ctx, Completion(id, [], Usage(handles, promptTokens)));
+        await Done(ctx);
+    }
+
+    CompletionBody Completion(string id, IReadOnlyList<CompletionChoice> choices, UsageBody? usage = null) =>
+        new(id, "text_completion", created, options.ModelName, choices, usage);
+
+    ChatBody Chunk(string id, IReadOnlyList<ChatChoice> choices, UsageBody? usage = null) =>
+        new(id, "chat.completion.chunk", created, options.ModelName, choices, usage);
+
+    static bool IncludeUsage(RequestFields body) =>
+        body.Get("stream_options") is { ValueKind: JsonValueKind.Object } o && o.TryGetProperty("include_usage", out var u)
+        && u.ValueKind == JsonValueKind.True;
+
+    /// <summary><c>prompt</c>: a string, a list of strings, a list of token ids, or a list of lists of token ids.</summary>
+    List<(IReadOnlyList<int> Ids, string Text)> Prompts(RequestFields body)
+    {
+        var prompt = body.Get("prompt") ?? throw ServeError.Invalid("'prompt' is required", "prompt");
+        var tokenizer = engine.Tokenizer;
+        const string expected = "a string, a list of strings, a list of token ids or a list of such lists";
+        (IReadOnlyList<int>, string) FromIds(JsonElement list)
+        {
+            var ids = list.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out var i) ? i
+                : throw RequestFields.TypeError("prompt", expected)).ToList();
+            return (ids, tokenizer.Decode(ids.Where(i => i >= 0)));
+        }
+        var result = prompt.ValueKind switch
+        {
+            JsonValueKind.String => [(tokenizer.Encode(prompt.GetString()!), prompt.GetString()!)],
+            JsonValueKind.Array when prompt.GetArrayLength() > 0 && prompt.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String) =>
+                prompt.EnumerateArray().Select(e => (tokenizer.Encode(e.GetString()!), e.GetString()!)).ToList(),
+            JsonValueKind.Array when prompt.GetArrayLength() > 0 && prompt.EnumerateArray().All(e => e.ValueKind == JsonValueKind.Number) =>
+                [FromIds(prompt)],
+            JsonValueKind.Array when prompt.GetArrayLength() > 0 && prompt.EnumerateArray().All(e => e.ValueKind == JsonValueKind.Array) =>
+                prompt.EnumerateArray().Select(FromIds).ToList(),
+            _ => throw RequestFields.TypeError("prompt", expected),
+        };
+        if (result.Count > 64) throw ServeError.Invalid($"at most 64 prompts per request, got {result.Count}", "prompt");
+        return result;
+    }
+
+    CompletionLogprobs LegacyLogprobs(IReadOnlyList<TokenLogprob>? prompt, IReadOnlyList<GenerationStep> steps, int offset)
+    {
+        var all = (prompt ?? []).Concat(steps.Select(s => s.Logprob!)).ToList();
+        var offsets = new List<int>();
+        foreach (var t in all) { offsets.Add(offset); offset += t.Token.Length; }
+        return new CompletionLogprobs(all.Select(t => t.Token).ToList(), all.Select(t => t.Logprob).ToList(),
+            all.Select(t => t.Logprob is null ? null : Top(t)).ToList(), offsets);
+    }
+
+    static Dictionary<string, double> Top(TokenLogprob t)
+    {
+        var top = new Dictionary<string, double>();
+        foreach (var alternative in t.Top) top.TryAdd(alternative.Token, alternative.Logprob);
+        return top;
+    }
+
+    /// <summary>Token counts; <paramref name="promptTokens"/> counts each prompt once, whatever n is (as OpenAI does).</summary>
+    static UsageBody Usage(IReadOnlyList<GenerationHandle> handles, int promptTokens)
+    {
+        int completion = handles.Sum(h => h.Usage?.CompletionTokens ?? 0);
+        int cached = handles.Sum(h => h.Usage?.CachedPromptTokens ?? 0);
+        return new UsageBody(promptTokens, completion, promptTokens + completion, new PromptTokensDetails(cached));
+    }
+
+    async Task Chat(HttpContext ctx)
+    {
+        var body = await ReadBody(ctx);
+        CheckModel(body);
+        var turns = Messages(body);
+        if (body.Get("tools") is not null) throw ServeError.Invalid("tools are not supported by this server", "tools");
+        var prompt = ChatPrompts.Encode(engine.Tokenizer, template, turns);
+        string maxField = body.Get("max_completion_tokens") is not null ? "max_completion_tokens" : "max_tokens";
+        var sampling = Sampling(body, Math.Max(1, engine.Options.MaxContext - prompt.Count), maxField);
+        if (sampling.MaxNewTokens == 0) throw ServeError.Invalid($"'{maxField}' must be >= 1", maxField);
+        int n = Count(body, "n", 1, 16);
+        bool stream = body.Bool("stream") ?? false, includeUsage = IncludeUsage(body);
+        bool logprobs = body.Bool("logprobs") ?? false;
+        long top = body.Integer("top_logprobs") ?? 0;
+        if (top is < 0 or > 20) throw ServeError.Invalid($"'top_logprobs' must be between 0 and 20, got {top}", "top_logprobs");
+        if (top > 0 && !logprobs) throw ServeError.Invalid("'top_logprobs' needs 'logprobs': true", "top_logprobs");
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
+        var handles = SubmitAll(Enumerable.Range(0, n).Select(j =>
+            new EngineRequest(prompt, sampling with { Seed = sampling.Seed + (ulong)j }, logprobs ? (int)top : null)), cancel);
+        string id = "chatcmpl-" + Guid.NewGuid().ToString("N")[..24];
+        if (!stream)
+        {
+            var results = await Task.WhenAll(handles.Select(h => Collect(h, cancel.Token)));
+            var choices = results.Select((steps, i) => new ChatChoice(i,
+                new ChatMessageBody("assistant", string.Concat(steps.Select(s => s.Text))), null,
+                logprobs ? ChatLogprobsOf(steps) : null, steps[^1].FinishReason)).ToList();
+            await WriteJson(ctx, 200, new ChatBody(id, "chat.completion", created, options.ModelName, choices,
+                                                   Usage(handles, prompt.Count)));
+            return;
+        }
+        await StartEvents(ctx);
+        for (int i = 0; i < n; i++)
+            await Event(ctx, Chunk(id, [new ChatChoice(i, null, new ChatMessageBody("assistant", ""), null, null)]));
+        await foreach (var (index, step) in Merge(handles, cancel.Token))
+        {
+            var delta = new ChatMessageBody(null, step.FinishReason is null || step.Text.Length > 0 ? step.Text : null);
+            await Event(ctx, Chunk(id, [new ChatChoice(index, null, delta, logprobs ? ChatLogprobsOf([step]) : null, step.FinishReason)]));
+        }
+        if (includeUsage) await Event(ctx, Chunk(id, [], Usage(handles, prompt.Count)));
+        await Done(ctx);
+    }
+
+    /// <summary>
+    /// <c>messages</c>: objects with a role (system, developer, user, assistant) and text content (a string or text parts).
+    /// </summary>
+    static List<ChatTurn> Messages(RequestFields body)
+    {
+        var messages = body.Get("messages") ?? throw ServeError.Invalid("'messages' is required", "messages");
+        if (messages.ValueKind != JsonValueKind.Array || messages.GetArrayLength() == 0)
+            throw RequestFields.TypeError("messages", "a non-empty list of messages");
+        var turns = new List<ChatTurn>();
+        foreach (var message in messages.EnumerateArray())
+        {
+            if (message.ValueKind != JsonValueKind.Object) throw RequestFields.TypeError("messages", "a list of objects");
+            var fields = new RequestFields(message);
+            var role = fields.String("role") ?? throw ServeError.Invalid("every message needs a 'role'", "messages");
+            if (role is not ("system" or "developer" or "user" or "assistant"))
+                throw ServeError.Invalid($"unsupported message role '{role}' (system, developer, user, assistant)", "messages");
+            string content = fields.Get("content") switch
+            {
+                null => "",
+                { ValueKind: JsonValueKind.String } s => s.GetString()!,
+                { ValueKind: JsonValueKind.Array } parts => string.Concat(parts.EnumerateArray().Select(p =>
+                    p.ValueKind == JsonValueKind.Object && p.TryGetProperty("type", out var t) && t.GetString() == "text"
+                        && p.TryGetProperty("text", out var text) && text.ValueKind == JsonValueKind.String
+                        ? text.GetString() : throw ServeError.Invalid("only text content parts are supported", "messages"))),
+                _ => throw RequestFields.TypeError("content", "a string or a list of text parts"),
+            };
+            turns.Add(new ChatTurn(role == "developer" ? "system" : role, content));
+        }
+        return turns;
+    }
+
+    static ChatLogprobs ChatLogprobsOf(IEnumerable<GenerationStep> steps) =>
+        new(steps.Select(s => s.Logprob!).Select(t => new ChatTokenLogprob(t.Token, t.Logprob ?? 0, Bytes(t.Token),
+            t.Top.Select(a => new ChatTopLogprob(a.Token, a.Logprob, Bytes(a.Token))).ToList())).ToList());
+
+    static int[] Bytes(string token) => Encoding.UTF8.GetBytes(token).Select(b => (int)b).ToArray();
+
+    static async Task<List<GenerationStep>> Collect(GenerationHandle handle, CancellationToken cancel)
+    {
+        var steps = new List<GenerationStep>();
+        await foreach (var step in handle.Steps.ReadAllAsync(cancel)) steps.Add(step);
+        if (steps.Count == 0) steps.Add(new GenerationStep(-1, "", null, handle.Usage?.FinishReason ?? "length"));   // echo, max_tokens 0
+        return steps;
+    }
+
+    /// <summary>The steps of every handle as they come, tagged with the handle's index.</summary>
+    static async IAsyncEnumerable<(int Index, GenerationStep Step)> Merge(IReadOnlyList<GenerationHandle> handles,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancel)
+    {
+        if (handles.Count == 1)
+        {
+            await foreach (var step in handles[0].Steps.ReadAllAsync(cancel)) yield return (0, step);
+            yield break;
+        }
+        var merged = Channel.CreateUnbounded<(int, GenerationStep)>();
+        var pumps = handles.Select(async (h, i) =>
+        {
+            await foreach (var step in h.Steps.ReadAllAsync(cancel)) await merged.Writer.WriteAsync((i, step), cancel);
+        }).ToArray();
+        _ = Task.WhenAll(pumps).ContinueWith(t => merged.Writer.TryComplete(t.Exception?.InnerException), TaskScheduler.Default);
+        await foreach (var item in merged.Reader.ReadAllAsync(cancel)) yield return item;
+    }
+
+    static Task StartEvents(HttpContext ctx)
+    {
+        ctx.Response.StatusCode = 200;
+        ctx.Response.ContentType = "text/event-stream";
+        ctx.Response.Headers.CacheControl = "no-cache";
+        return ctx.Response.StartAsync(ctx.RequestAborted);
+    }
+
+    static async Task Event(HttpContext ctx, object body)
+    {
+        await ctx.Response.WriteAsync($"data: {JsonSerializer.Serialize(body, body.GetType(), Json)}\n\n", ctx.RequestAborted);
+        await ctx.Response.Body.FlushAsync(ctx.RequestAborted);
+    }
+
+    static async Task Done(HttpContext ctx)
+    {
+        await ctx.Response.WriteAsync("data: [DONE]\n\n", ctx.RequestAborted);
+        await ctx.Response.Body.FlushAsync(ctx.RequestAborted);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await app.StopAsync();
+        await app.DisposeAsync();
+    }
+}

@@ -1,0 +1,216 @@
+using TorchSharp;
+using Wren.Models;
+using Wren.Operators;
+using static TorchSharp.torch;
+
+namespace Wren.Serving;
+
+/// <summary>
+/// The decode caches of the serving engine: one <see cref="ModelCache"/> whose rows are slots, each holding one
+/// request at its own length. Every attention layer keeps the key of position p in slot p mod capacity (a sliding
+/// window is a ring of W+1 slots), the layout a batch-1 cache starting at position 0 has, so a row is copied,
+/// snapshotted and restored by position, and a row decodes bit for bit as it would alone
+/// (<see cref="AttentionState.Ragged"/>). Recurrent layers keep their fixed-size state per row.
+/// Owns its tensors; used only on the engine thread.
+/// </summary>
+internal sealed class SlotCache : IDisposable
+{
+    readonly HybridForCausalLM model;
+    readonly ModelCache whole;
+    readonly long[] lengths;
+
+    /// <param name="rows">Slots.</param>
+    /// <param name="maxContext">Prompt + generated tokens per slot (meta tokens come on top).</param>
+    public SlotCache(HybridForCausalLM model, int rows, int maxContext)
+    {
+        this.model = model;
+        whole = model.NewCache(rows, maxContext);
+        lengths = new long[rows];
+    }
+
+    public int Rows => whole.Batch;
+
+    /// <summary>Positions filled in <paramref name="row"/> (meta tokens included): the next token's position.</summary>
+    public long Length(int row) => lengths[row];
+
+    public long Bytes => whole.Bytes;
+
+    public IReadOnlyList<IMixerState?> Layers => whole.Layers;
+
+    /// <summary>Empties <paramref name="row"/> and copies the meta-token state into it (position M next).</summary>
+    public void Reset(int row)
+    {
+        using var scope = NewDisposeScope();
+        int M = model.Config.NumMemoryTokens;
+        var meta = M > 0 ? model.MetaTokenState() : null;
+        for (int i = 0; i < whole.Layers.Count; i++)
+        {
+            switch (whole.Layers[i])
+            {
+                case RecurrentState state:
+                    var source = (RecurrentState?)meta?.Layers[i];
+                    for (int c = 0; c < state.Conv.Length; c++)
+                        if (source is null) state.Conv[c][row].zero_(); else state.Conv[c][row].copy_(source.Conv[c][0]);
+                    if (source is null) state.Recurrent[row].zero_(); else state.Recurrent[row].copy_(source.Recurrent[0]);
+                    break;
+                case AttentionState state:
+                    state.Positions[row].fill_(-1);
+                    if (meta?.Layers[i] is AttentionState metaKv)
+                    {
+                        long held = Math.Min(metaKv.Count, metaKv.Capacity);
+                        WriteByPosition(state, row, metaKv.Keys[0].narrow(1, 0, held), metaKv.Values[0].narrow(1, 0, held),
+                                        metaKv.Positions[0].narrow(0, 0, held));
+                    }
+                    break;
+            }
+        }
+        lengths[row] = M;
+    }
+
+    /// <summary>
+    /// Stores keys [nkv, n, d], values [nkv, n, dv] of the given positions [n] (all ≥ 0) into their slots of <paramref name="row"/>.
+    /// </summary>
+    static void WriteByPosition(AttentionState state, int row, Tensor keys, Tensor values, Tensor positions)
+    {
+        using var scope = NewDisposeScope();
+        var slots = positions % state.Capacity;
+        state.Keys[row].index_copy_(1, slots, keys);
+        state.Values[row].index_copy_(1, slots, values);
+        state.Positions[row].index_copy_(0, slots, positions);
+    }
+
+    /// <summary>A batch-1 cache over <paramref name="row"/> for prefilling it (continues at <see cref="Length"/>).</summary>
+    public ModelCache RowView(int row) => View(row, 1, lengths[row], ragged: false);
+
+    /// <summary>A cache over rows [0, <paramref name="rows"/>) for one decode step at each row's own position.</summary>
+    public ModelCache DecodeView(int rows)
+    {
+        long longest = lengths.Take(rows).Max();
+        var view = View(0, rows, longest, ragged: true);
+        using (var next = tensor(lengths.Take(rows).ToArray(), device: view.NextPosition.device)) view.NextPosition.copy_(next);
+        return view;
+    }
+
+    ModelCache View(int first, int rows, long count, bool ragged)
+    {
+        var layers = whole.Layers.Select(layer => layer switch
+        {
+            RecurrentState s => (IMixerState)new RecurrentState(s.Conv.Select(c => c.narrow(0, first, rows)).ToArray(),
+                                                                s.Recurrent.narrow(0, first, rows)),
+            AttentionState s => new AttentionState(s, first, rows, count, ragged),
+            _ => null,
+        }).ToArray();
+        return new ModelCache(layers, new CacheShape(rows, whole.Shape.MaxLength), count, whole.NextPosition.device);
+    }
+
+    /// <summary>Records that <paramref name="tokens"/> more tokens went into <paramref name="row"/>.</summary>
+    public void Advance(int row, long tokens) => lengths[row] += tokens;
+
+    /// <summary>
+    /// Copies row <paramref name="from"/> of <paramref name="source"/> (a cache of the same model and shape) into row
+    /// <paramref name="to"/>.
+    /// </summary>
+    public void CopyRow(SlotCache source, int from, int to)
+    {
+        using var scope = NewDisposeScope();
+        for (int i = 0; i < whole.Layers.Count; i++)
+        {
+            switch (whole.Layers[i], source.whole.Layers[i])
+            {
+                case (RecurrentState target, RecurrentState origin):
+                    for (int c = 0; c < target.Conv.Length; c++) target.Conv[c][to].copy_(origin.Conv[c][from]);
+                    target.Recurrent[to].copy_(origin.Recurrent[from]);
+                    break;
+                case (AttentionState target, AttentionState origin):
+                    long held = Math.Min(source.lengths[from], origin.Capacity);
+                    target.Keys[to].narrow(1, 0, held).copy_(origin.Keys[from].narrow(1, 0, held));
+                    target.Values[to].narrow(1, 0, held).copy_(origin.Values[from].narrow(1, 0, held));
+                    target.Positions[to].copy_(origin.Positions[from]);
+                    break;
+            }
+        }
+        lengths[to] = source.lengths[from];
+    }
+
+    /// <summary>
+    /// The state of <paramref name="row"/> after its last <paramref name="block"/> tokens: every recurrent layer's
+    /// state, and the keys/values of those positions that a later query can still see (all of them for full attention,
+    /// at most the window's W+1 for sliding-window layers).
+    /// </summary>
+    public PrefixState Snapshot(int row, int block)
+    {
+        using var scope = NewDisposeScope();
+        long end = lengths[row];
+        var layers = new Tensor[]?[whole.Layers.Count];
+        for (int i = 0; i < layers.Length; i++)
+        {
+            layers[i] = whole.Layers[i] switch
+            {
+                RecurrentState s => [.. s.Conv.Select(c => c[row].clone()), s.Recurrent[row].clone()],
+                AttentionState s => KvOfPositions(s, row, Math.Max(end - block, end - s.Capacity), end),
+                _ => null,
+            };
+            foreach (var t in layers[i] ?? []) t.DetachFromDisposeScope();
+        }
+        return new PrefixState(layers, end);
+    }
+
+    static Tensor[] KvOfPositions(AttentionState state, int row, long from, long end)
+    {
+        var positions = arange(from, end, device: state.Keys.device);
+        var slots = positions % state.Capacity;
+        return [state.Keys[row].index_select(1, slots), state.Values[row].index_select(1, slots), positions];
+    }
+
+    /// <summary>
+    /// Sets <paramref name="row"/> to the state after a cached prefix: <paramref name="chain"/> are the prefix's blocks in
+    /// order; recurrent layers take the last block's state, attention layers the keys of every block still visible.
+    /// </summary>
+    public void Restore(int row, IReadOnlyList<PrefixState> chain)
+    {
+        Reset(row);
+        using var scope = NewDisposeScope();
+        var last = chain[^1];
+        for (int i = 0; i < whole.Layers.Count; i++)
+        {
+            switch (whole.Layers[i])
+            {
+                case RecurrentState state:
+                    var saved = last.Layers[i]!;
+                    for (int c = 0; c < state.Conv.Length; c++) state.Conv[c][row].copy_(saved[c]);
+                    state.Recurrent[row].copy_(saved[^1]);
+                    break;
+                case AttentionState state:
+                    long from = last.End - state.Capacity;
+                    foreach (var block in chain)
+                    {
+                        var kv = block.Layers[i]!;
+                        long first = block.End - kv[2].shape[0], skip = Math.Max(0, from - first);
+                        if (skip >= kv[2].shape[0]) continue;
+                        long n = kv[2].shape[0] - skip;
+                        WriteByPosition(state, row, kv[0].narrow(1, skip, n), kv[1].narrow(1, skip, n), kv[2].narrow(0, skip, n));
+                    }
+                    break;
+            }
+        }
+        lengths[row] = last.End;
+    }
+
+    public void Dispose() => whole.Dispose();
+}
+
+/// <summary>
+/// A snapshot of one slot after a block of prompt tokens ending at position <see cref="End"/> (meta tokens included):
+/// per layer, the recurrent state (conv histories then the matrix state) or the block's visible keys, values and positions.
+/// </summary>
+internal sealed class PrefixState(Tensor[]?[] layers, long end) : IDisposable
+{
+    public Tensor[]?[] Layers { get; } = layers;
+    public long End { get; } = end;
+    public long Bytes { get; } = layers.Sum(l => l?.Sum(t => t.NumberOfElements * t.ElementSize) ?? 0);
+
+    public void Dispose()
+    {
+        foreach (var t in Layers.SelectMany(l => l ?? [])) t.Dispose();
+    }
+}

@@ -1,0 +1,65 @@
+using System.ClientModel;
+using System.ClientModel.Primitives;
+using OpenAI;
+using Wren.Models;
+using Wren.Serving;
+using Wren.Templating;
+using Wren.Tokenization;
+using static Wren.Tests.TestSupport;
+
+namespace Wren.Tests.Serving;
+
+/// <summary>
+/// What <c>wren serve</c> runs (<see cref="InferenceEngine"/> + <see cref="OpenAiServer"/> on Kestrel), bound to a free
+/// loopback port, over a small random hybrid with every layer type (a sliding-window layer included) and byte tokens.
+/// </summary>
+public sealed class LoopbackServer : IAsyncDisposable
+{
+    public const string ModelName = "tiny-hybrid";
+
+    public static HybridConfig ModelConfig => Config("deltanet", "f", "m2", "a", "gdn", "a") with
+    {
+        VocabSize = 256,
+        NumMemoryTokens = 2,
+        SlidingWindow = 12,
+        GlobalAttnIdx = [5],
+    };
+
+    public HybridForCausalLM Model { get; }
+    public ITextTokenizer Tokenizer { get; } = new ByteTokenizer(256);
+    public InferenceEngine Engine { get; }
+    public OpenAiServer Server { get; }
+    public HttpClient Http { get; }
+    public Uri Address => Server.Address;
+
+    LoopbackServer(HybridForCausalLM model, InferenceEngine engine, OpenAiServer server)
+    {
+        Model = model;
+        Engine = engine;
+        Server = server;
+        Http = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(60) };
+    }
+
+    public static async Task<LoopbackServer> StartAsync(EngineOptions? options = null, string? apiKey = null)
+    {
+        var model = RandomModel(ModelConfig, seed: 11);
+        options ??= new EngineOptions { MaxBatch = 8, PrefillChunk = 16, MaxContext = 256 };
+        var engine = new InferenceEngine(model, new ByteTokenizer(256), options);
+        var template = ChatTemplate.BuiltIn("chatml");
+        var server = await OpenAiServer.StartAsync(engine, template, new ServeOptions(ModelName, Port: 0, ApiKey: apiKey));
+        return new LoopbackServer(model, engine, server);
+    }
+
+    /// <summary>The official OpenAI client pointed at this server (no retries: a refusal must surface).</summary>
+    public OpenAIClient OpenAi(string key = "unused") =>
+        new(new ApiKeyCredential(key),
+            new OpenAIClientOptions { Endpoint = new Uri(Address, "/v1"), RetryPolicy = new ClientRetryPolicy(0) });
+
+    public async ValueTask DisposeAsync()
+    {
+        Http.Dispose();
+        await Server.DisposeAsync();
+        Engine.Dispose();
+        Model.Dispose();
+    }
+}
