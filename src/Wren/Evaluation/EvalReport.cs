@@ -1,0 +1,53 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Wren.Evaluation;
+
+/// <summary>One aggregated metric of a task.</summary>
+/// <param name="Name">The harness's metric name (acc, acc_norm, perplexity, word_perplexity, …).</param>
+/// <param name="StandardError">Null where the harness reports N/A.</param>
+public sealed record MetricValue(string Name, double Value, double? StandardError, bool HigherIsBetter);
+
+/// <summary>The results of one task.</summary>
+/// <param name="Documents">Documents scored (after <c>--limit</c>).</param>
+/// <param name="Requests">Log-likelihood requests made (one per choice, or per rolling window).</param>
+public sealed record TaskResult(string Task, string OutputType, int NumFewshot, int Documents, int Requests,
+                                IReadOnlyList<MetricValue> Metrics, string Origin);
+
+/// <summary>Everything a <c>wren eval</c> run measured; printed as Markdown or JSON.</summary>
+/// <param name="Seconds">Wall time of the scoring (excluding model loading).</param>
+/// <param name="Forwards">Model forward passes run.</param>
+public sealed record EvalReport(string Model, string Tokenizer, string DType, int BatchSize, int Seed, int? Limit, int MaxLength,
+                                double Seconds, long Forwards, IReadOnlyList<TaskResult> Tasks)
+{
+    static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+
+    /// <summary>The harness's results table: task, n-shot, metric, value ± stderr, with ↑/↓ for the better direction.</summary>
+    public string ToMarkdown()
+    {
+        var lines = new List<string>
+        {
+            "| Task | n-shot | Metric | | Value | | Stderr |",
+            "|---|---:|---|---|---:|---|---:|",
+        };
+        foreach (var task in Tasks)
+            for (int m = 0; m < task.Metrics.Count; m++)
+            {
+                var metric = task.Metrics[m];
+                string name = m == 0 ? task.Task : "", shots = m == 0 ? task.NumFewshot.ToString(CultureInfo.InvariantCulture) : "";
+                string error = metric.StandardError is { } e ? Format(e) : "N/A";
+                lines.Add($"| {name} | {shots} | {metric.Name} | {(metric.HigherIsBetter ? "↑" : "↓")} | {Format(metric.Value)} | ± | {error} |");
+            }
+        return string.Join('\n', lines) + '\n';
+    }
+
+    static string Format(double value) => value.ToString(Math.Abs(value) >= 1000 ? "F1" : "F4", CultureInfo.InvariantCulture);
+}
