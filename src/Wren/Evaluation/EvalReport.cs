@@ -15,6 +15,11 @@ public sealed record MetricValue(string Name, double Value, double? StandardErro
 public sealed record TaskResult(string Task, string OutputType, int NumFewshot, int Documents, int Requests,
                                 IReadOnlyList<MetricValue> Metrics, string Origin);
 
+/// <summary>One document's prompt as text: the (context, continuation) pairs scored, one per choice (multiple choice) or
+/// one (loglikelihood); the choices; the gold choice indices; or for loglikelihood_rolling the whole <c>Text</c>.</summary>
+public sealed record DocumentPrompt(IReadOnlyList<(string Context, string Continuation)> Requests, IReadOnlyList<string> Choices,
+                                    IReadOnlyList<long> Gold, string? Text);
+
 /// <summary>Everything a <c>wren eval</c> run measured; printed as Markdown or JSON.</summary>
 /// <param name="Seconds">Wall time of the scoring (excluding model loading).</param>
 /// <param name="Forwards">Model forward passes run.</param>

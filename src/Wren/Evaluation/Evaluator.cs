@@ -63,41 +63,43 @@ public static partial class Evaluator
                               scorer.MaxLength, seconds, scorer.Forwards, tasks);
     }
 
-    /// <summary>A task's requests and how to turn their answers into metrics.</summary>
+    /// <summary>A task's token requests and how to turn their answers into metrics.</summary>
     sealed record TaskPlan(IReadOnlyList<TokenRequest> Requests, Func<IReadOnlyList<LoglikelihoodResult>, TaskResult> Aggregate);
 
-    /// <summary>One document's prompt: contexts and continuations to score, and what the gold answer is.</summary>
-    sealed record DocRequests(List<(string Context, string Continuation)> Pairs, List<string> Choices, IReadOnlyList<long> Gold, string? Text);
 
-    static TaskPlan Plan(EvalTask task, EvalOptions options, LoglikelihoodScorer scorer)
+    /// <summary>
+    /// The prompts of a task's documents (after <see cref="EvalOptions.Limit"/>), in text: what <see cref="Run"/> scores.
+    /// Few-shot examples are drawn with <see cref="EvalOptions.Seed"/>.
+    /// </summary>
+    public static IReadOnlyList<DocumentPrompt> Prompts(EvalTask task, EvalOptions options)
     {
         string split = task.EvaluationSplit;
         var all = Documents(task, split);
         var docs = options.Limit is { } limit ? all.Take(limit).ToList() : all;
         if (docs.Count == 0) throw new WrenException($"task {task.Name}: split '{split}' has no documents");
-        int shots = options.NumFewshot ?? task.NumFewshot ?? 0;
+        int shots = Shots(task, options);
         if (task.OutputType == OutputTypes.LoglikelihoodRolling && shots > 0)
             throw new WrenException($"task {task.Name}: loglikelihood_rolling takes no few-shot examples (got --num-fewshot {shots})");
         var prompt = new PromptBuilder(task, shots, options.Seed, shots > 0 ? ExampleDocuments(task, split, all) : []);
+        return docs.Select((doc, d) => task.OutputType == OutputTypes.LoglikelihoodRolling
+            ? new DocumentPrompt([], [], [], prompt.TargetText(doc))
+            : prompt.Requests(doc, d)).ToList();
+    }
 
-        var perDoc = new List<DocRequests>();
+    static int Shots(EvalTask task, EvalOptions options) => options.NumFewshot ?? task.NumFewshot ?? 0;
+
+    static TaskPlan Plan(EvalTask task, EvalOptions options, LoglikelihoodScorer scorer)
+    {
+        var perDoc = Prompts(task, options);
+        int shots = Shots(task, options);
         var requests = new List<TokenRequest>();
         var requestCounts = new List<int>();
-        for (int d = 0; d < docs.Count; d++)
+        foreach (var doc in perDoc)
         {
-            if (task.OutputType == OutputTypes.LoglikelihoodRolling)
-            {
-                string text = prompt.TargetText(docs[d]);
-                var windows = scorer.RollingWindows(text);
-                requests.AddRange(windows);
-                requestCounts.Add(windows.Count);
-                perDoc.Add(new DocRequests([], [], [], text));
-                continue;
-            }
-            var doc = prompt.Requests(docs[d], d);
-            foreach (var (context, continuation) in doc.Pairs) requests.Add(scorer.EncodePair(context, continuation));
-            requestCounts.Add(doc.Pairs.Count);
-            perDoc.Add(doc);
+            var tokens = doc.Text is { } text ? scorer.RollingWindows(text)
+                : doc.Requests.Select(r => scorer.EncodePair(r.Context, r.Continuation)).ToList();
+            requests.AddRange(tokens);
+            requestCounts.Add(tokens.Count);
         }
         return new TaskPlan(requests, results =>
         {
@@ -114,7 +116,7 @@ public static partial class Evaluator
                 OutputTypes.Loglikelihood => LoglikelihoodMetrics(task, perDocResults),
                 _ => RollingMetrics(task, perDoc, perDocResults),
             };
-            return new TaskResult(task.Name, task.OutputType, shots, docs.Count, requests.Count, metrics, task.Origin);
+            return new TaskResult(task.Name, task.OutputType, shots, perDoc.Count, requests.Count, metrics, task.Origin);
         });
     }
 
@@ -147,7 +149,7 @@ public static partial class Evaluator
         return examples == split ? evaluated : Documents(task, examples);
     }
 
-    static IReadOnlyList<MetricValue> MultipleChoiceMetrics(EvalTask task, List<DocRequests> docs, List<IReadOnlyList<LoglikelihoodResult>> results)
+    static IReadOnlyList<MetricValue> MultipleChoiceMetrics(EvalTask task, IReadOnlyList<DocumentPrompt> docs, List<IReadOnlyList<LoglikelihoodResult>> results)
     {
         var values = task.Metrics.ToDictionary(m => m, _ => new List<double>());
         for (int d = 0; d < docs.Count; d++)
@@ -174,7 +176,7 @@ public static partial class Evaluator
             : new MetricValue(m, Metrics.Mean(greedy), Metrics.MeanStandardError(greedy), true)).ToList();
     }
 
-    static IReadOnlyList<MetricValue> RollingMetrics(EvalTask task, List<DocRequests> docs, List<IReadOnlyList<LoglikelihoodResult>> results)
+    static IReadOnlyList<MetricValue> RollingMetrics(EvalTask task, IReadOnlyList<DocumentPrompt> docs, List<IReadOnlyList<LoglikelihoodResult>> results)
     {
         // lm_eval/api/task.py count_words: len(re.split(r"\s+", doc)); count_bytes: len(doc.encode("utf-8")).
         var lls = results.Select(r => r.Sum(w => w.LogLikelihood)).ToList();
@@ -201,17 +203,17 @@ public static partial class Evaluator
     {
         string Where(string key) => $"task {task.Name}: {key}";
 
-        public DocRequests Requests(Dictionary<string, object?> doc, int index)
+        public DocumentPrompt Requests(Dictionary<string, object?> doc, int index)
         {
             string prefix = Description(doc) + string.Concat(Examples(doc, index).Select(Example));
             var text = Text(doc);
             if (task.OutputType == OutputTypes.Loglikelihood)
-                return new DocRequests([(prefix + AsString(text, "doc_to_text"), TargetText(doc))], [], [], null);
+                return new DocumentPrompt([(prefix + AsString(text, "doc_to_text"), TargetText(doc))], [], [], null);
             var choices = Choices(doc);
             if (text is long gold)   // multiple inputs: one context per choice, the target is the continuation
             {
                 string continuation = task.TargetDelimiter + TargetText(doc);
-                return new DocRequests(choices.Select(c => (prefix + c, continuation)).ToList(), choices, [gold], null);
+                return new DocumentPrompt(choices.Select(c => (prefix + c, continuation)).ToList(), choices, [gold], null);
             }
             string context = prefix + AsString(text, "doc_to_text");
             var golds = Target(doc) switch
@@ -221,7 +223,7 @@ public static partial class Evaluator
                 List<object?> list => list.Select(g => g is string s ? choices.IndexOf(s) : Convert.ToInt64(g, CultureInfo.InvariantCulture)).ToList(),
                 var other => throw new WrenException($"{Where("doc_to_target")}: expected an index or a choice, got {other ?? "nothing"}"),
             };
-            return new DocRequests(choices.Select(c => (context, task.TargetDelimiter + c)).ToList(), choices, golds, null);
+            return new DocumentPrompt(choices.Select(c => (context, task.TargetDelimiter + c)).ToList(), choices, golds, null);
         }
 
         string Description(Dictionary<string, object?> doc) =>
