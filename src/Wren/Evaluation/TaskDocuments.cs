@@ -67,7 +67,7 @@ public static class TaskDocuments
         JsonValueKind.Object => element.EnumerateObject().ToDictionary(p => p.Name, p => Plain(p.Value)),
         JsonValueKind.Array => element.EnumerateArray().Select(Plain).ToList(),
         JsonValueKind.String => element.GetString(),
-        JsonValueKind.Number => element.TryGetInt64(out long i) ? i : element.GetDouble(),
+        JsonValueKind.Number => element.TryGetInt64(out long i) ? (object)i : element.GetDouble(),
         JsonValueKind.True => true,
         JsonValueKind.False => false,
         _ => null,
