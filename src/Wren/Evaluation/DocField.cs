@@ -50,7 +50,7 @@ public sealed class DocField
 
     static JinjaTemplate ParseTemplate(string text, string where)
     {
-        try { return JinjaTemplate.Parse(text); }
+        try { return JinjaTemplate.Parse(text, JinjaSettings.LmEvaluationHarness); }
         catch (WrenException e) { throw new WrenException($"{where}: {e.Message}", e); }
     }
 
