@@ -23,7 +23,7 @@ public sealed record DocumentPrompt(IReadOnlyList<(string Context, string Contin
 /// <summary>Everything a <c>wren eval</c> run measured; printed as Markdown or JSON.</summary>
 /// <param name="Seconds">Wall time of the scoring (excluding model loading).</param>
 /// <param name="Forwards">Model forward passes run.</param>
-public sealed record EvalReport(string Model, string Tokenizer, string DType, int BatchSize, int Seed, int? Limit, int MaxLength,
+public sealed record EvalReport(string Model, string Tokenizer, string Dtype, int BatchSize, int Seed, int? Limit, int MaxLength,
                                 double Seconds, long Forwards, IReadOnlyList<TaskResult> Tasks)
 {
     static readonly JsonSerializerOptions Json = new()
@@ -54,5 +54,5 @@ public sealed record EvalReport(string Model, string Tokenizer, string DType, in
         return string.Join('\n', lines) + '\n';
     }
 
-    static string Format(double value) => value.ToString(Math.Abs(value) >= 1000 ? "F1" : "F4", CultureInfo.InvariantCulture);
+    static string Format(double value) => value.ToString(Math.Abs(value) < 1e6 ? "F4" : "G4", CultureInfo.InvariantCulture);
 }

@@ -59,7 +59,7 @@ public static partial class Evaluator
             tasks.Add(plan.Aggregate(results.Skip(offset).Take(plan.Requests.Count).ToList()));
             offset += plan.Requests.Count;
         }
-        return new EvalReport("", tokenizer.Name, model.LmHeadWeight.dtype.ToString(), options.BatchSize, options.Seed, options.Limit,
+        return new EvalReport("", tokenizer.Name, model.LmHeadWeight.dtype.ToString().ToLowerInvariant(), options.BatchSize, options.Seed, options.Limit,
                               scorer.MaxLength, seconds, scorer.Forwards, tasks);
     }
 

@@ -51,9 +51,18 @@ public sealed class LoglikelihoodScorer
     /// <summary>Forward passes run so far (for throughput figures).</summary>
     public long Forwards { get; private set; }
 
-    /// <summary>The token that conditions an empty context: the tokenizer's end-of-text (the harness's <c>prefix_token_id</c>).</summary>
-    public int PrefixTokenId => Tokenizer.EndOfTextId
-        ?? throw new WrenException($"the tokenizer ({Tokenizer.Name}) has no end-of-text token to condition an empty context on");
+    /// <summary>The token that conditions an empty context and the first rolling window (the harness's <c>prefix_token_id</c>):
+    /// the tokenizer's end-of-text, else the config's <c>bos_token_id</c>, else its (first) <c>eos_token_id</c>.</summary>
+    public int PrefixTokenId => Tokenizer.EndOfTextId ?? model.Config.BosTokenId ?? FirstId(model.Config.EosTokenId)
+        ?? throw new WrenException($"the tokenizer ({Tokenizer.Name}) and config.json define no end-of-text or BOS token " +
+                                   "to condition an empty context on");
+
+    static int? FirstId(System.Text.Json.Nodes.JsonNode? node) => node switch
+    {
+        System.Text.Json.Nodes.JsonArray { Count: > 0 } list => (int?)list[0],
+        System.Text.Json.Nodes.JsonValue value when value.TryGetValue(out int id) => id,
+        _ => null,
+    };
 
     /// <summary>
     /// Context and continuation tokens as the harness makes them (lm_eval/api/model.py, <c>_encode_pair</c> and
