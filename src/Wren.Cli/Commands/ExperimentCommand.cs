@@ -3,6 +3,7 @@ using System.Text;
 using Spectre.Console;
 using Wren.Checkpoints;
 using Wren.Data;
+using Wren.Evaluation;
 using Wren.Models;
 using Wren.Profiling;
 using Wren.Training;
@@ -38,20 +39,23 @@ internal static class ExperimentCommand
         foreach (var o in new Option[] { config, data, output, metaTokens }) command.Add(o);
         var flags = new TrainCommand.TrainingFlags(command);
         var common = new CommonOptions(command, withDType: false);
+        var evaluation = new EvalTaskOptions(command);
         command.SetAction((result, cancellation) =>
         {
             common.Initialize(result);
+            var evalOptions = evaluation.Read(result);
             string folder = result.GetValue(output)!;
             using var dataset = TokenDataset.Open(result.GetValue(data)!);
             var baseConfig = TrainCommand.ForDataset(HybridConfig.Load(result.GetValue(config)!), dataset.Manifest);
-            var rows = new List<(Arm Arm, TrainingResult Result, (double Mean, double Min, double Max) Norms, long Parameters)>();
+            var rows = new List<(Arm Arm, TrainingResult Result, (double Mean, double Min, double Max) Norms, long Parameters, EvalReport? Accuracy)>();
             foreach (var arm in arms(baseConfig, flags.Read(result), result.GetValue(metaTokens)))
             {
                 AnsiConsole.MarkupLine($"[bold]{name} = {arm.Name}[/]");
                 string run = Path.Combine(folder, arm.Name);
                 var outcome = TrainCommand.Run(arm.Config, dataset, arm.Options, run, resume: true, cancellation);
                 using var model = Checkpoint.Load(outcome.ModelFolder);
-                rows.Add((arm, outcome, WeightNormalization.Statistics(WeightNormalization.Targets(model)), ModelFootprint.Of(arm.Config).Parameters));
+                rows.Add((arm, outcome, WeightNormalization.Statistics(WeightNormalization.Targets(model)), ModelFootprint.Of(arm.Config).Parameters,
+                          evalOptions is null ? null : Evaluator.Run(outcome.ModelFolder, evalOptions, cancellation: cancellation)));
             }
             string report = Report(name, result.GetValue(data)!, rows);
             Checkpoint.WriteAtomically(Path.Combine(folder, "report.md"), report);
@@ -68,7 +72,8 @@ internal static class ExperimentCommand
         return command;
     }
 
-    static string Report(string name, string data, List<(Arm Arm, TrainingResult Result, (double Mean, double Min, double Max) Norms, long Parameters)> rows)
+    static string Report(string name, string data,
+                         List<(Arm Arm, TrainingResult Result, (double Mean, double Min, double Max) Norms, long Parameters, EvalReport? Accuracy)> rows)
     {
         var text = new StringBuilder();
         var first = rows[0].Arm;
@@ -79,13 +84,14 @@ internal static class ExperimentCommand
         text.AppendLine();
         text.AppendLine("| arm | parameters | final train loss | validation loss | validation PPL | weight decay | row/column norms: mean (min–max) | wall time |");
         text.AppendLine("|---|---|---|---|---|---|---|---|");
-        foreach (var (arm, result, norms, parameters) in rows)
+        foreach (var (arm, result, norms, parameters, _) in rows)
             text.AppendLine($"| {name} {arm.Name} | {parameters / 1e6:F2}M | {result.Loss:F3} | {result.ValLoss:F4} | {result.ValPerplexity:F2} | {arm.Options.EffectiveWeightDecay:G3} | " +
                             $"{norms.Mean:F3} ({norms.Min:F3}–{norms.Max:F3}) | {result.Seconds:F0} s |");
         text.AppendLine();
         double delta = rows[1].Result.ValLoss - rows[0].Result.ValLoss;
         text.AppendLine($"Δ validation loss (on − off): {delta:+0.0000;-0.0000}; Δ PPL: {rows[1].Result.ValPerplexity - rows[0].Result.ValPerplexity:+0.00;-0.00}.");
         text.AppendLine("Norms are the L2 norms of the rows/columns that weight normalization would project (method §4), measured on the final weights.");
+        foreach (var row in rows.Where(r => r.Accuracy is not null)) text.AppendLine($"\nAccuracy, {name} {row.Arm.Name}: {row.Accuracy!.Summary()}.");
         return text.ToString();
     }
 }

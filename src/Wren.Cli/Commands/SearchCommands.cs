@@ -5,6 +5,7 @@ using Spectre.Console;
 using Wren.Checkpoints;
 using Wren.Data;
 using Wren.Models;
+using Wren.Evaluation;
 using Wren.Profiling;
 using Wren.Search;
 
@@ -192,14 +193,28 @@ internal static class SearchCommands
     {
         var command = new Command("report", "Write the study's report: front, best per budget, trajectory, plots, winner config");
         var output = new Option<string?>("--out") { Description = "report folder (default: beside the study)" };
+        var models = new Option<string[]>("--eval-models")
+        {
+            Description = "trained model folders (e.g. the winner trained from winner.config.json, and baselines) to score on --eval-tasks",
+            AllowMultipleArgumentsPerToken = true,
+        };
         command.Add(output);
+        command.Add(models);
         var studyOptions = new StudyOptions(command);
+        var evaluation = new EvalTaskOptions(command);
         command.SetAction(result =>
         {
             var (store, study, space, folder) = studyOptions.OpenExisting(result);
             using var _ = store;
             var outcome = SearchReport.Write(store.Trials(study.Name), space, Template(space, study.Data), study.Name, result.GetValue(output) ?? folder);
             Console.WriteLine(outcome.Markdown);
+            if (evaluation.Read(result) is { } evalOptions)
+            {
+                var folders = result.GetValue(models) is { Length: > 0 } given ? given : throw new WrenException("--eval-tasks needs --eval-models DIR...");
+                string table = EvalReport.Comparison(folders.Select(m => Wren.Evaluation.Evaluator.Run(m, evalOptions) with { Model = m }).ToList());
+                Checkpoint.WriteAtomically(Path.Combine(result.GetValue(output) ?? folder, "accuracy.md"), table);
+                Console.WriteLine(table);
+            }
             return 0;
         });
         return command;

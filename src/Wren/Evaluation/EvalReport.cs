@@ -54,5 +54,36 @@ public sealed record EvalReport(string Model, string Tokenizer, string Dtype, in
         return string.Join('\n', lines) + '\n';
     }
 
+    /// <summary>The mean of <paramref name="metric"/> over the tasks that report it (the paper's commonsense average), or null.</summary>
+    public double? Average(string metric = "acc")
+    {
+        var values = Tasks.SelectMany(t => t.Metrics.Where(m => m.Name == metric).Select(m => m.Value)).ToList();
+        return values.Count == 0 ? null : values.Average();
+    }
+
+    /// <summary>One line for a table cell: each task's first metric with its standard error, then the average accuracy.</summary>
+    public string Summary() =>
+        string.Join("; ", Tasks.Select(t => $"{t.Task} {t.Metrics[0].Name} {Format(t.Metrics[0].Value)}" +
+                                            (t.Metrics[0].StandardError is { } e ? $" ± {Format(e)}" : ""))) +
+        (Average() is { } mean && Tasks.Count > 1 ? $"; mean acc {Format(mean)}" : "");
+
+    /// <summary>Models side by side: one row per model, one column per task and metric (value ± stderr).</summary>
+    public static string Comparison(IReadOnlyList<EvalReport> reports)
+    {
+        var columns = reports.SelectMany(r => r.Tasks.SelectMany(t => t.Metrics.Select(m => (t.Task, m.Name)))).Distinct().ToList();
+        var lines = new List<string>
+        {
+            "| model | " + string.Join(" | ", columns.Select(c => $"{c.Task} {c.Name}")) + " | mean acc |",
+            "|---|" + string.Concat(columns.Select(_ => "---:|")) + "---:|",
+        };
+        foreach (var report in reports)
+        {
+            var cells = columns.Select(c => report.Tasks.FirstOrDefault(t => t.Task == c.Task)?.Metrics.FirstOrDefault(m => m.Name == c.Name) is { } m
+                ? Format(m.Value) + (m.StandardError is { } e ? $" ± {Format(e)}" : "") : "");
+            lines.Add($"| {report.Model} | {string.Join(" | ", cells)} | {(report.Average() is { } mean ? Format(mean) : "")} |");
+        }
+        return string.Join('\n', lines) + '\n';
+    }
+
     static string Format(double value) => value.ToString(Math.Abs(value) < 1e6 ? "F4" : "G4", CultureInfo.InvariantCulture);
 }

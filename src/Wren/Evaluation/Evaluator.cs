@@ -36,10 +36,11 @@ public static partial class Evaluator
         return Run(model, tokenizer, options, progress, cancellation) with { Model = modelFolder };
     }
 
-    /// <summary>Evaluates a loaded model; the report's <c>Model</c> is empty (set it).</summary>
+    /// <summary>Evaluates a loaded model (switching it to eval mode); the report's <c>Model</c> is empty (set it).</summary>
     public static EvalReport Run(HybridForCausalLM model, ITextTokenizer tokenizer, EvalOptions options,
                                  Action<EvalProgress>? progress = null, CancellationToken cancellation = default)
     {
+        model.eval();
         if (options.Limit is < 1) throw new WrenException($"--limit must be at least 1, got {options.Limit}");
         if (options.NumFewshot is < 0) throw new WrenException($"--num-fewshot must be 0 or more, got {options.NumFewshot}");
         var scorer = new LoglikelihoodScorer(model, tokenizer, options.BatchSize, options.MaxLength);
