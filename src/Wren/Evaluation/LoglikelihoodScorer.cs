@@ -18,7 +18,8 @@ public readonly record struct LoglikelihoodResult(double LogLikelihood, bool IsG
 /// Scores log-likelihood requests the way lm-evaluation-harness's Hugging Face model does
 /// (lm_eval/models/huggingface.py, <c>_loglikelihood_tokens</c>): the input is <c>(context + continuation)[-(L+1):][:-1]</c>
 /// for a maximum length L (truncated from the left), the continuation's log-probabilities are read from the last
-/// positions of one forward, and identical requests are answered once (a cache kept for the scorer's lifetime).
+/// positions of one forward, requests needing the same input share it, and identical requests are answered once (a
+/// cache kept for the scorer's lifetime).
 /// Requests run in batches of equal-or-shorter rows padded on the right, which a causal model never sees, so batched
 /// and one-by-one scoring agree (to float rounding of the different matrix shapes).
 /// </summary>
@@ -121,18 +122,23 @@ public sealed class LoglikelihoodScorer
     public IReadOnlyList<LoglikelihoodResult> Score(IReadOnlyList<TokenRequest> requests, Action<int>? progress = null)
     {
         var keys = requests.Select(Key).ToArray();
-        var pending = Enumerable.Range(0, requests.Count).Where(i => !cache.ContainsKey(keys[i]))
-            .GroupBy(i => keys[i]).Select(g => g.First())
-            .OrderByDescending(i => requests[i].Context.Count + requests[i].Continuation.Count).ThenBy(i => i).ToList();
         var copies = keys.GroupBy(k => k, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);
-        int done = requests.Count - pending.Sum(i => copies[keys[i]]);
+        // One row per distinct model input: requests whose context + continuation[:-1] agree (the choices " A" … " D" after
+        // one context) read their tokens from the same logits, as the harness's one-token-continuation grouping does.
+        var rows = Enumerable.Range(0, requests.Count).Where(i => !cache.ContainsKey(keys[i])).DistinctBy(i => keys[i])
+            .Select(i => (Request: i, Input: Input(requests[i], MaxLength)))
+            .GroupBy(r => string.Join(',', r.Input), StringComparer.Ordinal)
+            .Select(g => (g.First().Input, Requests: g.Select(r => r.Request).ToList()))
+            .OrderByDescending(r => r.Input.Length).ThenBy(r => r.Requests[0]).ToList();
+        int done = requests.Count - rows.Sum(r => r.Requests.Sum(i => copies[keys[i]]));
         progress?.Invoke(done);
-        for (int start = 0; start < pending.Count; start += BatchSize)
+        for (int start = 0; start < rows.Count; start += BatchSize)
         {
-            var batch = pending.Skip(start).Take(BatchSize).ToList();
-            var results = ScoreBatch(batch.Select(i => requests[i]).ToList());
-            for (int b = 0; b < batch.Count; b++) cache[keys[batch[b]]] = results[b];
-            done += batch.Sum(i => copies[keys[i]]);
+            var batch = rows.Skip(start).Take(BatchSize).ToList();
+            var results = ScoreBatch(batch.Select(r => r.Input).ToList(), batch.Select(r => r.Requests.Select(i => requests[i]).ToList()).ToList());
+            for (int b = 0; b < batch.Count; b++)
+                for (int j = 0; j < batch[b].Requests.Count; j++) cache[keys[batch[b].Requests[j]]] = results[b][j];
+            done += batch.Sum(r => r.Requests.Sum(i => copies[keys[i]]));
             progress?.Invoke(done);
         }
         return keys.Select(k => cache[k]).ToArray();
@@ -140,21 +146,17 @@ public sealed class LoglikelihoodScorer
 
     static string Key(TokenRequest r) => string.Join(',', r.Context) + "|" + string.Join(',', r.Continuation);
 
-    LoglikelihoodResult[] ScoreBatch(IReadOnlyList<TokenRequest> batch)
+    /// <summary>One forward over <paramref name="inputs"/> (right-padded), then each row's requests read from its logits.</summary>
+    LoglikelihoodResult[][] ScoreBatch(IReadOnlyList<long[]> inputs, IReadOnlyList<List<TokenRequest>> requests)
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        var inputs = batch.Select(r => Input(r, MaxLength)).ToArray();
         int width = inputs.Max(i => i.Length);
-        var ids = new long[batch.Count * width];   // right padding with id 0: later positions never reach earlier ones
-        for (int b = 0; b < batch.Count; b++)
-            for (int t = 0; t < inputs[b].Length; t++) ids[b * width + t] = inputs[b][t];
-        var logits = model.forward(new LMInput(tensor(ids, [batch.Count, width], device: model.LmHeadWeight.device))).Logits;   // [B, T, V]
+        var ids = new long[inputs.Count * width];   // right padding with id 0: later positions never reach earlier ones
+        for (int b = 0; b < inputs.Count; b++) inputs[b].CopyTo(ids, b * width);
+        var logits = model.forward(new LMInput(tensor(ids, [inputs.Count, width], device: model.LmHeadWeight.device))).Logits;   // [B, T, V]
         Forwards++;
-        var results = new LoglikelihoodResult[batch.Count];
-        for (int b = 0; b < batch.Count; b++)
-            results[b] = Read(logits[b], inputs[b].Length, batch[b].Continuation);
-        return results;
+        return requests.Select((row, b) => row.Select(r => Read(logits[b], inputs[b].Length, r.Continuation)).ToArray()).ToArray();
     }
 
     /// <summary><c>(context + continuation)[-(L+1):][:-1]</c>: the tokens fed to the model.</summary>

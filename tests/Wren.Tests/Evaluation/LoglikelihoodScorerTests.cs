@@ -102,4 +102,22 @@ public class LoglikelihoodScorerTests
         batched.Score(requests);
         Assert.Equal(3, batched.Forwards);        // all cached
     }
+
+    [Fact]
+    public void One_token_choices_after_one_context_share_a_forward()
+    {
+        using var model = EvalFixtures.Model(seed: 5);
+        var shared = new LoglikelihoodScorer(model, Tokenizer, batchSize: 2);
+        var requests = "ABCD".Select(c => shared.EncodePair("Which letter?\nAnswer:", " " + c)).ToList();
+        Assert.All(requests, r => Assert.Equal(2, r.Continuation.Count));   // " " and the letter: inputs differ
+        var letters = "ABCD".Select(c => new TokenRequest(requests[0].Context, [Char(c)])).ToList();
+        var results = shared.Score(letters);
+        Assert.Equal(1, shared.Forwards);
+        for (int i = 0; i < 4; i++)
+        {
+            var alone = new LoglikelihoodScorer(model, Tokenizer).Score([letters[i]])[0];
+            Assert.Equal(alone, results[i]);
+            Assert.Equal(EvalFixtures.PlainLoop(model, requests[0].Context.ToArray(), [Char("ABCD"[i])]).LogLikelihood, results[i].LogLikelihood, 4);
+        }
+    }
 }
