@@ -14,7 +14,11 @@ public static class EvalBenchmark
 {
     public static int Run(string[] args)
     {
-        string Arg(string name, string fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
+        string Arg(string name, string fallback)
+        {
+            int i = Array.IndexOf(args, name);
+            return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+        }
         string preset = Arg("--model", "flash-300m");
         var batches = Arg("--batches", "1,2,4,8,16").Split(',').Select(int.Parse).ToArray();
         int repeats = int.Parse(Arg("--repeats", "3"));

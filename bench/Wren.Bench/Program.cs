@@ -26,7 +26,8 @@ static int Usage()
 {
     Console.Error.WriteLine("usage: Wren.Bench decode [--contexts 512,2048,8192] [--tokens N] [--repeats N] [--models flash-300m,llama-300m]\n" +
                             "       Wren.Bench train [--batch 8] [--seq-len 512] [--steps 5] [--hidden 512] [--vocab 8192]   (training tokens/s and MFU)\n" +
-                            "       Wren.Bench eval [--model flash-300m] [--batches 1,2,4,8,16] [--repeats 3] [--limit N]   (4-choice items/s)\n" +
+                            "       Wren.Bench eval [--model flash-300m] [--batches 1,2,4,8,16] [--repeats 3] [--limit N]\n" +
+                            "                  (four-choice items/s per batch size)\n" +
                             "       Wren.Bench device      (copy bandwidth, matmul and matrix–vector throughput)");
     return 1;
 }

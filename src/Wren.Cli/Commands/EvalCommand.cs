@@ -10,19 +10,26 @@ internal static class EvalCommand
 {
     public static Command Create()
     {
-        var command = new Command("eval", "Score a model on lm-evaluation-harness tasks (multiple choice, LAMBADA, perplexity) from local files");
+        var command = new Command("eval",
+            "Score a model on lm-evaluation-harness tasks (multiple choice, LAMBADA, perplexity) from local files");
         var model = new Option<string>("--model") { Description = "model folder", Required = true };
         var tasks = new Option<string[]>("--tasks")
         {
             Description = $"task YAML files, folders of them, or shipped tasks ({string.Join(", ", TaskFiles.ShippedNames)})",
             Required = true, AllowMultipleArgumentsPerToken = true,
         };
-        var data = new Option<string[]>("--data") { Description = "data for a task: TASK=FILE (its evaluated split) or TASK:SPLIT=FILE; repeatable" };
+        var data = new Option<string[]>("--data")
+        {
+            Description = "data for a task: TASK=FILE (its evaluated split) or TASK:SPLIT=FILE; repeatable",
+        };
         var shots = new Option<int?>("--num-fewshot") { Description = "examples before each document (default: the task file's, else 0)" };
         var limit = new Option<int?>("--limit") { Description = "score only the first N documents of each task" };
         var batch = new Option<int>("--batch-size") { Description = "requests per forward", DefaultValueFactory = _ => 1 };
         var seed = new Option<int>("--seed") { Description = "few-shot sampling seed", DefaultValueFactory = _ => 1234 };
-        var maxLength = new Option<int?>("--max-length") { Description = "tokens per forward (default: max_position_embeddings, else 2048)" };
+        var maxLength = new Option<int?>("--max-length")
+        {
+            Description = "tokens per forward (default: max_position_embeddings, else 2048)",
+        };
         var output = new Option<string?>("--out") { Description = "write the results as JSON to this file" };
         foreach (var o in new Option[] { model, tasks, data, shots, limit, batch, seed, maxLength, output }) command.Add(o);
         var common = new CommonOptions(command);
@@ -30,8 +37,9 @@ internal static class EvalCommand
         {
             var device = common.Initialize(result);
             var overrides = (result.GetValue(data) ?? []).Select(DataOverride.Parse).ToList();
-            var options = new EvalOptions(TaskFiles.Resolve(result.GetValue(tasks)!, overrides), result.GetValue(shots), result.GetValue(limit),
-                                          result.GetValue(batch), result.GetValue(seed), result.GetValue(maxLength));
+            var options = new EvalOptions(TaskFiles.Resolve(result.GetValue(tasks)!, overrides), result.GetValue(shots),
+                                          result.GetValue(limit), result.GetValue(batch), result.GetValue(seed),
+                                          result.GetValue(maxLength));
             EvalReport? report = null;
             AnsiConsole.Progress().AutoClear(false)
                 .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(),

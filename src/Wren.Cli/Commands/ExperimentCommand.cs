@@ -47,15 +47,17 @@ internal static class ExperimentCommand
             string folder = result.GetValue(output)!;
             using var dataset = TokenDataset.Open(result.GetValue(data)!);
             var baseConfig = TrainCommand.ForDataset(HybridConfig.Load(result.GetValue(config)!), dataset.Manifest);
-            var rows = new List<(Arm Arm, TrainingResult Result, (double Mean, double Min, double Max) Norms, long Parameters, EvalReport? Accuracy)>();
+            var rows = new List<(Arm Arm, TrainingResult Result, (double Mean, double Min, double Max) Norms, long Parameters,
+                                 EvalReport? Accuracy)>();
             foreach (var arm in arms(baseConfig, flags.Read(result), result.GetValue(metaTokens)))
             {
                 AnsiConsole.MarkupLine($"[bold]{name} = {arm.Name}[/]");
                 string run = Path.Combine(folder, arm.Name);
                 var outcome = TrainCommand.Run(arm.Config, dataset, arm.Options, run, resume: true, cancellation);
                 using var model = Checkpoint.Load(outcome.ModelFolder);
-                rows.Add((arm, outcome, WeightNormalization.Statistics(WeightNormalization.Targets(model)), ModelFootprint.Of(arm.Config).Parameters,
-                          evalOptions is null ? null : Evaluator.Run(outcome.ModelFolder, evalOptions, cancellation: cancellation)));
+                var accuracy = evalOptions is null ? null : Evaluator.Run(outcome.ModelFolder, evalOptions, cancellation: cancellation);
+                rows.Add((arm, outcome, WeightNormalization.Statistics(WeightNormalization.Targets(model)),
+                          ModelFootprint.Of(arm.Config).Parameters, accuracy));
             }
             string report = Report(name, result.GetValue(data)!, rows);
             Checkpoint.WriteAtomically(Path.Combine(folder, "report.md"), report);
@@ -73,7 +75,8 @@ internal static class ExperimentCommand
     }
 
     static string Report(string name, string data,
-                         List<(Arm Arm, TrainingResult Result, (double Mean, double Min, double Max) Norms, long Parameters, EvalReport? Accuracy)> rows)
+                         List<(Arm Arm, TrainingResult Result, (double Mean, double Min, double Max) Norms, long Parameters,
+                               EvalReport? Accuracy)> rows)
     {
         var text = new StringBuilder();
         var first = rows[0].Arm;
@@ -91,7 +94,8 @@ internal static class ExperimentCommand
         double delta = rows[1].Result.ValLoss - rows[0].Result.ValLoss;
         text.AppendLine($"Δ validation loss (on − off): {delta:+0.0000;-0.0000}; Δ PPL: {rows[1].Result.ValPerplexity - rows[0].Result.ValPerplexity:+0.00;-0.00}.");
         text.AppendLine("Norms are the L2 norms of the rows/columns that weight normalization would project (method §4), measured on the final weights.");
-        foreach (var row in rows.Where(r => r.Accuracy is not null)) text.AppendLine($"\nAccuracy, {name} {row.Arm.Name}: {row.Accuracy!.Summary()}.");
+        foreach (var row in rows.Where(r => r.Accuracy is not null))
+            text.AppendLine($"\nAccuracy, {name} {row.Arm.Name}: {row.Accuracy!.Summary()}.");
         return text.ToString();
     }
 }

@@ -46,16 +46,19 @@ internal static class ScalingCommand
             var proxy = new TrainingOptions { Steps = result.GetValue(steps), BatchSize = result.GetValue(batch), SeqLen = result.GetValue(seqLen), LearningRate = result.GetValue(lr), WarmupSteps = Math.Max(1, result.GetValue(steps) / 8) };
             IReadOnlyList<SweepPoint> points = [];
             AnsiConsole.Status().Start("sweeping", status => points = DepthWidthSweep.Run(HybridConfig.Load(result.GetValue(config)!), layers, depthList, widthList,
-                dataset, proxy, result.GetValue(decode), folder, new StatusProgress(status), cancellation, result.GetValue(remeasure), evaluation.Read(result)));
+                dataset, proxy, result.GetValue(decode), folder, new StatusProgress(status), cancellation, result.GetValue(remeasure),
+                evaluation.Read(result)));
             double budgetMs = result.GetValue(budget) ?? points.Select(p => p.DecodeMsPerToken).Order().ElementAt(points.Count / 2);
             var analysis = DepthWidthSweep.Analyze(points, p => held.Contains(p.Depth), budgetMs);
             DepthWidthSweep.FrontierPlot(points, Path.Combine(folder, "frontier"));
 
             var text = new StringBuilder($"# Depth–width sweep\n\nPattern `{string.Join(" ", layers)}` × D at width W, {proxy.TotalSteps} steps × {proxy.TokensPerStep:N0} tokens each; " +
                                          $"latency: batch-1 decode ms/token; mean acc over the --eval-tasks where measured.\n\n" +
-                                         "| depth | width | params | val loss | val PPL | decode ms/token | fit | mean acc |\n|---|---|---|---|---|---|---|---|\n");
+                                         "| depth | width | params | val loss | val PPL | decode ms/token | fit | mean acc |\n" +
+                                         "|---|---|---|---|---|---|---|---|\n");
             foreach (var p in points.OrderBy(p => p.Depth).ThenBy(p => p.Width))
-                text.AppendLine($"| {p.Depth} | {p.Width} | {p.Parameters / 1e6:F2}M | {p.ValLoss:F4} | {p.ValPerplexity:F2} | {p.DecodeMsPerToken:F2} | " +
+                text.AppendLine($"| {p.Depth} | {p.Width} | {p.Parameters / 1e6:F2}M | {p.ValLoss:F4} | {p.ValPerplexity:F2} | " +
+                                $"{p.DecodeMsPerToken:F2} | " +
                                 $"{(held.Contains(p.Depth) ? "held out" : "fitted")} | {p.Accuracy:F4} |");
             text.AppendLine($"\nFitted on perplexity: {analysis.Law} (RMS residual {analysis.Law.RmsError:F3}).\n");
             text.AppendLine("| held-out shape | measured PPL | predicted PPL | error |\n|---|---|---|---|");

@@ -210,8 +210,10 @@ internal static class SearchCommands
             Console.WriteLine(outcome.Markdown);
             if (evaluation.Read(result) is { } evalOptions)
             {
-                var folders = result.GetValue(models) is { Length: > 0 } given ? given : throw new WrenException("--eval-tasks needs --eval-models DIR...");
-                string table = EvalReport.Comparison(folders.Select(m => Wren.Evaluation.Evaluator.Run(m, evalOptions) with { Model = m }).ToList());
+                var folders = result.GetValue(models) is { Length: > 0 } given ? given
+                    : throw new WrenException("--eval-tasks needs --eval-models DIR...");
+                var reports = folders.Select(m => Wren.Evaluation.Evaluator.Run(m, evalOptions) with { Model = m }).ToList();
+                string table = EvalReport.Comparison(reports);
                 Checkpoint.WriteAtomically(Path.Combine(result.GetValue(output) ?? folder, "accuracy.md"), table);
                 Console.WriteLine(table);
             }

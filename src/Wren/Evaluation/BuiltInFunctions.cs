@@ -41,7 +41,8 @@ public static partial class BuiltInFunctions
         return new Dictionary<string, object?>(doc)
         {
             ["query"] = HellaSwagPreprocess(Text(doc, "activity_label") + ": " + context),
-            ["choices"] = endings.Select(e => (object?)HellaSwagPreprocess(Convert.ToString(e, CultureInfo.InvariantCulture) ?? "")).ToList(),
+            ["choices"] = endings.Select(e => (object?)HellaSwagPreprocess(Convert.ToString(e, CultureInfo.InvariantCulture) ?? ""))
+                .ToList(),
             ["gold"] = Convert.ToInt64(doc.GetValueOrDefault("label"), CultureInfo.InvariantCulture),
         };
     }

@@ -49,7 +49,8 @@ public sealed record EvalReport(string Model, string Tokenizer, string Dtype, in
                 var metric = task.Metrics[m];
                 string name = m == 0 ? task.Task : "", shots = m == 0 ? task.NumFewshot.ToString(CultureInfo.InvariantCulture) : "";
                 string error = metric.StandardError is { } e ? Format(e) : "N/A";
-                lines.Add($"| {name} | {shots} | {metric.Name} | {(metric.HigherIsBetter ? "↑" : "↓")} | {Format(metric.Value)} | ± | {error} |");
+                string direction = metric.HigherIsBetter ? "↑" : "↓";
+                lines.Add($"| {name} | {shots} | {metric.Name} | {direction} | {Format(metric.Value)} | ± | {error} |");
             }
         return string.Join('\n', lines) + '\n';
     }
@@ -78,7 +79,8 @@ public sealed record EvalReport(string Model, string Tokenizer, string Dtype, in
         };
         foreach (var report in reports)
         {
-            var cells = columns.Select(c => report.Tasks.FirstOrDefault(t => t.Task == c.Task)?.Metrics.FirstOrDefault(m => m.Name == c.Name) is { } m
+            var cells = columns.Select(c =>
+                report.Tasks.FirstOrDefault(t => t.Task == c.Task)?.Metrics.FirstOrDefault(m => m.Name == c.Name) is { } m
                 ? Format(m.Value) + (m.StandardError is { } e ? $" ± {Format(e)}" : "") : "");
             lines.Add($"| {report.Model} | {string.Join(" | ", cells)} | {(report.Average() is { } mean ? Format(mean) : "")} |");
         }

@@ -29,7 +29,8 @@ public static partial class Evaluator
 {
     /// <summary>Loads the model folder (weights, tokenizer) and evaluates it: the <c>wren eval</c> command.</summary>
     public static EvalReport Run(string modelFolder, EvalOptions options, torch.ScalarType dtype = torch.ScalarType.Float32,
-                                 torch.Device? device = null, Action<EvalProgress>? progress = null, CancellationToken cancellation = default)
+                                 torch.Device? device = null, Action<EvalProgress>? progress = null,
+                                 CancellationToken cancellation = default)
     {
         using var model = Checkpoint.Load(modelFolder, dtype, device);
         var tokenizer = TokenizerLoader.ForModel(modelFolder, model.Config);
@@ -60,8 +61,9 @@ public static partial class Evaluator
             tasks.Add(plan.Aggregate(results.Skip(offset).Take(plan.Requests.Count).ToList()));
             offset += plan.Requests.Count;
         }
-        return new EvalReport("", tokenizer.Name, model.LmHeadWeight.dtype.ToString().ToLowerInvariant(), options.BatchSize, options.Seed, options.Limit,
-                              scorer.MaxLength, seconds, scorer.Forwards, tasks);
+        string dtype = model.LmHeadWeight.dtype.ToString().ToLowerInvariant();
+        return new EvalReport("", tokenizer.Name, dtype, options.BatchSize, options.Seed, options.Limit, scorer.MaxLength, seconds,
+                              scorer.Forwards, tasks);
     }
 
     /// <summary>A task's token requests and how to turn their answers into metrics.</summary>
@@ -150,7 +152,8 @@ public static partial class Evaluator
         return examples == split ? evaluated : Documents(task, examples);
     }
 
-    static IReadOnlyList<MetricValue> MultipleChoiceMetrics(EvalTask task, IReadOnlyList<DocumentPrompt> docs, List<IReadOnlyList<LoglikelihoodResult>> results)
+    static IReadOnlyList<MetricValue> MultipleChoiceMetrics(EvalTask task, IReadOnlyList<DocumentPrompt> docs,
+                                                            List<IReadOnlyList<LoglikelihoodResult>> results)
     {
         var values = task.Metrics.ToDictionary(m => m, _ => new List<double>());
         for (int d = 0; d < docs.Count; d++)
@@ -177,7 +180,8 @@ public static partial class Evaluator
             : new MetricValue(m, Metrics.Mean(greedy), Metrics.MeanStandardError(greedy), true)).ToList();
     }
 
-    static IReadOnlyList<MetricValue> RollingMetrics(EvalTask task, IReadOnlyList<DocumentPrompt> docs, List<IReadOnlyList<LoglikelihoodResult>> results)
+    static IReadOnlyList<MetricValue> RollingMetrics(EvalTask task, IReadOnlyList<DocumentPrompt> docs,
+                                                     List<IReadOnlyList<LoglikelihoodResult>> results)
     {
         // lm_eval/api/task.py count_words: len(re.split(r"\s+", doc)); count_bytes: len(doc.encode("utf-8")).
         var lls = results.Select(r => r.Sum(w => w.LogLikelihood)).ToList();
@@ -221,14 +225,16 @@ public static partial class Evaluator
             {
                 long i => [i],
                 string s => [(long)choices.IndexOf(s)],
-                List<object?> list => list.Select(g => g is string s ? choices.IndexOf(s) : Convert.ToInt64(g, CultureInfo.InvariantCulture)).ToList(),
+                List<object?> list => list.Select(g => g is string s ? choices.IndexOf(s) : Index(g)).ToList(),
                 var other => throw new WrenException($"{Where("doc_to_target")}: expected an index or a choice, got {other ?? "nothing"}"),
             };
             return new DocumentPrompt(choices.Select(c => (context, task.TargetDelimiter + c)).ToList(), choices, golds, null);
         }
 
-        string Description(Dictionary<string, object?> doc) =>
-            task.Description is null ? "" : Convert.ToString(task.Description.Raw(doc, Where("description")).Value, CultureInfo.InvariantCulture) ?? "";
+        static long Index(object? value) => Convert.ToInt64(value, CultureInfo.InvariantCulture);
+
+        string Description(Dictionary<string, object?> doc) => task.Description is null ? ""
+            : Convert.ToString(task.Description.Raw(doc, Where("description")).Value, CultureInfo.InvariantCulture) ?? "";
 
         /// <summary>One example: text + target delimiter + answer + few-shot delimiter (a multiple-input example's text is
         /// its gold choice).</summary>
@@ -248,7 +254,8 @@ public static partial class Evaluator
             string answer = target switch
             {
                 long i when choices is not null => choices[(int)i],
-                List<object?> list when list.Count > 0 => list[0] is long i && choices is not null ? choices[(int)i] : AsString(list[0], "doc_to_target"),
+                List<object?> list when list.Count > 0 =>
+                    list[0] is long i && choices is not null ? choices[(int)i] : AsString(list[0], "doc_to_target"),
                 _ => AsString(target, "doc_to_target"),
             };
             return question + task.TargetDelimiter + answer + task.FewshotDelimiter;
@@ -264,7 +271,8 @@ public static partial class Evaluator
             if (task.FewshotMatchField is { } field)
                 pool = pool.Where(e => Equals(e.GetValueOrDefault(field), doc.GetValueOrDefault(field))).ToList();
             if (pool.Count < shots)
-                throw new WrenException($"task {task.Name}: {shots}-shot needs {shots} examples but split '{task.ExampleSplit}' offers {pool.Count}" +
+                throw new WrenException($"task {task.Name}: {shots}-shot needs {shots} examples but split '{task.ExampleSplit}' " +
+                                        $"offers {pool.Count}" +
                                         (task.FewshotMatchField is { } f ? $" with the same {f}" : ""));
             if (task.FewshotSampler == "first_n") return pool.Take(shots);
             var random = new Random(HashCode.Combine(seed, index) & int.MaxValue);
@@ -280,7 +288,8 @@ public static partial class Evaluator
         object? Text(Dictionary<string, object?> doc)
         {
             var (value, rendered) = task.DocToText.Raw(doc, Where("doc_to_text"));
-            return rendered && value is string s && task.DocToChoice is not null && DocField.IsIndex(s) ? long.Parse(s, CultureInfo.InvariantCulture) : value;
+            bool index = rendered && value is string s && task.DocToChoice is not null && DocField.IsIndex(s);
+            return index ? Index(value) : value;
         }
 
         object? Target(Dictionary<string, object?> doc)
@@ -301,14 +310,17 @@ public static partial class Evaluator
             var (value, rendered) = task.DocToChoice!.Raw(doc, Where("doc_to_choice"));
             if (rendered && value is string s)
                 try { value = PythonLiteral.Parse(s); }
-                catch (FormatException e) { throw new WrenException($"{Where("doc_to_choice")}: rendered '{s}', not a list ({e.Message})", e); }
+                catch (FormatException e)
+                { throw new WrenException($"{Where("doc_to_choice")}: rendered '{s}', not a list ({e.Message})", e); }
             return value switch
             {
-                List<object?> list => list.Select(c => Convert.ToString(c, CultureInfo.InvariantCulture) ?? "").ToList(),
-                Dictionary<string, object?> dict => dict.Values.Select(c => Convert.ToString(c, CultureInfo.InvariantCulture) ?? "").ToList(),
+                List<object?> list => list.Select(Text).ToList(),
+                Dictionary<string, object?> dict => dict.Values.Select(Text).ToList(),
                 _ => throw new WrenException($"{Where("doc_to_choice")}: expected a list of choices, got {value ?? "nothing"}"),
             };
         }
+
+        static string Text(object? value) => Convert.ToString(value, CultureInfo.InvariantCulture) ?? "";
 
         string AsString(object? value, string key) => value switch
         {

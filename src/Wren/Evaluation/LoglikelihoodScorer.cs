@@ -78,7 +78,8 @@ public sealed class LoglikelihoodScorer
         {
             var alone = Tokenizer.Encode(continuation);
             if (alone.Count == 0) throw new WrenException("cannot score an empty continuation");
-            return alone[0] != PrefixTokenId ? new TokenRequest([PrefixTokenId], alone) : new TokenRequest([alone[0]], alone.Skip(1).ToArray());
+            return alone[0] != PrefixTokenId ? new TokenRequest([PrefixTokenId], alone)
+                : new TokenRequest([alone[0]], alone.Skip(1).ToArray());
         }
         int spaces = context.Length - context.TrimEnd().Length;
         if (spaces > 0)
@@ -135,7 +136,8 @@ public sealed class LoglikelihoodScorer
         for (int start = 0; start < rows.Count; start += BatchSize)
         {
             var batch = rows.Skip(start).Take(BatchSize).ToList();
-            var results = ScoreBatch(batch.Select(r => r.Input).ToList(), batch.Select(r => r.Requests.Select(i => requests[i]).ToList()).ToList());
+            var rowRequests = batch.Select(r => r.Requests.Select(i => requests[i]).ToList()).ToList();
+            var results = ScoreBatch(batch.Select(r => r.Input).ToList(), rowRequests);
             for (int b = 0; b < batch.Count; b++)
                 for (int j = 0; j < batch[b].Requests.Count; j++) cache[keys[batch[b].Requests[j]]] = results[b][j];
             done += batch.Sum(r => r.Requests.Sum(i => copies[keys[i]]));
@@ -154,7 +156,8 @@ public sealed class LoglikelihoodScorer
         int width = inputs.Max(i => i.Length);
         var ids = new long[inputs.Count * width];   // right padding with id 0: later positions never reach earlier ones
         for (int b = 0; b < inputs.Count; b++) inputs[b].CopyTo(ids, b * width);
-        var logits = model.forward(new LMInput(tensor(ids, [inputs.Count, width], device: model.LmHeadWeight.device))).Logits;   // [B, T, V]
+        var input = tensor(ids, [inputs.Count, width], device: model.LmHeadWeight.device);
+        var logits = model.forward(new LMInput(input)).Logits;   // [B, T, V]
         Forwards++;
         return requests.Select((row, b) => row.Select(r => Read(logits[b], inputs[b].Length, r.Continuation)).ToArray()).ToArray();
     }

@@ -13,7 +13,8 @@ public sealed record DataOverride(string Task, string? Split, string File)
     {
         int equals = text.IndexOf('=', StringComparison.Ordinal);
         if (equals <= 0 || equals == text.Length - 1)
-            throw new WrenException($"--data '{text}': expected TASK=FILE or TASK:SPLIT=FILE (e.g. piqa=valid.jsonl, mmlu:dev=dev.parquet)");
+            throw new WrenException($"--data '{text}': expected TASK=FILE or TASK:SPLIT=FILE " +
+                                    "(e.g. piqa=valid.jsonl, mmlu:dev=dev.parquet)");
         string name = text[..equals], file = text[(equals + 1)..];
         int colon = name.IndexOf(':', StringComparison.Ordinal);
         return colon < 0 ? new DataOverride(name, null, file) : new DataOverride(name[..colon], name[(colon + 1)..], file);
@@ -53,14 +54,17 @@ public static partial class TaskFiles
                 var shipped = TaskPath.ShippedFiles.Where(f => IsTaskFile(f.Split('/')[^1]) &&
                     (f == spec + ".yaml" || f.StartsWith(spec + "/", StringComparison.Ordinal))).Order(StringComparer.Ordinal).ToList();
                 if (shipped.Count == 0)
-                    throw new WrenException($"--tasks {spec}: not a task file, a folder, or a shipped task ({string.Join(", ", ShippedNames)})");
+                    throw new WrenException($"--tasks {spec}: not a task file, a folder, or a shipped task " +
+                                            $"({string.Join(", ", ShippedNames)})");
                 foreach (var file in shipped) tasks.AddRange(LoadTasksOnly(new TaskPath(file, true), data));
             }
         }
         foreach (var unused in data.Where(d => tasks.All(t => t.Name != d.Task)))
-            throw new WrenException($"--data {unused.Task}=…: no task named {unused.Task} among {string.Join(", ", tasks.Select(t => t.Name))}");
+            throw new WrenException($"--data {unused.Task}=…: no task named {unused.Task} among " +
+                                    string.Join(", ", tasks.Select(t => t.Name)));
         var duplicate = tasks.GroupBy(t => t.Name).FirstOrDefault(g => g.Count() > 1);
-        if (duplicate is not null) throw new WrenException($"task {duplicate.Key} is given twice ({string.Join(", ", duplicate.Select(t => t.Origin))})");
+        if (duplicate is not null)
+            throw new WrenException($"task {duplicate.Key} is given twice ({string.Join(", ", duplicate.Select(t => t.Origin))})");
         return tasks;
     }
 
@@ -77,7 +81,8 @@ public static partial class TaskFiles
     static IEnumerable<EvalTask> LoadTasksOnly(TaskPath path, IReadOnlyList<DataOverride> data) =>
         ReadMerged(path).ContainsKey("group") ? [] : LoadFile(path, data);
 
-    /// <summary>The tasks of one file: itself, or the tasks its <c>group</c> lists (found by <c>task</c> or <c>tag</c> in its folder).</summary>
+    /// <summary>The tasks of one file: itself, or the tasks its <c>group</c> lists (found by <c>task</c> or <c>tag</c> in its
+    /// folder).</summary>
     public static IReadOnlyList<EvalTask> LoadFile(TaskPath path, IReadOnlyList<DataOverride>? data = null)
     {
         data ??= [];
@@ -107,7 +112,8 @@ public static partial class TaskFiles
     {
         if (!path.Shipped)
             return Directory.EnumerateFiles(Path.GetDirectoryName(path.Path)!)
-                .Where(f => IsTaskFile(Path.GetFileName(f)) && f != path.Path).Order(StringComparer.Ordinal).Select(f => new TaskPath(f, false));
+                .Where(f => IsTaskFile(Path.GetFileName(f)) && f != path.Path).Order(StringComparer.Ordinal)
+                .Select(f => new TaskPath(f, false));
         string folder = path.Path.Contains('/') ? path.Path[..(path.Path.LastIndexOf('/') + 1)] : "";
         return TaskPath.ShippedFiles.Where(f => f.StartsWith(folder, StringComparison.Ordinal) && !f[folder.Length..].Contains('/') &&
                                                 IsTaskFile(f[folder.Length..]) && f != path.Path)
@@ -140,7 +146,8 @@ public static partial class TaskFiles
     {
         var yaml = new YamlStream();
         try { yaml.Load(new StringReader(path.ReadText())); }
-        catch (YamlException e) { throw new WrenException($"{path}: invalid YAML at line {e.Start.Line}, column {e.Start.Column}: {e.Message}", e); }
+        catch (YamlException e)
+        { throw new WrenException($"{path}: invalid YAML at line {e.Start.Line}, column {e.Start.Column}: {e.Message}", e); }
         if (yaml.Documents.Count == 0 || yaml.Documents[0].RootNode is not YamlMappingNode root)
             throw new WrenException($"{path}: expected a YAML mapping of task keys");
         return (Dictionary<string, object?>)Plain(root, path)!;
@@ -152,7 +159,8 @@ public static partial class TaskFiles
         if (tag == "!function")
             return node is YamlScalarNode function ? new FunctionReference(function.Value ?? "")
                 : throw new WrenException($"{path}: line {node.Start.Line}: !function needs a name");
-        if (tag.StartsWith('!') && !tag.StartsWith("!!", StringComparison.Ordinal) && !tag.StartsWith("tag:yaml.org", StringComparison.Ordinal))
+        bool standard = tag.StartsWith("!!", StringComparison.Ordinal) || tag.StartsWith("tag:yaml.org", StringComparison.Ordinal);
+        if (tag.StartsWith('!') && !standard)
             throw new WrenException($"{path}: line {node.Start.Line}: unsupported YAML tag {tag}");
         return node switch
         {
@@ -194,7 +202,8 @@ public static partial class TaskFiles
             throw new WrenException($"{where}: key '{key}' is not supported by Wren's evaluator");
         string outputType = c.GetValueOrDefault("output_type") as string ?? OutputTypes.Loglikelihood;
         if (!OutputTypes.Metrics.TryGetValue(outputType, out var metricInfo))
-            throw new WrenException($"{where}: output_type '{outputType}' is not supported ({string.Join(", ", OutputTypes.Metrics.Keys)})");
+            throw new WrenException($"{where}: output_type '{outputType}' is not supported " +
+                                    $"({string.Join(", ", OutputTypes.Metrics.Keys)})");
 
         DocField Field(string key, object? fallback = null)
         {
@@ -202,8 +211,10 @@ public static partial class TaskFiles
             return DocField.From(value, $"{where}: {key}");
         }
         var docToChoice = c.GetValueOrDefault("doc_to_choice") is { } choice ? DocField.From(choice, $"{where}: doc_to_choice") : null;
-        if (outputType == OutputTypes.MultipleChoice && docToChoice is null) throw new WrenException($"{where}: multiple_choice needs doc_to_choice");
-        if (outputType != OutputTypes.LoglikelihoodRolling && !c.ContainsKey("doc_to_text")) throw new WrenException($"{where}: doc_to_text is missing");
+        if (outputType == OutputTypes.MultipleChoice && docToChoice is null)
+            throw new WrenException($"{where}: multiple_choice needs doc_to_choice");
+        if (outputType != OutputTypes.LoglikelihoodRolling && !c.ContainsKey("doc_to_text"))
+            throw new WrenException($"{where}: doc_to_text is missing");
         if (!c.ContainsKey("doc_to_target")) throw new WrenException($"{where}: doc_to_target is missing");
 
         var metrics = ReadMetrics(c.GetValueOrDefault("metric_list"), metricInfo, outputType, where);
@@ -218,7 +229,8 @@ public static partial class TaskFiles
         };
         var fewshotConfig = c.GetValueOrDefault("fewshot_config") as Dictionary<string, object?>;
         string sampler = fewshotConfig?.GetValueOrDefault("sampler") as string ?? "default";
-        if (sampler is not ("default" or "first_n")) throw new WrenException($"{where}: fewshot_config.sampler '{sampler}' (default, first_n)");
+        if (sampler is not ("default" or "first_n"))
+            throw new WrenException($"{where}: fewshot_config.sampler '{sampler}' is not supported (default, first_n)");
         int? numFewshot = c.GetValueOrDefault("num_fewshot") is { } k ? Convert.ToInt32(k, CultureInfo.InvariantCulture) : null;
 
         var task = new EvalTask(
@@ -255,14 +267,16 @@ public static partial class TaskFiles
             string metric = (entry as Dictionary<string, object?>)?.GetValueOrDefault("metric") as string
                 ?? throw new WrenException($"{where}: every metric_list entry needs 'metric: NAME'");
             if (!info.Allowed.Contains(metric))
-                throw new WrenException($"{where}: metric '{metric}' is not available for {outputType} ({string.Join(", ", info.Allowed)})");
+                throw new WrenException($"{where}: metric '{metric}' is not available for {outputType} " +
+                                        $"({string.Join(", ", info.Allowed)})");
             metrics.Add(metric);
         }
         return metrics;
     }
 
     /// <summary>Split → files, from the command line (first), <c>dataset_kwargs.data_files</c> / <c>data_files</c>, or a local
-    /// <c>dataset_path</c> folder holding files named after their splits (<c>validation.jsonl</c>, <c>test-00000-of-00001.parquet</c>).</summary>
+    /// <c>dataset_path</c> folder holding files named after their splits (<c>validation.jsonl</c>,
+    /// <c>test-00000-of-00001.parquet</c>).</summary>
     static Dictionary<string, IReadOnlyList<TaskPath>> DataFilesOf(Dictionary<string, object?> c, TaskPath path, string name,
                                                                   IReadOnlyList<DataOverride> data, string where)
     {
@@ -294,8 +308,8 @@ public static partial class TaskFiles
                     !relative.StartsWith(subset + Path.DirectorySeparatorChar, StringComparison.Ordinal)) continue;
                 var split = SplitFileName().Match(Path.GetFileName(file));
                 if (!split.Success) continue;
-                var list = (List<TaskPath>)(files.TryGetValue(split.Groups[1].Value, out var existing) ? existing : files[split.Groups[1].Value] = new List<TaskPath>());
-                list.Add(new TaskPath(file, false));
+                string splitName = split.Groups[1].Value;
+                files[splitName] = [.. files.GetValueOrDefault(splitName) ?? [], new TaskPath(file, false)];
             }
         foreach (var given in data.Where(d => d.Task == name))
         {
@@ -307,7 +321,8 @@ public static partial class TaskFiles
     }
 
     static List<TaskPath> FileList(List<object?> many, TaskPath path, string where) =>
-        many.Select(f => f is string s ? path.Sibling(s) : throw new WrenException($"{where}: data_files entries must be file names")).ToList();
+        many.Select(f => f is string s ? path.Sibling(s)
+            : throw new WrenException($"{where}: data_files entries must be file names")).ToList();
 
     static string? LocalFolder(string datasetPath, TaskPath path)
     {

@@ -31,7 +31,11 @@ public sealed record TaskPath(string Path, bool Shipped)
     /// <summary><paramref name="relative"/> resolved against this file's folder (absolute paths stay as they are).</summary>
     public TaskPath Sibling(string relative)
     {
-        if (!Shipped) return new TaskPath(System.IO.Path.GetFullPath(relative, System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path))!), false);
+        if (!Shipped)
+        {
+            string folder = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path))!;
+            return new TaskPath(System.IO.Path.GetFullPath(relative, folder), false);
+        }
         if (System.IO.Path.IsPathRooted(relative)) return new TaskPath(relative, false);
         var parts = Path.Split('/').SkipLast(1).ToList();
         foreach (var part in relative.Replace('\\', '/').Split('/'))

@@ -9,8 +9,8 @@ using Wren.Training;
 namespace Wren.Scaling;
 
 /// <summary>One trained and timed (depth, width) shape.</summary>
-public sealed record SweepPoint(int Depth, int Width, long Parameters, double ValLoss, double ValPerplexity, double DecodeMsPerToken, double TrainSeconds,
-                                double? Accuracy = null);
+public sealed record SweepPoint(int Depth, int Width, long Parameters, double ValLoss, double ValPerplexity, double DecodeMsPerToken,
+                                double TrainSeconds, double? Accuracy = null);
 
 /// <summary>What the sweep concludes: the law fitted on the non-held-out points, its errors on the held-out ones, the pick for a budget.</summary>
 public sealed record SweepAnalysis(ScalingLaw Law, IReadOnlyList<(SweepPoint Point, double Predicted, double ErrorPercent)> HeldOut,
@@ -33,8 +33,8 @@ public static class DepthWidthSweep
 
     public static IReadOnlyList<SweepPoint> Run(HybridConfig template, IReadOnlyList<string> pattern, IReadOnlyList<int> depths, IReadOnlyList<int> widths,
                                                 TokenDataset data, TrainingOptions proxy, int decodeTokens, string folder,
-                                                IProgress<string>? progress = null, CancellationToken cancellation = default, bool remeasureLatency = false,
-                                                EvalOptions? evaluation = null)
+                                                IProgress<string>? progress = null, CancellationToken cancellation = default,
+                                                bool remeasureLatency = false, EvalOptions? evaluation = null)
     {
         if (pattern.Count == 0) throw new WrenException("the block pattern is empty");
         Directory.CreateDirectory(folder);
@@ -72,8 +72,8 @@ public static class DepthWidthSweep
                 }
                 Directory.Delete(run, recursive: true);
                 progress?.Report($"depth {depth} × width {width}: timing decode");
-                points.Add(new SweepPoint(depth, width, ModelFootprint.Of(config).Parameters, trained.ValLoss, trained.ValPerplexity, DecodeMs(config), trained.Seconds,
-                                          accuracy));
+                points.Add(new SweepPoint(depth, width, ModelFootprint.Of(config).Parameters, trained.ValLoss, trained.ValPerplexity,
+                                          DecodeMs(config), trained.Seconds, accuracy));
                 Checkpoint.WriteAtomically(results, JsonSerializer.Serialize(points, Json));
             }
         return points.Where(p => depths.Contains(p.Depth) && widths.Contains(p.Width)).ToList();

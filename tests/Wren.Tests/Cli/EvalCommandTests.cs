@@ -16,7 +16,8 @@ public class EvalCommandTests
                                             "--batch-size", "4", "--num-fewshot", "1", "--out", results, "--threads", "1");
         Assert.True(code == 0, error);
         var json = JsonDocument.Parse(File.ReadAllText(results)).RootElement;
-        Assert.Equal(["tiny_piqa", "tiny_winogrande"], json.GetProperty("tasks").EnumerateArray().Select(t => t.GetProperty("task").GetString()));
+        Assert.Equal(["tiny_piqa", "tiny_winogrande"], json.GetProperty("tasks").EnumerateArray().Select(t =>
+            t.GetProperty("task").GetString()));
         Assert.All(json.GetProperty("tasks").EnumerateArray(), t => Assert.Equal(3, t.GetProperty("documents").GetInt32()));
 
         string broken = Path.Combine(dir, "broken.yaml");

@@ -13,7 +13,8 @@ public class DesignLoopEvaluationTests
         var (data, _) = Wren.Tests.Data.Corpus.Prepared();
         string folder = TestSupport.TempDir();
         string[] eval = ["--eval-tasks", "tiny/tiny_piqa", "tiny/tiny_arc_easy", "--eval-limit", "2"];
-        var (code, error) = TestSupport.Cli(["scaling", "sweep", "--config", "flash-quick", "--pattern", "a f", "--depths", "1,2,3", "--widths", "64,128,192",
+        var (code, error) = TestSupport.Cli(["scaling", "sweep", "--config", "flash-quick", "--pattern", "a f", "--depths", "1,2,3",
+            "--widths", "64,128,192",
                                              "--data", data, "--steps", "2", "--batch-size", "2", "--seq-len", "16", "--decode-tokens", "2",
                                              "--out", folder, .. eval]);
         Assert.True(code == 0, error);
@@ -22,7 +23,8 @@ public class DesignLoopEvaluationTests
         Assert.Contains("mean acc", File.ReadAllText(Path.Combine(folder, "report.md")));
 
         string experiment = TestSupport.TempDir();
-        (code, error) = TestSupport.Cli(["experiment", "meta-tokens", "--data", data, "--out", experiment, "--steps", "2", "--batch-size", "2",
+        (code, error) = TestSupport.Cli(["experiment", "meta-tokens", "--data", data, "--out", experiment, "--steps", "2",
+            "--batch-size", "2",
                                          "--seq-len", "16", "--eval-every", "1", .. eval]);
         Assert.True(code == 0, error);
         string report = File.ReadAllText(Path.Combine(experiment, "report.md"));
@@ -45,7 +47,8 @@ public class DesignLoopEvaluationTests
         };
         string spacePath = Path.Combine(root, "space.json"), storage = Path.Combine(root, "studies.db");
         File.WriteAllText(spacePath, space.ToJson());
-        var (code, error) = TestSupport.Cli("search", "run", "--space", spacePath, "--data", data, "--storage", storage, "--measure-front", "1");
+        var (code, error) = TestSupport.Cli("search", "run", "--space", spacePath, "--data", data, "--storage", storage,
+            "--measure-front", "1");
         Assert.True(code == 0, error);
         string modelA = Path.Combine(root, "a"), modelB = Path.Combine(root, "b"), output = Path.Combine(root, "report");
         Assert.Equal(0, TestSupport.Cli("init", "--config", "flash-tiny", "--out", modelA, "--seed", "1").Code);

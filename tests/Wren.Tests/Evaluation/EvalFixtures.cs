@@ -84,5 +84,6 @@ internal static class EvalFixtures
         return dir;
     }
 
-    public static EvalTask Task(string folder, string file = "task.yaml") => TaskFiles.LoadFile(new TaskPath(Path.Combine(folder, file), false))[0];
+    public static EvalTask Task(string folder, string file = "task.yaml") =>
+        TaskFiles.LoadFile(new TaskPath(Path.Combine(folder, file), false))[0];
 }

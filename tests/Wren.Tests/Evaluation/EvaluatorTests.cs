@@ -40,7 +40,8 @@ public class EvaluatorTests
                     where l.Length > s.Length && lls[s] > lls[l] && lls[l] / l.Length > lls[s] / s.Length
                     select (Short: s, Long: l)).First();
         string dir = EvalFixtures.Folder(("task.yaml", Task), ("data.jsonl", string.Join('\n',
-            Line(context, [pair.Short, pair.Long], 0), Line(context, [pair.Short, pair.Long], 1), Line(context, [pair.Long, pair.Short], 0))));
+            Line(context, [pair.Short, pair.Long], 0), Line(context, [pair.Short, pair.Long], 1),
+            Line(context, [pair.Long, pair.Short], 0))));
         var task = EvalFixtures.Task(dir);
         var report = Evaluator.Run(model, Tokenizer, new EvalOptions([task]));
         var metrics = Assert.Single(report.Tasks).Metrics.ToDictionary(m => m.Name);

@@ -117,7 +117,8 @@ public class LoglikelihoodScorerTests
         {
             var alone = new LoglikelihoodScorer(model, Tokenizer).Score([letters[i]])[0];
             Assert.Equal(alone, results[i]);
-            Assert.Equal(EvalFixtures.PlainLoop(model, requests[0].Context.ToArray(), [Char("ABCD"[i])]).LogLikelihood, results[i].LogLikelihood, 4);
+            Assert.Equal(EvalFixtures.PlainLoop(model, requests[0].Context.ToArray(), [Char("ABCD"[i])]).LogLikelihood,
+                results[i].LogLikelihood, 4);
         }
     }
 }

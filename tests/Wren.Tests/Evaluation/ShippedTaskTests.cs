@@ -20,10 +20,13 @@ public class ShippedTaskTests
     public void Piqa_reads_goal_solutions_and_label()
     {
         string dir = EvalFixtures.Folder(("valid.jsonl", string.Join('\n',
-            JsonSerializer.Serialize(new { goal = "Open a tight jar", sol1 = "Twist the lid with a dry towel.", sol2 = "Shake the jar hard.", label = 0 }),
-            JsonSerializer.Serialize(new { goal = "Dry a wet phone", sol1 = "Charge it at once.", sol2 = "Let it dry off for a day.", label = 1 }))));
+            JsonSerializer.Serialize(new { goal = "Open a tight jar", sol1 = "Twist the lid with a dry towel.",
+                sol2 = "Shake the jar hard.", label = 0 }),
+            JsonSerializer.Serialize(new { goal = "Dry a wet phone", sol1 = "Charge it at once.", sol2 = "Let it dry off for a day.",
+                label = 1 }))));
         var prompt = FirstPrompt("piqa", Path.Combine(dir, "valid.jsonl"));
-        Assert.Equal([("Question: Open a tight jar\nAnswer:", " Twist the lid with a dry towel."), ("Question: Open a tight jar\nAnswer:", " Shake the jar hard.")],
+        const string question = "Question: Open a tight jar\nAnswer:";
+        Assert.Equal([(question, " Twist the lid with a dry towel."), (question, " Shake the jar hard.")],
                      prompt.Requests);
         Assert.Equal([0L], prompt.Gold);
     }
@@ -89,7 +92,8 @@ public class ShippedTaskTests
     {
         using var model = EvalFixtures.Model();
         var tasks = TaskFiles.Resolve(["tiny"]);
-        Assert.Equal(["tiny_arc_easy", "tiny_hellaswag", "tiny_lambada_openai", "tiny_mmlu", "tiny_openbookqa", "tiny_piqa", "tiny_text", "tiny_winogrande"],
+        Assert.Equal(["tiny_arc_easy", "tiny_hellaswag", "tiny_lambada_openai", "tiny_mmlu", "tiny_openbookqa", "tiny_piqa", "tiny_text",
+            "tiny_winogrande"],
                      tasks.Select(t => t.Name).Order());
         var report = Evaluator.Run(model, Tokenizer, new EvalOptions(tasks, Limit: 4, BatchSize: 4));
         foreach (var task in report.Tasks)
@@ -114,7 +118,8 @@ public class ShippedTaskTests
         var task = Assert.Single(TaskFiles.Resolve(["tiny/tiny_mmlu"]));
         var prompts = Evaluator.Prompts(task, new EvalOptions([task]));
         string context = prompts[0].Requests[0].Context;
-        Assert.StartsWith("The following are multiple choice questions (with answers) about elementary mathematics.\n\nWhat is 7 + 8?\nA. 14", context);
+        Assert.StartsWith("The following are multiple choice questions (with answers) about elementary mathematics.\n\n" +
+                          "What is 7 + 8?\nA. 14", context);
         Assert.Equal(6, context.Split("\nAnswer:").Length - 1);   // five examples and the question
         Assert.Contains("\nAnswer: B\n\n", context);
         Assert.DoesNotContain("Tokyo", context);

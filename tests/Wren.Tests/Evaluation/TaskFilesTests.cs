@@ -60,24 +60,28 @@ public class TaskFilesTests
         Assert.Contains("task mini", function);
         Assert.Contains("process_docs: !function utils.process_docs is Python code", function);
         Assert.Contains("hellaswag.process_docs", function);
-        Assert.Contains("doc_to_text: !function utils.make_text is Python code", Error(Valid.Replace("doc_to_text: goal", "doc_to_text: !function utils.make_text")));
+        Assert.Contains("doc_to_text: !function utils.make_text is Python code", Error(Valid.Replace("doc_to_text: goal",
+            "doc_to_text: !function utils.make_text")));
         Assert.Contains("no data for split 'test'", Error(Valid + "\ntest_split: test\n"));
         Assert.Contains("data.jsonl:2: invalid JSON", Error(Valid, "{\"goal\": \"g\", \"choices\": [\"a\"], \"label\": 0}\n{oops"));
         Assert.Contains("expected a list of choices", Error(Valid, """{"goal": "g", "choices": 3, "label": 0}"""));
         Assert.Contains("key 'use_prompt' is not supported", Error(Valid + "\nuse_prompt: promptsource:x\n"));
         Assert.Contains("expected TASK=FILE", Assert.Throws<WrenException>(() => DataOverride.Parse("piqa")).Message);
-        Assert.Contains("not a task file, a folder, or a shipped task", Assert.Throws<WrenException>(() => TaskFiles.Resolve(["nonesuch"])).Message);
+        Assert.Contains("not a task file, a folder, or a shipped task", Assert.Throws<WrenException>(() =>
+            TaskFiles.Resolve(["nonesuch"])).Message);
     }
 
     [Fact]
     public void Data_given_on_the_command_line_replaces_the_evaluated_split()
     {
-        string dir = EvalFixtures.Folder(("other.jsonl", """{"sentence": "I fed the _ my lunch.", "option1": "dog", "option2": "stone", "answer": "1"}"""));
+        string dir = EvalFixtures.Folder(("other.jsonl",
+            """{"sentence": "I fed the _ my lunch.", "option1": "dog", "option2": "stone", "answer": "1"}"""));
         var task = Assert.Single(TaskFiles.Resolve(["winogrande"], [DataOverride.Parse($"winogrande={Path.Combine(dir, "other.jsonl")}")]));
         var prompt = Assert.Single(Evaluator.Prompts(task, new EvalOptions([task])));
         Assert.Equal([("I fed the dog", " my lunch."), ("I fed the stone", " my lunch.")], prompt.Requests);
         Assert.Equal([0L], prompt.Gold);
-        Assert.Contains("--data nope=", Assert.Throws<WrenException>(() => TaskFiles.Resolve(["winogrande"], [DataOverride.Parse("nope=x.jsonl")])).Message);
+        Assert.Contains("--data nope=", Assert.Throws<WrenException>(() => TaskFiles.Resolve(["winogrande"],
+            [DataOverride.Parse("nope=x.jsonl")])).Message);
     }
 
     [Fact]
