@@ -98,9 +98,11 @@ static class JinjaBuiltins
     };
 
     /// <summary>The globals every template sees (Jinja's <c>range</c>, <c>namespace</c>, <c>dict</c>;
-    /// Hugging Face's <c>raise_exception</c>).</summary>
-    public static Dictionary<string, object?> Globals() => new()
+    /// Hugging Face's <c>raise_exception</c> and <c>strftime_now</c>).</summary>
+    public static Dictionary<string, object?> Globals(TimeProvider clock) => new()
     {
+        ["strftime_now"] = new JinjaFunction("strftime_now", args =>
+            Strftime(clock.GetLocalNow().DateTime, StringArgument(args.Required(0, "format", "strftime_now"), "strftime_now"))),
         ["range"] = new JinjaFunction("range", Range),
         ["namespace"] = new JinjaFunction("namespace", args =>
         {
@@ -151,6 +153,51 @@ static class JinjaBuiltins
             _ => null,
         };
         return body is null ? null : new JinjaFunction(name, body);
+    }
+
+    static readonly string[] DayNames = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+
+    static readonly string[] MonthNames =
+        ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+
+    /// <summary>Python's <c>datetime.strftime</c> in the C locale (glibc's <c>%-d</c> drops the padding).</summary>
+    public static string Strftime(DateTime time, string format)
+    {
+        var sb = new StringBuilder();
+        for (int i = 0; i < format.Length; i++)
+        {
+            if (format[i] != '%' || i + 1 == format.Length)
+            {
+                sb.Append(format[i]);
+                continue;
+            }
+            bool unpadded = format[i + 1] == '-' && i + 2 < format.Length;
+            char code = format[unpadded ? i + 2 : i + 1];
+            i += unpadded ? 2 : 1;
+            string Number(int value, int width) => unpadded ? value.ToString(CultureInfo.InvariantCulture)
+                : value.ToString(new string('0', width), CultureInfo.InvariantCulture);
+            sb.Append(code switch
+            {
+                'a' => DayNames[(int)time.DayOfWeek][..3],
+                'A' => DayNames[(int)time.DayOfWeek],
+                'b' or 'h' => MonthNames[time.Month - 1][..3],
+                'B' => MonthNames[time.Month - 1],
+                'd' => Number(time.Day, 2),
+                'e' => time.Day.ToString(CultureInfo.InvariantCulture).PadLeft(2),
+                'm' => Number(time.Month, 2),
+                'Y' => time.Year.ToString(CultureInfo.InvariantCulture),
+                'y' => Number(time.Year % 100, 2),
+                'H' => Number(time.Hour, 2),
+                'I' => Number(time.Hour % 12 == 0 ? 12 : time.Hour % 12, 2),
+                'M' => Number(time.Minute, 2),
+                'S' => Number(time.Second, 2),
+                'p' => time.Hour < 12 ? "AM" : "PM",
+                'j' => Number(time.DayOfYear, 3),
+                '%' => "%",
+                _ => throw new JinjaRuntimeException($"strftime_now: unsupported format code '%{code}'"),
+            });
+        }
+        return sb.ToString();
     }
 
     static T Use<T>(Undefined u, T value)

@@ -119,9 +119,11 @@ sealed record ArgumentList(IReadOnlyList<Expr> Positional, IReadOnlyList<(string
 
 sealed record Call(Expr Callee, ArgumentList Arguments, int Line, int Column) : Expr(Line, Column)
 {
-    public override object? Eval(Scope scope) => Callee.Eval(scope) switch
+    public override object? Eval(Scope scope) => Invoke(scope, Arguments.Eval(scope));
+
+    public object? Invoke(Scope scope, Arguments args) => Callee.Eval(scope) switch
     {
-        JinjaFunction f => f.Invoke(Arguments.Eval(scope)),
+        JinjaFunction f => f.Invoke(args),
         Undefined u => throw u.Fail(),
         var other => throw new JinjaRuntimeException($"'{Py.TypeName(other)}' object is not callable"),
     };
@@ -328,8 +330,10 @@ sealed record MacroStmt(string Name, IReadOnlyList<(string Name, Expr? Default)>
         if (args.Positional.Count > Parameters.Count)
             throw new JinjaRuntimeException($"macro '{Name}' takes not more than {Parameters.Count} argument(s)");
         foreach (string key in args.Named.Keys)
-            if (!Parameters.Any(p => p.Name == key)) throw new JinjaRuntimeException($"macro '{Name}' takes no keyword argument '{key}'");
+            if (key != CallBlockStmt.Caller && !Parameters.Any(p => p.Name == key))
+                throw new JinjaRuntimeException($"macro '{Name}' takes no keyword argument '{key}'");
         var scope = defining.Child();
+        if (args.Named.TryGetValue(CallBlockStmt.Caller, out var caller)) scope.Set(CallBlockStmt.Caller, caller);
         for (int i = 0; i < Parameters.Count; i++)
         {
             var (name, fallback) = Parameters[i];
@@ -341,5 +345,24 @@ sealed record MacroStmt(string Name, IReadOnlyList<(string Name, Expr? Default)>
         var output = new StringBuilder();
         RenderAll(Body, scope, output);
         return output.ToString();
+    }
+}
+
+/// <summary><c>{% call m(args) %}body{% endcall %}</c>: calls the macro with <c>caller()</c> rendering the body.</summary>
+sealed record CallBlockStmt(Call Call, IReadOnlyList<Stmt> Body, int Line, int Column) : Stmt(Line, Column)
+{
+    public const string Caller = "caller";
+
+    public override Flow Render(Scope scope, StringBuilder output)
+    {
+        var args = Call.Arguments.Eval(scope);
+        args.Named[Caller] = new JinjaFunction(Caller, _ =>
+        {
+            var captured = new StringBuilder();
+            RenderAll(Body, scope.Child(), captured);
+            return captured.ToString();
+        });
+        output.Append(Py.Str(Call.Invoke(scope, args)));
+        return Flow.Normal;
     }
 }

@@ -9,7 +9,7 @@ namespace Wren.Templating;
 sealed class JinjaParser
 {
     static readonly HashSet<string> UnsupportedTags =
-        ["include", "import", "from", "extends", "block", "call", "filter", "with", "autoescape", "do", "raw", "trans", "endraw"];
+        ["include", "import", "from", "extends", "block", "filter", "with", "autoescape", "do", "raw", "trans", "endraw"];
 
     static readonly HashSet<string> ComparisonOperators = ["==", "!=", "<", "<=", ">", ">="];
 
@@ -25,9 +25,7 @@ sealed class JinjaParser
 
     public static List<Stmt> Parse(List<Token> tokens, string source)
     {
-        var parser = new JinjaParser(tokens, source);
-        var body = parser.ParseBody([]);
-        return body;
+        return new JinjaParser(tokens, source).ParseBody([]);
     }
 
     Token Current => tokens[index];
@@ -111,6 +109,7 @@ sealed class JinjaParser
             case "for": return ParseFor(line, column);
             case "set": return ParseSet(line, column);
             case "macro": return ParseMacro(line, column);
+            case "call": return ParseCallBlock(line, column);
             case "break" or "continue":
                 ExpectBlockEnd();
                 return new LoopControlStmt(tag == "break" ? Flow.Break : Flow.Continue, line, column);
@@ -122,7 +121,7 @@ sealed class JinjaParser
         }
         if (UnsupportedTags.Contains(tag))
             throw Error(tagToken,
-                $"unsupported Jinja tag '{{% {tag} %}}' (Wren's subset has if, for, set, macro, break, continue, generation)");
+                $"unsupported Jinja tag '{{% {tag} %}}' (Wren's subset has if, for, set, macro, call, break, continue, generation)");
         throw Error(tagToken, tag.StartsWith("end", StringComparison.Ordinal) || tag is "elif" or "else"
             ? $"unexpected '{{% {tag} %}}'"
             : $"unknown tag '{{% {tag} %}}'");
@@ -256,6 +255,17 @@ sealed class JinjaParser
         return new MacroStmt(name, parameters, body, line, column);
     }
 
+    Stmt ParseCallBlock(int line, int column)
+    {
+        if (Current.IsOperator("(")) throw Error(Current, "unsupported Jinja construct: arguments for caller() in a call block");
+        var callToken = Current;
+        if (ParseExpression() is not Call call) throw Error(callToken, "expected a macro call after '{% call'");
+        ExpectBlockEnd();
+        var body = ParseBody(["endcall"]);
+        EndTag("endcall");
+        return new CallBlockStmt(call, body, line, column);
+    }
+
     // An expression, or several separated by commas (a tuple).
     Expr ParseTuple()
     {
@@ -291,27 +301,9 @@ sealed class JinjaParser
         return expr;
     }
 
-    Expr ParseOr()
-    {
-        var left = ParseAnd();
-        while (Current.IsName("or"))
-        {
-            var (line, column) = At(Next());
-            left = new Binary("or", left, ParseAnd(), line, column);
-        }
-        return left;
-    }
+    Expr ParseOr() => ParseBinaryLevel(["or"], ParseAnd);
 
-    Expr ParseAnd()
-    {
-        var left = ParseNot();
-        while (Current.IsName("and"))
-        {
-            var (line, column) = At(Next());
-            left = new Binary("and", left, ParseNot(), line, column);
-        }
-        return left;
-    }
+    Expr ParseAnd() => ParseBinaryLevel(["and"], ParseNot);
 
     Expr ParseNot()
     {
@@ -344,10 +336,11 @@ sealed class JinjaParser
         return rest.Count == 0 ? first : new Comparison(first, rest, line, column);
     }
 
+    // Left-associative binary operators (symbols, or the words "and"/"or") over the next level's operands.
     Expr ParseBinaryLevel(string[] operators, Func<Expr> operand)
     {
         var left = operand();
-        while (Current.Kind == TokenKind.Operator && operators.Contains(Current.Text))
+        while (Current.Kind is TokenKind.Operator or TokenKind.Name && operators.Contains(Current.Text))
         {
             var token = Next();
             var (line, column) = At(token);

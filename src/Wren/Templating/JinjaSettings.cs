@@ -23,6 +23,9 @@ public sealed record JinjaSettings
     /// <summary>Using an undefined value for anything but <c>is defined</c> or <c>default</c> is an error.</summary>
     public bool StrictUndefined { get; init; }
 
+    /// <summary>The clock <c>strftime_now(format)</c> reads (local time, as transformers' <c>datetime.now()</c>).</summary>
+    public TimeProvider Clock { get; init; } = TimeProvider.System;
+
     public static JinjaSettings Default { get; } = new();
 
     public static JinjaSettings HuggingFaceChat { get; } = new() { TrimBlocks = true, LstripBlocks = true };

@@ -14,13 +14,14 @@ namespace Wren.Templating;
 /// and column when parsing; <c>raise_exception('…')</c> in a template is a <see cref="WrenException"/> with that text.</para>
 /// <para>Supported: <c>{{ }}</c>, <c>{% if/elif/else %}</c>, <c>{% for %}</c> (tuple targets, inline <c>if</c> filter,
 /// <c>else</c>, <c>loop.*</c>, <c>break</c>/<c>continue</c>), <c>{% set %}</c> (names, tuples, <c>namespace</c> attributes,
-/// blocks), <c>{% macro %}</c>, <c>{% generation %}</c>, comments, <c>-</c>/<c>+</c> whitespace control, trim_blocks,
+/// blocks), <c>{% macro %}</c> and <c>{% call %}</c>, <c>{% generation %}</c>, comments, <c>-</c>/<c>+</c> whitespace control, trim_blocks,
 /// lstrip_blocks; literals (strings with Python escapes, numbers, lists, tuples, dicts), arithmetic, <c>~</c>,
 /// comparison chains, <c>in</c>/<c>not in</c>, <c>and/or/not</c>, <c>x if c else y</c>, attribute/index/slice access,
 /// calls with keyword arguments; the filters, tests, globals and methods in <see cref="JinjaBuiltins"/>.
 /// Not supported (a parse error): template inheritance and inclusion (<c>extends</c>, <c>block</c>, <c>include</c>,
-/// <c>import</c>), <c>call</c>, <c>filter</c>, <c>with</c>, <c>raw</c>, recursive loops, <c>*args</c> in calls, and
+/// <c>import</c>), <c>filter</c>, <c>with</c>, <c>raw</c>, recursive loops, <c>caller</c> arguments, <c>*args</c> in calls, and
 /// filters or tests not in the list. String <c>%</c> formatting is a runtime error.</para>
+/// <para>A parsed template is immutable: <see cref="Render"/> may run on several threads at once.</para>
 /// </remarks>
 public sealed class JinjaTemplate
 {
@@ -59,7 +60,7 @@ public sealed class JinjaTemplate
     public string Render(IReadOnlyDictionary<string, object?> context)
     {
         var globals = new Scope(null, settings.StrictUndefined);
-        foreach (var (name, value) in JinjaBuiltins.Globals()) globals.Set(name, value);
+        foreach (var (name, value) in JinjaBuiltins.Globals(settings.Clock)) globals.Set(name, value);
         var scope = globals.Child();
         foreach (var (name, value) in context)
         {

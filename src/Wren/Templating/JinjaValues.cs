@@ -11,8 +11,6 @@ sealed class JinjaRuntimeException(string message) : Exception(message);
 /// <summary>Jinja's <c>Undefined</c> (or <c>StrictUndefined</c>): renders as nothing and is falsy, unless strict.</summary>
 sealed class Undefined(string message, bool strict)
 {
-    public string Message => message;
-
     /// <summary>Throws for strict undefined values (every use but <c>is defined</c> and <c>default</c>).</summary>
     public void Use()
     {
@@ -41,8 +39,6 @@ sealed class JinjaFunction(string name, Func<Arguments, object?> invoke)
 /// <summary>The arguments of a call, filter or test (Python's positional-or-keyword binding).</summary>
 sealed class Arguments(List<object?> positional, Dictionary<string, object?> named, bool strict)
 {
-    public static Arguments None(bool strict) => new([], [], strict);
-
     public List<object?> Positional => positional;
     public Dictionary<string, object?> Named => named;
     public bool Strict => strict;
@@ -317,6 +313,8 @@ static class Py
             case ("*", IReadOnlyList<object?> list, _) when IsIntegral(b):
                 return Enumerable.Repeat(list, (int)Math.Max(0, AsLong(b))).SelectMany(x => x).ToList();
         }
+        if (op == "+" && a is string or IReadOnlyList<object?>)
+            throw new JinjaRuntimeException($"can only concatenate {TypeName(a)} (not \"{TypeName(b)}\") to {TypeName(a)}");
         throw new JinjaRuntimeException($"unsupported operand type(s) for {op}: '{TypeName(a)}' and '{TypeName(b)}'");
     }
 

@@ -57,6 +57,7 @@ public class JinjaTemplateTests
     [InlineData("{% include 'other.jinja' %}", "template line 1, column 4: unsupported Jinja tag '{% include %}'")]
     [InlineData("a\n{% extends 'base' %}", "template line 2, column 4: unsupported Jinja tag '{% extends %}'")]
     [InlineData("{% filter upper %}x{% endfilter %}", "template line 1, column 4: unsupported Jinja tag '{% filter %}'")]
+    [InlineData("{% call(x) m() %}{% endcall %}", "template line 1, column 8: unsupported Jinja construct: arguments for caller()")]
     [InlineData("line 1\n  {{ x | frobnicate }}", "template line 2, column 10: unknown filter 'frobnicate'")]
     [InlineData("{{ x is shiny }}", "template line 1, column 9: unknown test 'shiny'")]
     [InlineData("{% for x in xs recursive %}{% endfor %}", "template line 1, column 16: unsupported Jinja construct: recursive for loops")]
@@ -81,6 +82,7 @@ public class JinjaTemplateTests
 
     [Theory]
     [InlineData("ok\n{{ 1 + 'a' }}", "template line 2, column 1: unsupported operand type(s) for +: 'int' and 'str'")]
+    [InlineData("{{ 'a' + {} }}", "template line 1, column 1: can only concatenate str (not \"dict\") to str")]
     [InlineData("{{ '%s' % 'x' }}", "template line 1, column 1: unsupported operand type(s) for %: 'str' and 'str'")]
     [InlineData("{% for x in 5 %}{% endfor %}", "template line 1, column 1: 'int' object is not iterable")]
     [InlineData("{% set a, b = [1] %}", "template line 1, column 1: cannot unpack 1 values into 2 names")]

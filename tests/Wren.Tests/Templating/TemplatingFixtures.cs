@@ -20,6 +20,16 @@ internal static class TemplatingFixtures
     public static Dictionary<string, object?> Context(JsonElement variables) =>
         variables.EnumerateObject().ToDictionary(p => p.Name, p => (object?)p.Value);
 
+    /// <summary>The clock generate.py rendered with: 2024-07-06 09:05:03 (local time here is UTC).</summary>
+    public sealed class FixedClock : TimeProvider
+    {
+        public static FixedClock Instance { get; } = new();
+
+        public override DateTimeOffset GetUtcNow() => new(2024, 7, 6, 9, 5, 3, TimeSpan.Zero);
+
+        public override TimeZoneInfo LocalTimeZone => TimeZoneInfo.Utc;
+    }
+
     static IReadOnlyList<Case> Load()
     {
         string path = Path.Combine(TestSupport.RepoRoot, "tests", "fixtures", "templating", "cases.json");
@@ -28,7 +38,7 @@ internal static class TemplatingFixtures
             c.GetProperty("name").GetString()!,
             c.GetProperty("settings").GetString() switch
             {
-                "hf" => JinjaSettings.HuggingFaceChat,
+                "hf" => JinjaSettings.HuggingFaceChat with { Clock = FixedClock.Instance },
                 "lm-eval" => JinjaSettings.LmEvaluationHarness,
                 _ => JinjaSettings.Default,
             },
