@@ -66,6 +66,7 @@ public class TaskFilesTests
         Assert.Contains("data.jsonl:2: invalid JSON", Error(Valid, "{\"goal\": \"g\", \"choices\": [\"a\"], \"label\": 0}\n{oops"));
         Assert.Contains("expected a list of choices", Error(Valid, """{"goal": "g", "choices": 3, "label": 0}"""));
         Assert.Contains("key 'use_prompt' is not supported", Error(Valid + "\nuse_prompt: promptsource:x\n"));
+        Assert.Contains("fewshot_config.samples is not supported", Error(Valid + "\nfewshot_config:\n  samples: []\n"));
         Assert.Contains("expected TASK=FILE", Assert.Throws<WrenException>(() => DataOverride.Parse("piqa")).Message);
         Assert.Contains("not a task file, a folder, or a shipped task", Assert.Throws<WrenException>(() =>
             TaskFiles.Resolve(["nonesuch"])).Message);
