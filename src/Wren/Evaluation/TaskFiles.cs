@@ -228,7 +228,7 @@ public static partial class TaskFiles
             var other => throw new WrenException($"{where}: process_docs must be !function NAME, got {other}"),
         };
         var fewshotConfig = c.GetValueOrDefault("fewshot_config") as Dictionary<string, object?>;
-        foreach (var key in (fewshotConfig?.Keys ?? []).Where(k => k is not ("sampler" or "split")))
+        foreach (var key in fewshotConfig?.Keys.Where(k => k is not ("sampler" or "split")) ?? [])
             throw new WrenException($"{where}: fewshot_config.{key} is not supported by Wren's evaluator (sampler and split are)");
         string sampler = fewshotConfig?.GetValueOrDefault("sampler") as string ?? "default";
         if (sampler is not ("default" or "first_n"))
