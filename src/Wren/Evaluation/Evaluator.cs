@@ -69,7 +69,6 @@ public static partial class Evaluator
     /// <summary>A task's token requests and how to turn their answers into metrics.</summary>
     sealed record TaskPlan(IReadOnlyList<TokenRequest> Requests, Func<IReadOnlyList<LoglikelihoodResult>, TaskResult> Aggregate);
 
-
     /// <summary>
     /// The prompts of a task's documents (after <see cref="EvalOptions.Limit"/>), in text: what <see cref="Run"/> scores.
     /// Few-shot examples are drawn with <see cref="EvalOptions.Seed"/>.
@@ -81,15 +80,16 @@ public static partial class Evaluator
         var docs = options.Limit is { } limit ? all.Take(limit).ToList() : all;
         if (docs.Count == 0) throw new WrenException($"task {task.Name}: split '{split}' has no documents");
         int shots = Shots(task, options);
-        if (task.OutputType == OutputTypes.LoglikelihoodRolling && shots > 0)
-            throw new WrenException($"task {task.Name}: loglikelihood_rolling takes no few-shot examples (got --num-fewshot {shots})");
         var prompt = new PromptBuilder(task, shots, options.Seed, shots > 0 ? ExampleDocuments(task, split, all) : []);
         return docs.Select((doc, d) => task.OutputType == OutputTypes.LoglikelihoodRolling
             ? new DocumentPrompt([], [], [], prompt.TargetText(doc))
             : prompt.Requests(doc, d)).ToList();
     }
 
-    static int Shots(EvalTask task, EvalOptions options) => options.NumFewshot ?? task.NumFewshot ?? 0;
+    /// <summary>Examples per document; none for loglikelihood_rolling, whose request is the whole text (the harness builds a
+    /// few-shot context for it and never uses it).</summary>
+    static int Shots(EvalTask task, EvalOptions options) =>
+        task.OutputType == OutputTypes.LoglikelihoodRolling ? 0 : options.NumFewshot ?? task.NumFewshot ?? 0;
 
     static TaskPlan Plan(EvalTask task, EvalOptions options, LoglikelihoodScorer scorer)
     {
