@@ -13,13 +13,13 @@ public sealed record TaskPath(string Path, bool Shipped)
     /// <summary>How users see it: the path, or <c>tasks/…</c> for shipped files.</summary>
     public override string ToString() => Shipped ? "tasks/" + Path : Path;
 
-    public bool Exists => Shipped ? ShippedFiles.Contains(Path) : File.Exists(Path);
+    public bool Exists => Shipped ? Resources.ContainsKey(Path) : File.Exists(Path);
 
     public Stream Open()
     {
         if (!Shipped) return File.Exists(Path) ? File.OpenRead(Path) : throw new WrenException($"file not found: {Path}");
-        return typeof(TaskPath).Assembly.GetManifestResourceStream(ResourcePrefix + Path)
-            ?? throw new WrenException($"no shipped file tasks/{Path}");
+        return Resources.TryGetValue(Path, out var resource) && typeof(TaskPath).Assembly.GetManifestResourceStream(resource) is { } stream
+            ? stream : throw new WrenException($"no shipped file tasks/{Path}");
     }
 
     public string ReadText()
@@ -47,9 +47,11 @@ public sealed record TaskPath(string Path, bool Shipped)
         return new TaskPath(string.Join('/', parts), true);
     }
 
-    /// <summary>Paths of every shipped file under <c>tasks/</c> ('/'-separated).</summary>
-    public static IReadOnlySet<string> ShippedFiles { get; } = typeof(TaskPath).Assembly.GetManifestResourceNames()
+    /// <summary>Shipped path ('/'-separated, whatever separator the build used) → resource name.</summary>
+    static readonly Dictionary<string, string> Resources = typeof(TaskPath).Assembly.GetManifestResourceNames()
         .Where(n => n.StartsWith(ResourcePrefix, StringComparison.Ordinal))
-        .Select(n => n[ResourcePrefix.Length..].Replace('\\', '/'))
-        .ToHashSet(StringComparer.Ordinal);
+        .ToDictionary(n => n[ResourcePrefix.Length..].Replace('\\', '/'), n => n, StringComparer.Ordinal);
+
+    /// <summary>Paths of every shipped file under <c>tasks/</c> ('/'-separated).</summary>
+    public static IReadOnlyCollection<string> ShippedFiles => Resources.Keys;
 }
