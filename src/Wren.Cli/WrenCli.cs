@@ -24,7 +24,8 @@ public static class WrenCli
         ScalingCommand.Create(),
     };
 
-    /// <summary>Exit codes: 0 success, 1 bad arguments (System.CommandLine), 2 bad input (a clear message), 3 internal error.</summary>
+    /// <summary>Exit codes: 0 success, 1 bad arguments (System.CommandLine), 2 bad input (a clear message), 130 cancelled
+    /// (Ctrl-C).</summary>
     public static async Task<int> RunAsync(string[] args, TextWriter? error = null)
     {
         error ??= Console.Error;
@@ -37,9 +38,9 @@ public static class WrenCli
             error.WriteLine($"error: {e.Message}");
             return 2;
         }
-        catch (OperationCanceledException)
+        catch (OperationCanceledException e)
         {
-            error.WriteLine("cancelled");
+            error.WriteLine(e is ResumableCancellation ? e.Message : "cancelled");
             return 130;
         }
     }

@@ -14,9 +14,8 @@ internal static class TestSupport
     /// <summary>The repository root (the folder holding Wren.slnx).</summary>
     public static string RepoRoot { get; } = FindRepoRoot();
 
-    /// <summary>../shared/fixtures beside the clone (WREN_FIXTURES overrides).</summary>
-    public static string Fixtures =>
-        Environment.GetEnvironmentVariable("WREN_FIXTURES") is { Length: > 0 } env ? env : Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared", "fixtures"));
+    /// <summary>The repository's test inputs, tests/fixtures (README.md there says where each came from).</summary>
+    public static string Fixtures { get; } = Path.Combine(RepoRoot, "tests", "fixtures");
 
     static string FindRepoRoot()
     {
@@ -102,7 +101,8 @@ internal static class TestSupport
         var expected = Grads(reference);
         var actual = Grads(candidate);
         for (int i = 0; i < expected.Length; i++)
-            Assert.True(RelativeRms(actual[i], expected[i]) <= 1e-3, $"gradient of input {i}: relative RMS {RelativeRms(actual[i], expected[i]):E2}");
+            Assert.True(RelativeRms(actual[i], expected[i]) <= 1e-3,
+                        $"gradient of input {i}: relative RMS {RelativeRms(actual[i], expected[i]):E2}");
     }
 
     /// <summary>Relative RMS error ‖a − b‖ / ‖b‖.</summary>

@@ -32,7 +32,7 @@ public static partial class Evaluator
                                  torch.Device? device = null, Action<EvalProgress>? progress = null,
                                  CancellationToken cancellation = default)
     {
-        using var model = Checkpoint.Load(modelFolder, dtype, device);
+        using var model = HybridForCausalLM.FromPretrained(modelFolder, dtype, device);
         var tokenizer = TokenizerLoader.ForModel(modelFolder, model.Config);
         return Run(model, tokenizer, options, progress, cancellation) with { Model = modelFolder };
     }

@@ -43,7 +43,9 @@ internal static class EvalFixtures
     public static HybridForCausalLM Model(long seed = 3) =>
         TestSupport.RandomModel(TestSupport.Config("a", "m2", "deltanet", "f") with
         {
-            VocabSize = new TableTokenizer().VocabularySize, NumMemoryTokens = 4, MaxPositionEmbeddings = 512,
+            VocabSize = new TableTokenizer().VocabularySize,
+            NumMemoryTokens = 4,
+            MaxPositionEmbeddings = 512,
         }, seed);
 
     /// <summary>

@@ -36,7 +36,8 @@ public class EvaluatorTests
         string[] candidates = ["a", "b", "zz", "no", "yes", "the end", "qqqqqqqqqq", "a long answer here", "xy xy xy xy xy", "ok"];
         var lls = candidates.ToDictionary(c => c, c =>
             EvalFixtures.PlainLoop(model, Tokenizer.Encode(context).ToArray(), Tokenizer.Encode(" " + c).ToArray()).LogLikelihood);
-        var pair = (from s in candidates from l in candidates
+        var pair = (from s in candidates
+                    from l in candidates
                     where l.Length > s.Length && lls[s] > lls[l] && lls[l] / l.Length > lls[s] / s.Length
                     select (Short: s, Long: l)).First();
         string dir = EvalFixtures.Folder(("task.yaml", Task), ("data.jsonl", string.Join('\n',

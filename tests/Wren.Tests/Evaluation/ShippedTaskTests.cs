@@ -20,10 +20,14 @@ public class ShippedTaskTests
     public void Piqa_reads_goal_solutions_and_label()
     {
         string dir = EvalFixtures.Folder(("valid.jsonl", string.Join('\n',
-            JsonSerializer.Serialize(new { goal = "Open a tight jar", sol1 = "Twist the lid with a dry towel.",
-                sol2 = "Shake the jar hard.", label = 0 }),
-            JsonSerializer.Serialize(new { goal = "Dry a wet phone", sol1 = "Charge it at once.", sol2 = "Let it dry off for a day.",
-                label = 1 }))));
+            JsonSerializer.Serialize(new
+            {
+                goal = "Open a tight jar", sol1 = "Twist the lid with a dry towel.", sol2 = "Shake the jar hard.", label = 0,
+            }),
+            JsonSerializer.Serialize(new
+            {
+                goal = "Dry a wet phone", sol1 = "Charge it at once.", sol2 = "Let it dry off for a day.", label = 1,
+            }))));
         var prompt = FirstPrompt("piqa", Path.Combine(dir, "valid.jsonl"));
         const string question = "Question: Open a tight jar\nAnswer:";
         Assert.Equal([(question, " Twist the lid with a dry towel."), (question, " Shake the jar hard.")],

@@ -46,7 +46,8 @@ public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokeni
         {
             if (prompts[b].Length == 0) throw new WrenException($"prompt {b} is empty after tokenization");
             foreach (var id in prompts[b])
-                if (id < 0 || id >= model.Config.VocabSize) throw new WrenException($"prompt {b} has token id {id}, outside the model's vocabulary of {model.Config.VocabSize}");
+                if (id < 0 || id >= model.Config.VocabSize) throw new WrenException($"prompt {b} has token id {id}, outside the model's " +
+                                                                                    $"vocabulary of {model.Config.VocabSize}");
         }
         var stats = new GenerationStats { PromptTokens = prompts.Sum(p => p.Length) };
         LastStats = stats;
@@ -80,7 +81,8 @@ public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokeni
         using (NewDisposeScope())
         {
             logits.Dispose();
-            logits = model.forward(new LMInput(ids, cache, leftPad.Any(p => p > 0) ? pads : null, LastPositionOnly: true)).Logits.squeeze(1).MoveToOuterDisposeScope();
+            logits = model.forward(new LMInput(ids, cache, leftPad.Any(p => p > 0) ? pads : null,
+                                               LastPositionOnly: true)).Logits.squeeze(1).MoveToOuterDisposeScope();
         }
         stats.PrefillSeconds = clock.Elapsed.TotalSeconds;
         clock.Restart();
@@ -112,7 +114,8 @@ public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokeni
                         string text = tokenizer.Decode(generated[b]);
                         // Hold back text while the last character is incomplete (a multi-byte UTF-8 sequence split across tokens).
                         string stable = text.EndsWith('\uFFFD') ? emittedText[b] : text;
-                        int cut = options.StopStrings.Select(s => stable.IndexOf(s, StringComparison.Ordinal)).Where(i => i >= 0).DefaultIfEmpty(-1).Min();
+                        int cut = options.StopStrings.Select(s => stable.IndexOf(s, StringComparison.Ordinal)).Where(i =>
+                            i >= 0).DefaultIfEmpty(-1).Min();
                         if (cut >= 0) { stable = stable[..cut]; reason = "stop-string"; }
                         delta = stable.Length >= emittedText[b].Length ? stable[emittedText[b].Length..] : "";
                         emittedText[b] = stable;
