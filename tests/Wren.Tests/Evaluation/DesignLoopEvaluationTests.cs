@@ -1,5 +1,8 @@
+using Wren.Evaluation;
+using Wren.Models;
 using Wren.Scaling;
 using Wren.Search;
+using Wren.Training;
 
 namespace Wren.Tests.Evaluation;
 
@@ -60,5 +63,29 @@ public class DesignLoopEvaluationTests
         Assert.StartsWith("| model | tiny_piqa acc | tiny_piqa acc_norm | mean acc |", rows[0]);
         Assert.StartsWith($"| {modelA} |", rows[2]);
         Assert.StartsWith($"| {modelB} |", rows[3]);
+    }
+
+    [Fact]
+    public void Report_printers_show_accuracy_only_where_it_was_measured()
+    {
+        var accuracy = new EvalReport("winner", "bytes", "float32", 1, 1234, null, 512, 1, 1,
+            [new TaskResult("tiny_piqa", "multiple_choice", 0, 4, 8, [new MetricValue("acc", 0.75, 0.25, true)], "shipped")]);
+        var space = SearchSpace.Load("quick");
+        var summary = SearchSummary.Of([], space, "t");
+        Assert.DoesNotContain("Accuracy", SearchReport.Markdown(summary, space, null));
+        string search = SearchReport.Markdown(summary with { Accuracy = [accuracy] }, space, null);
+        Assert.Contains("| model | tiny_piqa acc | mean acc |", search);
+        Assert.Contains("| winner | 0.7500 ± 0.2500 | 0.7500 |", search);
+
+        var options = new TrainingOptions();
+        var result = new TrainingResult(1, 16, 5.0, 5.5, 244.7, "model", 1);
+        var arms = new List<ArmResult>
+        {
+            new(new AblationArm("off", HybridConfig.Load("flash-tiny"), options), result, 1, 1, 1, 100),
+            new(new AblationArm("on", HybridConfig.Load("flash-tiny"), options), result, 1, 1, 1, 100, accuracy),
+        };
+        string ablation = new AblationReport("weight-norm", "data", arms).ToMarkdown();
+        Assert.Contains("Accuracy, weight-norm on: tiny_piqa acc 0.7500 ± 0.2500.", ablation);
+        Assert.DoesNotContain("Accuracy, weight-norm off", ablation);
     }
 }
