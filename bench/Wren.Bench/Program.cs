@@ -9,6 +9,7 @@ return args.FirstOrDefault() switch
     "train" => TrainBenchmark.Run(args.Skip(1).ToArray()),
     "load" => LoadBenchmark.Run(args.Skip(1).ToArray()),
     "load-one" => LoadBenchmark.One(args.Skip(1).ToArray()),
+    "eval" => EvalBenchmark.Run(args.Skip(1).ToArray()),
     "device" => PrintDevice(),
     "serve" => ServeBenchmark.Run(args.Skip(1).ToArray()),
     _ => Usage(),
@@ -34,6 +35,8 @@ static int Usage()
                Wren.Bench serve [--models flash-300m,llama-300m] [--streams 1,4,16,64] [--prompt 256]
                                 [--new 128] [--shared 1024] [--requests 2] [--chunk 128] [--max-memory-gb G]
                                 (HTTP serving: tokens/s, TTFT, ITL)
+               Wren.Bench eval [--model flash-300m] [--batches 1,2,4,8,16] [--repeats 3] [--limit N]
+                               (four-choice items/s per batch size)
                Wren.Bench device      (copy bandwidth, matmul and matrix–vector throughput)
         """);
     return 1;

@@ -14,6 +14,7 @@ public static class WrenCli
         InspectCommand.Create(),
         GenerateCommand.Create(),
         LogitsCommand.Create(),
+        EvalCommand.Create(),
         ProfileCommand.Create(),
         AccuracyCommand.Create(),
         ConvertCommand.Create(),

@@ -31,9 +31,11 @@ internal static class ExperimentCommand
         foreach (var o in new Option[] { config, data, output, metaTokens }) command.Add(o);
         var flags = new TrainingFlags(command);
         var common = new CommonOptions(command, withDType: false);
+        var evaluation = new EvalTaskOptions(command);
         command.SetAction((result, cancellation) =>
         {
             common.Initialize(result);
+            var evalOptions = evaluation.Read(result);
             using var dataset = TokenDataset.Open(result.GetValue(data)!);
             var chosen = arms(HybridConfig.Load(result.GetValue(config)!), flags.Read(result), result.GetValue(metaTokens));
             var report = Resumable.Run(Resumable.SameCommand(result), () =>
@@ -42,7 +44,7 @@ internal static class ExperimentCommand
                 {
                     AnsiConsole.MarkupLine($"[bold]{name} = {arm.Name}[/]");
                     return TrainingConsole.Run(trainer, cancellation);
-                }));
+                }, evalOptions, cancellation));
             AnsiConsole.WriteLine();
             AnsiConsole.WriteLine(report.ToMarkdown());
             return Task.FromResult(0);

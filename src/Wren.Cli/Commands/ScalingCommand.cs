@@ -35,6 +35,7 @@ internal static class ScalingCommand
         var remeasure = new Option<bool>("--remeasure-latency") { Description = "time every shape in sweep.json again (e.g. on the target device), keeping the losses" };
         foreach (var o in new Option[] { config, pattern, depths, widths, data, steps, batch, seqLen, lr, decode, holdout, budget, output, remeasure }) sweep.Add(o);
         var common = new CommonOptions(sweep, withDType: false);
+        var evaluation = new EvalTaskOptions(sweep);
         sweep.SetAction((result, cancellation) =>
         {
             common.Initialize(result);
@@ -49,7 +50,7 @@ internal static class ScalingCommand
                                                "--widths"),
                                            proxy, result.GetValue(decode), result.GetValue(holdout) is { } h ? Formats.Ints(h,
                                                "--holdout-depths") : [],
-                                           result.GetValue(budget), result.GetValue(remeasure));
+                                           result.GetValue(budget), result.GetValue(remeasure), evaluation.Read(result));
             using var dataset = TokenDataset.Open(result.GetValue(data)!);
             SweepReport report = null!;
             Resumable.Run(Resumable.SameCommand(result), () => AnsiConsole.Status().Start("sweeping", status =>

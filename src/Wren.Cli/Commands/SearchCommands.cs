@@ -105,16 +105,24 @@ internal static class SearchCommands
     {
         var command = new Command("report", "Write the study's report: front, best per budget, trajectory, plots, winner config");
         var output = new Option<string?>("--out") { Description = "report folder (default: beside the study)" };
+        var models = new Option<string[]>("--eval-models")
+        {
+            Description = "trained model folders (e.g. the winner trained from winner.config.json, and baselines) to score on --eval-tasks",
+            AllowMultipleArgumentsPerToken = true,
+        };
         command.Add(output);
+        command.Add(models);
         var studyOptions = new StudyOptions(command);
-        command.SetAction(result =>
+        var evaluation = new EvalTaskOptions(command);
+        command.SetAction((result, cancellation) =>
         {
             using var handle = studyOptions.OpenExisting(result);
             var outcome = SearchReport.Write(handle.Store.Trials(handle.Study.Name), handle.Space,
                                              SearchStudy.Template(handle.Space, handle.Study.Data),
-                                             handle.Study.Name, result.GetValue(output) ?? handle.Folder);
+                                             handle.Study.Name, result.GetValue(output) ?? handle.Folder,
+                                             evaluation.Read(result), result.GetValue(models), cancellation);
             Console.WriteLine(outcome.Markdown);
-            return 0;
+            return Task.FromResult(0);
         });
         return command;
     }

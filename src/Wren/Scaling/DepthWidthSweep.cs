@@ -2,6 +2,7 @@ using System.Text.Json;
 using Wren.Checkpoints;
 using Wren.Common;
 using Wren.Data;
+using Wren.Evaluation;
 using Wren.Models;
 using Wren.Profiling;
 using Wren.Training;
@@ -10,7 +11,7 @@ namespace Wren.Scaling;
 
 /// <summary>One trained and timed (depth, width) shape.</summary>
 public sealed record SweepPoint(int Depth, int Width, long Parameters, double ValLoss, double ValPerplexity, double DecodeMsPerToken,
-                                double TrainSeconds);
+                                double TrainSeconds, double? Accuracy = null);
 
 /// <summary>What the sweep concludes: the law fitted on the non-held-out points, its errors on the held-out ones, the pick for a
 /// budget.</summary>
@@ -35,7 +36,8 @@ internal static class DepthWidthSweep
     public static IReadOnlyList<SweepPoint> Run(HybridConfig template, IReadOnlyList<string> pattern, IReadOnlyList<int> depths,
                                                 IReadOnlyList<int> widths,
                                                 TokenDataset data, TrainingOptions proxy, int decodeTokens, string folder,
-                                                IProgress<string>? progress = null, CancellationToken cancellation = default, bool remeasureLatency = false)
+                                                IProgress<string>? progress = null, CancellationToken cancellation = default,
+                                                bool remeasureLatency = false, EvalOptions? evaluation = null)
     {
         if (pattern.Count == 0) throw new WrenException("the block pattern is empty");
         Directory.CreateDirectory(folder);
@@ -64,13 +66,19 @@ internal static class DepthWidthSweep
                 string run = Path.Combine(folder, "runs", $"d{depth}-w{width}");
                 if (Directory.Exists(run)) Directory.Delete(run, recursive: true);
                 TrainingResult trained;
+                double? accuracy = null;   // mean acc over the evaluation tasks (Evaluator), when asked for
                 var options = proxy with { CheckpointEvery = TrainingOptions.Never, EvalEvery = TrainingOptions.Never };
                 using (var trainer = Trainer.Open(run, data, new NewRun(config, options)))
+                {
                     trained = trainer.Run(cancellation: cancellation);
+                    if (evaluation is not null)
+                        accuracy = Evaluator.Run(trainer.Model, data.OpenTokenizer().Tokenizer, evaluation,
+                                                 cancellation: cancellation).Average();
+                }
                 Directory.Delete(run, recursive: true);
                 progress?.Report($"depth {depth} × width {width}: timing decode");
                 points.Add(new SweepPoint(depth, width, ModelFootprint.Of(config).Parameters, trained.ValLoss, trained.ValPerplexity,
-                                          DecodeMs(config), trained.Seconds));
+                                          DecodeMs(config), trained.Seconds, accuracy));
                 AtomicFile.WriteAllText(results, JsonSerializer.Serialize(points, Json));
             }
         return points.Where(p => depths.Contains(p.Depth) && widths.Contains(p.Width)).ToList();

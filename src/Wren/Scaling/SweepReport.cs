@@ -1,5 +1,6 @@
 using Wren.Common;
 using Wren.Data;
+using Wren.Evaluation;
 using Wren.Models;
 using Wren.Training;
 
@@ -8,10 +9,11 @@ namespace Wren.Scaling;
 /// <summary>What <c>wren scaling sweep</c> asks for: the pattern, the grid, the per-shape training and the decode timing.</summary>
 /// <param name="HoldoutDepths">Depths kept out of the fit to test extrapolation; empty: the largest.</param>
 /// <param name="BudgetMs">Decode budget (ms/token) for the recommendation; null: the median measured.</param>
+/// <param name="Evaluation">Tasks to score each trained shape on (mean acc, <see cref="EvalReport.Average"/>); null: none.</param>
 public sealed record SweepOptions(HybridConfig Template, IReadOnlyList<string> Pattern, IReadOnlyList<int> Depths,
                                   IReadOnlyList<int> Widths,
                                   TrainingOptions Proxy, int DecodeTokens, IReadOnlyList<int> HoldoutDepths, double? BudgetMs = null,
-                                  bool RemeasureLatency = false);
+                                  bool RemeasureLatency = false, EvalOptions? Evaluation = null);
 
 /// <summary>A finished sweep: every shape, the analysis (fit, held-out errors, pick) and how it was run.</summary>
 public sealed record SweepReport(SweepOptions Options, IReadOnlyList<SweepPoint> Points, SweepAnalysis Analysis, double BudgetMs)
@@ -27,7 +29,7 @@ public sealed record SweepReport(SweepOptions Options, IReadOnlyList<SweepPoint>
         var held = options.HoldoutDepths.Count > 0 ? options.HoldoutDepths : [options.Depths.Max()];
         var points = DepthWidthSweep.Run(options.Template, options.Pattern, options.Depths, options.Widths, data, options.Proxy,
                                          options.DecodeTokens,
-                                         folder, progress, cancellation, options.RemeasureLatency);
+                                         folder, progress, cancellation, options.RemeasureLatency, options.Evaluation);
         double budget = options.BudgetMs ?? points.Select(p => p.DecodeMsPerToken).Order().ElementAt(points.Count / 2);
         var analysis = DepthWidthSweep.Analyze(points, p => held.Contains(p.Depth), budget);
         DepthWidthSweep.FrontierPlot(points, Path.Combine(folder, "frontier"));
@@ -39,17 +41,19 @@ public sealed record SweepReport(SweepOptions Options, IReadOnlyList<SweepPoint>
     public string ToMarkdown()
     {
         var held = Options.HoldoutDepths;
+        bool accuracy = Points.Any(p => p.Accuracy is not null);   // the mean acc column only when tasks were scored
         var lines = new List<string>
         {
             "# Depth–width sweep", "",
             $"Pattern `{string.Join(" ", Options.Pattern)}` × D at width W, {Options.Proxy.TotalSteps} steps × " +
             $"{Options.Proxy.TokensPerStep:N0} tokens each; " +
-            "latency: batch-1 decode ms/token.", "",
-            "| depth | width | params | val loss | val PPL | decode ms/token | fit |", "|---|---|---|---|---|---|---|",
+            "latency: batch-1 decode ms/token" + (accuracy ? "; mean acc over the evaluation tasks where measured." : "."), "",
+            "| depth | width | params | val loss | val PPL | decode ms/token | fit |" + (accuracy ? " mean acc |" : ""),
+            "|---|---|---|---|---|---|---|" + (accuracy ? "---|" : ""),
         };
         lines.AddRange(Points.OrderBy(p => p.Depth).ThenBy(p => p.Width).Select(p =>
             $"| {p.Depth} | {p.Width} | {p.Parameters / 1e6:F2}M | {p.ValLoss:F4} | {p.ValPerplexity:F2} | {p.DecodeMsPerToken:F2} | " +
-            $"{(held.Contains(p.Depth) ? "held out" : "fitted")} |"));
+            $"{(held.Contains(p.Depth) ? "held out" : "fitted")} |" + (accuracy ? $" {p.Accuracy:F4} |" : "")));
         lines.AddRange(["", $"Fitted on perplexity: {Analysis.Law} (RMS residual {Analysis.Law.RmsError:F3}).", "",
                         "| held-out shape | measured PPL | predicted PPL | error |", "|---|---|---|---|"]);
         lines.AddRange(Analysis.HeldOut.Select(e =>

@@ -1,5 +1,7 @@
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using Wren.Common;
+using Wren.Evaluation;
 using Wren.Models;
 
 namespace Wren.Search;
@@ -7,18 +9,39 @@ namespace Wren.Search;
 /// <summary>
 /// The outcome of a study, written into a folder: <c>report.md</c> and <c>report.json</c> (printers of one
 /// <see cref="SearchSummary"/>), the front and trajectory plots (PNG + SVG), and the winner exported as
-/// <c>winner.config.json</c>, ready for <c>wren train</c>.
+/// <c>winner.config.json</c>, ready for <c>wren train</c>; with an evaluation, the accuracy of trained models side by side
+/// (also as <c>accuracy.md</c>).
 /// </summary>
 public static class SearchReport
 {
     public sealed record Outcome(string Markdown, TrialRow? Winner, string ReportFile, string? WinnerConfig);
 
-    static readonly JsonSerializerOptions Json = new() { WriteIndented = true, };
-
-    public static Outcome Write(IReadOnlyList<Trial> trials, SearchSpace space, HybridConfig template, string study, string folder)
+    static readonly JsonSerializerOptions Json = new()
     {
+        WriteIndented = true, NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,   // perplexities may be infinite
+    };
+
+    /// <summary>
+    /// Writes the report into <paramref name="folder"/>. With <paramref name="evaluation"/>, each of <paramref name="evalModels"/>
+    /// (trained model folders: e.g. the winner trained from <c>winner.config.json</c>, and baselines) is scored on its tasks,
+    /// so a searched design can be compared with the baselines by accuracy as well (off by default: it costs time).
+    /// </summary>
+    /// <exception cref="WrenException">An evaluation without models to score.</exception>
+    public static Outcome Write(IReadOnlyList<Trial> trials, SearchSpace space, HybridConfig template, string study, string folder,
+                                EvalOptions? evaluation = null, IReadOnlyList<string>? evalModels = null,
+                                CancellationToken cancellation = default)
+    {
+        if (evaluation is not null && evalModels is not { Count: > 0 }) throw new WrenException("--eval-tasks needs --eval-models DIR...");
         Directory.CreateDirectory(folder);
         var summary = SearchSummary.Of(trials, space, study);
+        if (evaluation is not null)
+        {
+            summary = summary with
+            {
+                Accuracy = evalModels!.Select(m => Evaluator.Run(m, evaluation, cancellation: cancellation)).ToList(),
+            };
+            AtomicFile.WriteAllText(Path.Combine(folder, "accuracy.md"), EvalReport.Comparison(summary.Accuracy));
+        }
         string? configPath = null;
         if (summary.Winner is { } winner)
         {
@@ -47,6 +70,9 @@ public static class SearchReport
                                 $"{t.OutsidePercent:F2} % of it outside proxy training (proposals, latency prediction, the store, " +
                                 $"waiting)."]);
         lines.Add("");
+        if (s.Accuracy is { } accuracy)
+            lines.AddRange(["## Accuracy of trained models (mean acc: the average over the tasks)", "",
+                            .. EvalReport.Comparison(accuracy).TrimEnd('\n').Split('\n'), ""]);
         if (s.Winner is null || s.Origin is null)
         {
             lines.Add("No finished trials yet.");

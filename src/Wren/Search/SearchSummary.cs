@@ -33,13 +33,15 @@ internal sealed record WinnerOrigin(string Layers, string Parent, string Mutatio
 
 /// <summary>
 /// Everything a study's report says, computed once from its trials: counts, throughput, winner, seeded baselines,
-/// the loss–latency front, the best trial per latency budget and the trajectory. Printers (Markdown, JSON) and
+/// the loss–latency front, the best trial per latency budget and the trajectory; and, when asked for, the accuracy of
+/// trained models on evaluation tasks (<see cref="Evaluation.Evaluator"/>). Printers (Markdown, JSON) and
 /// plots read this record (<see cref="SearchReport"/>).
 /// </summary>
 internal sealed record SearchSummary(
     string Study, int Trials, int Done, int Failed, int Open, double ProxyTrainingMinutes, SearchThroughput? Throughput,
     TrialRow? Winner, WinnerOrigin? Origin, IReadOnlyList<TrialRow> Seeds, IReadOnlyList<TrialRow> Front,
-    IReadOnlyList<BudgetRow> Budgets, IReadOnlyList<CycleRow> Trajectory, IReadOnlyList<TrialPoint> Curve)
+    IReadOnlyList<BudgetRow> Budgets, IReadOnlyList<CycleRow> Trajectory, IReadOnlyList<TrialPoint> Curve,
+    IReadOnlyList<Evaluation.EvalReport>? Accuracy = null)
 {
     /// <summary>Latency budgets of the per-budget table, as quantiles of the finished trials' predicted latencies.</summary>
     static readonly double[] BudgetQuantiles = [0.2, 0.4, 0.6, 0.8, 1.0];

@@ -1,6 +1,8 @@
 using Wren.Common;
 using Wren.Data;
+using Wren.Evaluation;
 using Wren.Models;
+using Wren.Tokenization;
 
 namespace Wren.Training;
 
@@ -9,9 +11,10 @@ public sealed record AblationArm(string Name, HybridConfig Config, TrainingOptio
 
 /// <summary>
 /// A trained arm: its result, the L2 norms (mean, min, max) of the rows/columns weight normalization projects,
-/// measured on the final weights, and the parameter count.
+/// measured on the final weights, the parameter count, and the accuracy on the evaluation tasks when they were asked for.
 /// </summary>
-public sealed record ArmResult(AblationArm Arm, TrainingResult Result, double NormMean, double NormMin, double NormMax, long Parameters);
+public sealed record ArmResult(AblationArm Arm, TrainingResult Result, double NormMean, double NormMin, double NormMax, long Parameters,
+                               EvalReport? Accuracy = null);
 
 /// <summary>The two arms of an ablation side by side; <see cref="ToMarkdown"/> prints the table and the deltas.</summary>
 public sealed record AblationReport(string Name, string Data, IReadOnlyList<ArmResult> Arms)
@@ -40,6 +43,8 @@ public sealed record AblationReport(string Name, string Data, IReadOnlyList<ArmR
         lines.AddRange(["", $"Δ validation loss (on − off): {delta:+0.0000;-0.0000}; Δ PPL: {deltaPpl:+0.00;-0.00}.",
                         "Norms are the L2 norms of the rows/columns that weight normalization would project (Nemotron-Flash paper, weight normalization), measured on the " +
                         "final weights."]);
+        foreach (var arm in Arms.Where(a => a.Accuracy is not null))
+            lines.AddRange(["", $"Accuracy, {Name} {arm.Arm.Name}: {arm.Accuracy!.Summary()}."]);
         return string.Join("\n", lines) + "\n";
     }
 }
@@ -60,10 +65,12 @@ public static class Ablation
 
     /// <summary>
     /// Trains every arm in <c>folder/&lt;arm&gt;</c> (through <paramref name="train"/>, which may show progress), then writes
-    /// <c>report.md</c> and the arms' validation curves (<c>validation-loss.png/svg</c>).
+    /// <c>report.md</c> and the arms' validation curves (<c>validation-loss.png/svg</c>). With <paramref name="evaluation"/>,
+    /// each trained arm is also scored on those tasks (<see cref="Evaluator"/>; off by default: it costs time).
     /// </summary>
     public static AblationReport Run(string name, string dataPath, TokenDataset data, IReadOnlyList<AblationArm> arms, string folder,
-                                     Func<AblationArm, Trainer, TrainingResult> train)
+                                     Func<AblationArm, Trainer, TrainingResult> train, EvalOptions? evaluation = null,
+                                     CancellationToken cancellation = default)
     {
         var results = new List<ArmResult>();
         foreach (var arm in arms)
@@ -74,7 +81,13 @@ public static class Ablation
                 outcome = train(arm, trainer);
             using var model = HybridForCausalLM.FromPretrained(outcome.ModelFolder);
             var (mean, min, max) = WeightNormalization.Statistics(WeightNormalization.Targets(model));
-            results.Add(new ArmResult(arm, outcome, mean, min, max, ModelFootprint.Of(model.Config).Parameters));
+            EvalReport? accuracy = null;
+            if (evaluation is not null)
+            {
+                var tokenizer = TokenizerLoader.ForModel(outcome.ModelFolder, model.Config);
+                accuracy = Evaluator.Run(model, tokenizer, evaluation, cancellation: cancellation) with { Model = outcome.ModelFolder };
+            }
+            results.Add(new ArmResult(arm, outcome, mean, min, max, ModelFootprint.Of(model.Config).Parameters, accuracy));
         }
         var report = new AblationReport(name, dataPath, results);
         AtomicFile.WriteAllText(Path.Combine(folder, "report.md"), report.ToMarkdown());
