@@ -47,7 +47,7 @@ internal static class EvalCommand
                 .Start(context =>
                 {
                     var bar = context.AddTask($"{options.Tasks.Count} task(s)", maxValue: 1);
-                    report = Evaluator.Run(result.GetValue(model)!, options, common.ScalarType(result), device, p =>
+                    report = Evaluator.Run(result.GetValue(model)!, options, common.Precision(result), device, p =>
                     {
                         bar.MaxValue = Math.Max(1, p.Total);
                         bar.Value = p.Done;

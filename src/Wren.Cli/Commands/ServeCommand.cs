@@ -58,7 +58,7 @@ internal static class ServeCommand
                 o.SingleLine = true;
                 o.TimestampFormat = "HH:mm:ss ";
             }));   // one line per request, from the engine
-            var settings = new ServeSettings(folder, server, engine, result.GetValue(template), common.ScalarType(result), device);
+            var settings = new ServeSettings(folder, server, engine, result.GetValue(template), common.Precision(result), device);
             await ServeHost.RunAsync(settings, logging, cancel: cancel);
             return 0;
         });

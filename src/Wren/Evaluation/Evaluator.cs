@@ -5,6 +5,7 @@ using System.Text.RegularExpressions;
 using TorchSharp;
 using Wren.Checkpoints;
 using Wren.Models;
+using Wren.Modules;
 using Wren.Tokenization;
 
 namespace Wren.Evaluation;
@@ -28,11 +29,11 @@ public readonly record struct EvalProgress(int Done, int Total);
 public static partial class Evaluator
 {
     /// <summary>Loads the model folder (weights, tokenizer) and evaluates it: the <c>wren eval</c> command.</summary>
-    public static EvalReport Run(string modelFolder, EvalOptions options, torch.ScalarType dtype = torch.ScalarType.Float32,
+    public static EvalReport Run(string modelFolder, EvalOptions options, WeightPrecision weights = WeightPrecision.Float32,
                                  torch.Device? device = null, Action<EvalProgress>? progress = null,
                                  CancellationToken cancellation = default)
     {
-        using var model = HybridForCausalLM.FromPretrained(modelFolder, dtype, device);
+        using var model = HybridForCausalLM.FromPretrained(modelFolder, weights, device);
         var tokenizer = TokenizerLoader.ForModel(modelFolder, model.Config);
         return Run(model, tokenizer, options, progress, cancellation) with { Model = modelFolder };
     }

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using TorchSharp;
 using Wren.Models;
+using Wren.Modules;
 using Wren.Templating;
 using Wren.Tokenization;
 
@@ -10,7 +11,7 @@ namespace Wren.Serving;
 /// <param name="ChatTemplate">A built-in name (<see cref="Templating.ChatTemplate.BuiltInNames"/>), a model folder or a
 /// tokenizer_config.json; null: the model folder's template, else <c>nemotron-flash</c>.</param>
 public sealed record ServeSettings(string ModelFolder, ServeOptions Server, EngineOptions Engine, string? ChatTemplate = null,
-                                   torch.ScalarType DType = torch.ScalarType.Float32, torch.Device? Device = null);
+                                   WeightPrecision Weights = WeightPrecision.Float32, torch.Device? Device = null);
 
 /// <summary>Loads a model folder and serves it until cancelled.</summary>
 public static class ServeHost
@@ -22,7 +23,7 @@ public static class ServeHost
     public static async Task RunAsync(ServeSettings settings, ILoggerFactory logging, Action<Uri>? started = null,
                                       CancellationToken cancel = default)
     {
-        using var model = HybridForCausalLM.FromPretrained(settings.ModelFolder, settings.DType, settings.Device);
+        using var model = HybridForCausalLM.FromPretrained(settings.ModelFolder, settings.Weights, settings.Device);
         model.eval();
         var tokenizer = TokenizerLoader.ForModel(settings.ModelFolder, model.Config);
         var template = ResolveTemplate(settings.ChatTemplate, settings.ModelFolder);

@@ -4,6 +4,7 @@ using Microsoft.Extensions.AI;
 using TorchSharp;
 using Wren.Inference;
 using Wren.Models;
+using Wren.Modules;
 using Wren.Templating;
 using Wren.Tokenization;
 
@@ -37,9 +38,9 @@ public sealed class WrenChatClient : IChatClient
     /// </summary>
     /// <param name="chatTemplate">See <see cref="ServeSettings.ChatTemplate"/>.</param>
     public static WrenChatClient Open(string modelFolder, EngineOptions? options = null, string? chatTemplate = null,
-                                      torch.ScalarType dtype = torch.ScalarType.Float32)
+                                      WeightPrecision weights = WeightPrecision.Float32)
     {
-        var model = HybridForCausalLM.FromPretrained(modelFolder, dtype);
+        var model = HybridForCausalLM.FromPretrained(modelFolder, weights);
         try
         {
             model.eval();
