@@ -33,6 +33,9 @@ internal static class TestSupport
         return (code, error.ToString());
     }
 
+    /// <summary>A failing input copied from ../shared/cases into tests/fixtures/cases (README there).</summary>
+    public static string Case(string name) => Path.Combine(RepoRoot, "tests", "fixtures", "cases", name);
+
     public static string TempDir()
     {
         var dir = Path.Combine(Path.GetTempPath(), "wren-tests", Guid.NewGuid().ToString("N")[..12]);

@@ -107,6 +107,10 @@ public static class CorpusReader
         }
     }
 
+    /// <summary>
+    /// Rows of a Parquet string column, or of a list-of-strings column: a list's items are joined with line ends into one
+    /// document (a row is one document either way). Other column types are a clear error.
+    /// </summary>
     static IEnumerable<CorpusPiece> ReadParquet(string file, string column)
     {
         using var stream = File.OpenRead(file);
@@ -116,19 +120,55 @@ public static class CorpusReader
         { throw new WrenException($"{file}: not a readable Parquet file ({e.Message})", e); }
         try
         {
-            var fields = reader.Schema.GetDataFields();
-            var field = fields.FirstOrDefault(f => f.Name == column)
-                ?? throw new WrenException($"{file}: no column \"{column}\" (columns: {string.Join(", ", fields.Select(f => f.Name))}); choose one with --text-column");
+            var fields = reader.Schema.Fields;
+            var (field, isList) = fields.FirstOrDefault(f => f.Name == column) switch
+            {
+                DataField data => (data, false),
+                ListField { Item: DataField item } => (item, true),
+                null => throw new WrenException($"{file}: no column \"{column}\" (columns: {string.Join(", ", fields.Select(f => f.Name))}); choose one with --text-column"),
+                var other => throw new WrenException($"{file}: column \"{column}\" is a {other.SchemaType} of other fields, not strings or a list of strings"),
+            };
             if (field.ClrType != typeof(string) && field.ClrType != typeof(ReadOnlyMemory<char>)) throw new WrenException($"{file}: column \"{column}\" holds {field.ClrType.Name}, not strings");
             for (int group = 0; group < reader.RowGroupCount; group++)
             {
                 using var rows = reader.OpenRowGroupReader(group);
-                var values = new string?[rows.RowCount];
-                rows.ReadAsync(field, values.AsMemory()).AsTask().GetAwaiter().GetResult();
-                foreach (var text in values)
+                IEnumerable<string?> texts;
+                if (isList)
+                {
+                    long slots = rows.GetMetadata(field)?.MetaData?.NumValues ?? 0;
+                    if (slots > int.MaxValue) throw new WrenException($"{file}: row group {group} holds {slots} values, more than one read takes");
+                    var values = new ReadOnlyMemory<char>[slots];
+                    var (definition, repetition) = (new int[slots], new int[slots]);
+                    rows.ReadRawAsync(field, values.AsMemory(), definition.AsMemory(), repetition.AsMemory()).GetAwaiter().GetResult();
+                    texts = JoinLists(values, definition, repetition, field.MaxDefinitionLevel);
+                }
+                else
+                {
+                    var values = new string?[rows.RowCount];
+                    rows.ReadAsync(field, values.AsMemory()).AsTask().GetAwaiter().GetResult();
+                    texts = values;
+                }
+                foreach (var text in texts)
                     if (!string.IsNullOrEmpty(text)) yield return new CorpusPiece(text, EndsDocument: true);
             }
         }
         finally { reader.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
+    }
+
+    /// <summary>
+    /// Rows of a list column from its present values and levels (Parquet's Dremel encoding): repetition level 0 starts a row,
+    /// definition level <paramref name="maxDefinition"/> marks a present item (lower levels are a null or empty list or item).
+    /// </summary>
+    static List<string?> JoinLists(ReadOnlyMemory<char>[] values, int[] definitionLevels, int[] repetitionLevels, int maxDefinition)
+    {
+        var rows = new List<string?>();
+        var row = new List<string>();
+        for (int i = 0, next = 0; i < repetitionLevels.Length; i++)
+        {
+            if (repetitionLevels[i] == 0 && i > 0) { rows.Add(string.Join('\n', row)); row.Clear(); }
+            if (definitionLevels[i] == maxDefinition) row.Add(values[next++].ToString());
+        }
+        if (repetitionLevels.Length > 0) rows.Add(string.Join('\n', row));
+        return rows;
     }
 }

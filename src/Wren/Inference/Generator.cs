@@ -36,7 +36,7 @@ public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokeni
     public IEnumerable<GeneratedToken> Generate(string prompt, SamplingOptions options) => Generate([prompt], options);
 
     public IEnumerable<GeneratedToken> Generate(IReadOnlyList<string> prompts, SamplingOptions options) =>
-        GenerateIds(prompts.Select(p => tokenizer.Encode(p).ToArray()).ToList(), options);
+        GenerateIds(prompts.Select(p => tokenizer.EncodePrompt(p).ToArray()).ToList(), options);
 
     public IEnumerable<GeneratedToken> GenerateIds(IReadOnlyList<int[]> prompts, SamplingOptions options)
     {

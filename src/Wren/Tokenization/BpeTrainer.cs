@@ -14,7 +14,10 @@ public sealed class BpeTrainer
 {
     public const string EndOfText = "<|endoftext|>";
 
-    static readonly Regex Words = new(TokenizerLoader.Gpt2Pattern, RegexOptions.Compiled);
+    /// <summary>GPT-2's pre-tokenization pattern, used by HF's ByteLevel pre-tokenizer when use_regex is on.</summary>
+    public const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+
+    static readonly Regex Words = new(Gpt2Pattern, RegexOptions.Compiled);
     readonly Dictionary<string, long> wordCounts = new(StringComparer.Ordinal);
 
     /// <summary>Bytes seen so far (for reports).</summary>
