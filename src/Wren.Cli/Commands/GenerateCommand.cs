@@ -40,8 +40,9 @@ internal static class GenerateCommand
             var prompts = result.GetValue(prompt)!;
             var generator = new TextGenerator(lm, tokenizer);
             var completions = prompts.Select(_ => new System.Text.StringBuilder()).ToArray();
+            var stream = generator.Generate(prompts, options);   // checks the options before anything is printed
             if (prompts.Length == 1) Console.Write(prompts[0]);
-            foreach (var token in generator.Generate(prompts, options))
+            foreach (var token in stream)
             {
                 if (prompts.Length == 1) { Console.Write(token.Text); Console.Out.Flush(); }
                 else completions[token.Row].Append(token.Text);

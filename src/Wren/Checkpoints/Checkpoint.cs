@@ -18,23 +18,18 @@ public static class Checkpoint
     /// </summary>
     public static HybridForCausalLM Load(string folder, ScalarType dtype = ScalarType.Float32, Device? device = null)
     {
+        if (File.Exists(folder))
+            throw new WrenException($"{folder} is a file; give the model folder that holds it (config.json and model.safetensors)");
         if (!Directory.Exists(folder)) throw new WrenException($"model folder not found: {folder}");
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16))
             throw new WrenException($"models load as float32, bfloat16 or float16, not {dtype}");
         var config = HybridConfig.Load(Path.Combine(folder, ConfigFile));
         using var files = CheckpointFiles.Open(folder);
+        CheckMatches(folder, config, files);
         var model = new HybridForCausalLM(config, new Placement(dtype, device ?? CPU));
         try
         {
             var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
-            var tolerated = config.TieWordEmbeddings ? new HashSet<string> { "lm_head.weight" } : [];
-            var missing = parameters.Keys.Where(n => !files.Names.Contains(n)).ToList();
-            // Rotary tables are recomputed; some exporters still write the non-persistent buffer.
-            var unexpected = files.Names.Where(n => !parameters.ContainsKey(n) && !tolerated.Contains(n) && !n.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)).ToList();
-            if (missing.Count > 0 || unexpected.Count > 0)
-                throw new WrenException($"{folder}: the checkpoint does not match config.json: " +
-                    (missing.Count > 0 ? $"missing {missing.Count} tensor(s): {Sample(missing)}. " : "") +
-                    (unexpected.Count > 0 ? $"unexpected {unexpected.Count} tensor(s): {Sample(unexpected)}." : ""));
             foreach (var (name, parameter) in parameters) files.CopyInto(name, parameter);
             model.eval();
             return model;
@@ -44,6 +39,27 @@ public static class Checkpoint
             model.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Checks names and shapes against a model built on the meta device (nothing allocated), so a config can never make a
+    /// load allocate more than the weight files hold.
+    /// </summary>
+    static void CheckMatches(string folder, HybridConfig config, CheckpointFiles files)
+    {
+        using var meta = new HybridForCausalLM(config, new Placement(ScalarType.Float32, new Device("meta")));
+        var shapes = meta.named_parameters().ToDictionary(p => p.name, p => p.parameter.shape);
+        var tolerated = config.TieWordEmbeddings ? new HashSet<string> { "lm_head.weight" } : [];
+        var missing = shapes.Keys.Where(n => !files.Names.Contains(n)).ToList();
+        // Rotary tables are recomputed; some exporters still write the non-persistent buffer.
+        var unexpected = files.Names.Where(n => !shapes.ContainsKey(n) && !tolerated.Contains(n) && !n.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)).ToList();
+        if (missing.Count > 0 || unexpected.Count > 0)
+            throw new WrenException($"{folder}: the checkpoint does not match config.json: " +
+                (missing.Count > 0 ? $"missing {missing.Count} tensor(s): {Sample(missing)}. " : "") +
+                (unexpected.Count > 0 ? $"unexpected {unexpected.Count} tensor(s): {Sample(unexpected)}." : ""));
+        foreach (var (name, shape) in shapes)
+            if (!files.Info(name).Shape.SequenceEqual(shape))
+                throw new WrenException($"{folder}: tensor '{name}' has shape [{string.Join(", ", files.Info(name).Shape)}] but config.json implies [{string.Join(", ", shape)}]");
     }
 
     static string Sample(List<string> names) => string.Join(", ", names.Take(8)) + (names.Count > 8 ? ", …" : "");

@@ -73,10 +73,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         using (var stream = File.OpenRead(path)) { stream.Seek(8, SeekOrigin.Begin); stream.ReadExactly(headerBytes); }
         long dataLength = fileLength - 8 - (long)headerLength;
 
-        JsonNode? root = null;
-        try { root = JsonNode.Parse(Encoding.UTF8.GetString(headerBytes)); }
-        catch (JsonException e) { Fail($"header is not valid JSON ({e.Message})"); }
-        if (root is not JsonObject header) { Fail("header is not a JSON object"); return null!; }
+        var header = StrictJson.ParseObject(Encoding.UTF8.GetString(headerBytes), $"{path}: invalid safetensors file: header");
 
         var metadata = new Dictionary<string, string>();
         var tensors = new Dictionary<string, SafeTensorInfo>();

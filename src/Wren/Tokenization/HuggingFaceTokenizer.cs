@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Tokenizers.DotNet;
+using Wren.Checkpoints;
 
 namespace Wren.Tokenization;
 
@@ -95,8 +96,7 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
     static JsonObject? ReadObject(string path)
     {
         if (!File.Exists(path)) return null;
-        try { return JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new WrenException($"{path}: expected a JSON object"); }
-        catch (JsonException e) { throw new WrenException($"{path}: invalid JSON ({e.Message})", e); }
+        return StrictJson.ParseObject(File.ReadAllText(path), path);
     }
 
     /// <summary>Token → id over the model's vocabulary (an object for BPE/WordPiece/WordLevel, [piece, score] pairs for Unigram) and added tokens.</summary>
