@@ -20,18 +20,22 @@ public static unsafe class DecodeSteps
 
     static float* Ptr(Tensor t) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
 
-    /// <summary>RMSNorm over the last dimension (inference, fp32): <c>w ⊙ x / sqrt(mean(x²) + eps)</c>, one pass per row.</summary>
+    /// <summary>
+    /// RMSNorm over the last dimension (inference, fp32): <c>w ⊙ x / sqrt(mean(x²) + eps)</c>, one pass per row. A weight of
+    /// shape [G, n] (contiguous) serves rows in turn, row r using weight row r mod G (grouped norms).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Tensor RmsNorm(Tensor x, Tensor weight, float eps)
     {
-        long n = x.shape[^1], rows = x.numel() / Math.Max(n, 1);
+        long n = x.shape[^1], rows = x.numel() / Math.Max(n, 1), weightRows = weight.numel() / Math.Max(n, 1);
         using var xc = x.contiguous();
+        using var wc = weight.contiguous();
         var y = empty(x.shape);
-        float* px = Ptr(xc), pw = Ptr(weight), py = Ptr(y);
+        float* px = Ptr(xc), weights = Ptr(wc), py = Ptr(y);
         int w = Vector<float>.Count;
         for (long r = 0; r < rows; r++)
         {
-            float* row = px + r * n, output = py + r * n;
+            float* row = px + r * n, output = py + r * n, pw = weights + r % weightRows * n;
             var acc = Vector<float>.Zero;
             float squares = 0;
             long i = 0;
