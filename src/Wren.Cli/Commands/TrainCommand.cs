@@ -66,11 +66,19 @@ internal static class TrainCommand
             };
         }
 
-        /// <summary>On resume only the length may change (extending a finished run); everything else comes from the run.</summary>
+        /// <summary>
+        /// On resume the length may change (extending a finished run) and so may the learning-rate schedule and clipping, the
+        /// advised fix after a divergence; everything else (batch shape, data order, optimizer) comes from the run.
+        /// </summary>
         public TrainingOptions ReadForResume(ParseResult r, TrainingOptions saved) => saved with
         {
             Steps = r.GetValue(steps) ?? (r.GetValue(tokens) is not null ? 0 : saved.Steps),
             Tokens = r.GetValue(tokens) ?? (r.GetValue(steps) is not null ? 0 : saved.Tokens),
+            LearningRate = r.GetValue(lr) ?? saved.LearningRate,
+            MinLrRatio = r.GetValue(minLr) ?? saved.MinLrRatio,
+            WarmupSteps = r.GetValue(warmup) ?? saved.WarmupSteps,
+            Schedule = r.GetValue(schedule) ?? saved.Schedule,
+            GradClip = r.GetValue(clip) ?? saved.GradClip,
         };
     }
 

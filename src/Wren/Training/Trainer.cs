@@ -128,12 +128,7 @@ public sealed class Trainer : IDisposable
             foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
             var (loss, gradNorm) = Step();
             if (!double.IsFinite(loss) || !double.IsFinite(gradNorm))
-            {
-                var good = TrainingCheckpoint.List(run).LastOrDefault();
-                throw new WrenException($"the {(double.IsFinite(loss) ? "gradient norm" : "loss")} became {(double.IsFinite(loss) ? gradNorm : loss)} at step {state.Step + 1}; " +
-                    (good.Path is null ? "no checkpoint was written yet. " : $"the last good checkpoint (step {good.Step}) is kept in {good.Path}; resume from it with --resume after ") +
-                    "lowering the learning rate (--lr) or raising warm-up");
-            }
+                throw Diverged($"the {(double.IsFinite(loss) ? "gradient norm" : "loss")} became {(double.IsFinite(loss) ? gradNorm : loss)} at step {state.Step + 1}");
             lastLoss = loss;
             state = new TrainerState(state.Step + 1, state.TokensSeen + options.TokensPerStep, secondsBefore + clock.Elapsed.TotalSeconds);
             double tokensPerSecond = (state.TokensSeen - startTokens) / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
@@ -146,7 +141,10 @@ public sealed class Trainer : IDisposable
                 Metrics.Plot($"{string.Join(" ", model.Config.LayerTypes.Distinct())} — {model.Config.HiddenSize} wide, {model.Config.NumLayers} layers");
             }
             if (state.Step % options.CheckpointEvery == 0 || state.Step == total)
+            {
+                if (NonFinite() is { } what) throw Diverged($"the {what} became non-finite at step {state.Step}, so it is not checkpointed");
                 TrainingCheckpoint.Save(run, model, optimizer, state, TokenizerJson(), options.KeepCheckpoints);
+            }
             var remaining = TimeSpan.FromSeconds((total - state.Step) * options.TokensPerStep / Math.Max(1e-9, tokensPerSecond));
             progress?.Report(new TrainingStatus(state.Step, total, state.TokensSeen, loss, lr, tokensPerSecond, remaining, valLoss));
         }
@@ -155,6 +153,30 @@ public sealed class Trainer : IDisposable
         double finalVal = valLoss ?? Evaluate();
         return new TrainingResult(state.Step, state.TokensSeen, double.IsNaN(lastLoss) ? Metrics.Entries.LastOrDefault(e => e.Loss is not null)?.Loss ?? double.NaN : lastLoss,
                                   finalVal, Math.Exp(finalVal), folder, state.Seconds);
+    }
+
+    /// <summary>The error after a divergence: names the last checkpoint (each was checked finite before it was written) and the fix.</summary>
+    WrenException Diverged(string what)
+    {
+        var good = TrainingCheckpoint.List(run).LastOrDefault();
+        return new WrenException($"{what}; " + (good.Path is null
+            ? "no checkpoint was written yet: start again (without --resume) with a lower learning rate (--lr) or a longer warm-up"
+            : $"the last good checkpoint (step {good.Step}) is kept in {good.Path}; resume from it with --resume after lowering the " +
+              "learning rate (--lr) or raising warm-up"));
+    }
+
+    /// <summary>
+    /// What is not finite, or null when every weight is finite and so are the logits of the first validation window: the
+    /// test a checkpoint passes before it is written (a step can leave finite loss but overflowed weights behind it).
+    /// </summary>
+    string? NonFinite()
+    {
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        if (parameters.Any(p => !p.isfinite().all().item<bool>())) return "weights";
+        var window = tensor(validationTokens[..(options.SeqLen + 1)], [1, options.SeqLen + 1]).to(model.LmHeadWeight.device);
+        var logits = model.forward(new LMInput(window.narrow(1, 0, options.SeqLen))).Logits;
+        return logits.isfinite().all().item<bool>() ? null : "logits of a validation batch";
     }
 
     /// <summary>One optimizer step over <c>GradAccumulation</c> micro-batches; returns the mean loss and the gradient norm before clipping.</summary>
