@@ -19,6 +19,18 @@ internal sealed class CommonOptions
         if (withDType) command.Add(DType);
     }
 
+    /// <summary>Makes a zero or negative value of each option a syntax error naming the option ("--steps must be positive, got -5").</summary>
+    public static void MustBePositive<T>(params Option<T>[] options)
+    {
+        foreach (var option in options)
+            option.Validators.Add(result =>
+            {
+                var value = result.GetValueOrDefault<T>();
+                if (value is not null && Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture) <= 0)
+                    result.AddError($"{option.Name} must be positive, got {value}");
+            });
+    }
+
     public torch.Device Initialize(ParseResult result) =>
         WrenRuntime.Initialize(result.GetValue(Device)!, result.GetValue(Threads));
 

@@ -22,6 +22,7 @@ internal static class GenerateCommand
         var stop = new Option<string[]>("--stop") { Description = "stop string; repeatable" };
         var stopToken = new Option<int[]>("--stop-token") { Description = "stop token id; repeatable (the tokenizer's end-of-text id is always one)" };
         foreach (var o in new Option[] { model, prompt, maxNew, temperature, topK, topP, penalty, seed, stop, stopToken }) command.Add(o);
+        CommonOptions.MustBePositive(maxNew);
         var common = new CommonOptions(command);
         command.SetAction(result =>
         {

@@ -37,6 +37,9 @@ internal static class TrainCommand
         {
             foreach (var o in new Option[] { file, steps, tokens, batch, seqLen, accumulation, optimizer, lr, minLr, warmup, schedule, decay, clip, weightNorm, seed, evalEvery, evalWindows, checkpointEvery, keep, logEvery })
                 command.Add(o);
+            CommonOptions.MustBePositive(steps, tokens, evalEvery, checkpointEvery, logEvery);
+            CommonOptions.MustBePositive(batch, seqLen, accumulation, evalWindows, keep);
+            CommonOptions.MustBePositive(lr);
         }
 
         public TrainingOptions Read(ParseResult r, TrainingOptions? fallback = null)

@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Text.Json;
+using Wren.Tokenization;
 using TorchSharp;
 using Wren.Checkpoints;
 using Wren.Data;
@@ -26,6 +28,8 @@ public sealed record TrainingResult(long Step, long Tokens, double Loss, double 
 public sealed class Trainer : IDisposable
 {
     public const string ConfigFile = "config.json", OptionsFile = "training.json", ModelFolder = "model";
+    /// <summary>The identity of the tokenizer the run's dataset was made with (<see cref="TokenizerIdentity"/> as JSON).</summary>
+    public const string DataTokenizerFile = "data-tokenizer.json";
 
     readonly HybridForCausalLM model;
     readonly TokenDataset data;
@@ -70,6 +74,7 @@ public sealed class Trainer : IDisposable
         var checkpoints = TrainingCheckpoint.List(run);
         if (resume && checkpoints.Count > 0)
         {
+            CheckSameTokenizer(checkpoints[^1].Path);
             using var saved = TrainingCheckpoint.LoadModel(checkpoints[^1].Path);
             CopyWeights(saved, model);
             state = TrainingCheckpoint.Restore(checkpoints[^1].Path, optimizer);
@@ -81,11 +86,27 @@ public sealed class Trainer : IDisposable
             if (options.WeightNorm) WeightNormalization.Apply(normalized);   // start on the sphere, as every later step ends there
         }
         Checkpoint.WriteAtomically(Path.Combine(run, ConfigFile), model.Config.ToJson());
+        Checkpoint.WriteAtomically(Path.Combine(run, DataTokenizerFile), JsonSerializer.Serialize(data.Manifest.Tokenizer, DataManifest.Json));
         options.Save(Path.Combine(run, OptionsFile));
         Metrics = new MetricsLog(run, state.Step);
     }
 
     public MetricsLog Metrics { get; }
+
+    /// <summary>
+    /// A run continues only on data made with its own tokenizer: the identity recorded when it started (or, for runs from
+    /// before that record, the hash of the tokenizer.json kept in its checkpoint) must equal the dataset's.
+    /// </summary>
+    void CheckSameTokenizer(string checkpoint)
+    {
+        var now = data.Manifest.Tokenizer;
+        string recorded = Path.Combine(run, DataTokenizerFile), kept = Path.Combine(checkpoint, DataManifest.TokenizerFile);
+        string? sha = File.Exists(recorded) ? JsonSerializer.Deserialize<TokenizerIdentity>(File.ReadAllText(recorded), DataManifest.Json)?.Sha256
+            : File.Exists(kept) ? Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(kept))) : null;
+        if (sha is not null && sha != now.Sha256)
+            throw new WrenException($"{run} was trained on data tokenized by a tokenizer with SHA-256 {sha[..12]}…, but {data.Folder} was prepared with " +
+                                    $"{now.Name} ({now.Sha256[..12]}…); resume on data prepared with the run's tokenizer ({kept}) or start a new run");
+    }
 
     /// <summary>No weight decay on vectors (norm weights, biases, A_log, D, dt_bias) and meta tokens (method §4, fla/Mamba practice).</summary>
     public static bool Decays(string name, Tensor p) => p.dim() >= 2 && !name.EndsWith("memory_tokens", StringComparison.Ordinal);
