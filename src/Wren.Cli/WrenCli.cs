@@ -24,7 +24,7 @@ public static class WrenCli
         ScalingCommand.Create(),
     };
 
-    /// <summary>Exit codes: 0 success, 1 bad arguments (one line, with a suggestion), 2 bad input (a clear message), 3 internal error.</summary>
+    /// <summary>Exit codes: 0 success, 1 bad arguments (one line, with a suggestion), 2 bad input (a clear message).</summary>
     public static async Task<int> RunAsync(string[] args, TextWriter? error = null)
     {
         error ??= Console.Error;
@@ -76,7 +76,8 @@ public static class WrenCli
     static IEnumerable<string> Path(SymbolResult? result)
     {
         var names = new List<string>();
-        for (var r = result as CommandResult; r is not null && r.Parent is not null; r = r.Parent as CommandResult) names.Insert(0, r.Command.Name);
+        for (var r = result as CommandResult; r is not null && r.Parent is not null; r = r.Parent as CommandResult)
+            names.Insert(0, r.Command.Name);
         return names;
     }
 

@@ -19,15 +19,15 @@ internal sealed class CommonOptions
         if (withDType) command.Add(DType);
     }
 
-    /// <summary>Makes a zero or negative value of each option a syntax error naming the option ("--steps must be positive, got -5").</summary>
-    public static void MustBePositive<T>(params Option<T>[] options)
+    /// <summary>A zero or negative value of each option is a syntax error naming it ("--steps must be positive, got -5").</summary>
+    public static void MustBePositive(params Option[] options)
     {
         foreach (var option in options)
             option.Validators.Add(result =>
             {
-                var value = result.GetValueOrDefault<T>();
-                if (value is not null && Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture) <= 0)
-                    result.AddError($"{option.Name} must be positive, got {value}");
+                foreach (var token in result.Tokens)
+                    if (double.TryParse(token.Value, System.Globalization.CultureInfo.InvariantCulture, out double value) && value <= 0)
+                        result.AddError($"{option.Name} must be positive, got {token.Value}");
             });
     }
 

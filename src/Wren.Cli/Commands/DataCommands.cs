@@ -19,7 +19,7 @@ internal static class DataCommands
         var column = new Option<string>("--text-column") { Description = "Parquet column holding the text", DefaultValueFactory = _ => "text" };
         var validation = new Option<double>("--validation-fraction") { Description = "share of pieces held out for validation", DefaultValueFactory = _ => 0.02 };
         var shard = new Option<long>("--shard-tokens") { Description = "tokens per shard file", DefaultValueFactory = _ => 100_000_000 };
-        var overwrite = new Option<bool>("--overwrite") { Description = "replace a dataset in --out made with another tokenizer or other inputs" };
+        var overwrite = new Option<bool>("--overwrite") { Description = "replace a dataset made with another tokenizer or inputs" };
         foreach (var o in new Option[] { output, tokenizer, field, column, validation, shard, overwrite }) prepare.Add(o);
         CommonOptions.MustBePositive(shard);
         prepare.Add(inputs);

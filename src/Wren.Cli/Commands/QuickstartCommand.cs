@@ -55,7 +55,8 @@ internal static class QuickstartCommand
             console.MarkupLine("[bold]3. data[/] token shards + validation split");
             string dataFolder = Path.Combine(folder, "data");
             bool prepared = File.Exists(Path.Combine(dataFolder, DataManifest.FileName)) && DataManifest.Load(dataFolder).Tokenizer == tokenizer.Identity;
-            if (!prepared) DataCommands.Prepare(inputs, dataFolder, tokenizer, new PrepareOptions(), cancellation);
+            if (!prepared)   // the quick start's own folder: a new tokenizer replaces its data
+                DataCommands.Prepare(inputs, dataFolder, tokenizer, new PrepareOptions { Overwrite = true }, cancellation);
             using var dataset = TokenDataset.Open(dataFolder);
             DataCommands.Report(dataset.Manifest, dataFolder);
 

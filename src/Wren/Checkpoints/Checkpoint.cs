@@ -52,14 +52,16 @@ public static class Checkpoint
         var tolerated = config.TieWordEmbeddings ? new HashSet<string> { "lm_head.weight" } : [];
         var missing = shapes.Keys.Where(n => !files.Names.Contains(n)).ToList();
         // Rotary tables are recomputed; some exporters still write the non-persistent buffer.
-        var unexpected = files.Names.Where(n => !shapes.ContainsKey(n) && !tolerated.Contains(n) && !n.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)).ToList();
+        var unexpected = files.Names.Where(n => !shapes.ContainsKey(n) && !tolerated.Contains(n)
+                                                && !n.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)).ToList();
         if (missing.Count > 0 || unexpected.Count > 0)
             throw new WrenException($"{folder}: the checkpoint does not match config.json: " +
                 (missing.Count > 0 ? $"missing {missing.Count} tensor(s): {Sample(missing)}. " : "") +
                 (unexpected.Count > 0 ? $"unexpected {unexpected.Count} tensor(s): {Sample(unexpected)}." : ""));
         foreach (var (name, shape) in shapes)
             if (!files.Info(name).Shape.SequenceEqual(shape))
-                throw new WrenException($"{folder}: tensor '{name}' has shape [{string.Join(", ", files.Info(name).Shape)}] but config.json implies [{string.Join(", ", shape)}]");
+                throw new WrenException($"{folder}: tensor '{name}' has shape [{string.Join(", ", files.Info(name).Shape)}] " +
+                                        $"but the model expects [{string.Join(", ", shape)}] (from config.json)");
     }
 
     static string Sample(List<string> names) => string.Join(", ", names.Take(8)) + (names.Count > 8 ? ", …" : "");

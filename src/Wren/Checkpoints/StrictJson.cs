@@ -14,7 +14,9 @@ public static class StrictJson
     static readonly JsonDocumentOptions Options = new() { AllowDuplicateProperties = false, MaxDepth = 64 };
 
     /// <summary>The top-level object of <paramref name="json"/>.</summary>
-    /// <exception cref="WrenException">Invalid JSON, a repeated key, too deep, or not an object; the message starts with <paramref name="source"/>.</exception>
+    /// <exception cref="WrenException">
+    /// Invalid JSON, a repeated key, too deep, or not an object; the message starts with <paramref name="source"/>.
+    /// </exception>
     public static JsonObject ParseObject(string json, string source)
     {
         JsonNode? root;

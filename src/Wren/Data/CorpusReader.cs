@@ -125,8 +125,11 @@ public static class CorpusReader
             {
                 DataField data => (data, false),
                 ListField { Item: DataField item } => (item, true),
-                null => throw new WrenException($"{file}: no column \"{column}\" (columns: {string.Join(", ", fields.Select(f => f.Name))}); choose one with --text-column"),
-                var other => throw new WrenException($"{file}: column \"{column}\" is a {other.SchemaType} of other fields, not strings or a list of strings"),
+                null => throw new WrenException($"{file}: no column \"{column}\" " +
+                                                $"(columns: {string.Join(", ", fields.Select(f => f.Name))}); " +
+                                                "choose one with --text-column"),
+                var other => throw new WrenException($"{file}: column \"{column}\" is a {other.SchemaType} of other fields, " +
+                                                     "not strings or a list of strings"),
             };
             if (field.ClrType != typeof(string) && field.ClrType != typeof(ReadOnlyMemory<char>)) throw new WrenException($"{file}: column \"{column}\" holds {field.ClrType.Name}, not strings");
             for (int group = 0; group < reader.RowGroupCount; group++)
@@ -136,7 +139,8 @@ public static class CorpusReader
                 if (isList)
                 {
                     long slots = rows.GetMetadata(field)?.MetaData?.NumValues ?? 0;
-                    if (slots > int.MaxValue) throw new WrenException($"{file}: row group {group} holds {slots} values, more than one read takes");
+                    if (slots > int.MaxValue)
+                        throw new WrenException($"{file}: row group {group} holds {slots} values, more than one read takes");
                     var values = new ReadOnlyMemory<char>[slots];
                     var (definition, repetition) = (new int[slots], new int[slots]);
                     rows.ReadRawAsync(field, values.AsMemory(), definition.AsMemory(), repetition.AsMemory()).GetAwaiter().GetResult();

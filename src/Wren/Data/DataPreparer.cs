@@ -85,8 +85,8 @@ public static class DataPreparer
               $"not {tokenizer.Name}, {tokenizer.Sha256[..12]}…)"
             : !existing.Sources.Select(s => s.Path).SequenceEqual(files) ? "other inputs" : null;
         if (difference is not null)
-            throw new WrenException($"{output} holds a dataset prepared with {difference}; choose another --out, or pass --overwrite to replace it " +
-                                    "(runs trained on the old data will then refuse it)");
+            throw new WrenException($"{output} holds a dataset prepared with {difference}; choose another --out, or pass --overwrite " +
+                                    "to replace it (runs trained on the old data will then refuse it)");
     }
 
     /// <summary>Appends tokens to <c>{split}-00000.bin</c>, … rolling over at the shard size; each shard lands atomically with its hash.</summary>

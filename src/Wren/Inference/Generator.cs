@@ -117,7 +117,8 @@ public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokeni
                     bool ending = stopToken || step == options.MaxNewTokens - 1;
                     string text = tokenizer.Decode(generated[b]);
                     string stable = text.EndsWith('\uFFFD') && !ending ? emittedText[b] : text;
-                    int cut = options.StopStrings.Select(s => stable.IndexOf(s, StringComparison.Ordinal)).Where(i => i >= 0).DefaultIfEmpty(-1).Min();
+                    int cut = options.StopStrings.Select(s => stable.IndexOf(s, StringComparison.Ordinal)).Where(i => i >= 0)
+                        .DefaultIfEmpty(-1).Min();
                     string? reason = cut >= 0 ? "stop-string" : stopToken ? "stop-token" : ending ? "length" : null;
                     if (cut >= 0) stable = stable[..cut];
                     string delta = stable.Length >= emittedText[b].Length ? stable[emittedText[b].Length..] : "";

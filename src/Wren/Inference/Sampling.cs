@@ -21,7 +21,8 @@ public sealed record SamplingOptions
 
     public void Validate()
     {
-        if (!(Temperature >= 0 && double.IsFinite(Temperature))) throw new WrenException($"temperature must be a finite number >= 0, got {Temperature}");
+        if (!(Temperature >= 0 && double.IsFinite(Temperature)))
+            throw new WrenException($"temperature must be a finite number >= 0, got {Temperature}");
         if (TopK < 0) throw new WrenException($"top-k must be >= 0, got {TopK}");
         if (!(TopP > 0 && TopP <= 1)) throw new WrenException($"top-p must be in (0, 1], got {TopP}");
         if (!(RepetitionPenalty > 0 && double.IsFinite(RepetitionPenalty)))

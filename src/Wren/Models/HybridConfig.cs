@@ -111,7 +111,8 @@ public sealed record HybridConfig
                 throw new WrenException($"{source}: missing required key '{required}'");
         HybridConfig config;
         try { config = obj.Deserialize<HybridConfig>(JsonOptions)!; }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or NotSupportedException or ArgumentException)
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or NotSupportedException
+                                       or ArgumentException)
         {
             throw new WrenException($"{source}: a key has the wrong type ({e.Message.Split('\n')[0]})", e);
         }

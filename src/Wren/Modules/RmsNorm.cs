@@ -35,7 +35,7 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         return Apply(grouped, weight.reshape(Groups, size / Groups), Eps).reshape(x.shape).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Normalizes over the last dimension of x; <paramref name="weight"/> is [.., n] and broadcasts over x's leading dimensions.</summary>
+    /// <summary>Normalizes the last dimension of x; <paramref name="weight"/> [.., n] broadcasts over x's leading dimensions.</summary>
     public static Tensor Apply(Tensor x, Tensor weight, double eps)
     {
         if (Kernels.DecodeSteps.Applies(x, weight)) return Kernels.DecodeSteps.RmsNorm(x, weight, (float)eps);

@@ -72,7 +72,8 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
 
         var textOnly = (JsonObject)root.DeepClone();
         textOnly["added_tokens"] = new JsonArray((root["added_tokens"] as JsonArray ?? [])
-            .Where(t => !(t?["special"] is JsonValue special && special.TryGetValue(out bool s) && s)).Select(t => t!.DeepClone()).ToArray());
+            .Where(t => !(t?["special"] is JsonValue special && special.TryGetValue(out bool s) && s))
+            .Select(t => t!.DeepClone()).ToArray());
         textOnly["post_processor"] = null;
         string temporary = Path.Combine(Path.GetTempPath(), $"wren-tokenizer-{Guid.NewGuid():N}.json");
         try
@@ -82,7 +83,8 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
             var decoder = Native(path, path);
             string name = $"tokenizer.json ({model["type"]}, {ids.Count} tokens, Hugging Face tokenizers)";
             return new HuggingFaceTokenizer(encoder, decoder, name, size,
-                Id("eos_token", "<|endoftext|>", "</s>", "<|end_of_text|>"), Id("bos_token", "<s>", "<|begin_of_text|>"), Id("pad_token"), addBos);
+                Id("eos_token", "<|endoftext|>", "</s>", "<|end_of_text|>"), Id("bos_token", "<s>", "<|begin_of_text|>"),
+                Id("pad_token"), addBos);
         }
         finally { File.Delete(temporary); }
     }
@@ -90,7 +92,10 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
     static Tokenizer Native(string file, string shownPath)
     {
         try { return new Tokenizer(file); }
-        catch (TokenizerException e) { throw new WrenException($"{shownPath}: Hugging Face's tokenizers library cannot load it ({e.Message})", e); }
+        catch (TokenizerException e)
+        {
+            throw new WrenException($"{shownPath}: Hugging Face's tokenizers library cannot load it ({e.Message})", e);
+        }
     }
 
     static JsonObject? ReadObject(string path)
@@ -99,7 +104,10 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
         return StrictJson.ParseObject(File.ReadAllText(path), path);
     }
 
-    /// <summary>Token → id over the model's vocabulary (an object for BPE/WordPiece/WordLevel, [piece, score] pairs for Unigram) and added tokens.</summary>
+    /// <summary>
+    /// Token → id over the model's vocabulary (an object for BPE/WordPiece/WordLevel, [piece, score] pairs for Unigram) and
+    /// the added tokens.
+    /// </summary>
     static Dictionary<string, int> TokenIds(JsonObject root, JsonObject model)
     {
         var ids = new Dictionary<string, int>(StringComparer.Ordinal);

@@ -5,7 +5,7 @@ using Wren.Models;
 
 namespace Wren.Tokenization;
 
-/// <summary>Finds the tokenizer of a model folder: tokenizer.json (Hugging Face), a tiktoken encoding named in config.json, or bytes.</summary>
+/// <summary>The tokenizer of a model folder: tokenizer.json (Hugging Face), a tiktoken encoding named in config.json, or bytes.</summary>
 public static class TokenizerLoader
 {
     public static ITextTokenizer ForModel(string folder, HybridConfig config)
@@ -27,10 +27,14 @@ public static class TokenizerLoader
             throw new WrenException($"unknown tiktoken encoding '{encoding}' (cl100k_base, o200k_base)");
         var standard = TiktokenTokenizer.CreateForEncoding(encoding);
         var special = standard.SpecialTokens ?? new Dictionary<string, int>();
-        var assembly = System.Reflection.Assembly.Load(encoding == "cl100k_base" ? "Microsoft.ML.Tokenizers.Data.Cl100kBase" : "Microsoft.ML.Tokenizers.Data.O200kBase");
-        using var ranks = new DeflateStream(assembly.GetManifestResourceStream($"{encoding}.tiktoken.deflate")!, CompressionMode.Decompress);
-        var textOnly = TiktokenTokenizer.Create(ranks, new RegexPreTokenizer(new Regex(pattern, RegexOptions.Compiled), null), normalizer: null);
-        return new TiktokenText(textOnly, standard, special.Values.ToHashSet(), encoding, special.TryGetValue("<|endoftext|>", out var eot) ? eot : null, special.Values.Max() + 1);
+        var assembly = System.Reflection.Assembly.Load(
+            encoding == "cl100k_base" ? "Microsoft.ML.Tokenizers.Data.Cl100kBase" : "Microsoft.ML.Tokenizers.Data.O200kBase");
+        using var ranks = new DeflateStream(assembly.GetManifestResourceStream($"{encoding}.tiktoken.deflate")!,
+                                            CompressionMode.Decompress);
+        var preTokenizer = new RegexPreTokenizer(new Regex(pattern, RegexOptions.Compiled), specialTokens: null);
+        var textOnly = TiktokenTokenizer.Create(ranks, preTokenizer, normalizer: null);
+        int? eot = special.TryGetValue("<|endoftext|>", out var id) ? id : null;
+        return new TiktokenText(textOnly, standard, special.Values.ToHashSet(), encoding, eot, special.Values.Max() + 1);
     }
 
     /// <summary>
@@ -39,7 +43,8 @@ public static class TokenizerLoader
     /// </summary>
     static readonly Dictionary<string, string> TiktokenPatterns = new()
     {
-        ["cl100k_base"] = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|(?>[^\r\n\p{L}\p{N}]?)\p{L}+|\p{N}{1,3}| ?(?>[^\s\p{L}\p{N}]+)[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+        ["cl100k_base"] = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|(?>[^\r\n\p{L}\p{N}]?)\p{L}+|\p{N}{1,3}| ?(?>[^\s\p{L}\p{N}]+)[\r\n]*" +
+                          @"|\s*[\r\n]+|\s+(?!\S)|\s+",
         ["o200k_base"] = @"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?" +
                          @"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?" +
                          @"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
@@ -49,7 +54,8 @@ public static class TokenizerLoader
     public static ITextTokenizer LoadHuggingFace(string path) => HuggingFaceTokenizer.Load(path);
 
     /// <summary>Encodes with the text-only tokenizer, decodes with the standard one (which knows the special tokens' ids).</summary>
-    sealed class TiktokenText(TiktokenTokenizer textOnly, TiktokenTokenizer standard, HashSet<int> special, string name, int? endOfText, int size) : ITextTokenizer
+    sealed class TiktokenText(TiktokenTokenizer textOnly, TiktokenTokenizer standard, HashSet<int> special, string name,
+                              int? endOfText, int size) : ITextTokenizer
     {
         public string Name => name;
         public int VocabularySize => size;

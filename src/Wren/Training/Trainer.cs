@@ -86,7 +86,8 @@ public sealed class Trainer : IDisposable
             if (options.WeightNorm) WeightNormalization.Apply(normalized);   // start on the sphere, as every later step ends there
         }
         Checkpoint.WriteAtomically(Path.Combine(run, ConfigFile), model.Config.ToJson());
-        Checkpoint.WriteAtomically(Path.Combine(run, DataTokenizerFile), JsonSerializer.Serialize(data.Manifest.Tokenizer, DataManifest.Json));
+        Checkpoint.WriteAtomically(Path.Combine(run, DataTokenizerFile),
+                                   JsonSerializer.Serialize(data.Manifest.Tokenizer, DataManifest.Json));
         options.Save(Path.Combine(run, OptionsFile));
         Metrics = new MetricsLog(run, state.Step);
     }
@@ -101,11 +102,13 @@ public sealed class Trainer : IDisposable
     {
         var now = data.Manifest.Tokenizer;
         string recorded = Path.Combine(run, DataTokenizerFile), kept = Path.Combine(checkpoint, DataManifest.TokenizerFile);
-        string? sha = File.Exists(recorded) ? JsonSerializer.Deserialize<TokenizerIdentity>(File.ReadAllText(recorded), DataManifest.Json)?.Sha256
+        string? sha = File.Exists(recorded)
+            ? JsonSerializer.Deserialize<TokenizerIdentity>(File.ReadAllText(recorded), DataManifest.Json)?.Sha256
             : File.Exists(kept) ? Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(kept))) : null;
         if (sha is not null && sha != now.Sha256)
-            throw new WrenException($"{run} was trained on data tokenized by a tokenizer with SHA-256 {sha[..12]}…, but {data.Folder} was prepared with " +
-                                    $"{now.Name} ({now.Sha256[..12]}…); resume on data prepared with the run's tokenizer ({kept}) or start a new run");
+            throw new WrenException($"{run} was trained on data tokenized by a tokenizer with SHA-256 {sha[..12]}…, but {data.Folder} " +
+                                    $"was prepared with {now.Name} ({now.Sha256[..12]}…); resume on data prepared with the run's " +
+                                    $"tokenizer ({kept}) or start a new run");
     }
 
     /// <summary>No weight decay on vectors (norm weights, biases, A_log, D, dt_bias) and meta tokens (method §4, fla/Mamba practice).</summary>
@@ -149,7 +152,8 @@ public sealed class Trainer : IDisposable
             foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
             var (loss, gradNorm) = Step();
             if (!double.IsFinite(loss) || !double.IsFinite(gradNorm))
-                throw Diverged($"the {(double.IsFinite(loss) ? "gradient norm" : "loss")} became {(double.IsFinite(loss) ? gradNorm : loss)} at step {state.Step + 1}");
+                throw Diverged(double.IsFinite(loss) ? $"the gradient norm became {gradNorm} at step {state.Step + 1}"
+                                                     : $"the loss became {loss} at step {state.Step + 1}");
             lastLoss = loss;
             state = new TrainerState(state.Step + 1, state.TokensSeen + options.TokensPerStep, secondsBefore + clock.Elapsed.TotalSeconds);
             double tokensPerSecond = (state.TokensSeen - startTokens) / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
@@ -163,7 +167,8 @@ public sealed class Trainer : IDisposable
             }
             if (state.Step % options.CheckpointEvery == 0 || state.Step == total)
             {
-                if (NonFinite() is { } what) throw Diverged($"the {what} became non-finite at step {state.Step}, so it is not checkpointed");
+                if (NonFinite() is { } what)
+                    throw Diverged($"the {what} became non-finite at step {state.Step}, so it is not checkpointed");
                 TrainingCheckpoint.Save(run, model, optimizer, state, TokenizerJson(), options.KeepCheckpoints);
             }
             var remaining = TimeSpan.FromSeconds((total - state.Step) * options.TokensPerStep / Math.Max(1e-9, tokensPerSecond));
@@ -176,7 +181,7 @@ public sealed class Trainer : IDisposable
                                   finalVal, Math.Exp(finalVal), folder, state.Seconds);
     }
 
-    /// <summary>The error after a divergence: names the last checkpoint (each was checked finite before it was written) and the fix.</summary>
+    /// <summary>The error after a divergence: the last checkpoint (each was checked finite before it was written) and the fix.</summary>
     WrenException Diverged(string what)
     {
         var good = TrainingCheckpoint.List(run).LastOrDefault();

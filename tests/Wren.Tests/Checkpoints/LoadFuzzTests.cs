@@ -21,7 +21,7 @@ public class LoadFuzzTests
         "0.5", "\"text\"", "\"\"", "null", "true", "[]", "{}", "[null]", "[1,2,3]", "{\"a\":1}", "\"\\ud800\"", "NaN",
     ];
 
-    /// <summary>One random mutation of a JSON object's text: truncation, bit flips, a duplicated, removed or retyped key, deep nesting.</summary>
+    /// <summary>One random mutation of a JSON object's text: truncation, bit flips, a repeated, removed or retyped key, nesting.</summary>
     static string Mutate(JsonObject original, string text, Random random)
     {
         var keys = original.Select(kv => kv.Key).ToList();
@@ -51,8 +51,10 @@ public class LoadFuzzTests
             {
                 // a nested field of an object or array value gets another value
                 var node = original[key]?.DeepClone();
-                if (node is JsonObject inner && inner.Count > 0) inner[inner.ElementAt(random.Next(inner.Count)).Key] = JsonNode.Parse(Replacements[random.Next(4, 14)]);
-                else if (node is JsonArray array && array.Count > 0) array[random.Next(array.Count)] = JsonNode.Parse(Replacements[random.Next(14)]);
+                if (node is JsonObject inner && inner.Count > 0)
+                    inner[inner.ElementAt(random.Next(inner.Count)).Key] = JsonNode.Parse(Replacements[random.Next(4, 14)]);
+                else if (node is JsonArray array && array.Count > 0)
+                    array[random.Next(array.Count)] = JsonNode.Parse(Replacements[random.Next(14)]);
                 else node = JsonNode.Parse(Replacements[random.Next(Replacements.Length - 2)]);
                 return Rebuild(k => k == key ? node?.ToJsonString() ?? "null" : Value(k));
             }
@@ -82,7 +84,10 @@ public class LoadFuzzTests
     static string SavedModel()
     {
         string folder = TestSupport.TempDir();
-        var config = TestSupport.Config("a", "m2", "deltanet", "gdn", "f") with { VocabSize = 32, SlidingWindow = 8, GlobalAttnIdx = [0], NumMemoryTokens = 2 };
+        var config = TestSupport.Config("a", "m2", "deltanet", "gdn", "f") with
+        {
+            VocabSize = 32, SlidingWindow = 8, GlobalAttnIdx = [0], NumMemoryTokens = 2,
+        };
         using var model = TestSupport.RandomModel(config, seed: 1);
         Checkpoint.Save(model, folder);
         return folder;
@@ -119,7 +124,10 @@ public class LoadFuzzTests
         for (int i = 0; i < HeaderCases; i++)
         {
             var mutated = Encoding.UTF8.GetBytes(Mutate(original, header, random));
-            ulong length = random.Next(10) switch { 0 => (ulong)random.NextInt64(), 1 => (ulong)random.Next(mutated.Length + 16), _ => (ulong)mutated.Length };
+            ulong length = random.Next(10) switch
+            {
+                0 => (ulong)random.NextInt64(), 1 => (ulong)random.Next(mutated.Length + 16), _ => (ulong)mutated.Length,
+            };
             using (var stream = File.Create(path))
             {
                 stream.Write(BitConverter.GetBytes(length));
@@ -141,7 +149,8 @@ public class LoadFuzzTests
         File.WriteAllText(config, File.ReadAllText(config).Replace("\"hidden_size\": 64,", "\"hidden_size\": 64, \"hidden_size\": 64,"));
         error = Assert.Throws<WrenException>(() => Checkpoint.Load(folder));
         Assert.Contains("hidden_size", error.Message);
-        var cli = TestSupport.Cli("logits", "--model", dir, "--tokens", Path.Combine(dir, "tokens.json"), "--out", Path.Combine(folder, "l.npy"));
+        var cli = TestSupport.Cli("logits", "--model", dir, "--tokens", Path.Combine(dir, "tokens.json"),
+                                  "--out", Path.Combine(folder, "l.npy"));
         Assert.Equal(2, cli.Code);
     }
 }

@@ -23,7 +23,8 @@ public class OptionErrorTests
     [Fact]
     public void An_option_prefix_is_not_taken_for_a_corpus_path()
     {
-        var (code, error) = TestSupport.Cli("tokenizer", "train", TestSupport.RepoRoot, "--vocab", "2048", "--out", Path.Combine(TestSupport.TempDir(), "t.json"));
+        string output = Path.Combine(TestSupport.TempDir(), "t.json");
+        var (code, error) = TestSupport.Cli("tokenizer", "train", TestSupport.RepoRoot, "--vocab", "2048", "--out", output);
         Assert.Equal(1, code);
         AssertOneLine(error, "unknown option '--vocab'", "did you mean --vocab-size?");
     }

@@ -24,8 +24,8 @@ public class CorpusFaultTests
     {
         string dir = TestSupport.Case("special-token-text");
         string output = Path.Combine(TestSupport.TempDir(), "data");
-        var result = TestSupport.Cli("data", "prepare", Path.Combine(dir, "docs.jsonl"), "--tokenizer", Path.Combine(dir, "tok"), "--out", output,
-                                     "--validation-fraction", "0");
+        var result = TestSupport.Cli("data", "prepare", Path.Combine(dir, "docs.jsonl"), "--tokenizer", Path.Combine(dir, "tok"),
+                                     "--out", output, "--validation-fraction", "0");
         Assert.True(result.Code == 0, result.Error);
         var tokenizer = TokenizerSource.Open(Path.Combine(dir, "tok"));
         var tokens = AllTokens(output);
@@ -60,7 +60,8 @@ public class CorpusFaultTests
         string output = Path.Combine(root, "data");
         var manifest = DataPreparer.Prepare([parquet], output, tokenizer, new PrepareOptions { ValidationFraction = 0 });
         Assert.Equal(3, manifest.Sources.Single().Documents);
-        var expected = rows.SelectMany(r => tokenizer.Tokenizer.Encode(string.Join('\n', r)).Append(tokenizer.Identity.EndOfTextId)).Select(i => (long)i);
+        var expected = rows.SelectMany(r => tokenizer.Tokenizer.Encode(string.Join('\n', r)).Append(tokenizer.Identity.EndOfTextId))
+            .Select(i => (long)i);
         Assert.Equal(expected, AllTokens(output));
     }
 
@@ -70,9 +71,11 @@ public class CorpusFaultTests
         string parquet = Path.Combine(TestSupport.Case("parquet-list-column"), "list_text.parquet");
         string root = TestSupport.TempDir();
         var tokenizer = Corpus.Tokenizer(root);
-        var manifest = DataPreparer.Prepare([parquet], Path.Combine(root, "data"), tokenizer, new PrepareOptions { ValidationFraction = 0 });
+        var manifest = DataPreparer.Prepare([parquet], Path.Combine(root, "data"), tokenizer,
+                                            new PrepareOptions { ValidationFraction = 0 });
         Assert.True(manifest.Sources.Single().Documents > 0);
-        var result = TestSupport.Cli("data", "prepare", parquet, "--tokenizer", root, "--out", Path.Combine(root, "other"), "--text-column", "element");
+        var result = TestSupport.Cli("data", "prepare", parquet, "--tokenizer", root, "--out", Path.Combine(root, "other"),
+                                     "--text-column", "element");
         Assert.Equal(2, result.Code);
         Assert.Contains("no column \"element\"", result.Error);
     }

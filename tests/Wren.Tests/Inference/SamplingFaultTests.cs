@@ -16,7 +16,10 @@ public class SamplingFaultTests
         var logits = tensor(Enumerable.Range(0, 64 * 50).Select(_ => (float)(random.NextDouble() * 40 - 20)).ToArray(), [64, 50]);
         var greedy = logits.argmax(-1).data<long>().ToArray();
         foreach (var temperature in new[] { 1e-38, 1e-300, double.Epsilon })
-            Assert.Equal(greedy, Sampler.Next(logits, new SamplingOptions { Temperature = temperature }, new Generator(1)).data<long>().ToArray());
+        {
+            var sampled = Sampler.Next(logits, new SamplingOptions { Temperature = temperature }, new Generator(1));
+            Assert.Equal(greedy, sampled.data<long>().ToArray());
+        }
     }
 
     [Fact]
@@ -56,7 +59,8 @@ public class SamplingFaultTests
         string folder = Path.Combine(TestSupport.Case("tiny-temperature"), "model");
         using var model = Checkpoint.Load(folder);
         var generator = new TextGenerator(model, TokenizerLoader.ForModel(folder, model.Config));
-        string Text(double temperature) => string.Concat(generator.Generate("A", new SamplingOptions { Temperature = temperature, MaxNewTokens = 1 }).Select(t => t.Text));
+        string Text(double temperature) =>
+            string.Concat(generator.Generate("A", new SamplingOptions { Temperature = temperature, MaxNewTokens = 1 }).Select(t => t.Text));
         Assert.Equal("Z", Text(1e-38));
         Assert.Equal("Z", Text(0));
     }
@@ -78,7 +82,8 @@ public class SamplingFaultTests
     {
         var (generator, tokenizer, model) = InvalidTailModel();
         using var _ = model;
-        var tokens = generator.Generate(Enumerable.Repeat("A", batch).ToList(), new SamplingOptions { Temperature = 0, MaxNewTokens = maxNewTokens }).ToList();
+        var options = new SamplingOptions { Temperature = 0, MaxNewTokens = maxNewTokens };
+        var tokens = generator.Generate(Enumerable.Repeat("A", batch).ToList(), options).ToList();
         for (int b = 0; b < batch; b++)
         {
             var row = tokens.Where(t => t.Row == b).ToList();
@@ -95,7 +100,8 @@ public class SamplingFaultTests
     {
         var (generator, _, model) = InvalidTailModel();
         using var __ = model;
-        var tokens = generator.Generate(["A", "A"], new SamplingOptions { Temperature = 0, MaxNewTokens = 1, StopStrings = ["\uFFFD"] }).ToList();
+        var options = new SamplingOptions { Temperature = 0, MaxNewTokens = 1, StopStrings = ["\uFFFD"] };
+        var tokens = generator.Generate(["A", "A"], options).ToList();
         Assert.All(tokens, t => Assert.Equal("stop-string", t.FinishReason));
         Assert.All(tokens, t => Assert.Equal("", t.Text));
     }

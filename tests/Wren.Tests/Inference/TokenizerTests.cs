@@ -16,6 +16,9 @@ public class TokenizerTests
         return Enumerable.Range(0, 256).ToDictionary(b => (byte)b, b => (char)(printable.Contains(b) ? b : next++));
     }
 
+    static JsonObject ByteLevel(bool addPrefixSpace) =>
+        new() { ["type"] = "ByteLevel", ["add_prefix_space"] = addPrefixSpace, ["trim_offsets"] = true, ["use_regex"] = true };
+
     static string WriteByteLevelTokenizer()
     {
         var alphabet = ByteAlphabet();
@@ -30,8 +33,8 @@ public class TokenizerTests
                 ["id"] = 260, ["content"] = "<|endoftext|>", ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false,
                 ["normalized"] = false, ["special"] = true,
             }),
-            ["pre_tokenizer"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["trim_offsets"] = true, ["use_regex"] = true },
-            ["decoder"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = true, ["trim_offsets"] = true, ["use_regex"] = true },
+            ["pre_tokenizer"] = ByteLevel(addPrefixSpace: false),
+            ["decoder"] = ByteLevel(addPrefixSpace: true),
             ["model"] = new JsonObject { ["type"] = "BPE", ["vocab"] = vocab, ["merges"] = new JsonArray("Ġ w", "Ġw o", "h e", "he l") },
         };
         string dir = TestSupport.TempDir();

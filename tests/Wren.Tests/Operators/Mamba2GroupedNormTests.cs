@@ -40,7 +40,8 @@ public class Mamba2GroupedNormTests
         for (int g = 0; g < 3; g++)
         {
             var part = x.narrow(-1, 4 * g, 4);
-            expected.narrow(-1, 4 * g, 4).copy_(part / (part.square().mean([-1], keepdim: true) + 1e-5).sqrt() * weight.narrow(0, 4 * g, 4));
+            var normalized = part / (part.square().mean([-1], keepdim: true) + 1e-5).sqrt();
+            expected.narrow(-1, 4 * g, 4).copy_(normalized * weight.narrow(0, 4 * g, 4));
         }
         using (no_grad()) AssertClose(norm.forward(x), expected, 1e-6, "fused kernel");
         AssertClose(norm.forward(x).detach(), expected, 1e-6, "libtorch");

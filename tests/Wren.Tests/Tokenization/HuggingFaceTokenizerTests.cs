@@ -74,7 +74,8 @@ public class HuggingFaceTokenizerTests
     public void Failing_cases_give_hugging_faces_ids_and_round_trip(string name)
     {
         using var tokenizer = HuggingFaceTokenizer.Load(Path.Combine(TestSupport.Case(name), "tokenizer.json"));
-        var expected = JsonSerializer.Deserialize<Dictionary<string, int[]>>(File.ReadAllText(Path.Combine(TestSupport.Case(name), "expected_ids.json")))!;
+        string file = Path.Combine(TestSupport.Case(name), "expected_ids.json");
+        var expected = JsonSerializer.Deserialize<Dictionary<string, int[]>>(File.ReadAllText(file))!;
         foreach (var (text, ids) in expected)
         {
             Assert.Equal(ids, tokenizer.Encode(text));
@@ -113,8 +114,10 @@ public class HuggingFaceTokenizerTests
         var standard = Microsoft.ML.Tokenizers.TiktokenTokenizer.CreateForEncoding(encoding);
         var tokenizer = TokenizerLoader.Tiktoken(encoding);
         var random = new Random(3);
-        var alphabet = "aZé日本🙂𝔘 \t\n\r'sdmtllvere123456789.,;:!?/<|>()[]-_ÉÀßØ\u0301\u00a0".EnumerateRunes().Select(r => r.ToString()).ToArray();
-        var texts = Enumerable.Range(0, 300).Select(_ => string.Concat(Enumerable.Range(0, random.Next(1, 60)).Select(_ => alphabet[random.Next(alphabet.Length)])))
+        var alphabet = "aZé日本🙂𝔘 \t\n\r'sdmtllvere123456789.,;:!?/<|>()[]-_ÉÀßØ\u0301\u00a0".EnumerateRunes()
+            .Select(r => r.ToString()).ToArray();
+        string RandomText() => string.Concat(Enumerable.Range(0, random.Next(1, 60)).Select(_ => alphabet[random.Next(alphabet.Length)]));
+        var texts = Enumerable.Range(0, 300).Select(_ => RandomText())
             .Append(File.ReadAllText(Path.Combine(TestSupport.RepoRoot, "README.md")).Replace("<|endoftext|>", ""));
         foreach (var text in texts) Assert.Equal(standard.EncodeToIds(text), tokenizer.Encode(text));
     }

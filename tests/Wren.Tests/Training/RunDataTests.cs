@@ -14,7 +14,8 @@ public class RunDataTests
     {
         var tokenizer = Wren.Tests.Data.Corpus.Tokenizer(root);
         string jsonl = Path.Combine(root, "corpus.jsonl");
-        File.WriteAllLines(jsonl, Wren.Tests.Data.Corpus.Documents(200).Select(t => System.Text.Json.JsonSerializer.Serialize(new { text = t })));
+        var documents = Wren.Tests.Data.Corpus.Documents(200);
+        File.WriteAllLines(jsonl, documents.Select(t => System.Text.Json.JsonSerializer.Serialize(new { text = t })));
         string folder = Path.Combine(root, "data");
         DataPreparer.Prepare([jsonl], folder, tokenizer, new PrepareOptions { ValidationFraction = 0.1 });
         return folder;
@@ -24,15 +25,17 @@ public class RunDataTests
     public void Resume_refuses_data_prepared_with_another_tokenizer()
     {
         string root = TestSupport.TempDir(), run = Path.Combine(root, "run");
-        var started = TestSupport.Cli("train", "--config", Path.Combine(TestSupport.Case("nan-checkpoint"), "config.json"), "--data", NanData,
-                                      "--out", run, "--steps", "2", "--batch-size", "2", "--seq-len", "32", "--checkpoint-every", "1");
+        string config = Path.Combine(TestSupport.Case("nan-checkpoint"), "config.json");
+        var started = TestSupport.Cli("train", "--config", config, "--data", NanData, "--out", run, "--steps", "2", "--batch-size", "2",
+                                      "--seq-len", "32", "--checkpoint-every", "1");
         Assert.True(started.Code == 0, started.Error);
         string other = OtherData(root);
         var resumed = TestSupport.Cli("train", "--data", other, "--out", run, "--resume", "--steps", "3");
         Assert.Equal(2, resumed.Code);
         Assert.Contains("was trained on data tokenized by", resumed.Error);
 
-        File.Delete(Path.Combine(run, Trainer.DataTokenizerFile));   // a run from before the record: the checkpoint's tokenizer.json decides
+        // A run from before the record: the tokenizer.json kept in its checkpoint decides.
+        File.Delete(Path.Combine(run, Trainer.DataTokenizerFile));
         Assert.Equal(2, TestSupport.Cli("train", "--data", other, "--out", run, "--resume", "--steps", "3").Code);
         var same = TestSupport.Cli("train", "--data", NanData, "--out", run, "--resume", "--steps", "3");
         Assert.True(same.Code == 0, same.Error);
