@@ -24,7 +24,7 @@ public static class WrenCli
         ScalingCommand.Create(),
     };
 
-    /// <summary>Exit codes: 0 success, 1 bad arguments (one line, with a suggestion), 2 bad input (a clear message).</summary>
+    /// <summary>Exit codes: 0 success, 1 bad arguments (one line, with a suggestion), 2 bad input or files (a clear message).</summary>
     public static async Task<int> RunAsync(string[] args, TextWriter? error = null)
     {
         error ??= Console.Error;
@@ -43,6 +43,11 @@ public static class WrenCli
         catch (WrenException e)
         {
             error.WriteLine($"error: {e.Message}");
+            return 2;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            error.WriteLine($"error: {e.Message}");   // a file that cannot be read or written: bad input, not a crash
             return 2;
         }
         catch (OperationCanceledException)

@@ -133,30 +133,36 @@ public static class CorpusReader
             };
             if (field.ClrType != typeof(string) && field.ClrType != typeof(ReadOnlyMemory<char>)) throw new WrenException($"{file}: column \"{column}\" holds {field.ClrType.Name}, not strings");
             for (int group = 0; group < reader.RowGroupCount; group++)
-            {
-                using var rows = reader.OpenRowGroupReader(group);
-                IEnumerable<string?> texts;
-                if (isList)
-                {
-                    long slots = rows.GetMetadata(field)?.MetaData?.NumValues ?? 0;
-                    if (slots > int.MaxValue)
-                        throw new WrenException($"{file}: row group {group} holds {slots} values, more than one read takes");
-                    var values = new ReadOnlyMemory<char>[slots];
-                    var (definition, repetition) = (new int[slots], new int[slots]);
-                    rows.ReadRawAsync(field, values.AsMemory(), definition.AsMemory(), repetition.AsMemory()).GetAwaiter().GetResult();
-                    texts = JoinLists(values, definition, repetition, field.MaxDefinitionLevel);
-                }
-                else
-                {
-                    var values = new string?[rows.RowCount];
-                    rows.ReadAsync(field, values.AsMemory()).AsTask().GetAwaiter().GetResult();
-                    texts = values;
-                }
-                foreach (var text in texts)
+                foreach (var text in ReadRowGroup(file, reader, group, field, isList))
                     if (!string.IsNullOrEmpty(text)) yield return new CorpusPiece(text, EndsDocument: true);
-            }
         }
         finally { reader.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
+    }
+
+    /// <summary>The texts of one row group; a damaged group is a <see cref="WrenException"/> naming the file.</summary>
+    static IReadOnlyList<string?> ReadRowGroup(string file, ParquetReader reader, int group, DataField field, bool isList)
+    {
+        try
+        {
+            using var rows = reader.OpenRowGroupReader(group);
+            if (!isList)
+            {
+                var values = new string?[rows.RowCount];
+                rows.ReadAsync(field, values.AsMemory()).AsTask().GetAwaiter().GetResult();
+                return values;
+            }
+            long slots = rows.GetMetadata(field)?.MetaData?.NumValues ?? 0;
+            if (slots > int.MaxValue) throw new WrenException($"{file}: row group {group} holds {slots} values, more than one read takes");
+            var items = new ReadOnlyMemory<char>[slots];
+            var (definition, repetition) = (new int[slots], new int[slots]);
+            rows.ReadRawAsync(field, items.AsMemory(), definition.AsMemory(), repetition.AsMemory()).GetAwaiter().GetResult();
+            return JoinLists(items, definition, repetition, field.MaxDefinitionLevel);
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or ParquetException or ArgumentException
+                                       or InvalidOperationException)
+        {
+            throw new WrenException($"{file}: row group {group} cannot be read ({e.Message.Split('\n')[0]})", e);
+        }
     }
 
     /// <summary>

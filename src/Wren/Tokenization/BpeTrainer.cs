@@ -8,7 +8,8 @@ namespace Wren.Tokenization;
 /// <summary>
 /// Trains a byte-level BPE tokenizer (GPT-2 style: the 256 bytes are the base alphabet, words split by the GPT-2
 /// pattern, merges learned greedily by pair frequency) and writes it as a Hugging Face <c>tokenizer.json</c>.
-/// Written here because Microsoft.ML.Tokenizers loads BPE models but cannot train them (dotnet-notes.md).
+/// Written here because Microsoft.ML.Tokenizers loads BPE models but cannot train them (dotnet-notes.md), and Tokenizers.DotNet
+/// wraps only loading, encoding and decoding. Its output loads in Hugging Face's library (tests/fixtures/tokenizers/byte-level).
 /// </summary>
 public sealed class BpeTrainer
 {
