@@ -50,6 +50,25 @@ public class DivergenceTests
         Assert.Equal(1e-3, TrainingOptions.Load(Path.Combine(run, Trainer.OptionsFile)).LearningRate);
     }
 
+    [Theory]
+    [InlineData(0.0)]
+    [InlineData(1.0)]
+    public void A_non_finite_gradient_norm_stops_the_step_before_the_update(double clip)
+    {
+        var (folder, _) = Wren.Tests.Data.Corpus.Prepared();
+        using var data = TokenDataset.Open(folder);
+        using var model = new HybridForCausalLM(TestSupport.Config("f", "a") with { VocabSize = 320 });
+        Initialization.Apply(model, 1);
+        // Logits near 1e20 keep the loss finite (float32 reaches 3.4e38), but the squared gradients overflow its norm.
+        using (no_grad()) model.Backbone.FinalNorm.Weight.fill_(1e20f);
+        var before = model.parameters().Select(p => p.detach().clone()).ToList();
+        var options = new TrainingOptions { Steps = 3, BatchSize = 2, SeqLen = 16, GradClip = clip, EvalWindows = 2, Seed = 1 };
+        using var trainer = new Trainer(model, data, options, TestSupport.TempDir());
+        var error = Assert.Throws<WrenException>(() => trainer.Run());
+        Assert.Contains("the gradient norm became", error.Message);
+        Assert.All(model.parameters().Zip(before), pair => Assert.True(pair.First.equal(pair.Second).all().item<bool>(), "a weight changed"));
+    }
+
     [Fact]
     public void A_divergence_in_the_first_step_writes_no_checkpoint_and_says_to_start_again()
     {
