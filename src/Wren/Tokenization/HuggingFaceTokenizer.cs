@@ -35,10 +35,17 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
     public int? PaddingId { get; }
     public bool AddsBeginOfText { get; }
 
-    public IReadOnlyList<int> Encode(string text) => Array.ConvertAll(encoder.Encode(text), id => (int)id);
+    public IReadOnlyList<int> Encode(string text) => Native(() => Array.ConvertAll(encoder.Encode(text), id => (int)id));
 
+    /// <summary>Ids outside the vocabulary (a model's padded rows) decode to nothing, as Hugging Face skips unknown ids.</summary>
     public string Decode(IEnumerable<int> ids) =>
-        decoder.Decode(ids.Where(id => id >= 0 && id < VocabularySize).Select(id => (uint)id).ToArray());
+        Native(() => decoder.Decode(ids.Where(id => id >= 0 && id < VocabularySize).Select(id => (uint)id).ToArray()));
+
+    T Native<T>(Func<T> call)
+    {
+        try { return call(); }
+        catch (TokenizerException e) { throw new WrenException($"{Name}: Hugging Face's tokenizers library failed ({e.Message})", e); }
+    }
 
     public void Dispose()
     {
@@ -79,8 +86,8 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
         try
         {
             File.WriteAllText(temporary, textOnly.ToJsonString());
-            var encoder = Native(temporary, path);
-            var decoder = Native(path, path);
+            var encoder = Open(temporary, path);
+            var decoder = Open(path, path);
             string name = $"tokenizer.json ({model["type"]}, {ids.Count} tokens, Hugging Face tokenizers)";
             return new HuggingFaceTokenizer(encoder, decoder, name, size,
                 Id("eos_token", "<|endoftext|>", "</s>", "<|end_of_text|>"), Id("bos_token", "<s>", "<|begin_of_text|>"),
@@ -89,7 +96,7 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
         finally { File.Delete(temporary); }
     }
 
-    static Tokenizer Native(string file, string shownPath)
+    static Tokenizer Open(string file, string shownPath)
     {
         try { return new Tokenizer(file); }
         catch (TokenizerException e)
