@@ -124,6 +124,8 @@ public sealed record HybridConfig
     public static HybridConfig Load(string pathOrPreset)
     {
         if (Directory.Exists(pathOrPreset)) pathOrPreset = Path.Combine(pathOrPreset, "config.json");
+        if (File.Exists(pathOrPreset) && pathOrPreset.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
+            throw new WrenException($"{pathOrPreset} is a weights file; give the model folder that holds it, or its config.json");
         if (File.Exists(pathOrPreset)) return Parse(File.ReadAllText(pathOrPreset), pathOrPreset);
         using var preset = typeof(HybridConfig).Assembly.GetManifestResourceStream($"Wren.Presets.{pathOrPreset}.json");
         if (preset is null)

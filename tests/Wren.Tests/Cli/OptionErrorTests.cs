@@ -46,6 +46,13 @@ public class OptionErrorTests
         var (code, error) = TestSupport.Cli("generate", "--model", file, "--prompt", "A");
         Assert.Equal(2, code);
         AssertOneLine(error, "is a file; give the model folder");
+        (code, error) = TestSupport.Cli("inspect", file);
+        Assert.Equal(2, code);
+        AssertOneLine(error, "is a weights file; give the model folder");
+        string manifest = Path.Combine(TestSupport.Case("nan-checkpoint"), "data", "manifest.json");
+        (code, error) = TestSupport.Cli("train", "--data", manifest, "--out", TestSupport.TempDir(), "--steps", "1");
+        Assert.Equal(2, code);
+        AssertOneLine(error, "is a file; give the dataset folder");
     }
 
     [Fact]
