@@ -77,11 +77,7 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
         }
         bool addBos = config?["add_bos_token"] is JsonValue flag && flag.TryGetValue(out bool on) && on;
 
-        var textOnly = (JsonObject)root.DeepClone();
-        textOnly["added_tokens"] = new JsonArray((root["added_tokens"] as JsonArray ?? [])
-            .Where(t => !(t?["special"] is JsonValue special && special.TryGetValue(out bool s) && s))
-            .Select(t => t!.DeepClone()).ToArray());
-        textOnly["post_processor"] = null;
+        var textOnly = TextOnly(root);
         string temporary = Path.Combine(Path.GetTempPath(), $"wren-tokenizer-{Guid.NewGuid():N}.json");
         try
         {
@@ -94,6 +90,26 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
                 Id("pad_token"), addBos);
         }
         finally { File.Delete(temporary); }
+    }
+
+    /// <summary>
+    /// The file Wren encodes text with: special added tokens removed (Hugging Face's <c>split_special_tokens=True</c>), no
+    /// post-processor, and, for a Unigram model, the special tokens' own pieces made unreachable (renamed to start with the
+    /// noncharacter U+FFFF; ids stay, as a Unigram vocabulary is positional), since a Unigram lattice would otherwise still
+    /// pick a piece such as <c>&lt;s&gt;</c> out of text, which SentencePiece never does for its control symbols.
+    /// </summary>
+    static JsonObject TextOnly(JsonObject root)
+    {
+        var textOnly = (JsonObject)root.DeepClone();
+        var added = (root["added_tokens"] as JsonArray ?? []).ToList();
+        var special = added.Where(t => t?["special"] is JsonValue flag && flag.TryGetValue(out bool s) && s).ToList();
+        var specialText = special.Select(t => (string?)t!["content"]).ToHashSet();
+        textOnly["added_tokens"] = new JsonArray(added.Except(special).Select(t => t!.DeepClone()).ToArray());
+        textOnly["post_processor"] = null;
+        if ((string?)textOnly["model"]?["type"] == "Unigram" && textOnly["model"]?["vocab"] is JsonArray pieces)
+            foreach (var piece in pieces.OfType<JsonArray>().Where(p => p.Count == 2 && specialText.Contains((string?)p[0])))
+                piece[0] = "\uFFFF" + (string?)piece[0];
+        return textOnly;
     }
 
     static Tokenizer Open(string file, string shownPath)
