@@ -27,6 +27,7 @@ internal static class QuickstartCommand
         var vocab = new Option<int>("--vocab-size") { Description = "tokenizer vocabulary", DefaultValueFactory = _ => 4096 };
         var prompt = new Option<string>("--prompt") { Description = "generation prompt", DefaultValueFactory = _ => "The hacker" };
         foreach (var o in new Option[] { corpus, config, output, steps, vocab, prompt }) command.Add(o);
+        CommonOptions.MustBePositive(steps);
         var common = new CommonOptions(command, withDType: false);
         command.SetAction((result, cancellation) =>
         {
