@@ -107,6 +107,19 @@ public class SamplingFaultTests
     }
 
     [Fact]
+    public void A_stop_token_flushes_the_held_back_text()
+    {
+        var (generator, tokenizer, model) = InvalidTailModel();
+        using var _ = model;
+        var free = generator.Generate("A", new SamplingOptions { Temperature = 0, MaxNewTokens = 4 }).ToList();
+        int stopId = free.Skip(1).First(t => t.TokenId != 0xFF).TokenId;
+        int before = free.FindIndex(t => t.TokenId == stopId);
+        var stopped = generator.Generate("A", new SamplingOptions { Temperature = 0, MaxNewTokens = 4, StopTokenIds = [stopId] }).ToList();
+        Assert.Equal("stop-token", stopped[^1].FinishReason);
+        Assert.Equal(tokenizer.Decode(free.Take(before).Select(t => t.TokenId)), string.Concat(stopped.Select(t => t.Text)));
+    }
+
+    [Fact]
     public void Invalid_options_fail_before_anything_streams()
     {
         var (generator, _, model) = InvalidTailModel();
