@@ -119,6 +119,11 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
         {
             throw new WrenException($"{shownPath}: Hugging Face's tokenizers library cannot load it ({e.Message})", e);
         }
+        catch (DllNotFoundException e)
+        {
+            // The package ships the native library for linux-x64 only (Directory.Packages.props pins the runtimes used).
+            throw new WrenException($"Hugging Face's tokenizers library has no native build for this platform here ({e.Message})", e);
+        }
     }
 
     static JsonObject? ReadObject(string path)
