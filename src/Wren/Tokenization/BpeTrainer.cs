@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
@@ -21,6 +22,30 @@ public sealed class BpeTrainer
     static readonly Regex Words = new(Gpt2Pattern, RegexOptions.Compiled);
     readonly Dictionary<string, long> wordCounts = new(StringComparer.Ordinal);
 
+    /// <summary>
+    /// <paramref name="text"/> with every code point outside the Basic Multilingual Plane (two UTF-16 chars) replaced by two
+    /// BMP chars of its class: letter, number or other. .NET's regex sees the halves of a surrogate pair as non-letters, while
+    /// Hugging Face's pre-tokenizer matches code points, so without this "a𝔘" would be two words here and one there.
+    /// Same length, so match positions index the original text.
+    /// </summary>
+    static string CodePointClasses(string text)
+    {
+        if (!text.Any(char.IsSurrogate)) return text;
+        var shape = text.ToCharArray();
+        for (int i = 0; i + 1 < shape.Length; i++)
+        {
+            if (!char.IsSurrogatePair(text[i], text[i + 1])) continue;
+            char standIn = char.GetUnicodeCategory(text, i) switch
+            {
+                var c when c <= UnicodeCategory.OtherLetter => 'ꙮ',                                      // Lu Ll Lt Lm Lo
+                UnicodeCategory.DecimalDigitNumber or UnicodeCategory.LetterNumber or UnicodeCategory.OtherNumber => '٠',
+                _ => '¤',
+            };
+            shape[i] = shape[++i] = standIn;
+        }
+        return new string(shape);
+    }
+
     /// <summary>Bytes seen so far (for reports).</summary>
     public long Bytes { get; private set; }
 
@@ -28,7 +53,7 @@ public sealed class BpeTrainer
     public void Add(string text)
     {
         Bytes += Encoding.UTF8.GetByteCount(text);
-        foreach (var span in Words.EnumerateMatches(text))
+        foreach (var span in Words.EnumerateMatches(CodePointClasses(text)))
         {
             var word = text.Substring(span.Index, span.Length);
             wordCounts[word] = wordCounts.GetValueOrDefault(word) + 1;
