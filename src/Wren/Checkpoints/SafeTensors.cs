@@ -75,7 +75,10 @@ public sealed unsafe class SafeTensorsFile : IDisposable
 
         JsonObject header = null!;
         try { header = StrictJson.ParseObject(Encoding.UTF8.GetString(headerBytes), path); }
-        catch (WrenException e) when (e.InnerException is JsonException json) { Fail($"header is not valid JSON ({json.Message.Split('\n')[0]})"); }
+        catch (WrenException e) when (e.InnerException is JsonException json)
+        {
+            Fail($"header is not valid JSON ({json.Message.Split('\n')[0]})");
+        }
         catch (WrenException) { Fail("header is not a JSON object"); }
 
         var metadata = new Dictionary<string, string>();

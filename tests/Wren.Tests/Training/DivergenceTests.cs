@@ -66,7 +66,8 @@ public class DivergenceTests
         using var trainer = new Trainer(model, data, options, TestSupport.TempDir());
         var error = Assert.Throws<WrenException>(() => trainer.Run());
         Assert.Contains("the gradient norm became", error.Message);
-        Assert.All(model.parameters().Zip(before), pair => Assert.True(pair.First.equal(pair.Second).all().item<bool>(), "a weight changed"));
+        Assert.All(model.parameters().Zip(before),
+                   pair => Assert.True(pair.First.equal(pair.Second).all().item<bool>(), "a weight changed"));
     }
 
     [Fact]
