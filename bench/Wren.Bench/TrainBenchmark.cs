@@ -16,7 +16,8 @@ public static class TrainBenchmark
 {
     public static int Run(string[] args)
     {
-        string Arg(string name, string fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
+        string Arg(string name, string fallback) =>
+            Array.IndexOf(args, name) is var i && i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
         int batch = int.Parse(Arg("--batch", "8")), seqLen = int.Parse(Arg("--seq-len", "512")), steps = int.Parse(Arg("--steps", "5"));
         int hidden = int.Parse(Arg("--hidden", "512")), vocab = int.Parse(Arg("--vocab", "8192"));
         var config = HybridConfig.Load(Arg("--config", "flash-quick")) with { HiddenSize = hidden, VocabSize = vocab };
@@ -37,7 +38,9 @@ public static class TrainBenchmark
             using var scope = NewDisposeScope();
             var tokens = randint(0, vocab, [batch, seqLen + 1], generator: generator);
             var clock = Stopwatch.StartNew();
-            var logits = model.forward(new LMInput(tokens.narrow(1, 0, seqLen), Timings: step >= 0 ? timings : null)).Logits;
+            Tensor logits;
+            using (step >= 0 ? model.Observe(timings) : null)
+                logits = model.forward(new LMInput(tokens.narrow(1, 0, seqLen))).Logits;
             var loss = nn.functional.cross_entropy(logits.reshape(-1, vocab), tokens.narrow(1, 1, seqLen).reshape(-1));
             double f = clock.Elapsed.TotalSeconds;
             optimizer.zero_grad();
@@ -54,19 +57,24 @@ public static class TrainBenchmark
         double tokensPerSecond = batch * seqLen / stepSeconds;
         double mfu = 6.0 * count * tokensPerSecond / peak;
         Console.WriteLine($"# training, fp32, {Wren.Runtime.WrenRuntime.Describe()}");
-        Console.WriteLine($"# model: {string.Join(" ", config.LayerTypes)}, hidden {hidden}, vocab {vocab}: {count / 1e6:F1}M parameters; batch {batch} × {seqLen} tokens; {measured} measured steps after 2 warm-up");
+        Console.WriteLine($"# model: {string.Join(" ", config.LayerTypes)}, hidden {hidden}, vocab {vocab}: {count / 1e6:F1}M " +
+                          $"parameters; batch {batch} × {seqLen} tokens; {measured} measured steps after 2 warm-up");
         Console.WriteLine($"| tokens/s | step s | fp32 matmul peak (2048³, this run) | model FLOP/s (6·N·tokens/s) | MFU | peak RSS |");
         Console.WriteLine("|---|---|---|---|---|---|");
-        Console.WriteLine($"| {tokensPerSecond:F0} | {stepSeconds:F2} | {peak / 1e9:F0} GFLOP/s | {6.0 * count * tokensPerSecond / 1e9:F0} GFLOP/s | {mfu * 100:F1} % | {LatencyProfiler.PeakResidentBytes() / 1e9:F2} GB |");
+        Console.WriteLine($"| {tokensPerSecond:F0} | {stepSeconds:F2} | {peak / 1e9:F0} GFLOP/s | " +
+                          $"{6.0 * count * tokensPerSecond / 1e9:F0} GFLOP/s | {mfu * 100:F1} % | " +
+                          $"{LatencyProfiler.PeakResidentBytes() / 1e9:F2} GB |");
         Console.WriteLine();
         Console.WriteLine("| where the step goes | s/step | share |");
         Console.WriteLine("|---|---|---|");
         double total = forward + backward + update;
-        var byType = config.LayerTypes.Select((type, i) => (type, seconds: timings.Seconds[i])).GroupBy(x => x.type).Select(g => (g.Key, Seconds: g.Sum(x => x.seconds)));
+        var byType = config.LayerTypes.Select((type, i) => (type, seconds: timings.Seconds[i])).GroupBy(x => x.type).Select(g =>
+            (g.Key, Seconds: g.Sum(x => x.seconds)));
         double layers = timings.Seconds.Sum();
         foreach (var (type, seconds) in byType)
             Console.WriteLine($"| forward: {type} layers | {seconds / measured:F3} | {seconds / total * 100:F1} % |");
-        Console.WriteLine($"| forward: embedding, meta tokens, final norm, lm_head, loss | {(forward - layers) / measured:F3} | {(forward - layers) / total * 100:F1} % |");
+        Console.WriteLine($"| forward: embedding, meta tokens, final norm, lm_head, loss | {(forward - layers) / measured:F3} | " +
+                          $"{(forward - layers) / total * 100:F1} % |");
         Console.WriteLine($"| backward | {backward / measured:F3} | {backward / total * 100:F1} % |");
         Console.WriteLine($"| clip + AdamW step | {update / measured:F3} | {update / total * 100:F1} % |");
         return 0;

@@ -24,7 +24,8 @@ public static class WrenCli
         ScalingCommand.Create(),
     };
 
-    /// <summary>Exit codes: 0 success, 1 bad arguments (one line, with a suggestion), 2 bad input or files (a clear message).</summary>
+    /// <summary>Exit codes: 0 success, 1 bad arguments (one line, with a suggestion), 2 bad input or files (a clear message),
+    /// 130 cancelled (Ctrl-C).</summary>
     public static async Task<int> RunAsync(string[] args, TextWriter? error = null)
     {
         error ??= Console.Error;
@@ -50,9 +51,9 @@ public static class WrenCli
             error.WriteLine($"error: {e.Message}");   // a file that cannot be read or written: bad input, not a crash
             return 2;
         }
-        catch (OperationCanceledException)
+        catch (OperationCanceledException e)
         {
-            error.WriteLine("cancelled");
+            error.WriteLine(e is ResumableCancellation ? e.Message : "cancelled");
             return 130;
         }
     }

@@ -14,9 +14,8 @@ internal static class TestSupport
     /// <summary>The repository root (the folder holding Wren.slnx).</summary>
     public static string RepoRoot { get; } = FindRepoRoot();
 
-    /// <summary>../shared/fixtures beside the clone (WREN_FIXTURES overrides).</summary>
-    public static string Fixtures =>
-        Environment.GetEnvironmentVariable("WREN_FIXTURES") is { Length: > 0 } env ? env : Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared", "fixtures"));
+    /// <summary>The repository's test inputs, tests/fixtures (README.md there says where each came from).</summary>
+    public static string Fixtures { get; } = Path.Combine(RepoRoot, "tests", "fixtures");
 
     static string FindRepoRoot()
     {
@@ -33,8 +32,8 @@ internal static class TestSupport
         return (code, error.ToString());
     }
 
-    /// <summary>A failing input copied from ../shared/cases into tests/fixtures/cases (README there).</summary>
-    public static string Case(string name) => Path.Combine(RepoRoot, "tests", "fixtures", "cases", name);
+    /// <summary>A failing input from the fault survey, kept in tests/fixtures/cases (README there: the input and the rule).</summary>
+    public static string Case(string name) => Path.Combine(Fixtures, "cases", name);
 
     public static string TempDir()
     {
@@ -105,7 +104,8 @@ internal static class TestSupport
         var expected = Grads(reference);
         var actual = Grads(candidate);
         for (int i = 0; i < expected.Length; i++)
-            Assert.True(RelativeRms(actual[i], expected[i]) <= 1e-3, $"gradient of input {i}: relative RMS {RelativeRms(actual[i], expected[i]):E2}");
+            Assert.True(RelativeRms(actual[i], expected[i]) <= 1e-3,
+                        $"gradient of input {i}: relative RMS {RelativeRms(actual[i], expected[i]):E2}");
     }
 
     /// <summary>Relative RMS error ‖a − b‖ / ‖b‖.</summary>

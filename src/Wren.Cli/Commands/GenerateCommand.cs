@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Wren.Checkpoints;
 using Wren.Inference;
+using Wren.Models;
 using Wren.Tokenization;
 
 namespace Wren.Cli.Commands;
@@ -28,7 +29,7 @@ internal static class GenerateCommand
         {
             var device = common.Initialize(result);
             string folder = result.GetValue(model)!;
-            using var lm = Checkpoint.Load(folder, common.ScalarType(result), device);
+            using var lm = HybridForCausalLM.FromPretrained(folder, common.ScalarType(result), device);
             var tokenizer = TokenizerLoader.ForModel(folder, lm.Config);
             var stopIds = (result.GetValue(stopToken) ?? []).ToList();
             if (tokenizer.EndOfTextId is { } eot) stopIds.Add(eot);
@@ -52,8 +53,10 @@ internal static class GenerateCommand
             else for (int b = 0; b < prompts.Length; b++) Console.WriteLine($"[{b}] {prompts[b]}{completions[b]}");
             var stats = generator.LastStats;
             Console.Error.WriteLine($"tokenizer: {tokenizer.Name}");
-            Console.Error.WriteLine($"prefill: {stats.PromptTokens} tokens in {stats.PrefillSeconds * 1000:F0} ms ({stats.PrefillTokensPerSecond:F1} tokens/s); " +
-                                    $"decode: {stats.GeneratedTokens} tokens in {stats.DecodeSeconds * 1000:F0} ms ({stats.DecodeTokensPerSecond:F1} tokens/s)");
+            Console.Error.WriteLine($"prefill: {stats.PromptTokens} tokens in {stats.PrefillSeconds * 1000:F0} ms " +
+                                    $"({stats.PrefillTokensPerSecond:F1} tokens/s); " +
+                                    $"decode: {stats.GeneratedTokens} tokens in {stats.DecodeSeconds * 1000:F0} ms " +
+                                    $"({stats.DecodeTokensPerSecond:F1} tokens/s)");
             return 0;
         });
         return command;

@@ -24,7 +24,7 @@ internal static class InitCommand
             using var model = new HybridForCausalLM(cfg, new Placement(common.ScalarType(result), device));
             Initialization.Apply(model, result.GetValue(seed));
             string folder = result.GetValue(output)!;
-            Checkpoint.Save(model, folder, maxShardBytes: result.GetValue(shard) * 1_000_000);
+            model.SavePretrained(folder, maxShardBytes: result.GetValue(shard) * 1_000_000);
             var footprint = ModelFootprint.Of(cfg);
             Console.WriteLine($"initialized {footprint.Parameters:N0} parameters ({string.Join(" ", cfg.LayerTypes)}) → {folder}");
             return 0;

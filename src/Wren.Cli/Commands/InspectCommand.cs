@@ -11,7 +11,8 @@ internal static class InspectCommand
 {
     public static Command Create()
     {
-        var command = new Command("inspect", "Summarize a model folder or config: layers, parameters per layer type, weight and cache bytes");
+        var command = new Command("inspect",
+                                  "Summarize a model folder or config: layers, parameters per layer type, weight and cache bytes");
         var path = new Argument<string>("model") { Description = "model folder, config.json or preset name" };
         var context = new Option<int>("--context") { Description = "context length for the cache estimate", DefaultValueFactory = _ => 8192 };
         command.Add(path); command.Add(context);
@@ -25,29 +26,25 @@ internal static class InspectCommand
             var console = AnsiConsole.Console;
             console.MarkupLine($"[bold]{Markup.Escape(target)}[/]");
             console.WriteLine($"layers ({config.NumLayers}): {string.Join(" ", config.LayerTypes)}");
-            console.WriteLine($"hidden {config.HiddenSize}, vocab {config.VocabSize}, heads {config.NumAttentionHeads}/{config.KvHeads} kv, FFN {config.FfnSize} ({config.MlpHiddenAct})" +
+            console.WriteLine($"hidden {config.HiddenSize}, vocab {config.VocabSize}, heads {config.NumAttentionHeads}/{config.KvHeads} " +
+                              $"kv, FFN {config.FfnSize} ({config.MlpHiddenAct})" +
                               $"{(config.MixerLayersHaveFfn ? ", FFN in every mixer layer" : "")}, meta tokens {config.NumMemoryTokens}" +
                               $"{(config.SlidingWindow is { } w ? $", sliding window {w} (global: {string.Join(",", config.GlobalAttnIdx ?? [])})" : "")}" +
                               $", rope {(config.Rope ? config.RopeType ?? "default" : "off")}, tied {config.TieWordEmbeddings}");
             var table = new Table().AddColumns("layer type", "layers", "parameters", "share");
             foreach (var row in footprint.PerLayerType)
-                table.AddRow(row.LayerType, row.Layers.ToString(), row.Parameters.ToString("N0"), $"{100.0 * row.Parameters / footprint.Parameters:F1} %");
-            table.AddRow("embeddings + lm_head", "", footprint.EmbeddingParameters.ToString("N0"), $"{100.0 * footprint.EmbeddingParameters / footprint.Parameters:F1} %");
+                table.AddRow(row.LayerType, row.Layers.ToString(), row.Parameters.ToString("N0"),
+                             $"{100.0 * row.Parameters / footprint.Parameters:F1} %");
+            table.AddRow("embeddings + lm_head", "", footprint.EmbeddingParameters.ToString("N0"),
+                         $"{100.0 * footprint.EmbeddingParameters / footprint.Parameters:F1} %");
             table.AddRow("[bold]total[/]", config.NumLayers.ToString(), $"[bold]{footprint.Parameters:N0}[/]", "100 %");
             console.Write(table);
-            console.WriteLine($"weights: {Bytes(footprint.WeightBytes)} fp32, {Bytes(footprint.WeightBytes / 2)} bf16");
-            console.WriteLine($"decode cache per sequence (fp32): {Bytes(footprint.CacheBytes(1, 1))} at 1 token, {Bytes(footprint.CacheBytes(1, ctx))} at {ctx} tokens; " +
+            console.WriteLine($"weights: {Formats.Bytes(footprint.WeightBytes)} fp32, {Formats.Bytes(footprint.WeightBytes / 2)} bf16");
+            console.WriteLine($"decode cache per sequence (fp32): {Formats.Bytes(footprint.CacheBytes(1, 1))} at 1 token, " +
+                              $"{Formats.Bytes(footprint.CacheBytes(1, ctx))} at {ctx} tokens; " +
                               $"grows {footprint.CacheBytesPerToken:N0} B/token");
             return 0;
         });
         return command;
     }
-
-    internal static string Bytes(long bytes) => bytes switch
-    {
-        >= 1L << 30 => $"{bytes / (double)(1L << 30):F2} GiB",
-        >= 1L << 20 => $"{bytes / (double)(1L << 20):F1} MiB",
-        >= 1L << 10 => $"{bytes / 1024.0:F1} KiB",
-        _ => $"{bytes} B",
-    };
 }

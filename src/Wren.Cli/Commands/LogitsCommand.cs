@@ -2,8 +2,10 @@ using System.CommandLine;
 using System.Text.Json;
 using TorchSharp;
 using Wren.Checkpoints;
+using Wren.Common;
 using Wren.Inference;
 using Wren.Interop;
+using Wren.Models;
 
 namespace Wren.Cli.Commands;
 
@@ -25,13 +27,13 @@ internal static class LogitsCommand
             string extension = Path.GetExtension(outPath).ToLowerInvariant();
             if (extension is not (".npy" or ".json")) throw new WrenException($"--out must end in .npy or .json, got '{outPath}'");
             var device = common.Initialize(result);
-            using var lm = Checkpoint.Load(result.GetValue(model)!, common.ScalarType(result), device);
+            using var lm = HybridForCausalLM.FromPretrained(result.GetValue(model)!, common.ScalarType(result), device);
             using var ids = Scoring.ReadTokens(result.GetValue(tokens)!, lm.Config.VocabSize).to(device);
             using var logits = Scoring.Logits(lm, ids, result.GetValue(prefill)).cpu();
             var shape = logits.shape;
             var data = logits.data<float>().ToArray();
             if (extension == ".npy") Npy.WriteFloat32(outPath, data, shape);
-            else Checkpoint.WriteAtomically(outPath, JsonSerializer.Serialize(Nest(data, shape)));
+            else AtomicFile.WriteAllText(outPath, JsonSerializer.Serialize(Nest(data, shape)));
             Console.Error.WriteLine($"wrote logits [{string.Join(", ", shape)}] to {outPath}");
             return 0;
         });
@@ -41,6 +43,7 @@ internal static class LogitsCommand
     static float[][][] Nest(float[] data, long[] shape)
     {
         int B = (int)shape[0], T = (int)shape[1], V = (int)shape[2];
-        return Enumerable.Range(0, B).Select(b => Enumerable.Range(0, T).Select(t => data.AsSpan((b * T + t) * V, V).ToArray()).ToArray()).ToArray();
+        return Enumerable.Range(0, B).Select(b =>
+            Enumerable.Range(0, T).Select(t => data.AsSpan((b * T + t) * V, V).ToArray()).ToArray()).ToArray();
     }
 }

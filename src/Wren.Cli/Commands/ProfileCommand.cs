@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using Spectre.Console;
 using Wren.Checkpoints;
+using Wren.Common;
 using Wren.Models;
 using Wren.Modules;
 using Wren.Profiling;
@@ -15,7 +16,9 @@ internal static class ProfileCommand
 
     public static Command Create()
     {
-        var command = new Command("profile", "Measure decode/prefill latency, throughput and memory on this device (random weights are fine for latency)");
+        var command = new Command("profile",
+                                  "Measure decode/prefill latency, throughput and memory on this device (random weights are fine for " +
+                                  "latency)");
         var models = new Option<string[]>("--model") { Description = "model folder; repeat to compare" };
         var configs = new Option<string[]>("--config") { Description = "config.json or preset (random weights); repeat to compare" };
         var compare = new Option<string[]>("--compare") { Description = "more models to profile side by side: model folders, config.json files or presets" };
@@ -35,7 +38,8 @@ internal static class ProfileCommand
         command.SetAction(result =>
         {
             var device = common.Initialize(result);
-            var targets = (result.GetValue(models) ?? []).Select(m => (name: Path.GetFileName(Path.TrimEndingDirectorySeparator(m)), path: m, folder: true))
+            var targets = (result.GetValue(models) ?? []).Select(m =>
+                (name: Path.GetFileName(Path.TrimEndingDirectorySeparator(m)), path: m, folder: true))
                 .Concat((result.GetValue(configs) ?? []).Select(c => (name: Path.GetFileNameWithoutExtension(c), path: c, folder: false)))
                 .Concat((result.GetValue(compare) ?? []).Select(c => Directory.Exists(c)
                     ? (name: Path.GetFileName(Path.TrimEndingDirectorySeparator(c)), path: c, folder: true)
@@ -44,7 +48,7 @@ internal static class ProfileCommand
             var options = new ProfileOptions
             {
                 PromptTokens = result.GetValue(prompt), DecodeTokens = result.GetValue(decode), Repeats = result.GetValue(repeats),
-                Contexts = ParseInts(result.GetValue(contexts)!, "--contexts"), ThroughputContext = result.GetValue(throughputContext),
+                Contexts = Formats.Ints(result.GetValue(contexts)!, "--contexts"), ThroughputContext = result.GetValue(throughputContext),
                 MemoryBudgetBytes = ParseBytes(result.GetValue(budget)!), MaxBatch = result.GetValue(maxBatch),
             };
             options.Validate();
@@ -54,14 +58,16 @@ internal static class ProfileCommand
             {
                 foreach (var (name, path, folder) in targets)
                 {
-                    using var model = folder ? Checkpoint.Load(path, common.ScalarType(result), device) : RandomModel(path, common.ScalarType(result), device);
+                    using var model = folder ? HybridForCausalLM.FromPretrained(path, common.ScalarType(result),
+                                                                                device) : RandomModel(path, common.ScalarType(result),
+                                                                                    device);
                     profiles.Add(LatencyProfiler.Profile(model, name, options, facts, new StatusProgress(status)));
                 }
             });
             Print(profiles, facts);
             string outDir = result.GetValue(output)!;
             Directory.CreateDirectory(outDir);
-            Checkpoint.WriteAtomically(Path.Combine(outDir, "profile.json"), JsonSerializer.Serialize(profiles, Json));
+            AtomicFile.WriteAllText(Path.Combine(outDir, "profile.json"), JsonSerializer.Serialize(profiles, Json));
             var plots = ProfilePlots.Write(profiles, outDir);
             Console.WriteLine($"wrote {Path.Combine(outDir, "profile.json")} and {plots.Count} plots");
             return 0;
@@ -80,39 +86,43 @@ internal static class ProfileCommand
     static void Print(IReadOnlyList<ModelProfile> profiles, DeviceProfile device)
     {
         var console = AnsiConsole.Console;
-        console.WriteLine($"device {device.Identity.Processor} ({device.Identity.Threads} threads): copy {device.Facts.CopyBytesPerSecond / 1e9:F1} GB/s, " +
-                          $"matmul {device.Facts.MatmulFlopsPerSecond / 1e9:F0} GFLOP/s, matrix–vector {device.Facts.MatVecBytesPerSecond / 1e9:F1} GB/s");
+        console.WriteLine($"device {device.Identity.Processor} ({device.Identity.Threads} threads): copy " +
+                          $"{device.Facts.CopyBytesPerSecond / 1e9:F1} GB/s, " +
+                          $"matmul {device.Facts.MatmulFlopsPerSecond / 1e9:F0} GFLOP/s, matrix–vector " +
+                          $"{device.Facts.MatVecBytesPerSecond / 1e9:F1} GB/s");
         var table = new Table().AddColumn("");
         foreach (var p in profiles) table.AddColumn(Markup.Escape(p.Name));
         void Row(string label, Func<ModelProfile, string> cell) => table.AddRow([label, .. profiles.Select(p => Markup.Escape(cell(p)))]);
         Row("parameters", p => $"{p.Parameters / 1e6:F1}M");
-        Row("weights", p => InspectCommand.Bytes(p.WeightBytes));
+        Row("weights", p => Formats.Bytes(p.WeightBytes));
         Row("prefill", p => $"{p.PrefillSeconds.Median * 1e3:F1} ms for {p.PromptTokens} tokens");
         Row("decode (batch 1)", p => $"{p.DecodeSeconds.Median:F3} s for {p.DecodeTokens} tokens = {p.MsPerToken:F2} ms/token");
         Row("÷ bandwidth roofline", p => $"{p.RooflineRatio:F2} (roofline {p.RooflineMs:F2} ms)");
         foreach (int i in Enumerable.Range(0, profiles.Max(p => p.LatencyByContext.Count)))
-            Row($"ms/token at context {profiles[0].LatencyByContext.ElementAtOrDefault(i)?.Context}", p => p.LatencyByContext.ElementAtOrDefault(i) is { } c ? $"{c.MsPerToken.Median:F2}" : "");
-        Row("cache per sequence", p => string.Join(" / ", p.LatencyByContext.Select(c => InspectCommand.Bytes(c.CacheBytesPerSequence))));
-        Row("throughput", p => p.Throughput.Count == 0 ? "none fits" : $"{p.Throughput[^1].TokensPerSecond.Median:F0} tokens/s at batch {p.LargestBatch} (context {p.ThroughputContext})");
-        Row("decode time by layer type", p => string.Join(", ", p.Breakdown.Select(b => $"{b.LayerType}×{b.Layers} {b.MsPerToken:F2} ms ({b.Share:P0})")) + $", other {p.OtherMsPerToken:F2} ms");
-        Row("peak RSS", p => InspectCommand.Bytes(p.PeakRssBytes));
+            Row($"ms/token at context {profiles[0].LatencyByContext.ElementAtOrDefault(i)?.Context}", p =>
+                p.LatencyByContext.ElementAtOrDefault(i) is { } c ? $"{c.MsPerToken.Median:F2}" : "");
+        Row("cache per sequence", p => string.Join(" / ", p.LatencyByContext.Select(c => Formats.Bytes(c.CacheBytesPerSequence))));
+        Row("throughput", p =>
+            p.Throughput.Count == 0 ? "none fits" : $"{p.Throughput[^1].TokensPerSecond.Median:F0} tokens/s at batch {p.LargestBatch} " +
+                                                    $"(context {p.ThroughputContext})");
+        Row("decode time by layer type", p =>
+            string.Join(", ", p.Breakdown.Select(b =>
+                $"{b.LayerType}×{b.Layers} {b.MsPerToken:F2} ms ({b.Share:P0})")) + $", other {p.OtherMsPerToken:F2} ms");
+        Row("peak RSS", p => Formats.Bytes(p.PeakRssBytes));
         console.Write(table);
         foreach (var p in profiles)
             foreach (var w in p.Warnings) console.MarkupLine($"[yellow]warning[/] {Markup.Escape(p.Name)}: {Markup.Escape(w)}");
     }
 
-    internal static int[] ParseInts(string text, string option)
-    {
-        try { return text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray(); }
-        catch (FormatException) { throw new WrenException($"{option} takes a comma-separated list of whole numbers, got '{text}'"); }
-    }
 
     internal static long ParseBytes(string text)
     {
         var t = text.Trim().ToUpperInvariant();
-        (string suffix, long unit)[] units = [("GB", 1L << 30), ("G", 1L << 30), ("MB", 1L << 20), ("M", 1L << 20), ("KB", 1L << 10), ("B", 1)];
+        (string suffix, long unit)[] units = [("GB", 1L << 30), ("G", 1L << 30), ("MB", 1L << 20), ("M", 1L << 20), ("KB", 1L << 10), ("B",
+            1)];
         foreach (var (suffix, unit) in units)
-            if (t.EndsWith(suffix, StringComparison.Ordinal) && double.TryParse(t[..^suffix.Length], System.Globalization.CultureInfo.InvariantCulture, out var value) && value > 0)
+            if (t.EndsWith(suffix, StringComparison.Ordinal)
+                && double.TryParse(t[..^suffix.Length], System.Globalization.CultureInfo.InvariantCulture, out var value) && value > 0)
                 return (long)(value * unit);
         throw new WrenException($"--memory-budget must look like 4GB, 512MB or 1.5G, got '{text}'");
     }

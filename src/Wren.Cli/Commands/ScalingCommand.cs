@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text;
 using Spectre.Console;
 using Wren.Checkpoints;
+using Wren.Common;
 using Wren.Data;
 using Wren.Models;
 using Wren.Scaling;
@@ -9,13 +10,15 @@ using Wren.Training;
 
 namespace Wren.Cli.Commands;
 
-/// <summary><c>wren scaling sweep</c>: the depth–width study — train a grid, time it, fit L(D, W), recommend a shape for a budget.</summary>
+/// <summary><c>wren scaling sweep</c>: the depth–width study — train a grid, time it, fit L(D, W), recommend a shape for a
+/// budget.</summary>
 internal static class ScalingCommand
 {
     public static Command Create()
     {
         var command = new Command("scaling", "Depth–width scaling study");
-        var sweep = new Command("sweep", "Train a (depth, width) grid for a fixed budget, measure latency, fit L(D, W) = L0 + a·D^-α + b·W^-β");
+        var sweep = new Command("sweep",
+                                "Train a (depth, width) grid for a fixed budget, measure latency, fit L(D, W) = L0 + a·D^-α + b·W^-β");
         var config = new Option<string>("--config") { Description = "template config (preset or config.json)", DefaultValueFactory = _ => "flash-quick" };
         var pattern = new Option<string>("--pattern") { Description = "block repeated D times (layer types)", DefaultValueFactory = _ => "a f" };
         var depths = new Option<string>("--depths") { Description = "depths (blocks)", DefaultValueFactory = _ => "1,2,3,4" };
@@ -35,35 +38,23 @@ internal static class ScalingCommand
         sweep.SetAction((result, cancellation) =>
         {
             common.Initialize(result);
-            var depthList = ProfileCommand.ParseInts(result.GetValue(depths)!, "--depths");
-            var widthList = ProfileCommand.ParseInts(result.GetValue(widths)!, "--widths");
-            var layers = result.GetValue(pattern)!.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-            foreach (var layer in layers) OperatorRegistry.Get(layer);
-            var held = result.GetValue(holdout) is { } h ? ProfileCommand.ParseInts(h, "--holdout-depths") : [depthList.Max()];
-            string folder = result.GetValue(output)!;
+            var proxy = new TrainingOptions
+            {
+                Steps = result.GetValue(steps), BatchSize = result.GetValue(batch), SeqLen = result.GetValue(seqLen), LearningRate = result.GetValue(lr),
+                WarmupSteps = Math.Max(1, result.GetValue(steps) / 8),
+            };
+            var options = new SweepOptions(HybridConfig.Load(result.GetValue(config)!),
+                                           result.GetValue(pattern)!.Split(' ', StringSplitOptions.RemoveEmptyEntries),
+                                           Formats.Ints(result.GetValue(depths)!, "--depths"), Formats.Ints(result.GetValue(widths)!,
+                                               "--widths"),
+                                           proxy, result.GetValue(decode), result.GetValue(holdout) is { } h ? Formats.Ints(h,
+                                               "--holdout-depths") : [],
+                                           result.GetValue(budget), result.GetValue(remeasure));
             using var dataset = TokenDataset.Open(result.GetValue(data)!);
-            var proxy = new TrainingOptions { Steps = result.GetValue(steps), BatchSize = result.GetValue(batch), SeqLen = result.GetValue(seqLen), LearningRate = result.GetValue(lr), WarmupSteps = Math.Max(1, result.GetValue(steps) / 8) };
-            IReadOnlyList<SweepPoint> points = [];
-            AnsiConsole.Status().Start("sweeping", status => points = DepthWidthSweep.Run(HybridConfig.Load(result.GetValue(config)!), layers, depthList, widthList,
-                dataset, proxy, result.GetValue(decode), folder, new StatusProgress(status), cancellation, result.GetValue(remeasure)));
-            double budgetMs = result.GetValue(budget) ?? points.Select(p => p.DecodeMsPerToken).Order().ElementAt(points.Count / 2);
-            var analysis = DepthWidthSweep.Analyze(points, p => held.Contains(p.Depth), budgetMs);
-            DepthWidthSweep.FrontierPlot(points, Path.Combine(folder, "frontier"));
-
-            var text = new StringBuilder($"# Depth–width sweep\n\nPattern `{string.Join(" ", layers)}` × D at width W, {proxy.TotalSteps} steps × {proxy.TokensPerStep:N0} tokens each; " +
-                                         $"latency: batch-1 decode ms/token.\n\n| depth | width | params | val loss | val PPL | decode ms/token | fit |\n|---|---|---|---|---|---|---|\n");
-            foreach (var p in points.OrderBy(p => p.Depth).ThenBy(p => p.Width))
-                text.AppendLine($"| {p.Depth} | {p.Width} | {p.Parameters / 1e6:F2}M | {p.ValLoss:F4} | {p.ValPerplexity:F2} | {p.DecodeMsPerToken:F2} | {(held.Contains(p.Depth) ? "held out" : "fitted")} |");
-            text.AppendLine($"\nFitted on perplexity: {analysis.Law} (RMS residual {analysis.Law.RmsError:F3}).\n");
-            text.AppendLine("| held-out shape | measured PPL | predicted PPL | error |\n|---|---|---|---|");
-            foreach (var (p, predicted, error) in analysis.HeldOut) text.AppendLine($"| {p.Depth}×{p.Width} | {p.ValPerplexity:F2} | {predicted:F2} | {error:F1} % |");
-            if (analysis.HeldOut.Count > 0) text.AppendLine($"\nMean extrapolation error {analysis.HeldOut.Average(e => e.ErrorPercent):F1} % (the method: within 5.3 %).");
-            text.AppendLine(analysis.Recommended is { } r
-                ? $"\nFor a budget of {budgetMs:F2} ms/token: depth {r.Depth}, width {r.Width} (predicted PPL {analysis.RecommendedPredicted:F2}, measured {r.ValPerplexity:F2}, {r.DecodeMsPerToken:F2} ms/token)."
-                : $"\nNo measured shape decodes within {budgetMs:F2} ms/token.");
-            text.AppendLine("\n![frontier](frontier.png)");
-            Checkpoint.WriteAtomically(Path.Combine(folder, "report.md"), text.ToString());
-            Console.WriteLine(text);
+            SweepReport report = null!;
+            Resumable.Run(Resumable.SameCommand(result), () => AnsiConsole.Status().Start("sweeping", status =>
+                report = SweepReport.Run(options, dataset, result.GetValue(output)!, new StatusProgress(status), cancellation)));
+            Console.WriteLine(report.ToMarkdown());
             return Task.FromResult(0);
         });
         command.Add(sweep);

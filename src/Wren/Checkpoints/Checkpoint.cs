@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using TorchSharp;
+using Wren.Common;
 using Wren.Models;
 using Wren.Modules;
 using static TorchSharp.torch;
@@ -7,16 +8,12 @@ using static TorchSharp.torch;
 namespace Wren.Checkpoints;
 
 /// <summary>Loads and saves Hugging Face model folders (config.json + safetensors) with the exact HF tensor names.</summary>
-public static class Checkpoint
+internal static class Checkpoint
 {
     public const string ConfigFile = "config.json";
 
-    /// <summary>
-    /// Builds the model from <c>config.json</c> and fills every parameter from the safetensors file(s), converting
-    /// dtypes tensor by tensor. Missing, unexpected or mis-shaped tensors are errors that name them; a tied
-    /// config tolerates an extra <c>lm_head.weight</c> (the tie wins, as in HF).
-    /// </summary>
-    public static HybridForCausalLM Load(string folder, ScalarType dtype = ScalarType.Float32, Device? device = null)
+    /// <summary>The body of <see cref="HybridForCausalLM.FromPretrained"/>, the one public load entry.</summary>
+    internal static HybridForCausalLM Load(string folder, ScalarType dtype, Device? device)
     {
         if (File.Exists(folder))
             throw new WrenException($"{folder} is a file; give the model folder that holds it (config.json and model.safetensors)");
@@ -74,7 +71,7 @@ public static class Checkpoint
     public static void Save(HybridForCausalLM model, string folder, ScalarType? dtype = null, long maxShardBytes = 0)
     {
         Directory.CreateDirectory(folder);
-        WriteAtomically(Path.Combine(folder, ConfigFile), model.Config.ToJson());
+        AtomicFile.WriteAllText(Path.Combine(folder, ConfigFile), model.Config.ToJson());
         var tensors = model.named_parameters()
             .Select(p => (p.name, tensor: dtype is { } t && p.parameter.dtype != t ? p.parameter.detach().to(t) : p.parameter.detach()))
             .ToList();
@@ -105,19 +102,11 @@ public static class Checkpoint
             }
             long total = tensors.Sum(t => t.tensor.NumberOfElements * t.tensor.ElementSize);
             var index = new JsonObject { ["metadata"] = new JsonObject { ["total_size"] = total }, ["weight_map"] = weightMap };
-            WriteAtomically(Path.Combine(folder, CheckpointFiles.IndexFile), index.ToJsonString(new() { WriteIndented = true }));
+            AtomicFile.WriteAllText(Path.Combine(folder, CheckpointFiles.IndexFile), index.ToJsonString(new() { WriteIndented = true }));
         }
         finally
         {
             foreach (var (_, tensor) in tensors) tensor.Dispose();
         }
-    }
-
-    /// <summary>Temp file + rename: readers see the old file or the new one, never a torn one.</summary>
-    public static void WriteAtomically(string path, string text)
-    {
-        string temp = path + ".wren-tmp";
-        File.WriteAllText(temp, text);
-        File.Move(temp, path, overwrite: true);
     }
 }

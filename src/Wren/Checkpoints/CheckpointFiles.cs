@@ -7,7 +7,7 @@ namespace Wren.Checkpoints;
 /// The weights of a model folder: one <c>model.safetensors</c>, or shards listed by
 /// <c>model.safetensors.index.json</c> (<c>{"metadata": …, "weight_map": {name: file}}</c>).
 /// </summary>
-public sealed class CheckpointFiles : IDisposable
+internal sealed class CheckpointFiles : IDisposable
 {
     public const string SingleFile = "model.safetensors";
     public const string IndexFile = "model.safetensors.index.json";

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Wren.Checkpoints;
+using Wren.Common;
 using Wren.Models;
 using Wren.Tokenization;
 
@@ -54,7 +55,7 @@ public sealed record DataManifest(
         TiktokenEncoding = Tokenizer.Kind == "tiktoken" ? Tokenizer.Name : config.TiktokenEncoding,
     };
 
-    public void Save(string folder) => Checkpoint.WriteAtomically(Path.Combine(folder, FileName), JsonSerializer.Serialize(this, Json));
+    public void Save(string folder) => AtomicFile.WriteAllText(Path.Combine(folder, FileName), JsonSerializer.Serialize(this, Json));
 
     public static DataManifest Load(string folder)
     {
@@ -62,7 +63,8 @@ public sealed record DataManifest(
         if (File.Exists(folder))
             throw new WrenException($"{folder} is a file; give the dataset folder that holds {FileName} and the shards");
         if (!File.Exists(path))
-            throw new WrenException(Directory.Exists(folder) ? $"{folder}: no {FileName}; prepare the data first (wren data prepare) or finish an interrupted preparation"
+            throw new WrenException(Directory.Exists(folder) ? $"{folder}: no {FileName}; prepare the data first (wren data prepare) or " +
+                                                               $"finish an interrupted preparation"
                                                             : $"dataset folder not found: {folder}");
         DataManifest? manifest;
         try { manifest = JsonSerializer.Deserialize<DataManifest>(File.ReadAllText(path), Json); }
@@ -70,7 +72,8 @@ public sealed record DataManifest(
         if (manifest is null || manifest.Tokenizer is null || manifest.Train is null || manifest.Validation is null)
             throw new WrenException($"{path}: incomplete manifest (needs tokenizer, train and validation)");
         if (manifest.Format != CurrentFormat) throw new WrenException($"{path}: format \"{manifest.Format}\" is not {CurrentFormat}");
-        if (manifest.Dtype is not ("uint16" or "uint32")) throw new WrenException($"{path}: dtype \"{manifest.Dtype}\" (expected uint16 or uint32)");
+        if (manifest.Dtype is not ("uint16" or "uint32")) throw new WrenException($"{path}: dtype \"{manifest.Dtype}\" (expected uint16 " +
+                                                                                  $"or uint32)");
         return manifest;
     }
 
@@ -78,8 +81,10 @@ public sealed record DataManifest(
     public void EnsureTokenizer(TokenizerIdentity other, string what)
     {
         if (other.Sha256 != Tokenizer.Sha256 || other.VocabularySize != Tokenizer.VocabularySize)
-            throw new WrenException($"{what} ({other.Kind} {other.Name}, sha256 {other.Sha256[..12]}…, {other.VocabularySize} tokens) is not the tokenizer " +
-                                    $"the dataset was prepared with ({Tokenizer.Kind} {Tokenizer.Name}, sha256 {Tokenizer.Sha256[..12]}…, {Tokenizer.VocabularySize} tokens); " +
+            throw new WrenException($"{what} ({other.Kind} {other.Name}, sha256 {other.Sha256[..12]}…, {other.VocabularySize} tokens) is " +
+                                    $"not the tokenizer " +
+                                    $"the dataset was prepared with ({Tokenizer.Kind} {Tokenizer.Name}, sha256 " +
+                                    $"{Tokenizer.Sha256[..12]}…, {Tokenizer.VocabularySize} tokens); " +
                                     "prepare the data again with this tokenizer or use the dataset's own");
     }
 }

@@ -9,8 +9,8 @@ public sealed class TokenDataset : IDisposable
 {
     public string Folder { get; }
     public DataManifest Manifest { get; }
-    public TokenSplit Train { get; }
-    public TokenSplit Validation { get; }
+    internal TokenSplit Train { get; }
+    internal TokenSplit Validation { get; }
 
     TokenDataset(string folder, DataManifest manifest, bool verify)
     {
@@ -21,13 +21,15 @@ public sealed class TokenDataset : IDisposable
         catch { Train.Dispose(); throw; }
     }
 
-    /// <summary>Opens <paramref name="folder"/>; every shard's size is checked, and with <paramref name="verify"/> its SHA-256 too.</summary>
+    /// <summary>Opens <paramref name="folder"/>; every shard's size is checked, and with <paramref name="verify"/> its SHA-256
+    /// too.</summary>
     public static TokenDataset Open(string folder, bool verify = true) => new(folder, DataManifest.Load(folder), verify);
 
     /// <summary>The tokenizer the dataset was prepared with (its tokenizer.json copy, or the tiktoken encoding).</summary>
     public TokenizerHandle OpenTokenizer()
     {
-        var handle = TokenizerSource.Open(Manifest.Tokenizer.Kind == "tiktoken" ? Manifest.Tokenizer.Name : Path.Combine(Folder, DataManifest.TokenizerFile));
+        var handle = TokenizerSource.Open(Manifest.Tokenizer.Kind == "tiktoken" ? Manifest.Tokenizer.Name : Path.Combine(Folder,
+            DataManifest.TokenizerFile));
         Manifest.EnsureTokenizer(handle.Identity, "the dataset's tokenizer copy");
         return handle;
     }
@@ -40,7 +42,7 @@ public sealed class TokenDataset : IDisposable
 }
 
 /// <summary>The tokens of one split as one memory-mapped sequence across its shards.</summary>
-public sealed unsafe class TokenSplit : IDisposable
+internal sealed unsafe class TokenSplit : IDisposable
 {
     readonly int width;
     readonly List<(MemoryMappedFile Map, MemoryMappedViewAccessor View, nint Data, long Start, long Tokens)> shards = [];
@@ -59,7 +61,8 @@ public sealed unsafe class TokenSplit : IDisposable
                 if (!File.Exists(path)) throw new WrenException($"{path}: shard missing (listed in {DataManifest.FileName})");
                 long length = new FileInfo(path).Length;
                 if (length != shard.Tokens * width)
-                    throw new WrenException($"{path}: {length} bytes, but the manifest lists {shard.Tokens} tokens × {width} bytes = {shard.Tokens * width}: truncated or corrupt; prepare the data again");
+                    throw new WrenException($"{path}: {length} bytes, but the manifest lists {shard.Tokens} tokens × {width} bytes = " +
+                                            $"{shard.Tokens * width}: truncated or corrupt; prepare the data again");
                 if (verify) Verify(path, shard);
                 if (shard.Tokens == 0) continue;
                 var map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
@@ -79,7 +82,8 @@ public sealed unsafe class TokenSplit : IDisposable
     {
         using var stream = File.OpenRead(path);
         string actual = Convert.ToHexStringLower(SHA256.HashData(stream));
-        if (actual != shard.Sha256) throw new WrenException($"{path}: SHA-256 {actual[..12]}… does not match the manifest's {shard.Sha256[..12]}…: the shard is corrupt; prepare the data again");
+        if (actual != shard.Sha256) throw new WrenException($"{path}: SHA-256 {actual[..12]}… does not match the manifest's " +
+                                                            $"{shard.Sha256[..12]}…: the shard is corrupt; prepare the data again");
     }
 
     /// <summary>Copies tokens [start, start + destination.Length) into <paramref name="destination"/>, across shard boundaries.</summary>

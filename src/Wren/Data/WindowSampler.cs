@@ -4,7 +4,7 @@ namespace Wren.Data;
 /// Training windows of <c>SequenceLength + 1</c> tokens at uniformly random positions. Batch <c>i</c> depends only on
 /// (seed, i), so the data position of a run is just the number of batches drawn: resuming needs no sampler state.
 /// </summary>
-public sealed class WindowSampler
+internal sealed class WindowSampler
 {
     readonly TokenSplit split;
     readonly ulong seed;
@@ -15,7 +15,8 @@ public sealed class WindowSampler
     public WindowSampler(TokenSplit split, int batchSize, int sequenceLength, long seed, string splitName = "train")
     {
         if (split.Tokens < sequenceLength + 1)
-            throw new WrenException($"the {splitName} split holds {split.Tokens} tokens, fewer than one window of {sequenceLength + 1}; lower --seq-len or add data");
+            throw new WrenException($"the {splitName} split holds {split.Tokens} tokens, fewer than one window of {sequenceLength + 1}; " +
+                                    $"lower --seq-len or add data");
         this.split = split;
         this.seed = (ulong)seed;
         BatchSize = batchSize;
@@ -38,7 +39,8 @@ public sealed class WindowSampler
     public static long[] Evenly(TokenSplit split, int count, int sequenceLength, out int windows)
     {
         int width = sequenceLength + 1;
-        if (split.Tokens < width) throw new WrenException($"the validation split holds {split.Tokens} tokens, fewer than one window of {width}; lower --seq-len or raise the validation fraction");
+        if (split.Tokens < width) throw new WrenException($"the validation split holds {split.Tokens} tokens, fewer than one window of " +
+                                                          $"{width}; lower --seq-len or raise the validation fraction");
         windows = (int)Math.Min(count, Math.Max(1, split.Tokens / width));
         var tokens = new long[windows * width];
         long last = split.Tokens - width;

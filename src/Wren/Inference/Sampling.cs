@@ -12,7 +12,8 @@ public sealed record SamplingOptions
     public int TopK { get; init; }
     /// <summary>Keep the smallest set of tokens whose probability reaches p; 1 disables.</summary>
     public double TopP { get; init; } = 1.0;
-    /// <summary>CTRL-style penalty on tokens already in the row (prompt included): logit/p if positive, logit·p otherwise; 1 disables.</summary>
+    /// <summary>CTRL-style penalty on tokens already in the row (prompt included): logit/p if positive, logit·p otherwise; 1
+    /// disables.</summary>
     public double RepetitionPenalty { get; init; } = 1.0;
     public ulong? Seed { get; init; }
     public int MaxNewTokens { get; init; } = 128;
@@ -37,7 +38,7 @@ public sealed record SamplingOptions
 /// the row maximum is subtracted before dividing by the temperature, so every scaled score is ≤ 0 with the best at 0. A tiny
 /// temperature therefore tends to greedy (all mass on the best tokens) instead of overflowing softmax.
 /// </remarks>
-public static class Sampler
+internal static class Sampler
 {
     /// <param name="seen">[B, V] bool: tokens already in each row, for the repetition penalty (or null).</param>
     /// <returns>[B] int64 token ids.</returns>

@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -12,7 +11,7 @@ namespace Wren.Kernels;
 /// ~30 GB/s vs ~70 GB/s for this kernel on a 2-core AVX-512 machine; see docs/benchmarks.md). Rows are split
 /// across the intra-op threads (<see cref="Workers"/>).
 /// </summary>
-public static unsafe class MatVec
+internal static unsafe class MatVec
 {
     /// <summary>Below this many weights one thread is faster than waking another.</summary>
     const long ParallelThreshold = 1 << 16;
@@ -25,7 +24,8 @@ public static unsafe class MatVec
     /// </summary>
     public const int MaxInputRows = 64;
 
-    /// <summary>True when <see cref="Multiply"/> applies: float32 CPU tensors, contiguous weights, at most <see cref="MaxInputRows"/> input rows, SIMD available.</summary>
+    /// <summary>True when <see cref="Multiply"/> applies: float32 CPU tensors, contiguous weights, at most <see cref="MaxInputRows"/> input
+    /// rows, SIMD available.</summary>
     public static bool Applies(Tensor weight, Tensor x) =>
         IsAccelerated && weight.dtype == ScalarType.Float32 && x.dtype == ScalarType.Float32
         && weight.device.type == DeviceType.CPU && x.device.type == DeviceType.CPU
@@ -42,13 +42,17 @@ public static unsafe class MatVec
     public static Tensor[] MultiplyMany(IReadOnlyList<Tensor> weights, Tensor x)
     {
         long cols = weights[0].shape[1], inputs = x.numel() / cols;
+        for (int i = 0; i < weights.Count; i++) KernelTensors.RequireInPlace(weights[i], $"weight {i}", ScalarType.Float32,
+                                                                             weights[i].shape[0], cols);
+        KernelTensors.Require(x, "x", ScalarType.Float32, [.. x.shape[..^1], cols]);
+        if (inputs > MaxInputRows) throw new ArgumentException($"x: {inputs} rows, more than the kernel's {MaxInputRows}");
         var outputs = weights.Select(w => empty(inputs, w.shape[0])).ToArray();
         using var xc = x.reshape(inputs, cols).contiguous();
-        float* v = Pointer(xc);
+        float* v = KernelTensors.Floats(xc);
         var starts = new long[weights.Count + 1];
         for (int i = 0; i < weights.Count; i++) starts[i + 1] = starts[i] + weights[i].shape[0];
-        var wp = weights.Select(w => (IntPtr)Pointer(w)).ToArray();
-        var op = outputs.Select(o => (IntPtr)Pointer(o)).ToArray();
+        var wp = weights.Select(w => (IntPtr)KernelTensors.Floats(w)).ToArray();
+        var op = outputs.Select(o => (IntPtr)KernelTensors.Floats(o)).ToArray();
         long total = starts[^1];
         int workers = total * cols < ParallelThreshold ? 1 : Math.Max(1, Math.Min(Workers.Count, (int)(total / 64)));
         Workers.Run(workers, part =>
@@ -62,8 +66,6 @@ public static unsafe class MatVec
         });
         return outputs;
     }
-
-    static float* Pointer(Tensor t) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot SIMD loop: skip tier-0 code
     static void Rows(float* w, float* x, float* y, long cols, long inputs, long outputs, long first, long end)

@@ -45,13 +45,14 @@ public sealed record HybridConfig
     [JsonPropertyName("pad_token_id")] public int? PadTokenId { get; init; }
     [JsonPropertyName("bos_token_id")] public int? BosTokenId { get; init; }
     [JsonPropertyName("eos_token_id")] public JsonNode? EosTokenId { get; init; }
-    /// <summary>Wren extension: a tiktoken encoding name ("cl100k_base", "o200k_base") used when the folder has no tokenizer.json.</summary>
+    /// <summary>Wren extension: a tiktoken encoding name ("cl100k_base", "o200k_base") used when the folder has no
+    /// tokenizer.json.</summary>
     [JsonPropertyName("wren_tiktoken_encoding")] public string? TiktokenEncoding { get; init; }
 
     /// <summary>Every other key of the file, written back unchanged.</summary>
     [JsonExtensionData] public Dictionary<string, JsonElement>? Extra { get; init; }
 
-    // ---- derived sizes (checkpoint-layout.md §1) ----
+    // ---- derived sizes (the released modeling_nemotron_flash.py) ----
     [JsonIgnore] public int KvHeads => NumKeyValueHeads ?? NumAttentionHeads;
     [JsonIgnore] public int AttnQkHeadDim => KqHeadDim > 0 ? KqHeadDim : HiddenSize / NumAttentionHeads;
     [JsonIgnore] public int AttnVHeadDim => VHeadDim > 0 ? VHeadDim : HiddenSize / NumAttentionHeads;
@@ -67,8 +68,12 @@ public sealed record HybridConfig
     /// <summary>intermediate_size &gt; 0 gives every mixer layer its own FFN sub-block as well.</summary>
     [JsonIgnore] public bool MixerLayersHaveFfn => IntermediateSize > 0;
 
+    /// <summary>True when layer <paramref name="layer"/> has an FFN sub-block: FFN-only layers, and every layer when <see
+    /// cref="MixerLayersHaveFfn"/>.</summary>
+    public bool HasFfn(int layer) => OperatorRegistry.Of(this, layer).Create is null || MixerLayersHaveFfn;
+
     /// <summary>Sliding window of attention layer <paramref name="layer"/>, or null for full attention.</summary>
-    /// <remarks>The released "fused_mha" attention ignores sliding_window (checkpoint-layout.md §5), so it does here too.</remarks>
+    /// <remarks>The released "fused_mha" attention ignores sliding_window (the released modeling_nemotron_flash.py), so it does here too.</remarks>
     public int? WindowOf(int layer) =>
         SlidingWindow is { } w && AttnImplementation != "fused_mha" && !(GlobalAttnIdx ?? []).Contains(layer) ? w : null;
 
@@ -88,7 +93,8 @@ public sealed record HybridConfig
             HiddenSize = hiddenSize,
             NumAttentionHeads = heads,
             NumKeyValueHeads = Math.Max(1, heads / group),
-            IntermediateSize = FfnExpandRatio is null && IntermediateSize > 0 ? (int)((long)IntermediateSize * hiddenSize / HiddenSize) : IntermediateSize,
+            IntermediateSize = FfnExpandRatio is null
+                && IntermediateSize > 0 ? (int)((long)IntermediateSize * hiddenSize / HiddenSize) : IntermediateSize,
             GlobalAttnIdx = GlobalAttnIdx is null ? null : [],
         };
         shaped.Validate($"{layerTypes.Count} layers at width {hiddenSize}");
@@ -129,7 +135,8 @@ public sealed record HybridConfig
         if (File.Exists(pathOrPreset)) return Parse(File.ReadAllText(pathOrPreset), pathOrPreset);
         using var preset = typeof(HybridConfig).Assembly.GetManifestResourceStream($"Wren.Presets.{pathOrPreset}.json");
         if (preset is null)
-            throw new WrenException($"config not found: '{pathOrPreset}' is neither a file, a model folder nor a preset ({string.Join(", ", Presets)})");
+            throw new WrenException($"config not found: '{pathOrPreset}' is neither a file, a model folder nor a preset " +
+                                    $"({string.Join(", ", Presets)})");
         return Parse(new StreamReader(preset).ReadToEnd(), $"preset {pathOrPreset}");
     }
 
@@ -150,49 +157,21 @@ public sealed record HybridConfig
             Fail($"num_hidden_layers is {n} but layer_types has {LayerTypes.Count} entries");
         for (int i = 0; i < LayerTypes.Count; i++)
             if (LayerTypes[i] is null || !OperatorRegistry.IsKnown(LayerTypes[i]))
-                Fail($"layer_types[{i}] = '{LayerTypes[i]}' is not a known layer type (known: {string.Join(", ", OperatorRegistry.Names)})");
+                Fail($"layer_types[{i}] = '{LayerTypes[i]}' is not a known layer type (known: " +
+                     $"{string.Join(", ", OperatorRegistry.Names)})");
         if (HiddenSize <= 0) Fail("hidden_size must be positive");
         if (VocabSize <= 0) Fail("vocab_size must be positive");
         if (NumAttentionHeads <= 0) Fail("num_attention_heads must be positive");
         if (NumMemoryTokens < 0) Fail("num_memory_tokens must be >= 0");
         if (RmsNormEps <= 0) Fail("rms_norm_eps must be positive");
         if (MlpHiddenAct is not ("silu" or "relu2")) Fail($"mlp_hidden_act '{MlpHiddenAct}' is not supported (use \"silu\" or \"relu2\")");
-        bool HasType(params string[] names) => LayerTypes.Any(t => names.Contains(OperatorRegistry.Canonical(t)));
-        if (HasType("a"))
-        {
-            if (KqNorm is null) Fail("kq_norm is required when attention layers exist (\"rms\" or \"none\"); the Nemotron-Flash code raises without it");
-            if (KqNorm is not ("rms" or "none")) Fail($"kq_norm '{KqNorm}' is not supported (use \"rms\" or \"none\")");
-            if (AttnHiddenSize != -1 && AttnHiddenSize != HiddenSize) Fail($"attn_hidden_size must be -1 or hidden_size ({HiddenSize}), got {AttnHiddenSize}");
-            if (KvHeads <= 0 || NumAttentionHeads % KvHeads != 0) Fail($"num_attention_heads ({NumAttentionHeads}) must be a multiple of num_key_value_heads ({KvHeads})");
-            if ((KqHeadDim <= 0 || VHeadDim <= 0) && HiddenSize % NumAttentionHeads != 0) Fail($"hidden_size ({HiddenSize}) must be divisible by num_attention_heads ({NumAttentionHeads})");
-            if (Rope && AttnQkHeadDim % 2 != 0) Fail($"the attention q/k head dim ({AttnQkHeadDim}) must be even when rope is on");
-            if (AttnImplementation is not ("flash_attention_2" or "fused_mha"))
-                Fail($"attn_implementation_new '{AttnImplementation}' is not supported: only \"flash_attention_2\" (and \"fused_mha\", the same maths without sliding windows) " +
-                     "have specified semantics; the \"sdpa\" variant has different weights (no q/k norm) and RoPE scaling");
-            if (RopeType is not (null or "default" or "ntk" or "dynamic_ntk")) Fail($"rope_type '{RopeType}' is not supported (null, \"default\", \"ntk\", \"dynamic_ntk\")");
-            if (RopeType is "ntk" or "dynamic_ntk" && (OrigMaxPositionEmbeddings is null or <= 0 || MaxPositionEmbeddings is null or <= 0))
-                Fail($"rope_type '{RopeType}' needs max_position_embeddings and orig_max_position_embeddings");
-            if (SlidingWindow is { } w)
-            {
-                if (w <= 0) Fail("sliding_window must be positive or null");
-                if (GlobalAttnIdx is null) Fail("global_attn_idx must be a list when sliding_window is set");
-            }
-        }
-        if (HasType("deltanet", "gdn") && HiddenSize % NumAttentionHeads != 0)
-            Fail($"hidden_size ({HiddenSize}) must be divisible by num_attention_heads ({NumAttentionHeads}) for DeltaNet heads");
-        if (HasType("m2"))
-        {
-            if (MambaExpand <= 0 || Mamba2HeadDim <= 0 || MambaDState <= 0 || MambaDConv <= 0) Fail("mamba_expand, mamba2_headdim, mamba_d_state and mamba_d_conv must be positive");
-            if (MambaDInner % Mamba2HeadDim != 0) Fail($"mamba_expand·hidden_size ({MambaDInner}) must be divisible by mamba2_headdim ({Mamba2HeadDim})");
-            if (MambaHeads % 8 != 0) Fail($"Mamba2 needs a multiple of 8 heads: mamba_expand·hidden_size/mamba2_headdim = {MambaHeads}");
-            if (MambaNGroups <= 0 || MambaHeads % MambaNGroups != 0) Fail($"wren_mamba_ngroups ({MambaNGroups}) must divide the Mamba2 head count ({MambaHeads})");
-        }
-        bool anyFfn = HasType("f") || (MixerLayersHaveFfn && LayerTypes.Any(t => OperatorRegistry.Canonical(t) != "f"));
-        if (anyFfn && FfnSize <= 0)
+        foreach (var spec in LayerTypes.Select(OperatorRegistry.Get).Distinct()) spec.Validate(this, Fail);
+        if (Enumerable.Range(0, NumLayers).Any(HasFfn) && FfnSize <= 0)
             Fail(FfnExpandRatio is { } r
                 ? $"ffn_expand_ratio {r} × hidden_size {HiddenSize} floors to an FFN width of 0 (it is rounded down to a multiple of 128)"
                 : "intermediate_size must be positive when \"f\" layers exist (or set ffn_expand_ratio)");
         if (IntermediateSize < 0) Fail("intermediate_size must be >= 0");
-        if (TiktokenEncoding is not (null or "cl100k_base" or "o200k_base")) Fail($"wren_tiktoken_encoding '{TiktokenEncoding}' is not supported (cl100k_base, o200k_base)");
+        if (TiktokenEncoding is not (null or "cl100k_base" or "o200k_base")) Fail($"wren_tiktoken_encoding '{TiktokenEncoding}' is not " +
+                                                                                  $"supported (cl100k_base, o200k_base)");
     }
 }

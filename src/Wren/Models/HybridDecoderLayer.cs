@@ -10,7 +10,7 @@ namespace Wren.Models;
 /// intermediate_size &gt; 0) <c>h += ffn(RMSNorm(h))</c>. Submodules are registered under their HF names
 /// (input_layernorm, self_attn | mamba | gla | gdn, pre_ffn_layernorm, ffn).
 /// </summary>
-public sealed class HybridDecoderLayer : nn.Module<MixerInput, Tensor>
+internal sealed class HybridDecoderLayer : nn.Module<MixerInput, Tensor>
 {
     public string LayerType { get; }
     public Mixer? Mixer { get; }
@@ -28,7 +28,7 @@ public sealed class HybridDecoderLayer : nn.Module<MixerInput, Tensor>
             Mixer = spec.Create(config, index, placement);
             register_module(spec.ModuleName!, Mixer);
         }
-        if (spec.Create is null || config.MixerLayersHaveFfn)
+        if (config.HasFfn(index))
         {
             preFfnNorm = new RmsNorm(config.HiddenSize, config.RmsNormEps, placement);
             register_module("pre_ffn_layernorm", preFfnNorm);

@@ -1,9 +1,9 @@
 using TorchSharp;
-using Parameter = TorchSharp.Modules.Parameter;
-using ModuleList = TorchSharp.Modules.ModuleList<Wren.Models.HybridDecoderLayer>;
 using Wren.Modules;
 using Wren.Operators;
 using static TorchSharp.torch;
+using ModuleList = TorchSharp.Modules.ModuleList<Wren.Models.HybridDecoderLayer>;
+using Parameter = TorchSharp.Modules.Parameter;
 
 namespace Wren.Models;
 
@@ -12,14 +12,13 @@ namespace Wren.Models;
 /// <param name="Cache">Null: a full parallel forward (training, scoring). Otherwise the tokens continue this cache and update it.</param>
 /// <param name="LeftPad">With a cache: pad tokens at the start of each row [B] (ragged prompts); their logits are meaningless.</param>
 /// <param name="LastPositionOnly">Compute logits for the last position only (generation).</param>
-/// <param name="Timings">When set, each layer's wall time is added to it (profiling).</param>
-public sealed record LMInput(Tensor InputIds, ModelCache? Cache = null, Tensor? LeftPad = null, bool LastPositionOnly = false, LayerTimings? Timings = null);
+public sealed record LMInput(Tensor InputIds, ModelCache? Cache = null, Tensor? LeftPad = null, bool LastPositionOnly = false);
 
 /// <summary>Float32 logits [B, T, V] (or [B, 1, V]).</summary>
 public sealed record LMOutput(Tensor Logits);
 
 /// <summary>
-/// A hybrid causal LM with the exact Nemotron-Flash forward (checkpoint-layout.md §3):
+/// A hybrid causal LM with the exact Nemotron-Flash forward (the released modeling_nemotron_flash.py, NemotronFlashForCausalLM.forward):
 /// embed → prepend meta tokens → layers → final RMSNorm → drop meta positions → <c>(h·W_lm[v]) / ‖W_lm[v]‖</c>.
 /// State-dict names match the HF checkpoint (<c>model.…</c>, <c>lm_head.weight</c>).
 /// </summary>
@@ -52,7 +51,43 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
         }
     }
 
-    public HybridModel Backbone => model;
+    /// <summary>
+    /// Loads a Hugging Face model folder (<c>config.json</c> + <c>model.safetensors</c> or sharded safetensors with an
+    /// index): builds the model from the config and fills every parameter, converting dtypes tensor by tensor, in eval
+    /// mode. Missing, unexpected or mis-shaped tensors are <see cref="WrenException"/>s that name them; a tied config
+    /// tolerates an extra <c>lm_head.weight</c> (the tie wins, as in HF). <paramref name="dtype"/>: float32, bfloat16 or float16.
+    /// </summary>
+    public static HybridForCausalLM FromPretrained(string folder, ScalarType dtype = ScalarType.Float32, Device? device = null) =>
+        Checkpoints.Checkpoint.Load(folder, dtype, device);
+
+    /// <summary>
+    /// Writes config.json and the weights (in <paramref name="dtype"/>, default the model's) into <paramref name="folder"/>,
+    /// every file atomically, in the Hugging Face layout <see cref="FromPretrained"/> reads. With
+    /// <paramref name="maxShardBytes"/> &gt; 0 the weights are split into <c>model-0000i-of-0000n.safetensors</c> shards plus an index.
+    /// </summary>
+    public void SavePretrained(string folder, ScalarType? dtype = null, long maxShardBytes = 0) =>
+        Checkpoints.Checkpoint.Save(this, folder, dtype, maxShardBytes);
+
+    internal HybridModel Backbone => model;
+
+    /// <summary>
+    /// Installs <paramref name="observer"/> around every layer of every forward until the returned handle is disposed
+    /// (one at a time): the profiler's per-layer hook, kept out of the model's inputs (llama.cpp's <c>cb</c>).
+    /// </summary>
+    public IDisposable Observe(ILayerObserver observer)
+    {
+        lock (inferenceGate)
+        {
+            if (model.Observer is not null) throw new InvalidOperationException("a layer observer is already installed on this model");
+            model.Observer = observer;
+        }
+        return new Observation(model);
+    }
+
+    sealed class Observation(HybridModel model) : IDisposable
+    {
+        public void Dispose() => model.Observer = null;
+    }
     public Tensor LmHeadWeight => lm_head?.Weight ?? model.EmbedTokens.Weight;
 
     public override LMOutput forward(LMInput input)
@@ -67,7 +102,7 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
             if (input.LeftPad is not null) throw new ArgumentException("left padding needs a cache (see Generator)");
             if (M > 0) h = cat([model.MemoryTokens!.unsqueeze(0).expand(B, M, -1), h], 1);     // [B, M+T, H]
             var positions = arange(M + T, device: ids.device).unsqueeze(0).expand(B, -1);
-            h = model.forward(new BackboneInput(h, positions, null, null, input.Timings));
+            h = model.forward(new BackboneInput(h, positions, null, null));
             if (M > 0) h = h.narrow(1, M, T);
         }
         else if (T > PrefillChunk)
@@ -91,7 +126,7 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
             var offsets = arange(T, device: ids.device).unsqueeze(0);                          // [1, T]
             if (padding is not null) offsets = offsets - padding.Counts.unsqueeze(1);
             var positions = cache.NextPosition.unsqueeze(1) + offsets;                         // real token n of the chunk at next+n
-            h = model.forward(new BackboneInput(h, positions, padding, cache, input.Timings));
+            h = model.forward(new BackboneInput(h, positions, padding, cache));
             cache.NextPosition.add_(padding is null ? T : (T - padding.Counts));
         }
         if (input.LastPositionOnly) h = h.narrow(1, h.shape[1] - 1, 1);
@@ -153,7 +188,8 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
         return new ModelCache(states, shape, Config.NumMemoryTokens, device);
     }
 
-    /// <summary>The meta tokens' state after every layer (batch 1), computed once per loaded model; every request starts from a copy.</summary>
+    /// <summary>The meta tokens' state after every layer (batch 1), computed once per loaded model; every request starts from a
+    /// copy.</summary>
     internal ModelCache MetaTokenState()
     {
         lock (inferenceGate) return metaTokenState ??= ComputeMetaTokenState();
@@ -197,24 +233,19 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
     }
 }
 
-/// <summary>Input of the layer stack: hidden states, positions, padding, the request cache (or null), optional timings.</summary>
-public sealed record BackboneInput(Tensor Hidden, Tensor Positions, LeftPadding? Padding, ModelCache? Cache, LayerTimings? Timings = null);
-
-/// <summary>Accumulated wall time per layer (seconds), filled by forwards that are given it, and of the whole runs they belong to.</summary>
-public sealed class LayerTimings(int layers)
-{
-    public double[] Seconds { get; } = new double[layers];
-    /// <summary>Wall time of the enclosing runs (set by the caller), so that layers + everything else adds up.</summary>
-    public double RunSeconds { get; set; }
-}
+/// <summary>Input of the layer stack: hidden states, positions, padding, the request cache (or null).</summary>
+internal sealed record BackboneInput(Tensor Hidden, Tensor Positions, LeftPadding? Padding, ModelCache? Cache);
 
 /// <summary>The <c>model.</c> part of the checkpoint: embeddings, meta tokens, decoder layers, final norm.</summary>
-public sealed class HybridModel : nn.Module<BackboneInput, Tensor>
+internal sealed class HybridModel : nn.Module<BackboneInput, Tensor>
 {
     public Embedding EmbedTokens { get; }
     public Parameter? MemoryTokens { get; }
     public ModuleList Layers { get; }
     public RmsNorm FinalNorm { get; }
+
+    /// <summary>The observer installed by <see cref="HybridForCausalLM.Observe"/>, or null.</summary>
+    internal ILayerObserver? Observer { get; set; }
 
     public HybridModel(HybridConfig config, Placement placement) : base(nameof(HybridModel))
     {
@@ -238,11 +269,10 @@ public sealed class HybridModel : nn.Module<BackboneInput, Tensor>
         var h = input.Hidden;
         for (int i = 0; i < Layers.Count; i++)
         {
-            long start = input.Timings is null ? 0 : System.Diagnostics.Stopwatch.GetTimestamp();
+            var observer = Observer;
+            observer?.Entering(i);
             h = Layers[i].forward(new MixerInput(h, input.Positions, input.Padding, input.Cache?.Layers[i]));
-            if (input.Timings is null) continue;
-            if (h.device.type == DeviceType.CUDA) torch.cuda.synchronize();   // time the work, not the launch
-            input.Timings.Seconds[i] += System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
+            observer?.Left(i, h);
         }
         return h.MoveToOuterDisposeScope();
     }

@@ -25,35 +25,26 @@ public sealed record ModelFootprint(HybridConfig Config, ScalarType DType, long 
         var perType = config.LayerTypes.Select((t, i) => (type: OperatorRegistry.Canonical(t), i))
             .GroupBy(x => x.type)
             .Select(g => new LayerTypeParameters(g.Key, g.Count(),
-                named.Where(p => g.Any(x => p.name.StartsWith($"model.layers.{x.i}.", StringComparison.Ordinal))).Sum(p => p.parameter.NumberOfElements)))
+                named.Where(p => g.Any(x => p.name.StartsWith($"model.layers.{x.i}.", StringComparison.Ordinal))).Sum(p =>
+                    p.parameter.NumberOfElements)))
             .ToList();
         return new ModelFootprint(config, dtype, total, bytes, embedding, perType);
     }
 
     int ElementSize => DType is ScalarType.Float32 ? 4 : 2;
 
-    /// <summary>Bytes one KV slot costs in an attention layer (keys, values and the slot's int64 position).</summary>
-    public long AttentionSlotBytes => (long)Config.KvHeads * (Config.AttnQkHeadDim + Config.AttnVHeadDim) * ElementSize + 8;
-
-    /// <summary>Bytes the caches of <paramref name="batch"/> sequences allocate for <paramref name="tokens"/> tokens each (meta tokens added).</summary>
-    public long CacheBytes(int batch, int tokens)
+    /// <summary>Bytes the caches of <paramref name="batch"/> sequences allocate for <paramref name="tokens"/> tokens each (meta tokens
+    /// added).</summary>
+    public long CacheBytes(int batch, long tokens)
     {
-        long slots = Config.NumMemoryTokens + (long)tokens, total = 0;
-        for (int i = 0; i < Config.NumLayers; i++)
-        {
-            total += OperatorRegistry.Canonical(Config.LayerTypes[i]) switch
-            {
-                "a" => AttentionSlotBytes * (Config.WindowOf(i) is { } w ? Math.Min(slots, w + 1) : slots),
-                "m2" => (long)(Config.MambaDInner + 2 * Config.MambaNGroups * Config.MambaDState) * (Config.MambaDConv - 1) * ElementSize
-                        + 4L * Config.MambaHeads * Config.Mamba2HeadDim * Config.MambaDState,
-                "deltanet" or "gdn" => 3L * Config.HiddenSize * 3 * ElementSize + 4L * Config.NumAttentionHeads * Config.LinearHeadDim * Config.LinearHeadDim,
-                _ => 0,
-            };
-        }
-        return total * batch;
+        long positions = Config.NumMemoryTokens + tokens;
+        return batch * Enumerable.Range(0, Config.NumLayers).Sum(i =>
+            OperatorRegistry.Of(Config, i).StateBytes(Config, i, positions, ElementSize));
     }
 
-    /// <summary>Cache growth per extra token of context (full-attention layers only).</summary>
-    public long CacheBytesPerToken =>
-        AttentionSlotBytes * Enumerable.Range(0, Config.NumLayers).Count(i => OperatorRegistry.Canonical(Config.LayerTypes[i]) == "a" && Config.WindowOf(i) is null);
+    /// <summary>Cache growth per extra token of context once every window is full (full-attention layers only, today).</summary>
+    public long CacheBytesPerToken => CacheBytes(1, LongContext + 1) - CacheBytes(1, LongContext);
+
+    /// <summary>A context past every sliding window.</summary>
+    const long LongContext = 1L << 30;
 }

@@ -1,35 +1,52 @@
-using Wren.Modules;
 using Wren.Operators;
 
 namespace Wren.Models;
 
-/// <summary>One layer type: its config name, the state_dict name of its mixer module, and how to build it.</summary>
-/// <param name="Name">The <c>layer_types</c> entry.</param>
-/// <param name="ModuleName">HF module name under <c>model.layers.{i}.</c>; null for FFN-only layers.</param>
-/// <param name="Create">Builds the mixer; null for FFN-only layers.</param>
-public sealed record OperatorSpec(string Name, string? ModuleName, Func<HybridConfig, int, Placement, Mixer>? Create, string Description);
-
-/// <summary>Layer-type names → operators. Adding an operator is one file plus one line here.</summary>
+/// <summary>
+/// Layer-type names → operators. Adding an operator is one file (the module and its <see cref="OperatorSpec"/>) plus one
+/// line in <see cref="BuiltIn"/>; config validation, footprint, initialization, latency table and search space follow.
+/// </summary>
 public static class OperatorRegistry
 {
-    static readonly OperatorSpec[] Specs =
-    [
-        new("a", "self_attn", (c, i, p) => new Attention(c, i, p), "softmax attention: GQA, RoPE, optional q/k norm and sliding window"),
-        new("m2", "mamba", (c, i, p) => new Mamba2(c, i, p), "Mamba2 (chunked SSD)"),
-        new("deltanet", "gla", (c, i, p) => new DeltaNet(c, i, p), "DeltaNet (chunked WY/UT delta rule)"),
-        new("gdn", "gdn", (c, i, p) => new GatedDeltaNet(c, i, p), "Gated DeltaNet (Wren extension)"),
-        new("f", null, null, "FFN-only layer"),
-    ];
+    static readonly OperatorSpec[] BuiltIn = [Attention.Spec, Mamba2.Spec, DeltaNet.Spec, GatedDeltaNet.Spec, Ffn.Spec];
+
+    static readonly Lock Gate = new();
+    static OperatorSpec[] specs = BuiltIn;
 
     static readonly Dictionary<string, string> Aliases = new() { ["m"] = "m2" };
 
-    public static IEnumerable<string> Names => Specs.Select(s => s.Name).Concat(Aliases.Keys);
+    /// <summary>Every registered operator, built-in ones first.</summary>
+    public static IReadOnlyList<OperatorSpec> All => specs;
+
+    public static IEnumerable<string> Names => specs.Select(s => s.Name).Concat(Aliases.Keys);
 
     public static string Canonical(string name) => Aliases.GetValueOrDefault(name, name);
 
-    public static bool IsKnown(string name) => Specs.Any(s => s.Name == Canonical(name));
+    public static bool IsKnown(string name) => specs.Any(s => s.Name == Canonical(name));
 
     public static OperatorSpec Get(string name) =>
-        Specs.FirstOrDefault(s => s.Name == Canonical(name))
+        specs.FirstOrDefault(s => s.Name == Canonical(name))
         ?? throw new WrenException($"unknown layer type '{name}' (known: {string.Join(", ", Names)})");
+
+    /// <summary>The operator of layer <paramref name="layer"/> of <paramref name="config"/>.</summary>
+    public static OperatorSpec Of(HybridConfig config, int layer) => Get(config.LayerTypes[layer]);
+
+    /// <summary>The operator a search-space mixer name stands for (see <see cref="OperatorSpec.SearchNames"/>), or null.</summary>
+    public static (OperatorSpec Operator, SearchMixer Mixer)? ForSearchName(string mixer) =>
+        specs.SelectMany(s => s.SearchNames.Select(m => (s, m))).FirstOrDefault(x => x.m.Name == mixer) is ({ } spec, { } found)
+            ? (spec, found) : null;
+
+    /// <summary>Every mixer name a search space may use.</summary>
+    public static IEnumerable<string> SearchNames => specs.SelectMany(s => s.SearchNames.Select(m => m.Name));
+
+    /// <summary>Adds an operator defined outside Wren (a plug-in, or a test's toy operator); its name must be new.</summary>
+    public static void Register(OperatorSpec spec)
+    {
+        lock (Gate)
+        {
+            if (IsKnown(spec.Name)
+                || Aliases.ContainsKey(spec.Name)) throw new WrenException($"layer type '{spec.Name}' is already registered");
+            specs = [.. specs, spec];
+        }
+    }
 }

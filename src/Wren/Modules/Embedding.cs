@@ -1,11 +1,11 @@
 using TorchSharp;
-using Parameter = TorchSharp.Modules.Parameter;
 using static TorchSharp.torch;
+using Parameter = TorchSharp.Modules.Parameter;
 
 namespace Wren.Modules;
 
 /// <summary>Token embedding table [V, H]; allocated uninitialized (see <see cref="Linear"/>).</summary>
-public sealed class Embedding : nn.Module<Tensor, Tensor>
+internal sealed class Embedding : nn.Module<Tensor, Tensor>
 {
     readonly Parameter weight;
 

@@ -1,6 +1,6 @@
 using TorchSharp;
-using Parameter = TorchSharp.Modules.Parameter;
 using static TorchSharp.torch;
+using Parameter = TorchSharp.Modules.Parameter;
 
 namespace Wren.Modules;
 
@@ -10,7 +10,7 @@ namespace Wren.Modules;
 /// a few rows (small-batch decode) go through a matrix–vector kernel (<see cref="Kernels.MatVec"/> for
 /// fp32 on CPU), which reads weights several times faster than a skinny GEMM in libtorch.
 /// </summary>
-public sealed class Linear : nn.Module<Tensor, Tensor>
+internal sealed class Linear : nn.Module<Tensor, Tensor>
 {
     readonly Parameter weight;
 

@@ -1,6 +1,10 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
 using TorchSharp;
-using Parameter = TorchSharp.Modules.Parameter;
+using Wren.Kernels;
+using Wren.Operators;
 using static TorchSharp.torch;
+using Parameter = TorchSharp.Modules.Parameter;
 
 namespace Wren.Modules;
 
@@ -9,7 +13,7 @@ namespace Wren.Modules;
 /// <c>groups</c> &gt; 1 each of that many equal slices of the last dimension is normalized on its own (mamba_ssm's
 /// RMSNormGated with <c>group_size = size / groups</c>, which Mamba2 uses with <c>group_size = d_inner / ngroups</c>).
 /// </summary>
-public sealed class RmsNorm : nn.Module<Tensor, Tensor>
+internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
 {
     readonly Parameter weight;
     public double Eps { get; }
@@ -38,10 +42,40 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     /// <summary>Normalizes the last dimension of x; <paramref name="weight"/> [.., n] broadcasts over x's leading dimensions.</summary>
     public static Tensor Apply(Tensor x, Tensor weight, double eps)
     {
-        if (Kernels.DecodeSteps.Applies(x, weight)) return Kernels.DecodeSteps.RmsNorm(x, weight, (float)eps);
+        if (DecodeForm.FusedApplies(x, weight)) return Fused(x, weight, (float)eps);
         using var scope = NewDisposeScope();
         var x32 = x.to(ScalarType.Float32);
         var normed = x32 * (x32.square().mean([-1], keepdim: true) + eps).rsqrt();
         return (weight * normed.to(x.dtype)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The fused CPU form (inference, float32): one pass per row over x [..., n] with weight [n] (contiguous). A grouped
+    /// weight [G, n] serves x [..., G, n], row r using weight row r mod G (mamba_ssm's per-group norm).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static unsafe Tensor Fused(Tensor x, Tensor weight, float eps)
+    {
+        long n = x.shape[^1], rows = x.numel() / Math.Max(n, 1), weightRows = weight.dim() == 1 ? 1 : x.shape[^2];
+        KernelTensors.Require(x, "x", ScalarType.Float32, x.shape);
+        KernelTensors.RequireInPlace(weight, "norm weight", ScalarType.Float32, weight.dim() == 1 ? [n] : [weightRows, n]);
+        using var xc = x.contiguous();
+        var y = empty(x.shape);
+        float* px = KernelTensors.Floats(xc), weights = KernelTensors.Floats(weight), py = KernelTensors.Floats(y);
+        int w = Vector<float>.Count;
+        for (long r = 0; r < rows; r++)
+        {
+            float* row = px + r * n, output = py + r * n, pw = weights + r % weightRows * n;
+            var acc = Vector<float>.Zero;
+            float squares = 0;
+            long i = 0;
+            for (; i + w <= n; i += w) { var v = Vector.Load(row + i); acc += v * v; }
+            for (; i < n; i++) squares += row[i] * row[i];
+            var scale = new Vector<float>(1f / MathF.Sqrt((Vector.Sum(acc) + squares) / n + eps));
+            i = 0;
+            for (; i + w <= n; i += w) Vector.Store(Vector.Load(pw + i) * (Vector.Load(row + i) * scale), output + i);
+            for (; i < n; i++) output[i] = pw[i] * (row[i] * scale[0]);
+        }
+        return y;
     }
 }

@@ -1,6 +1,6 @@
 using TorchSharp;
-using static TorchSharp.torch;
 using Wren.Models;
+using static TorchSharp.torch;
 
 namespace Wren.Modules;
 
@@ -8,7 +8,7 @@ namespace Wren.Modules;
 /// Rotary position embedding, rotate-half (NeoX/Llama) style: <c>x' = x·cos + rotate_half(x)·sin</c>,
 /// <c>inv_freq_i = base^(−2i/d)</c>. Tables are float32, as in HF.
 /// </summary>
-public sealed class Rotary
+internal sealed class Rotary
 {
     readonly double baseTheta;
     readonly int dim;
@@ -21,8 +21,9 @@ public sealed class Rotary
         ropeType = config.RopeType ?? "default";
         origMax = config.OrigMaxPositionEmbeddings;
         baseTheta = ropeType == "ntk"
-            // NTK-aware base (checkpoint-layout.md §4.4): θ·(2·max/orig − 1)^(d/(d−2)).
-            ? config.RopeTheta * Math.Pow(2.0 * config.MaxPositionEmbeddings!.Value / config.OrigMaxPositionEmbeddings!.Value - 1.0, dim / (dim - 2.0))
+            // NTK-aware base (the released modeling_nemotron_flash.py, rotary embedding): θ·(2·max/orig − 1)^(d/(d−2)).
+            ? config.RopeTheta * Math.Pow(2.0 * config.MaxPositionEmbeddings!.Value / config.OrigMaxPositionEmbeddings!.Value - 1.0,
+                                          dim / (dim - 2.0))
             : config.RopeTheta;
     }
 
@@ -33,7 +34,8 @@ public sealed class Rotary
     {
         using var scope = NewDisposeScope();
         if (ropeType == "dynamic_ntk" && positions.max().item<long>() + 1 > origMax)
-            throw new WrenException($"rope_type dynamic_ntk beyond orig_max_position_embeddings ({origMax}) is not supported; it equals the default rope below that length");
+            throw new WrenException($"rope_type dynamic_ntk beyond orig_max_position_embeddings ({origMax}) is not supported; it equals " +
+                                    $"the default rope below that length");
         if (inverseFrequencies is null || inverseFrequencies.device != positions.device)
         {
             inverseFrequencies?.Dispose();

@@ -1,6 +1,9 @@
+using System.Runtime.CompilerServices;
 using TorchSharp;
-using Parameter = TorchSharp.Modules.Parameter;
+using Wren.Kernels;
+using Wren.Operators;
 using static TorchSharp.torch;
+using Parameter = TorchSharp.Modules.Parameter;
 
 namespace Wren.Modules;
 
@@ -9,7 +12,7 @@ namespace Wren.Modules;
 /// zero left padding, tap K−1 on the current token. Weight [C, 1, K] (HF conv1d layout).
 /// The decode state holds the last K−1 raw inputs per channel, [B, C, K−1].
 /// </summary>
-public sealed class ShortConv : nn.Module<Tensor, Tensor>
+internal sealed class ShortConv : nn.Module<Tensor, Tensor>
 {
     readonly Parameter weight;
     readonly Parameter? bias;
@@ -31,15 +34,16 @@ public sealed class ShortConv : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x) => Forward(x, null, null);
 
     /// <param name="x">[B, T, C] inputs of this chunk.</param>
-    /// <param name="state">[B, C, K−1] inputs before this chunk (zeros at the start); updated in place. Null: zero history, not kept.</param>
+    /// <param name="state">[B, C, K−1] inputs before this chunk (zeros at the start); updated in place. Null: zero history, not
+    /// kept.</param>
     /// <param name="padding">Left padding of this chunk: padded tokens are skipped, as if absent.</param>
     /// <returns>[B, T, C]; rows at padded positions are finite but meaningless.</returns>
     public Tensor Forward(Tensor x, Tensor? state, LeftPadding? padding)
     {
         long B = x.shape[0], T = x.shape[1], C = x.shape[2];
         int K = Kernel;
-        if (T == 1 && state is not null && padding is null && Kernels.DecodeSteps.Applies(x, state, weight))
-            return Kernels.DecodeSteps.ConvStep(x, state, weight, bias);
+        if (DecodeForm.Choose(T, padding is null ? state : null, x, weight) == OperatorForm.Fused) return FusedStep(x, state!, weight,
+            bias);
         using var scope = NewDisposeScope();
         var xt = x.transpose(1, 2);                                          // [B, C, T]
         if (padding is not null) xt = xt * padding.Mask.unsqueeze(1).to(xt.dtype);
@@ -55,5 +59,36 @@ public sealed class ShortConv : nn.Module<Tensor, Tensor>
         if (bias is not null) y = y + bias.unsqueeze(-1);
         state?.copy_(seq.narrow(2, T, K - 1));
         return nn.functional.silu(y).transpose(1, 2).MoveToOuterDisposeScope(); // [B, T, C]
+    }
+
+    /// <summary>
+    /// The fused CPU decode step, then SiLU: x [B, 1, C] (any strides), state [B, C, K−1] updated in place, weight
+    /// [C, 1, K], bias [C] or null, all float32 on the CPU. Returns [B, 1, C]. Tests hold it to the libtorch path.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static unsafe Tensor FusedStep(Tensor x, Tensor state, Tensor weight, Tensor? bias)
+    {
+        long B = x.shape[0], C = x.shape[^1];
+        int K = (int)weight.shape[2];
+        KernelTensors.Require(x, "x", ScalarType.Float32, B, 1, C);
+        KernelTensors.RequireInPlace(state, "conv state", ScalarType.Float32, B, C, K - 1);
+        KernelTensors.RequireInPlace(weight, "conv weight", ScalarType.Float32, C, 1, K);
+        if (bias is not null) KernelTensors.RequireInPlace(bias, "conv bias", ScalarType.Float32, C);
+        using var xc = x.reshape(B, C).contiguous();
+        var y = empty(B, 1, C);
+        float* px = KernelTensors.Floats(xc), ps = KernelTensors.Floats(state), pw = KernelTensors.Floats(weight), py = KernelTensors.Floats(y);
+        float* pb = bias is null ? null : KernelTensors.Floats(bias);
+        for (long b = 0; b < B; b++)
+            for (long c = 0; c < C; c++)
+            {
+                float* hist = ps + (b * C + c) * (K - 1), w = pw + c * K;
+                float input = px[b * C + c];
+                float sum = w[K - 1] * input + (pb is null ? 0f : pb[c]);
+                for (int k = 0; k < K - 1; k++) sum += w[k] * hist[k];
+                for (int k = 0; k < K - 2; k++) hist[k] = hist[k + 1];
+                hist[K - 2] = input;
+                py[b * C + c] = sum / (1f + MathF.Exp(-sum));
+            }
+        return y;
     }
 }

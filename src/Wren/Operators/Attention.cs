@@ -1,4 +1,7 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
 using TorchSharp;
+using Wren.Kernels;
 using Wren.Models;
 using Wren.Modules;
 using static TorchSharp.torch;
@@ -10,7 +13,7 @@ namespace Wren.Operators;
 /// and an optional sliding window W: query i sees keys j with i − W ≤ j ≤ i (W+1 keys, flash-attn's
 /// convention, which the Nemotron-Flash full forward uses). HF module name: <c>self_attn</c>.
 /// </summary>
-public sealed class Attention : Mixer
+internal sealed class Attention : Mixer
 {
     readonly Linear q_proj, k_proj, v_proj, o_proj;
     readonly RmsNorm? q_norm, k_norm;
@@ -19,6 +22,61 @@ public sealed class Attention : Mixer
 
     /// <summary>Sliding window W, or null for full attention.</summary>
     public int? Window { get; }
+
+    /// <summary>
+    /// Layer type "a". Validation follows the released Nemotron-Flash attention (the released modeling_nemotron_flash.py); the KV
+    /// cache holds keys, values and an int64 position per slot, W+1 slots for a sliding window; a windowed layer is
+    /// its own latency-table entry ("a:w512"); the search space knows it as "a" (global) and "swa" (windowed).
+    /// </summary>
+    public static OperatorSpec Spec { get; } = new()
+    {
+        Name = "a",
+        ModuleName = "self_attn",
+        Description = "softmax attention: GQA, RoPE, optional q/k norm and sliding window",
+        Create = (config, layer, placement) => new Attention(config, layer, placement),
+        Validate = ValidateConfig,
+        StateBytes = (config, layer, positions, elementSize) =>
+            SlotBytes(config, elementSize) * (config.WindowOf(layer) is { } w ? Math.Min(positions, w + 1) : positions),
+        LatencyVariant = (config, layer) => config.WindowOf(layer) is { } w ? $"w{w}" : null,
+        WithLatencyVariant = (config, variant, layers) => variant is null
+            ? config with { GlobalAttnIdx = [.. config.GlobalAttnIdx ?? [], .. layers] }
+            : config with { SlidingWindow = int.Parse(variant[1..]), GlobalAttnIdx = config.GlobalAttnIdx ?? [], AttnImplementation = "flash_attention_2" },
+        CostGrowsWithContext = true,
+        SearchNames = [new("a"), new("swa", SlidingWindow: true)],
+    };
+
+    /// <summary>Bytes one KV slot costs (keys, values and the slot's int64 position).</summary>
+    internal static long SlotBytes(HybridConfig config, int elementSize) =>
+        (long)config.KvHeads * (config.AttnQkHeadDim + config.AttnVHeadDim) * elementSize + 8;
+
+    static void ValidateConfig(HybridConfig c, Action<string> fail)
+    {
+        if (c.KqNorm is null) fail("kq_norm is required when attention layers exist (\"rms\" or \"none\"); the Nemotron-Flash code " +
+                                   "raises without it");
+        if (c.KqNorm is not ("rms" or "none")) fail($"kq_norm '{c.KqNorm}' is not supported (use \"rms\" or \"none\")");
+        if (c.AttnHiddenSize != -1 && c.AttnHiddenSize != c.HiddenSize)
+            fail($"attn_hidden_size must be -1 or hidden_size ({c.HiddenSize}), got {c.AttnHiddenSize}");
+        if (c.KvHeads <= 0 || c.NumAttentionHeads % c.KvHeads != 0)
+            fail($"num_attention_heads ({c.NumAttentionHeads}) must be a multiple of num_key_value_heads ({c.KvHeads})");
+        if ((c.KqHeadDim <= 0 || c.VHeadDim <= 0) && c.HiddenSize % c.NumAttentionHeads != 0)
+            fail($"hidden_size ({c.HiddenSize}) must be divisible by num_attention_heads ({c.NumAttentionHeads})");
+        if (c.Rope && c.AttnQkHeadDim % 2 != 0) fail($"the attention q/k head dim ({c.AttnQkHeadDim}) must be even when rope is on");
+        if (c.AttnImplementation is not ("flash_attention_2" or "fused_mha"))
+            fail($"attn_implementation_new '{c.AttnImplementation}' is not supported: only \"flash_attention_2\" (and \"fused_mha\", the " +
+                 $"same " +
+                 "maths without sliding windows) have specified semantics; the \"sdpa\" variant has different weights (no q/k norm) and " +
+                 "RoPE scaling");
+        if (c.RopeType is not (null or "default" or "ntk" or "dynamic_ntk"))
+            fail($"rope_type '{c.RopeType}' is not supported (null, \"default\", \"ntk\", \"dynamic_ntk\")");
+        if (c.RopeType is "ntk" or "dynamic_ntk"
+            && (c.OrigMaxPositionEmbeddings is null or <= 0 || c.MaxPositionEmbeddings is null or <= 0))
+            fail($"rope_type '{c.RopeType}' needs max_position_embeddings and orig_max_position_embeddings");
+        if (c.SlidingWindow is { } w)
+        {
+            if (w <= 0) fail("sliding_window must be positive or null");
+            if (c.GlobalAttnIdx is null) fail("global_attn_idx must be a list when sliding_window is set");
+        }
+    }
 
     public Attention(HybridConfig config, int layer, Placement placement) : base(nameof(Attention))
     {
@@ -77,10 +135,11 @@ public sealed class Attention : Mixer
         }
         else if (input.State is not null) throw new ArgumentException("attention needs an AttentionState");
 
-        if (T == 1 && input.State is AttentionState cache && Kernels.DecodeSteps.Applies(q, cache.Keys))
+        var cache = input.State as AttentionState;
+        if (DecodeForm.Choose(T, cache?.Keys, q) == OperatorForm.Fused)
         {
-            var step = Kernels.DecodeSteps.AttentionStep(q, cache.Keys, cache.Values, Math.Min(cache.Count, cache.Capacity),
-                                                         decodeNeedsMask ? cache.Positions : null, input.Positions, Window);
+            var step = FusedDecode(q, cache!.Keys, cache.Values, Math.Min(cache.Count, cache.Capacity),
+                                   decodeNeedsMask ? cache.Positions : null, input.Positions, Window);
             return o_proj.forward(step.transpose(1, 2).reshape(B, T, heads * vDim)).MoveToOuterDisposeScope();
         }
         Tensor? mask = null;
@@ -124,6 +183,98 @@ public sealed class Attention : Mixer
         }
         return nn.functional.scaled_dot_product_attention(q, k, v, mask, 0.0, causal);
     }
+
+    /// <summary>
+    /// The fused CPU decode step: single-query attention over a KV cache. q [B, nh, 1, d] against the first
+    /// <paramref name="slots"/> slots of keys [B, nkv, cap, d] and values [B, nkv, cap, dv] (float32, contiguous), reading
+    /// each KV head once for all of its query heads. With <paramref name="keyPositions"/> [B, cap] (int64; −1 = empty or
+    /// pad), a slot counts only if its position is in [query − window, query]; null means every slot counts.
+    /// <paramref name="queryPositions"/> [B, 1] int64. Returns [B, nh, 1, dv]. Tests hold it to the libtorch path.
+    /// </summary>
+    internal static unsafe Tensor FusedDecode(Tensor q, Tensor keys, Tensor values, long slots, Tensor? keyPositions, Tensor queryPositions,
+                                              int? window)
+    {
+        long B = q.shape[0], nh = q.shape[1], d = q.shape[3], nkv = keys.shape[1], cap = keys.shape[2], dv = values.shape[3];
+        KernelTensors.Require(q, "q", ScalarType.Float32, B, nh, 1, d);
+        KernelTensors.RequireInPlace(keys, "keys", ScalarType.Float32, B, nkv, cap, d);
+        KernelTensors.RequireInPlace(values, "values", ScalarType.Float32, B, nkv, cap, dv);
+        if (keyPositions is not null) KernelTensors.RequireInPlace(keyPositions, "key positions", ScalarType.Int64, B, cap);
+        KernelTensors.Require(queryPositions, "query positions", ScalarType.Int64, B, 1);
+        if (nh % nkv != 0) throw new ArgumentException($"q: {nh} query heads are not a multiple of the {nkv} KV heads");
+        if (slots < 0 || slots > cap) throw new ArgumentException($"keys: {slots} slots asked of a cache of {cap}");
+        long group = nh / nkv;
+        using var qc = q.contiguous();
+        using var qp = queryPositions.reshape(B).contiguous();
+        var o = zeros(B, nh, 1, dv);
+        float* pq = KernelTensors.Floats(qc), pk = KernelTensors.Floats(keys), pv = KernelTensors.Floats(values), po = KernelTensors.Floats(o);
+        long* kpos = keyPositions is null ? null : KernelTensors.Longs(keyPositions);
+        long* qpos = KernelTensors.Longs(qp);
+        long work = B * nkv;
+        int parts = work * slots * (d + dv) >= 1 << 15 ? Math.Min(Workers.Count, (int)work) : 1;
+        float scale = 1f / MathF.Sqrt(d);
+        Workers.Run(parts, part =>
+        {
+            var scores = new float[group * slots];
+            for (long unit = work * part / parts; unit < work * (part + 1) / parts; unit++)
+            {
+                long b = unit / nkv, kv = unit % nkv;
+                AttendGroup(pq + (b * nh + kv * group) * d, pk + (b * nkv + kv) * cap * d, pv + (b * nkv + kv) * cap * dv,
+                            kpos is null ? null : kpos + b * cap, qpos[b], window, scores, po + (b * nh + kv * group) * dv,
+                            group, slots, d, dv, scale);
+            }
+        });
+        return o;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static unsafe void AttendGroup(float* q, float* K, float* V, long* keyPositions, long queryPosition, int? window, float[] scores,
+                                   float* o, long group, long slots, long d, long dv, float scale)
+    {
+        int w = Vector<float>.Count;
+        fixed (float* sc = scores)
+        {
+            for (long s = 0; s < slots; s++)              // scores = q·k / √d, one pass over the keys
+            {
+                bool visible = keyPositions is null || (keyPositions[s] >= 0 && keyPositions[s] <= queryPosition
+                                                        && (window is not { } win || queryPosition - keyPositions[s] <= win));
+                float* key = K + s * d;
+                for (long g = 0; g < group; g++)
+                {
+                    if (!visible) { sc[g * slots + s] = float.NegativeInfinity; continue; }
+                    float* qg = q + g * d;
+                    var acc = Vector<float>.Zero;
+                    float dot = 0;
+                    long i = 0;
+                    for (; i + w <= d; i += w) acc += Vector.Load(qg + i) * Vector.Load(key + i);
+                    for (; i < d; i++) dot += qg[i] * key[i];
+                    sc[g * slots + s] = (Vector.Sum(acc) + dot) * scale;
+                }
+            }
+            for (long g = 0; g < group; g++)              // softmax per query head
+            {
+                float* row = sc + g * slots;
+                float max = float.NegativeInfinity;
+                for (long s = 0; s < slots; s++) max = MathF.Max(max, row[s]);
+                float total = 0;
+                for (long s = 0; s < slots; s++) { row[s] = MathF.Exp(row[s] - max); total += row[s]; }
+                for (long s = 0; s < slots; s++) row[s] /= total;
+            }
+            for (long s = 0; s < slots; s++)              // o = Σ p·v, one pass over the values
+            {
+                float* value = V + s * dv;
+                for (long g = 0; g < group; g++)
+                {
+                    float p = sc[g * slots + s];
+                    if (p == 0) continue;
+                    var pv = new Vector<float>(p);
+                    float* og = o + g * dv;
+                    long i = 0;
+                    for (; i + w <= dv; i += w) Vector.Store(Vector.Load(og + i) + pv * Vector.Load(value + i), og + i);
+                    for (; i < dv; i++) og[i] += p * value[i];
+                }
+            }
+        }
+    }
 }
 
 /// <summary>
@@ -131,7 +282,7 @@ public sealed class Attention : Mixer
 /// slot [B, capacity] (−1 for empty or pad slots). Slots are written in order, modulo the capacity: for a
 /// sliding window that is a ring whose oldest slot falls out of every future query's window.
 /// </summary>
-public sealed class AttentionState : IMixerState
+internal sealed class AttentionState : IMixerState
 {
     public Tensor Keys { get; }
     public Tensor Values { get; }

@@ -10,8 +10,21 @@ namespace Wren.Operators;
 /// bias) and SiLU; q and k L2-normalized per head, q scaled by dk^(−1/2); β = sigmoid(b_proj(x)); the delta
 /// rule (<see cref="DeltaRule"/>); per-head RMSNorm (shared weight, eps 1e-5); o_proj. HF module name: <c>gla</c>.
 /// </summary>
-public sealed class DeltaNet : DeltaRuleMixer
+internal sealed class DeltaNet : DeltaRuleMixer
 {
+    /// <summary>Layer type "deltanet", module <c>gla</c> (the released checkpoint's name).</summary>
+    public static OperatorSpec Spec { get; } = new()
+    {
+        Name = "deltanet",
+        ModuleName = "gla",
+        Description = "DeltaNet (chunked WY/UT delta rule)",
+        Create = (config, layer, placement) => new DeltaNet(config, layer, placement),
+        Validate = ValidateConfig,
+        StateBytes = StateBytesOf,
+        Initialize = InitializeProjection,
+        SearchNames = [new("deltanet")],
+    };
+
     public DeltaNet(HybridConfig config, int layer, Placement placement) : base(config, placement, nameof(DeltaNet))
     {
         RegisterComponents();
@@ -30,8 +43,11 @@ public sealed class DeltaNet : DeltaRuleMixer
 /// What DeltaNet and Gated DeltaNet share: projections, short convs, q/k normalization, β, the per-head output
 /// norm and the choice between the chunked and recurrent forms. Fields carry fla/HF names.
 /// </summary>
-public abstract class DeltaRuleMixer : Mixer
+internal abstract class DeltaRuleMixer : Mixer
 {
+    /// <summary>Kernel size of the q/k/v short convs (fla's default, which Nemotron-Flash keeps).</summary>
+    public const int ConvKernel = 4;
+
     protected readonly Linear q_proj, k_proj, v_proj, b_proj, o_proj;
     protected readonly ShortConv q_conv1d, k_conv1d, v_conv1d;
     protected readonly RmsNorm o_norm;
@@ -46,11 +62,30 @@ public abstract class DeltaRuleMixer : Mixer
         k_proj = new Linear(hidden, hidden, placement);
         v_proj = new Linear(hidden, hidden, placement);
         b_proj = new Linear(hidden, heads, placement);
-        q_conv1d = new ShortConv(hidden, 4, withBias: false, placement);
-        k_conv1d = new ShortConv(hidden, 4, withBias: false, placement);
-        v_conv1d = new ShortConv(hidden, 4, withBias: false, placement);
+        q_conv1d = new ShortConv(hidden, ConvKernel, withBias: false, placement);
+        k_conv1d = new ShortConv(hidden, ConvKernel, withBias: false, placement);
+        v_conv1d = new ShortConv(hidden, ConvKernel, withBias: false, placement);
         o_norm = new RmsNorm(headDim, 1e-5, placement);
         o_proj = new Linear(hidden, hidden, placement);
+    }
+
+    /// <summary>hidden_size divisible by num_attention_heads: DeltaNet heads are H / nh wide.</summary>
+    protected static void ValidateConfig(HybridConfig c, Action<string> fail)
+    {
+        if (c.HiddenSize % c.NumAttentionHeads != 0)
+            fail($"hidden_size ({c.HiddenSize}) must be divisible by num_attention_heads ({c.NumAttentionHeads}) for DeltaNet heads");
+    }
+
+    /// <summary>Per sequence: three conv histories [H, K−1] in the model dtype and the state [nh, d, d] in float32.</summary>
+    protected static long StateBytesOf(HybridConfig c, int layer, long positions, int elementSize) =>
+        3L * c.HiddenSize * (ConvKernel - 1) * elementSize + 4L * c.NumAttentionHeads * c.LinearHeadDim * c.LinearHeadDim;
+
+    /// <summary>fla's initialization of the projections: xavier-uniform with gain 2^−2.5.</summary>
+    protected static Tensor? InitializeProjection(ParameterInit p)
+    {
+        if (!p.Name.EndsWith("weight", StringComparison.Ordinal) || p.Parameter.dim() != 2) return null;
+        double gain = Math.Pow(2, -2.5), bound = gain * Math.Sqrt(6.0 / (p.Parameter.shape[0] + p.Parameter.shape[1]));
+        return Initialization.Uniform(p.Parameter, -bound, bound, p.Generator);
     }
 
     public override IMixerState NewState(CacheShape shape, Device device) =>
@@ -59,8 +94,9 @@ public abstract class DeltaRuleMixer : Mixer
             zeros([shape.Batch, heads, headDim, headDim], ScalarType.Float32, device));
 
     /// <summary>
-    /// q, k [B, nh, T, d] (L2-normed; q scaled), v [B, nh, T, d], β [B, nh, T] (0 on pads), and the outputs of
-    /// <paramref name="extra"/> projections of the same input (fused with these at batch-1 decode).
+    /// q, k [B, T, nh, d] (L2-normed; q scaled), v [B, T, nh, d], β [B, T, nh] (0 on pads), and the outputs of
+    /// <paramref name="extra"/> projections of the same input (fused with these at batch-1 decode). Time-first, as
+    /// <see cref="DeltaRule"/> takes them: reshapes only, no transposes.
     /// </summary>
     protected (Tensor Q, Tensor K, Tensor V, Tensor Beta, Tensor[] Extra) Project(MixerInput input, params Linear[] extra)
     {
@@ -68,27 +104,28 @@ public abstract class DeltaRuleMixer : Mixer
         long B = x.shape[0], T = x.shape[1];
         var state = (RecurrentState?)input.State;
         var projected = Linear.ProjectMany(x, [q_proj, k_proj, v_proj, b_proj, .. extra]);
-        Tensor Heads(Tensor t) => t.reshape(B, T, heads, headDim).transpose(1, 2);
+        Tensor Heads(Tensor t) => t.reshape(B, T, heads, headDim);
         var q = Heads(q_conv1d.Forward(projected[0], state?.Conv[0], input.Padding));
         var k = Heads(k_conv1d.Forward(projected[1], state?.Conv[1], input.Padding));
         var v = Heads(v_conv1d.Forward(projected[2], state?.Conv[2], input.Padding));
         q = ChunkMath.L2Norm(q) * Math.Pow(headDim, -0.5);
         k = ChunkMath.L2Norm(k);
-        var beta = nn.functional.sigmoid(projected[3]).transpose(1, 2);
-        if (input.Padding is not null) beta = beta * input.Padding.Mask.unsqueeze(1);   // β = 0: pads leave S unchanged
+        var beta = nn.functional.sigmoid(projected[3]);                                  // [B, T, nh]
+        if (input.Padding is not null) beta = beta * input.Padding.Mask.unsqueeze(-1);   // β = 0: pads leave S unchanged
         return (q, k, v, beta, projected[4..]);
     }
 
-    /// <summary>Runs the delta rule (recurrent for a decode step, chunked otherwise), updates the state, returns [B, T, nh, d].</summary>
+    /// <summary>Runs the delta rule in the form <see cref="DecodeForm"/> chooses, updates the state, returns [B, T, nh, d].</summary>
     protected Tensor Recur(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? g, MixerInput input)
     {
-        var state = (RecurrentState?)input.State;
-        if (q.shape[2] == 1 && state is not null && Kernels.DecodeSteps.Applies(q, k, v, state.Recurrent))
-            return Kernels.DecodeSteps.DeltaRuleStep(q, k, v, beta, g, state.Recurrent).to(input.Hidden.dtype).transpose(1, 2);
-        var (o, final) = q.shape[2] == 1 && state is not null
-            ? DeltaRule.Recurrent(q, k, v, beta, g, state.Recurrent)
-            : DeltaRule.Chunked(q, k, v, beta, g, state?.Recurrent);
-        state?.Recurrent.copy_(final);
-        return o.to(input.Hidden.dtype).transpose(1, 2);
+        var S = ((RecurrentState?)input.State)?.Recurrent;
+        (Tensor Output, Tensor? State) result = DecodeForm.Choose(q.shape[1], S, q, k, v) switch
+        {
+            OperatorForm.Fused => (DeltaRule.FusedRecurrent(q, k, v, beta, g, S!), null),
+            OperatorForm.Recurrent => DeltaRule.Recurrent(q, k, v, beta, g, S),
+            _ => DeltaRule.Chunked(q, k, v, beta, g, S),
+        };
+        if (result.State is not null) S?.copy_(result.State);
+        return result.Output.to(input.Hidden.dtype);
     }
 }

@@ -1,4 +1,5 @@
 using TorchSharp;
+using Wren.Models;
 using Wren.Modules;
 using static TorchSharp.torch;
 
@@ -7,8 +8,11 @@ namespace Wren.Operators;
 /// <summary>
 /// Feed-forward block. "silu": <c>down(silu(gate(x)) ⊙ up(x))</c> (SwiGLU); "relu2": <c>down(relu(up(x))²)</c>.
 /// </summary>
-public sealed class Ffn : nn.Module<Tensor, Tensor>
+internal sealed class Ffn : nn.Module<Tensor, Tensor>
 {
+    /// <summary>Layer type "f": an FFN-only layer (no mixer, no state).</summary>
+    public static OperatorSpec Spec { get; } = new() { Name = "f", Description = "FFN-only layer" };
+
     readonly Linear? gate_proj;
     readonly Linear up_proj;
     readonly Linear down_proj;

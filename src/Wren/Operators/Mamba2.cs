@@ -1,8 +1,11 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
 using TorchSharp;
-using Parameter = TorchSharp.Modules.Parameter;
+using Wren.Kernels;
 using Wren.Models;
 using Wren.Modules;
 using static TorchSharp.torch;
+using Parameter = TorchSharp.Modules.Parameter;
 
 namespace Wren.Operators;
 
@@ -13,13 +16,53 @@ namespace Wren.Operators;
 /// <c>out_proj(RMSNorm(y ⊙ silu(z)))</c> (gate, then normalize each of the G groups of d_inner / G channels on its own,
 /// as mamba_ssm does; eps 1e-5). HF module name: <c>mamba</c>.
 /// </summary>
-public sealed class Mamba2 : Mixer
+internal sealed class Mamba2 : Mixer
 {
     readonly Linear in_proj, out_proj;
     readonly ShortConv conv1d;
+#pragma warning disable IDE1006   // Hugging Face checkpoint names (A_log, D), so strict loading needs no key map
     readonly Parameter dt_bias, A_log, D;
+#pragma warning restore IDE1006
     readonly RmsNorm norm;
     readonly int dInner, heads, headDim, groups, dState;
+
+    /// <summary>
+    /// Layer type "m2" (alias "m"). State per sequence: the conv history of x, B and C [C, K−1] in the model dtype and
+    /// the SSM state [heads, P, N] in float32. Initialization as Mamba2's reference: A = U(1, 16), D = 1,
+    /// Δ-bias = softplus⁻¹(logU(1e-3, 0.1)) clamped ≥ 1e-4, conv bias U(±1/√K).
+    /// </summary>
+    public static OperatorSpec Spec { get; } = new()
+    {
+        Name = "m2",
+        ModuleName = "mamba",
+        Description = "Mamba2 (chunked SSD)",
+        Create = (config, layer, placement) => new Mamba2(config, layer, placement),
+        Validate = ValidateConfig,
+        StateBytes = (c, _, _, elementSize) =>
+            (long)(c.MambaDInner + 2 * c.MambaNGroups * c.MambaDState) * (c.MambaDConv - 1) * elementSize
+            + 4L * c.MambaHeads * c.Mamba2HeadDim * c.MambaDState,
+        Initialize = p => p.Name switch
+        {
+            "A_log" => Initialization.Uniform(p.Parameter, 1, 16, p.Generator).log(),
+            "D" => ones_like(p.Parameter),
+            "dt_bias" => Initialization.TimestepBias(p.Parameter, p.Generator),
+            "conv1d.bias" => Initialization.Uniform(p.Parameter, -1 / Math.Sqrt(p.Config.MambaDConv), 1 / Math.Sqrt(p.Config.MambaDConv),
+                                                    p.Generator),
+            _ => null,
+        },
+        SearchNames = [new("m2")],
+    };
+
+    static void ValidateConfig(HybridConfig c, Action<string> fail)
+    {
+        if (c.MambaExpand <= 0 || c.Mamba2HeadDim <= 0 || c.MambaDState <= 0 || c.MambaDConv <= 0)
+            fail("mamba_expand, mamba2_headdim, mamba_d_state and mamba_d_conv must be positive");
+        if (c.MambaDInner % c.Mamba2HeadDim != 0)
+            fail($"mamba_expand·hidden_size ({c.MambaDInner}) must be divisible by mamba2_headdim ({c.Mamba2HeadDim})");
+        if (c.MambaHeads % 8 != 0) fail($"Mamba2 needs a multiple of 8 heads: mamba_expand·hidden_size/mamba2_headdim = {c.MambaHeads}");
+        if (c.MambaNGroups <= 0 || c.MambaHeads % c.MambaNGroups != 0)
+            fail($"wren_mamba_ngroups ({c.MambaNGroups}) must divide the Mamba2 head count ({c.MambaHeads})");
+    }
 
     public Mamba2(HybridConfig config, int layer, Placement placement) : base(nameof(Mamba2))
     {
@@ -63,16 +106,15 @@ public sealed class Mamba2 : Mixer
         var dt = nn.functional.softplus(dtRaw.to(ScalarType.Float32) + dt_bias, 1.0, 20.0);   // Δ [B, T, heads]
         if (input.Padding is not null) dt = dt * input.Padding.Mask.unsqueeze(-1);             // Δ = 0: pads leave S unchanged
         var A = -A_log.exp();
-        Tensor y;
-        if (T == 1 && state is not null && Kernels.DecodeSteps.Applies(xs, Bm, state.Recurrent))
-            y = Kernels.DecodeSteps.SsdStep(xs, dt, A, Bm, Cm, D, state.Recurrent);
-        else
+        var S = state?.Recurrent;
+        (Tensor Output, Tensor? State) result = DecodeForm.Choose(T, S, xs, Bm) switch
         {
-            (y, var final) = T == 1 && state is not null
-                ? Recurrent(xs, dt, A, Bm, Cm, D, state.Recurrent)
-                : Chunked(xs, dt, A, Bm, Cm, D, state?.Recurrent);
-            state?.Recurrent.copy_(final);
-        }
+            OperatorForm.Fused => (FusedRecurrent(xs, dt, A, Bm, Cm, D, S!), null),
+            OperatorForm.Recurrent => Recurrent(xs, dt, A, Bm, Cm, D, S),
+            _ => Chunked(xs, dt, A, Bm, Cm, D, S),
+        };
+        if (result.State is not null) S?.copy_(result.State);
+        var y = result.Output;
         var gated = y.reshape(B, T, dInner).to(x.dtype) * nn.functional.silu(z);
         return out_proj.forward(norm.forward(gated)).MoveToOuterDisposeScope();
     }
@@ -105,7 +147,8 @@ public sealed class Mamba2 : Mixer
     /// Per chunk: intra-chunk <c>Y_diag = (C Bᵀ ⊙ exp(segsum(ΔA))) (Δ·x)</c>, chunk states carried across
     /// chunks, and <c>Y_off = exp(cumsum(ΔA)) · C S_in</c>.
     /// </summary>
-    public static (Tensor Output, Tensor State) Chunked(Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, Tensor D, Tensor? state0, int chunk = 64)
+    public static (Tensor Output, Tensor State) Chunked(Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, Tensor D, Tensor? state0,
+                                                        int chunk = 64)
     {
         using var scope = NewDisposeScope();
         long batch = x.shape[0], T = x.shape[1], H = x.shape[2], P = x.shape[3], N = B.shape[3];
@@ -143,5 +186,62 @@ public sealed class Mamba2 : Mixer
         var y = (yDiag + yOff).permute(0, 2, 3, 1, 4).reshape(batch, n * Q, H, P).narrow(1, 0, T);
         y = y + D.reshape(1, 1, H, 1) * x32.narrow(1, 0, T);
         return (y.MoveToOuterDisposeScope(), S.MoveToOuterDisposeScope());
+    }
+    /// <summary>
+    /// The fused CPU decode step: x [B, 1, H, P], dt (Δ) [B, 1, H], A [H], Bm and Cm [B, 1, G, N], D [H], all float32 on
+    /// the CPU; state [B, H, P, N] float32, contiguous, updated in place. Returns y [B, 1, H, P]:
+    /// <c>S ← exp(ΔA) S + Δ x Bᵀ;  y = S C + D x</c>. Tests hold it to <see cref="Recurrent"/>.
+    /// </summary>
+    internal static unsafe Tensor FusedRecurrent(Tensor x, Tensor dt, Tensor A, Tensor Bm, Tensor Cm, Tensor D, Tensor state)
+    {
+        long batch = x.shape[0], H = x.shape[2], P = x.shape[3], G = Bm.shape[2], N = Bm.shape[3];
+        KernelTensors.Require(x, "x", ScalarType.Float32, batch, 1, H, P);
+        KernelTensors.Require(dt, "dt", ScalarType.Float32, batch, 1, H);
+        KernelTensors.RequireInPlace(A, "A", ScalarType.Float32, H);
+        KernelTensors.Require(Bm, "B", ScalarType.Float32, batch, 1, G, N);
+        KernelTensors.Require(Cm, "C", ScalarType.Float32, batch, 1, G, N);
+        KernelTensors.RequireInPlace(D, "D", ScalarType.Float32, H);
+        KernelTensors.RequireInPlace(state, "state", ScalarType.Float32, batch, H, P, N);
+        if (H % G != 0) throw new ArgumentException($"B: {G} groups do not divide {H} heads");
+        using var xc = x.contiguous(); using var dtc = dt.contiguous(); using var Bc = Bm.contiguous(); using var Cc = Cm.contiguous();
+        var y = empty(batch, 1, H, P);
+        float* px = KernelTensors.Floats(xc), pdt = KernelTensors.Floats(dtc), pA = KernelTensors.Floats(A), pB = KernelTensors.Floats(Bc);
+        float* pC = KernelTensors.Floats(Cc), pD = KernelTensors.Floats(D), ps = KernelTensors.Floats(state), py = KernelTensors.Floats(y);
+        long heads = batch * H, perGroup = H / G;
+        int parts = heads * P * N >= 1 << 16 ? Math.Min(Workers.Count, (int)heads) : 1;
+        Workers.Run(parts, part =>
+        {
+            for (long bh = heads * part / parts; bh < heads * (part + 1) / parts; bh++)
+            {
+                long b = bh / H, h = bh % H, group = b * G + h / perGroup;
+                float step = pdt[bh];
+                FusedHead(px + bh * P, step, MathF.Exp(step * pA[h]), pB + group * N, pC + group * N, pD[h], ps + bh * P * N, py + bh * P,
+                          P, N);
+            }
+        });
+        return y;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static unsafe void FusedHead(float* x, float step, float decay, float* Bv, float* Cv, float D, float* S, float* y, long P, long N)
+    {
+        int w = Vector<float>.Count;
+        var d = new Vector<float>(decay);
+        for (long p = 0; p < P; p++)
+        {
+            float* row = S + p * N;
+            var scale = new Vector<float>(step * x[p]);
+            var acc = Vector<float>.Zero;
+            float tail = 0;
+            long n = 0;
+            for (; n + w <= N; n += w)
+            {
+                var updated = d * Vector.Load(row + n) + scale * Vector.Load(Bv + n);
+                Vector.Store(updated, row + n);
+                acc += updated * Vector.Load(Cv + n);
+            }
+            for (; n < N; n++) { row[n] = decay * row[n] + step * x[p] * Bv[n]; tail += row[n] * Cv[n]; }
+            y[p] = Vector.Sum(acc) + tail + D * x[p];
+        }
     }
 }

@@ -1,4 +1,5 @@
 using TorchSharp;
+using Wren.Common;
 using Wren.Models;
 using static TorchSharp.torch;
 
@@ -13,7 +14,8 @@ public sealed record GridPoint(int Depth, int Width, long Parameters, Measuremen
 /// </summary>
 public static class DepthWidthGrid
 {
-    public static IReadOnlyList<GridPoint> Measure(HybridConfig template, IReadOnlyList<string> pattern, IReadOnlyList<int> depths, IReadOnlyList<int> widths,
+    public static IReadOnlyList<GridPoint> Measure(HybridConfig template, IReadOnlyList<string> pattern, IReadOnlyList<int> depths,
+                                                   IReadOnlyList<int> widths,
                                                    int promptTokens, int decodeTokens, int repeats, IProgress<string>? progress = null)
     {
         if (pattern.Count == 0) throw new WrenException("the block pattern is empty");
@@ -28,7 +30,8 @@ public static class DepthWidthGrid
                 Initialization.Apply(model, seed: 0);
                 model.eval();
                 using var cache = LatencyProfiler.Prefilled(model, promptTokens, decodeTokens * (repeats + 2));
-                var ms = Measurement.Repeat(() => LatencyProfiler.DecodeSeconds(model, cache, decodeTokens, null) / decodeTokens * 1e3, repeats);
+                var ms = Measurement.Repeat(() => LatencyProfiler.DecodeSeconds(model, cache, decodeTokens, null) / decodeTokens * 1e3,
+                                            repeats);
                 points.Add(new GridPoint(depth, width, model.parameters().Sum(p => p.NumberOfElements), ms));
             }
         return points;
@@ -40,7 +43,8 @@ public static class DepthWidthGrid
         var depths = points.Select(p => p.Depth).Distinct().Order().ToArray();
         var widths = points.Select(p => p.Width).Distinct().Order().ToArray();
         var data = new double[depths.Length, widths.Length];
-        foreach (var p in points) data[depths.Length - 1 - Array.IndexOf(depths, p.Depth), Array.IndexOf(widths, p.Width)] = p.MsPerToken.Median;
+        foreach (var p in points) data[depths.Length - 1 - Array.IndexOf(depths, p.Depth), Array.IndexOf(widths,
+            p.Width)] = p.MsPerToken.Median;
         var plot = new ScottPlot.Plot();
         var map = plot.Add.Heatmap(data);
         map.Colormap = new ScottPlot.Colormaps.Viridis();
@@ -57,6 +61,6 @@ public static class DepthWidthGrid
         plot.Axes.Bottom.Label.Text = "width (hidden size)";
         plot.Axes.Left.Label.Text = "depth (blocks)";
         plot.Title("Decode latency, batch 1");
-        return ProfilePlots.Save(plot, pathWithoutExtension);
+        return Charts.Save(plot, pathWithoutExtension);
     }
 }

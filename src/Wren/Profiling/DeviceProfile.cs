@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using TorchSharp;
 using Wren.Checkpoints;
+using Wren.Common;
 
 namespace Wren.Profiling;
 
@@ -42,8 +43,13 @@ public sealed record DeviceProfile(DeviceIdentity Identity, DeviceFacts Facts, D
                          : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".wren"),
                      "devices", identity.Id + ".json");
 
-    /// <summary>The cached profile of the current device, measuring (and caching) it if absent or if <paramref name="remeasure"/>.</summary>
-    public static DeviceProfile ForCurrent(torch.Device device, string? path = null, bool remeasure = false)
+    /// <summary>The cached profile of the current device, measuring (and caching) it if absent or if <paramref
+    /// name="remeasure"/>.</summary>
+    public static DeviceProfile ForCurrent(torch.Device device, string? path = null, bool remeasure = false) =>
+        ForCurrent(device, path, remeasure, DeviceFacts.Measure);
+
+    /// <summary><see cref="ForCurrent(torch.Device, string?, bool)"/> with the measurement given (tests count its calls).</summary>
+    internal static DeviceProfile ForCurrent(torch.Device device, string? path, bool remeasure, Func<DeviceFacts> measure)
     {
         var identity = DeviceIdentity.Current(device);
         path ??= DefaultPath(identity);
@@ -52,7 +58,7 @@ public sealed record DeviceProfile(DeviceIdentity Identity, DeviceFacts Facts, D
             var cached = Load(path);
             if (cached.Identity == identity) return cached;
         }
-        var profile = new DeviceProfile(identity, DeviceFacts.Measure(), DateTimeOffset.UtcNow);
+        var profile = new DeviceProfile(identity, measure(), DateTimeOffset.UtcNow);
         profile.Save(path);
         return profile;
     }
@@ -60,7 +66,7 @@ public sealed record DeviceProfile(DeviceIdentity Identity, DeviceFacts Facts, D
     public void Save(string path)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        Checkpoint.WriteAtomically(path, JsonSerializer.Serialize(this, Json));
+        AtomicFile.WriteAllText(path, JsonSerializer.Serialize(this, Json));
     }
 
     public static DeviceProfile Load(string path)

@@ -24,7 +24,8 @@ public sealed record ProfileOptions
 
     public void Validate()
     {
-        if (PromptTokens < 1 || DecodeTokens < 1 || Repeats < 1 || Warmup < 0) throw new WrenException("prompt tokens, decode tokens and repeats must be positive");
+        if (PromptTokens < 1 || DecodeTokens < 1 || Repeats < 1
+            || Warmup < 0) throw new WrenException("prompt tokens, decode tokens and repeats must be positive");
         if (Contexts.Any(c => c < 1) || ThroughputContext < 1) throw new WrenException("contexts must be positive");
         if (MemoryBudgetBytes <= 0 || MaxBatch < 1) throw new WrenException("memory budget and max batch must be positive");
     }
@@ -51,7 +52,8 @@ public sealed record ModelProfile(
 /// </summary>
 public static class LatencyProfiler
 {
-    public static ModelProfile Profile(HybridForCausalLM model, string name, ProfileOptions options, DeviceProfile device, IProgress<string>? progress = null)
+    public static ModelProfile Profile(HybridForCausalLM model, string name, ProfileOptions options, DeviceProfile device,
+                                       IProgress<string>? progress = null)
     {
         options.Validate();
         using var _ = no_grad();
@@ -60,7 +62,8 @@ public static class LatencyProfiler
         var warnings = new List<string>();
         Measurement Checked(string what, Measurement m)
         {
-            if (!m.Trusted) warnings.Add($"{what}: spread {m.Spread:P0} of the median over {m.Samples} runs; the machine was noisy, rerun with more --repeats");
+            if (!m.Trusted) warnings.Add($"{what}: spread {m.Spread:P0} of the median over {m.Samples} runs; the machine was noisy, " +
+                                         $"rerun with more --repeats");
             return m;
         }
         int P = options.PromptTokens, N = options.DecodeTokens, runs = options.Repeats + options.Warmup;
@@ -96,14 +99,16 @@ public static class LatencyProfiler
         {
             progress?.Report($"{name}: decode at context {context}");
             using var cache = Prefilled(model, tokens, context, N * (runs + 1));
-            var m = Checked($"decode at context {context}", Measurement.Repeat(() => DecodeSeconds(model, cache, N, null) / N * 1e3, options.Repeats, options.Warmup));
+            var m = Checked($"decode at context {context}",
+                            Measurement.Repeat(() => DecodeSeconds(model, cache, N, null) / N * 1e3, options.Repeats, options.Warmup));
             byContext.Add(new ContextPoint(context, m, footprint.CacheBytes(1, context)));
         }
 
         int C = options.ThroughputContext;
         int largest = LargestBatch(footprint, C + N * (runs + 1), options.MemoryBudgetBytes, options.MaxBatch);
         var throughput = new List<BatchPoint>();
-        if (largest == 0) warnings.Add($"not even one sequence of {C} tokens fits the memory budget of {options.MemoryBudgetBytes / (1 << 20)} MiB");
+        if (largest == 0) warnings.Add($"not even one sequence of {C} tokens fits the memory budget of " +
+                                       $"{options.MemoryBudgetBytes / (1 << 20)} MiB");
         else
         {
             using var row = Prefilled(model, C, N * (runs + 1));
@@ -111,7 +116,9 @@ public static class LatencyProfiler
             {
                 progress?.Report($"{name}: throughput at batch {batch}, context {C}");
                 using var cache = model.NewCacheFrom(row, batch, C + N * (runs + 1));
-                var m = Checked($"throughput at batch {batch}", Measurement.Repeat(() => batch * N / DecodeSeconds(model, cache, N, null), options.Repeats, options.Warmup));
+                var m = Checked($"throughput at batch {batch}",
+                                Measurement.Repeat(() => batch * N / DecodeSeconds(model, cache, N, null), options.Repeats,
+                                                   options.Warmup));
                 throughput.Add(new BatchPoint(batch, m, MemoryNeeded(footprint, batch, C + N * (runs + 1))));
             }
         }
@@ -121,7 +128,8 @@ public static class LatencyProfiler
             C, options.MemoryBudgetBytes, largest, throughput, breakdown, other, PeakResidentBytes(), warnings);
     }
 
-    /// <summary>Bytes a decode batch needs: weights, caches, and the per-row activations of one step (a few H-, FFN- and V-sized buffers).</summary>
+    /// <summary>Bytes a decode batch needs: weights, caches, and the per-row activations of one step (a few H-, FFN- and V-sized
+    /// buffers).</summary>
     public static long MemoryNeeded(ModelFootprint footprint, int batch, int tokensPerRow)
     {
         var c = footprint.Config;
@@ -129,7 +137,8 @@ public static class LatencyProfiler
         return footprint.WeightBytes + footprint.CacheBytes(batch, tokensPerRow) + activations;
     }
 
-    /// <summary>The largest batch (≤ <paramref name="maxBatch"/>) whose <see cref="MemoryNeeded"/> fits <paramref name="budget"/>; 0 if none.</summary>
+    /// <summary>The largest batch (≤ <paramref name="maxBatch"/>) whose <see cref="MemoryNeeded"/> fits <paramref name="budget"/>; 0 if
+    /// none.</summary>
     public static int LargestBatch(ModelFootprint footprint, int tokensPerRow, long budget, int maxBatch)
     {
         int low = 0, high = maxBatch;
@@ -158,7 +167,8 @@ public static class LatencyProfiler
         return cache;
     }
 
-    /// <summary>A batch-1 cache after a random <paramref name="length"/>-token prompt, with room for <paramref name="room"/> more tokens.</summary>
+    /// <summary>A batch-1 cache after a random <paramref name="length"/>-token prompt, with room for <paramref name="room"/> more
+    /// tokens.</summary>
     public static ModelCache Prefilled(HybridForCausalLM model, int length, int room)
     {
         using var tokens = RandomTokens(model.Config.VocabSize, length);
@@ -169,11 +179,12 @@ public static class LatencyProfiler
     public static double DecodeSeconds(HybridForCausalLM model, ModelCache cache, int steps, LayerTimings? timings)
     {
         var next = zeros([cache.Batch, 1], ScalarType.Int64, cache.NextPosition.device);
+        using var observing = timings is null ? null : model.Observe(timings);
         var clock = Stopwatch.StartNew();
         for (int t = 0; t < steps; t++)
         {
             using var scope = NewDisposeScope();
-            var chosen = model.forward(new LMInput(next, cache, LastPositionOnly: true, Timings: timings)).Logits.argmax(-1);
+            var chosen = model.forward(new LMInput(next, cache, LastPositionOnly: true)).Logits.argmax(-1);
             next.Dispose();
             next = chosen.MoveToOuterDisposeScope();
         }

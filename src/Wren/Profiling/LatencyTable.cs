@@ -2,12 +2,14 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using TorchSharp;
 using Wren.Checkpoints;
+using Wren.Common;
 using Wren.Models;
 using static TorchSharp.torch;
 
 namespace Wren.Profiling;
 
-/// <summary>Measured cost of one layer of <paramref name="Operator"/> at a width, batch and context (positions held, meta tokens included).</summary>
+/// <summary>Measured cost of one layer of <paramref name="Operator"/> at a width, batch and context (positions held, meta tokens
+/// included).</summary>
 /// <param name="DecodeStepSeconds">One decode step through one layer.</param>
 /// <param name="PrefillSecondsPerToken">Prefill cost per token through one layer (at a prompt of the table's prefill length).</param>
 public sealed record LayerCost(string Operator, int Width, int Batch, int Context, double DecodeStepSeconds, double PrefillSecondsPerToken);
@@ -44,7 +46,7 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     public void Save(string path)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        Checkpoint.WriteAtomically(path, JsonSerializer.Serialize(this, Json));
+        AtomicFile.WriteAllText(path, JsonSerializer.Serialize(this, Json));
     }
 
     public static LatencyTable Load(string path)
@@ -58,15 +60,19 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     public void EnsureDevice(DeviceIdentity device)
     {
         if (Device.Id != device.Id)
-            throw new WrenException($"this latency table was measured on {Device.Processor} ({Device.Kind}, {Device.Threads} threads, id {Device.Id}); " +
-                                    $"this device is {device.Processor} ({device.Kind}, {device.Threads} threads, id {device.Id}). Build a table here with: wren profile lut build");
+            throw new WrenException($"this latency table was measured on {Device.Processor} ({Device.Kind}, {Device.Threads} threads, id " +
+                                    $"{Device.Id}); " +
+                                    $"this device is {device.Processor} ({device.Kind}, {device.Threads} threads, id {device.Id}). Build " +
+                                    $"a table here with: wren profile lut build");
     }
 
-    /// <summary>Predicted seconds of one decode step of <paramref name="config"/> at a batch and context (meta tokens included in the context).</summary>
+    /// <summary>Predicted seconds of one decode step of <paramref name="config"/> at a batch and context (meta tokens included in the
+    /// context).</summary>
     public double PredictDecodeStep(HybridConfig config, int batch, int context)
     {
         var overhead = Overheads.FirstOrDefault(o => o.Width == config.HiddenSize && o.Batch == batch)
-            ?? throw new WrenException($"the latency table has no entry for width {config.HiddenSize} at batch {batch} (widths {string.Join(", ", Widths)}; batches {string.Join(", ", Batches)})");
+            ?? throw new WrenException($"the latency table has no entry for width {config.HiddenSize} at batch {batch} (widths " +
+                                       $"{string.Join(", ", Widths)}; batches {string.Join(", ", Batches)})");
         double scale = Calibrations.FirstOrDefault(c => c.Width == config.HiddenSize && c.Batch == batch)?.Scale ?? 1.0;
         return overhead.DecodeStepSeconds + scale * LayerSum(config, batch, context);
     }
@@ -76,11 +82,13 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     {
         double total = 0;
         for (int i = 0; i < config.NumLayers; i++)
-            total += LayerStep(OperatorRegistry.Canonical(config.LayerTypes[i]), config.HiddenSize, batch, context + config.NumMemoryTokens);
+            total += LayerStep(OperatorRegistry.Of(config, i).LatencyKey(config, i), config.HiddenSize, batch,
+                               context + config.NumMemoryTokens);
         return total;
     }
 
-    /// <summary>Predicted seconds to decode <paramref name="tokens"/> tokens after a <paramref name="prompt"/>-token prompt (context at the midpoint).</summary>
+    /// <summary>Predicted seconds to decode <paramref name="tokens"/> tokens after a <paramref name="prompt"/>-token prompt (context at the
+    /// midpoint).</summary>
     public double PredictDecode(HybridConfig config, int batch, int prompt, int tokens) =>
         tokens * PredictDecodeStep(config, batch, prompt + tokens / 2);
 
@@ -89,7 +97,8 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     {
         var points = Layers.Where(l => l.Operator == op && l.Width == width && l.Batch == batch).OrderBy(l => l.Context).ToList();
         if (points.Count == 0)
-            throw new WrenException($"the latency table has no '{op}' entry at width {width}, batch {batch} (operators: {string.Join(", ", Operators)})");
+            throw new WrenException($"the latency table has no '{op}' entry at width {width}, batch {batch} (operators: " +
+                                    $"{string.Join(", ", Operators)})");
         if (points.Count == 1 || context <= points[0].Context) return points[0].DecodeStepSeconds;
         for (int i = 1; i < points.Count; i++)
             if (context <= points[i].Context)
@@ -109,7 +118,8 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     /// random mixed architectures are measured and one least-squares scale on the layer sum is fitted: a layer in a
     /// mixed stack runs colder than the same layer repeated in a probe.
     /// </summary>
-    public static LatencyTable Build(HybridConfig template, IReadOnlyList<string> operators, IReadOnlyList<int> widths, IReadOnlyList<int> batches,
+    public static LatencyTable Build(HybridConfig template, IReadOnlyList<string> operators, IReadOnlyList<int> widths,
+                                     IReadOnlyList<int> batches,
                                      IReadOnlyList<int> contexts, DeviceIdentity device, int decodeTokens = 16, int repeats = 5, int prefillTokens = 128,
                                      int calibrationArchitectures = 8, IProgress<string>? progress = null)
     {
@@ -144,29 +154,34 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
         using var _ = no_grad();
         var layers = new List<LayerCost>();
         var overheads = new List<StepOverhead>();
+        var keys = operators.Select(CanonicalKey).Distinct().ToList();
+        bool ffnProbed = keys.Any(k => OperatorSpec.ParseLatencyKey(k).Operator.Create is null);
         foreach (int width in widths)
-            foreach (var op in operators.Select(OperatorRegistry.Canonical).Distinct())
+            foreach (var op in keys)
             {
-                var config = template.WithShape(Enumerable.Repeat(op, LayersPerProbe).ToList(), width);
+                var spec = OperatorSpec.ParseLatencyKey(op).Operator;
+                var config = ConfigOfKeys(template, Enumerable.Repeat(op, LayersPerProbe).ToList(), width);
                 using var model = new HybridForCausalLM(config);
                 Initialization.Apply(model, seed: 0);
                 model.eval();
                 double prefillPerToken = PrefillPerToken(model, prefillTokens, repeats, out double prefillOverhead);
                 foreach (int batch in batches)
-                    foreach (int context in op == "a" ? contexts : contexts.Take(1))
+                    foreach (int context in spec.CostGrowsWithContext ? contexts : contexts.Take(1))
                     {
                         progress?.Report($"{op} width {width} batch {batch} context {context}");
                         var (layer, other) = DecodeStep(model, batch, context, decodeTokens, repeats);
-                        layers.Add(new LayerCost(op, width, batch, context + template.NumMemoryTokens, layer, prefillPerToken));   // keyed by KV positions
+                        // keyed by KV positions
+                        layers.Add(new LayerCost(op, width, batch, context + template.NumMemoryTokens, layer, prefillPerToken));
                         // The step overhead is the same whatever the layers: keep the FFN probe's, or the first probe's.
-                        if (op == "f" || (!operators.Select(OperatorRegistry.Canonical).Contains("f") && overheads.All(o => o.Width != width || o.Batch != batch)))
+                        if (spec.Create is null || (!ffnProbed && overheads.All(o => o.Width != width || o.Batch != batch)))
                             overheads.Add(new StepOverhead(width, batch, other, prefillOverhead));
                     }
             }
         return new LatencyTable(device, template, prefillTokens, layers, overheads, [], DateTimeOffset.UtcNow);
     }
 
-    /// <summary>Per-layer decode-step seconds (mean over the probe's layers, median over runs) and the per-step time outside the layers.</summary>
+    /// <summary>Per-layer decode-step seconds (mean over the probe's layers, median over runs) and the per-step time outside the
+    /// layers.</summary>
     static (double Layer, double Other) DecodeStep(HybridForCausalLM model, int batch, int context, int tokens, int repeats)
     {
         using var row = LatencyProfiler.Prefilled(model, context, tokens * (repeats + 2));
@@ -195,7 +210,9 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
             using var cache = model.NewCache(1, tokens);
             var timings = new LayerTimings(model.Config.NumLayers);
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            using (NewDisposeScope()) _ = model.forward(new LMInput(prompt, cache, LastPositionOnly: true, Timings: timings)).Logits.cpu();
+            using (model.Observe(timings))
+            using (NewDisposeScope())
+                _ = model.forward(new LMInput(prompt, cache, LastPositionOnly: true)).Logits.cpu();
             if (r == 0) continue;   // warm-up
             perLayer.Add(timings.Seconds.Sum() / timings.Seconds.Length / tokens);
             other.Add((clock.Elapsed.TotalSeconds - timings.Seconds.Sum()) / tokens);
@@ -209,10 +226,28 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     {
         var ops = Operators.ToArray();
         int depth = random.Next(4, 25);
-        return Template.WithShape(Enumerable.Range(0, depth).Select(_ => ops[random.Next(ops.Length)]).ToList(), width);
+        return ConfigOfKeys(Template, Enumerable.Range(0, depth).Select(_ => ops[random.Next(ops.Length)]).ToList(), width);
     }
 
-    /// <summary>Median seconds of one decode step of a freshly built (random-weight) <paramref name="config"/> after a <paramref name="context"/>-token prompt.</summary>
+    /// <summary>A latency key with its operator's canonical name ("m:…" → "m2:…").</summary>
+    static string CanonicalKey(string key) =>
+        OperatorSpec.ParseLatencyKey(key) is var (spec, variant) && variant is not null ? $"{spec.Name}:{variant}" : spec.Name;
+
+    /// <summary>The config whose layer <c>i</c> has latency key <c>keys[i]</c>, at <paramref name="width"/>.</summary>
+    static HybridConfig ConfigOfKeys(HybridConfig template, IReadOnlyList<string> keys, int width)
+    {
+        var parsed = keys.Select(OperatorSpec.ParseLatencyKey).ToList();
+        var config = template.WithShape(parsed.Select(p => p.Operator.Name).ToList(), width);
+        foreach (var layers in Enumerable.Range(0, keys.Count).GroupBy(i => keys[i]))
+        {
+            var (spec, variant) = parsed[layers.First()];
+            config = spec.WithLatencyVariant(config, variant, layers.ToList());
+        }
+        return config;
+    }
+
+    /// <summary>Median seconds of one decode step of a freshly built (random-weight) <paramref name="config"/> after a <paramref
+    /// name="context"/>-token prompt.</summary>
     public static double MeasureDecodeStep(HybridConfig config, int batch, int context, int tokens, int repeats, int seed)
     {
         using var _ = no_grad();
@@ -228,7 +263,8 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     /// Predicts and measures <paramref name="count"/> random hybrids drawn from the table's operators and widths
     /// at batch 1 and the given context: the predictor's error on architectures it was not built from.
     /// </summary>
-    public IReadOnlyList<PredictionCheck> Check(int count, int context, long seed, int decodeTokens = 16, int repeats = 5, IProgress<string>? progress = null)
+    public IReadOnlyList<PredictionCheck> Check(int count, int context, long seed, int decodeTokens = 16, int repeats = 5,
+                                                IProgress<string>? progress = null)
     {
         if (seed == CalibrationSeed) throw new WrenException($"seed {CalibrationSeed} drew the calibration architectures; choose another");
         var random = new Random((int)seed);

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Wren.Checkpoints;
+using Wren.Common;
 using Wren.Data;
 using Wren.Models;
 using Wren.Profiling;
@@ -8,18 +9,20 @@ using Wren.Training;
 namespace Wren.Scaling;
 
 /// <summary>One trained and timed (depth, width) shape.</summary>
-public sealed record SweepPoint(int Depth, int Width, long Parameters, double ValLoss, double ValPerplexity, double DecodeMsPerToken, double TrainSeconds);
+public sealed record SweepPoint(int Depth, int Width, long Parameters, double ValLoss, double ValPerplexity, double DecodeMsPerToken,
+                                double TrainSeconds);
 
-/// <summary>What the sweep concludes: the law fitted on the non-held-out points, its errors on the held-out ones, the pick for a budget.</summary>
+/// <summary>What the sweep concludes: the law fitted on the non-held-out points, its errors on the held-out ones, the pick for a
+/// budget.</summary>
 public sealed record SweepAnalysis(ScalingLaw Law, IReadOnlyList<(SweepPoint Point, double Predicted, double ErrorPercent)> HeldOut,
                                    SweepPoint? Recommended, double? RecommendedPredicted, double? BudgetMs);
 
 /// <summary>
-/// The depth–width study (method §1): a block pattern repeated D times at width W, each shape trained for the same
+/// The depth–width study (Nemotron-Flash paper, depth–width study): a block pattern repeated D times at width W, each shape trained for the same
 /// token budget (validation perplexity) and timed (batch-1 decode ms/token); results saved after every point, so an
 /// interrupted sweep continues where it stopped.
 /// </summary>
-public static class DepthWidthSweep
+internal static class DepthWidthSweep
 {
     /// <summary>Timed runs per shape (median kept).</summary>
     public const int LatencyRepeats = 5;
@@ -29,7 +32,8 @@ public static class DepthWidthSweep
     public static IReadOnlyList<SweepPoint> Load(string path) =>
         File.Exists(path) ? JsonSerializer.Deserialize<List<SweepPoint>>(File.ReadAllText(path), Json) ?? [] : [];
 
-    public static IReadOnlyList<SweepPoint> Run(HybridConfig template, IReadOnlyList<string> pattern, IReadOnlyList<int> depths, IReadOnlyList<int> widths,
+    public static IReadOnlyList<SweepPoint> Run(HybridConfig template, IReadOnlyList<string> pattern, IReadOnlyList<int> depths,
+                                                IReadOnlyList<int> widths,
                                                 TokenDataset data, TrainingOptions proxy, int decodeTokens, string folder,
                                                 IProgress<string>? progress = null, CancellationToken cancellation = default, bool remeasureLatency = false)
     {
@@ -39,14 +43,16 @@ public static class DepthWidthSweep
         var points = Load(results).ToList();
         HybridConfig Shape(int depth, int width) =>
             data.Manifest.ModelConfig(template.WithShape(Enumerable.Range(0, depth).SelectMany(_ => pattern).ToList(), width));
-        double DecodeMs(HybridConfig config) => DepthWidthGrid.Measure(config, config.LayerTypes, [1], [config.HiddenSize], 0, decodeTokens, LatencyRepeats)[0].MsPerToken.Median;
+        double DecodeMs(HybridConfig config) =>
+            DepthWidthGrid.Measure(config, config.LayerTypes, [1], [config.HiddenSize], 0, decodeTokens,
+                                   LatencyRepeats)[0].MsPerToken.Median;
         if (remeasureLatency)   // e.g. trained elsewhere, timed on the target device; or a noisy first timing
             for (int i = 0; i < points.Count; i++)
             {
                 cancellation.ThrowIfCancellationRequested();
                 progress?.Report($"depth {points[i].Depth} × width {points[i].Width}: timing decode again");
                 points[i] = points[i] with { DecodeMsPerToken = DecodeMs(Shape(points[i].Depth, points[i].Width)) };
-                Checkpoint.WriteAtomically(results, JsonSerializer.Serialize(points, Json));
+                AtomicFile.WriteAllText(results, JsonSerializer.Serialize(points, Json));
             }
         foreach (int depth in depths)
             foreach (int width in widths)
@@ -58,16 +64,14 @@ public static class DepthWidthSweep
                 string run = Path.Combine(folder, "runs", $"d{depth}-w{width}");
                 if (Directory.Exists(run)) Directory.Delete(run, recursive: true);
                 TrainingResult trained;
-                using (var model = new HybridForCausalLM(config))
-                {
-                    Initialization.Apply(model, proxy.Seed);
-                    using var trainer = new Trainer(model, data, proxy with { CheckpointEvery = TrainingOptions.Never, EvalEvery = TrainingOptions.Never }, run);
+                var options = proxy with { CheckpointEvery = TrainingOptions.Never, EvalEvery = TrainingOptions.Never };
+                using (var trainer = Trainer.Open(run, data, new NewRun(config, options)))
                     trained = trainer.Run(cancellation: cancellation);
-                }
                 Directory.Delete(run, recursive: true);
                 progress?.Report($"depth {depth} × width {width}: timing decode");
-                points.Add(new SweepPoint(depth, width, ModelFootprint.Of(config).Parameters, trained.ValLoss, trained.ValPerplexity, DecodeMs(config), trained.Seconds));
-                Checkpoint.WriteAtomically(results, JsonSerializer.Serialize(points, Json));
+                points.Add(new SweepPoint(depth, width, ModelFootprint.Of(config).Parameters, trained.ValLoss, trained.ValPerplexity,
+                                          DecodeMs(config), trained.Seconds));
+                AtomicFile.WriteAllText(results, JsonSerializer.Serialize(points, Json));
             }
         return points.Where(p => depths.Contains(p.Depth) && widths.Contains(p.Width)).ToList();
     }
@@ -95,11 +99,12 @@ public static class DepthWidthSweep
         var plot = new ScottPlot.Plot();
         foreach (var group in points.GroupBy(p => p.Depth).OrderBy(g => g.Key))
         {
-            var series = plot.Add.ScatterPoints(group.Select(p => p.DecodeMsPerToken).ToArray(), group.Select(p => p.ValPerplexity).ToArray());
+            var series = plot.Add.ScatterPoints(group.Select(p => p.DecodeMsPerToken).ToArray(),
+                                                group.Select(p => p.ValPerplexity).ToArray());
             series.LegendText = $"depth {group.Key}";
             series.MarkerSize = 9;
         }
-        var front = Search.Pareto.Front(points, p => p.ValPerplexity, p => p.DecodeMsPerToken).OrderBy(p => p.DecodeMsPerToken).ToList();
+        var front = Pareto.Front(points, p => p.ValPerplexity, p => p.DecodeMsPerToken).OrderBy(p => p.DecodeMsPerToken).ToList();
         var line = plot.Add.ScatterLine(front.Select(p => p.DecodeMsPerToken).ToArray(), front.Select(p => p.ValPerplexity).ToArray());
         line.LegendText = "frontier";
         foreach (var p in points) plot.Add.Text($"{p.Depth}×{p.Width}", p.DecodeMsPerToken, p.ValPerplexity).LabelFontSize = 10;
@@ -107,6 +112,6 @@ public static class DepthWidthSweep
         plot.Axes.Bottom.Label.Text = "decode ms/token (batch 1)";
         plot.Axes.Left.Label.Text = "validation perplexity";
         plot.ShowLegend();
-        return ProfilePlots.Save(plot, pathWithoutExtension);
+        return Charts.Save(plot, pathWithoutExtension);
     }
 }

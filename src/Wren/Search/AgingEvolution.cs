@@ -1,15 +1,16 @@
+using Wren.Common;
 using Wren.Models;
 
 namespace Wren.Search;
 
 /// <summary>An architecture placed at a width, with its predicted latency and whether it meets the target.</summary>
-public sealed record Candidate(Architecture Architecture, int Width, double PredictedLatencyMs, bool Feasible, long Parameters);
+internal sealed record Candidate(Architecture Architecture, int Width, double PredictedLatencyMs, bool Feasible, long Parameters);
 
 /// <summary>
-/// The width rule (method §3): the largest width of the space whose predicted latency meets the target, so proxy
+/// The width rule (Nemotron-Flash paper, evolutionary search): the largest width of the space whose predicted latency meets the target, so proxy
 /// loss is the only ranking signal. In multi-objective mode the architecture carries its own width.
 /// </summary>
-public sealed class CandidatePlacer(SearchSpace space, Func<HybridConfig, double> latencyMs, HybridConfig? template = null)
+internal sealed class CandidatePlacer(SearchSpace space, Func<HybridConfig, double> latencyMs, HybridConfig? template = null)
 {
     readonly HybridConfig template = template ?? space.TemplateConfig();
 
@@ -37,15 +38,21 @@ public sealed class CandidatePlacer(SearchSpace space, Func<HybridConfig, double
 }
 
 /// <summary>
-/// Aging evolution with tournament selection (method §3), written as a pure function of the study's history so
+/// Aging evolution with tournament selection (Nemotron-Flash paper, evolutionary search), written as a pure function of the study's history so
 /// that a search can stop and restart anywhere: the population before cycle c is the last <c>population</c>
 /// finished trials of earlier cycles; every child of cycle c comes from a generator seeded by (seed, c).
 /// Each child: sample members, take the lowest-loss one that meets the latency target (multi-objective: a random
 /// member of the sample's loss–latency Pareto front), mutate exactly one factor, place it at its width.
 /// </summary>
-public sealed class AgingEvolution(SearchSpace space, CandidatePlacer placer)
+internal sealed class AgingEvolution(SearchSpace space, CandidatePlacer placer)
 {
     EvolutionSettings Settings => space.Evolution;
+
+    /// <summary>The cycle as people count it: 0 for the initial population (stored as −1), then 1, 2, … (stored 0-based).</summary>
+    public static int CycleNumber(int storedCycle) => storedCycle < 0 ? 0 : storedCycle + 1;
+
+    /// <summary>"initial population" or "cycle n" (1-based), for messages.</summary>
+    public static string CycleName(int storedCycle) => storedCycle < 0 ? "initial population" : $"cycle {storedCycle + 1}";
 
     /// <summary>Trial numbers of cycle c start here.</summary>
     public int FirstNumber(int cycle) => cycle < 0 ? 0 : Settings.Population + cycle * Settings.ChildrenPerCycle;
@@ -77,7 +84,7 @@ public sealed class AgingEvolution(SearchSpace space, CandidatePlacer placer)
     public IReadOnlyList<NewTrial> Children(int cycle, IReadOnlyList<Trial> history)
     {
         if (history.Any(t => t.Cycle < cycle && t.Status is "pending" or "running"))
-            throw new InvalidOperationException($"cycle {cycle} needs every earlier trial finished");
+            throw new InvalidOperationException($"{CycleName(cycle)} needs every earlier trial finished");
         var population = Population(cycle, history);
         var random = new Random(unchecked((int)Settings.Seed * 7919 + 1009 * (cycle + 2)));
         var seen = history.Select(t => Key(Architecture.Parse(t.Architecture, space))).ToHashSet();
@@ -90,7 +97,8 @@ public sealed class AgingEvolution(SearchSpace space, CandidatePlacer placer)
             for (int attempt = 1; attempt < 20 && seen.Contains(Key(mutation.Child)); attempt++)
                 mutation = parentArchitecture.Mutate(space, random);
             seen.Add(Key(mutation.Child));
-            children.Add(Trial(placer.Place(mutation.Child), FirstNumber(cycle) + i, cycle, $"#{parent.Number} {parent.Architecture}", mutation.Change));
+            children.Add(Trial(placer.Place(mutation.Child), FirstNumber(cycle) + i, cycle, $"#{parent.Number} {parent.Architecture}",
+                               mutation.Change));
         }
         return children;
     }
@@ -108,19 +116,13 @@ public sealed class AgingEvolution(SearchSpace space, CandidatePlacer placer)
     }
 
     /// <summary>A failed trial ranks last.</summary>
-    public static double Loss(Trial trial) => trial.Status == "done" && trial.ProxyLoss is { } loss && double.IsFinite(loss) ? loss : double.PositiveInfinity;
+    public static double Loss(Trial trial) => trial.Status == "done" && trial.ProxyLoss is { } loss
+        && double.IsFinite(loss) ? loss : double.PositiveInfinity;
 
     /// <summary>Identity of an architecture: its layers (and width when searched), so equivalent genes count once.</summary>
-    string Key(Architecture architecture) => string.Join(" ", architecture.Layers(space)) + (Settings.MultiObjective ? $"@{architecture.Width}" : "");
+    string Key(Architecture architecture) =>
+        string.Join(" ", architecture.Layers(space)) + (Settings.MultiObjective ? $"@{architecture.Width}" : "");
 
     static NewTrial Trial(Candidate c, int number, int cycle, string parent, string mutation) =>
         new(number, cycle, c.Architecture.ToString(), parent, mutation, c.Width, c.PredictedLatencyMs, c.Feasible, c.Parameters);
-}
-
-/// <summary>Pareto fronts for two objectives to minimize.</summary>
-public static class Pareto
-{
-    /// <summary>Items no other item beats in both objectives (ties kept), in input order.</summary>
-    public static IEnumerable<T> Front<T>(IReadOnlyList<T> items, Func<T, double> first, Func<T, double> second) =>
-        items.Where(a => !items.Any(b => first(b) <= first(a) && second(b) <= second(a) && (first(b) < first(a) || second(b) < second(a))));
 }

@@ -17,7 +17,7 @@ public sealed record StageGene(string First, string Second, int FirstShare, int 
             int n = FirstShare + SecondShare;
             bool first = ((i + 1) * FirstShare + n - 1) / n > (i * FirstShare + n - 1) / n;
             yield return first ? First : Second;
-            for (int f = 0; f < Ffns; f++) yield return "f";
+            for (int f = 0; f < Ffns; f++) yield return Operators.Ffn.Spec.Name;
         }
     }
 
@@ -35,7 +35,8 @@ public sealed record Architecture(IReadOnlyList<StageGene> Stages, int Width = 0
     public IReadOnlyList<string> Layers(SearchSpace space) =>
         Stages.SelectMany(stage => Enumerable.Repeat(0, stage.Blocks).SelectMany(_ => stage.Block())).Take(space.MaxOperators).ToList();
 
-    /// <summary>Text form, e.g. <c>deltanet+m2 1:1 ffn1 x3 | m2 0:1 ffn2 x2 | a+m2 1:3 ffn1 x1 @256</c>; round-trips through <see cref="Parse"/>.</summary>
+    /// <summary>Text form, e.g. <c>deltanet+m2 1:1 ffn1 x3 | m2 0:1 ffn2 x2 | a+m2 1:3 ffn1 x1 @256</c>; round-trips through <see
+    /// cref="Parse"/>.</summary>
     public override string ToString() => string.Join(" | ", Stages.Select(s => s.ToString())) + (Width > 0 ? $" @{Width}" : "");
 
     public static Architecture Parse(string text, SearchSpace space)
@@ -45,18 +46,21 @@ public sealed record Architecture(IReadOnlyList<StageGene> Stages, int Width = 0
         int at = body.LastIndexOf('@');
         if (at >= 0)
         {
-            if (!int.TryParse(body[(at + 1)..].Trim(), out width)) throw new WrenException($"architecture '{text}': width after '@' is not a number");
+            if (!int.TryParse(body[(at + 1)..].Trim(),
+                              out width)) throw new WrenException($"architecture '{text}': width after '@' is not a number");
             body = body[..at];
         }
         var stages = body.Split('|').Select(s => ParseStage(s.Trim(), text, space)).ToList();
-        if (stages.Count != space.Stages) throw new WrenException($"architecture '{text}' has {stages.Count} stage(s); the space has {space.Stages}");
+        if (stages.Count != space.Stages) throw new WrenException($"architecture '{text}' has {stages.Count} stage(s); the space has " +
+                                                                  $"{space.Stages}");
         return new Architecture(stages, width);
     }
 
     static StageGene ParseStage(string stage, string text, SearchSpace space)
     {
         var parts = stage.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-        string Fail(string why) => throw new WrenException($"architecture '{text}', stage '{stage}': {why} (expected e.g. 'deltanet+m2 1:1 ffn1 x3')");
+        string Fail(string why) =>
+            throw new WrenException($"architecture '{text}', stage '{stage}': {why} (expected e.g. 'deltanet+m2 1:1 ffn1 x3')");
         if (parts.Length != 4) Fail("four parts");
         var mixers = parts[0].Split('+');
         if (!SearchSpace.TryRatio(parts[1], out int a, out int b)) Fail($"bad ratio '{parts[1]}'");
@@ -78,7 +82,8 @@ public sealed record Architecture(IReadOnlyList<StageGene> Stages, int Width = 0
             var others = space.Mixers.Where(m => m != second).ToList();
             string first = a == 0 || others.Count == 0 ? second : others[random.Next(others.Count)];
             if (a > 0 && others.Count == 0) (a, b) = (0, 1);
-            return new StageGene(first, second, a, b, space.FfnPerMixer[random.Next(space.FfnPerMixer.Count)], 1 + random.Next(space.MaxBlocksPerStage)).Canonical();
+            return new StageGene(first, second, a, b, space.FfnPerMixer[random.Next(space.FfnPerMixer.Count)],
+                                 1 + random.Next(space.MaxBlocksPerStage)).Canonical();
         }).ToList();
         int width = space.Evolution.MultiObjective ? space.Widths[random.Next(space.Widths.Count)] : 0;
         return new Architecture(stages, width);

@@ -3,7 +3,7 @@ using MathNet.Numerics.Statistics;
 namespace Wren.Search;
 
 /// <summary>Rank agreement between two scorings of the same items (short- vs long-budget losses).</summary>
-public static class RankCorrelation
+internal static class RankCorrelation
 {
     /// <summary>Spearman's ρ (Pearson correlation of ranks, ties averaged), from MathNet.Numerics.</summary>
     public static double Spearman(IReadOnlyList<double> x, IReadOnlyList<double> y) => Correlation.Spearman(x, y);

@@ -5,9 +5,12 @@ namespace Wren.Search;
 /// is finished, evaluating trials itself when given a local worker (otherwise remote workers do). Everything lives
 /// in the store, so stopping and re-running continues where it stopped, with the same proposals.
 /// </summary>
-public sealed class SearchDriver(StudyStore store, string study, SearchSpace space, AgingEvolution evolution, SearchWorker? local)
+internal sealed class SearchDriver(StudyStore store, string study, SearchSpace space, AgingEvolution evolution, SearchWorker? local)
 {
-    /// <summary>Runs through cycle <paramref name="lastCycle"/> (default: the space's last) and marks the study finished when complete.</summary>
+    /// <summary>
+    /// Runs through stored cycle <paramref name="lastCycle"/> (0-based: the cycle people call n is n − 1; default: the space's last)
+    /// and marks the study finished when complete.
+    /// </summary>
     public IReadOnlyList<Trial> Run(int? lastCycle = null, IProgress<string>? progress = null, CancellationToken cancellation = default)
     {
         int last = Math.Min(lastCycle ?? space.Evolution.Cycles - 1, space.Evolution.Cycles - 1);
@@ -37,10 +40,12 @@ public sealed class SearchDriver(StudyStore store, string study, SearchSpace spa
             cancellation.ThrowIfCancellationRequested();
             var open = store.Trials(study).Where(t => t.Cycle < cycle && t.Status is "pending" or "running").ToList();
             if (open.Count == 0) return;
-            var done = local?.RunOne(cancellation, trial => progress?.Report($"trial #{trial.Number} (cycle {trial.Cycle}): {trial.Architecture} @ {trial.Width}"));
+            var done = local?.RunOne(cancellation, trial =>
+                progress?.Report($"trial #{trial.Number} ({AgingEvolution.CycleName(trial.Cycle)}): {trial.Architecture} @ {trial.Width}"));
             if (done is not null)
             {
-                progress?.Report(done.Status == "done" ? $"trial #{done.Number}: proxy loss {done.ProxyLoss:F4} in {done.TrainSeconds:F0} s" : $"trial #{done.Number} failed: {done.Error}");
+                progress?.Report(done.Status == "done" ? $"trial #{done.Number}: proxy loss {done.ProxyLoss:F4} in " +
+                                                         $"{done.TrainSeconds:F0} s" : $"trial #{done.Number} failed: {done.Error}");
                 continue;
             }
             progress?.Report($"waiting for {open.Count} trial(s) on other workers");

@@ -1,11 +1,13 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Wren.Models;
+using Wren.Operators;
 using Wren.Training;
 
 namespace Wren.Search;
 
-/// <summary>How candidates are timed: decode <see cref="DecodeTokens"/> tokens after <see cref="Prompt"/> at <see cref="Batch"/>, against a target.</summary>
+/// <summary>How candidates are timed: decode <see cref="DecodeTokens"/> tokens after <see cref="Prompt"/> at <see cref="Batch"/>, against a
+/// target.</summary>
 public sealed record LatencySettings
 {
     /// <summary>The latency budget in milliseconds (aging-evolution mode); null in multi-objective mode.</summary>
@@ -13,11 +15,13 @@ public sealed record LatencySettings
     public int Batch { get; init; } = 1;
     public int Prompt { get; init; }
     public int DecodeTokens { get; init; } = 1024;
-    /// <summary>A latency table (wren profile lut build); when null, the search builds one for the space and keeps it beside the study.</summary>
+    /// <summary>A latency table (wren profile lut build); when null, the search builds one for the space and keeps it beside the
+    /// study.</summary>
     public string? Table { get; init; }
 }
 
-/// <summary>The short-training proxy: how long each candidate trains, or <c>synthetic</c> (a fixed function of the architecture, for dry runs of a search setup).</summary>
+/// <summary>The short-training proxy: how long each candidate trains, or <c>synthetic</c> (a fixed function of the architecture, for dry
+/// runs of a search setup).</summary>
 public sealed record ProxySettings
 {
     public string Fitness { get; init; } = "train";
@@ -38,7 +42,7 @@ public sealed record ProxySettings
     };
 }
 
-/// <summary>Aging evolution settings (method §3).</summary>
+/// <summary>Aging evolution settings (Nemotron-Flash paper, evolutionary search).</summary>
 public sealed record EvolutionSettings
 {
     public int Population { get; init; } = 8;
@@ -72,10 +76,12 @@ public sealed record SearchSpace
     public LatencySettings Latency { get; init; } = new();
     public ProxySettings Proxy { get; init; } = new();
     public EvolutionSettings Evolution { get; init; } = new();
-    /// <summary>Known designs that seed the population, e.g. <c>"deltanet+m2 1:1 ffn1 x3 | …"</c> (see <see cref="Architecture.Parse"/>).</summary>
+    /// <summary>Known designs that seed the population, e.g. <c>"deltanet+m2 1:1 ffn1 x3 | …"</c> (see <see
+    /// cref="Architecture.Parse"/>).</summary>
     public List<string> Seeds { get; init; } = [];
 
-    public static readonly string[] KnownMixers = ["deltanet", "gdn", "m2", "a", "swa"];
+    /// <summary>Mixer names a space may use: every registered operator's <see cref="OperatorSpec.SearchNames"/>.</summary>
+    public static IEnumerable<string> KnownMixers => OperatorRegistry.SearchNames;
 
     internal static readonly JsonSerializerOptions Json = new()
     {
@@ -118,33 +124,49 @@ public sealed record SearchSpace
         Require(FfnPerMixer.Count >= 1 && FfnPerMixer.All(f => f is >= 0 and <= 4), "ffn_per_mixer values must be in 0…4");
         Require(MaxOperators >= 1 && MaxBlocksPerStage >= 1, "max_operators and max_blocks_per_stage must be ≥ 1");
         Require(Widths.Count >= 1 && Widths.All(w => w > 0), "give at least one positive width");
-        Require(Evolution.Population >= 2 && Evolution.Sample >= 1 && Evolution.Sample <= Evolution.Population && Evolution.ChildrenPerCycle >= 1 && Evolution.Cycles >= 0,
+        Require(Evolution.Population >= 2 && Evolution.Sample >= 1 && Evolution.Sample <= Evolution.Population
+            && Evolution.ChildrenPerCycle >= 1 && Evolution.Cycles >= 0,
                 "evolution needs population ≥ 2, 1 ≤ sample ≤ population, children_per_cycle ≥ 1, cycles ≥ 0");
         Require(Evolution.MultiObjective || Latency.TargetMs is > 0, "set latency.target_ms, or evolution.multi_objective = true");
         Require(Proxy.Fitness is "train" or "synthetic", $"proxy.fitness must be 'train' or 'synthetic', not '{Proxy.Fitness}'");
         Require(Proxy.Steps >= 1 && Proxy.BatchSize >= 1 && Proxy.SeqLen >= 1, "proxy steps, batch size and sequence length must be ≥ 1");
         foreach (var seed in Seeds) Architecture.Parse(seed, this);
         var template = TemplateConfig();
-        foreach (var width in Widths) template.WithShape(["f"], width);   // every width fits the template's head sizes
+        foreach (var width in Widths) template.WithShape([Ffn.Spec.Name], width);   // every width fits the template's head sizes
     }
 
     public static bool TryRatio(string ratio, out int first, out int second)
     {
         first = second = 0;
         var parts = ratio.Split(':');
-        return parts.Length == 2 && int.TryParse(parts[0], out first) && int.TryParse(parts[1], out second) && first >= 0 && second >= 1 && first <= second;
+        return parts.Length == 2 && int.TryParse(parts[0], out first) && int.TryParse(parts[1], out second) && first >= 0 && second >= 1
+            && first <= second;
     }
 
     public HybridConfig TemplateConfig() => HybridConfig.Load(Template);
 
     /// <summary>The model config of an architecture at a width: layer types from the stages ("swa" → sliding-window "a").</summary>
-    public HybridConfig Config(Architecture architecture, int width, HybridConfig? template = null)
+    public HybridConfig Config(Architecture architecture, int width, HybridConfig? template = null) =>
+        ConfigOf(architecture.Layers(this), width, template ?? TemplateConfig());
+
+    /// <summary>The latency-table keys the layers of this space's architectures can have (FFN-only layers included).</summary>
+    public IReadOnlyList<string> LatencyKeys()
     {
-        var mixers = architecture.Layers(this);
-        var types = mixers.Select(m => m == "swa" ? "a" : m).ToList();
-        var config = (template ?? TemplateConfig()).WithShape(types, width);
-        if (!mixers.Contains("swa")) return config with { SlidingWindow = null, GlobalAttnIdx = [] };
-        var global = Enumerable.Range(0, mixers.Count).Where(i => mixers[i] == "a").ToList();
+        var template = TemplateConfig();
+        var config = ConfigOf([.. Mixers, Ffn.Spec.Name], template.HiddenSize, template);
+        return Enumerable.Range(0, config.NumLayers).Select(i => OperatorRegistry.Of(config, i).LatencyKey(config, i)).Distinct().ToList();
+    }
+
+    /// <summary>Mixer names (and "f") → layer types; layers of a windowed mixer name get <see cref="SlidingWindow"/>, the rest stay
+    /// global.</summary>
+    HybridConfig ConfigOf(IReadOnlyList<string> mixers, int width, HybridConfig template)
+    {
+        var found = mixers.Select(OperatorRegistry.ForSearchName).ToList();
+        var config = template.WithShape(mixers.Select((m, i) => found[i]?.Operator.Name ?? m).ToList(), width);
+        bool Windowed(int i) => found[i]?.Mixer.SlidingWindow == true;
+        if (!Enumerable.Range(0, mixers.Count).Any(Windowed)) return config with { SlidingWindow = null, GlobalAttnIdx = [] };
+        var global = Enumerable.Range(0, mixers.Count)
+            .Where(i => !Windowed(i) && found[i] is { } f && f.Operator.SearchNames.Any(n => n.SlidingWindow)).ToList();
         return config with { SlidingWindow = SlidingWindow, GlobalAttnIdx = global };
     }
 }

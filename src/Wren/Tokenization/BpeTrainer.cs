@@ -3,14 +3,15 @@ using System.Text;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Wren.Checkpoints;
+using Wren.Common;
 
 namespace Wren.Tokenization;
 
 /// <summary>
 /// Trains a byte-level BPE tokenizer (GPT-2 style: the 256 bytes are the base alphabet, words split by the GPT-2
 /// pattern, merges learned greedily by pair frequency) and writes it as a Hugging Face <c>tokenizer.json</c>.
-/// Written here because Microsoft.ML.Tokenizers loads BPE models but cannot train them (dotnet-notes.md), and Tokenizers.DotNet
-/// wraps only loading, encoding and decoding. Its output loads in Hugging Face's library (tests/fixtures/tokenizers/byte-level).
+/// Written here because Microsoft.ML.Tokenizers loads BPE models but cannot train them, and Tokenizers.DotNet wraps only
+/// loading, encoding and decoding. Its output loads in Hugging Face's library (tests/fixtures/tokenizers/byte-level).
 /// </summary>
 public sealed class BpeTrainer
 {
@@ -67,7 +68,8 @@ public sealed class BpeTrainer
     /// </summary>
     public TrainedBpe Train(int vocabularySize, int minFrequency = 2, IProgress<double>? progress = null)
     {
-        if (vocabularySize < 257) throw new WrenException($"--vocab-size must be at least 257 (256 bytes + end-of-text), got {vocabularySize}");
+        if (vocabularySize < 257) throw new WrenException($"--vocab-size must be at least 257 (256 bytes + end-of-text), got " +
+                                                          $"{vocabularySize}");
         if (wordCounts.Count == 0) throw new WrenException("the corpus is empty: no text to train a tokenizer on");
         var tokens = Enumerable.Range(0, 256).Select(b => new[] { (byte)b }).ToList();
         var words = wordCounts.Select(kv => Encoding.UTF8.GetBytes(kv.Key).Select(b => (int)b).ToList()).ToArray();
@@ -134,8 +136,10 @@ public sealed record TrainedBpe(IReadOnlyList<byte[]> Tokens, IReadOnlyList<(int
     {
         var vocab = new JsonObject();
         for (int i = 0; i < Tokens.Count; i++) vocab[ByteLevelText(Tokens[i])] = i;
-        var merges = new JsonArray(Merges.Select(m => (JsonNode)new JsonArray(ByteLevelText(Tokens[m.Left]), ByteLevelText(Tokens[m.Right]))).ToArray());
-        JsonObject ByteLevel(bool prefixSpace) => new() { ["type"] = "ByteLevel", ["add_prefix_space"] = prefixSpace, ["trim_offsets"] = true, ["use_regex"] = true };
+        var merges = new JsonArray(Merges.Select(m =>
+            (JsonNode)new JsonArray(ByteLevelText(Tokens[m.Left]), ByteLevelText(Tokens[m.Right]))).ToArray());
+        JsonObject ByteLevel(bool prefixSpace) =>
+            new() { ["type"] = "ByteLevel", ["add_prefix_space"] = prefixSpace, ["trim_offsets"] = true, ["use_regex"] = true };
         var root = new JsonObject
         {
             ["version"] = "1.0",
@@ -160,7 +164,7 @@ public sealed record TrainedBpe(IReadOnlyList<byte[]> Tokens, IReadOnlyList<(int
         return root.ToJsonString(new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
     }
 
-    public void Save(string path) => Checkpoint.WriteAtomically(path, ToTokenizerJson());
+    public void Save(string path) => AtomicFile.WriteAllText(path, ToTokenizerJson());
 
     /// <summary>GPT-2's byte → printable character map: printable Latin-1 bytes stand for themselves, the rest shift to U+0100….</summary>
     static readonly char[] ByteChars = BuildByteChars();

@@ -1,11 +1,13 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Wren.Checkpoints;
+using Wren.Common;
 using Wren.Profiling;
 
 namespace Wren.Training;
 
-/// <summary>One line of <c>metrics.jsonl</c>: a training step (loss, LR, gradient norm, tokens/s) or a validation (val loss, perplexity).</summary>
+/// <summary>One line of <c>metrics.jsonl</c>: a training step (loss, LR, gradient norm, tokens/s) or a validation (val loss,
+/// perplexity).</summary>
 public sealed record MetricsEntry
 {
     public long Step { get; init; }
@@ -36,7 +38,7 @@ public sealed class MetricsLog
     {
         path = Path.Combine(run, FileName);
         Entries = Read(path).Where(e => e.Step <= resumeStep).ToList();
-        Checkpoint.WriteAtomically(path, string.Concat(Entries.Select(e => JsonSerializer.Serialize(e, Json) + "\n")));
+        AtomicFile.WriteAllText(path, string.Concat(Entries.Select(e => JsonSerializer.Serialize(e, Json) + "\n")));
     }
 
     /// <summary>The log's entries; a line torn by a crash mid-append is skipped.</summary>
@@ -60,11 +62,11 @@ public sealed class MetricsLog
     {
         var train = Entries.Where(e => e.Loss is not null).ToList();
         var validation = Entries.Where(e => e.ValLoss is not null).ToList();
-        var plot = ProfilePlots.Chart(title, "tokens", "loss (nats/token)",
+        var plot = Charts.Lines(title, "tokens", "loss (nats/token)",
         [
             ("train", train.Select(e => (double)e.Tokens).ToArray(), train.Select(e => e.Loss!.Value).ToArray()),
             ("validation", validation.Select(e => (double)e.Tokens).ToArray(), validation.Select(e => e.ValLoss!.Value).ToArray()),
         ]);
-        return ProfilePlots.Save(plot, Path.Combine(Path.GetDirectoryName(path)!, PlotName));
+        return Charts.Save(plot, Path.Combine(Path.GetDirectoryName(path)!, PlotName));
     }
 }

@@ -2,10 +2,11 @@ using System.Diagnostics;
 using System.Text.Json;
 using Wren.Tokenization;
 using TorchSharp;
+using TorchSharp.Modules;
 using Wren.Checkpoints;
+using Wren.Common;
 using Wren.Data;
 using Wren.Models;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 using Parameter = TorchSharp.Modules.Parameter;
 
@@ -16,7 +17,47 @@ public readonly record struct TrainingStatus(long Step, long TotalSteps, long To
                                              double TokensPerSecond, TimeSpan Remaining, double? ValLoss);
 
 /// <summary>The end of a run: final step, last training loss, last validation loss and perplexity, the model folder.</summary>
-public sealed record TrainingResult(long Step, long Tokens, double Loss, double ValLoss, double ValPerplexity, string ModelFolder, double Seconds);
+public sealed record TrainingResult(long Step, long Tokens, double Loss, double ValLoss, double ValPerplexity, string ModelFolder,
+                                    double Seconds);
+
+/// <summary>A new run: the model config (fitted to the dataset's tokenizer by <see cref="Trainer.Open"/>) and the options.</summary>
+public sealed record NewRun(HybridConfig Config, TrainingOptions Options);
+
+/// <summary>
+/// The length a resumed run should reach in all (e.g. to extend a finished run): steps or tokens, the other 0; null
+/// keeps the run's own length. Besides it only the <see cref="ResumeSchedule"/> may change; every other option comes
+/// from the run.
+/// </summary>
+public sealed record RunLength(long? Steps = null, long? Tokens = null);
+
+/// <summary>
+/// What a resumed run may change besides its length: the learning-rate schedule and gradient clipping, the advised fix
+/// after a divergence (lower the peak rate, lengthen warm-up). Null keeps the run's own value; batch shape, data order,
+/// optimizer and seed always come from the run.
+/// </summary>
+public sealed record ResumeSchedule(double? LearningRate = null, double? MinLrRatio = null, long? WarmupSteps = null,
+                                    string? Schedule = null, double? GradClip = null)
+{
+    /// <summary>The run's saved options with the given values replaced.</summary>
+    public TrainingOptions Apply(TrainingOptions saved) => saved with
+    {
+        LearningRate = LearningRate ?? saved.LearningRate,
+        MinLrRatio = MinLrRatio ?? saved.MinLrRatio,
+        WarmupSteps = WarmupSteps ?? saved.WarmupSteps,
+        Schedule = Schedule ?? saved.Schedule,
+        GradClip = GradClip ?? saved.GradClip,
+    };
+}
+
+/// <summary>
+/// What <see cref="Trainer.Open"/> made of a run folder: a new run, or a resumed one from <see cref="FromStep"/>, which
+/// reuses the run's config, options (but its length) and weights. <see cref="NothingToTrain"/>: the run already
+/// reached its length, so <see cref="Trainer.Run"/> only writes its model folder again.
+/// </summary>
+public sealed record RunOrigin(bool Resumed, long FromStep, long TotalSteps)
+{
+    public bool NothingToTrain => FromStep >= TotalSteps;
+}
 
 /// <summary>
 /// Trains a hybrid LM on a prepared dataset: AdamW/Adam with decay only on matrices, warm-up + cosine/WSD, gradient
@@ -24,6 +65,7 @@ public sealed record TrainingResult(long Step, long Tokens, double Loss, double 
 /// A run folder holds <c>config.json</c>, <c>training.json</c>, <c>metrics.jsonl</c>, <c>loss.png</c>, <c>checkpoints/</c>
 /// and, at the end, <c>model/</c> (an HF folder with the tokenizer). Resuming restores the model, optimizer, RNG and
 /// data position (the batch counter), so the losses that follow are those of an uninterrupted run.
+/// <see cref="Open"/> is the one entry: it alone decides new or resumed, and it alone touches the folder before training.
 /// </summary>
 public sealed class Trainer : IDisposable
 {
@@ -41,27 +83,26 @@ public sealed class Trainer : IDisposable
     readonly WindowSampler sampler;
     readonly long[] validationTokens;
     readonly int validationWindows;
-    TrainerState state;
+    TrainerState state = new(0, 0, 0);
+    MetricsLog? metrics;
 
+    /// <summary>The model being trained; the trainer owns it (disposed with the trainer).</summary>
     public HybridForCausalLM Model => model;
     public TrainerState State => state;
+    public TrainingOptions Options => options;
+    public RunOrigin Origin { get; private set; } = new(false, 0, 0);
     public IReadOnlyList<NormalizedMatrix> NormalizedMatrices => normalized;
 
-    /// <summary>
-    /// Starts a run in <paramref name="run"/> from <paramref name="model"/> (already initialized), or, when the folder
-    /// holds checkpoints and <paramref name="resume"/> is set, continues from the latest one (the model's weights are
-    /// replaced by the checkpoint's).
-    /// </summary>
-    public Trainer(HybridForCausalLM model, TokenDataset data, TrainingOptions options, string run, bool resume = false)
+    Trainer(HybridForCausalLM model, TokenDataset data, TrainingOptions options, string run)
     {
         options.Validate();
         if (model.Config.VocabSize < data.Manifest.Tokenizer.VocabularySize)
-            throw new WrenException($"the model's vocab_size ({model.Config.VocabSize}) is smaller than the dataset tokenizer's ({data.Manifest.Tokenizer.VocabularySize})");
+            throw new WrenException($"the model's vocab_size ({model.Config.VocabSize}) is smaller than the dataset tokenizer's " +
+                                    $"({data.Manifest.Tokenizer.VocabularySize})");
         this.model = model;
         this.data = data;
         this.options = options;
         this.run = run;
-        Directory.CreateDirectory(run);
         model.train();
         var named = model.named_parameters().ToList();
         parameters = named.Select(p => p.parameter).ToList();
@@ -69,36 +110,79 @@ public sealed class Trainer : IDisposable
         optimizer = CreateOptimizer(named, options);
         sampler = new WindowSampler(data.Train, options.BatchSize, options.SeqLen, options.Seed);
         validationTokens = WindowSampler.Evenly(data.Validation, options.EvalWindows, options.SeqLen, out validationWindows);
+    }
 
+    /// <summary>
+    /// Opens the run in <paramref name="run"/>. When it holds checkpoints and <paramref name="resume"/> is set, the run
+    /// continues from the latest one: its config.json, its training.json (only the length, by <paramref name="length"/>, and
+    /// the learning-rate schedule and clipping, by <paramref name="schedule"/>, may change) and its weights, optimizer, RNG and
+    /// data position; the dataset must have been prepared with the run's tokenizer. Otherwise a new run starts from
+    /// <paramref name="start"/> (config fitted to the dataset's tokenizer, weights initialized from the options' seed); a
+    /// folder that already holds checkpoints is refused then. Writes config.json, training.json and data-tokenizer.json.
+    /// </summary>
+    public static Trainer Open(string run, TokenDataset data, NewRun? start, bool resume = false, RunLength? length = null,
+                               ResumeSchedule? schedule = null)
+    {
+        Directory.CreateDirectory(run);
         TrainingCheckpoint.RemovePartial(run);
         var checkpoints = TrainingCheckpoint.List(run);
+        Trainer trainer;
         if (resume && checkpoints.Count > 0)
         {
-            CheckSameTokenizer(checkpoints[^1].Path);
-            using var saved = TrainingCheckpoint.LoadModel(checkpoints[^1].Path);
-            CopyWeights(saved, model);
-            state = TrainingCheckpoint.Restore(checkpoints[^1].Path, optimizer);
+            CheckSameTokenizer(run, data, checkpoints[^1].Path);
+            var saved = TrainingOptions.Load(Path.Combine(run, OptionsFile));
+            var options = (schedule ?? new ResumeSchedule()).Apply(length is null ? saved : saved with
+            {
+                Steps = length.Steps ?? (length.Tokens is not null ? 0 : saved.Steps),
+                Tokens = length.Tokens ?? (length.Steps is not null ? 0 : saved.Tokens),
+            });
+            var model = TrainingCheckpoint.LoadModel(checkpoints[^1].Path);
+            trainer = Owning(model, () => new Trainer(model, data, options, run));
+            trainer.state = TrainingCheckpoint.Restore(checkpoints[^1].Path, trainer.optimizer);
+            trainer.Origin = new RunOrigin(true, trainer.state.Step, options.TotalSteps);
         }
         else
         {
-            if (checkpoints.Count > 0) throw new WrenException($"{run} already holds a run (checkpoints up to step {checkpoints[^1].Step}); pass --resume to continue it or choose another --out");
-            state = new TrainerState(0, 0, 0);
-            if (options.WeightNorm) WeightNormalization.Apply(normalized);   // start on the sphere, as every later step ends there
+            if (checkpoints.Count > 0)
+                throw new WrenException($"{run} already holds a run (checkpoints up to step {checkpoints[^1].Step}); " +
+                                        "pass --resume to continue it or choose another --out");
+            if (start is null) throw new WrenException($"{run} holds no checkpoint to resume; give a model config (--config) to start " +
+                                                       $"a run");
+            var model = new HybridForCausalLM(data.Manifest.ModelConfig(start.Config));
+            trainer = Owning(model, () =>
+            {
+                Initialization.Apply(model, start.Options.Seed);
+                return new Trainer(model, data, start.Options, run);
+            });
+            // start on the sphere, as every later step ends there
+            if (start.Options.WeightNorm) WeightNormalization.Apply(trainer.normalized);
+            trainer.Origin = new RunOrigin(false, 0, start.Options.TotalSteps);
         }
-        Checkpoint.WriteAtomically(Path.Combine(run, ConfigFile), model.Config.ToJson());
-        Checkpoint.WriteAtomically(Path.Combine(run, DataTokenizerFile),
-                                   JsonSerializer.Serialize(data.Manifest.Tokenizer, DataManifest.Json));
-        options.Save(Path.Combine(run, OptionsFile));
-        Metrics = new MetricsLog(run, state.Step);
+        AtomicFile.WriteAllText(Path.Combine(run, ConfigFile), trainer.model.Config.ToJson());
+        AtomicFile.WriteAllText(Path.Combine(run, DataTokenizerFile), JsonSerializer.Serialize(data.Manifest.Tokenizer, DataManifest.Json));
+        trainer.options.Save(Path.Combine(run, OptionsFile));
+        trainer.metrics = new MetricsLog(run, trainer.state.Step);
+        return trainer;
     }
 
-    public MetricsLog Metrics { get; }
+    /// <summary>Builds a trainer around <paramref name="model"/>, disposing the model if that fails.</summary>
+    static Trainer Owning(HybridForCausalLM model, Func<Trainer> build)
+    {
+        try { return build(); }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    public MetricsLog Metrics => metrics!;
 
     /// <summary>
     /// A run continues only on data made with its own tokenizer: the identity recorded when it started (or, for runs from
     /// before that record, the hash of the tokenizer.json kept in its checkpoint) must equal the dataset's.
     /// </summary>
-    void CheckSameTokenizer(string checkpoint)
+    static void CheckSameTokenizer(string run, TokenDataset data, string checkpoint)
     {
         var now = data.Manifest.Tokenizer;
         string recorded = Path.Combine(run, DataTokenizerFile), kept = Path.Combine(checkpoint, DataManifest.TokenizerFile);
@@ -111,7 +195,10 @@ public sealed class Trainer : IDisposable
                                     $"tokenizer ({kept}) or start a new run");
     }
 
-    /// <summary>No weight decay on vectors (norm weights, biases, A_log, D, dt_bias) and meta tokens (method §4, fla/Mamba practice).</summary>
+    /// <summary>
+    /// No weight decay on vectors (norm weights, biases, A_log, D, dt_bias) and meta tokens (Nemotron-Flash paper; fla and
+    /// Mamba practice).
+    /// </summary>
     public static bool Decays(string name, Tensor p) => p.dim() >= 2 && !name.EndsWith("memory_tokens", StringComparison.Ordinal);
 
     static OptimizerHelper CreateOptimizer(List<(string name, Parameter parameter)> named, TrainingOptions o)
@@ -128,15 +215,8 @@ public sealed class Trainer : IDisposable
                                  o.LearningRate, o.Beta1, o.Beta2, o.Eps);
     }
 
-    static void CopyWeights(HybridForCausalLM from, HybridForCausalLM to)
-    {
-        using var _ = no_grad();
-        var source = from.named_parameters().ToDictionary(p => p.name, p => p.parameter);
-        foreach (var (name, p) in to.named_parameters()) p.copy_(source[name]);
-        to.InvalidateInferenceCaches();
-    }
-
-    /// <summary>Trains up to <see cref="TrainingOptions.TotalSteps"/>, then writes <c>model/</c>. A NaN/Inf loss or gradient stops with a clear error.</summary>
+    /// <summary>Trains up to <see cref="TrainingOptions.TotalSteps"/>, then writes <c>model/</c>. A NaN/Inf loss or gradient stops with a
+    /// clear error.</summary>
     public TrainingResult Run(IProgress<TrainingStatus>? progress = null, CancellationToken cancellation = default)
     {
         long total = options.TotalSteps;
@@ -163,7 +243,8 @@ public sealed class Trainer : IDisposable
             {
                 valLoss = Evaluate();
                 Metrics.Add(new MetricsEntry { Step = state.Step, Tokens = state.TokensSeen, ValLoss = valLoss, ValPpl = Math.Exp(valLoss.Value), Seconds = state.Seconds });
-                Metrics.Plot($"{string.Join(" ", model.Config.LayerTypes.Distinct())} — {model.Config.HiddenSize} wide, {model.Config.NumLayers} layers");
+                Metrics.Plot($"{string.Join(" ", model.Config.LayerTypes.Distinct())} — {model.Config.HiddenSize} wide, " +
+                             $"{model.Config.NumLayers} layers");
             }
             if (state.Step % options.CheckpointEvery == 0 || state.Step == total)
             {
@@ -177,7 +258,9 @@ public sealed class Trainer : IDisposable
         string folder = Path.Combine(run, ModelFolder);
         SaveModel(folder);
         double finalVal = valLoss ?? Evaluate();
-        return new TrainingResult(state.Step, state.TokensSeen, double.IsNaN(lastLoss) ? Metrics.Entries.LastOrDefault(e => e.Loss is not null)?.Loss ?? double.NaN : lastLoss,
+        return new TrainingResult(state.Step, state.TokensSeen,
+                                  double.IsNaN(lastLoss) ? Metrics.Entries.LastOrDefault(e => e.Loss is not null)?.Loss
+                                      ?? double.NaN : lastLoss,
                                   finalVal, Math.Exp(finalVal), folder, state.Seconds);
     }
 
@@ -205,7 +288,8 @@ public sealed class Trainer : IDisposable
         return logits.isfinite().all().item<bool>() ? null : "logits of a validation batch";
     }
 
-    /// <summary>One optimizer step over <c>GradAccumulation</c> micro-batches; returns the mean loss and the gradient norm before clipping.</summary>
+    /// <summary>One optimizer step over <c>GradAccumulation</c> micro-batches; returns the mean loss and the gradient norm before
+    /// clipping.</summary>
     (double Loss, double GradNorm) Step()
     {
         optimizer.zero_grad();
@@ -268,10 +352,15 @@ public sealed class Trainer : IDisposable
     {
         var config = model.Config;
         if (data.Manifest.Tokenizer.Kind == "tiktoken" && config.TiktokenEncoding != data.Manifest.Tokenizer.Name)
-            throw new WrenException($"set wren_tiktoken_encoding to {data.Manifest.Tokenizer.Name} in the model config, so the saved model names its tokenizer");
-        Checkpoint.Save(model, folder);
+            throw new WrenException($"set wren_tiktoken_encoding to {data.Manifest.Tokenizer.Name} in the model config, so the saved " +
+                                    $"model names its tokenizer");
+        model.SavePretrained(folder);
         if (TokenizerJson() is { } json) File.Copy(json, Path.Combine(folder, "tokenizer.json"), overwrite: true);
     }
 
-    public void Dispose() => optimizer.Dispose();
+    public void Dispose()
+    {
+        optimizer.Dispose();
+        model.Dispose();
+    }
 }

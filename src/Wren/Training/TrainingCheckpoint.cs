@@ -1,8 +1,8 @@
 using System.Text.Json;
 using TorchSharp;
+using TorchSharp.Modules;
 using Wren.Checkpoints;
 using Wren.Models;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Wren.Training;
@@ -15,19 +15,20 @@ public sealed record TrainerState(long Step, long TokensSeen, double Seconds);
 /// the optimizer state, the torch generator state and <c>trainer-state.json</c>. The folder is written under a
 /// temporary name and renamed into place, so a crash leaves either the whole checkpoint or none of it.
 /// </summary>
-public static class TrainingCheckpoint
+internal static class TrainingCheckpoint
 {
     public const string Folder = "checkpoints";
     const string StateFile = "trainer-state.json", OptimizerFile = "optimizer.bin", GeneratorFile = "rng.safetensors", TempSuffix = ".wren-tmp";
 
     public static string PathFor(string run, long step) => Path.Combine(run, Folder, $"step-{step:D8}");
 
-    public static string Save(string run, HybridForCausalLM model, OptimizerHelper optimizer, TrainerState state, string? tokenizerJson, int keep)
+    public static string Save(string run, HybridForCausalLM model, OptimizerHelper optimizer, TrainerState state, string? tokenizerJson,
+                              int keep)
     {
         string final = PathFor(run, state.Step), temp = final + TempSuffix;
         if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
         Directory.CreateDirectory(temp);
-        Checkpoint.Save(model, temp);
+        model.SavePretrained(temp);
         optimizer.save_state_dict(Path.Combine(temp, OptimizerFile));
         SafeTensorsFile.Write(Path.Combine(temp, GeneratorFile), [("torch_cpu", torch.get_rng_state())]);
         if (tokenizerJson is not null) File.Copy(tokenizerJson, Path.Combine(temp, "tokenizer.json"));
@@ -60,7 +61,7 @@ public static class TrainingCheckpoint
     /// <summary>Loads the model of a checkpoint (for training: fp32, train mode).</summary>
     public static HybridForCausalLM LoadModel(string checkpoint)
     {
-        var model = Checkpoint.Load(checkpoint);
+        var model = HybridForCausalLM.FromPretrained(checkpoint);
         model.train();
         return model;
     }
@@ -73,7 +74,8 @@ public static class TrainingCheckpoint
         try { state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath), TrainingOptions.Json) ?? throw new WrenException($"{statePath}: empty"); }
         catch (JsonException e) { throw new WrenException($"{statePath}: invalid ({e.Message})", e); }
         string optimizerPath = Path.Combine(checkpoint, OptimizerFile);
-        if (!File.Exists(optimizerPath)) throw new WrenException($"{checkpoint}: {OptimizerFile} is missing; the checkpoint cannot resume training");
+        if (!File.Exists(optimizerPath)) throw new WrenException($"{checkpoint}: {OptimizerFile} is missing; the checkpoint cannot " +
+                                                                 $"resume training");
         optimizer.load_state_dict(optimizerPath);
         using var generator = SafeTensorsFile.Open(Path.Combine(checkpoint, GeneratorFile));
         using var rng = generator.Read("torch_cpu");

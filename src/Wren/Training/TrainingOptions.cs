@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Wren.Checkpoints;
+using Wren.Common;
 
 namespace Wren.Training;
 
@@ -24,7 +25,8 @@ public sealed record TrainingOptions
     /// <summary>Final learning rate as a fraction of the peak.</summary>
     public double MinLrRatio { get; init; } = 0.1;
     public long WarmupSteps { get; init; } = 50;
-    /// <summary><c>cosine</c>, <c>wsd</c> (warm-up, stable, linear decay over the last <see cref="DecayFraction"/>) or <c>constant</c>.</summary>
+    /// <summary><c>cosine</c>, <c>wsd</c> (warm-up, stable, linear decay over the last <see cref="DecayFraction"/>) or
+    /// <c>constant</c>.</summary>
     public string Schedule { get; init; } = "cosine";
     public double DecayFraction { get; init; } = 0.2;
     public double WeightDecay { get; init; } = 0.1;
@@ -33,7 +35,7 @@ public sealed record TrainingOptions
     public double Eps { get; init; } = 1e-8;
     /// <summary>Clip the global gradient norm to this (0: no clipping).</summary>
     public double GradClip { get; init; } = 1.0;
-    /// <summary>Project weights to unit-norm rows/columns after every step (method §4); forces weight decay to 0.</summary>
+    /// <summary>Project weights to unit-norm rows/columns after every step (Nemotron-Flash paper, weight normalization); forces weight decay to 0.</summary>
     public bool WeightNorm { get; init; }
     public long Seed { get; init; }
 
@@ -48,7 +50,7 @@ public sealed record TrainingOptions
 
     public long TokensPerStep => (long)BatchSize * SeqLen * GradAccumulation;
     public long TotalSteps => Steps > 0 ? Steps : (Tokens + TokensPerStep - 1) / TokensPerStep;
-    /// <summary>The weight decay actually applied: none with weight normalization (method §4).</summary>
+    /// <summary>The weight decay actually applied: none with weight normalization (Nemotron-Flash paper, weight normalization).</summary>
     public double EffectiveWeightDecay => WeightNorm ? 0 : WeightDecay;
 
     public void Validate()
@@ -56,13 +58,15 @@ public sealed record TrainingOptions
         void Require(bool ok, string message) { if (!ok) throw new WrenException(message); }
         Require(Steps > 0 || Tokens > 0, "give a training length: --steps N or --tokens N");
         Require(Steps >= 0 && Tokens >= 0, "steps and tokens must not be negative");
-        Require(BatchSize >= 1 && SeqLen >= 1 && GradAccumulation >= 1, "batch size, sequence length and gradient accumulation must be ≥ 1");
+        Require(BatchSize >= 1 && SeqLen >= 1 && GradAccumulation >= 1,
+                "batch size, sequence length and gradient accumulation must be ≥ 1");
         Require(Optimizer is "adamw" or "adam", $"unknown optimizer '{Optimizer}' (adamw, adam)");
         Require(Schedule is "cosine" or "wsd" or "constant", $"unknown schedule '{Schedule}' (cosine, wsd, constant)");
         Require(LearningRate > 0 && double.IsFinite(LearningRate), $"the learning rate must be positive, got {LearningRate}");
         Require(MinLrRatio is >= 0 and <= 1, $"min LR ratio must be in [0, 1], got {MinLrRatio}");
         Require(DecayFraction is > 0 and <= 1, $"the WSD decay fraction must be in (0, 1], got {DecayFraction}");
-        Require(WarmupSteps >= 0 && WeightDecay >= 0 && GradClip >= 0, "warm-up steps, weight decay and gradient clip must not be negative");
+        Require(WarmupSteps >= 0 && WeightDecay >= 0 && GradClip >= 0,
+                "warm-up steps, weight decay and gradient clip must not be negative");
         Require(Beta1 is >= 0 and < 1 && Beta2 is >= 0 and < 1 && Eps > 0, "Adam betas must be in [0, 1) and eps positive");
         Require(EvalEvery >= 1 && EvalWindows >= 1 && CheckpointEvery >= 1 && KeepCheckpoints >= 1 && LogEvery >= 1,
                 "eval/checkpoint/log intervals, eval windows and kept checkpoints must be ≥ 1");
@@ -71,7 +75,7 @@ public sealed record TrainingOptions
     internal static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
 
     public string ToJson() => JsonSerializer.Serialize(this, Json);
-    public void Save(string path) => Checkpoint.WriteAtomically(path, ToJson());
+    public void Save(string path) => AtomicFile.WriteAllText(path, ToJson());
 
     public static TrainingOptions Load(string path)
     {
@@ -82,7 +86,7 @@ public sealed record TrainingOptions
 }
 
 /// <summary>Learning rate per step: linear warm-up, then cosine, WSD or constant down to <c>MinLrRatio</c> × peak.</summary>
-public static class LearningRateSchedule
+internal static class LearningRateSchedule
 {
     public static double At(TrainingOptions options, long step)
     {

@@ -16,7 +16,7 @@ public sealed record NormalizedMatrix(string Name, Parameter Weight, NormalizedA
 }
 
 /// <summary>
-/// Weight normalization as the method defines it (nemotron-flash-method.md §4): after every optimizer step, project
+/// Weight normalization as the method defines it (Nemotron-Flash paper, weight normalization): after every optimizer step, project
 /// weights onto the unit sphere, not a reparameterization.
 /// <list type="bullet">
 /// <item>Matrices that read the hidden state, each row to norm 1: every <c>*_proj</c> input projection (q/k/v, beta,

@@ -24,17 +24,17 @@ public class CheckpointTests
         using var scope = NewDisposeScope();
         string dir = TempDir();
         using var model = RandomModel(FlashSmall, seed: 2);
-        Checkpoint.Save(model, dir, dtype, maxShardBytes);
+        model.SavePretrained(dir, dtype, maxShardBytes);
         Assert.Equal(maxShardBytes > 0, File.Exists(Path.Combine(dir, CheckpointFiles.IndexFile)));
         if (maxShardBytes > 0) Assert.True(Directory.GetFiles(dir, "model-*-of-*.safetensors").Length > 1);
-        using var loaded = Checkpoint.Load(dir);
+        using var loaded = HybridForCausalLM.FromPretrained(dir);
         var original = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         foreach (var (name, p) in loaded.named_parameters())
         {
             var expected = original[name].to(dtype).to(ScalarType.Float32);   // exactly what the file holds
             Assert.True(torch.equal(p, expected).all().item<bool>(), $"{name} differs after {dtype} round trip");
         }
-        using var reloaded = Checkpoint.Load(dir, ScalarType.BFloat16);
+        using var reloaded = HybridForCausalLM.FromPretrained(dir, ScalarType.BFloat16);
         Assert.All(reloaded.named_parameters(), p => Assert.True(p.parameter.dtype is ScalarType.BFloat16 or ScalarType.Float32));
     }
 
@@ -69,13 +69,14 @@ public class CheckpointTests
         var config = FlashSmall with { TieWordEmbeddings = true };
         using var model = RandomModel(config, seed: 3);
         string dir = TempDir();
-        Checkpoint.Save(model, dir);
+        model.SavePretrained(dir);
         using (var file = SafeTensorsFile.Open(Path.Combine(dir, CheckpointFiles.SingleFile)))
             Assert.DoesNotContain("lm_head.weight", file.Tensors.Keys);
         // Add a stray lm_head.weight: the tie wins.
-        var names = model.named_parameters().Select(p => (p.name, (Tensor)p.parameter)).Append(("lm_head.weight", randn([97, 64]))).ToList();
+        var names = model.named_parameters().Select(p =>
+            (p.name, (Tensor)p.parameter)).Append(("lm_head.weight", randn([97, 64]))).ToList();
         SafeTensorsFile.Write(Path.Combine(dir, CheckpointFiles.SingleFile), names);
-        using var loaded = Checkpoint.Load(dir);
+        using var loaded = HybridForCausalLM.FromPretrained(dir);
         var tokens = RandomTokens(1, 8, 97, 1);
         AssertClose(Scoring.Logits(loaded, tokens), Scoring.Logits(model, tokens), 1e-6);
     }
@@ -84,7 +85,9 @@ public class CheckpointTests
     public void State_dict_names_and_shapes_match_the_checkpoint_layout_snapshot()
     {
         // A Flash-pattern config with every optional tensor: meta tokens, q/k norm, untied head, SwiGLU, FFN inside mixer layers.
-        var config = Config("deltanet", "f", "m2", "f", "a", "gdn") with { NumMemoryTokens = 4, IntermediateSize = 96, FfnExpandRatio = null };
+        var config = Config("deltanet", "f", "m2", "f", "a",
+                            "gdn") with
+        { NumMemoryTokens = 4, IntermediateSize = 96, FfnExpandRatio = null };
         using var model = new HybridForCausalLM(config, new Wren.Modules.Placement(ScalarType.Float32, new Device("meta")));
         var actual = string.Join("\n", model.named_parameters().Select(p => $"{p.name} [{string.Join(", ", p.parameter.shape)}]")) + "\n";
         string snapshot = Path.Combine(RepoRoot, "tests", "Wren.Tests", "Snapshots", "flash-small.state_dict.txt");
@@ -108,7 +111,7 @@ public class BadInputTests
     {
         string dir = TempDir();
         using var model = RandomModel(Config("a", "m2", "deltanet", "f"), seed: 1);
-        Checkpoint.Save(model, dir);
+        model.SavePretrained(dir);
         string tokens = Path.Combine(dir, "tokens.json");
         File.WriteAllText(tokens, "[[1, 2, 3], [4, 5, 6]]");
         return (dir, tokens);
@@ -166,7 +169,8 @@ public class BadInputTests
             var second = h.Where(kv => kv.Key != "__metadata__").Skip(1).First().Value!;
             var offsets = second["data_offsets"]!.AsArray();
             long length = (long)offsets[1]! - (long)offsets[0]!;
-            second["data_offsets"] = new JsonArray(JsonValue.Create((long)offsets[0]! - 4), JsonValue.Create((long)offsets[0]! - 4 + length));
+            second["data_offsets"] = new JsonArray(JsonValue.Create((long)offsets[0]! - 4),
+                                                   JsonValue.Create((long)offsets[0]! - 4 + length));
             return h;
         });
         AssertFails(dir, tokens, "overlap");
@@ -206,7 +210,8 @@ public class BadInputTests
         RewriteHeader(dir, h => { h.Remove("model.layers.1.mamba.A_log"); return h; });
         AssertFails(dir, tokens, "missing 1 tensor(s): model.layers.1.mamba.A_log");
         (dir, tokens) = ValidModel();
-        RewriteHeader(dir, h => { h["model.layers.9.extra"] = new JsonObject { ["dtype"] = "F32", ["shape"] = new JsonArray(0), ["data_offsets"] = new JsonArray(0, 0) }; return h; });
+        RewriteHeader(dir, h =>
+            { h["model.layers.9.extra"] = new JsonObject { ["dtype"] = "F32", ["shape"] = new JsonArray(0), ["data_offsets"] = new JsonArray(0, 0) }; return h; });
         AssertFails(dir, tokens, "unexpected 1 tensor(s): model.layers.9.extra");
     }
 

@@ -6,7 +6,7 @@ using Wren.Models;
 namespace Wren.Tests.Checkpoints;
 
 /// <summary>
-/// Mutated safetensors headers and config.json files through the loading code the CLI uses (<see cref="Checkpoint.Load"/>):
+/// Mutated safetensors headers and config.json files through the loading code the CLI uses (<see cref="HybridForCausalLM.FromPretrained"/>):
 /// each either loads a valid model or fails with a <see cref="WrenException"/> with a one-line message; nothing else
 /// (no other exception, no native abort). A model that loads holds no more parameter bytes than its file implies.
 /// Seeded, so every run checks the same inputs.
@@ -66,7 +66,7 @@ public class LoadFuzzTests
     {
         try
         {
-            using var model = Checkpoint.Load(folder);
+            using var model = HybridForCausalLM.FromPretrained(folder);
             long bytes = model.parameters().Sum(p => p.NumberOfElements * p.ElementSize);
             Assert.True(bytes <= 4 * weightFileBytes, $"{what}: a loaded model holds {bytes} bytes from a {weightFileBytes}-byte file");
         }
@@ -142,12 +142,12 @@ public class LoadFuzzTests
     public void A_repeated_key_is_an_error_naming_it()
     {
         string dir = TestSupport.Case("safetensors-duplicate-tensor");
-        var error = Assert.Throws<WrenException>(() => Checkpoint.Load(dir));
+        var error = Assert.Throws<WrenException>(() => HybridForCausalLM.FromPretrained(dir));
         Assert.Contains("Duplicate", error.Message, StringComparison.OrdinalIgnoreCase);
         string folder = SavedModel();
         string config = Path.Combine(folder, Checkpoint.ConfigFile);
         File.WriteAllText(config, File.ReadAllText(config).Replace("\"hidden_size\": 64,", "\"hidden_size\": 64, \"hidden_size\": 64,"));
-        error = Assert.Throws<WrenException>(() => Checkpoint.Load(folder));
+        error = Assert.Throws<WrenException>(() => HybridForCausalLM.FromPretrained(folder));
         Assert.Contains("hidden_size", error.Message);
         var cli = TestSupport.Cli("logits", "--model", dir, "--tokens", Path.Combine(dir, "tokens.json"),
                                   "--out", Path.Combine(folder, "l.npy"));

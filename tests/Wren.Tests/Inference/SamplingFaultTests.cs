@@ -1,6 +1,7 @@
 using TorchSharp;
 using Wren.Checkpoints;
 using Wren.Inference;
+using Wren.Models;
 using Wren.Tokenization;
 using static TorchSharp.torch;
 
@@ -57,7 +58,7 @@ public class SamplingFaultTests
     public void The_tiny_temperature_case_answers_like_greedy()
     {
         string folder = Path.Combine(TestSupport.Case("tiny-temperature"), "model");
-        using var model = Checkpoint.Load(folder);
+        using var model = HybridForCausalLM.FromPretrained(folder);
         var generator = new TextGenerator(model, TokenizerLoader.ForModel(folder, model.Config));
         string Text(double temperature) =>
             string.Concat(generator.Generate("A", new SamplingOptions { Temperature = temperature, MaxNewTokens = 1 }).Select(t => t.Text));
@@ -68,7 +69,7 @@ public class SamplingFaultTests
     static (TextGenerator Generator, ITextTokenizer Tokenizer, IDisposable Model) InvalidTailModel()
     {
         string folder = Path.Combine(TestSupport.Case("stream-invalid-utf8-tail"), "model");
-        var model = Checkpoint.Load(folder);
+        var model = HybridForCausalLM.FromPretrained(folder);
         var tokenizer = TokenizerLoader.ForModel(folder, model.Config);
         return (new TextGenerator(model, tokenizer), tokenizer, model);
     }

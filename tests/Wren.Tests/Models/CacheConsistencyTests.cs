@@ -6,7 +6,7 @@ using static Wren.Tests.TestSupport;
 
 namespace Wren.Tests.Models;
 
-/// <summary>operators.md test 4: prefill L0 tokens then decode token by token == the full forward, at every position.</summary>
+/// <summary>prefill L0 tokens then decode token by token == the full forward, at every position.</summary>
 public class CacheConsistencyTests
 {
     public static TheoryData<string, string> Cases => new()

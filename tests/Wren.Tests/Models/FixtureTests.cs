@@ -2,12 +2,13 @@ using TorchSharp;
 using Wren.Checkpoints;
 using Wren.Inference;
 using Wren.Interop;
+using Wren.Models;
 using static TorchSharp.torch;
 using static Wren.Tests.TestSupport;
 
 namespace Wren.Tests.Models;
 
-/// <summary>The public Nemotron-Flash checkpoint and the logits an exact implementation gives (fixtures/README.md).</summary>
+/// <summary>The public Nemotron-Flash checkpoint and the logits an exact implementation gives (tests/fixtures/README.md).</summary>
 public class FixtureTests
 {
     static string Case => Path.Combine(Fixtures, "nemotron-flash-example");
@@ -20,9 +21,9 @@ public class FixtureTests
     [InlineData(40)]
     public void Reproduces_reference_logits(int? prefill)
     {
-        Assert.True(Directory.Exists(Case), $"fixture missing: {Case} (CI clones main with shared/ beside it)");
+        Assert.True(Directory.Exists(Case), $"fixture missing: {Case}");
         using var scope = NewDisposeScope();
-        using var model = Checkpoint.Load(Case);
+        using var model = HybridForCausalLM.FromPretrained(Case);
         var tokens = Scoring.ReadTokens(Path.Combine(Case, "tokens.json"), model.Config.VocabSize);
         var (data, shape) = Npy.ReadFloat32(Path.Combine(Case, "expected_logits.npy"));
         var expected = tensor(data, shape);
@@ -34,7 +35,7 @@ public class FixtureTests
     public void Bfloat16_load_stays_near_reference()
     {
         using var scope = NewDisposeScope();
-        using var model = Checkpoint.Load(Case, ScalarType.BFloat16);
+        using var model = HybridForCausalLM.FromPretrained(Case, ScalarType.BFloat16);
         var tokens = Scoring.ReadTokens(Path.Combine(Case, "tokens.json"), model.Config.VocabSize);
         var (data, shape) = Npy.ReadFloat32(Path.Combine(Case, "expected_logits.npy"));
         var actual = Scoring.Logits(model, tokens);

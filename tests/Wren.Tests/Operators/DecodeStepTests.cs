@@ -1,13 +1,11 @@
 using TorchSharp;
-using Wren.Kernels;
-using Wren.Modules;
 using Wren.Operators;
 using static TorchSharp.torch;
 using static Wren.Tests.TestSupport;
 
 namespace Wren.Tests.Operators;
 
-/// <summary>The fused CPU decode steps against the reference recurrences they replace.</summary>
+/// <summary>The fused CPU decode steps against the reference recurrences they replace, and the one form chooser.</summary>
 public class DecodeStepTests
 {
     [Theory]
@@ -21,13 +19,13 @@ public class DecodeStepTests
         using var noGrad = no_grad();
         var gen = new Generator(3);
         long B = 2, H = 3;
-        var q = randn([B, H, 1, K], generator: gen); var k = nn.functional.normalize(randn([B, H, 1, K], generator: gen), p: 2, dim: -1);
-        var v = randn([B, H, 1, V], generator: gen); var beta = rand([B, H, 1], generator: gen);
-        Tensor? g = gated ? -rand([B, H, 1], generator: gen) : null;
+        var q = randn([B, 1, H, K], generator: gen); var k = nn.functional.normalize(randn([B, 1, H, K], generator: gen), p: 2, dim: -1);
+        var v = randn([B, 1, H, V], generator: gen); var beta = rand([B, 1, H], generator: gen);
+        Tensor? g = gated ? -rand([B, 1, H], generator: gen) : null;
         var s0 = randn([B, H, K, V], generator: gen);
         var (oRef, sRef) = DeltaRule.Recurrent(q, k, v, beta, g, s0);
         var state = s0.clone();
-        var o = DecodeSteps.DeltaRuleStep(q.transpose(2, 3).transpose(2, 3), k, v, beta, g, state);
+        var o = DeltaRule.FusedRecurrent(q.transpose(2, 3).transpose(2, 3), k, v, beta, g, state);
         AssertClose(o, oRef, 1e-5, "output");
         AssertClose(state, sRef, 1e-5, "state");
     }
@@ -48,39 +46,50 @@ public class DecodeStepTests
         var s0 = randn([B, H, P, N], generator: gen);
         var (yRef, sRef) = Mamba2.Recurrent(x, dt, A, Bm, Cm, D, s0);
         var state = s0.clone();
-        AssertClose(DecodeSteps.SsdStep(x, dt, A, Bm, Cm, D, state), yRef, 1e-5, "output");
+        AssertClose(Mamba2.FusedRecurrent(x, dt, A, Bm, Cm, D, state), yRef, 1e-5, "output");
         AssertClose(state, sRef, 1e-5, "state");
     }
 
-    [Theory]
-    [InlineData(true)]
-    [InlineData(false)]
-    public void Conv_step_equals_the_libtorch_path(bool bias)
+    [Fact]
+    public void Fused_steps_check_shapes_and_strides_naming_the_tensor()
     {
         using var scope = NewDisposeScope();
-        var conv = new ShortConv(10, 4, bias, Placement.Cpu32);
-        using (no_grad()) { conv.Weight.normal_(); conv.Bias?.normal_(); }
-        var x = randn([3, 1, 10]);
-        var s0 = randn([3, 10, 3]);
-        var libtorchState = s0.clone();
-        var expected = conv.Forward(x, libtorchState, null);     // grad enabled: the libtorch path
         using var noGrad = no_grad();
-        var state = s0.clone();
-        AssertClose(DecodeSteps.ConvStep(x, state, conv.Weight, conv.Bias), expected, 1e-6, "output");
-        AssertClose(state, libtorchState, 0, "state");
+        var q = randn([2, 1, 3, 4]); var v = randn([2, 1, 3, 5]); var beta = rand([2, 1, 3]);
+        Assert.Contains("state: expected shape [2, 3, 4, 5], got [2, 3, 5, 4]",
+            Assert.Throws<ArgumentException>(() => DeltaRule.FusedRecurrent(q, q, v, beta, null, zeros(2, 3, 5, 4))).Message);
+        Assert.Contains("beta: expected shape [2, 1, 3]",
+            Assert.Throws<ArgumentException>(() => DeltaRule.FusedRecurrent(q, q, v, rand([2, 3]), null, zeros(2, 3, 4, 5))).Message);
+        Assert.Contains("state: the CPU kernel reads it in place",
+            Assert.Throws<ArgumentException>(() =>
+                DeltaRule.FusedRecurrent(q, q, v, beta, null, zeros(2, 3, 5, 4).transpose(2, 3))).Message);
+        var x = randn([1, 1, 8, 2]); var dt = rand([1, 1, 8]); var bc = randn([1, 1, 1, 4]);
+        Assert.Contains("A: expected shape [8]",
+            Assert.Throws<ArgumentException>(() => Mamba2.FusedRecurrent(x, dt, randn(4), bc, bc, randn(8), zeros(1, 8, 2, 4))).Message);
+        Assert.Contains("CPU Float32 tensor, got CPU Float64",
+            Assert.Throws<ArgumentException>(() =>
+                Mamba2.FusedRecurrent(x, dt, randn(8), bc, bc, randn(8), zeros(1, 8, 2, 4, ScalarType.Float64))).Message);
+        var keys = zeros(1, 2, 6, 4);
+        Assert.Contains("values: expected shape [1, 2, 6, 4]",
+            Assert.Throws<ArgumentException>(() =>
+                Attention.FusedDecode(randn(1, 4, 1, 4), keys, zeros(1, 2, 5, 4), 3, null, zeros(1, 1, ScalarType.Int64), null)).Message);
+        Assert.Contains("keys: 7 slots asked of a cache of 6",
+            Assert.Throws<ArgumentException>(() =>
+                Attention.FusedDecode(randn(1, 4, 1, 4), keys, keys, 7, null, zeros(1, 1, ScalarType.Int64), null)).Message);
     }
 
     [Fact]
-    public void Matrix_vector_kernel_equals_libtorch()
+    public void The_form_is_chosen_in_one_place()
     {
         using var scope = NewDisposeScope();
-        foreach (var (rows, cols) in new[] { (1L, 1L), (7L, 33L), (300L, 1000L), (4096L, 1030L) })
+        var state = zeros(1, 2, 4, 4);
+        Assert.Equal(OperatorForm.Chunked, DecodeForm.Choose(5, state));                 // prefill continues a state in parallel
+        Assert.Equal(OperatorForm.Chunked, DecodeForm.Choose(1, null));                  // no state: nothing to continue
+        using (no_grad())
         {
-            var w = randn(rows, cols);
-            var x = randn(cols);
-            AssertClose(MatVec.Multiply(w, x), w.mv(x).unsqueeze(0), 1e-5, $"{rows}×{cols}");
-            var batch = randn(5, cols);
-            AssertClose(MatVec.Multiply(w, batch), batch.matmul(w.t()), 1e-5, $"5 rows × {rows}×{cols}");
+            Assert.Equal(OperatorForm.Fused, DecodeForm.Choose(1, state, randn(1, 1, 4)));
+            Assert.Equal(OperatorForm.Recurrent, DecodeForm.Choose(1, state, randn(1, 1, 4).to(ScalarType.BFloat16)));
         }
+        Assert.Equal(OperatorForm.Recurrent, DecodeForm.Choose(1, state));               // autograd on: libtorch ops
     }
 }

@@ -5,17 +5,19 @@ using static Wren.Tests.TestSupport;
 
 namespace Wren.Tests.Operators;
 
-/// <summary>operators.md tests 1, 2 and 5 for DeltaNet and Gated DeltaNet.</summary>
+/// <summary>The delta rule of DeltaNet and Gated DeltaNet: chunked equals recurrent (output, state, gradients), split states continue exactly.</summary>
 public class DeltaRuleTests
 {
-    static (Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? g, Tensor s0) Inputs(long B, long H, long T, long K, long V, bool gated, ScalarType dtype, int seed)
+    /// <summary>q, k [B, T, H, K], v [B, T, H, V], β and g [B, T, H], S₀ [B, H, K, V].</summary>
+    static (Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? g, Tensor s0) Inputs(long B, long H, long T, long K, long V, bool gated,
+                                                                                     ScalarType dtype, int seed)
     {
         var gen = new Generator((ulong)seed);
-        var q = nn.functional.normalize(randn([B, H, T, K], dtype, generator: gen), p: 2, dim: -1) * Math.Pow(K, -0.5);
-        var k = nn.functional.normalize(randn([B, H, T, K], dtype, generator: gen), p: 2, dim: -1);
-        var v = randn([B, H, T, V], dtype, generator: gen);
-        var beta = rand([B, H, T], dtype, generator: gen);
-        Tensor? g = gated ? -(rand([B, H, T], dtype, generator: gen) * 0.5 + 0.01) : null;
+        var q = nn.functional.normalize(randn([B, T, H, K], dtype, generator: gen), p: 2, dim: -1) * Math.Pow(K, -0.5);
+        var k = nn.functional.normalize(randn([B, T, H, K], dtype, generator: gen), p: 2, dim: -1);
+        var v = randn([B, T, H, V], dtype, generator: gen);
+        var beta = rand([B, T, H], dtype, generator: gen);
+        Tensor? g = gated ? -(rand([B, T, H], dtype, generator: gen) * 0.5 + 0.01) : null;
         var s0 = randn([B, H, K, V], dtype, generator: gen) * 0.5;
         return (q, k, v, beta, g, s0);
     }
@@ -55,11 +57,11 @@ public class DeltaRuleTests
         var (q, k, v, beta, g, s0) = Inputs(2, 2, 50, 16, 16, gated, ScalarType.Float32, 3);
         var (oFull, sFull) = DeltaRule.Chunked(q, k, v, beta, g, s0, 16);
         long t1 = 21;
-        Tensor Head(Tensor x) => x.narrow(2, 0, t1);
-        Tensor Tail(Tensor x) => x.narrow(2, t1, 50 - t1);
+        Tensor Head(Tensor x) => x.narrow(1, 0, t1);
+        Tensor Tail(Tensor x) => x.narrow(1, t1, 50 - t1);
         var (o1, s1) = DeltaRule.Chunked(Head(q), Head(k), Head(v), Head(beta), g is null ? null : Head(g), s0, 16);
         var (o2, s2) = DeltaRule.Chunked(Tail(q), Tail(k), Tail(v), Tail(beta), g is null ? null : Tail(g), s1, 16);
-        AssertClose(cat([o1, o2], 2), oFull, 1e-4, "split output");
+        AssertClose(cat([o1, o2], 1), oFull, 1e-4, "split output");
         AssertClose(s2, sFull, 1e-4, "split state");
     }
 
@@ -75,7 +77,7 @@ public class DeltaRuleTests
         AssertGradientsAgree(inputs,
             x => DeltaRule.Recurrent(x[0], x[1], x[2], x[3], Gate(x), x[^1]),
             x => DeltaRule.Chunked(x[0], x[1], x[2], x[3], Gate(x), x[^1], 8),
-            randn([2, 2, 23, 8], generator: new Generator(5)));
+            randn([2, 23, 2, 8], generator: new Generator(5)));
     }
 
     [Fact]
@@ -84,7 +86,7 @@ public class DeltaRuleTests
         // What left padding relies on: a token with β = 0 (and g = 0) changes nothing.
         using var scope = NewDisposeScope();
         var (q, k, v, _, _, s0) = Inputs(1, 2, 6, 8, 8, true, ScalarType.Float32, 2);
-        var (_, s) = DeltaRule.Chunked(q, k, v, zeros([1, 2, 6]), zeros([1, 2, 6]), s0, 4);
+        var (_, s) = DeltaRule.Chunked(q, k, v, zeros([1, 6, 2]), zeros([1, 6, 2]), s0, 4);
         AssertClose(s, s0, 1e-6);
     }
 

@@ -1,5 +1,6 @@
 using Wren.Checkpoints;
 using Wren.Inference;
+using Wren.Models;
 using Wren.Interop;
 using static TorchSharp.torch;
 using static Wren.Tests.TestSupport;
@@ -20,7 +21,7 @@ public class Mamba2GroupedNormTests
     {
         string folder = Case("mamba2-grouped-norm");
         using var scope = NewDisposeScope();
-        using var model = Checkpoint.Load(folder);
+        using var model = HybridForCausalLM.FromPretrained(folder);
         Assert.Equal(2, model.Config.MambaNGroups);
         var tokens = Scoring.ReadTokens(Path.Combine(folder, "tokens.json"), model.Config.VocabSize);
         var (data, shape) = Npy.ReadFloat32(Path.Combine(folder, "expected_logits.npy"));

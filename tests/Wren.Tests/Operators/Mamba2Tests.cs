@@ -6,7 +6,7 @@ using static Wren.Tests.TestSupport;
 
 namespace Wren.Tests.Operators;
 
-/// <summary>operators.md tests 1, 2, 5 and 6 for Mamba2 (SSD), with G &gt; 1 groups.</summary>
+/// <summary>Mamba2 (SSD): chunked equals recurrent (output, state, gradients), split states continue exactly, with G &gt; 1 groups.</summary>
 public class Mamba2Tests
 {
     static (Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, Tensor D, Tensor s0) Inputs(long b, long T, long H, long P, long G, long N, int seed)

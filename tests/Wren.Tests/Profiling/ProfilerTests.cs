@@ -46,7 +46,8 @@ public class ProfilerTests
         var options = new ProfileOptions { PromptTokens = 16, DecodeTokens = 4, Repeats = 2, Contexts = [8, 32], ThroughputContext = 16, MemoryBudgetBytes = 64L << 20, MaxBatch = 8 };
         var profile = LatencyProfiler.Profile(model, "small", options, FakeDevice);
         Assert.Equal(2, profile.LatencyByContext.Count);
-        Assert.True(profile.LatencyByContext[1].CacheBytesPerSequence > profile.LatencyByContext[0].CacheBytesPerSequence);   // attention grows
+        // attention grows
+        Assert.True(profile.LatencyByContext[1].CacheBytesPerSequence > profile.LatencyByContext[0].CacheBytesPerSequence);
         Assert.Equal(profile.LargestBatch, profile.Throughput[^1].Batch);
         Assert.All(profile.Throughput, t => Assert.True(t.MemoryBytes <= options.MemoryBudgetBytes));
         Assert.Equal(["a", "f", "m2", "deltanet"], profile.Breakdown.Select(b => b.LayerType));
@@ -64,10 +65,19 @@ public class ProfilerTests
         var device = FakeDevice;
         device.Save(path);
         Assert.Equal(device, DeviceProfile.Load(path));
-        Assert.Equal(device.Facts, DeviceProfile.ForCurrent(CPU, path).Facts);           // same identity: cached facts used
+        int measured = 0;
+        var fresh = new DeviceFacts(1e9, 2e9, 3e9, 4e9);
+        DeviceFacts Measure() { measured++; return fresh; }
+        Assert.Equal(device.Facts, DeviceProfile.ForCurrent(CPU, path, false, Measure).Facts);   // same identity: cached facts used
+        Assert.Equal(0, measured);
         var foreign = device with { Identity = device.Identity with { Processor = "some other CPU" } };
         foreign.Save(path);
         Assert.NotEqual(foreign.Identity.Id, device.Identity.Id);
+        var here = DeviceProfile.ForCurrent(CPU, path, false, Measure);                          // another device's file: measured anew
+        Assert.Equal(1, measured);
+        Assert.Equal(fresh, here.Facts);
+        Assert.Equal(device.Identity, here.Identity);
+        Assert.Equal(here, DeviceProfile.Load(path));                                            // and the foreign profile replaced
         File.WriteAllText(path, "{ nope");
         Assert.Throws<WrenException>(() => DeviceProfile.Load(path));
     }

@@ -1,3 +1,4 @@
+using Wren.Common;
 using Wren.Search;
 
 namespace Wren.Tests.Search;
@@ -31,7 +32,9 @@ public class EvolutionTests
             int factors = (p.Ratio != c.Ratio ? 1 : 0) + (p.Ffns != c.Ffns ? 1 : 0) + (p.Blocks != c.Blocks ? 1 : 0)
                         + (p.Ratio == c.Ratio && (p.First != c.First || p.Second != c.Second) ? 1 : 0);
             Assert.True(factors == 1, $"{parent} → {child} ({change})");
-            if (p.Ratio == c.Ratio && p.FirstShare > 0 && (p.First != c.First || p.Second != c.Second)) Assert.True((p.First != c.First) ^ (p.Second != c.Second), "one operator at a time");
+            if (p.Ratio == c.Ratio && p.FirstShare > 0
+                && (p.First != c.First || p.Second != c.Second)) Assert.True((p.First != c.First) ^ (p.Second != c.Second),
+                                                                             "one operator at a time");
             foreach (int width in space.Widths) space.Config(child, width, template).Validate();
             Assert.Equal(child.ToString(), Architecture.Parse(child.ToString(), space).ToString());
             Assert.True(child.Layers(space).Count <= space.MaxOperators);
@@ -88,14 +91,16 @@ public class EvolutionTests
         using var store = StudyStore.Open(storage);
         store.CreateStudy("synthetic", space.ToJson(), "none");
         var worker = new SearchWorker(store, "synthetic", new Evaluator(t => KnownFitness(t, space)));
-        var trials = new SearchDriver(store, "synthetic", space, new AgingEvolution(space, new CandidatePlacer(space, Latency)), worker).Run();
+        var trials = new SearchDriver(store, "synthetic", space, new AgingEvolution(space, new CandidatePlacer(space, Latency)),
+                                      worker).Run();
         Assert.Equal(10 + 40 * 6, trials.Count);
         Assert.All(trials, t => Assert.Equal("done", t.Status));
         // Optimum within 16 ms: 12 operators "deltanet f" ×6 at width 128 costs 9.6 ms; at 256, 19.2 ms (too slow);
         // 6 "deltanet f" pairs at 128 beat everything: fitness 10 − 6 − 3 − 0.5 = 0.5.
         var best = trials.Where(t => t.Feasible).MinBy(t => t.ProxyLoss)!;
         Assert.Equal(0.5, best.ProxyLoss!.Value, 6);
-        Assert.Equal(Enumerable.Repeat(new[] { "deltanet", "f" }, 6).SelectMany(x => x), Architecture.Parse(best.Architecture, space).Layers(space));
+        Assert.Equal(Enumerable.Repeat(new[] { "deltanet", "f" }, 6).SelectMany(x => x),
+                     Architecture.Parse(best.Architecture, space).Layers(space));
         Assert.Equal("finished", store.GetStudy("synthetic")!.State);
     }
 
@@ -118,7 +123,8 @@ public class EvolutionTests
         var straight = Search(Path.Combine(TestSupport.TempDir(), "a.db"), [null]);
         var resumed = Search(Path.Combine(TestSupport.TempDir(), "b.db"), 1, 3, null);
         Assert.Equal(8 + 6 * 4, straight.Count);
-        Assert.Equal(straight.Select(t => (t.Number, t.Architecture, t.Width, t.ProxyLoss)), resumed.Select(t => (t.Number, t.Architecture, t.Width, t.ProxyLoss)));
+        Assert.Equal(straight.Select(t => (t.Number, t.Architecture, t.Width, t.ProxyLoss)),
+                     resumed.Select(t => (t.Number, t.Architecture, t.Width, t.ProxyLoss)));
     }
 
     [Fact]
@@ -132,7 +138,8 @@ public class EvolutionTests
         store.AddTrials("r", evolution.Initial());
         int deadPid = 4_000_000;   // above Linux's default pid_max (4,194,304 is the hard maximum): no such process
         Assert.Throws<ArgumentException>(() => System.Diagnostics.Process.GetProcessById(deadPid));
-        var held = store.Claim("r", $"{Environment.MachineName}:{deadPid}:dead", TimeSpan.FromHours(1))!;   // a crashed run's trial, long lease
+        // a crashed run's trial, long lease
+        var held = store.Claim("r", $"{Environment.MachineName}:{deadPid}:dead", TimeSpan.FromHours(1))!;
         Assert.NotNull(store.Claim("r", "elsewhere:1:x", TimeSpan.FromHours(1)));   // another machine's live worker: left alone
         var worker = new SearchWorker(store, "r", new Evaluator(t => KnownFitness(t, space)));
         using var stop = new CancellationTokenSource();

@@ -9,7 +9,7 @@ namespace Wren.Tests.Tokenization;
 /// </summary>
 public class HuggingFaceTokenizerTests
 {
-    static string Family(string name) => Path.Combine(TestSupport.RepoRoot, "tests", "fixtures", "tokenizers", name);
+    static string Family(string name) => Path.Combine(TestSupport.Fixtures, "tokenizers", name);
 
     sealed record Expected(string Text, int[] Ids, string Decoded, int[] SpecialParsedIds, int[] AddSpecialTokensIds);
 

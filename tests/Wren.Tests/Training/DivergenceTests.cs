@@ -57,13 +57,12 @@ public class DivergenceTests
     {
         var (folder, _) = Wren.Tests.Data.Corpus.Prepared();
         using var data = TokenDataset.Open(folder);
-        using var model = new HybridForCausalLM(TestSupport.Config("f", "a") with { VocabSize = 320 });
-        Initialization.Apply(model, 1);
+        var options = new TrainingOptions { Steps = 3, BatchSize = 2, SeqLen = 16, GradClip = clip, EvalWindows = 2, Seed = 1 };
+        using var trainer = Trainer.Open(TestSupport.TempDir(), data, new NewRun(TestSupport.Config("f", "a"), options));
+        var model = trainer.Model;
         // Logits near 1e20 keep the loss finite (float32 reaches 3.4e38), but the squared gradients overflow its norm.
         using (no_grad()) model.Backbone.FinalNorm.Weight.fill_(1e20f);
         var before = model.parameters().Select(p => p.detach().clone()).ToList();
-        var options = new TrainingOptions { Steps = 3, BatchSize = 2, SeqLen = 16, GradClip = clip, EvalWindows = 2, Seed = 1 };
-        using var trainer = new Trainer(model, data, options, TestSupport.TempDir());
         var error = Assert.Throws<WrenException>(() => trainer.Run());
         Assert.Contains("the gradient norm became", error.Message);
         Assert.All(model.parameters().Zip(before),

@@ -46,7 +46,7 @@ public class RunDataTests
     {
         string root = TestSupport.TempDir(), output = Path.Combine(root, "data");
         string docs = Path.Combine(TestSupport.Case("special-token-text"), "docs.jsonl");
-        string Tokenizer(string family) => Path.Combine(TestSupport.RepoRoot, "tests", "fixtures", "tokenizers", family);
+        string Tokenizer(string family) => Path.Combine(TestSupport.Fixtures, "tokenizers", family);
         (int Code, string Error) Prepare(string input, string tokenizer, params string[] extra) =>
             TestSupport.Cli(["data", "prepare", input, "--tokenizer", tokenizer, "--out", output, "--validation-fraction", "0", .. extra]);
 

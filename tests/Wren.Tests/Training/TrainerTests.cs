@@ -10,7 +10,9 @@ namespace Wren.Tests.Training;
 [Collection("cli")]
 public class TrainerTests
 {
-    static HybridConfig SmallHybrid(int metaTokens = 4) => TestSupport.Config("deltanet", "f", "m2", "a") with { VocabSize = 320, NumMemoryTokens = metaTokens };
+    static HybridConfig SmallHybrid(int metaTokens = 4) => TestSupport.Config("deltanet", "f", "m2",
+                                                                              "a") with
+    { VocabSize = 320, NumMemoryTokens = metaTokens };
 
     static TrainingOptions Options(long steps) => new()
     {
@@ -30,15 +32,15 @@ public class TrainerTests
     {
         var (folder, _) = Corpus.Prepared();
         using var data = TokenDataset.Open(folder);
-        using var model = NewModel(SmallHybrid());
         string run = TestSupport.TempDir();
-        using var trainer = new Trainer(model, data, Options(40) with { LearningRate = 1e-2, EvalEvery = 20 }, run);
+        using var trainer = Trainer.Open(run, data, new NewRun(SmallHybrid(), Options(40) with { LearningRate = 1e-2, EvalEvery = 20 }));
         double before = trainer.Evaluate();
         var result = trainer.Run();
         Assert.True(result.ValLoss < before - 2, $"validation loss {before:F2} → {result.ValLoss:F2}");
         Assert.Equal(40, MetricsLog.Read(Path.Combine(run, MetricsLog.FileName)).Count(e => e.Loss is not null));
         Assert.True(File.Exists(Path.Combine(run, "loss.png")));
-        Assert.Equal(0, TestSupport.Cli("generate", "--model", result.ModelFolder, "--prompt", "The quick", "--max-new-tokens", "8", "--seed", "1").Code);
+        Assert.Equal(0, TestSupport.Cli("generate", "--model", result.ModelFolder, "--prompt", "The quick", "--max-new-tokens", "8",
+                                        "--seed", "1").Code);
     }
 
     [Fact]
@@ -49,32 +51,35 @@ public class TrainerTests
         var options = Options(7) with { GradAccumulation = 2, WeightNorm = true };
 
         string straight = TestSupport.TempDir();
-        using (var model = NewModel(SmallHybrid()))
-        using (var trainer = new Trainer(model, data, options, straight))
+        using (var trainer = Trainer.Open(straight, data, new NewRun(SmallHybrid(), options)))
             trainer.Run();
 
         string interrupted = TestSupport.TempDir();
-        using (var model = NewModel(SmallHybrid()))
-        using (var trainer = new Trainer(model, data, options, interrupted))
+        using (var trainer = Trainer.Open(interrupted, data, new NewRun(SmallHybrid(), options)))
         {
             using var stop = new CancellationTokenSource();
-            Assert.Throws<OperationCanceledException>(() => trainer.Run(new Callback(s => { if (s.Step == 4) stop.Cancel(); }), stop.Token));
+            Assert.Throws<OperationCanceledException>(() =>
+                trainer.Run(new Callback(s => { if (s.Step == 4) stop.Cancel(); }), stop.Token));
         }
         Assert.Equal(3, TrainingCheckpoint.List(interrupted)[^1].Step);   // the kill lands after step 4; step 3 is the last checkpoint
-        using (var model = NewModel(SmallHybrid(), seed: 99))   // different weights: the checkpoint must replace them
-        using (var trainer = new Trainer(model, data, options, interrupted, resume: true))
+        // A different new run is offered: resuming ignores it and takes the run's own config, options and weights.
+        using (var trainer = Trainer.Open(interrupted, data, new NewRun(SmallHybrid(metaTokens: 0), options with { Seed = 99 }),
+                                          resume: true))
         {
             Assert.Equal(3, trainer.State.Step);
+            Assert.Equal(new RunOrigin(true, 3, 7), trainer.Origin);
             trainer.Run();
         }
 
-        var expected = MetricsLog.Read(Path.Combine(straight, MetricsLog.FileName)).Where(e => e.Loss is not null).Select(e => (e.Step, e.Loss, e.GradNorm)).ToList();
-        var actual = MetricsLog.Read(Path.Combine(interrupted, MetricsLog.FileName)).Where(e => e.Loss is not null).Select(e => (e.Step, e.Loss, e.GradNorm)).ToList();
+        var expected = MetricsLog.Read(Path.Combine(straight, MetricsLog.FileName)).Where(e => e.Loss is not null).Select(e =>
+            (e.Step, e.Loss, e.GradNorm)).ToList();
+        var actual = MetricsLog.Read(Path.Combine(interrupted, MetricsLog.FileName)).Where(e => e.Loss is not null).Select(e =>
+            (e.Step, e.Loss, e.GradNorm)).ToList();
         Assert.Equal(expected, actual);   // bit-identical losses and gradient norms, steps 1–7
         File.AppendAllText(Path.Combine(interrupted, MetricsLog.FileName), "{\"step\": 8, \"los");   // a line torn by a crash mid-append
         Assert.Equal(actual.Count, MetricsLog.Read(Path.Combine(interrupted, MetricsLog.FileName)).Count(e => e.Loss is not null));
-        using var a = Wren.Checkpoints.Checkpoint.Load(Path.Combine(straight, Trainer.ModelFolder));
-        using var b = Wren.Checkpoints.Checkpoint.Load(Path.Combine(interrupted, Trainer.ModelFolder));
+        using var a = HybridForCausalLM.FromPretrained(Path.Combine(straight, Trainer.ModelFolder));
+        using var b = HybridForCausalLM.FromPretrained(Path.Combine(interrupted, Trainer.ModelFolder));
         var bWeights = b.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         foreach (var (name, p) in a.named_parameters()) Assert.True(p.equal(bWeights[name]).all().item<bool>(), name);
     }
@@ -85,7 +90,8 @@ public class TrainerTests
         var (folder, _) = Corpus.Prepared();
         string config = Path.Combine(TestSupport.TempDir(), "config.json");
         File.WriteAllText(config, SmallHybrid().ToJson());
-        string[] Args(string run) => ["train", "--config", config, "--data", folder, "--out", run, "--steps", "12", "--batch-size", "2", "--seq-len", "32",
+        string[] Args(string run) =>
+            ["train", "--config", config, "--data", folder, "--out", run, "--steps", "12", "--batch-size", "2", "--seq-len", "32",
                                       "--checkpoint-every", "2", "--log-every", "1", "--eval-every", "100", "--eval-windows", "4", "--threads", "1"];
         string straight = TestSupport.TempDir(), killed = TestSupport.TempDir();
         Assert.Equal(0, TestSupport.Cli(Args(straight)).Code);
@@ -99,7 +105,8 @@ public class TrainerTests
             process.BeginOutputReadLine();
             process.BeginErrorReadLine();
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            while (TrainingCheckpoint.List(killed).LastOrDefault().Step < 4 && !process.HasExited && clock.Elapsed < TimeSpan.FromSeconds(120)) Thread.Sleep(20);
+            while (TrainingCheckpoint.List(killed).LastOrDefault().Step < 4 && !process.HasExited
+                && clock.Elapsed < TimeSpan.FromSeconds(120)) Thread.Sleep(20);
             Assert.False(process.HasExited, "the run finished before it could be killed");
             process.Kill();   // SIGKILL, mid-run
             process.WaitForExit();
@@ -107,8 +114,10 @@ public class TrainerTests
         long resumedFrom = TrainingCheckpoint.List(killed)[^1].Step;
         Assert.InRange(resumedFrom, 4, 11);
         Assert.Equal(0, TestSupport.Cli(["train", "--data", folder, "--out", killed, "--resume", "--threads", "1"]).Code);
-        var expected = MetricsLog.Read(Path.Combine(straight, MetricsLog.FileName)).Where(e => e.Loss is not null).Select(e => (e.Step, e.Loss)).ToList();
-        var actual = MetricsLog.Read(Path.Combine(killed, MetricsLog.FileName)).Where(e => e.Loss is not null).Select(e => (e.Step, e.Loss)).ToList();
+        var expected = MetricsLog.Read(Path.Combine(straight, MetricsLog.FileName)).Where(e => e.Loss is not null).Select(e =>
+            (e.Step, e.Loss)).ToList();
+        var actual = MetricsLog.Read(Path.Combine(killed, MetricsLog.FileName)).Where(e => e.Loss is not null).Select(e =>
+            (e.Step, e.Loss)).ToList();
         Assert.Equal(expected, actual);
     }
 
@@ -120,7 +129,8 @@ public class TrainerTests
     [Fact]
     public void Weight_normalization_keeps_targets_on_the_unit_sphere_and_leaves_the_rest()
     {
-        using var model = NewModel(SmallHybrid() with { TieWordEmbeddings = false });
+        using var fresh = NewModel(SmallHybrid() with { TieWordEmbeddings = false });
+        var model = fresh;
         var targets = WeightNormalization.Targets(model);
         var names = targets.ToDictionary(t => t.Name, t => t.Axis);
         Assert.Equal(NormalizedAxis.Rows, names["model.layers.0.gla.q_proj.weight"]);
@@ -133,20 +143,28 @@ public class TrainerTests
         Assert.Equal(NormalizedAxis.Columns, names["model.layers.3.self_attn.o_proj.weight"]);
         Assert.Equal(NormalizedAxis.Rows, names["lm_head.weight"]);
         Assert.Equal(NormalizedAxis.Rows, names["model.embed_tokens.weight"]);
-        Assert.DoesNotContain(names.Keys, n => n.Contains("norm") || n.Contains("conv1d") || n.Contains("A_log") || n.Contains("memory_tokens"));
+        Assert.DoesNotContain(names.Keys, n => n.Contains("norm") || n.Contains("conv1d") || n.Contains("A_log")
+            || n.Contains("memory_tokens"));
 
         var (folder, _) = Corpus.Prepared();
         using var data = TokenDataset.Open(folder);
-        using var trainer = new Trainer(model, data, Options(1) with { WeightNorm = true, CheckpointEvery = 100 }, TestSupport.TempDir());
-        var others = model.named_parameters().Where(p => !names.ContainsKey(p.name)).ToDictionary(p => p.name, p => p.parameter.detach().clone());
+        var options = Options(1) with { WeightNorm = true, CheckpointEvery = 100 };
+        using var trainer = Trainer.Open(TestSupport.TempDir(), data,
+                                         new NewRun(SmallHybrid() with { TieWordEmbeddings = false }, options));
+        model = trainer.Model;
+        targets = trainer.NormalizedMatrices;
+        var others = model.named_parameters().Where(p => !names.ContainsKey(p.name)).ToDictionary(p => p.name, p =>
+            p.parameter.detach().clone());
         trainer.Run();
         foreach (var target in targets)
         {
             var norms = target.Norms();
-            Assert.True((norms - 1).abs().max().item<float>() <= 1e-5, $"{target.Name}: norms {norms.min().item<float>()}…{norms.max().item<float>()}");
+            Assert.True((norms - 1).abs().max().item<float>() <= 1e-5,
+                        $"{target.Name}: norms {norms.min().item<float>()}…{norms.max().item<float>()}");
         }
         // The projection itself touches nothing else.
-        var before = model.named_parameters().Where(p => !names.ContainsKey(p.name)).ToDictionary(p => p.name, p => p.parameter.detach().clone());
+        var before = model.named_parameters().Where(p => !names.ContainsKey(p.name)).ToDictionary(p => p.name, p =>
+            p.parameter.detach().clone());
         WeightNormalization.Apply(targets);
         foreach (var (name, p) in model.named_parameters().Where(p => !names.ContainsKey(p.name)))
             Assert.True(p.equal(before[name]).all().item<bool>(), name);
@@ -159,7 +177,8 @@ public class TrainerTests
         using var model = NewModel(SmallHybrid());
         var decayed = model.named_parameters().Where(p => Trainer.Decays(p.name, p.parameter)).Select(p => p.name).ToList();
         Assert.Contains("model.layers.0.gla.q_proj.weight", decayed);
-        Assert.DoesNotContain(decayed, n => n.EndsWith("A_log") || n.EndsWith(".D") || n.EndsWith("dt_bias") || n.Contains("norm") || n.EndsWith("memory_tokens") || n.EndsWith("bias"));
+        Assert.DoesNotContain(decayed, n => n.EndsWith("A_log") || n.EndsWith(".D") || n.EndsWith("dt_bias") || n.Contains("norm")
+            || n.EndsWith("memory_tokens") || n.EndsWith("bias"));
         Assert.Equal(0, (Options(1) with { WeightNorm = true }).EffectiveWeightDecay);
     }
 
@@ -185,12 +204,10 @@ public class TrainerTests
     {
         var (folder, _) = Corpus.Prepared();
         using var data = TokenDataset.Open(folder);
-        using var model = NewModel(SmallHybrid());
         string run = TestSupport.TempDir();
-        using (var trainer = new Trainer(model, data, Options(3), run)) trainer.Run();
-        using (no_grad()) model.Backbone.EmbedTokens.Weight.fill_(float.NaN);
-        using var again = new Trainer(model, data, Options(6), run, resume: true);
-        using (no_grad()) model.Backbone.EmbedTokens.Weight.fill_(float.NaN);   // the resume reloaded good weights; poison them again
+        using (var trainer = Trainer.Open(run, data, new NewRun(SmallHybrid(), Options(3)))) trainer.Run();
+        using var again = Trainer.Open(run, data, null, resume: true, new RunLength(Steps: 6));
+        using (no_grad()) again.Model.Backbone.EmbedTokens.Weight.fill_(float.NaN);   // poison the resumed weights
         var error = Assert.Throws<WrenException>(() => again.Run());
         Assert.Contains("became NaN at step 4", error.Message);
         Assert.Contains("last good checkpoint (step 3)", error.Message);
@@ -215,7 +232,8 @@ public class TrainerTests
         Assert.Contains("--steps N or --tokens N", error.ToString());
         Assert.Equal(2, Run("train", "--config", "flash-tiny", "--data", folder + "-missing", "--out", run, "--steps", "2"));
         Assert.Contains("dataset folder not found", error.ToString());
-        Assert.Equal(0, Run("train", "--config", "flash-tiny", "--data", folder, "--out", run, "--steps", "2", "--batch-size", "2", "--seq-len", "16", "--eval-windows", "2"));
+        Assert.Equal(0, Run("train", "--config", "flash-tiny", "--data", folder, "--out", run, "--steps", "2", "--batch-size", "2",
+                            "--seq-len", "16", "--eval-windows", "2"));
         Assert.Equal(2, Run("train", "--config", "flash-tiny", "--data", folder, "--out", run, "--steps", "2"));
         Assert.Contains("already holds a run", error.ToString());
         Assert.Equal(0, Run("train", "--data", folder, "--out", run, "--resume", "--steps", "3"));   // extends the finished run
@@ -231,7 +249,8 @@ public class QuickstartTests
     {
         string root = TestSupport.TempDir();
         string corpus = Path.Combine(root, "corpus.jsonl");
-        File.WriteAllLines(corpus, Corpus.Documents(2000, seed: 2).Select(t => System.Text.Json.JsonSerializer.Serialize(new { text = t })));
+        File.WriteAllLines(corpus,
+                           Corpus.Documents(2000, seed: 2).Select(t => System.Text.Json.JsonSerializer.Serialize(new { text = t })));
         string folder = Path.Combine(root, "qs");
         string[] args = ["quickstart", "--corpus", corpus, "--out", folder, "--steps", "3", "--vocab-size", "300", "--prompt", "The quick"];
         var (code, error) = TestSupport.Cli(args);

@@ -48,7 +48,8 @@ public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokeni
         {
             if (prompts[b].Length == 0) throw new WrenException($"prompt {b} is empty after tokenization");
             foreach (var id in prompts[b])
-                if (id < 0 || id >= model.Config.VocabSize) throw new WrenException($"prompt {b} has token id {id}, outside the model's vocabulary of {model.Config.VocabSize}");
+                if (id < 0 || id >= model.Config.VocabSize) throw new WrenException($"prompt {b} has token id {id}, outside the model's " +
+                                                                                    $"vocabulary of {model.Config.VocabSize}");
         }
         return Stream(prompts, options);
     }
@@ -87,7 +88,8 @@ public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokeni
         using (NewDisposeScope())
         {
             logits.Dispose();
-            logits = model.forward(new LMInput(ids, cache, leftPad.Any(p => p > 0) ? pads : null, LastPositionOnly: true)).Logits.squeeze(1).MoveToOuterDisposeScope();
+            logits = model.forward(new LMInput(ids, cache, leftPad.Any(p => p > 0) ? pads : null,
+                                               LastPositionOnly: true)).Logits.squeeze(1).MoveToOuterDisposeScope();
         }
         stats.PrefillSeconds = clock.Elapsed.TotalSeconds;
         clock.Restart();

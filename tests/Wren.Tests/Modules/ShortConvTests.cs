@@ -3,9 +3,9 @@ using Wren.Modules;
 using static TorchSharp.torch;
 using static Wren.Tests.TestSupport;
 
-namespace Wren.Tests.Operators;
+namespace Wren.Tests.Modules;
 
-/// <summary>operators.md test 3: prefill with cache then per-token steps == full causal conv.</summary>
+/// <summary>prefill with cache then per-token steps == full causal conv.</summary>
 public class ShortConvTests
 {
     static ShortConv Conv(bool bias)
@@ -60,5 +60,36 @@ public class ShortConvTests
         var withPads = conv.Forward(padded, paddedState, padding).narrow(1, 2, 5);
         AssertClose(withPads, alone, 1e-6, "outputs");
         AssertClose(paddedState, state, 1e-6, "state");
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Fused_step_equals_the_libtorch_path(bool bias)
+    {
+        using var scope = NewDisposeScope();
+        var conv = new ShortConv(10, 4, bias, Placement.Cpu32);
+        using (no_grad()) { conv.Weight.normal_(); conv.Bias?.normal_(); }
+        var x = randn([3, 1, 10]);
+        var s0 = randn([3, 10, 3]);
+        var libtorchState = s0.clone();
+        var expected = conv.Forward(x, libtorchState, null);     // grad enabled: the libtorch path
+        using var noGrad = no_grad();
+        var state = s0.clone();
+        AssertClose(ShortConv.FusedStep(x, state, conv.Weight, conv.Bias), expected, 1e-6, "output");
+        AssertClose(state, libtorchState, 0, "state");
+    }
+
+    [Fact]
+    public void Fused_step_checks_shapes_and_strides_before_reading()
+    {
+        using var scope = NewDisposeScope();
+        var conv = new ShortConv(10, 4, false, Placement.Cpu32);
+        var x = randn([3, 1, 10]);
+        Assert.Contains("conv state: expected shape [3, 10, 3]",
+                        Assert.Throws<ArgumentException>(() => ShortConv.FusedStep(x, zeros(3, 10, 2), conv.Weight, null)).Message);
+        var strided = zeros(3, 3, 10).transpose(1, 2);   // right shape, wrong memory order
+        Assert.Contains("conv state: the CPU kernel reads it in place",
+                        Assert.Throws<ArgumentException>(() => ShortConv.FusedStep(x, strided, conv.Weight, null)).Message);
     }
 }

@@ -2,7 +2,7 @@ using System.Text.Json.Nodes;
 using Wren.Models;
 using Wren.Tokenization;
 
-namespace Wren.Tests.Inference;
+namespace Wren.Tests.Tokenization;
 
 public class TokenizerTests
 {
@@ -11,7 +11,9 @@ public class TokenizerTests
     /// <summary>GPT-2's byte → printable-character table (the byte-level BPE alphabet).</summary>
     static Dictionary<byte, char> ByteAlphabet()
     {
-        var printable = Enumerable.Range('!', '~' - '!' + 1).Concat(Enumerable.Range('¡', '¬' - '¡' + 1)).Concat(Enumerable.Range('®', 'ÿ' - '®' + 1)).ToHashSet();
+        var printable = Enumerable.Range('!',
+                                         '~' - '!' + 1).Concat(Enumerable.Range('¡', '¬' - '¡' + 1)).Concat(Enumerable.Range('®',
+                                             'ÿ' - '®' + 1)).ToHashSet();
         int next = 256;
         return Enumerable.Range(0, 256).ToDictionary(b => (byte)b, b => (char)(printable.Contains(b) ? b : next++));
     }
@@ -61,7 +63,8 @@ public class TokenizerTests
         var ids = tokenizer.Encode(Sample);
         Assert.True(ids.Count < Sample.Length);
         Assert.Equal(Sample, tokenizer.Decode(ids));
-        Assert.NotNull(tokenizer.EndOfTextId);
+        Assert.Equal([15339, 1917], tokenizer.Encode("hello world"));   // OpenAI's tiktoken: enc.encode("hello world")
+        Assert.Equal(100257, tokenizer.EndOfTextId);                     // cl100k_base's <|endoftext|>
     }
 
     [Fact]

@@ -8,7 +8,7 @@ using static TorchSharp.torch;
 namespace Wren.Checkpoints;
 
 /// <summary>One tensor entry of a safetensors header; offsets are relative to the end of the header.</summary>
-public sealed record SafeTensorInfo(string Name, string DType, long[] Shape, long Begin, long End)
+internal sealed record SafeTensorInfo(string Name, string DType, long[] Shape, long Begin, long End)
 {
     public long ByteLength => End - Begin;
     public long Elements => Shape.Aggregate(1L, (a, b) => a * b);
@@ -19,7 +19,7 @@ public sealed record SafeTensorInfo(string Name, string DType, long[] Shape, lon
 /// header, then raw little-endian data. Every header field is validated before any data is read.
 /// Written here: no safetensors package exists for .NET on the registry.
 /// </summary>
-public sealed unsafe class SafeTensorsFile : IDisposable
+internal sealed unsafe class SafeTensorsFile : IDisposable
 {
     /// <summary>Header sizes above this are rejected (the format's reference implementation uses the same bound).</summary>
     const long MaxHeaderBytes = 100_000_000;
@@ -39,7 +39,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     public IReadOnlyDictionary<string, SafeTensorInfo> Tensors { get; }
     public IReadOnlyDictionary<string, string> Metadata { get; }
 
-    SafeTensorsFile(string path, Dictionary<string, SafeTensorInfo> tensors, Dictionary<string, string> metadata, long dataStart, long fileLength)
+    SafeTensorsFile(string path, Dictionary<string, SafeTensorInfo> tensors, Dictionary<string, string> metadata, long dataStart,
+                    long fileLength)
     {
         Path = path;
         Tensors = tensors;
@@ -94,19 +95,22 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             }
             if (node is not JsonObject entry) { Fail($"entry '{name}' is not an object"); return null!; }
             string? dtype = entry["dtype"] is JsonValue dv && dv.TryGetValue(out string? d) ? d : null;
-            if (dtype is null || !DTypes.ContainsKey(dtype)) Fail($"tensor '{name}' has unknown dtype '{dtype}' (known: {string.Join(", ", DTypes.Keys)})");
+            if (dtype is null || !DTypes.ContainsKey(dtype)) Fail($"tensor '{name}' has unknown dtype '{dtype}' (known: " +
+                                                                  $"{string.Join(", ", DTypes.Keys)})");
             long[] shape = ReadLongs(entry["shape"], name, "shape", path);
             long[] offsets = ReadLongs(entry["data_offsets"], name, "data_offsets", path);
             if (offsets.Length != 2) Fail($"tensor '{name}': data_offsets must have 2 entries");
             if (shape.Any(s => s < 0)) Fail($"tensor '{name}': negative dimension in shape [{string.Join(", ", shape)}]");
             var info = new SafeTensorInfo(name, dtype!, shape, offsets[0], offsets[1]);
             if (info.Begin < 0 || info.End < info.Begin) Fail($"tensor '{name}': data_offsets [{info.Begin}, {info.End}] are not ordered");
-            if (info.End > dataLength) Fail($"tensor '{name}': data_offsets end {info.End} is past the end of the data ({dataLength} bytes; the file may be truncated)");
+            if (info.End > dataLength) Fail($"tensor '{name}': data_offsets end {info.End} is past the end of the data ({dataLength} " +
+                                            $"bytes; the file may be truncated)");
             long expected;
             try { expected = checked(info.Elements * DTypes[dtype!].Size); }
             catch (OverflowException) { Fail($"tensor '{name}': shape is too large"); return null!; }
             if (expected != info.ByteLength)
-                Fail($"tensor '{name}': {dtype}[{string.Join(", ", shape)}] needs {expected} bytes but data_offsets span {info.ByteLength}");
+                Fail($"tensor '{name}': {dtype}[{string.Join(", ", shape)}] needs {expected} bytes but data_offsets span " +
+                     $"{info.ByteLength}");
             tensors[name] = info;
         }
         var ordered = tensors.Values.Where(t => t.ByteLength > 0).OrderBy(t => t.Begin).ToList();
@@ -118,7 +122,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
 
     static long[] ReadLongs(JsonNode? node, string tensor, string field, string path)
     {
-        if (node is not JsonArray array) throw new WrenException($"{path}: invalid safetensors file: tensor '{tensor}' has no {field} array");
+        if (node is not JsonArray array) throw new WrenException($"{path}: invalid safetensors file: tensor '{tensor}' has no {field} " +
+                                                                 $"array");
         var values = new long[array.Count];
         for (int i = 0; i < array.Count; i++)
         {
@@ -140,7 +145,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     {
         var info = Info(name);
         if (!info.Shape.SequenceEqual(target.shape))
-            throw new WrenException($"{Path}: tensor '{name}' has shape [{string.Join(", ", info.Shape)}] but the model expects [{string.Join(", ", target.shape)}]");
+            throw new WrenException($"{Path}: tensor '{name}' has shape [{string.Join(", ", info.Shape)}] but the model expects " +
+                                    $"[{string.Join(", ", target.shape)}]");
         using var _ = no_grad();
         var fileType = TorchType(info.DType);
         bool direct = target.device.type == DeviceType.CPU && target.dtype == fileType && target.is_contiguous();
@@ -178,12 +184,14 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     }
 
     /// <summary>Writes tensors (name order kept) to <paramref name="path"/> atomically (temp file + rename).</summary>
-    public static void Write(string path, IEnumerable<(string Name, Tensor Tensor)> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    public static void Write(string path, IEnumerable<(string Name, Tensor Tensor)> tensors, IReadOnlyDictionary<string,
+                             string>? metadata = null)
     {
         var entries = tensors.ToList();
         var header = new JsonObject();
         if (metadata is { Count: > 0 })
-            header["__metadata__"] = new JsonObject(metadata.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)JsonValue.Create(kv.Value))));
+            header["__metadata__"] = new JsonObject(metadata.Select(kv =>
+                KeyValuePair.Create(kv.Key, (JsonNode?)JsonValue.Create(kv.Value))));
         long offset = 0;
         foreach (var (name, tensor) in entries)
         {

@@ -1,7 +1,8 @@
 using System.Text;
+using Wren.Tests.Data;
 using Wren.Tokenization;
 
-namespace Wren.Tests.Data;
+namespace Wren.Tests.Tokenization;
 
 [Collection("cli")]
 public class TokenizerTrainingTests

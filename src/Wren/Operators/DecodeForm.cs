@@ -1,0 +1,31 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Wren.Operators;
+
+/// <summary>The three forms of a recurrent computation (fla's <c>chunk</c>, <c>naive</c> recurrent and <c>fused_recurrent</c>).</summary>
+internal enum OperatorForm
+{
+    /// <summary>The parallel form: training, prefill, and any call without a decode state.</summary>
+    Chunked,
+    /// <summary>Token by token through libtorch ops: a decode step the fused CPU kernels cannot take (autograd, GPU, bf16).</summary>
+    Recurrent,
+    /// <summary>A hand-written single-token CPU kernel: a decode step at inference on float32 CPU tensors.</summary>
+    Fused,
+}
+
+/// <summary>The one place that chooses between the chunked, recurrent and fused forms.</summary>
+internal static class DecodeForm
+{
+    /// <summary>
+    /// A decode step (one new token and a state to continue) takes the fused kernel when <see cref="FusedApplies"/> holds
+    /// for the state and <paramref name="operands"/>, else the recurrent form; everything else takes the chunked form.
+    /// </summary>
+    public static OperatorForm Choose(long newTokens, Tensor? state, params Tensor?[] operands) =>
+        newTokens != 1 || state is null ? OperatorForm.Chunked
+        : FusedApplies([state, .. operands]) ? OperatorForm.Fused : OperatorForm.Recurrent;
+
+    /// <summary>True when the fused CPU kernels apply: inference (no autograd) on CPU float32 tensors.</summary>
+    public static bool FusedApplies(params Tensor?[] tensors) =>
+        !is_grad_enabled() && tensors.All(t => t is null || (t.device.type == DeviceType.CPU && t.dtype == ScalarType.Float32));
+}

@@ -1,0 +1,95 @@
+namespace Wren.Search;
+
+/// <summary>One finished trial as the report shows it.</summary>
+public sealed record TrialRow(int Number, string Architecture, int Width, long Parameters, double ProxyLoss, double PredictedMs,
+                              double? MeasuredMs)
+{
+    public static TrialRow Of(Trial t) =>
+        new(t.Number, t.Architecture, t.Width, t.Parameters, t.ProxyLoss!.Value, t.PredictedLatencyMs, t.MeasuredLatencyMs);
+}
+
+/// <summary>The best trial whose predicted latency is within <paramref name="BudgetMs"/>.</summary>
+internal sealed record BudgetRow(double BudgetMs, TrialRow Best);
+
+/// <summary>One cycle of the trajectory: <paramref name="Cycle"/> is 1-based, 0 for the initial population.</summary>
+internal sealed record CycleRow(int Cycle, int Trials, double MeanLoss, double BestSoFar)
+{
+    public string Name => Cycle == 0 ? "initial" : Cycle.ToString();
+}
+
+/// <summary>A finished trial in creation order: its predicted latency, its loss and the best feasible loss so far.</summary>
+internal sealed record TrialPoint(int Number, double PredictedMs, double Loss, double BestSoFar);
+
+/// <summary>Candidates per hour and the share of wall time spent outside proxy training.</summary>
+internal sealed record SearchThroughput(int Candidates, double WallMinutes, double PerHour, double OutsidePercent);
+
+/// <summary>How the winner came about: a seeded or random member of the initial population, or a mutation of a parent.</summary>
+internal sealed record WinnerOrigin(string Layers, string Parent, string Mutation)
+{
+    public string Text => Parent.Length == 0
+        ? $"a {Mutation} design of the initial population"
+        : $"found by mutating {Parent} ({Mutation})";
+}
+
+/// <summary>
+/// Everything a study's report says, computed once from its trials: counts, throughput, winner, seeded baselines,
+/// the loss–latency front, the best trial per latency budget and the trajectory. Printers (Markdown, JSON) and
+/// plots read this record (<see cref="SearchReport"/>).
+/// </summary>
+internal sealed record SearchSummary(
+    string Study, int Trials, int Done, int Failed, int Open, double ProxyTrainingMinutes, SearchThroughput? Throughput,
+    TrialRow? Winner, WinnerOrigin? Origin, IReadOnlyList<TrialRow> Seeds, IReadOnlyList<TrialRow> Front,
+    IReadOnlyList<BudgetRow> Budgets, IReadOnlyList<CycleRow> Trajectory, IReadOnlyList<TrialPoint> Curve)
+{
+    /// <summary>Latency budgets of the per-budget table, as quantiles of the finished trials' predicted latencies.</summary>
+    static readonly double[] BudgetQuantiles = [0.2, 0.4, 0.6, 0.8, 1.0];
+
+    public static SearchSummary Of(IReadOnlyList<Trial> trials, SearchSpace space, string study)
+    {
+        var done = trials.Where(t => t.Status == "done" && t.ProxyLoss is { } l && double.IsFinite(l)).ToList();
+        int failed = trials.Count(t => t.Status == "failed"), open = trials.Count(t => t.Status is "pending" or "running");
+        double trainingMinutes = done.Sum(t => t.TrainSeconds ?? 0) / 60;
+        var timed = trials.Where(t => t.Finished is not null).ToList();
+        SearchThroughput? throughput = null;
+        if (timed.Count > 0)
+        {
+            double wall = (timed.Max(t => t.Finished!.Value) - trials.Min(t => t.Created)) / 1000.0;
+            double training = timed.Sum(t => t.TrainSeconds ?? 0);
+            throughput = new SearchThroughput(timed.Count, wall / 60, timed.Count / (wall / 3600), Math.Max(0, 1 - training / wall) * 100);
+        }
+        if (done.Count == 0)
+            return new SearchSummary(study, trials.Count, 0, failed, open, trainingMinutes, throughput, null, null, [], [], [], [], []);
+
+        var feasible = done.Where(t => t.Feasible).ToList();
+        var winner = (feasible.Count > 0 ? feasible : done).MinBy(t => t.ProxyLoss)!;
+        var origin = new WinnerOrigin(string.Join(" ", Architecture.Parse(winner.Architecture, space).Layers(space)), winner.Parent,
+                                      winner.Mutation);
+        var seeds = done.Where(t => t.Cycle < 0
+            && space.Seeds.Any(s => Architecture.Parse(s, space).ToString() == t.Architecture)).ToList();
+        var seedRows = seeds.Count == 0 ? [] : seeds.Append(winner).DistinctBy(t => t.Number).OrderBy(t =>
+            t.ProxyLoss).Select(TrialRow.Of).ToList();
+        var front = Common.Pareto.Front(done, t => t.ProxyLoss!.Value, t => t.PredictedLatencyMs).OrderBy(t =>
+            t.PredictedLatencyMs).Select(TrialRow.Of).ToList();
+        var latencies = done.Select(t => t.PredictedLatencyMs).Order().ToList();
+        var budgets = BudgetQuantiles.Select(q => latencies[(int)Math.Round(q * (latencies.Count - 1))])
+            .Select(budget => new BudgetRow(budget,
+                                            TrialRow.Of(done.Where(t => t.PredictedLatencyMs <= budget).MinBy(t =>
+                                                t.ProxyLoss)!))).ToList();
+
+        double bestSoFar = double.PositiveInfinity;
+        var curve = new List<TrialPoint>();
+        var cycles = new List<CycleRow>();
+        foreach (var cycle in done.GroupBy(t => t.Cycle).OrderBy(g => g.Key))
+        {
+            foreach (var t in cycle.OrderBy(t => t.Number))
+            {
+                if (t.Feasible || space.Evolution.MultiObjective) bestSoFar = Math.Min(bestSoFar, t.ProxyLoss!.Value);
+                curve.Add(new TrialPoint(t.Number, t.PredictedLatencyMs, t.ProxyLoss!.Value, bestSoFar));
+            }
+            cycles.Add(new CycleRow(AgingEvolution.CycleNumber(cycle.Key), cycle.Count(), cycle.Average(t => t.ProxyLoss!.Value),
+                                    bestSoFar));
+        }
+        return new SearchSummary(study, trials.Count, done.Count, failed, open, trainingMinutes, throughput, TrialRow.Of(winner), origin,
+                                 seedRows, front, budgets, cycles, curve);
+    }
+}

@@ -1,0 +1,41 @@
+using Wren.Search;
+
+namespace Wren.Tests.Search;
+
+/// <summary>The report's summary and its Markdown printer on hand-made trials.</summary>
+public class SearchReportTests
+{
+    static readonly SearchSpace Space = SearchSpace.Load("quick") with { Seeds = [], Evolution = new EvolutionSettings { Population = 2, Cycles = 1 } };
+
+    static Trial Done(int number, int cycle, string architecture, double loss, double latency, string parent = "",
+                      string mutation = "random") => new()
+                      {
+                          Number = number, Cycle = cycle, Architecture = architecture, ProxyLoss = loss, PredictedLatencyMs = latency, Feasible = true,
+                          Status = "done", Width = 128, Parameters = 1_000_000, Parent = parent, Mutation = mutation, Created = 0, Finished = 60_000, TrainSeconds = 30,
+                      };
+
+    const string A = "m2 0:1 ffn1 x1 | a 0:1 ffn0 x1 | deltanet 0:1 ffn0 x1", B = "deltanet 0:1 ffn1 x1 | a 0:1 ffn0 x1 | m2 0:1 ffn0 x1";
+
+    [Fact]
+    public void Table_cells_escape_the_stage_separator_and_cycles_count_from_one()
+    {
+        var trials = new[] { Done(0, -1, A, 5.0, 10), Done(1, -1, B, 4.0, 20), Done(2, 0, A.Replace("ffn1", "ffn2"), 3.0, 15, $"#0 {A}", "stage 1 ffn") };
+        var summary = SearchSummary.Of(trials, Space, "t");
+        Assert.Equal([0, 1], summary.Trajectory.Select(c => c.Cycle));
+        string markdown = SearchReport.Markdown(summary, Space, null);
+        Assert.Contains("| #2 | `m2 0:1 ffn2 x1 \\| a 0:1 ffn0 x1 \\| deltanet 0:1 ffn0 x1` | 128 |", markdown);
+        foreach (var row in markdown.Split('\n').Where(l => l.StartsWith("| #")))   // every trial row keeps its columns
+            Assert.Equal(8, row.Replace("\\|", "").Count(c => c == '|'));
+        Assert.Contains("| initial | 2 | 4.5000 | 4.0000 |", markdown);
+        Assert.Contains("| 1 | 1 | 3.0000 | 3.0000 |", markdown);
+        Assert.Contains($"found by mutating #0 {A} (stage 1 ffn).", markdown);
+    }
+
+    [Fact]
+    public void A_winner_from_the_initial_population_says_so()
+    {
+        var summary = SearchSummary.Of([Done(0, -1, A, 3.0, 10, mutation: "seed"), Done(1, -1, B, 4.0, 20)], Space, "t");
+        Assert.Equal("a seed design of the initial population", summary.Origin!.Text);
+        Assert.DoesNotContain("found by mutating  (", SearchReport.Markdown(summary, Space, null));
+    }
+}
