@@ -30,7 +30,11 @@ internal sealed class TrainingFlags
 
     public TrainingFlags(Command command)
     {
-        foreach (var o in new Option[] { file, steps, tokens, batch, seqLen, accumulation, optimizer, lr, minLr, warmup, schedule, decay, clip, weightNorm, seed, evalEvery, evalWindows, checkpointEvery, keep, logEvery })
+        foreach (var o in new Option[]
+                 {
+                     file, steps, tokens, batch, seqLen, accumulation, optimizer, lr, minLr, warmup, schedule, decay, clip,
+                     weightNorm, seed, evalEvery, evalWindows, checkpointEvery, keep, logEvery,
+                 })
             command.Add(o);
         CommonOptions.MustBePositive(steps, tokens, evalEvery, checkpointEvery, logEvery);
         CommonOptions.MustBePositive(batch, seqLen, accumulation, evalWindows, keep);

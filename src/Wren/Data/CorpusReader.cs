@@ -96,10 +96,14 @@ public static class CorpusReader
             try
             {
                 using var record = JsonDocument.Parse(line);
-                if (record.RootElement.ValueKind != JsonValueKind.Object) throw new WrenException($"{file}:{number}: expected a JSON object per line");
+                if (record.RootElement.ValueKind != JsonValueKind.Object)
+                    throw new WrenException($"{file}:{number}: expected a JSON object per line");
                 if (!record.RootElement.TryGetProperty(field, out var value))
-                    throw new WrenException($"{file}:{number}: no field \"{field}\" (fields: {string.Join(", ", record.RootElement.EnumerateObject().Select(p => p.Name))}); choose one with --text-field");
-                if (value.ValueKind != JsonValueKind.String) throw new WrenException($"{file}:{number}: field \"{field}\" is {value.ValueKind}, not a string");
+                    throw new WrenException($"{file}:{number}: no field \"{field}\" (fields: " +
+                                            $"{string.Join(", ", record.RootElement.EnumerateObject().Select(p => p.Name))}); " +
+                                            "choose one with --text-field");
+                if (value.ValueKind != JsonValueKind.String)
+                    throw new WrenException($"{file}:{number}: field \"{field}\" is {value.ValueKind}, not a string");
                 text = value.GetString()!;
             }
             catch (JsonException e) { throw new WrenException($"{file}:{number}: invalid JSON ({e.Message})", e); }
@@ -131,7 +135,8 @@ public static class CorpusReader
                 var other => throw new WrenException($"{file}: column \"{column}\" is a {other.SchemaType} of other fields, " +
                                                      "not strings or a list of strings"),
             };
-            if (field.ClrType != typeof(string) && field.ClrType != typeof(ReadOnlyMemory<char>)) throw new WrenException($"{file}: column \"{column}\" holds {field.ClrType.Name}, not strings");
+            if (field.ClrType != typeof(string) && field.ClrType != typeof(ReadOnlyMemory<char>))
+                throw new WrenException($"{file}: column \"{column}\" holds {field.ClrType.Name}, not strings");
             for (int group = 0; group < reader.RowGroupCount; group++)
                 foreach (var text in ReadRowGroup(file, reader, group, field, isList))
                     if (!string.IsNullOrEmpty(text)) yield return new CorpusPiece(text, EndsDocument: true);

@@ -1,12 +1,12 @@
 using System.Diagnostics;
 using System.Text.Json;
-using Wren.Tokenization;
 using TorchSharp;
 using TorchSharp.Modules;
 using Wren.Checkpoints;
 using Wren.Common;
 using Wren.Data;
 using Wren.Models;
+using Wren.Tokenization;
 using static TorchSharp.torch;
 using Parameter = TorchSharp.Modules.Parameter;
 
@@ -238,11 +238,19 @@ public sealed class Trainer : IDisposable
             state = new TrainerState(state.Step + 1, state.TokensSeen + options.TokensPerStep, secondsBefore + clock.Elapsed.TotalSeconds);
             double tokensPerSecond = (state.TokensSeen - startTokens) / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
             if (state.Step % options.LogEvery == 0 || state.Step == total)
-                Metrics.Add(new MetricsEntry { Step = state.Step, Tokens = state.TokensSeen, Loss = loss, Lr = lr, GradNorm = gradNorm, TokensPerSecond = tokensPerSecond, Seconds = state.Seconds });
+                Metrics.Add(new MetricsEntry
+                {
+                    Step = state.Step, Tokens = state.TokensSeen, Loss = loss, Lr = lr, GradNorm = gradNorm,
+                    TokensPerSecond = tokensPerSecond, Seconds = state.Seconds,
+                });
             if (state.Step % options.EvalEvery == 0 || state.Step == total)
             {
                 valLoss = Evaluate();
-                Metrics.Add(new MetricsEntry { Step = state.Step, Tokens = state.TokensSeen, ValLoss = valLoss, ValPpl = Math.Exp(valLoss.Value), Seconds = state.Seconds });
+                Metrics.Add(new MetricsEntry
+                {
+                    Step = state.Step, Tokens = state.TokensSeen, ValLoss = valLoss, ValPpl = Math.Exp(valLoss.Value),
+                    Seconds = state.Seconds,
+                });
                 Metrics.Plot($"{string.Join(" ", model.Config.LayerTypes.Distinct())} — {model.Config.HiddenSize} wide, " +
                              $"{model.Config.NumLayers} layers");
             }

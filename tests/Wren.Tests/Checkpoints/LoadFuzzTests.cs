@@ -6,9 +6,9 @@ using Wren.Models;
 namespace Wren.Tests.Checkpoints;
 
 /// <summary>
-/// Mutated safetensors headers and config.json files through the loading code the CLI uses (<see cref="HybridForCausalLM.FromPretrained"/>):
-/// each either loads a valid model or fails with a <see cref="WrenException"/> with a one-line message; nothing else
-/// (no other exception, no native abort). A model that loads holds no more parameter bytes than its file implies.
+/// Mutated safetensors headers and config.json files through the loading code the CLI uses
+/// (<see cref="HybridForCausalLM.FromPretrained"/>): each either loads a valid model or fails with a
+/// <see cref="WrenException"/> with a one-line message; nothing else (no other exception, no native abort). A model that loads holds no more parameter bytes than its file implies.
 /// Seeded, so every run checks the same inputs.
 /// </summary>
 public class LoadFuzzTests
@@ -86,7 +86,10 @@ public class LoadFuzzTests
         string folder = TestSupport.TempDir();
         var config = TestSupport.Config("a", "m2", "deltanet", "gdn", "f") with
         {
-            VocabSize = 32, SlidingWindow = 8, GlobalAttnIdx = [0], NumMemoryTokens = 2,
+            VocabSize = 32,
+            SlidingWindow = 8,
+            GlobalAttnIdx = [0],
+            NumMemoryTokens = 2,
         };
         using var model = TestSupport.RandomModel(config, seed: 1);
         Checkpoint.Save(model, folder);
@@ -126,7 +129,9 @@ public class LoadFuzzTests
             var mutated = Encoding.UTF8.GetBytes(Mutate(original, header, random));
             ulong length = random.Next(10) switch
             {
-                0 => (ulong)random.NextInt64(), 1 => (ulong)random.Next(mutated.Length + 16), _ => (ulong)mutated.Length,
+                0 => (ulong)random.NextInt64(),
+                1 => (ulong)random.Next(mutated.Length + 16),
+                _ => (ulong)mutated.Length,
             };
             using (var stream = File.Create(path))
             {

@@ -1,7 +1,7 @@
 using Wren.Checkpoints;
 using Wren.Inference;
-using Wren.Models;
 using Wren.Interop;
+using Wren.Models;
 using static TorchSharp.torch;
 using static Wren.Tests.TestSupport;
 

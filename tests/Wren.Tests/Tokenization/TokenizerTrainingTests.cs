@@ -24,7 +24,8 @@ public class TokenizerTrainingTests
         var random = new Random(7);
         var samples = new List<string>
         {
-            "", " ", "\n\n\t", "héllo wörld", "日本語のテキスト", "emoji 👩‍👩‍👧 and 🐦", "Ã©Ã¨ mojibake", "\u00ff\u00fe\u0000\u0001 bytes",
+            "", " ", "\n\n\t", "héllo wörld", "日本語のテキスト", "emoji 👩‍👩‍👧 and 🐦", "Ã©Ã¨ mojibake",
+            "\u00ff\u00fe\u0000\u0001 bytes",
             "\uFFFD replacement", "e\u0301 combining", "  leading and trailing  ", "<|endoftext|>? not in plain text",
         };
         for (int i = 0; i < 50; i++)
