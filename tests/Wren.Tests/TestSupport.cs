@@ -32,6 +32,9 @@ internal static class TestSupport
         return (code, error.ToString());
     }
 
+    /// <summary>A failing input from the fault survey, kept in tests/fixtures/cases (README there: the input and the rule).</summary>
+    public static string Case(string name) => Path.Combine(Fixtures, "cases", name);
+
     public static string TempDir()
     {
         var dir = Path.Combine(Path.GetTempPath(), "wren-tests", Guid.NewGuid().ToString("N")[..12]);

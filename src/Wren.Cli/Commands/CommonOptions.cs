@@ -23,6 +23,18 @@ internal sealed class CommonOptions
         if (withDType) command.Add(DType);
     }
 
+    /// <summary>A zero or negative value of each option is a syntax error naming it ("--steps must be positive, got -5").</summary>
+    public static void MustBePositive(params Option[] options)
+    {
+        foreach (var option in options)
+            option.Validators.Add(result =>
+            {
+                foreach (var token in result.Tokens)
+                    if (double.TryParse(token.Value, System.Globalization.CultureInfo.InvariantCulture, out double value) && value <= 0)
+                        result.AddError($"{option.Name} must be positive, got {token.Value}");
+            });
+    }
+
     public torch.Device Initialize(ParseResult result) =>
         WrenRuntime.Initialize(result.GetValue(Device)!, result.GetValue(Threads));
 

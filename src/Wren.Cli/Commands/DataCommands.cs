@@ -20,7 +20,9 @@ internal static class DataCommands
         var column = new Option<string>("--text-column") { Description = "Parquet column holding the text", DefaultValueFactory = _ => "text" };
         var validation = new Option<double>("--validation-fraction") { Description = "share of pieces held out for validation", DefaultValueFactory = _ => 0.02 };
         var shard = new Option<long>("--shard-tokens") { Description = "tokens per shard file", DefaultValueFactory = _ => 100_000_000 };
-        foreach (var o in new Option[] { output, tokenizer, field, column, validation, shard }) prepare.Add(o);
+        var overwrite = new Option<bool>("--overwrite") { Description = "replace a dataset made with another tokenizer or inputs" };
+        foreach (var o in new Option[] { output, tokenizer, field, column, validation, shard, overwrite }) prepare.Add(o);
+        CommonOptions.MustBePositive(shard);
         prepare.Add(inputs);
         prepare.SetAction((result, cancellation) =>
         {
@@ -30,6 +32,7 @@ internal static class DataCommands
                 Format = new CorpusFormat(result.GetValue(field)!, result.GetValue(column)!),
                 ValidationFraction = result.GetValue(validation),
                 ShardTokens = result.GetValue(shard),
+                Overwrite = result.GetValue(overwrite),
             };
             var manifest = DataConsole.Prepare(result.GetValue(inputs)!, result.GetValue(output)!, handle, options, cancellation);
             DataConsole.Report(manifest, result.GetValue(output)!);

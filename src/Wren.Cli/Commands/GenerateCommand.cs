@@ -23,6 +23,7 @@ internal static class GenerateCommand
         var stop = new Option<string[]>("--stop") { Description = "stop string; repeatable" };
         var stopToken = new Option<int[]>("--stop-token") { Description = "stop token id; repeatable (the tokenizer's end-of-text id is always one)" };
         foreach (var o in new Option[] { model, prompt, maxNew, temperature, topK, topP, penalty, seed, stop, stopToken }) command.Add(o);
+        CommonOptions.MustBePositive(maxNew);
         var common = new CommonOptions(command);
         command.SetAction(result =>
         {
@@ -41,8 +42,9 @@ internal static class GenerateCommand
             var prompts = result.GetValue(prompt)!;
             var generator = new TextGenerator(lm, tokenizer);
             var completions = prompts.Select(_ => new System.Text.StringBuilder()).ToArray();
+            var stream = generator.Generate(prompts, options);   // checks the options before anything is printed
             if (prompts.Length == 1) Console.Write(prompts[0]);
-            foreach (var token in generator.Generate(prompts, options))
+            foreach (var token in stream)
             {
                 if (prompts.Length == 1) { Console.Write(token.Text); Console.Out.Flush(); }
                 else completions[token.Row].Append(token.Text);

@@ -30,6 +30,7 @@ internal static class QuickstartCommand
         var vocab = new Option<int>("--vocab-size") { Description = "tokenizer vocabulary", DefaultValueFactory = _ => 4096 };
         var prompt = new Option<string>("--prompt") { Description = "generation prompt", DefaultValueFactory = _ => "The hacker" };
         foreach (var o in new Option[] { corpus, config, output, steps, vocab, prompt }) command.Add(o);
+        CommonOptions.MustBePositive(steps);
         var common = new CommonOptions(command, withDType: false);
         command.SetAction((result, cancellation) =>
         {
@@ -77,7 +78,8 @@ internal static class QuickstartCommand
     static TokenDataset Data(string[] inputs, string folder, TokenizerHandle tokenizer, CancellationToken cancellation)
     {
         bool prepared = File.Exists(Path.Combine(folder, DataManifest.FileName)) && DataManifest.Load(folder).Tokenizer == tokenizer.Identity;
-        if (!prepared) DataConsole.Prepare(inputs, folder, tokenizer, new PrepareOptions(), cancellation);
+        if (!prepared)   // the quick start's own folder: a new tokenizer replaces its data
+            DataConsole.Prepare(inputs, folder, tokenizer, new PrepareOptions { Overwrite = true }, cancellation);
         else AnsiConsole.WriteLine($"   reusing {folder} (prepared with this tokenizer)");
         var dataset = TokenDataset.Open(folder);
         DataConsole.Report(dataset.Manifest, folder);

@@ -33,7 +33,8 @@ internal static class TrainCommand
             }
             else if (!result.GetValue(resume)) throw new WrenException("give --config (a config.json or preset) to start a run, or " +
                                                                        "--resume to continue one");
-            using var trainer = Trainer.Open(result.GetValue(output)!, dataset, start, result.GetValue(resume), flags.ReadLength(result));
+            using var trainer = Trainer.Open(result.GetValue(output)!, dataset, start, result.GetValue(resume), flags.ReadLength(result),
+                                            flags.ReadSchedule(result));
             string again = Resumable.Command(["train", "--data", result.GetValue(data)!, "--out", result.GetValue(output)!, "--resume"]);
             var outcome = Resumable.Run(again, () => TrainingConsole.Run(trainer, cancellation));
             AnsiConsole.MarkupLine($"model: [bold]{Markup.Escape(outcome.ModelFolder)}[/] — try " +

@@ -30,8 +30,15 @@ internal sealed class TrainingFlags
 
     public TrainingFlags(Command command)
     {
-        foreach (var o in new Option[] { file, steps, tokens, batch, seqLen, accumulation, optimizer, lr, minLr, warmup, schedule, decay, clip, weightNorm, seed, evalEvery, evalWindows, checkpointEvery, keep, logEvery })
+        foreach (var o in new Option[]
+                 {
+                     file, steps, tokens, batch, seqLen, accumulation, optimizer, lr, minLr, warmup, schedule, decay, clip,
+                     weightNorm, seed, evalEvery, evalWindows, checkpointEvery, keep, logEvery,
+                 })
             command.Add(o);
+        CommonOptions.MustBePositive(steps, tokens, evalEvery, checkpointEvery, logEvery);
+        CommonOptions.MustBePositive(batch, seqLen, accumulation, evalWindows, keep);
+        CommonOptions.MustBePositive(lr);
     }
 
     public TrainingOptions Read(ParseResult r, TrainingOptions? fallback = null)
@@ -61,8 +68,14 @@ internal sealed class TrainingFlags
         };
     }
 
-    /// <summary>The length given on the command line, for a resumed run (only the length may change); null when neither flag is
-    /// given.</summary>
+    /// <summary>The length given on the command line, for a resumed run; null when neither flag is given.</summary>
     public RunLength? ReadLength(ParseResult r) =>
         r.GetValue(steps) is null && r.GetValue(tokens) is null ? null : new RunLength(r.GetValue(steps), r.GetValue(tokens));
+
+    /// <summary>
+    /// The learning-rate schedule and clipping given on the command line, which a resumed run may also change (the advised
+    /// fix after a divergence); flags not given keep the run's values.
+    /// </summary>
+    public ResumeSchedule ReadSchedule(ParseResult r) =>
+        new(r.GetValue(lr), r.GetValue(minLr), r.GetValue(warmup), r.GetValue(schedule), r.GetValue(clip));
 }

@@ -22,33 +22,20 @@ internal static class Checkpoint
     /// </summary>
     internal static HybridForCausalLM Load(string folder, Placement placement)
     {
+        if (File.Exists(folder))
+            throw new WrenException($"{folder} is a file; give the model folder that holds it (config.json and model.safetensors)");
         if (!Directory.Exists(folder)) throw new WrenException($"model folder not found: {folder}");
         if (placement.Dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16))
             throw new WrenException($"models load as float32, bfloat16 or float16, not {placement.Dtype}");
         var config = HybridConfig.Load(Path.Combine(folder, ConfigFile));
         using var files = CheckpointFiles.Open(folder);
+        CheckMatches(folder, config, placement, files);
         var model = new HybridForCausalLM(config, placement);
         try
         {
             var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
-            // int8 scales belong to their weight: expected in the file exactly when the stored weight is int8.
-            bool StoredInt8(string weight) => files.Names.Contains(weight) && files.Info(weight).DType == "I8";
-            var tolerated = config.TieWordEmbeddings ? new HashSet<string> { "lm_head.weight", "lm_head.weight_scale" } : [];
-            var missing = parameters.Keys.Where(n => !IsScale(n) && !files.Names.Contains(n))
-                .Concat(files.Names.Where(n => StoredInt8(n)).Select(n => n + ScaleSuffix).Where(n => !files.Names.Contains(n))).ToList();
-            bool Expected(string n) => IsScale(n)
-                ? StoredInt8(n[..^ScaleSuffix.Length]) && parameters.ContainsKey(n[..^ScaleSuffix.Length])
-                : parameters.ContainsKey(n);
-            // Rotary tables are recomputed; some exporters still write the non-persistent buffer.
-            var unexpected = files.Names
-                .Where(n => !Expected(n) && !tolerated.Contains(n))
-                .Where(n => !n.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)).ToList();
-            if (missing.Count > 0 || unexpected.Count > 0)
-                throw new WrenException($"{folder}: the checkpoint does not match config.json: " +
-                    (missing.Count > 0 ? $"missing {missing.Count} tensor(s): {Sample(missing)}. " : "") +
-                    (unexpected.Count > 0 ? $"unexpected {unexpected.Count} tensor(s): {Sample(unexpected)}." : ""));
             foreach (var (name, parameter) in parameters.Where(p => !IsScale(p.Key)))
-                Fill(files, name, parameter, parameters.GetValueOrDefault(name + ScaleSuffix), StoredInt8(name));
+                Fill(files, name, parameter, parameters.GetValueOrDefault(name + ScaleSuffix), StoredInt8(files, name));
             model.eval();
             return model;
         }
@@ -58,6 +45,39 @@ internal static class Checkpoint
             throw;
         }
     }
+
+    /// <summary>
+    /// Checks names and shapes against the model built in <paramref name="placement"/>'s layout on the meta device (nothing
+    /// allocated), so a config can never make a load allocate more than the weight files hold. int8 scales belong to their
+    /// weight: expected in the files exactly when the stored weight is int8.
+    /// </summary>
+    static void CheckMatches(string folder, HybridConfig config, Placement placement, CheckpointFiles files)
+    {
+        using var meta = new HybridForCausalLM(config, placement with { Device = new Device("meta") });
+        var shapes = meta.named_parameters().ToDictionary(p => p.name, p => p.parameter.shape);
+        var tolerated = config.TieWordEmbeddings ? new HashSet<string> { "lm_head.weight", "lm_head.weight_scale" } : [];
+        var missing = shapes.Keys.Where(n => !IsScale(n) && !files.Names.Contains(n))
+            .Concat(files.Names.Where(n => StoredInt8(files, n)).Select(n => n + ScaleSuffix).Where(n => !files.Names.Contains(n)))
+            .ToList();
+        bool Expected(string n) => IsScale(n)
+            ? StoredInt8(files, n[..^ScaleSuffix.Length]) && shapes.ContainsKey(n[..^ScaleSuffix.Length])
+            : shapes.ContainsKey(n);
+        // Rotary tables are recomputed; some exporters still write the non-persistent buffer.
+        var unexpected = files.Names
+            .Where(n => !Expected(n) && !tolerated.Contains(n))
+            .Where(n => !n.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)).ToList();
+        if (missing.Count > 0 || unexpected.Count > 0)
+            throw new WrenException($"{folder}: the checkpoint does not match config.json: " +
+                (missing.Count > 0 ? $"missing {missing.Count} tensor(s): {Sample(missing)}. " : "") +
+                (unexpected.Count > 0 ? $"unexpected {unexpected.Count} tensor(s): {Sample(unexpected)}." : ""));
+        // A scale's shape follows its weight's, and a scale is only read when both sides are int8.
+        foreach (var (name, shape) in shapes.Where(p => files.Names.Contains(p.Key) && Expected(p.Key)))
+            if (!files.Info(name).Shape.SequenceEqual(shape))
+                throw new WrenException($"{folder}: tensor '{name}' has shape [{string.Join(", ", files.Info(name).Shape)}] " +
+                                        $"but the model expects [{string.Join(", ", shape)}] (from config.json)");
+    }
+
+    static bool StoredInt8(CheckpointFiles files, string weight) => files.Names.Contains(weight) && files.Info(weight).DType == "I8";
 
     const string ScaleSuffix = "_scale";
 
@@ -90,6 +110,7 @@ internal static class Checkpoint
             }
         }
         else files.CopyInto(name, target);
+
     }
 
     static string Sample(List<string> names) => string.Join(", ", names.Take(8)) + (names.Count > 8 ? ", …" : "");

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using TorchSharp;
 
@@ -45,10 +44,8 @@ internal sealed class CheckpointFiles : IDisposable
 
     static CheckpointFiles OpenSharded(string folder, string indexPath)
     {
-        JsonObject? weightMap;
-        try { weightMap = JsonNode.Parse(File.ReadAllText(indexPath))?["weight_map"] as JsonObject; }
-        catch (JsonException e) { throw new WrenException($"{indexPath}: invalid JSON ({e.Message})", e); }
-        if (weightMap is null) throw new WrenException($"{indexPath}: no \"weight_map\" object");
+        if (StrictJson.ParseObject(File.ReadAllText(indexPath), indexPath)["weight_map"] is not JsonObject weightMap)
+            throw new WrenException($"{indexPath}: no \"weight_map\" object");
         var opened = new Dictionary<string, SafeTensorsFile>();
         var byTensor = new Dictionary<string, SafeTensorsFile>();
         try

@@ -74,10 +74,13 @@ internal sealed unsafe class SafeTensorsFile : IDisposable
         using (var stream = File.OpenRead(path)) { stream.Seek(8, SeekOrigin.Begin); stream.ReadExactly(headerBytes); }
         long dataLength = fileLength - 8 - (long)headerLength;
 
-        JsonNode? root = null;
-        try { root = JsonNode.Parse(Encoding.UTF8.GetString(headerBytes)); }
-        catch (JsonException e) { Fail($"header is not valid JSON ({e.Message})"); }
-        if (root is not JsonObject header) { Fail("header is not a JSON object"); return null!; }
+        JsonObject header = null!;
+        try { header = StrictJson.ParseObject(Encoding.UTF8.GetString(headerBytes), path); }
+        catch (WrenException e) when (e.InnerException is JsonException json)
+        {
+            Fail($"header is not valid JSON ({json.Message.Split('\n')[0]})");
+        }
+        catch (WrenException) { Fail("header is not a JSON object"); }
 
         var metadata = new Dictionary<string, string>();
         var tensors = new Dictionary<string, SafeTensorInfo>();

@@ -96,10 +96,14 @@ public static class CorpusReader
             try
             {
                 using var record = JsonDocument.Parse(line);
-                if (record.RootElement.ValueKind != JsonValueKind.Object) throw new WrenException($"{file}:{number}: expected a JSON object per line");
+                if (record.RootElement.ValueKind != JsonValueKind.Object)
+                    throw new WrenException($"{file}:{number}: expected a JSON object per line");
                 if (!record.RootElement.TryGetProperty(field, out var value))
-                    throw new WrenException($"{file}:{number}: no field \"{field}\" (fields: {string.Join(", ", record.RootElement.EnumerateObject().Select(p => p.Name))}); choose one with --text-field");
-                if (value.ValueKind != JsonValueKind.String) throw new WrenException($"{file}:{number}: field \"{field}\" is {value.ValueKind}, not a string");
+                    throw new WrenException($"{file}:{number}: no field \"{field}\" (fields: " +
+                                            $"{string.Join(", ", record.RootElement.EnumerateObject().Select(p => p.Name))}); " +
+                                            "choose one with --text-field");
+                if (value.ValueKind != JsonValueKind.String)
+                    throw new WrenException($"{file}:{number}: field \"{field}\" is {value.ValueKind}, not a string");
                 text = value.GetString()!;
             }
             catch (JsonException e) { throw new WrenException($"{file}:{number}: invalid JSON ({e.Message})", e); }
@@ -107,6 +111,10 @@ public static class CorpusReader
         }
     }
 
+    /// <summary>
+    /// Rows of a Parquet string column, or of a list-of-strings column: a list's items are joined with line ends into one
+    /// document (a row is one document either way). Other column types are a clear error.
+    /// </summary>
     static IEnumerable<CorpusPiece> ReadParquet(string file, string column)
     {
         using var stream = File.OpenRead(file);
@@ -116,19 +124,66 @@ public static class CorpusReader
         { throw new WrenException($"{file}: not a readable Parquet file ({e.Message})", e); }
         try
         {
-            var fields = reader.Schema.GetDataFields();
-            var field = fields.FirstOrDefault(f => f.Name == column)
-                ?? throw new WrenException($"{file}: no column \"{column}\" (columns: {string.Join(", ", fields.Select(f => f.Name))}); choose one with --text-column");
-            if (field.ClrType != typeof(string) && field.ClrType != typeof(ReadOnlyMemory<char>)) throw new WrenException($"{file}: column \"{column}\" holds {field.ClrType.Name}, not strings");
-            for (int group = 0; group < reader.RowGroupCount; group++)
+            var fields = reader.Schema.Fields;
+            var (field, isList) = fields.FirstOrDefault(f => f.Name == column) switch
             {
-                using var rows = reader.OpenRowGroupReader(group);
-                var values = new string?[rows.RowCount];
-                rows.ReadAsync(field, values.AsMemory()).AsTask().GetAwaiter().GetResult();
-                foreach (var text in values)
+                DataField data => (data, false),
+                ListField { Item: DataField item } => (item, true),
+                null => throw new WrenException($"{file}: no column \"{column}\" " +
+                                                $"(columns: {string.Join(", ", fields.Select(f => f.Name))}); " +
+                                                "choose one with --text-column"),
+                var other => throw new WrenException($"{file}: column \"{column}\" is a {other.SchemaType} of other fields, " +
+                                                     "not strings or a list of strings"),
+            };
+            if (field.ClrType != typeof(string) && field.ClrType != typeof(ReadOnlyMemory<char>))
+                throw new WrenException($"{file}: column \"{column}\" holds {field.ClrType.Name}, not strings");
+            for (int group = 0; group < reader.RowGroupCount; group++)
+                foreach (var text in ReadRowGroup(file, reader, group, field, isList))
                     if (!string.IsNullOrEmpty(text)) yield return new CorpusPiece(text, EndsDocument: true);
-            }
         }
         finally { reader.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
+    }
+
+    /// <summary>The texts of one row group; a damaged group is a <see cref="WrenException"/> naming the file.</summary>
+    static IReadOnlyList<string?> ReadRowGroup(string file, ParquetReader reader, int group, DataField field, bool isList)
+    {
+        try
+        {
+            using var rows = reader.OpenRowGroupReader(group);
+            if (!isList)
+            {
+                var values = new string?[rows.RowCount];
+                rows.ReadAsync(field, values.AsMemory()).AsTask().GetAwaiter().GetResult();
+                return values;
+            }
+            long slots = rows.GetMetadata(field)?.MetaData?.NumValues ?? 0;
+            if (slots > int.MaxValue) throw new WrenException($"{file}: row group {group} holds {slots} values, more than one read takes");
+            var items = new ReadOnlyMemory<char>[slots];
+            var (definition, repetition) = (new int[slots], new int[slots]);
+            rows.ReadRawAsync(field, items.AsMemory(), definition.AsMemory(), repetition.AsMemory()).GetAwaiter().GetResult();
+            return JoinLists(items, definition, repetition, field.MaxDefinitionLevel);
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or ParquetException or ArgumentException
+                                       or InvalidOperationException)
+        {
+            throw new WrenException($"{file}: row group {group} cannot be read ({e.Message.Split('\n')[0]})", e);
+        }
+    }
+
+    /// <summary>
+    /// Rows of a list column from its present values and levels (Parquet's Dremel encoding): repetition level 0 starts a row,
+    /// definition level <paramref name="maxDefinition"/> marks a present item (lower levels are a null or empty list or item).
+    /// </summary>
+    static List<string?> JoinLists(ReadOnlyMemory<char>[] values, int[] definitionLevels, int[] repetitionLevels, int maxDefinition)
+    {
+        var rows = new List<string?>();
+        var row = new List<string>();
+        for (int i = 0, next = 0; i < repetitionLevels.Length; i++)
+        {
+            if (repetitionLevels[i] == 0 && i > 0) { rows.Add(string.Join('\n', row)); row.Clear(); }
+            if (definitionLevels[i] == maxDefinition) row.Add(values[next++].ToString());
+        }
+        if (repetitionLevels.Length > 0) rows.Add(string.Join('\n', row));
+        return rows;
     }
 }

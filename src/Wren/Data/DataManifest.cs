@@ -60,6 +60,8 @@ public sealed record DataManifest(
     public static DataManifest Load(string folder)
     {
         string path = Path.Combine(folder, FileName);
+        if (File.Exists(folder))
+            throw new WrenException($"{folder} is a file; give the dataset folder that holds {FileName} and the shards");
         if (!File.Exists(path))
             throw new WrenException(Directory.Exists(folder) ? $"{folder}: no {FileName}; prepare the data first (wren data prepare) or " +
                                                                $"finish an interrupted preparation"

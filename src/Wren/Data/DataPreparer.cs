@@ -11,6 +11,8 @@ public sealed record PrepareOptions
     /// <summary>Share of pieces (text pieces, JSONL records, Parquet rows) sent to validation: every k-th, k = round(1/fraction).</summary>
     public double ValidationFraction { get; init; } = 0.02;
     public long ShardTokens { get; init; } = 100_000_000;
+    /// <summary>Replace a dataset in the output folder even when it was made with another tokenizer or from other inputs.</summary>
+    public bool Overwrite { get; init; }
 }
 
 /// <summary>Progress of a preparation: input bytes read of the total, tokens written, elapsed seconds.</summary>
@@ -25,6 +27,7 @@ public static class DataPreparer
         if (options.ValidationFraction is < 0 or >= 1) throw new WrenException($"the validation fraction must be in [0, 1), got {options.ValidationFraction}");
         if (options.ShardTokens < 1024) throw new WrenException($"shards must hold at least 1024 tokens, got {options.ShardTokens}");
         var files = CorpusReader.Files(inputs);
+        if (!options.Overwrite) RefuseToReplaceAnother(output, tokenizer.Identity, files);
         Directory.CreateDirectory(output);
         File.Delete(Path.Combine(output, DataManifest.FileName));   // the folder is incomplete until the new manifest lands
         foreach (var stale in Directory.GetFiles(output, "*.bin")) File.Delete(stale);
@@ -67,6 +70,23 @@ public static class DataPreparer
         var manifest = new DataManifest(DataManifest.CurrentFormat, dtype, identity, sources, trainInfo, validationInfo, options.ValidationFraction, DateTimeOffset.UtcNow);
         manifest.Save(output);
         return manifest;
+    }
+
+    /// <summary>
+    /// A dataset folder is replaced in place only by the same preparation (same tokenizer, same inputs): a run trained on the
+    /// old shards would otherwise continue on other ids without noticing.
+    /// </summary>
+    static void RefuseToReplaceAnother(string output, TokenizerIdentity tokenizer, IReadOnlyList<string> files)
+    {
+        if (!File.Exists(Path.Combine(output, DataManifest.FileName))) return;
+        var existing = DataManifest.Load(output);
+        string? difference = existing.Tokenizer.Sha256 != tokenizer.Sha256
+            ? $"another tokenizer ({existing.Tokenizer.Kind} {existing.Tokenizer.Name}, SHA-256 {existing.Tokenizer.Sha256[..12]}…, " +
+              $"not {tokenizer.Name}, {tokenizer.Sha256[..12]}…)"
+            : !existing.Sources.Select(s => s.Path).SequenceEqual(files) ? "other inputs" : null;
+        if (difference is not null)
+            throw new WrenException($"{output} holds a dataset prepared with {difference}; choose another --out, or pass --overwrite " +
+                                    "to replace it (runs trained on the old data will then refuse it)");
     }
 
     /// <summary>Appends tokens to <c>{split}-00000.bin</c>, … rolling over at the shard size; each shard lands atomically with its hash.</summary>

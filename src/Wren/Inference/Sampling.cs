@@ -22,30 +22,40 @@ public sealed record SamplingOptions
 
     public void Validate()
     {
-        if (Temperature < 0) throw new WrenException($"temperature must be >= 0, got {Temperature}");
+        if (!(Temperature >= 0 && double.IsFinite(Temperature)))
+            throw new WrenException($"temperature must be a finite number >= 0, got {Temperature}");
         if (TopK < 0) throw new WrenException($"top-k must be >= 0, got {TopK}");
-        if (TopP is <= 0 or > 1) throw new WrenException($"top-p must be in (0, 1], got {TopP}");
-        if (RepetitionPenalty <= 0) throw new WrenException($"repetition penalty must be > 0, got {RepetitionPenalty}");
+        if (!(TopP > 0 && TopP <= 1)) throw new WrenException($"top-p must be in (0, 1], got {TopP}");
+        if (!(RepetitionPenalty > 0 && double.IsFinite(RepetitionPenalty)))
+            throw new WrenException($"repetition penalty must be a finite number > 0, got {RepetitionPenalty}");
         if (MaxNewTokens < 1) throw new WrenException($"max new tokens must be >= 1, got {MaxNewTokens}");
     }
 }
 
-/// <summary>Next-token selection from float32 logits [B, V].</summary>
+/// <summary>Next-token selection from logits [B, V].</summary>
+/// <remarks>
+/// Any valid option gives finite probabilities: scores are float64, an overflow to +∞ is clamped to the largest double, and
+/// the row maximum is subtracted before dividing by the temperature, so every scaled score is ≤ 0 with the best at 0. A tiny
+/// temperature therefore tends to greedy (all mass on the best tokens) instead of overflowing softmax.
+/// </remarks>
 internal static class Sampler
 {
     /// <param name="seen">[B, V] bool: tokens already in each row, for the repetition penalty (or null).</param>
     /// <returns>[B] int64 token ids.</returns>
+    /// <exception cref="WrenException">The logits hold NaN (the model itself diverged).</exception>
     public static Tensor Next(Tensor logits, SamplingOptions options, Generator? generator, Tensor? seen = null)
     {
         using var scope = NewDisposeScope();
-        var scores = logits.to(ScalarType.Float32);
+        var scores = logits.to(ScalarType.Float64);
+        if (scores.isnan().any().item<bool>()) throw new WrenException("the model produced NaN logits; its weights are not finite");
         if (options.RepetitionPenalty != 1.0 && seen is not null)
         {
             var penalized = where(scores > 0, scores / options.RepetitionPenalty, scores * options.RepetitionPenalty);
             scores = where(seen, penalized, scores);
         }
         if (options.Temperature == 0) return scores.argmax(-1).MoveToOuterDisposeScope();
-        scores = scores / options.Temperature;
+        scores = scores.clamp_max(double.MaxValue);
+        scores = (scores - scores.max(-1, keepdim: true).values) / options.Temperature;
         if (options.TopK > 0 && options.TopK < scores.shape[^1])
         {
             var kth = scores.topk(options.TopK, dim: -1).values.narrow(-1, options.TopK - 1, 1);

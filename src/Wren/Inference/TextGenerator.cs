@@ -36,8 +36,10 @@ public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokeni
     public IEnumerable<GeneratedToken> Generate(string prompt, SamplingOptions options) => Generate([prompt], options);
 
     public IEnumerable<GeneratedToken> Generate(IReadOnlyList<string> prompts, SamplingOptions options) =>
-        GenerateIds(prompts.Select(p => tokenizer.Encode(p).ToArray()).ToList(), options);
+        GenerateIds(prompts.Select(p => tokenizer.EncodePrompt(p).ToArray()).ToList(), options);
 
+    /// <summary>Checks the options and prompts at once (before anything streams), then returns the lazy stream of tokens.</summary>
+    /// <exception cref="WrenException">Invalid sampling options, no prompt, an empty prompt or an id outside the vocabulary.</exception>
     public IEnumerable<GeneratedToken> GenerateIds(IReadOnlyList<int[]> prompts, SamplingOptions options)
     {
         options.Validate();
@@ -49,6 +51,11 @@ public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokeni
                 if (id < 0 || id >= model.Config.VocabSize) throw new WrenException($"prompt {b} has token id {id}, outside the model's " +
                                                                                     $"vocabulary of {model.Config.VocabSize}");
         }
+        return Stream(prompts, options);
+    }
+
+    IEnumerable<GeneratedToken> Stream(IReadOnlyList<int[]> prompts, SamplingOptions options)
+    {
         var stats = new GenerationStats { PromptTokens = prompts.Sum(p => p.Length) };
         LastStats = stats;
         var device = model.LmHeadWeight.device;
@@ -105,22 +112,19 @@ public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokeni
                     if (finished[b]) continue;
                     int id = (int)next[b];
                     stats.GeneratedTokens++;
-                    string? reason = null;
-                    string delta;
-                    if (stopIds.Contains(id)) { reason = "stop-token"; delta = ""; }
-                    else
-                    {
-                        generated[b].Add(id);
-                        string text = tokenizer.Decode(generated[b]);
-                        // Hold back text while the last character is incomplete (a multi-byte UTF-8 sequence split across tokens).
-                        string stable = text.EndsWith('\uFFFD') ? emittedText[b] : text;
-                        int cut = options.StopStrings.Select(s => stable.IndexOf(s, StringComparison.Ordinal)).Where(i =>
-                            i >= 0).DefaultIfEmpty(-1).Min();
-                        if (cut >= 0) { stable = stable[..cut]; reason = "stop-string"; }
-                        delta = stable.Length >= emittedText[b].Length ? stable[emittedText[b].Length..] : "";
-                        emittedText[b] = stable;
-                    }
-                    if (reason is null && step == options.MaxNewTokens - 1) reason = "length";
+                    // Text is held back while its last character is incomplete (a multi-byte UTF-8 sequence split across
+                    // tokens) and flushed when the row ends, U+FFFD standing for bytes that can never complete.
+                    bool stopToken = stopIds.Contains(id);
+                    if (!stopToken) generated[b].Add(id);
+                    bool ending = stopToken || step == options.MaxNewTokens - 1;
+                    string text = tokenizer.Decode(generated[b]);
+                    string stable = text.EndsWith('\uFFFD') && !ending ? emittedText[b] : text;
+                    int cut = options.StopStrings.Select(s => stable.IndexOf(s, StringComparison.Ordinal)).Where(i => i >= 0)
+                        .DefaultIfEmpty(-1).Min();
+                    string? reason = cut >= 0 ? "stop-string" : stopToken ? "stop-token" : ending ? "length" : null;
+                    if (cut >= 0) stable = stable[..cut];
+                    string delta = stable.Length >= emittedText[b].Length ? stable[emittedText[b].Length..] : "";
+                    emittedText[b] = stable;
                     if (reason is not null) finished[b] = true;
                     events.Add(new GeneratedToken(b, id, delta, reason));
                 }

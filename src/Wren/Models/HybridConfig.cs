@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
+using Wren.Checkpoints;
 
 namespace Wren.Models;
 
@@ -110,16 +111,17 @@ public sealed record HybridConfig
     /// <summary>Parses and validates a config.json text.</summary>
     public static HybridConfig Parse(string json, string source = "config.json")
     {
-        JsonNode? root;
-        try { root = JsonNode.Parse(json); }
-        catch (JsonException e) { throw new WrenException($"{source}: invalid JSON ({e.Message})", e); }
-        if (root is not JsonObject obj) throw new WrenException($"{source}: expected a JSON object at the top level");
+        var obj = StrictJson.ParseObject(json, source);
         foreach (var required in new[] { "layer_types", "hidden_size", "vocab_size", "num_attention_heads" })
             if (!obj.ContainsKey(required) || obj[required] is null)
                 throw new WrenException($"{source}: missing required key '{required}'");
         HybridConfig config;
         try { config = obj.Deserialize<HybridConfig>(JsonOptions)!; }
-        catch (JsonException e) { throw new WrenException($"{source}: a key has the wrong type ({e.Message})", e); }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or NotSupportedException
+                                       or ArgumentException)
+        {
+            throw new WrenException($"{source}: a key has the wrong type ({e.Message.Split('\n')[0]})", e);
+        }
         config.Validate(source);
         return config;
     }
@@ -128,6 +130,8 @@ public sealed record HybridConfig
     public static HybridConfig Load(string pathOrPreset)
     {
         if (Directory.Exists(pathOrPreset)) pathOrPreset = Path.Combine(pathOrPreset, "config.json");
+        if (File.Exists(pathOrPreset) && pathOrPreset.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
+            throw new WrenException($"{pathOrPreset} is a weights file; give the model folder that holds it, or its config.json");
         if (File.Exists(pathOrPreset)) return Parse(File.ReadAllText(pathOrPreset), pathOrPreset);
         using var preset = typeof(HybridConfig).Assembly.GetManifestResourceStream($"Wren.Presets.{pathOrPreset}.json");
         if (preset is null)
@@ -152,7 +156,7 @@ public sealed record HybridConfig
         if (NumHiddenLayers is { } n && n != LayerTypes.Count)
             Fail($"num_hidden_layers is {n} but layer_types has {LayerTypes.Count} entries");
         for (int i = 0; i < LayerTypes.Count; i++)
-            if (!OperatorRegistry.IsKnown(LayerTypes[i]))
+            if (LayerTypes[i] is null || !OperatorRegistry.IsKnown(LayerTypes[i]))
                 Fail($"layer_types[{i}] = '{LayerTypes[i]}' is not a known layer type (known: " +
                      $"{string.Join(", ", OperatorRegistry.Names)})");
         if (HiddenSize <= 0) Fail("hidden_size must be positive");

@@ -8,23 +8,38 @@ using Parameter = TorchSharp.Modules.Parameter;
 
 namespace Wren.Modules;
 
-/// <summary><c>w ⊙ x / sqrt(mean(x²) + eps)</c> over the last dimension; the variance is computed in float32 as in HF.</summary>
+/// <summary>
+/// <c>w ⊙ x / sqrt(mean(x²) + eps)</c> over the last dimension; the variance is computed in float32 as in HF. With
+/// <c>groups</c> &gt; 1 each of that many equal slices of the last dimension is normalized on its own (mamba_ssm's
+/// RMSNormGated with <c>group_size = size / groups</c>, which Mamba2 uses with <c>group_size = d_inner / ngroups</c>).
+/// </summary>
 internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
 {
     readonly Parameter weight;
     public double Eps { get; }
 
-    public RmsNorm(long size, double eps, Placement placement) : base(nameof(RmsNorm))
+    public RmsNorm(long size, double eps, Placement placement, int groups = 1) : base(nameof(RmsNorm))
     {
+        if (groups < 1 || size % groups != 0) throw new WrenException($"RMSNorm of {size} channels cannot split into {groups} groups");
         weight = placement.Empty(size);
         Eps = eps;
+        Groups = groups;
         RegisterComponents();
     }
 
     public Parameter Weight => weight;
+    public int Groups { get; }
 
-    public override Tensor forward(Tensor x) => Apply(x, weight, Eps);
+    public override Tensor forward(Tensor x)
+    {
+        if (Groups == 1) return Apply(x, weight, Eps);
+        using var scope = NewDisposeScope();
+        long size = x.shape[^1];
+        var grouped = x.reshape([.. x.shape[..^1], Groups, size / Groups]);
+        return Apply(grouped, weight.reshape(Groups, size / Groups), Eps).reshape(x.shape).MoveToOuterDisposeScope();
+    }
 
+    /// <summary>Normalizes the last dimension of x; <paramref name="weight"/> [.., n] broadcasts over x's leading dimensions.</summary>
     public static Tensor Apply(Tensor x, Tensor weight, double eps)
     {
         if (DecodeForm.FusedApplies(x, weight)) return Fused(x, weight, (float)eps);
@@ -34,20 +49,23 @@ internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
         return (weight * normed.to(x.dtype)).MoveToOuterDisposeScope();
     }
 
-    /// <summary>The fused CPU form (inference, float32): one pass per row over x [..., n] with weight [n] (contiguous).</summary>
+    /// <summary>
+    /// The fused CPU form (inference, float32): one pass per row over x [..., n] with weight [n] (contiguous). A grouped
+    /// weight [G, n] serves x [..., G, n], row r using weight row r mod G (mamba_ssm's per-group norm).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static unsafe Tensor Fused(Tensor x, Tensor weight, float eps)
     {
-        long n = x.shape[^1], rows = x.numel() / Math.Max(n, 1);
+        long n = x.shape[^1], rows = x.numel() / Math.Max(n, 1), weightRows = weight.dim() == 1 ? 1 : x.shape[^2];
         KernelTensors.Require(x, "x", ScalarType.Float32, x.shape);
-        KernelTensors.RequireInPlace(weight, "norm weight", ScalarType.Float32, n);
+        KernelTensors.RequireInPlace(weight, "norm weight", ScalarType.Float32, weight.dim() == 1 ? [n] : [weightRows, n]);
         using var xc = x.contiguous();
         var y = empty(x.shape);
-        float* px = KernelTensors.Floats(xc), pw = KernelTensors.Floats(weight), py = KernelTensors.Floats(y);
+        float* px = KernelTensors.Floats(xc), weights = KernelTensors.Floats(weight), py = KernelTensors.Floats(y);
         int w = Vector<float>.Count;
         for (long r = 0; r < rows; r++)
         {
-            float* row = px + r * n, output = py + r * n;
+            float* row = px + r * n, output = py + r * n, pw = weights + r % weightRows * n;
             var acc = Vector<float>.Zero;
             float squares = 0;
             long i = 0;

@@ -13,7 +13,8 @@ namespace Wren.Operators;
 /// Mamba2 (SSD). <c>in_proj</c> splits into [z, xBC, dt]; xBC = silu(conv(xBC) + b) splits into [x, B, C];
 /// Δ = softplus(dt + dt_bias); A = −exp(A_log); per head h (group h // (heads/G)):
 /// <c>S_t = exp(Δ_t A_h)·S_{t−1} + Δ_t x_t B_tᵀ,  y_t = S_t C_t + D_h x_t</c>; then
-/// <c>out_proj(RMSNorm(y ⊙ silu(z)))</c> (gate, then normalize; eps 1e-5). HF module name: <c>mamba</c>.
+/// <c>out_proj(RMSNorm(y ⊙ silu(z)))</c> (gate, then normalize each of the G groups of d_inner / G channels on its own,
+/// as mamba_ssm does; eps 1e-5). HF module name: <c>mamba</c>.
 /// </summary>
 internal sealed class Mamba2 : Mixer
 {
@@ -79,7 +80,7 @@ internal sealed class Mamba2 : Mixer
         dt_bias = fp32.Empty(heads);
         A_log = fp32.Empty(heads);
         D = fp32.Empty(heads);
-        norm = new RmsNorm(dInner, 1e-5, placement);
+        norm = new RmsNorm(dInner, 1e-5, placement, groups);   // per group, as mamba_ssm's RMSNormGated(group_size = d_inner / ngroups)
         out_proj = new Linear(dInner, hidden, placement);
         RegisterComponents();
     }

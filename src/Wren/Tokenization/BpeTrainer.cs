@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
@@ -9,14 +10,42 @@ namespace Wren.Tokenization;
 /// <summary>
 /// Trains a byte-level BPE tokenizer (GPT-2 style: the 256 bytes are the base alphabet, words split by the GPT-2
 /// pattern, merges learned greedily by pair frequency) and writes it as a Hugging Face <c>tokenizer.json</c>.
-/// Written here because Microsoft.ML.Tokenizers loads BPE models but cannot train them.
+/// Written here because Microsoft.ML.Tokenizers loads BPE models but cannot train them, and Tokenizers.DotNet wraps only
+/// loading, encoding and decoding. Its output loads in Hugging Face's library (tests/fixtures/tokenizers/byte-level).
 /// </summary>
 public sealed class BpeTrainer
 {
     public const string EndOfText = "<|endoftext|>";
 
-    static readonly Regex Words = new(TokenizerLoader.Gpt2Pattern, RegexOptions.Compiled);
+    /// <summary>GPT-2's pre-tokenization pattern, used by HF's ByteLevel pre-tokenizer when use_regex is on.</summary>
+    public const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+
+    static readonly Regex Words = new(Gpt2Pattern, RegexOptions.Compiled);
     readonly Dictionary<string, long> wordCounts = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// <paramref name="text"/> with every code point outside the Basic Multilingual Plane (two UTF-16 chars) replaced by two
+    /// BMP chars of its class: letter, number or other. .NET's regex sees the halves of a surrogate pair as non-letters, while
+    /// Hugging Face's pre-tokenizer matches code points, so without this "a𝔘" would be two words here and one there.
+    /// Same length, so match positions index the original text.
+    /// </summary>
+    static string CodePointClasses(string text)
+    {
+        if (!text.Any(char.IsSurrogate)) return text;
+        var shape = text.ToCharArray();
+        for (int i = 0; i + 1 < shape.Length; i++)
+        {
+            if (!char.IsSurrogatePair(text[i], text[i + 1])) continue;
+            char standIn = char.GetUnicodeCategory(text, i) switch
+            {
+                var c when c <= UnicodeCategory.OtherLetter => 'ꙮ',                                      // Lu Ll Lt Lm Lo
+                UnicodeCategory.DecimalDigitNumber or UnicodeCategory.LetterNumber or UnicodeCategory.OtherNumber => '٠',
+                _ => '¤',
+            };
+            shape[i] = shape[++i] = standIn;
+        }
+        return new string(shape);
+    }
 
     /// <summary>Bytes seen so far (for reports).</summary>
     public long Bytes { get; private set; }
@@ -25,7 +54,7 @@ public sealed class BpeTrainer
     public void Add(string text)
     {
         Bytes += Encoding.UTF8.GetByteCount(text);
-        foreach (var span in Words.EnumerateMatches(text))
+        foreach (var span in Words.EnumerateMatches(CodePointClasses(text)))
         {
             var word = text.Substring(span.Index, span.Length);
             wordCounts[word] = wordCounts.GetValueOrDefault(word) + 1;

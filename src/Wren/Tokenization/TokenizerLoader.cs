@@ -1,17 +1,13 @@
-using System.Text.Json;
-using System.Text.Json.Nodes;
+using System.IO.Compression;
 using System.Text.RegularExpressions;
 using Microsoft.ML.Tokenizers;
 using Wren.Models;
 
 namespace Wren.Tokenization;
 
-/// <summary>Finds the tokenizer of a model folder: tokenizer.json (HF BPE), a tiktoken encoding named in config.json, or bytes.</summary>
+/// <summary>The tokenizer of a model folder: tokenizer.json (Hugging Face), a tiktoken encoding named in config.json, or bytes.</summary>
 public static class TokenizerLoader
 {
-    /// <summary>GPT-2's pre-tokenization pattern, used by HF's ByteLevel pre-tokenizer when use_regex is on.</summary>
-    public const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
-
     public static ITextTokenizer ForModel(string folder, HybridConfig config)
     {
         string path = Path.Combine(folder, "tokenizer.json");
@@ -20,60 +16,51 @@ public static class TokenizerLoader
         return new ByteTokenizer(config.VocabSize);
     }
 
+    /// <summary>
+    /// A tiktoken encoding whose <see cref="ITextTokenizer.Encode"/> reads special-token strings as text.
+    /// Microsoft.ML.Tokenizers' encodings always split on their special tokens, so the encoding is rebuilt from its own
+    /// rank file (the package's embedded <c>{encoding}.tiktoken.deflate</c>) with a pre-tokenizer that knows no special tokens.
+    /// </summary>
     public static ITextTokenizer Tiktoken(string encoding)
     {
-        if (encoding is not ("cl100k_base" or "o200k_base")) throw new WrenException($"unknown tiktoken encoding '{encoding}' (cl100k_base, o200k_base)");
-        var tokenizer = TiktokenTokenizer.CreateForEncoding(encoding);
-        var special = tokenizer.SpecialTokens ?? new Dictionary<string, int>();
-        return new LibraryTokenizer(tokenizer, encoding, special.TryGetValue("<|endoftext|>", out var eot) ? eot : null, special.Values.Max() + 1);
+        if (!TiktokenPatterns.TryGetValue(encoding, out var pattern))
+            throw new WrenException($"unknown tiktoken encoding '{encoding}' (cl100k_base, o200k_base)");
+        var standard = TiktokenTokenizer.CreateForEncoding(encoding);
+        var special = standard.SpecialTokens ?? new Dictionary<string, int>();
+        var assembly = System.Reflection.Assembly.Load(
+            encoding == "cl100k_base" ? "Microsoft.ML.Tokenizers.Data.Cl100kBase" : "Microsoft.ML.Tokenizers.Data.O200kBase");
+        using var ranks = new DeflateStream(assembly.GetManifestResourceStream($"{encoding}.tiktoken.deflate")!,
+                                            CompressionMode.Decompress);
+        var preTokenizer = new RegexPreTokenizer(new Regex(pattern, RegexOptions.Compiled), specialTokens: null);
+        var textOnly = TiktokenTokenizer.Create(ranks, preTokenizer, normalizer: null);
+        int? eot = special.TryGetValue("<|endoftext|>", out var id) ? id : null;
+        return new TiktokenText(textOnly, standard, special.Values.ToHashSet(), encoding, eot, special.Values.Max() + 1);
     }
 
-    /// <summary>Reads a Hugging Face tokenizer.json with a BPE model (byte-level or not) into Microsoft.ML.Tokenizers.</summary>
-    public static ITextTokenizer LoadHuggingFace(string path)
+    /// <summary>
+    /// The pre-tokenization patterns of the tiktoken encodings (OpenAI's tiktoken, tiktoken_ext/openai_public.py), with .NET
+    /// atomic groups in place of possessive quantifiers. A test checks they split exactly as Microsoft.ML.Tokenizers does.
+    /// </summary>
+    static readonly Dictionary<string, string> TiktokenPatterns = new()
     {
-        JsonObject root;
-        try { root = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new WrenException($"{path}: expected a JSON object"); }
-        catch (JsonException e) { throw new WrenException($"{path}: invalid JSON ({e.Message})", e); }
-        if (root["model"] is not JsonObject model || (string?)model["type"] != "BPE")
-            throw new WrenException($"{path}: only BPE tokenizers are supported (model.type = \"{root["model"]?["type"]}\")");
-        if (model["vocab"] is not JsonObject vocabNode) throw new WrenException($"{path}: model.vocab is missing");
-        var vocab = vocabNode.Select(kv => KeyValuePair.Create(kv.Key, (int)kv.Value!)).ToList();
-        var merges = (model["merges"] as JsonArray ?? []).Select(m => m is JsonArray pair ? $"{pair[0]} {pair[1]}" : (string)m!).ToList();
-        var special = new Dictionary<string, int>();
-        foreach (var added in root["added_tokens"] as JsonArray ?? [])
-            if (added?["content"] is JsonValue content && added["id"] is JsonValue id)
-                special[(string)content!] = (int)id!;
-        bool byteLevel = Mentions(root["pre_tokenizer"], "ByteLevel") || Mentions(root["decoder"], "ByteLevel");
-        var options = new BpeOptions(vocab)
-        {
-            Merges = merges,
-            ByteLevel = byteLevel,
-            SpecialTokens = special.Count > 0 ? special : null,
-            PreTokenizer = new RegexPreTokenizer(new Regex(SplitPattern(root["pre_tokenizer"]) ?? Gpt2Pattern, RegexOptions.Compiled), special.Count > 0 ? special : null),
-            UnknownToken = (string?)model["unk_token"],
-        };
-        var tokenizer = BpeTokenizer.Create(options);
-        int? eot = special.TryGetValue("<|endoftext|>", out var eotId) ? eotId : special.TryGetValue("</s>", out var eosId) ? eosId : null;
-        return new LibraryTokenizer(tokenizer, $"tokenizer.json (BPE{(byteLevel ? ", byte-level" : "")}, {vocab.Count + special.Count(kv => !vocabNode.ContainsKey(kv.Key))} tokens)", eot,
-            Math.Max(vocab.Count == 0 ? 0 : vocab.Max(kv => kv.Value) + 1, special.Count == 0 ? 0 : special.Values.Max() + 1));
-    }
+        ["cl100k_base"] = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|(?>[^\r\n\p{L}\p{N}]?)\p{L}+|\p{N}{1,3}| ?(?>[^\s\p{L}\p{N}]+)[\r\n]*" +
+                          @"|\s*[\r\n]+|\s+(?!\S)|\s+",
+        ["o200k_base"] = @"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?" +
+                         @"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?" +
+                         @"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    };
 
-    static bool Mentions(JsonNode? node, string type) => node is not null && node.ToJsonString().Contains($"\"type\":\"{type}\"");
+    /// <summary>Loads a Hugging Face tokenizer.json through Hugging Face's own library (<see cref="HuggingFaceTokenizer"/>).</summary>
+    public static ITextTokenizer LoadHuggingFace(string path) => HuggingFaceTokenizer.Load(path);
 
-    /// <summary>The regex of a Split pre-tokenizer, if the file has one (alone or in a Sequence).</summary>
-    static string? SplitPattern(JsonNode? node)
-    {
-        if (node is not JsonObject obj) return null;
-        if ((string?)obj["type"] == "Split" && obj["pattern"]?["Regex"] is JsonValue regex) return (string?)regex;
-        return (obj["pretokenizers"] as JsonArray ?? []).Select(SplitPattern).FirstOrDefault(p => p is not null);
-    }
-
-    sealed class LibraryTokenizer(Tokenizer tokenizer, string name, int? endOfText, int size) : ITextTokenizer
+    /// <summary>Encodes with the text-only tokenizer, decodes with the standard one (which knows the special tokens' ids).</summary>
+    sealed class TiktokenText(TiktokenTokenizer textOnly, TiktokenTokenizer standard, HashSet<int> special, string name,
+                              int? endOfText, int size) : ITextTokenizer
     {
         public string Name => name;
         public int VocabularySize => size;
         public int? EndOfTextId => endOfText;
-        public IReadOnlyList<int> Encode(string text) => tokenizer.EncodeToIds(text);
-        public string Decode(IEnumerable<int> ids) => tokenizer.Decode(ids) ?? "";
+        public IReadOnlyList<int> Encode(string text) => textOnly.EncodeToIds(text);
+        public string Decode(IEnumerable<int> ids) => standard.Decode(ids.Where(id => !special.Contains(id))) ?? "";
     }
 }

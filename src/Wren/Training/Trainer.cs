@@ -1,10 +1,12 @@
 using System.Diagnostics;
+using System.Text.Json;
 using TorchSharp;
 using TorchSharp.Modules;
 using Wren.Checkpoints;
 using Wren.Common;
 using Wren.Data;
 using Wren.Models;
+using Wren.Tokenization;
 using static TorchSharp.torch;
 using Parameter = TorchSharp.Modules.Parameter;
 
@@ -23,9 +25,29 @@ public sealed record NewRun(HybridConfig Config, TrainingOptions Options);
 
 /// <summary>
 /// The length a resumed run should reach in all (e.g. to extend a finished run): steps or tokens, the other 0; null
-/// keeps the run's own length. Every other option comes from the run.
+/// keeps the run's own length. Besides it only the <see cref="ResumeSchedule"/> may change; every other option comes
+/// from the run.
 /// </summary>
 public sealed record RunLength(long? Steps = null, long? Tokens = null);
+
+/// <summary>
+/// What a resumed run may change besides its length: the learning-rate schedule and gradient clipping, the advised fix
+/// after a divergence (lower the peak rate, lengthen warm-up). Null keeps the run's own value; batch shape, data order,
+/// optimizer and seed always come from the run.
+/// </summary>
+public sealed record ResumeSchedule(double? LearningRate = null, double? MinLrRatio = null, long? WarmupSteps = null,
+                                    string? Schedule = null, double? GradClip = null)
+{
+    /// <summary>The run's saved options with the given values replaced.</summary>
+    public TrainingOptions Apply(TrainingOptions saved) => saved with
+    {
+        LearningRate = LearningRate ?? saved.LearningRate,
+        MinLrRatio = MinLrRatio ?? saved.MinLrRatio,
+        WarmupSteps = WarmupSteps ?? saved.WarmupSteps,
+        Schedule = Schedule ?? saved.Schedule,
+        GradClip = GradClip ?? saved.GradClip,
+    };
+}
 
 /// <summary>
 /// What <see cref="Trainer.Open"/> made of a run folder: a new run, or a resumed one from <see cref="FromStep"/>, which
@@ -48,6 +70,8 @@ public sealed record RunOrigin(bool Resumed, long FromStep, long TotalSteps)
 public sealed class Trainer : IDisposable
 {
     public const string ConfigFile = "config.json", OptionsFile = "training.json", ModelFolder = "model";
+    /// <summary>The identity of the tokenizer the run's dataset was made with (<see cref="TokenizerIdentity"/> as JSON).</summary>
+    public const string DataTokenizerFile = "data-tokenizer.json";
 
     readonly HybridForCausalLM model;
     readonly TokenDataset data;
@@ -90,12 +114,14 @@ public sealed class Trainer : IDisposable
 
     /// <summary>
     /// Opens the run in <paramref name="run"/>. When it holds checkpoints and <paramref name="resume"/> is set, the run
-    /// continues from the latest one: its config.json, its training.json (only the length may change, by
-    /// <paramref name="length"/>) and its weights, optimizer, RNG and data position. Otherwise a new run starts from
+    /// continues from the latest one: its config.json, its training.json (only the length, by <paramref name="length"/>, and
+    /// the learning-rate schedule and clipping, by <paramref name="schedule"/>, may change) and its weights, optimizer, RNG and
+    /// data position; the dataset must have been prepared with the run's tokenizer. Otherwise a new run starts from
     /// <paramref name="start"/> (config fitted to the dataset's tokenizer, weights initialized from the options' seed); a
-    /// folder that already holds checkpoints is refused then. Writes config.json and training.json.
+    /// folder that already holds checkpoints is refused then. Writes config.json, training.json and data-tokenizer.json.
     /// </summary>
-    public static Trainer Open(string run, TokenDataset data, NewRun? start, bool resume = false, RunLength? length = null)
+    public static Trainer Open(string run, TokenDataset data, NewRun? start, bool resume = false, RunLength? length = null,
+                               ResumeSchedule? schedule = null)
     {
         Directory.CreateDirectory(run);
         TrainingCheckpoint.RemovePartial(run);
@@ -103,12 +129,13 @@ public sealed class Trainer : IDisposable
         Trainer trainer;
         if (resume && checkpoints.Count > 0)
         {
+            CheckSameTokenizer(run, data, checkpoints[^1].Path);
             var saved = TrainingOptions.Load(Path.Combine(run, OptionsFile));
-            var options = length is null ? saved : saved with
+            var options = (schedule ?? new ResumeSchedule()).Apply(length is null ? saved : saved with
             {
                 Steps = length.Steps ?? (length.Tokens is not null ? 0 : saved.Steps),
                 Tokens = length.Tokens ?? (length.Steps is not null ? 0 : saved.Tokens),
-            };
+            });
             var model = TrainingCheckpoint.LoadModel(checkpoints[^1].Path);
             trainer = Owning(model, () => new Trainer(model, data, options, run));
             trainer.state = TrainingCheckpoint.Restore(checkpoints[^1].Path, trainer.optimizer);
@@ -132,6 +159,7 @@ public sealed class Trainer : IDisposable
             trainer.Origin = new RunOrigin(false, 0, start.Options.TotalSteps);
         }
         AtomicFile.WriteAllText(Path.Combine(run, ConfigFile), trainer.model.Config.ToJson());
+        AtomicFile.WriteAllText(Path.Combine(run, DataTokenizerFile), JsonSerializer.Serialize(data.Manifest.Tokenizer, DataManifest.Json));
         trainer.options.Save(Path.Combine(run, OptionsFile));
         trainer.metrics = new MetricsLog(run, trainer.state.Step);
         return trainer;
@@ -149,6 +177,23 @@ public sealed class Trainer : IDisposable
     }
 
     public MetricsLog Metrics => metrics!;
+
+    /// <summary>
+    /// A run continues only on data made with its own tokenizer: the identity recorded when it started (or, for runs from
+    /// before that record, the hash of the tokenizer.json kept in its checkpoint) must equal the dataset's.
+    /// </summary>
+    static void CheckSameTokenizer(string run, TokenDataset data, string checkpoint)
+    {
+        var now = data.Manifest.Tokenizer;
+        string recorded = Path.Combine(run, DataTokenizerFile), kept = Path.Combine(checkpoint, DataManifest.TokenizerFile);
+        string? sha = File.Exists(recorded)
+            ? JsonSerializer.Deserialize<TokenizerIdentity>(File.ReadAllText(recorded), DataManifest.Json)?.Sha256
+            : File.Exists(kept) ? Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(kept))) : null;
+        if (sha is not null && sha != now.Sha256)
+            throw new WrenException($"{run} was trained on data tokenized by a tokenizer with SHA-256 {sha[..12]}…, but {data.Folder} " +
+                                    $"was prepared with {now.Name} ({now.Sha256[..12]}…); resume on data prepared with the run's " +
+                                    $"tokenizer ({kept}) or start a new run");
+    }
 
     /// <summary>
     /// No weight decay on vectors (norm weights, biases, A_log, D, dt_bias) and meta tokens (Nemotron-Flash paper; fla and
@@ -187,28 +232,34 @@ public sealed class Trainer : IDisposable
             foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
             var (loss, gradNorm) = Step();
             if (!double.IsFinite(loss) || !double.IsFinite(gradNorm))
-            {
-                var good = TrainingCheckpoint.List(run).LastOrDefault();
-                throw new WrenException($"the {(double.IsFinite(loss) ? "gradient norm" : "loss")} became " +
-                                        $"{(double.IsFinite(loss) ? gradNorm : loss)} at step {state.Step + 1}; " +
-                    (good.Path is null ? "no checkpoint was written yet. " : $"the last good checkpoint (step {good.Step}) is kept in " +
-                                                                             $"{good.Path}; resume from it with --resume after ") +
-                    "lowering the learning rate (--lr) or raising warm-up");
-            }
+                throw Diverged(double.IsFinite(loss) ? $"the gradient norm became {gradNorm} at step {state.Step + 1}"
+                                                     : $"the loss became {loss} at step {state.Step + 1}");
             lastLoss = loss;
             state = new TrainerState(state.Step + 1, state.TokensSeen + options.TokensPerStep, secondsBefore + clock.Elapsed.TotalSeconds);
             double tokensPerSecond = (state.TokensSeen - startTokens) / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
             if (state.Step % options.LogEvery == 0 || state.Step == total)
-                Metrics.Add(new MetricsEntry { Step = state.Step, Tokens = state.TokensSeen, Loss = loss, Lr = lr, GradNorm = gradNorm, TokensPerSecond = tokensPerSecond, Seconds = state.Seconds });
+                Metrics.Add(new MetricsEntry
+                {
+                    Step = state.Step, Tokens = state.TokensSeen, Loss = loss, Lr = lr, GradNorm = gradNorm,
+                    TokensPerSecond = tokensPerSecond, Seconds = state.Seconds,
+                });
             if (state.Step % options.EvalEvery == 0 || state.Step == total)
             {
                 valLoss = Evaluate();
-                Metrics.Add(new MetricsEntry { Step = state.Step, Tokens = state.TokensSeen, ValLoss = valLoss, ValPpl = Math.Exp(valLoss.Value), Seconds = state.Seconds });
+                Metrics.Add(new MetricsEntry
+                {
+                    Step = state.Step, Tokens = state.TokensSeen, ValLoss = valLoss, ValPpl = Math.Exp(valLoss.Value),
+                    Seconds = state.Seconds,
+                });
                 Metrics.Plot($"{string.Join(" ", model.Config.LayerTypes.Distinct())} — {model.Config.HiddenSize} wide, " +
                              $"{model.Config.NumLayers} layers");
             }
             if (state.Step % options.CheckpointEvery == 0 || state.Step == total)
+            {
+                if (NonFinite() is { } what)
+                    throw Diverged($"the {what} became non-finite at step {state.Step}, so it is not checkpointed");
                 TrainingCheckpoint.Save(run, model, optimizer, state, TokenizerJson(), options.KeepCheckpoints);
+            }
             var remaining = TimeSpan.FromSeconds((total - state.Step) * options.TokensPerStep / Math.Max(1e-9, tokensPerSecond));
             progress?.Report(new TrainingStatus(state.Step, total, state.TokensSeen, loss, lr, tokensPerSecond, remaining, valLoss));
         }
@@ -219,6 +270,30 @@ public sealed class Trainer : IDisposable
                                   double.IsNaN(lastLoss) ? Metrics.Entries.LastOrDefault(e => e.Loss is not null)?.Loss
                                       ?? double.NaN : lastLoss,
                                   finalVal, Math.Exp(finalVal), folder, state.Seconds);
+    }
+
+    /// <summary>The error after a divergence: the last checkpoint (each was checked finite before it was written) and the fix.</summary>
+    WrenException Diverged(string what)
+    {
+        var good = TrainingCheckpoint.List(run).LastOrDefault();
+        return new WrenException($"{what}; " + (good.Path is null
+            ? "no checkpoint was written yet: start again (without --resume) with a lower learning rate (--lr) or a longer warm-up"
+            : $"the last good checkpoint (step {good.Step}) is kept in {good.Path}; resume from it with --resume after lowering the " +
+              "learning rate (--lr) or raising warm-up"));
+    }
+
+    /// <summary>
+    /// What is not finite, or null when every weight is finite and so are the logits of the first validation window: the
+    /// test a checkpoint passes before it is written (a step can leave finite loss but overflowed weights behind it).
+    /// </summary>
+    string? NonFinite()
+    {
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        if (parameters.Any(p => !p.isfinite().all().item<bool>())) return "weights";
+        var window = tensor(validationTokens[..(options.SeqLen + 1)], [1, options.SeqLen + 1]).to(model.LmHeadWeight.device);
+        var logits = model.forward(new LMInput(window.narrow(1, 0, options.SeqLen))).Logits;
+        return logits.isfinite().all().item<bool>() ? null : "logits of a validation batch";
     }
 
     /// <summary>One optimizer step over <c>GradAccumulation</c> micro-batches; returns the mean loss and the gradient norm before

@@ -18,6 +18,9 @@ public class TokenizerTests
         return Enumerable.Range(0, 256).ToDictionary(b => (byte)b, b => (char)(printable.Contains(b) ? b : next++));
     }
 
+    static JsonObject ByteLevel(bool addPrefixSpace) =>
+        new() { ["type"] = "ByteLevel", ["add_prefix_space"] = addPrefixSpace, ["trim_offsets"] = true, ["use_regex"] = true };
+
     static string WriteByteLevelTokenizer()
     {
         var alphabet = ByteAlphabet();
@@ -27,9 +30,13 @@ public class TokenizerTests
         var json = new JsonObject
         {
             ["version"] = "1.0",
-            ["added_tokens"] = new JsonArray(new JsonObject { ["id"] = 260, ["content"] = "<|endoftext|>", ["special"] = true }),
-            ["pre_tokenizer"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["use_regex"] = true },
-            ["decoder"] = new JsonObject { ["type"] = "ByteLevel" },
+            ["added_tokens"] = new JsonArray(new JsonObject
+            {
+                ["id"] = 260, ["content"] = "<|endoftext|>", ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false,
+                ["normalized"] = false, ["special"] = true,
+            }),
+            ["pre_tokenizer"] = ByteLevel(addPrefixSpace: false),
+            ["decoder"] = ByteLevel(addPrefixSpace: true),
             ["model"] = new JsonObject { ["type"] = "BPE", ["vocab"] = vocab, ["merges"] = new JsonArray("Ġ w", "Ġw o", "h e", "he l") },
         };
         string dir = TestSupport.TempDir();
@@ -74,6 +81,6 @@ public class TokenizerTests
         string dir = TestSupport.TempDir();
         File.WriteAllText(Path.Combine(dir, "tokenizer.json"), "{\"model\": {\"type\": \"Unigram\"}}");
         var error = Assert.Throws<WrenException>(() => TokenizerLoader.ForModel(dir, new HybridConfig { VocabSize = 10 }));
-        Assert.Contains("only BPE", error.Message);
+        Assert.Contains("cannot load", error.Message);
     }
 }

@@ -24,7 +24,8 @@ public class TokenizerTrainingTests
         var random = new Random(7);
         var samples = new List<string>
         {
-            "", " ", "\n\n\t", "héllo wörld", "日本語のテキスト", "emoji 👩‍👩‍👧 and 🐦", "Ã©Ã¨ mojibake", "\u00ff\u00fe\u0000\u0001 bytes",
+            "", " ", "\n\n\t", "héllo wörld", "日本語のテキスト", "emoji 👩‍👩‍👧 and 🐦", "Ã©Ã¨ mojibake",
+            "\u00ff\u00fe\u0000\u0001 bytes",
             "\uFFFD replacement", "e\u0301 combining", "  leading and trailing  ", "<|endoftext|>? not in plain text",
         };
         for (int i = 0; i < 50; i++)
@@ -39,6 +40,19 @@ public class TokenizerTrainingTests
         }
         foreach (var text in samples.Where(s => !s.Contains("<|endoftext|>")))
             Assert.Equal(text, tokenizer.Decode(tokenizer.Encode(text)));
+    }
+
+    [Fact]
+    public void Letters_beyond_the_bmp_join_words_as_in_hugging_faces_pre_tokenizer()
+    {
+        // HF's ByteLevel regex matches code points: " x𝔘𝔫" is one word (a letter run), "𝔘𝔫!" two ("𝔘𝔫", "!").
+        var trainer = new BpeTrainer();
+        for (int i = 0; i < 50; i++) trainer.Add(" x𝔘𝔫 x𝔘𝔫 𝔘𝔫! 𝔘𝔫!");
+        string path = Path.Combine(TestSupport.TempDir(), "tokenizer.json");
+        trainer.Train(300).Save(path);
+        var tokenizer = TokenizerLoader.LoadHuggingFace(path);
+        Assert.Single(tokenizer.Encode(" x𝔘𝔫"));          // merged as one word: the trainer saw one word
+        Assert.Equal(2, tokenizer.Encode(" 𝔘𝔫!").Count);   // " 𝔘𝔫" and "!" never merge across words
     }
 
     [Fact]

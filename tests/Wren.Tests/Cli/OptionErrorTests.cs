@@ -1,0 +1,77 @@
+using System.Diagnostics;
+
+namespace Wren.Tests.Cli;
+
+/// <summary>Option mistakes give one line and exit code 1; output to a file is not wrapped.</summary>
+[Collection("cli")]
+public class OptionErrorTests
+{
+    static void AssertOneLine(string error, params string[] parts)
+    {
+        Assert.Single(error.Trim().Split('\n'));
+        foreach (var part in parts) Assert.Contains(part, error);
+    }
+
+    [Fact]
+    public void A_misspelled_option_gives_one_suggestion_line()
+    {
+        var (code, error) = TestSupport.Cli("train", "--stepz", "5", "--data", "x", "--out", "y");
+        Assert.Equal(1, code);
+        AssertOneLine(error, "unknown option '--stepz'", "did you mean --steps?");
+    }
+
+    [Fact]
+    public void An_option_prefix_is_not_taken_for_a_corpus_path()
+    {
+        string output = Path.Combine(TestSupport.TempDir(), "t.json");
+        var (code, error) = TestSupport.Cli("tokenizer", "train", TestSupport.RepoRoot, "--vocab", "2048", "--out", output);
+        Assert.Equal(1, code);
+        AssertOneLine(error, "unknown option '--vocab'", "did you mean --vocab-size?");
+    }
+
+    [Theory]
+    [InlineData("train", "--data", "x", "--out", "y", "--steps", "-5")]
+    [InlineData("generate", "--model", "x", "--prompt", "A", "--max-new-tokens", "-5")]
+    public void Negative_lengths_say_the_value_must_be_positive(params string[] args)
+    {
+        var (code, error) = TestSupport.Cli(args);
+        Assert.Equal(1, code);
+        AssertOneLine(error, $"{args[^2]} must be positive, got -5");
+    }
+
+    [Fact]
+    public void A_model_file_where_a_folder_is_expected_says_so()
+    {
+        string file = Path.Combine(TestSupport.Case("tiny-temperature"), "model", "model.safetensors");
+        var (code, error) = TestSupport.Cli("generate", "--model", file, "--prompt", "A");
+        Assert.Equal(2, code);
+        AssertOneLine(error, "is a file; give the model folder");
+        (code, error) = TestSupport.Cli("inspect", file);
+        Assert.Equal(2, code);
+        AssertOneLine(error, "is a weights file; give the model folder");
+        string manifest = Path.Combine(TestSupport.Case("nan-checkpoint"), "data", "manifest.json");
+        (code, error) = TestSupport.Cli("train", "--data", manifest, "--out", TestSupport.TempDir(), "--steps", "1");
+        Assert.Equal(2, code);
+        AssertOneLine(error, "is a file; give the dataset folder");
+    }
+
+    [Fact]
+    public void Output_to_a_file_is_not_wrapped()
+    {
+        // A long path (deep folders) printed by `tokenizer train` must stay on one line when stdout is redirected.
+        string deep = Path.Combine(TestSupport.TempDir(), string.Join('/', Enumerable.Repeat("a-rather-long-folder-name", 9)));
+        Directory.CreateDirectory(deep);
+        File.WriteAllText(Path.Combine(deep, "corpus.txt"), string.Join("\n", Wren.Tests.Data.Corpus.Documents(50)));
+        string output = Path.Combine(deep, "tokenizer.json");
+        var start = new ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "Wren.Cli.dll"), "tokenizer", "train", deep,
+                                                    "--vocab-size", "300", "--out", output])
+        { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.Environment["COLUMNS"] = "200";
+        using var process = Process.Start(start)!;
+        string stdout = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        Assert.True(process.ExitCode == 0, process.StandardError.ReadToEnd());
+        Assert.True(output.Length > 200);
+        Assert.Contains(stdout.Split('\n'), line => line.StartsWith(output, StringComparison.Ordinal));
+    }
+}
