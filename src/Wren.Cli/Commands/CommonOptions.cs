@@ -9,7 +9,11 @@ namespace Wren.Cli.Commands;
 internal sealed class CommonOptions
 {
     public Option<string> Device { get; } = new("--device") { Description = "cpu or cuda[:N]", DefaultValueFactory = _ => "cpu" };
-    public Option<int> Threads { get; } = new("--threads") { Description = "intra-op CPU threads (0 = one per core)", DefaultValueFactory = _ => 0 };
+    public Option<int> Threads { get; } = new("--threads")
+    {
+        Description = "intra-op CPU threads (0 = one per core)",
+        DefaultValueFactory = _ => 0,
+    };
     public Option<string> DType { get; } = new("--dtype")
     {
         Description = "weights in float32, bfloat16 or int8 (activations and states stay float32)", DefaultValueFactory = _ => "float32",

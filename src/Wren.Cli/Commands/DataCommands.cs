@@ -13,12 +13,28 @@ internal static class DataCommands
         var command = new Command("data", "Prepare corpora for training");
         var prepare = new Command("prepare",
                                   "Tokenize text/JSONL/Parquet files or folders into shards with a manifest and a validation split");
-        var inputs = new Argument<string[]>("inputs") { Description = "files or folders (.txt/.md/.jsonl/.parquet, optionally .gz)", Arity = ArgumentArity.OneOrMore };
+        var inputs = new Argument<string[]>("inputs")
+        {
+            Description = "files or folders (.txt/.md/.jsonl/.parquet, optionally .gz)",
+            Arity = ArgumentArity.OneOrMore,
+        };
         var output = new Option<string>("--out") { Description = "dataset folder", Required = true };
-        var tokenizer = new Option<string>("--tokenizer") { Description = "tokenizer.json (or its folder), cl100k_base or o200k_base", Required = true };
+        var tokenizer = new Option<string>("--tokenizer")
+        {
+            Description = "tokenizer.json (or its folder), cl100k_base or o200k_base",
+            Required = true,
+        };
         var field = new Option<string>("--text-field") { Description = "JSONL field holding the text", DefaultValueFactory = _ => "text" };
-        var column = new Option<string>("--text-column") { Description = "Parquet column holding the text", DefaultValueFactory = _ => "text" };
-        var validation = new Option<double>("--validation-fraction") { Description = "share of pieces held out for validation", DefaultValueFactory = _ => 0.02 };
+        var column = new Option<string>("--text-column")
+        {
+            Description = "Parquet column holding the text",
+            DefaultValueFactory = _ => "text",
+        };
+        var validation = new Option<double>("--validation-fraction")
+        {
+            Description = "share of pieces held out for validation",
+            DefaultValueFactory = _ => 0.02,
+        };
         var shard = new Option<long>("--shard-tokens") { Description = "tokens per shard file", DefaultValueFactory = _ => 100_000_000 };
         var overwrite = new Option<bool>("--overwrite") { Description = "replace a dataset made with another tokenizer or inputs" };
         foreach (var o in new Option[] { output, tokenizer, field, column, validation, shard, overwrite }) prepare.Add(o);
@@ -46,12 +62,28 @@ internal static class DataCommands
     {
         var command = new Command("tokenizer", "Train tokenizers");
         var train = new Command("train", "Train a byte-level BPE tokenizer on a corpus and save it as Hugging Face tokenizer.json");
-        var inputs = new Argument<string[]>("inputs") { Description = "files or folders (.txt/.md/.jsonl/.parquet, optionally .gz)", Arity = ArgumentArity.OneOrMore };
-        var vocab = new Option<int>("--vocab-size") { Description = "tokens in all (256 bytes + merges + <|endoftext|>)", DefaultValueFactory = _ => 4096 };
-        var minFrequency = new Option<int>("--min-frequency") { Description = "stop merging pairs seen fewer times", DefaultValueFactory = _ => 2 };
+        var inputs = new Argument<string[]>("inputs")
+        {
+            Description = "files or folders (.txt/.md/.jsonl/.parquet, optionally .gz)",
+            Arity = ArgumentArity.OneOrMore,
+        };
+        var vocab = new Option<int>("--vocab-size")
+        {
+            Description = "tokens in all (256 bytes + merges + <|endoftext|>)",
+            DefaultValueFactory = _ => 4096,
+        };
+        var minFrequency = new Option<int>("--min-frequency")
+        {
+            Description = "stop merging pairs seen fewer times",
+            DefaultValueFactory = _ => 2,
+        };
         var output = new Option<string>("--out") { Description = "tokenizer.json path", Required = true };
         var field = new Option<string>("--text-field") { Description = "JSONL field holding the text", DefaultValueFactory = _ => "text" };
-        var column = new Option<string>("--text-column") { Description = "Parquet column holding the text", DefaultValueFactory = _ => "text" };
+        var column = new Option<string>("--text-column")
+        {
+            Description = "Parquet column holding the text",
+            DefaultValueFactory = _ => "text",
+        };
         foreach (var o in new Option[] { vocab, minFrequency, output, field, column }) train.Add(o);
         train.Add(inputs);
         train.SetAction((result, cancellation) =>

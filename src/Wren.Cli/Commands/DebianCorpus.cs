@@ -11,7 +11,8 @@ internal static class DebianCorpus
 {
     public sealed record Package(string Name, string File, string Description);
 
-    public static readonly Package Jargon = new("jargon-text", "usr/share/doc/jargon-text/jargon.txt.gz", "the Jargon File 4.4.7 (public domain, 1.7 MB)");
+    public static readonly Package Jargon = new("jargon-text", "usr/share/doc/jargon-text/jargon.txt.gz",
+                                                "the Jargon File 4.4.7 (public domain, 1.7 MB)");
 
     public static string Fetch(Package package, Action<string> say)
     {
@@ -26,12 +27,15 @@ internal static class DebianCorpus
         if (!Run("apt-get", ["download", package.Name], download))
         {
             if (Environment.UserName != "root" && !Run("id", ["-u"], download, expect: "0"))
-                throw new WrenException($"apt-get could not download {package.Name}; run 'sudo apt-get update' once, or pass your own text with --corpus");
+                throw new WrenException($"apt-get could not download {package.Name}; run 'sudo apt-get update' once, " +
+                                        "or pass your own text with --corpus");
             say("refreshing the package lists (apt-get update)");
             if (!Run("apt-get", ["update"], download) || !Run("apt-get", ["download", package.Name], download))
-                throw new WrenException($"apt-get could not download {package.Name} (no package registry reachable?); pass your own text with --corpus");
+                throw new WrenException($"apt-get could not download {package.Name} (no package registry reachable?); " +
+                                        "pass your own text with --corpus");
         }
-        var deb = Directory.GetFiles(download, "*.deb").SingleOrDefault() ?? throw new WrenException($"apt-get download {package.Name} produced no .deb");
+        var deb = Directory.GetFiles(download, "*.deb").SingleOrDefault()
+                  ?? throw new WrenException($"apt-get download {package.Name} produced no .deb");
         string unpacked = folder + ".unpack";
         if (Directory.Exists(unpacked)) Directory.Delete(unpacked, recursive: true);
         if (!Run("dpkg-deb", ["-x", deb, unpacked], download)) throw new WrenException($"dpkg-deb could not unpack {deb}");
@@ -44,7 +48,10 @@ internal static class DebianCorpus
 
     static bool Run(string program, string[] arguments, string directory, string? expect = null)
     {
-        var start = new ProcessStartInfo(program) { WorkingDirectory = directory, RedirectStandardOutput = true, RedirectStandardError = true };
+        var start = new ProcessStartInfo(program)
+        {
+            WorkingDirectory = directory, RedirectStandardOutput = true, RedirectStandardError = true,
+        };
         foreach (var argument in arguments) start.ArgumentList.Add(argument);
         try
         {

@@ -24,10 +24,18 @@ internal static class ExperimentCommand
     static Command Variant(string name, string description, Func<HybridConfig, TrainingOptions, int, IReadOnlyList<AblationArm>> arms)
     {
         var command = new Command(name, description);
-        var config = new Option<string>("--config") { Description = "model preset or config.json", DefaultValueFactory = _ => "flash-quick" };
+        var config = new Option<string>("--config")
+        {
+            Description = "model preset or config.json",
+            DefaultValueFactory = _ => "flash-quick",
+        };
         var data = new Option<string>("--data") { Description = "prepared dataset folder", Required = true };
         var output = new Option<string>("--out") { Description = "experiment folder (one run per arm)", Required = true };
-        var metaTokens = new Option<int>("--meta-tokens") { Description = "meta tokens in the 'on' arm (meta-tokens experiment)", DefaultValueFactory = _ => 16 };
+        var metaTokens = new Option<int>("--meta-tokens")
+        {
+            Description = "meta tokens in the 'on' arm (meta-tokens experiment)",
+            DefaultValueFactory = _ => 16,
+        };
         foreach (var o in new Option[] { config, data, output, metaTokens }) command.Add(o);
         var flags = new TrainingFlags(command);
         var common = new CommonOptions(command, withDType: false);

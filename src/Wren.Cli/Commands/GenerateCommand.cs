@@ -13,15 +13,27 @@ internal static class GenerateCommand
     {
         var command = new Command("generate", "Generate text from a model folder, streaming token by token");
         var model = new Option<string>("--model") { Description = "model folder", Required = true };
-        var prompt = new Option<string[]>("--prompt") { Description = "prompt text; repeat for a batch", Required = true, AllowMultipleArgumentsPerToken = false };
+        var prompt = new Option<string[]>("--prompt")
+        {
+            Description = "prompt text; repeat for a batch",
+            Required = true,
+            AllowMultipleArgumentsPerToken = false,
+        };
         var maxNew = new Option<int>("--max-new-tokens") { Description = "tokens to generate", DefaultValueFactory = _ => 128 };
         var temperature = new Option<double>("--temperature") { Description = "0 = greedy", DefaultValueFactory = _ => 0.8 };
         var topK = new Option<int>("--top-k") { Description = "keep the k most likely tokens (0 = off)", DefaultValueFactory = _ => 0 };
         var topP = new Option<double>("--top-p") { Description = "nucleus sampling mass (1 = off)", DefaultValueFactory = _ => 1.0 };
-        var penalty = new Option<double>("--repetition-penalty") { Description = "penalty on repeated tokens (1 = off)", DefaultValueFactory = _ => 1.0 };
+        var penalty = new Option<double>("--repetition-penalty")
+        {
+            Description = "penalty on repeated tokens (1 = off)",
+            DefaultValueFactory = _ => 1.0,
+        };
         var seed = new Option<ulong?>("--seed") { Description = "sampling seed" };
         var stop = new Option<string[]>("--stop") { Description = "stop string; repeatable" };
-        var stopToken = new Option<int[]>("--stop-token") { Description = "stop token id; repeatable (the tokenizer's end-of-text id is always one)" };
+        var stopToken = new Option<int[]>("--stop-token")
+        {
+            Description = "stop token id; repeatable (the tokenizer's end-of-text id is always one)",
+        };
         foreach (var o in new Option[] { model, prompt, maxNew, temperature, topK, topP, penalty, seed, stop, stopToken }) command.Add(o);
         CommonOptions.MustBePositive(maxNew);
         var common = new CommonOptions(command);

@@ -19,7 +19,11 @@ internal static class InitCommand
         };
         var output = new Option<string>("--out") { Description = "output folder", Required = true };
         var seed = new Option<long>("--seed") { Description = "initialization seed", DefaultValueFactory = _ => 0 };
-        var shard = new Option<long>("--max-shard-mb") { Description = "split weights into shards of at most this many MB (0 = one file)", DefaultValueFactory = _ => 0 };
+        var shard = new Option<long>("--max-shard-mb")
+        {
+            Description = "split weights into shards of at most this many MB (0 = one file)",
+            DefaultValueFactory = _ => 0,
+        };
         command.Add(config); command.Add(output); command.Add(seed); command.Add(shard);
         var common = new CommonOptions(command);
         command.SetAction(result =>

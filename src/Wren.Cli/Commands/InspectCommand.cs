@@ -14,7 +14,11 @@ internal static class InspectCommand
         var command = new Command("inspect",
                                   "Summarize a model folder or config: layers, parameters per layer type, weight and cache bytes");
         var path = new Argument<string>("model") { Description = "model folder, config.json or preset name" };
-        var context = new Option<int>("--context") { Description = "context length for the cache estimate", DefaultValueFactory = _ => 8192 };
+        var context = new Option<int>("--context")
+        {
+            Description = "context length for the cache estimate",
+            DefaultValueFactory = _ => 8192,
+        };
         command.Add(path); command.Add(context);
         command.SetAction(result =>
         {
@@ -29,7 +33,9 @@ internal static class InspectCommand
             console.WriteLine($"hidden {config.HiddenSize}, vocab {config.VocabSize}, heads {config.NumAttentionHeads}/{config.KvHeads} " +
                               $"kv, FFN {config.FfnSize} ({config.MlpHiddenAct})" +
                               $"{(config.MixerLayersHaveFfn ? ", FFN in every mixer layer" : "")}, meta tokens {config.NumMemoryTokens}" +
-                              $"{(config.SlidingWindow is { } w ? $", sliding window {w} (global: {string.Join(",", config.GlobalAttnIdx ?? [])})" : "")}" +
+                              (config.SlidingWindow is { } w
+                                  ? $", sliding window {w} (global: {string.Join(",", config.GlobalAttnIdx ?? [])})"
+                                  : "") +
                               $", rope {(config.Rope ? config.RopeType ?? "default" : "off")}, tied {config.TieWordEmbeddings}");
             var table = new Table().AddColumns("layer type", "layers", "parameters", "share");
             foreach (var row in footprint.PerLayerType)

@@ -16,9 +16,16 @@ internal static class LogitsCommand
     {
         var command = new Command("logits", "Compute logits for token ids (exactness check against other implementations)");
         var model = new Option<string>("--model") { Description = "model folder (config.json + safetensors)", Required = true };
-        var tokens = new Option<string>("--tokens") { Description = "JSON list of equal-length lists of token ids (B × T)", Required = true };
+        var tokens = new Option<string>("--tokens")
+        {
+            Description = "JSON list of equal-length lists of token ids (B × T)",
+            Required = true,
+        };
         var output = new Option<string>("--out") { Description = "output file: .npy or .json", Required = true };
-        var prefill = new Option<int?>("--prefill") { Description = "run the first N tokens in parallel, then decode the rest one at a time through the caches" };
+        var prefill = new Option<int?>("--prefill")
+        {
+            Description = "run the first N tokens in parallel, then decode the rest one at a time through the caches",
+        };
         command.Add(model); command.Add(tokens); command.Add(output); command.Add(prefill);
         var common = new CommonOptions(command);
         command.SetAction(result =>

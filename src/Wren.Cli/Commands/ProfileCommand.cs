@@ -21,17 +21,49 @@ internal static class ProfileCommand
                                   "latency)");
         var models = new Option<string[]>("--model") { Description = "model folder; repeat to compare" };
         var configs = new Option<string[]>("--config") { Description = "config.json or preset (random weights); repeat to compare" };
-        var compare = new Option<string[]>("--compare") { Description = "more models to profile side by side: model folders, config.json files or presets" };
+        var compare = new Option<string[]>("--compare")
+        {
+            Description = "more models to profile side by side: model folders, config.json files or presets",
+        };
         var prompt = new Option<int>("--prompt-tokens") { Description = "prompt length P before decoding", DefaultValueFactory = _ => 256 };
         var decode = new Option<int>("--decode-tokens") { Description = "tokens N decoded per timed run", DefaultValueFactory = _ => 32 };
-        var repeats = new Option<int>("--repeats") { Description = "timed runs per measurement (median reported)", DefaultValueFactory = _ => 5 };
-        var contexts = new Option<string>("--contexts") { Description = "contexts of the latency-vs-context curve", DefaultValueFactory = _ => "256,1024,4096" };
-        var throughputContext = new Option<int>("--throughput-context") { Description = "context length of the throughput measurement", DefaultValueFactory = _ => 1024 };
-        var budget = new Option<string>("--memory-budget") { Description = "memory for weights + caches + activations, e.g. 4GB or 512MB", DefaultValueFactory = _ => "4GB" };
-        var maxBatch = new Option<int>("--max-batch") { Description = "upper bound of the throughput batch search", DefaultValueFactory = _ => 256 };
-        var output = new Option<string>("--out") { Description = "folder for profile.json and plots", DefaultValueFactory = _ => Path.Combine(".wren", "profile") };
-        var deviceProfile = new Option<string?>("--device-profile") { Description = "device facts file (default: ~/.wren/devices/<id>.json, measured once)" };
-        foreach (var o in new Option[] { models, configs, compare, prompt, decode, repeats, contexts, throughputContext, budget, maxBatch, output, deviceProfile }) command.Add(o);
+        var repeats = new Option<int>("--repeats")
+        {
+            Description = "timed runs per measurement (median reported)",
+            DefaultValueFactory = _ => 5,
+        };
+        var contexts = new Option<string>("--contexts")
+        {
+            Description = "contexts of the latency-vs-context curve",
+            DefaultValueFactory = _ => "256,1024,4096",
+        };
+        var throughputContext = new Option<int>("--throughput-context")
+        {
+            Description = "context length of the throughput measurement",
+            DefaultValueFactory = _ => 1024,
+        };
+        var budget = new Option<string>("--memory-budget")
+        {
+            Description = "memory for weights + caches + activations, e.g. 4GB or 512MB",
+            DefaultValueFactory = _ => "4GB",
+        };
+        var maxBatch = new Option<int>("--max-batch")
+        {
+            Description = "upper bound of the throughput batch search",
+            DefaultValueFactory = _ => 256,
+        };
+        var output = new Option<string>("--out")
+        {
+            Description = "folder for profile.json and plots",
+            DefaultValueFactory = _ => Path.Combine(".wren", "profile"),
+        };
+        var deviceProfile = new Option<string?>("--device-profile")
+        {
+            Description = "device facts file (default: ~/.wren/devices/<id>.json, measured once)",
+        };
+        foreach (var o in new Option[] { models, configs, compare, prompt, decode, repeats, contexts, throughputContext, budget, maxBatch,
+                                         output, deviceProfile })
+            command.Add(o);
         command.Add(ProfileTableCommands.Lut());
         command.Add(ProfileTableCommands.Grid());
         var common = new CommonOptions(command);

@@ -21,11 +21,22 @@ internal static class QuickstartCommand
     public static Command Create()
     {
         var command = new Command("quickstart",
-                                  "Train a small hybrid on real English text and generate from it (corpus → tokenizer → data → train → " +
-                                  "generate)");
-        var corpus = new Option<string[]>("--corpus") { Description = "your own text/JSONL/Parquet files or folders (default: Debian's jargon-text)" };
-        var config = new Option<string>("--config") { Description = "model preset or config.json", DefaultValueFactory = _ => "flash-quick" };
-        var output = new Option<string>("--out") { Description = "working folder", DefaultValueFactory = _ => Path.Combine(".wren", "quickstart") };
+                                  "Train a small hybrid on real English text and generate from it " +
+                                  "(corpus → tokenizer → data → train → generate)");
+        var corpus = new Option<string[]>("--corpus")
+        {
+            Description = "your own text/JSONL/Parquet files or folders (default: Debian's jargon-text)",
+        };
+        var config = new Option<string>("--config")
+        {
+            Description = "model preset or config.json",
+            DefaultValueFactory = _ => "flash-quick",
+        };
+        var output = new Option<string>("--out")
+        {
+            Description = "working folder",
+            DefaultValueFactory = _ => Path.Combine(".wren", "quickstart"),
+        };
         var steps = new Option<long>("--steps") { Description = "training steps (8 × 256 tokens each)", DefaultValueFactory = _ => 300 };
         var vocab = new Option<int>("--vocab-size") { Description = "tokenizer vocabulary", DefaultValueFactory = _ => 4096 };
         var prompt = new Option<string>("--prompt") { Description = "generation prompt", DefaultValueFactory = _ => "The hacker" };
@@ -40,14 +51,19 @@ internal static class QuickstartCommand
             Step("1. corpus", "");
             var inputs = result.GetValue(corpus) is { Length: > 0 } own ? own
                 : [DebianCorpus.Fetch(DebianCorpus.Jargon, message => AnsiConsole.WriteLine("   " + message))];
-            AnsiConsole.WriteLine($"   {string.Join(", ", inputs)} ({CorpusReader.Files(inputs).Sum(f => new FileInfo(f).Length) / 1e6:F1} MB)");
+            double megabytes = CorpusReader.Files(inputs).Sum(f => new FileInfo(f).Length) / 1e6;
+            AnsiConsole.WriteLine($"   {string.Join(", ", inputs)} ({megabytes:F1} MB)");
             Step("2. tokenizer", "byte-level BPE");
             var tokenizer = Tokenizer(inputs, folder, result.GetValue(vocab), cancellation);
             Step("3. data", "token shards + validation split");
             using var dataset = Data(inputs, Path.Combine(folder, "data"), tokenizer, cancellation);
             Step("4. train", "");
-            var options = new TrainingOptions { Steps = result.GetValue(steps), LearningRate = 2e-3, WarmupSteps = 30, EvalEvery = 50, CheckpointEvery = 50 };
-            var trained = Train(Path.Combine(folder, "run"), dataset, HybridConfig.Load(result.GetValue(config)!), options, result, cancellation);
+            var options = new TrainingOptions
+            {
+                Steps = result.GetValue(steps), LearningRate = 2e-3, WarmupSteps = 30, EvalEvery = 50, CheckpointEvery = 50,
+            };
+            var trained = Train(Path.Combine(folder, "run"), dataset, HybridConfig.Load(result.GetValue(config)!), options, result,
+                                cancellation);
             Step("5. check", "prefill + token-by-token decode against the full forward");
             using var model = HybridForCausalLM.FromPretrained(trained.ModelFolder, device: device);
             Check(model, tokenizer.Tokenizer.Encode(result.GetValue(prompt)! + " is a word that"));
@@ -77,7 +93,8 @@ internal static class QuickstartCommand
     /// <summary>Prepares the shards, or reuses those prepared with this tokenizer.</summary>
     static TokenDataset Data(string[] inputs, string folder, TokenizerHandle tokenizer, CancellationToken cancellation)
     {
-        bool prepared = File.Exists(Path.Combine(folder, DataManifest.FileName)) && DataManifest.Load(folder).Tokenizer == tokenizer.Identity;
+        bool prepared = File.Exists(Path.Combine(folder, DataManifest.FileName))
+                        && DataManifest.Load(folder).Tokenizer == tokenizer.Identity;
         if (!prepared)   // the quick start's own folder: a new tokenizer replaces its data
             DataConsole.Prepare(inputs, folder, tokenizer, new PrepareOptions { Overwrite = true }, cancellation);
         else AnsiConsole.WriteLine($"   reusing {folder} (prepared with this tokenizer)");
@@ -91,7 +108,8 @@ internal static class QuickstartCommand
                                 CancellationToken cancellation)
     {
         using var trainer = Trainer.Open(run, dataset, new NewRun(config, options), resume: true, new RunLength(Steps: options.Steps));
-        if (trainer.Origin.Resumed) AnsiConsole.WriteLine($"   reusing {run}: its model config, training options and weights; only --steps applies");
+        if (trainer.Origin.Resumed)
+            AnsiConsole.WriteLine($"   reusing {run}: its model config, training options and weights; only --steps applies");
         return Resumable.Run(Resumable.SameCommand(result), () => TrainingConsole.Run(trainer, cancellation));
     }
 
@@ -104,7 +122,8 @@ internal static class QuickstartCommand
         using var stepped = Scoring.Logits(model, tokens, prefill: 2);
         double diff = (full - stepped).abs().max().item<float>();
         AnsiConsole.WriteLine($"   max |full − prefill/decode| = {diff:E2}");
-        if (diff > 1e-3 * Math.Max(1, full.abs().max().item<float>())) throw new WrenException("prefill + decode disagrees with the full forward");
+        if (diff > 1e-3 * Math.Max(1, full.abs().max().item<float>()))
+            throw new WrenException("prefill + decode disagrees with the full forward");
     }
 
     static void Generate(HybridForCausalLM model, string folder, string prompt, int endOfText)
@@ -116,7 +135,8 @@ internal static class QuickstartCommand
         AnsiConsole.WriteLine();
         var stats = generator.LastStats;
         AnsiConsole.WriteLine($"   {stats.GeneratedTokens} tokens at {stats.DecodeTokensPerSecond:F0} tokens/s");
-        AnsiConsole.MarkupLine($"[green]quickstart ok[/] — model in [bold]{Markup.Escape(folder)}[/]; next: [bold]wren generate --model " +
-                               $"{Markup.Escape(folder)} --prompt \"...\"[/], or your own data with --corpus");
+        AnsiConsole.MarkupLine($"[green]quickstart ok[/] — model in [bold]{Markup.Escape(folder)}[/]; " +
+                               $"next: [bold]wren generate --model {Markup.Escape(folder)} --prompt \"...\"[/], " +
+                               "or your own data with --corpus");
     }
 }

@@ -43,12 +43,26 @@ internal static class SearchCommands
     static Command RunCommand()
     {
         var command = new Command("run", "Run (or resume) a study: propose, evaluate, evolve; then write the report");
-        var spaceOption = new Option<string>("--space") { Description = "search space JSON file, or quick / default", DefaultValueFactory = _ => "quick" };
+        var spaceOption = new Option<string>("--space")
+        {
+            Description = "search space JSON file, or quick / default",
+            DefaultValueFactory = _ => "quick",
+        };
         var data = new Option<string>("--data") { Description = "prepared dataset folder for the proxy training", Required = true };
-        var table = new Option<string?>("--table") { Description = "latency table (default: the space's, else measured once and kept with the study)" };
+        var table = new Option<string?>("--table")
+        {
+            Description = "latency table (default: the space's, else measured once and kept with the study)",
+        };
         var cycles = new Option<int?>("--until-cycle") { Description = "stop after this cycle (1-based); run again to continue" };
-        var noLocal = new Option<bool>("--no-local-worker") { Description = "only propose and wait: let `wren search worker` processes evaluate" };
-        var measure = new Option<int>("--measure-front") { Description = "re-measure the latency of up to N front trials for real at the end", DefaultValueFactory = _ => 6 };
+        var noLocal = new Option<bool>("--no-local-worker")
+        {
+            Description = "only propose and wait: let `wren search worker` processes evaluate",
+        };
+        var measure = new Option<int>("--measure-front")
+        {
+            Description = "re-measure the latency of up to N front trials for real at the end",
+            DefaultValueFactory = _ => 6,
+        };
         foreach (var o in new Option[] { spaceOption, data, table, cycles, noLocal, measure }) command.Add(o);
         var studyOptions = new StudyOptions(command);
         var common = new CommonOptions(command, withDType: false);
@@ -74,8 +88,16 @@ internal static class SearchCommands
     {
         var command = new Command("worker", "Evaluate pending trials of a study (run one per machine; many may share a PostgreSQL study)");
         var data = new Option<string?>("--data") { Description = "dataset folder on this machine (default: the path the study recorded)" };
-        var idle = new Option<double>("--idle-exit") { Description = "exit after this many seconds with nothing to claim", DefaultValueFactory = _ => 600 };
-        var lease = new Option<double>("--lease") { Description = "lease seconds; a trial whose worker stops renewing it is reclaimed after this", DefaultValueFactory = _ => 120 };
+        var idle = new Option<double>("--idle-exit")
+        {
+            Description = "exit after this many seconds with nothing to claim",
+            DefaultValueFactory = _ => 600,
+        };
+        var lease = new Option<double>("--lease")
+        {
+            Description = "lease seconds; a trial whose worker stops renewing it is reclaimed after this",
+            DefaultValueFactory = _ => 120,
+        };
         foreach (var o in new Option[] { data, idle, lease }) command.Add(o);
         var studyOptions = new StudyOptions(command);
         var common = new CommonOptions(command, withDType: false);

@@ -12,7 +12,10 @@ internal static class TrainCommand
     public static Command Create()
     {
         var command = new Command("train", "Train a hybrid model on a prepared dataset (wren data prepare); resumable");
-        var config = new Option<string?>("--config") { Description = "model config.json or preset (vocab_size is set from the dataset's tokenizer)" };
+        var config = new Option<string?>("--config")
+        {
+            Description = "model config.json or preset (vocab_size is set from the dataset's tokenizer)",
+        };
         var data = new Option<string>("--data") { Description = "prepared dataset folder", Required = true };
         var output = new Option<string>("--out") { Description = "run folder", Required = true };
         var resume = new Option<bool>("--resume") { Description = "continue the run in --out from its latest checkpoint" };

@@ -15,9 +15,9 @@ internal static class TrainingConsole
         var footprint = ModelFootprint.Of(config);
         if (origin.NothingToTrain)
         {
-            AnsiConsole.MarkupLine($"the run already reached step {origin.FromStep} (≥ the {origin.TotalSteps} steps asked): reusing its " +
-                                   $"model, " +
-                                   "config and options, nothing to train (more --steps extend the run; another --out starts a new one)");
+            AnsiConsole.MarkupLine($"the run already reached step {origin.FromStep} (≥ the {origin.TotalSteps} steps asked): " +
+                                   "reusing its model, config and options, nothing to train " +
+                                   "(more --steps extend the run; another --out starts a new one)");
             return Done(trainer.Run(cancellation: cancellation));
         }
         if (origin.Resumed)

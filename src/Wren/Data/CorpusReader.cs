@@ -33,9 +33,11 @@ public static class CorpusReader
             else if (Directory.Exists(input))
             {
                 var found = Directory.EnumerateFiles(input, "*", SearchOption.AllDirectories)
-                    .Where(f => !Path.GetFileName(f).StartsWith('.') && Extensions.Any(e => StripGzip(f).EndsWith(e, StringComparison.OrdinalIgnoreCase)))
+                    .Where(f => !Path.GetFileName(f).StartsWith('.')
+                                && Extensions.Any(e => StripGzip(f).EndsWith(e, StringComparison.OrdinalIgnoreCase)))
                     .Select(Path.GetFullPath).Order(StringComparer.Ordinal).ToList();
-                if (found.Count == 0) throw new WrenException($"{input}: no corpus files in this folder ({string.Join(", ", Extensions)}, optionally .gz)");
+                if (found.Count == 0)
+                    throw new WrenException($"{input}: no corpus files in this folder ({string.Join(", ", Extensions)}, optionally .gz)");
                 files.AddRange(found);
             }
             else throw new WrenException($"corpus input not found: {input}");

@@ -81,9 +81,8 @@ public sealed record DataManifest(
     public void EnsureTokenizer(TokenizerIdentity other, string what)
     {
         if (other.Sha256 != Tokenizer.Sha256 || other.VocabularySize != Tokenizer.VocabularySize)
-            throw new WrenException($"{what} ({other.Kind} {other.Name}, sha256 {other.Sha256[..12]}…, {other.VocabularySize} tokens) is " +
-                                    $"not the tokenizer " +
-                                    $"the dataset was prepared with ({Tokenizer.Kind} {Tokenizer.Name}, sha256 " +
+            throw new WrenException($"{what} ({other.Kind} {other.Name}, sha256 {other.Sha256[..12]}…, {other.VocabularySize} tokens) " +
+                                    $"is not the tokenizer the dataset was prepared with ({Tokenizer.Kind} {Tokenizer.Name}, sha256 " +
                                     $"{Tokenizer.Sha256[..12]}…, {Tokenizer.VocabularySize} tokens); " +
                                     "prepare the data again with this tokenizer or use the dataset's own");
     }

@@ -24,7 +24,8 @@ public static class DataPreparer
     public static DataManifest Prepare(IEnumerable<string> inputs, string output, TokenizerHandle tokenizer, PrepareOptions options,
                                        IProgress<PrepareProgress>? progress = null, CancellationToken cancellation = default)
     {
-        if (options.ValidationFraction is < 0 or >= 1) throw new WrenException($"the validation fraction must be in [0, 1), got {options.ValidationFraction}");
+        if (options.ValidationFraction is < 0 or >= 1)
+            throw new WrenException($"the validation fraction must be in [0, 1), got {options.ValidationFraction}");
         if (options.ShardTokens < 1024) throw new WrenException($"shards must hold at least 1024 tokens, got {options.ShardTokens}");
         var files = CorpusReader.Files(inputs);
         if (!options.Overwrite) RefuseToReplaceAnother(output, tokenizer.Identity, files);
@@ -54,7 +55,8 @@ public static class DataPreparer
                 if (piece.EndsDocument) documents++;
                 readChars += piece.Text.Length;
                 if (pieces % 16 == 0)
-                    progress?.Report(new(bytesBefore + Math.Min(fileBytes, readChars), totalBytes, train.Tokens + validation.Tokens, clock.Elapsed.TotalSeconds));
+                    progress?.Report(new(bytesBefore + Math.Min(fileBytes, readChars), totalBytes, train.Tokens + validation.Tokens,
+                                         clock.Elapsed.TotalSeconds));
             }
             bytesBefore += fileBytes;
             sources.Add(new SourceInfo(file, fileBytes, documents));
@@ -63,11 +65,13 @@ public static class DataPreparer
         var validationInfo = validation.Finish();
         if (trainInfo.Tokens == 0) throw new WrenException($"the corpus is empty: no text in {string.Join(", ", files)}");
         if (validationEvery > 0 && validationInfo.Tokens == 0)
-            throw new WrenException($"the corpus has only {pieces} piece(s), too few for a validation share of {options.ValidationFraction}; add text or raise --validation-fraction");
+            throw new WrenException($"the corpus has only {pieces} piece(s), too few for a validation share of " +
+                                    $"{options.ValidationFraction}; add text or raise --validation-fraction");
         progress?.Report(new(totalBytes, totalBytes, trainInfo.Tokens + validationInfo.Tokens, clock.Elapsed.TotalSeconds));
         if (tokenizer.JsonPath is { } json && Path.GetFullPath(json) != Path.GetFullPath(Path.Combine(output, DataManifest.TokenizerFile)))
             File.Copy(json, Path.Combine(output, DataManifest.TokenizerFile), overwrite: true);
-        var manifest = new DataManifest(DataManifest.CurrentFormat, dtype, identity, sources, trainInfo, validationInfo, options.ValidationFraction, DateTimeOffset.UtcNow);
+        var manifest = new DataManifest(DataManifest.CurrentFormat, dtype, identity, sources, trainInfo, validationInfo,
+                                        options.ValidationFraction, DateTimeOffset.UtcNow);
         manifest.Save(output);
         return manifest;
     }
@@ -89,7 +93,8 @@ public static class DataPreparer
                                     "to replace it (runs trained on the old data will then refuse it)");
     }
 
-    /// <summary>Appends tokens to <c>{split}-00000.bin</c>, … rolling over at the shard size; each shard lands atomically with its hash.</summary>
+    /// <summary>Appends tokens to <c>{split}-00000.bin</c>, … rolling over at the shard size; each shard lands atomically with its
+    /// hash.</summary>
     sealed class ShardWriter(string folder, string split, string dtype, long shardTokens) : IDisposable
     {
         readonly List<ShardInfo> shards = [];
@@ -142,7 +147,8 @@ public static class DataPreparer
             stream.Dispose();
             stream = null;
             File.Move(TempPath(shards.Count), FinalPath(shards.Count), overwrite: true);
-            shards.Add(new ShardInfo(Path.GetFileName(FinalPath(shards.Count)), shardCount, Convert.ToHexStringLower(hash!.GetHashAndReset())));
+            shards.Add(new ShardInfo(Path.GetFileName(FinalPath(shards.Count)), shardCount,
+                                     Convert.ToHexStringLower(hash!.GetHashAndReset())));
             hash.Dispose();
             shardCount = 0;
         }

@@ -42,9 +42,11 @@ public static class Scoring
         for (int b = 0; b < rows.Length; b++)
         {
             if (rows[b] is null || rows[b].Length != length)
-                throw new WrenException($"{path}: row {b} has {rows[b]?.Length ?? 0} tokens but row 0 has {length}; rows must have equal length");
+                throw new WrenException($"{path}: row {b} has {rows[b]?.Length ?? 0} tokens but row 0 has {length}; " +
+                                        "rows must have equal length");
             foreach (var id in rows[b])
-                if (id < 0 || id >= vocabSize) throw new WrenException($"{path}: token id {id} in row {b} is outside the vocabulary [0, {vocabSize})");
+                if (id < 0 || id >= vocabSize)
+                    throw new WrenException($"{path}: token id {id} in row {b} is outside the vocabulary [0, {vocabSize})");
         }
         return tensor(rows.SelectMany(r => r).ToArray(), [rows.Length, length]);
     }

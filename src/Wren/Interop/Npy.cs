@@ -40,7 +40,8 @@ public static partial class Npy
         if (!header.Contains("'<f4'") || header.Contains("'fortran_order': True"))
             throw new WrenException($"{path}: only little-endian float32 C-order arrays are supported ({header.Trim()})");
         var shapeText = ShapePattern().Match(header).Groups[1].Value;
-        var shape = shapeText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(long.Parse).ToArray();
+        var shape = shapeText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                             .Select(long.Parse).ToArray();
         int dataStart = start + headerLength;
         var data = new float[(bytes.Length - dataStart) / 4];
         Buffer.BlockCopy(bytes, dataStart, data, 0, data.Length * 4);

@@ -73,7 +73,8 @@ public sealed record HybridConfig
     public bool HasFfn(int layer) => OperatorRegistry.Of(this, layer).Create is null || MixerLayersHaveFfn;
 
     /// <summary>Sliding window of attention layer <paramref name="layer"/>, or null for full attention.</summary>
-    /// <remarks>The released "fused_mha" attention ignores sliding_window (the released modeling_nemotron_flash.py), so it does here too.</remarks>
+    /// <remarks>The released "fused_mha" attention ignores sliding_window (the released modeling_nemotron_flash.py), so it does here
+    /// too.</remarks>
     public int? WindowOf(int layer) =>
         SlidingWindow is { } w && AttnImplementation != "fused_mha" && !(GlobalAttnIdx ?? []).Contains(layer) ? w : null;
 

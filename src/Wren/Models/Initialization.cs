@@ -53,8 +53,8 @@ public static class Initialization
     public static Tensor Uniform(Tensor like, double low, double high, Generator generator) =>
         rand(like.shape, ScalarType.Float32, generator: generator) * (high - low) + low;
 
-    /// <summary>Δ-bias of Mamba2's reference: dt ~ logU(1e-3, 0.1) clamped ≥ 1e-4; returns dt + log(−expm1(−dt)) so that softplus(bias) =
-    /// dt.</summary>
+    /// <summary>Δ-bias of Mamba2's reference: dt ~ logU(1e-3, 0.1) clamped ≥ 1e-4; returns dt + log(−expm1(−dt)) so that
+    /// softplus(bias) = dt.</summary>
     public static Tensor TimestepBias(Tensor like, Generator generator)
     {
         var dt = Uniform(like, Math.Log(1e-3), Math.Log(0.1), generator).exp().clamp_min(1e-4);

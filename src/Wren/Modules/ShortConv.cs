@@ -76,7 +76,8 @@ internal sealed class ShortConv : nn.Module<Tensor, Tensor>
         if (bias is not null) KernelTensors.RequireInPlace(bias, "conv bias", ScalarType.Float32, C);
         using var xc = x.reshape(B, C).contiguous();
         var y = empty(B, 1, C);
-        float* px = KernelTensors.Floats(xc), ps = KernelTensors.Floats(state), pw = KernelTensors.Floats(weight), py = KernelTensors.Floats(y);
+        float* px = KernelTensors.Floats(xc), ps = KernelTensors.Floats(state);
+        float* pw = KernelTensors.Floats(weight), py = KernelTensors.Floats(y);
         float* pb = bias is null ? null : KernelTensors.Floats(bias);
         for (long b = 0; b < B; b++)
             for (long c = 0; c < C; c++)

@@ -40,7 +40,12 @@ internal sealed class Attention : Mixer
         LatencyVariant = (config, layer) => config.WindowOf(layer) is { } w ? $"w{w}" : null,
         WithLatencyVariant = (config, variant, layers) => variant is null
             ? config with { GlobalAttnIdx = [.. config.GlobalAttnIdx ?? [], .. layers] }
-            : config with { SlidingWindow = int.Parse(variant[1..]), GlobalAttnIdx = config.GlobalAttnIdx ?? [], AttnImplementation = "flash_attention_2" },
+            : config with
+            {
+                SlidingWindow = int.Parse(variant[1..]),
+                GlobalAttnIdx = config.GlobalAttnIdx ?? [],
+                AttnImplementation = "flash_attention_2",
+            },
         CostGrowsWithContext = true,
         SearchNames = [new("a"), new("swa", SlidingWindow: true)],
     };
@@ -206,7 +211,8 @@ internal sealed class Attention : Mixer
         using var qc = q.contiguous();
         using var qp = queryPositions.reshape(B).contiguous();
         var o = zeros(B, nh, 1, dv);
-        float* pq = KernelTensors.Floats(qc), pk = KernelTensors.Floats(keys), pv = KernelTensors.Floats(values), po = KernelTensors.Floats(o);
+        float* pq = KernelTensors.Floats(qc), pk = KernelTensors.Floats(keys);
+        float* pv = KernelTensors.Floats(values), po = KernelTensors.Floats(o);
         long* kpos = keyPositions is null ? null : KernelTensors.Longs(keyPositions);
         long* qpos = KernelTensors.Longs(qp);
         long work = B * nkv;

@@ -118,7 +118,8 @@ internal static class DeltaRule
         using var qc = q.contiguous(); using var kc = k.contiguous(); using var vc = v.contiguous();
         using var bc = beta.contiguous(); using var gc = g?.contiguous();
         var o = empty(B, 1, H, V);
-        float* pq = KernelTensors.Floats(qc), pk = KernelTensors.Floats(kc), pv = KernelTensors.Floats(vc), pbeta = KernelTensors.Floats(bc);
+        float* pq = KernelTensors.Floats(qc), pk = KernelTensors.Floats(kc);
+        float* pv = KernelTensors.Floats(vc), pbeta = KernelTensors.Floats(bc);
         float* pg = gc is null ? null : KernelTensors.Floats(gc), ps = KernelTensors.Floats(state), po = KernelTensors.Floats(o);
         long heads = B * H;
         int parts = heads * K * V >= 1 << 16 ? Math.Min(Workers.Count, (int)heads) : 1;

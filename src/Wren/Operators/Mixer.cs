@@ -11,7 +11,8 @@ namespace Wren.Operators;
 /// <param name="State">Decode state to continue from and update in place; null runs from a zero state and keeps nothing.</param>
 public sealed record MixerInput(Tensor Hidden, Tensor Positions, LeftPadding? Padding = null, IMixerState? State = null);
 
-/// <summary>How big a request's caches must be: batch rows, positions per row (meta tokens included), and the most left padding of any row.</summary>
+/// <summary>How big a request's caches must be: batch rows, positions per row (meta tokens included), and the most left padding of any
+/// row.</summary>
 public sealed record CacheShape(int Batch, int MaxLength, int MaxLeftPad = 0);
 
 /// <summary>
@@ -30,7 +31,8 @@ public interface IMixerState : IDisposable
     /// <summary>Bytes held by the state's tensors.</summary>
     long Bytes { get; }
 
-    /// <summary>Fills every row of this (empty) state from row 0 of <paramref name="prefix"/>, a batch-1 state of the same layer (the meta-token state).</summary>
+    /// <summary>Fills every row of this (empty) state from row 0 of <paramref name="prefix"/>, a batch-1 state of the same layer (the
+    /// meta-token state).</summary>
     void CopyPrefixFrom(IMixerState prefix);
 }
 

@@ -12,7 +12,8 @@ namespace Wren.Profiling;
 /// <param name="MatmulFlopsPerSecond">fp32 2048³ matrix product through libtorch.</param>
 /// <param name="MatVecBytesPerSecond">Weight bytes per second read by Wren's fp32 matrix–vector kernel (batch-1 decode).</param>
 /// <param name="LibtorchMatVecBytesPerSecond">The same through libtorch's mv, for comparison.</param>
-public sealed record DeviceFacts(double CopyBytesPerSecond, double MatmulFlopsPerSecond, double MatVecBytesPerSecond, double LibtorchMatVecBytesPerSecond)
+public sealed record DeviceFacts(double CopyBytesPerSecond, double MatmulFlopsPerSecond, double MatVecBytesPerSecond,
+                                 double LibtorchMatVecBytesPerSecond)
 {
     /// <summary>Seconds to read <paramref name="bytes"/> once at the copy bandwidth: the memory roofline of a decode step.</summary>
     public double Roofline(long bytes) => bytes / CopyBytesPerSecond;

@@ -11,7 +11,9 @@ namespace Wren.Profiling;
 public sealed record DeviceIdentity(string Kind, string Processor, int Cores, int Threads, string Runtime)
 {
     /// <summary>A short stable id (hash of every field).</summary>
-    public string Id => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes($"{Kind}|{Processor}|{Cores}|{Threads}|{Runtime}")))[..12].ToLowerInvariant();
+    public string Id =>
+        Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes($"{Kind}|{Processor}|{Cores}|{Threads}|{Runtime}")))[..12]
+            .ToLowerInvariant();
 
     public static DeviceIdentity Current(torch.Device device)
     {
@@ -71,7 +73,11 @@ public sealed record DeviceProfile(DeviceIdentity Identity, DeviceFacts Facts, D
 
     public static DeviceProfile Load(string path)
     {
-        try { return JsonSerializer.Deserialize<DeviceProfile>(File.ReadAllText(path), Json) ?? throw new WrenException($"{path}: empty device profile"); }
+        try
+        {
+            return JsonSerializer.Deserialize<DeviceProfile>(File.ReadAllText(path), Json)
+                   ?? throw new WrenException($"{path}: empty device profile");
+        }
         catch (JsonException e) { throw new WrenException($"{path}: not a device profile ({e.Message})", e); }
     }
 }

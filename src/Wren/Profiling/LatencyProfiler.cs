@@ -88,7 +88,7 @@ public static class LatencyProfiler
         double msPerToken = decode.Median / N * 1e3;
         double measuredTokens = (double)N * options.Repeats;
         var breakdown = config.LayerTypes.Select((t, i) => (type: OperatorRegistry.Canonical(t), i)).GroupBy(x => x.type)
-            .Select(g => { double ms = g.Sum(x => timings.Seconds[x.i]) / measuredTokens * 1e3; return new LayerTypeTime(g.Key, g.Count(), ms, 0); })
+            .Select(g => new LayerTypeTime(g.Key, g.Count(), g.Sum(x => timings.Seconds[x.i]) / measuredTokens * 1e3, 0))
             .ToList();
         double totalMs = timings.RunSeconds / measuredTokens * 1e3;
         breakdown = breakdown.Select(b => b with { Share = b.MsPerToken / totalMs }).ToList();

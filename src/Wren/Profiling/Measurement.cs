@@ -14,7 +14,9 @@ public sealed record Measurement(double Median, double Min, double Max, int Samp
     {
         if (samples.Count == 0) throw new ArgumentException("no samples");
         var sorted = samples.OrderBy(x => x).ToArray();
-        double median = sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+        double median = sorted.Length % 2 == 1
+            ? sorted[sorted.Length / 2]
+            : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
         return new Measurement(median, sorted[0], sorted[^1], sorted.Length);
     }
 

@@ -66,6 +66,7 @@ public static partial class WrenRuntime
 
     /// <summary>The settings a benchmark ran with, for the record.</summary>
     public static string Describe() =>
-        $"threads={torch.get_num_threads()} OMP_WAIT_POLICY={Environment.GetEnvironmentVariable("OMP_WAIT_POLICY") ?? "PASSIVE (set natively)"} " +
+        $"threads={torch.get_num_threads()} " +
+        $"OMP_WAIT_POLICY={Environment.GetEnvironmentVariable("OMP_WAIT_POLICY") ?? "PASSIVE (set natively)"} " +
         $"cores={Environment.ProcessorCount} os={RuntimeInformation.OSDescription}";
 }

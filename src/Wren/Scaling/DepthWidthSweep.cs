@@ -19,8 +19,8 @@ public sealed record SweepAnalysis(ScalingLaw Law, IReadOnlyList<(SweepPoint Poi
                                    SweepPoint? Recommended, double? RecommendedPredicted, double? BudgetMs);
 
 /// <summary>
-/// The depth–width study (Nemotron-Flash paper, depth–width study): a block pattern repeated D times at width W, each shape trained for the same
-/// token budget (validation perplexity) and timed (batch-1 decode ms/token); results saved after every point, so an
+/// The depth–width study (Nemotron-Flash paper, depth–width study): a block pattern repeated D times at width W, each shape trained for
+/// the same token budget (validation perplexity) and timed (batch-1 decode ms/token); results saved after every point, so an
 /// interrupted sweep continues where it stopped.
 /// </summary>
 internal static class DepthWidthSweep

@@ -18,7 +18,8 @@ public sealed record ScalingLaw(double L0, double A, double Alpha, double B, dou
 
     public override string ToString() => $"L(D, W) = {L0:G4} + {A:G4}·D^(−{Alpha:G3}) + {B:G4}·W^(−{Beta:G3})";
 
-    /// <summary>Exponents below this make x^(−e) ≈ 1 − e·ln x, where L0 and the coefficient trade off without bound (a degenerate fit).</summary>
+    /// <summary>Exponents below this make x^(−e) ≈ 1 − e·ln x, where L0 and the coefficient trade off without bound (a degenerate
+    /// fit).</summary>
     public const double MinExponent = 0.05;
 
     public static ScalingLaw Fit(IReadOnlyList<ScalingPoint> points)
@@ -46,7 +47,8 @@ public sealed record ScalingLaw(double L0, double A, double Alpha, double B, dou
             }
             return best ?? (0, 0, 0, target.PointwisePower(2).Sum());
         }
-        double Objective(double alpha, double beta) => alpha is < MinExponent or > 10 || beta is < MinExponent or > 10 ? double.MaxValue : Linear(alpha, beta).Sse;
+        double Objective(double alpha, double beta) =>
+            alpha is < MinExponent or > 10 || beta is < MinExponent or > 10 ? double.MaxValue : Linear(alpha, beta).Sse;
 
         var grid = Enumerable.Range(0, 31).Select(i => MinExponent * Math.Pow(3.0 / MinExponent, i / 30.0)).ToArray();
         var (bestAlpha, bestBeta) = grid.SelectMany(a => grid.Select(b => (a, b))).MinBy(p => Objective(p.a, p.b));

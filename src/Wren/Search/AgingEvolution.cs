@@ -7,8 +7,8 @@ namespace Wren.Search;
 internal sealed record Candidate(Architecture Architecture, int Width, double PredictedLatencyMs, bool Feasible, long Parameters);
 
 /// <summary>
-/// The width rule (Nemotron-Flash paper, evolutionary search): the largest width of the space whose predicted latency meets the target, so proxy
-/// loss is the only ranking signal. In multi-objective mode the architecture carries its own width.
+/// The width rule (Nemotron-Flash paper, evolutionary search): the largest width of the space whose predicted latency meets the target, so
+/// proxy loss is the only ranking signal. In multi-objective mode the architecture carries its own width.
 /// </summary>
 internal sealed class CandidatePlacer(SearchSpace space, Func<HybridConfig, double> latencyMs, HybridConfig? template = null)
 {
@@ -38,8 +38,8 @@ internal sealed class CandidatePlacer(SearchSpace space, Func<HybridConfig, doub
 }
 
 /// <summary>
-/// Aging evolution with tournament selection (Nemotron-Flash paper, evolutionary search), written as a pure function of the study's history so
-/// that a search can stop and restart anywhere: the population before cycle c is the last <c>population</c>
+/// Aging evolution with tournament selection (Nemotron-Flash paper, evolutionary search), written as a pure function of the study's history
+/// so that a search can stop and restart anywhere: the population before cycle c is the last <c>population</c>
 /// finished trials of earlier cycles; every child of cycle c comes from a generator seeded by (seed, c).
 /// Each child: sample members, take the lowest-loss one that meets the latency target (multi-objective: a random
 /// member of the sample's loss–latency Pareto front), mutate exactly one factor, place it at its width.

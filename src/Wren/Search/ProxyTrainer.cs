@@ -5,8 +5,8 @@ using Wren.Training;
 namespace Wren.Search;
 
 /// <summary>
-/// The short-training proxy (Nemotron-Flash paper, evolutionary search): train the candidate for the space's fixed budget on the study's dataset
-/// and return the validation loss. The same seed and batches for every candidate, so only the architecture differs.
+/// The short-training proxy (Nemotron-Flash paper, evolutionary search): train the candidate for the space's fixed budget on the study's
+/// dataset and return the validation loss. The same seed and batches for every candidate, so only the architecture differs.
 /// </summary>
 internal sealed class ProxyTrainer(SearchSpace space, TokenDataset data, string scratch, double stepsFactor = 1) : ITrialEvaluator
 {

@@ -29,8 +29,8 @@ public sealed record RankingValidationReport(string Study, double Factor, long P
 }
 
 /// <summary>
-/// Does the short proxy rank architectures as a longer budget would (Nemotron-Flash paper, evolutionary search)? Retrains the best trials and a random
-/// sample of the others for <c>factor</c>× the proxy budget and correlates the two losses. Each retrained result is kept
+/// Does the short proxy rank architectures as a longer budget would (Nemotron-Flash paper, evolutionary search)? Retrains the best trials
+/// and a random sample of the others for <c>factor</c>× the proxy budget and correlates the two losses. Each retrained result is kept
 /// in <c>validation.json</c> at once, so an interrupted validation continues where it stopped.
 /// </summary>
 public static class RankingValidation

@@ -9,7 +9,8 @@ namespace Wren.Search;
 public sealed record Study(string Name, string Space, string Data, string State, long Created);
 
 /// <summary>A trial to add: number (creation order, unique in the study), cycle (−1 = initial population) and the candidate.</summary>
-public sealed record NewTrial(int Number, int Cycle, string Architecture, string Parent, string Mutation, int Width, double PredictedLatencyMs, bool Feasible, long Parameters);
+public sealed record NewTrial(int Number, int Cycle, string Architecture, string Parent, string Mutation, int Width,
+                              double PredictedLatencyMs, bool Feasible, long Parameters);
 
 /// <summary>One trial of a study as stored: the candidate, its status and lease, and its results.</summary>
 public sealed record Trial
@@ -81,7 +82,8 @@ public sealed class StudyStore : IDisposable
         {
             string path = storage.StartsWith("sqlite:", StringComparison.Ordinal) ? storage["sqlite:".Length..] : storage;
             if (Path.GetDirectoryName(Path.GetFullPath(path)) is { } folder) Directory.CreateDirectory(folder);
-            var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, DefaultTimeout = 60, Pooling = false }.ToString());
+            var connection = new SqliteConnection(
+                new SqliteConnectionStringBuilder { DataSource = path, DefaultTimeout = 60, Pooling = false }.ToString());
             connection.Open();
             connection.Execute("PRAGMA journal_mode=WAL; PRAGMA busy_timeout=60000; PRAGMA synchronous=NORMAL;");
             store = new StudyStore(connection, postgres: false, path);
@@ -97,7 +99,10 @@ public sealed class StudyStore : IDisposable
     {
         Uri parsed;
         try { parsed = new Uri(uri.Replace("postgres://", "postgresql://")); }
-        catch (UriFormatException e) { throw new WrenException($"storage '{Redacted(uri)}' is not a postgresql://user:password@host:port/database URI", e); }
+        catch (UriFormatException e)
+        {
+            throw new WrenException($"storage '{Redacted(uri)}' is not a postgresql://user:password@host:port/database URI", e);
+        }
         var builder = new NpgsqlConnectionStringBuilder
         {
             Host = parsed.Host,
@@ -138,11 +143,14 @@ public sealed class StudyStore : IDisposable
     {
         lock (gate)
         {
-            connection.Execute("INSERT INTO studies (name, space, data, state, created) VALUES (@name, @space, @data, 'running', @now) ON CONFLICT (name) DO NOTHING",
-                               new { name, space, data, now = Now });
+            connection.Execute("""
+                INSERT INTO studies (name, space, data, state, created) VALUES (@name, @space, @data, 'running', @now)
+                ON CONFLICT (name) DO NOTHING
+                """, new { name, space, data, now = Now });
             var study = GetStudyUnlocked(name)!;
             if (study.Space != space)
-                throw new WrenException($"study '{name}' already exists in {Location} with another search space; choose another --study name or the same space file");
+                throw new WrenException($"study '{name}' already exists in {Location} with another search space; " +
+                                        "choose another --study name or the same space file");
             return study;
         }
     }
@@ -152,9 +160,15 @@ public sealed class StudyStore : IDisposable
     Study? GetStudyUnlocked(string name) =>
         connection.QuerySingleOrDefault<Study>("SELECT name, space, data, state, created FROM studies WHERE name = @name", new { name });
 
-    public IReadOnlyList<string> Studies() { lock (gate) return connection.Query<string>("SELECT name FROM studies ORDER BY created").ToList(); }
+    public IReadOnlyList<string> Studies()
+    {
+        lock (gate) return connection.Query<string>("SELECT name FROM studies ORDER BY created").ToList();
+    }
 
-    public void SetStudyState(string name, string state) { lock (gate) connection.Execute("UPDATE studies SET state = @state WHERE name = @name", new { name, state }); }
+    public void SetStudyState(string name, string state)
+    {
+        lock (gate) connection.Execute("UPDATE studies SET state = @state WHERE name = @name", new { name, state });
+    }
 
     /// <summary>Adds trials; a number that exists already is left as it is, so re-proposing after a restart is harmless.</summary>
     public void AddTrials(string study, IEnumerable<NewTrial> trials)
@@ -163,19 +177,28 @@ public sealed class StudyStore : IDisposable
         {
             using var transaction = connection.BeginTransaction();
             foreach (var t in trials)
+            {
+                var row = new
+                {
+                    study, t.Number, t.Cycle, t.Architecture, t.Parent, t.Mutation, t.Width, t.PredictedLatencyMs, t.Feasible, t.Parameters,
+                    now = Now,
+                };
                 connection.Execute("""
-                    INSERT INTO trials (study, number, cycle, architecture, parent, mutation, width, predicted_latency_ms, feasible, parameters, status, created)
-                    VALUES (@study, @Number, @Cycle, @Architecture, @Parent, @Mutation, @Width, @PredictedLatencyMs, @Feasible, @Parameters, 'pending', @now)
+                    INSERT INTO trials (study, number, cycle, architecture, parent, mutation, width, predicted_latency_ms,
+                                        feasible, parameters, status, created)
+                    VALUES (@study, @Number, @Cycle, @Architecture, @Parent, @Mutation, @Width, @PredictedLatencyMs,
+                            @Feasible, @Parameters, 'pending', @now)
                     ON CONFLICT (study, number) DO NOTHING
-                    """, new { study, t.Number, t.Cycle, t.Architecture, t.Parent, t.Mutation, t.Width, t.PredictedLatencyMs, t.Feasible, t.Parameters, now = Now }, transaction);
+                    """, row, transaction);
+            }
             transaction.Commit();
         }
     }
 
     const string Columns = """
-        id, number, cycle, architecture, parent, mutation, width, predicted_latency_ms AS PredictedLatencyMs, feasible, parameters, status, worker,
-        lease_until AS LeaseUntil, attempts, proxy_loss AS ProxyLoss, measured_latency_ms AS MeasuredLatencyMs, train_seconds AS TrainSeconds,
-        error, created, started, finished
+        id, number, cycle, architecture, parent, mutation, width, predicted_latency_ms AS PredictedLatencyMs, feasible, parameters,
+        status, worker, lease_until AS LeaseUntil, attempts, proxy_loss AS ProxyLoss, measured_latency_ms AS MeasuredLatencyMs,
+        train_seconds AS TrainSeconds, error, created, started, finished
         """;
 
     /// <summary>Atomically takes the lowest-numbered pending trial, or a running one whose lease expired; null when none.</summary>
@@ -186,23 +209,28 @@ public sealed class StudyStore : IDisposable
         lock (gate)
             return connection.QuerySingleOrDefault<Trial>($"""
                 UPDATE trials SET status = 'running', worker = @worker, lease_until = @until, attempts = attempts + 1, started = @now
-                WHERE id = (SELECT id FROM trials WHERE study = @study AND (status = 'pending' OR (status = 'running' AND lease_until < @now))
+                WHERE id = (SELECT id FROM trials
+                            WHERE study = @study AND (status = 'pending' OR (status = 'running' AND lease_until < @now))
                             ORDER BY number LIMIT 1 {skipLocked})
                   AND (status = 'pending' OR (status = 'running' AND lease_until < @now))
                 RETURNING {Columns}
                 """, new { study, worker, now, until = now + (long)lease.TotalMilliseconds });
     }
 
-    /// <summary>Returns running trials of workers that <paramref name="isGone"/> says no longer exist to pending, without waiting for their leases.</summary>
+    /// <summary>Returns running trials of workers that <paramref name="isGone"/> says no longer exist to pending, without waiting for their
+    /// leases.</summary>
     public int ReleaseAbandoned(string study, Func<string, bool> isGone)
     {
         lock (gate)
         {
-            var running = connection.Query<(long Id, string Worker)>("SELECT id, worker FROM trials WHERE study = @study AND status = 'running'", new { study });
+            var running = connection.Query<(long Id, string Worker)>(
+                "SELECT id, worker FROM trials WHERE study = @study AND status = 'running'", new { study });
             int released = 0;
             foreach (var (id, worker) in running.Where(r => isGone(r.Worker)))
-                released += connection.Execute("UPDATE trials SET status = 'pending', worker = NULL, lease_until = 0 WHERE id = @id AND worker = @worker AND status = 'running'",
-                                               new { id, worker });
+                released += connection.Execute("""
+                    UPDATE trials SET status = 'pending', worker = NULL, lease_until = 0
+                    WHERE id = @id AND worker = @worker AND status = 'running'
+                    """, new { id, worker });
             return released;
         }
     }
@@ -228,8 +256,10 @@ public sealed class StudyStore : IDisposable
     public bool Fail(long id, string worker, string error)
     {
         lock (gate)
-            return connection.Execute("UPDATE trials SET status = 'failed', error = @error, finished = @now WHERE id = @id AND worker = @worker AND status = 'running'",
-                                      new { id, worker, error, now = Now }) == 1;
+            return connection.Execute("""
+                UPDATE trials SET status = 'failed', error = @error, finished = @now
+                WHERE id = @id AND worker = @worker AND status = 'running'
+                """, new { id, worker, error, now = Now }) == 1;
     }
 
     public void SetMeasuredLatency(long id, double milliseconds)
@@ -240,7 +270,8 @@ public sealed class StudyStore : IDisposable
     /// <summary>All trials of a study by number.</summary>
     public IReadOnlyList<Trial> Trials(string study)
     {
-        lock (gate) return connection.Query<Trial>($"SELECT {Columns} FROM trials WHERE study = @study ORDER BY number", new { study }).ToList();
+        lock (gate)
+            return connection.Query<Trial>($"SELECT {Columns} FROM trials WHERE study = @study ORDER BY number", new { study }).ToList();
     }
 
     public void Dispose() => connection.Dispose();

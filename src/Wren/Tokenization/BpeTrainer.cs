@@ -161,12 +161,16 @@ public sealed record TrainedBpe(IReadOnlyList<byte[]> Tokens, IReadOnlyList<(int
                 ["vocab"] = vocab, ["merges"] = merges,
             },
         };
-        return root.ToJsonString(new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+        return root.ToJsonString(new()
+        {
+            WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        });
     }
 
     public void Save(string path) => AtomicFile.WriteAllText(path, ToTokenizerJson());
 
-    /// <summary>GPT-2's byte → printable character map: printable Latin-1 bytes stand for themselves, the rest shift to U+0100….</summary>
+    /// <summary>GPT-2's byte → printable character map: printable Latin-1 bytes stand for themselves, the rest shift to
+    /// U+0100….</summary>
     static readonly char[] ByteChars = BuildByteChars();
 
     static char[] BuildByteChars()

@@ -14,8 +14,8 @@ public sealed class ByteTokenizer(int modelVocabularySize) : ITextTokenizer
         var bytes = Encoding.UTF8.GetBytes(text);
         foreach (var b in bytes)
             if (b >= modelVocabularySize)
-                throw new WrenException($"the byte tokenizer maps byte {b} to id {b}, outside the model's vocabulary of {modelVocabularySize}; " +
-                                        "add a tokenizer.json to the model folder");
+                throw new WrenException($"the byte tokenizer maps byte {b} to id {b}, outside the model's vocabulary of " +
+                                        $"{modelVocabularySize}; add a tokenizer.json to the model folder");
         return bytes.Select(b => (int)b).ToArray();
     }
 

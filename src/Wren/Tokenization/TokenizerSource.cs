@@ -3,7 +3,8 @@ using System.Text;
 
 namespace Wren.Tokenization;
 
-/// <summary>What a token stream was made with: kind (<c>tokenizer.json</c> or <c>tiktoken</c>), name, content hash, size and end-of-text id.</summary>
+/// <summary>What a token stream was made with: kind (<c>tokenizer.json</c> or <c>tiktoken</c>), name, content hash, size and end-of-text
+/// id.</summary>
 public sealed record TokenizerIdentity(string Kind, string Name, string Sha256, int VocabularySize, int EndOfTextId);
 
 /// <summary>A tokenizer together with its identity and, for tokenizer.json, the file it came from.</summary>
@@ -18,19 +19,23 @@ public static class TokenizerSource
         if (encoding is "cl100k_base" or "o200k_base")
         {
             var tiktoken = TokenizerLoader.Tiktoken(encoding);
-            return new TokenizerHandle(tiktoken, Identify(tiktoken, "tiktoken", encoding, Encoding.UTF8.GetBytes("tiktoken:" + encoding)), null);
+            var identity = Identify(tiktoken, "tiktoken", encoding, Encoding.UTF8.GetBytes("tiktoken:" + encoding));
+            return new TokenizerHandle(tiktoken, identity, null);
         }
         string path = Directory.Exists(spec) ? Path.Combine(spec, "tokenizer.json") : spec;
         if (!File.Exists(path))
-            throw new WrenException($"tokenizer not found: {spec} (give a tokenizer.json, a folder holding one, cl100k_base or o200k_base)");
+            throw new WrenException($"tokenizer not found: {spec} " +
+                                    "(give a tokenizer.json, a folder holding one, cl100k_base or o200k_base)");
         var tokenizer = TokenizerLoader.LoadHuggingFace(path);
-        return new TokenizerHandle(tokenizer, Identify(tokenizer, "tokenizer.json", Path.GetFileName(Path.GetDirectoryName(Path.GetFullPath(path))) ?? path, File.ReadAllBytes(path)), path);
+        string name = Path.GetFileName(Path.GetDirectoryName(Path.GetFullPath(path))) ?? path;
+        return new TokenizerHandle(tokenizer, Identify(tokenizer, "tokenizer.json", name, File.ReadAllBytes(path)), path);
     }
 
     static TokenizerIdentity Identify(ITextTokenizer tokenizer, string kind, string name, byte[] content)
     {
         if (tokenizer.EndOfTextId is not { } eot)
-            throw new WrenException($"the tokenizer ({tokenizer.Name}) defines no end-of-text token (<|endoftext|> or </s>), which separates documents");
+            throw new WrenException($"the tokenizer ({tokenizer.Name}) defines no end-of-text token (<|endoftext|> or </s>), " +
+                                    "which separates documents");
         return new TokenizerIdentity(kind, name, Convert.ToHexStringLower(SHA256.HashData(content)), tokenizer.VocabularySize, eot);
     }
 }

@@ -30,8 +30,8 @@ public sealed record AblationReport(string Name, string Data, IReadOnlyList<ArmR
             $"{first.Options.TotalSteps} steps × {first.Options.TokensPerStep:N0} tokens, {first.Options.Schedule} LR " +
             $"{first.Options.LearningRate:G3}, " +
             $"seed {first.Options.Seed}.", "",
-            "| arm | parameters | final train loss | validation loss | validation PPL | weight decay | row/column norms: mean (min–max) " +
-            "| wall time |",
+            "| arm | parameters | final train loss | validation loss | validation PPL | weight decay | " +
+            "row/column norms: mean (min–max) | wall time |",
             "|---|---|---|---|---|---|---|---|",
         };
         lines.AddRange(Arms.Select(a =>
@@ -41,8 +41,8 @@ public sealed record AblationReport(string Name, string Data, IReadOnlyList<ArmR
         double delta = Arms[1].Result.ValLoss - Arms[0].Result.ValLoss;
         double deltaPpl = Arms[1].Result.ValPerplexity - Arms[0].Result.ValPerplexity;
         lines.AddRange(["", $"Δ validation loss (on − off): {delta:+0.0000;-0.0000}; Δ PPL: {deltaPpl:+0.00;-0.00}.",
-                        "Norms are the L2 norms of the rows/columns that weight normalization would project (Nemotron-Flash paper, weight normalization), measured on the " +
-                        "final weights."]);
+                        "Norms are the L2 norms of the rows/columns that weight normalization would project " +
+                        "(Nemotron-Flash paper, weight normalization), measured on the final weights."]);
         foreach (var arm in Arms.Where(a => a.Accuracy is not null))
             lines.AddRange(["", $"Accuracy, {Name} {arm.Arm.Name}: {arm.Accuracy!.Summary()}."]);
         return string.Join("\n", lines) + "\n";

@@ -18,7 +18,8 @@ public sealed record TrainerState(long Step, long TokensSeen, double Seconds);
 internal static class TrainingCheckpoint
 {
     public const string Folder = "checkpoints";
-    const string StateFile = "trainer-state.json", OptimizerFile = "optimizer.bin", GeneratorFile = "rng.safetensors", TempSuffix = ".wren-tmp";
+    const string StateFile = "trainer-state.json", OptimizerFile = "optimizer.bin", GeneratorFile = "rng.safetensors";
+    const string TempSuffix = ".wren-tmp";
 
     public static string PathFor(string run, long step) => Path.Combine(run, Folder, $"step-{step:D8}");
 
@@ -71,7 +72,11 @@ internal static class TrainingCheckpoint
     {
         string statePath = Path.Combine(checkpoint, StateFile);
         TrainerState state;
-        try { state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath), TrainingOptions.Json) ?? throw new WrenException($"{statePath}: empty"); }
+        try
+        {
+            state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath), TrainingOptions.Json)
+                    ?? throw new WrenException($"{statePath}: empty");
+        }
         catch (JsonException e) { throw new WrenException($"{statePath}: invalid ({e.Message})", e); }
         string optimizerPath = Path.Combine(checkpoint, OptimizerFile);
         if (!File.Exists(optimizerPath)) throw new WrenException($"{checkpoint}: {OptimizerFile} is missing; the checkpoint cannot " +

@@ -35,7 +35,8 @@ public sealed record TrainingOptions
     public double Eps { get; init; } = 1e-8;
     /// <summary>Clip the global gradient norm to this (0: no clipping).</summary>
     public double GradClip { get; init; } = 1.0;
-    /// <summary>Project weights to unit-norm rows/columns after every step (Nemotron-Flash paper, weight normalization); forces weight decay to 0.</summary>
+    /// <summary>Project weights to unit-norm rows/columns after every step (Nemotron-Flash paper, weight normalization); forces weight
+    /// decay to 0.</summary>
     public bool WeightNorm { get; init; }
     public long Seed { get; init; }
 
@@ -72,7 +73,10 @@ public sealed record TrainingOptions
                 "eval/checkpoint/log intervals, eval windows and kept checkpoints must be ≥ 1");
     }
 
-    internal static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
+    internal static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true,
+    };
 
     public string ToJson() => JsonSerializer.Serialize(this, Json);
     public void Save(string path) => AtomicFile.WriteAllText(path, ToJson());
@@ -80,7 +84,10 @@ public sealed record TrainingOptions
     public static TrainingOptions Load(string path)
     {
         if (!File.Exists(path)) throw new WrenException($"training options not found: {path}");
-        try { return JsonSerializer.Deserialize<TrainingOptions>(File.ReadAllText(path), Json) ?? throw new WrenException($"{path}: empty"); }
+        try
+        {
+            return JsonSerializer.Deserialize<TrainingOptions>(File.ReadAllText(path), Json) ?? throw new WrenException($"{path}: empty");
+        }
         catch (JsonException e) { throw new WrenException($"{path}: invalid training options ({e.Message})", e); }
     }
 }

@@ -38,7 +38,8 @@ public static class WeightNormalization
             if (p.dim() != 2 || !name.EndsWith(".weight", StringComparison.Ordinal)) continue;
             string owner = name[..^".weight".Length];
             string leaf = owner[(owner.LastIndexOf('.') + 1)..];
-            if (name == "model.embed_tokens.weight") targets.Add(new(name, p, NormalizedAxis.Rows));   // [V, H]: one residual vector per token
+            // [V, H]: one residual vector per token
+            if (name == "model.embed_tokens.weight") targets.Add(new(name, p, NormalizedAxis.Rows));
             else if (name == "lm_head.weight") targets.Add(new(name, p, NormalizedAxis.Rows));
             else if (ResidualWriters.Contains(leaf)) targets.Add(new(name, p, NormalizedAxis.Columns));
             else if (leaf.EndsWith("_proj", StringComparison.Ordinal)) targets.Add(new(name, p, NormalizedAxis.Rows));

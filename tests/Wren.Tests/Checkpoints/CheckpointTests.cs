@@ -211,7 +211,13 @@ public class BadInputTests
         AssertFails(dir, tokens, "missing 1 tensor(s): model.layers.1.mamba.A_log");
         (dir, tokens) = ValidModel();
         RewriteHeader(dir, h =>
-            { h["model.layers.9.extra"] = new JsonObject { ["dtype"] = "F32", ["shape"] = new JsonArray(0), ["data_offsets"] = new JsonArray(0, 0) }; return h; });
+        {
+            h["model.layers.9.extra"] = new JsonObject
+            {
+                ["dtype"] = "F32", ["shape"] = new JsonArray(0), ["data_offsets"] = new JsonArray(0, 0),
+            };
+            return h;
+        });
         AssertFails(dir, tokens, "unexpected 1 tensor(s): model.layers.9.extra");
     }
 

@@ -8,8 +8,8 @@ namespace Wren.Tests.Checkpoints;
 /// <summary>
 /// Mutated safetensors headers and config.json files through the loading code the CLI uses
 /// (<see cref="HybridForCausalLM.FromPretrained"/>): each either loads a valid model or fails with a
-/// <see cref="WrenException"/> with a one-line message; nothing else (no other exception, no native abort). A model that loads holds no more parameter bytes than its file implies.
-/// Seeded, so every run checks the same inputs.
+/// <see cref="WrenException"/> with a one-line message; nothing else (no other exception, no native abort). A model that loads holds no
+/// more parameter bytes than its file implies. Seeded, so every run checks the same inputs.
 /// </summary>
 public class LoadFuzzTests
 {

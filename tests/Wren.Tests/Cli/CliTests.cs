@@ -102,8 +102,9 @@ public class ResumableTests
     public void Cancellation_names_the_command_that_resumes()
     {
         var error = Assert.Throws<Wren.Cli.Commands.ResumableCancellation>(() =>
-            Wren.Cli.Commands.Resumable.Run<int>(Wren.Cli.Commands.Resumable.Command(["train", "--data", "my data", "--out", "runs/a", "--resume"]),
-                                                 () => throw new OperationCanceledException()));
+            Wren.Cli.Commands.Resumable.Run<int>(
+                Wren.Cli.Commands.Resumable.Command(["train", "--data", "my data", "--out", "runs/a", "--resume"]),
+                () => throw new OperationCanceledException()));
         Assert.Equal("cancelled; to resume, run: wren train --data 'my data' --out runs/a --resume", error.Message);
         var typed = Wren.Cli.WrenCli.Build().Parse(["search", "run", "--data", "d", "--study", "it's"]);
         Assert.Equal("wren search run --data d --study 'it'\\''s'", Wren.Cli.Commands.Resumable.SameCommand(typed));

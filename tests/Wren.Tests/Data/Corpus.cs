@@ -20,7 +20,8 @@ internal static class Corpus
     {
         var random = new Random(seed);
         return Enumerable.Range(0, documents)
-            .Select(d => $"Document {d}. " + string.Join(" ", Enumerable.Range(0, 3 + random.Next(4)).Select(_ => Sentences[random.Next(Sentences.Length)])))
+            .Select(d => $"Document {d}. " +
+                         string.Join(" ", Enumerable.Range(0, 3 + random.Next(4)).Select(_ => Sentences[random.Next(Sentences.Length)])))
             .ToList();
     }
 
@@ -35,12 +36,14 @@ internal static class Corpus
     }
 
     /// <summary>A dataset folder prepared from a JSONL file of <paramref name="documents"/> documents.</summary>
-    public static (string Folder, TokenizerHandle Tokenizer) Prepared(int documents = 400, double validation = 0.1, long shardTokens = 100_000)
+    public static (string Folder, TokenizerHandle Tokenizer) Prepared(int documents = 400, double validation = 0.1,
+                                                                      long shardTokens = 100_000)
     {
         string root = TestSupport.TempDir();
         var tokenizer = Tokenizer(root);
         string jsonl = Path.Combine(root, "corpus.jsonl");
-        File.WriteAllLines(jsonl, Documents(documents, seed: 1).Select(t => System.Text.Json.JsonSerializer.Serialize(new { id = 1, text = t })));
+        File.WriteAllLines(jsonl, Documents(documents, seed: 1)
+                                      .Select(t => System.Text.Json.JsonSerializer.Serialize(new { id = 1, text = t })));
         string folder = Path.Combine(root, "data");
         DataPreparer.Prepare([jsonl], folder, tokenizer, new PrepareOptions { ValidationFraction = validation, ShardTokens = shardTokens });
         return (folder, tokenizer);

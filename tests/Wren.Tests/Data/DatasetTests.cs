@@ -46,14 +46,16 @@ public class DatasetTests
         Directory.CreateDirectory(Path.Combine(corpus, "nested"));
         var docs = Corpus.Documents(40);
         File.WriteAllText(Path.Combine(corpus, "a.txt"), string.Join("\n", docs.Take(20)));
-        using (var gz = new System.IO.Compression.GZipStream(File.Create(Path.Combine(corpus, "nested", "b.txt.gz")), System.IO.Compression.CompressionLevel.Fastest))
+        using (var gz = new System.IO.Compression.GZipStream(File.Create(Path.Combine(corpus, "nested", "b.txt.gz")),
+                                                             System.IO.Compression.CompressionLevel.Fastest))
             gz.Write(System.Text.Encoding.UTF8.GetBytes(string.Join("\n", docs.Skip(20))));
         File.WriteAllText(Path.Combine(corpus, "ignored.bin"), "not text");
         string parquet = Path.Combine(root, "rows.parquet");
         WriteParquet(parquet, "content", docs.Take(10).ToArray());
 
         string output = Path.Combine(root, "data");
-        var manifest = DataPreparer.Prepare([corpus, parquet], output, tokenizer, new PrepareOptions { ValidationFraction = 0.2, Format = new CorpusFormat(ParquetColumn: "content") });
+        var options = new PrepareOptions { ValidationFraction = 0.2, Format = new CorpusFormat(ParquetColumn: "content") };
+        var manifest = DataPreparer.Prepare([corpus, parquet], output, tokenizer, options);
         Assert.Equal(3, manifest.Sources.Count);
         Assert.Equal(10, manifest.Sources[2].Documents);
         Assert.Equal(1, manifest.Sources[1].Documents);   // one text file = one document
@@ -62,7 +64,8 @@ public class DatasetTests
                       + docs.Take(10).Sum(d => tokenizer.Tokenizer.Encode(d).Count + 1);
         Assert.Equal(expected, manifest.Train.Tokens + manifest.Validation.Tokens);
 
-        var (code, error) = TestSupport.Cli("data", "prepare", parquet, "--tokenizer", Path.Combine(root, "tokenizer.json"), "--out", Path.Combine(root, "p2"));
+        var (code, error) = TestSupport.Cli("data", "prepare", parquet, "--tokenizer", Path.Combine(root, "tokenizer.json"),
+                                            "--out", Path.Combine(root, "p2"));
         Assert.Equal(2, code);
         Assert.Contains("no column \"text\" (columns: content)", error);
     }
@@ -84,7 +87,8 @@ public class DatasetTests
         string corpus = Path.Combine(root, "c.jsonl");
         File.WriteAllLines(corpus, Corpus.Documents(20).Select(t => System.Text.Json.JsonSerializer.Serialize(new { text = t })));
         var tokenizer = TokenizerSource.Open("cl100k_base");
-        var manifest = DataPreparer.Prepare([corpus], Path.Combine(root, "data"), tokenizer, new PrepareOptions { ValidationFraction = 0.1 });
+        var manifest = DataPreparer.Prepare([corpus], Path.Combine(root, "data"), tokenizer,
+                                            new PrepareOptions { ValidationFraction = 0.1 });
         Assert.Equal("uint32", manifest.Dtype);
         Assert.Equal("tiktoken", manifest.Tokenizer.Kind);
         using var data = TokenDataset.Open(Path.Combine(root, "data"));
@@ -163,7 +167,8 @@ public class DatasetTests
         Assert.Equal(2, code);
         Assert.Contains("c.jsonl:1: invalid JSON", error);
 
-        (code, error) = TestSupport.Cli("data", "prepare", Path.Combine(root, "missing.txt"), "--tokenizer", tokenizer, "--out", Path.Combine(root, "d4"));
+        (code, error) = TestSupport.Cli("data", "prepare", Path.Combine(root, "missing.txt"), "--tokenizer", tokenizer,
+                                        "--out", Path.Combine(root, "d4"));
         Assert.Equal(2, code);
         Assert.Contains("not found", error);
 

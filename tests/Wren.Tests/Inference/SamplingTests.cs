@@ -22,7 +22,8 @@ public class SamplingTests
         for (int i = 0; i < 20; i++)
         {
             Assert.Equal([1L, 0L], Sampler.Next(Logits, new SamplingOptions { Temperature = 1.5, TopK = 1 }, gen).data<long>().ToArray());
-            Assert.Equal([1L, 0L], Sampler.Next(Logits, new SamplingOptions { Temperature = 1.5, TopP = 1e-3 }, gen).data<long>().ToArray());
+            Assert.Equal([1L, 0L],
+                         Sampler.Next(Logits, new SamplingOptions { Temperature = 1.5, TopP = 1e-3 }, gen).data<long>().ToArray());
         }
     }
 
@@ -33,7 +34,11 @@ public class SamplingTests
         var a = Enumerable.Range(0, 50).Select(_ => Sampler.Next(Logits, options, null)).ToList();
         Assert.All(a, t => Assert.Contains(t[0].item<long>(), new long[] { 1, 2 }));
         Assert.All(a, t => Assert.Contains(t[1].item<long>(), new long[] { 0, 3 }));
-        long[] Draw(ulong seed) { var g = new Generator(seed); return Enumerable.Range(0, 30).Select(_ => Sampler.Next(Logits, options with { TopK = 0 }, g)[0].item<long>()).ToArray(); }
+        long[] Draw(ulong seed)
+        {
+            var g = new Generator(seed);
+            return Enumerable.Range(0, 30).Select(_ => Sampler.Next(Logits, options with { TopK = 0 }, g)[0].item<long>()).ToArray();
+        }
         Assert.Equal(Draw(7), Draw(7));
         Assert.Contains(3L, Enumerable.Range(0, 200).Select(_ => Sampler.Next(Logits, options with { TopK = 0 }, null)[0].item<long>()));
     }

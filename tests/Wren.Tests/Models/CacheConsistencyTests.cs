@@ -133,7 +133,8 @@ public class CacheConsistencyTests
         long afterTwo = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
         generator.GenerateIds([[1, 2, 3]], options with { MaxNewTokens = 60 }).ToList();
         generator.GenerateIds([[1, 2, 3]], options with { MaxNewTokens = 60 }).Take(2).ToList();   // consumer stops early
-        Assert.True(before == DisposeScopeManager.Statistics.ThreadTotalLiveCount, $"live tensors {before} → {afterTwo} → {DisposeScopeManager.Statistics.ThreadTotalLiveCount}");
+        Assert.True(before == DisposeScopeManager.Statistics.ThreadTotalLiveCount,
+                    $"live tensors {before} → {afterTwo} → {DisposeScopeManager.Statistics.ThreadTotalLiveCount}");
     }
 }
 
@@ -143,7 +144,16 @@ public class ChunkedPrefillTests
     public void Prompts_longer_than_a_chunk_prefill_exactly()
     {
         using var scope = NewDisposeScope();
-        var config = Config("a", "deltanet", "m2", "gdn") with { NumMemoryTokens = 3, SlidingWindow = 300, GlobalAttnIdx = [0], HiddenSize = 32, NumAttentionHeads = 2, NumKeyValueHeads = 1, Mamba2HeadDim = 8 };
+        var config = Config("a", "deltanet", "m2", "gdn") with
+        {
+            NumMemoryTokens = 3,
+            SlidingWindow = 300,
+            GlobalAttnIdx = [0],
+            HiddenSize = 32,
+            NumAttentionHeads = 2,
+            NumKeyValueHeads = 1,
+            Mamba2HeadDim = 8,
+        };
         using var model = RandomModel(config, seed: 12);
         var tokens = RandomTokens(2, HybridForCausalLM.PrefillChunk + 77, config.VocabSize, 5);
         var full = Scoring.Logits(model, tokens);

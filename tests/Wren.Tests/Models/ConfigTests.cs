@@ -41,7 +41,10 @@ public class ConfigTests
     [Fact]
     public void Ffn_width_floors_expand_ratio_to_a_multiple_of_128()
     {
-        var c = HybridConfig.Parse(Edit(j => { j["ffn_expand_ratio"] = 3.0; j["hidden_size"] = 96; j["num_attention_heads"] = 4; j["mamba2_headdim"] = 24; }));
+        var c = HybridConfig.Parse(Edit(j =>
+        {
+            j["ffn_expand_ratio"] = 3.0; j["hidden_size"] = 96; j["num_attention_heads"] = 4; j["mamba2_headdim"] = 24;
+        }));
         Assert.Equal(256, c.FfnSize);   // int(288) // 128 · 128
     }
 
@@ -70,14 +73,18 @@ public class ConfigTests
     [Fact]
     public void Ffn_ratio_that_floors_to_zero_is_rejected()
     {
-        var error = Assert.Throws<WrenException>(() => HybridConfig.Parse(Edit(j => { j["ffn_expand_ratio"] = 1.5; j["intermediate_size"] = 0; })));
+        var error = Assert.Throws<WrenException>(() =>
+            HybridConfig.Parse(Edit(j => { j["ffn_expand_ratio"] = 1.5; j["intermediate_size"] = 0; })));
         Assert.Contains("floors to an FFN width of 0", error.Message);
     }
 
     [Fact]
     public void Attention_implementations_follow_the_released_code()
     {
-        var fused = HybridConfig.Parse(Edit(j => { j["attn_implementation_new"] = "fused_mha"; j["sliding_window"] = 8; j["global_attn_idx"] = new JsonArray(); }));
+        var fused = HybridConfig.Parse(Edit(j =>
+        {
+            j["attn_implementation_new"] = "fused_mha"; j["sliding_window"] = 8; j["global_attn_idx"] = new JsonArray();
+        }));
         Assert.Null(fused.WindowOf(0));   // fused_mha ignores sliding_window
         var flash = HybridConfig.Parse(Edit(j => { j["sliding_window"] = 8; j["global_attn_idx"] = new JsonArray(); }));
         Assert.Equal(8, flash.WindowOf(0));

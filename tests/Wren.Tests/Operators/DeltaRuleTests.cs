@@ -5,7 +5,8 @@ using static Wren.Tests.TestSupport;
 
 namespace Wren.Tests.Operators;
 
-/// <summary>The delta rule of DeltaNet and Gated DeltaNet: chunked equals recurrent (output, state, gradients), split states continue exactly.</summary>
+/// <summary>The delta rule of DeltaNet and Gated DeltaNet: chunked equals recurrent (output, state, gradients), split states continue
+/// exactly.</summary>
 public class DeltaRuleTests
 {
     /// <summary>q, k [B, T, H, K], v [B, T, H, V], β and g [B, T, H], S₀ [B, H, K, V].</summary>

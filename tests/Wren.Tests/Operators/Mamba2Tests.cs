@@ -6,10 +6,12 @@ using static Wren.Tests.TestSupport;
 
 namespace Wren.Tests.Operators;
 
-/// <summary>Mamba2 (SSD): chunked equals recurrent (output, state, gradients), split states continue exactly, with G &gt; 1 groups.</summary>
+/// <summary>Mamba2 (SSD): chunked equals recurrent (output, state, gradients), split states continue exactly, with G &gt; 1
+/// groups.</summary>
 public class Mamba2Tests
 {
-    static (Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, Tensor D, Tensor s0) Inputs(long b, long T, long H, long P, long G, long N, int seed)
+    static (Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, Tensor D, Tensor s0) Inputs(long b, long T, long H, long P, long G, long N,
+                                                                                           int seed)
     {
         var gen = new Generator((ulong)seed);
         var x = randn([b, T, H, P], generator: gen);
@@ -45,7 +47,8 @@ public class Mamba2Tests
         var (yFull, sFull) = Mamba2.Chunked(x, dt, A, B, C, D, s0, 16);
         long t1 = 33;
         var (y1, s1) = Mamba2.Chunked(x.narrow(1, 0, t1), dt.narrow(1, 0, t1), A, B.narrow(1, 0, t1), C.narrow(1, 0, t1), D, s0, 16);
-        var (y2, s2) = Mamba2.Chunked(x.narrow(1, t1, 70 - t1), dt.narrow(1, t1, 70 - t1), A, B.narrow(1, t1, 70 - t1), C.narrow(1, t1, 70 - t1), D, s1, 16);
+        var (y2, s2) = Mamba2.Chunked(x.narrow(1, t1, 70 - t1), dt.narrow(1, t1, 70 - t1), A, B.narrow(1, t1, 70 - t1),
+                                      C.narrow(1, t1, 70 - t1), D, s1, 16);
         AssertClose(cat([y1, y2], 1), yFull, 1e-4, "split output");
         AssertClose(s2, sFull, 1e-4, "split state");
     }

@@ -43,7 +43,11 @@ public class ProfilerTests
     {
         var config = Config("a", "f", "m2", "deltanet") with { NumMemoryTokens = 2 };
         using var model = RandomModel(config);
-        var options = new ProfileOptions { PromptTokens = 16, DecodeTokens = 4, Repeats = 2, Contexts = [8, 32], ThroughputContext = 16, MemoryBudgetBytes = 64L << 20, MaxBatch = 8 };
+        var options = new ProfileOptions
+        {
+            PromptTokens = 16, DecodeTokens = 4, Repeats = 2, Contexts = [8, 32], ThroughputContext = 16, MemoryBudgetBytes = 64L << 20,
+            MaxBatch = 8,
+        };
         var profile = LatencyProfiler.Profile(model, "small", options, FakeDevice);
         Assert.Equal(2, profile.LatencyByContext.Count);
         // attention grows

@@ -9,7 +9,9 @@ public class ScalingLawTests
     public void The_fit_recovers_known_parameters_from_synthetic_data()
     {
         var truth = new ScalingLaw(2.1, 1.8, 0.7, 40.0, 0.9, 0);
-        var points = (from d in new[] { 2, 4, 6, 8, 12 } from w in new[] { 64, 128, 192, 256 } select new ScalingPoint(d, w, truth.Predict(d, w))).ToList();
+        var points = (from d in new[] { 2, 4, 6, 8, 12 }
+                      from w in new[] { 64, 128, 192, 256 }
+                      select new ScalingPoint(d, w, truth.Predict(d, w))).ToList();
         var fit = ScalingLaw.Fit(points);
         Assert.Equal(truth.L0, fit.L0, 3);
         Assert.Equal(truth.A, fit.A, 2);
@@ -20,7 +22,8 @@ public class ScalingLawTests
 
         // With noise, extrapolation to larger shapes stays close.
         var random = new Random(3);
-        var noisy = points.Where(p => p.Depth <= 8 && p.Width <= 192).Select(p => p with { Loss = p.Loss * (1 + 0.002 * (random.NextDouble() - 0.5)) }).ToList();
+        var noisy = points.Where(p => p.Depth <= 8 && p.Width <= 192)
+                          .Select(p => p with { Loss = p.Loss * (1 + 0.002 * (random.NextDouble() - 0.5)) }).ToList();
         var extrapolating = ScalingLaw.Fit(noisy);
         foreach (var held in points.Where(p => p.Depth > 8 || p.Width > 192))
             Assert.InRange(Math.Abs(extrapolating.Predict(held.Depth, held.Width) - held.Loss) / held.Loss, 0, 0.02);
@@ -33,7 +36,9 @@ public class ScalingLawTests
         // A real 100-step sweep (docs/search.md): perplexities too early in training to fall monotonically.
         double[,] ppl = { { 600.84, 484.50, 428.84 }, { 493.37, 473.74, 438.13 }, { 469.44, 491.43, 437.02 } };
         int[] widths = [128, 192, 256];
-        var points = (from d in Enumerable.Range(0, 3) from w in Enumerable.Range(0, 3) select new ScalingPoint(d + 1, widths[w], ppl[d, w])).ToList();
+        var points = (from d in Enumerable.Range(0, 3)
+                      from w in Enumerable.Range(0, 3)
+                      select new ScalingPoint(d + 1, widths[w], ppl[d, w])).ToList();
         var fit = ScalingLaw.Fit(points);
         Assert.True(fit.A >= 0 && fit.B >= 0, fit.ToString());
         Assert.True(fit.Alpha >= ScalingLaw.MinExponent && fit.Beta >= ScalingLaw.MinExponent, fit.ToString());
@@ -59,8 +64,9 @@ public class DepthWidthSweepTests
     {
         var (data, _) = Wren.Tests.Data.Corpus.Prepared();
         string folder = TestSupport.TempDir();
-        string[] args = ["scaling", "sweep", "--config", "flash-quick", "--pattern", "a f", "--depths", "1,2,3", "--widths", "64,128,192", "--data", data,
-                         "--steps", "2", "--batch-size", "2", "--seq-len", "16", "--decode-tokens", "4", "--out", folder, "--budget-ms", "1000"];
+        string[] args = ["scaling", "sweep", "--config", "flash-quick", "--pattern", "a f", "--depths", "1,2,3", "--widths", "64,128,192",
+                         "--data", data, "--steps", "2", "--batch-size", "2", "--seq-len", "16", "--decode-tokens", "4", "--out", folder,
+                         "--budget-ms", "1000"];
         var (code, error) = TestSupport.Cli(args);
         Assert.True(code == 0, error);
         var points = DepthWidthSweep.Load(Path.Combine(folder, "sweep.json"));

@@ -7,7 +7,10 @@ public class EvolutionTests
 {
     static SearchSpace Space(bool multiObjective = false) => SearchSpace.Load("quick") with
     {
-        Evolution = new EvolutionSettings { Population = 8, Sample = 3, ChildrenPerCycle = 4, Cycles = 6, Seed = 3, MultiObjective = multiObjective },
+        Evolution = new EvolutionSettings
+        {
+            Population = 8, Sample = 3, ChildrenPerCycle = 4, Cycles = 6, Seed = 3, MultiObjective = multiObjective,
+        },
         Proxy = new ProxySettings { Fitness = "synthetic" },
     };
 
@@ -130,7 +133,11 @@ public class EvolutionTests
     [Fact]
     public void A_restarted_search_takes_back_the_trial_its_killed_process_held_without_waiting_for_the_lease()
     {
-        var space = Space() with { Latency = new LatencySettings { TargetMs = 16 }, Evolution = new EvolutionSettings { Population = 4, Cycles = 0 } };
+        var space = Space() with
+        {
+            Latency = new LatencySettings { TargetMs = 16 },
+            Evolution = new EvolutionSettings { Population = 4, Cycles = 0 },
+        };
         string storage = Path.Combine(TestSupport.TempDir(), "r.db");
         using var store = StudyStore.Open(storage);
         store.CreateStudy("r", space.ToJson(), "none");

@@ -36,10 +36,12 @@ public class SearchCliTests
         string spacePath = Path.Combine(root, "space.json");
         File.WriteAllText(spacePath, space.ToJson());
         string storage = Path.Combine(root, "studies.db");
-        var (code, error) = TestSupport.Cli("search", "run", "--space", spacePath, "--data", data, "--storage", storage, "--until-cycle", "1", "--measure-front", "1");
+        var (code, error) = TestSupport.Cli("search", "run", "--space", spacePath, "--data", data, "--storage", storage,
+                                            "--until-cycle", "1", "--measure-front", "1");
         Assert.True(code == 0, error);
         using (var store = StudyStore.Open(storage)) Assert.Equal(6, store.Trials("cli").Count);   // stopped after cycle 1
-        (code, error) = TestSupport.Cli("search", "run", "--space", spacePath, "--data", data, "--storage", storage, "--measure-front", "1");
+        (code, error) = TestSupport.Cli("search", "run", "--space", spacePath, "--data", data, "--storage", storage,
+                                        "--measure-front", "1");
         Assert.True(code == 0, error);
         using (var store = StudyStore.Open(storage))
         {
@@ -53,7 +55,8 @@ public class SearchCliTests
         string folder = Path.Combine(root, "cli");
         foreach (var file in new[] { "report.md", "front.png", "trajectory.svg", "winner.config.json", "latency-table.json" })
             Assert.True(File.Exists(Path.Combine(folder, file)), file);
-        (code, error) = TestSupport.Cli("train", "--config", Path.Combine(folder, "winner.config.json"), "--data", data, "--out", Path.Combine(root, "winner"),
+        (code, error) = TestSupport.Cli("train", "--config", Path.Combine(folder, "winner.config.json"), "--data", data,
+                                        "--out", Path.Combine(root, "winner"),
                                         "--steps", "1", "--batch-size", "1", "--seq-len", "16", "--eval-windows", "1");
         Assert.True(code == 0, error);
 

@@ -23,7 +23,8 @@ public class StudyStoreTests
     static Process Worker(string storage, string study, string lease = "2")
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "Wren.Cli.dll"), "search", "worker", "--storage", storage, "--study", study, "--lease", lease, "--idle-exit", "6" })
+        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "Wren.Cli.dll"), "search", "worker", "--storage", storage,
+                                  "--study", study, "--lease", lease, "--idle-exit", "6" })
             start.ArgumentList.Add(a);
         var process = Process.Start(start)!;
         process.OutputDataReceived += (_, _) => { };

@@ -33,7 +33,13 @@ public class TokenizerTrainingTests
             var builder = new StringBuilder();
             for (int c = 0; c < 40; c++)
             {
-                int codePoint = random.Next(4) switch { 0 => random.Next(0x20, 0x7F), 1 => random.Next(0x80, 0x800), 2 => random.Next(0x800, 0xD800), _ => random.Next(0x10000, 0x10FFFF) };
+                int codePoint = random.Next(4) switch
+                {
+                    0 => random.Next(0x20, 0x7F),
+                    1 => random.Next(0x80, 0x800),
+                    2 => random.Next(0x800, 0xD800),
+                    _ => random.Next(0x10000, 0x10FFFF),
+                };
                 builder.Append(char.ConvertFromUtf32(codePoint));
             }
             samples.Add(builder.ToString());

@@ -92,7 +92,7 @@ public class TrainerTests
         File.WriteAllText(config, SmallHybrid().ToJson());
         string[] Args(string run) =>
             ["train", "--config", config, "--data", folder, "--out", run, "--steps", "12", "--batch-size", "2", "--seq-len", "32",
-                                      "--checkpoint-every", "2", "--log-every", "1", "--eval-every", "100", "--eval-windows", "4", "--threads", "1"];
+             "--checkpoint-every", "2", "--log-every", "1", "--eval-every", "100", "--eval-windows", "4", "--threads", "1"];
         string straight = TestSupport.TempDir(), killed = TestSupport.TempDir();
         Assert.Equal(0, TestSupport.Cli(Args(straight)).Code);
 
