@@ -6,6 +6,7 @@ namespace Wren.Tests.Models;
 /// The released-size presets against their parameter count, counted here tensor by tensor from the shapes of
 /// checkpoint-layout.md (not from the model), and against the sizes the Nemotron-Flash paper states (0.96B, 2.7B).
 /// </summary>
+[Collection("cli")]
 public class PresetSizeTests
 {
     /// <summary>Parameters of a Nemotron-Flash config without mixer-layer FFNs (intermediate_size 0), by the layout's shapes.</summary>
