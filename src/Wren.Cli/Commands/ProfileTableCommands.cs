@@ -22,11 +22,11 @@ internal static class ProfileTableCommands
     /// <summary>--passes, --decode-tokens and --drift-tolerance: how each figure is measured against the reference.</summary>
     sealed class InterleaveFlags
     {
-        readonly Option<int> passes = new("--passes") { Description = "timed runs per figure, each between two reference runs", DefaultValueFactory = _ => 7 };
-        readonly Option<int> tokens = new("--decode-tokens") { Description = "tokens per timed run", DefaultValueFactory = _ => 16 };
+        readonly Option<int> passes = new("--passes") { Description = "timed runs per figure, each between two reference runs", DefaultValueFactory = _ => 9 };
+        readonly Option<int> tokens = new("--decode-tokens") { Description = "tokens per timed run", DefaultValueFactory = _ => 8 };
         readonly Option<double> drift = new("--drift-tolerance")
         {
-            Description = "re-measure a figure when the reference moved more than this share during it", DefaultValueFactory = _ => 0.10,
+            Description = "re-measure a figure when the reference's best step moved more than this share during it", DefaultValueFactory = _ => 0.05,
         };
 
         public InterleaveFlags(Command command) { command.Add(passes); command.Add(tokens); command.Add(drift); }
@@ -151,7 +151,7 @@ internal static class ProfileTableCommands
         var depths = new Option<string>("--depths") { Description = "blocks", DefaultValueFactory = _ => "6,12,18,24" };
         var widths = new Option<string>("--widths") { Description = "hidden sizes", DefaultValueFactory = _ => "128,256,384" };
         var prompt = new Option<int>("--prompt-tokens") { Description = "prompt before decoding", DefaultValueFactory = _ => 128 };
-        var decode = new Option<int>("--decode-tokens") { Description = "tokens per timed run", DefaultValueFactory = _ => 16 };
+        var decode = new Option<int>("--decode-tokens") { Description = "tokens per timed run", DefaultValueFactory = _ => 8 };
         var repeats = new Option<int>("--repeats") { Description = "timed runs per cell", DefaultValueFactory = _ => 5 };
         var output = new Option<string>("--out") { Description = "folder for grid.json and the heatmap", DefaultValueFactory = _ => Path.Combine(".wren", "grid") };
         foreach (var o in new Option[] { template, pattern, depths, widths, prompt, decode, repeats, output }) command.Add(o);

@@ -69,6 +69,15 @@ public class InterleavedLatencyTests
     }
 
     [Fact]
+    public void Runs_slowed_down_by_other_processes_are_left_out()
+    {
+        var spikes = new Random(7);   // 20 % of runs, candidate's or reference's, 1.1–3× slower
+        var machine = new Machine(_ => spikes.NextDouble() < 0.2 ? 1.1 + 1.9 * spikes.NextDouble() : 1.0);
+        var clock = new InterleavedClock(new Rig(machine, 1e-3, 0), new InterleaveOptions { Passes = 9 });
+        for (int i = 0; i < 20; i++) Assert.Equal(2.5, clock.Measure(new Rig(machine, 2.5e-3, 0)).Ratio, 1e-9);
+    }
+
+    [Fact]
     public void A_reference_that_moves_during_a_measurement_is_measured_again()
     {
         // Runs 0–4 at full speed, then 60 % slower for good: the first measurement straddles the change.
