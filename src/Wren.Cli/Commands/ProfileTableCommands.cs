@@ -105,8 +105,9 @@ internal static class ProfileTableCommands
         var count = new Option<int>("--count") { Description = "random architectures per width", DefaultValueFactory = _ => 20 };
         var context = new Option<int>("--context") { Description = "prompt tokens before decoding", DefaultValueFactory = _ => 256 };
         var seed = new Option<long>("--seed") { Description = "architecture sampling seed", DefaultValueFactory = _ => 1 };
+        var batch = new Option<int>("--batch") { Description = "batch size (one the table has)", DefaultValueFactory = _ => 1 };
         var output = new Option<string?>("--out") { Description = "write the check as JSON" };
-        foreach (var o in new Option[] { path, count, context, seed, output }) command.Add(o);
+        foreach (var o in new Option[] { path, count, context, seed, batch, output }) command.Add(o);
         var interleave = new InterleaveFlags(command);
         var common = new CommonOptions(command, withDType: false);
         command.SetAction(result =>
@@ -116,7 +117,7 @@ internal static class ProfileTableCommands
             table.EnsureDevice(DeviceIdentity.Current(device));
             LatencyCheck check = null!;
             AnsiConsole.Status().Start("measuring", status => check = table.Check(result.GetValue(count), result.GetValue(context), result.GetValue(seed),
-                interleave.Of(result), new StatusProgress(status)));
+                interleave.Of(result), result.GetValue(batch), new StatusProgress(status)));
             PrintCheck(check);
             if (result.GetValue(output) is { } file) AtomicFile.WriteAllText(file, JsonSerializer.Serialize(check, ProfileCommand.Json));
             return 0;

@@ -43,10 +43,11 @@ public sealed record ErrorSummary(string Predictor, int? Width, int Count, doubl
 /// <param name="ReferenceMsNow">Its median step during this check (ms): the machine's speed now relative to the build.</param>
 /// <param name="Drift">Largest ÷ smallest reference step seen during the check.</param>
 /// <param name="Remeasured">Architectures measured again because the reference moved during their measurement.</param>
-public sealed record LatencyCheck(int Context, IReadOnlyList<PredictionCheck> Checks, IReadOnlyList<ErrorSummary> Summaries,
+public sealed record LatencyCheck(int Context, int Batch, IReadOnlyList<PredictionCheck> Checks, IReadOnlyList<ErrorSummary> Summaries,
                                   double ReferenceMsAtBuild, double ReferenceMsNow, double Drift, int Remeasured)
 {
-    public static LatencyCheck Of(IReadOnlyList<PredictionCheck> checks, IReadOnlyList<MeasuredStep> measured, double referenceSeconds, int context)
+    public static LatencyCheck Of(IReadOnlyList<PredictionCheck> checks, IReadOnlyList<MeasuredStep> measured, double referenceSeconds, int context,
+                                  int batch)
     {
         var summaries = new List<ErrorSummary>();
         foreach (var group in checks.GroupBy(c => (int?)c.Width).Append(checks.GroupBy(_ => (int?)null).First()))
@@ -56,7 +57,7 @@ public sealed record LatencyCheck(int Context, IReadOnlyList<PredictionCheck> Ch
             if (fitted.Count > 0) summaries.Add(ErrorSummary.Of("fit", group.Key, fitted));
         }
         var levels = measured.Select(m => m.Timing.ReferenceSeconds).ToList();
-        return new LatencyCheck(context, checks, summaries, referenceSeconds * 1e3, Measurement.Of(levels).Median * 1e3, levels.Max() / levels.Min(),
+        return new LatencyCheck(context, batch, checks, summaries, referenceSeconds * 1e3, Measurement.Of(levels).Median * 1e3, levels.Max() / levels.Min(),
                                 measured.Count(m => m.Timing.Attempts > 1));
     }
 }

@@ -262,6 +262,8 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
             progress?.Report($"measuring {results.Count + 1}/{configs.Count}: {string.Join(" ", config.LayerTypes)} at width {config.HiddenSize}");
             using var rig = rigs(config, batch, context, false);
             var timing = clock.Measure(rig);
+            progress?.Report($"  {timing.Ratio:F4} reference steps (reference {timing.ReferenceSeconds * 1e6:F0} µs, moved {timing.Drift:P0}, " +
+                             $"{timing.Attempts} attempt(s))");
             results.Add(new MeasuredStep(timing.Ratio * Reference.StepSeconds, timing.Ratio * timing.ReferenceSeconds, timing));
         }
         return results;
@@ -269,19 +271,20 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
 
     /// <summary>
     /// Predicts and measures <paramref name="countPerWidth"/> random hybrids of the table's operators at every width of
-    /// the table (batch 1, the given context), each measured interleaved with the reference: the predictors' errors on
-    /// architectures they were not built from, per width and overall.
+    /// the table (at a batch the table has, after a <paramref name="context"/>-token prompt), each measured interleaved
+    /// with the reference: the predictors' errors on architectures they were not built from, per width and overall.
     /// </summary>
-    public LatencyCheck Check(int countPerWidth, int context, long seed, InterleaveOptions options, IProgress<string>? progress = null,
+    public LatencyCheck Check(int countPerWidth, int context, long seed, InterleaveOptions options, int batch = 1, IProgress<string>? progress = null,
                               RigFactory? rigs = null)
     {
+        if (!Batches.Contains(batch)) throw new WrenException($"the latency table has no entries at batch {batch} (batches {string.Join(", ", Batches)})");
         if (seed == CalibrationSeed) throw new WrenException($"seed {CalibrationSeed} drew the fitted architectures; choose another");
         if (countPerWidth < 1) throw new WrenException("check at least one architecture per width");
         var random = new Random((int)seed);
         var configs = Widths.SelectMany(w => Enumerable.Range(0, countPerWidth).Select(_ => RandomArchitecture(random, w))).ToList();
-        var measured = Measure(configs, 1, context, options, progress, rigs);
+        var measured = Measure(configs, batch, context, options, progress, rigs);
         var checks = configs.Select((c, i) => new PredictionCheck(c.LayerTypes, c.HiddenSize, measured[i].Seconds / Reference.StepSeconds,
-                                                                  PredictBySum(c, 1, context), PredictByFit(c, 1, context))).ToList();
-        return LatencyCheck.Of(checks, measured, Reference.StepSeconds, context);
+                                                                  PredictBySum(c, batch, context), PredictByFit(c, batch, context))).ToList();
+        return LatencyCheck.Of(checks, measured, Reference.StepSeconds, context, batch);
     }
 }

@@ -114,6 +114,26 @@ public class InterleavedLatencyTests
     }
 
     [Fact]
+    public void The_check_on_a_machine_slower_than_at_the_build_still_compares_like_with_like()
+    {
+        var table = Build(new Machine(_ => 1.0));
+        var check = table.Check(5, 200, seed: 2, new InterleaveOptions { Passes = 5 }, rigs: Rigs(new Machine(_ => 1.7)));
+        Assert.Equal(10, check.Checks.Count);
+        Assert.Equal([64, 128], check.Checks.Select(c => c.Width).Distinct().Order());
+        Assert.Equal(1.7 * check.ReferenceMsAtBuild, check.ReferenceMsNow, 1e-9);
+        foreach (var c in check.Checks)
+        {
+            var config = Template.WithShape(c.LayerTypes, c.Width);
+            Assert.Equal(TrueStep(config, 1, 200) / table.Reference.StepSeconds, c.Measured, c.Measured * 1e-9);   // in build units
+        }
+        var overall = check.Summaries.Single(s => s.Predictor == "fit" && s.Width is null);
+        Assert.True(overall.Mape < 0.1 && overall.Within5 == 1 && overall.MeetsTarget, $"MAPE {overall.Mape} %");
+        Assert.Equal(3, check.Summaries.Count(s => s.Predictor == "sum"));   // per width and overall
+        Assert.Contains("drew the fitted architectures", Assert.Throws<WrenException>(
+            () => table.Check(1, 200, LatencyTable.CalibrationSeed, new InterleaveOptions())).Message);
+    }
+
+    [Fact]
     public void The_fit_recovers_known_overhead_and_per_layer_costs()
     {
         var truth = new Dictionary<string, double> { ["a"] = 0.31, ["a:w128"] = 0.12, ["m2"] = 0.47, ["f"] = 0.09 };
