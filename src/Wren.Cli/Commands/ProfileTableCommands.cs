@@ -22,11 +22,15 @@ internal static class ProfileTableCommands
     /// <summary>--passes, --decode-tokens and --drift-tolerance: how each figure is measured against the reference.</summary>
     sealed class InterleaveFlags
     {
-        readonly Option<int> passes = new("--passes") { Description = "timed runs per figure, each between two reference runs", DefaultValueFactory = _ => 9 };
+        readonly Option<int> passes = new("--passes")
+        {
+            Description = "timed runs per figure, each between two reference runs", DefaultValueFactory = _ => 9,
+        };
         readonly Option<int> tokens = new("--decode-tokens") { Description = "tokens per timed run", DefaultValueFactory = _ => 8 };
         readonly Option<double> drift = new("--drift-tolerance")
         {
-            Description = "re-measure a figure when the reference's best step moved more than this share during it", DefaultValueFactory = _ => 0.05,
+            Description = "re-measure a figure when the reference's best step moved more than this share during it",
+            DefaultValueFactory = _ => 0.05,
         };
 
         public InterleaveFlags(Command command) { command.Add(passes); command.Add(tokens); command.Add(drift); }
@@ -40,7 +44,8 @@ internal static class ProfileTableCommands
         var command = new Command("build", "Measure the latency table of this device");
         var template = new Option<string>("--config")
         {
-            Description = "template config: every setting but layers and width (a preset or config.json)", DefaultValueFactory = _ => "flash-tiny",
+            Description = "template config: every setting but layers and width (a preset or config.json)",
+            DefaultValueFactory = _ => "flash-tiny",
         };
         var operators = new Option<string>("--operators")
         {
@@ -49,7 +54,10 @@ internal static class ProfileTableCommands
         var widths = new Option<string>("--widths") { Description = "hidden sizes", DefaultValueFactory = _ => "128,256" };
         var batches = new Option<string>("--batches") { Description = "batch sizes", DefaultValueFactory = _ => "1" };
         var contexts = new Option<string>("--contexts") { Description = "contexts (prompt tokens) for attention", DefaultValueFactory = _ => "128,512,2048" };
-        var fit = new Option<int>("--fit") { Description = "random mixed architectures per width and batch for the in-situ fit (0 = none)", DefaultValueFactory = _ => 24 };
+        var fit = new Option<int>("--fit")
+        {
+            Description = "random mixed architectures per width and batch for the in-situ fit (0 = none)", DefaultValueFactory = _ => 24,
+        };
         var output = new Option<string>("--out") { Description = "table file", DefaultValueFactory = _ => Path.Combine(".wren", "latency-table.json") };
         foreach (var o in new Option[] { template, operators, widths, batches, contexts, fit, output }) command.Add(o);
         var interleave = new InterleaveFlags(command);
@@ -76,14 +84,17 @@ internal static class ProfileTableCommands
     static void PrintTable(LatencyTable table)
     {
         double us = table.Reference.StepSeconds * 1e6;
-        Console.WriteLine($"reference: {string.Join(" ", table.Reference.LayerKeys)} at width {table.Reference.Width}, context {table.Reference.Context}: " +
+        var reference = table.Reference;
+        Console.WriteLine($"reference: {string.Join(" ", reference.LayerKeys)} at width {reference.Width}, context {reference.Context}: " +
                           $"{us:F1} µs/step (reference units × this = µs); it moved ×{table.Drift:F2} during the build");
-        var view = new Table().AddColumns("operator", "width", "batch", "positions", "probe (ref units)", "probe µs/layer", "in-situ µs/layer");
+        var view = new Table().AddColumns("operator", "width", "batch", "positions", "probe (ref units)", "probe µs/layer",
+                                          "in-situ µs/layer");
         foreach (var e in table.Layers)
         {
             var fit = table.Fits.FirstOrDefault(f => f.Width == e.Width && f.Batch == e.Batch);
             string inSitu = fit is not null && fit.PerLayer.TryGetValue(e.Operator, out double c) ? $"{c * us:F1}" : "–";
-            view.AddRow(e.Operator, e.Width.ToString(), e.Batch.ToString(), e.Context.ToString(), $"{e.DecodeStep:F4}", $"{e.DecodeStep * us:F1}", inSitu);
+            view.AddRow(e.Operator, e.Width.ToString(), e.Batch.ToString(), e.Context.ToString(), $"{e.DecodeStep:F4}",
+                        $"{e.DecodeStep * us:F1}", inSitu);
         }
         foreach (var o in table.Overheads)
         {
@@ -93,9 +104,11 @@ internal static class ProfileTableCommands
         }
         AnsiConsole.Write(view);
         foreach (var c in table.Calibrations)
-            Console.WriteLine($"width {c.Width}, batch {c.Batch}: layers in mixed stacks cost {c.Scale:F2}× their probe entries ({c.Architectures} architectures)");
+            Console.WriteLine($"width {c.Width}, batch {c.Batch}: layers in mixed stacks cost {c.Scale:F2}× their probe entries " +
+                              $"({c.Architectures} architectures)");
         foreach (var f in table.Fits)
-            Console.WriteLine($"width {f.Width}, batch {f.Batch}: in-situ fit on {f.Architectures} architectures, RMS residual {f.RmsPercent:F1} %");
+            Console.WriteLine($"width {f.Width}, batch {f.Batch}: in-situ fit on {f.Architectures} architectures, " +
+                              $"RMS residual {f.RmsPercent:F1} %");
     }
 
     static Command Check()
@@ -116,8 +129,8 @@ internal static class ProfileTableCommands
             var table = LatencyTable.Load(result.GetValue(path)!);
             table.EnsureDevice(DeviceIdentity.Current(device));
             LatencyCheck check = null!;
-            AnsiConsole.Status().Start("measuring", status => check = table.Check(result.GetValue(count), result.GetValue(context), result.GetValue(seed),
-                interleave.Of(result), result.GetValue(batch), new StatusProgress(status)));
+            AnsiConsole.Status().Start("measuring", status => check = table.Check(result.GetValue(count), result.GetValue(context),
+                result.GetValue(seed), interleave.Of(result), result.GetValue(batch), new StatusProgress(status)));
             PrintCheck(check);
             if (result.GetValue(output) is { } file) AtomicFile.WriteAllText(file, JsonSerializer.Serialize(check, ProfileCommand.Json));
             return 0;
@@ -130,17 +143,20 @@ internal static class ProfileTableCommands
         double ms = check.ReferenceMsAtBuild;
         var view = new Table().AddColumns("layers", "width", "measured ms", "sum ms", "sum error", "fit ms", "fit error");
         foreach (var c in check.Checks)
-            view.AddRow(Markup.Escape(string.Join(" ", c.LayerTypes)), c.Width.ToString(), $"{c.Measured * ms:F3}", $"{c.PredictedBySum * ms:F3}",
+            view.AddRow(Markup.Escape(string.Join(" ", c.LayerTypes)), c.Width.ToString(), $"{c.Measured * ms:F3}",
+                        $"{c.PredictedBySum * ms:F3}",
                         $"{c.SumErrorPercent:+0.0;-0.0} %", c.PredictedByFit is { } p ? $"{p * ms:F3}" : "–",
                         c.FitErrorPercent is { } e ? $"{e:+0.0;-0.0} %" : "–");
         AnsiConsole.Write(view);
-        var summary = new Table().AddColumns("predictor", "width", "architectures", "MAPE", "worst", "within ±5 %", "within ±10 %", "target");
+        var summary = new Table().AddColumns("predictor", "width", "architectures", "MAPE", "worst", "within ±5 %", "within ±10 %",
+                                             "target");
         foreach (var s in check.Summaries)
             summary.AddRow(s.Predictor, s.Width?.ToString() ?? "all", s.Count.ToString(), $"{s.Mape:F1} %", $"{s.WorstPercent:F1} %",
                            $"{s.Within5:P0}", $"{s.Within10:P0}", s.MeetsTarget ? "met" : "not met");
         AnsiConsole.Write(summary);
-        Console.WriteLine($"ms at the table's machine speed (reference step {check.ReferenceMsAtBuild:F3} ms at build, {check.ReferenceMsNow:F3} ms now); " +
-                          $"the reference moved ×{check.Drift:F2} during the check; {check.Remeasured} architecture(s) re-measured after drift. " +
+        Console.WriteLine($"ms at the table's machine speed (reference step {check.ReferenceMsAtBuild:F3} ms at build, " +
+                          $"{check.ReferenceMsNow:F3} ms now); the reference moved ×{check.Drift:F2} during the check; " +
+                          $"{check.Remeasured} architecture(s) re-measured after drift. " +
                           "Targets: MAPE ≤ 5 %, ≥ 90 % within ±10 %.");
     }
 

@@ -15,7 +15,9 @@ public interface IStepTimer : IDisposable
     double LayerShare { get; }
 }
 
-/// <summary>What a table's figures are ratios to: a fixed model (layers by latency key, width, context) and its step at build time.</summary>
+/// <summary>
+/// What a table's figures are ratios to: a fixed model (layers by latency key, width, context) and its step at build time.
+/// </summary>
 /// <param name="LayerKeys">Latency keys of the reference's layers (one of each operator the table measures).</param>
 /// <param name="StepSeconds">The reference's batch-1 decode step when the table was built, in seconds.</param>
 public sealed record ReferenceStep(IReadOnlyList<string> LayerKeys, int Width, int Context, double StepSeconds);
@@ -44,7 +46,8 @@ public sealed record InterleaveOptions
 
     public void Validate()
     {
-        if (DecodeTokens < 1 || Passes < 2 || MaxAttempts < 1) throw new WrenException("decode tokens and attempts must be ≥ 1, passes ≥ 2");
+        if (DecodeTokens < 1 || Passes < 2 || MaxAttempts < 1)
+            throw new WrenException("decode tokens and attempts must be ≥ 1, passes ≥ 2");
         if (DriftTolerance <= 0) throw new WrenException("the drift tolerance must be positive");
     }
 }
@@ -54,8 +57,8 @@ public sealed record InterleaveOptions
 /// figure is the candidate's step ÷ the mean of its two neighbouring reference steps (A B A B … A), which cancels any
 /// slowdown that is linear over the pass. Contention on a shared machine only ever slows runs down, so a pass whose
 /// three runs are all within the tolerance of their own best is clean: the figure is the median ratio of the clean
-/// passes (of the least slowed pass if none is). A reference whose best step differs between the first and second half of the passes by more than
-/// <see cref="InterleaveOptions.DriftTolerance"/> means the machine's speed moved: the figure is measured again.
+/// passes (of the least slowed pass if none is). A reference whose best step differs between the first and second half
+/// of the passes by more than <see cref="InterleaveOptions.DriftTolerance"/> means the machine's speed moved: the figure is measured again.
 /// </summary>
 public sealed class InterleavedClock(IStepTimer reference, InterleaveOptions options)
 {

@@ -7,7 +7,8 @@ public sealed record MeasuredStep(double Seconds, double RawSeconds, NormalizedT
 
 /// <summary>One unseen architecture: measured and predicted decode step, all in reference units.</summary>
 /// <param name="PredictedByFit">The fitted in-situ model's prediction; null when the table has no fit at this width.</param>
-public sealed record PredictionCheck(IReadOnlyList<string> LayerTypes, int Width, double Measured, double PredictedBySum, double? PredictedByFit)
+public sealed record PredictionCheck(IReadOnlyList<string> LayerTypes, int Width, double Measured, double PredictedBySum,
+                                     double? PredictedByFit)
 {
     /// <summary>Signed error of the sum of entries, percent of the measurement.</summary>
     public double SumErrorPercent => (PredictedBySum - Measured) / Measured * 100;
@@ -22,7 +23,8 @@ public sealed record PredictionCheck(IReadOnlyList<string> LayerTypes, int Width
 /// <param name="WorstPercent">Largest absolute percentage error.</param>
 /// <param name="Within5">Share (0–1) of architectures within ±5 %.</param>
 /// <param name="Within10">Share (0–1) within ±10 %.</param>
-public sealed record ErrorSummary(string Predictor, int? Width, int Count, double Mape, double WorstPercent, double Within5, double Within10)
+public sealed record ErrorSummary(string Predictor, int? Width, int Count, double Mape, double WorstPercent, double Within5,
+                                  double Within10)
 {
     /// <summary>The targets on this machine kind: MAPE ≤ 5 % and ≥ 90 % of architectures within ±10 %.</summary>
     public bool MeetsTarget => Mape <= 5 && Within10 >= 0.9;
@@ -30,8 +32,8 @@ public sealed record ErrorSummary(string Predictor, int? Width, int Count, doubl
     public static ErrorSummary Of(string predictor, int? width, IReadOnlyList<double> signedPercent)
     {
         var absolute = signedPercent.Select(Math.Abs).ToList();
-        return new ErrorSummary(predictor, width, absolute.Count, absolute.Average(), absolute.Max(),
-                                absolute.Count(e => e <= 5) / (double)absolute.Count, absolute.Count(e => e <= 10) / (double)absolute.Count);
+        double Share(double limit) => absolute.Count(e => e <= limit) / (double)absolute.Count;
+        return new ErrorSummary(predictor, width, absolute.Count, absolute.Average(), absolute.Max(), Share(5), Share(10));
     }
 }
 
@@ -46,8 +48,8 @@ public sealed record ErrorSummary(string Predictor, int? Width, int Count, doubl
 public sealed record LatencyCheck(int Context, int Batch, IReadOnlyList<PredictionCheck> Checks, IReadOnlyList<ErrorSummary> Summaries,
                                   double ReferenceMsAtBuild, double ReferenceMsNow, double Drift, int Remeasured)
 {
-    public static LatencyCheck Of(IReadOnlyList<PredictionCheck> checks, IReadOnlyList<MeasuredStep> measured, double referenceSeconds, int context,
-                                  int batch)
+    public static LatencyCheck Of(IReadOnlyList<PredictionCheck> checks, IReadOnlyList<MeasuredStep> measured, double referenceSeconds,
+                                  int context, int batch)
     {
         var summaries = new List<ErrorSummary>();
         foreach (var group in checks.GroupBy(c => (int?)c.Width).Append(checks.GroupBy(_ => (int?)null).First()))
@@ -57,7 +59,8 @@ public sealed record LatencyCheck(int Context, int Batch, IReadOnlyList<Predicti
             if (fitted.Count > 0) summaries.Add(ErrorSummary.Of("fit", group.Key, fitted));
         }
         var levels = measured.Select(m => m.Timing.ReferenceSeconds).ToList();
-        return new LatencyCheck(context, batch, checks, summaries, referenceSeconds * 1e3, Measurement.Of(levels).Median * 1e3, levels.Max() / levels.Min(),
+        return new LatencyCheck(context, batch, checks, summaries, referenceSeconds * 1e3, Measurement.Of(levels).Median * 1e3,
+                                levels.Max() / levels.Min(),
                                 measured.Count(m => m.Timing.Attempts > 1));
     }
 }

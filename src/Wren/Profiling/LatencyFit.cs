@@ -29,13 +29,14 @@ public sealed record FittedCosts(int Width, int Batch, double Overhead, IReadOnl
     {
         var keys = samples.SelectMany(s => s.LayerKeys).Distinct().Order(StringComparer.Ordinal).ToList();
         if (samples.Count < keys.Count + 2)
-            throw new WrenException($"fitting {keys.Count + 1} latency coefficients needs at least {keys.Count + 2} measured architectures, got {samples.Count}");
+            throw new WrenException($"fitting {keys.Count + 1} latency coefficients needs at least {keys.Count + 2} measured " +
+                                    $"architectures, got {samples.Count}");
         var design = Matrix<double>.Build.Dense(samples.Count, keys.Count + 1, (i, j) =>
             (j == 0 ? 1.0 : samples[i].LayerKeys.Count(k => k == keys[j - 1])) / samples[i].Step);
         var ones = Vector<double>.Build.Dense(samples.Count, 1.0);
         var solution = design.QR().Solve(ones);
-        var fitted = new FittedCosts(width, batch, solution[0], keys.Select((k, j) => (k, solution[j + 1])).ToDictionary(p => p.k, p => p.Item2),
-                                     samples.Count, 0);
+        var perLayer = keys.Select((k, j) => (k, solution[j + 1])).ToDictionary(p => p.k, p => p.Item2);
+        var fitted = new FittedCosts(width, batch, solution[0], perLayer, samples.Count, 0);
         double rms = Math.Sqrt(samples.Average(s => Math.Pow(fitted.Predict(s.LayerKeys) / s.Step - 1, 2))) * 100;
         return fitted with { RmsPercent = rms };
     }

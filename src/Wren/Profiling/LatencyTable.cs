@@ -28,8 +28,8 @@ public sealed record Calibration(int Width, int Batch, double Scale, int Archite
 /// </summary>
 /// <param name="Drift">Largest ÷ smallest reference step seen while building: how much the machine moved meanwhile.</param>
 public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, ReferenceStep Reference, IReadOnlyList<LayerCost> Layers,
-                                  IReadOnlyList<StepOverhead> Overheads, IReadOnlyList<Calibration> Calibrations, IReadOnlyList<FittedCosts> Fits,
-                                  double Drift, DateTimeOffset BuiltAt)
+                                  IReadOnlyList<StepOverhead> Overheads, IReadOnlyList<Calibration> Calibrations,
+                                  IReadOnlyList<FittedCosts> Fits, double Drift, DateTimeOffset BuiltAt)
 {
     static readonly JsonSerializerOptions Json = new() { WriteIndented = true, DefaultIgnoreCondition = JsonIgnoreCondition.Never };
 
@@ -54,7 +54,8 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
         catch (JsonException e) { throw new WrenException($"{path}: not a latency table ({e.Message})", e); }
         if (table is null) throw new WrenException($"{path}: empty latency table");
         if (table.Reference is null || table.Fits is null)
-            throw new WrenException($"{path}: a latency table in absolute seconds from before reference units; rebuild it with: wren profile lut build");
+            throw new WrenException($"{path}: a latency table in absolute seconds from before reference units; " +
+                                    "rebuild it with: wren profile lut build");
         return table;
     }
 
@@ -75,7 +76,9 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
         (FitOf(config.HiddenSize, batch) is null ? PredictBySum(config, batch, context) : PredictByFit(config, batch, context)!.Value)
         * Reference.StepSeconds;
 
-    /// <summary>Predicted seconds to decode <paramref name="tokens"/> tokens after a <paramref name="prompt"/>-token prompt (context at the midpoint).</summary>
+    /// <summary>
+    /// Predicted seconds to decode <paramref name="tokens"/> tokens after a <paramref name="prompt"/>-token prompt (context at the midpoint).
+    /// </summary>
     public double PredictDecode(HybridConfig config, int batch, int prompt, int tokens) =>
         tokens * PredictDecodeStep(config, batch, prompt + tokens / 2);
 
@@ -109,7 +112,8 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     /// <summary>A layer's probe cost at <paramref name="positions"/> minus its cost at the key's first measured context.</summary>
     double ContextGrowth(string key, int width, int batch, int positions)
     {
-        int first = Layers.Where(l => l.Operator == key && l.Width == width && l.Batch == batch).Select(l => l.Context).DefaultIfEmpty(positions).Min();
+        int first = Layers.Where(l => l.Operator == key && l.Width == width && l.Batch == batch).Select(l => l.Context)
+            .DefaultIfEmpty(positions).Min();
         return LayerStep(key, width, batch, positions) - LayerStep(key, width, batch, first);
     }
 
@@ -139,7 +143,8 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     public delegate IStepTimer RigFactory(HybridConfig config, int batch, int context, bool observeLayers);
 
     /// <summary>Real models with random weights, <paramref name="tokens"/> decode steps per timed run.</summary>
-    public static RigFactory DecodeRigs(int tokens) => (config, batch, context, observe) => new DecodeRig(config, batch, context, tokens, observeLayers: observe);
+    public static RigFactory DecodeRigs(int tokens) =>
+        (config, batch, context, observe) => new DecodeRig(config, batch, context, tokens, observeLayers: observe);
 
     /// <summary>
     /// Measures a table, every figure interleaved with one reference model (one layer of each operator at the smallest
@@ -150,11 +155,12 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     /// them (<see cref="FittedCosts.Fit"/>), and the probe sum's scale too (a least-squares scale on the layer sum).
     /// </summary>
     public static LatencyTable Build(HybridConfig template, IReadOnlyList<string> operators, IReadOnlyList<int> widths, IReadOnlyList<int> batches,
-                                     IReadOnlyList<int> contexts, DeviceIdentity device, InterleaveOptions options, int fitArchitectures = 24,
-                                     IProgress<string>? progress = null, RigFactory? rigs = null)
+                                     IReadOnlyList<int> contexts, DeviceIdentity device, InterleaveOptions options,
+                                     int fitArchitectures = 24, IProgress<string>? progress = null, RigFactory? rigs = null)
     {
         options.Validate();
-        if (widths.Count == 0 || batches.Count == 0 || contexts.Count == 0) throw new WrenException("give at least one width, batch and context");
+        if (widths.Count == 0 || batches.Count == 0 || contexts.Count == 0)
+            throw new WrenException("give at least one width, batch and context");
         rigs ??= DecodeRigs(options.DecodeTokens);
         using var _ = no_grad();
         var keys = operators.Select(CanonicalKey).Distinct().ToList();
@@ -176,7 +182,8 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
                         progress?.Report($"{op} width {width} batch {batch} context {context}");
                         using var rig = rigs(config, batch, context, true);
                         double step = clock.Measure(rig).Ratio;
-                        layers.Add(new LayerCost(op, width, batch, context + template.NumMemoryTokens, step * rig.LayerShare / LayersPerProbe));
+                        double perLayer = step * rig.LayerShare / LayersPerProbe;
+                        layers.Add(new LayerCost(op, width, batch, context + template.NumMemoryTokens, perLayer));
                         // The step overhead is the same whatever the layers: keep the FFN probe's, or the first probe's.
                         if (spec.Create is null || (!ffnProbed && overheads.All(o => o.Width != width || o.Batch != batch)))
                             overheads.Add(new StepOverhead(width, batch, step * (1 - rig.LayerShare)));
@@ -212,7 +219,10 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
             }
         // Reference units → seconds at the median machine speed seen during the build.
         double referenceSeconds = Measurement.Of(clock.ReferenceLevels.ToList()).Median;
-        return probed with { Reference = reference with { StepSeconds = referenceSeconds }, Calibrations = calibrations, Fits = fits, Drift = clock.Drift };
+        return probed with
+        {
+            Reference = reference with { StepSeconds = referenceSeconds }, Calibrations = calibrations, Fits = fits, Drift = clock.Drift,
+        };
     }
 
     /// <summary>The fit draws architectures from this seed; <see cref="Check"/> refuses it so its architectures stay unseen.</summary>
@@ -259,11 +269,12 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
         var results = new List<MeasuredStep>();
         foreach (var config in configs)
         {
-            progress?.Report($"measuring {results.Count + 1}/{configs.Count}: {string.Join(" ", config.LayerTypes)} at width {config.HiddenSize}");
+            progress?.Report($"measuring {results.Count + 1}/{configs.Count}: {string.Join(" ", config.LayerTypes)} " +
+                             $"at width {config.HiddenSize}");
             using var rig = rigs(config, batch, context, false);
             var timing = clock.Measure(rig);
-            progress?.Report($"  {timing.Ratio:F4} reference steps (reference {timing.ReferenceSeconds * 1e6:F0} µs, moved {timing.Drift:P0}, " +
-                             $"{timing.Attempts} attempt(s))");
+            progress?.Report($"  {timing.Ratio:F4} reference steps (reference {timing.ReferenceSeconds * 1e6:F0} µs, " +
+                             $"moved {timing.Drift:P0}, {timing.Attempts} attempt(s))");
             results.Add(new MeasuredStep(timing.Ratio * Reference.StepSeconds, timing.Ratio * timing.ReferenceSeconds, timing));
         }
         return results;
@@ -274,17 +285,19 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     /// the table (at a batch the table has, after a <paramref name="context"/>-token prompt), each measured interleaved
     /// with the reference: the predictors' errors on architectures they were not built from, per width and overall.
     /// </summary>
-    public LatencyCheck Check(int countPerWidth, int context, long seed, InterleaveOptions options, int batch = 1, IProgress<string>? progress = null,
-                              RigFactory? rigs = null)
+    public LatencyCheck Check(int countPerWidth, int context, long seed, InterleaveOptions options, int batch = 1,
+                              IProgress<string>? progress = null, RigFactory? rigs = null)
     {
-        if (!Batches.Contains(batch)) throw new WrenException($"the latency table has no entries at batch {batch} (batches {string.Join(", ", Batches)})");
+        if (!Batches.Contains(batch))
+            throw new WrenException($"the latency table has no entries at batch {batch} (batches {string.Join(", ", Batches)})");
         if (seed == CalibrationSeed) throw new WrenException($"seed {CalibrationSeed} drew the fitted architectures; choose another");
         if (countPerWidth < 1) throw new WrenException("check at least one architecture per width");
         var random = new Random((int)seed);
         var configs = Widths.SelectMany(w => Enumerable.Range(0, countPerWidth).Select(_ => RandomArchitecture(random, w))).ToList();
         var measured = Measure(configs, batch, context, options, progress, rigs);
         var checks = configs.Select((c, i) => new PredictionCheck(c.LayerTypes, c.HiddenSize, measured[i].Seconds / Reference.StepSeconds,
-                                                                  PredictBySum(c, batch, context), PredictByFit(c, batch, context))).ToList();
+                                                                  PredictBySum(c, batch, context), PredictByFit(c, batch, context)))
+            .ToList();
         return LatencyCheck.Of(checks, measured, Reference.StepSeconds, context, batch);
     }
 }

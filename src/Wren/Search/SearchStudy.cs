@@ -139,9 +139,10 @@ public static class SearchStudy
             var steps = table.Measure(configs, space.Latency.Batch, context, new InterleaveOptions(), progress);
             for (int i = 0; i < trials.Count; i++)
             {
-                double ms = steps[i].Seconds * space.Latency.DecodeTokens * 1e3, raw = steps[i].RawSeconds * space.Latency.DecodeTokens * 1e3;
-                progress?.Report($"trial #{trials[i].Number}: predicted {trials[i].PredictedLatencyMs:F0} ms, measured {ms:F0} ms at the table's " +
-                                 $"machine speed ({raw:F0} ms at this moment's)");
+                double ms = steps[i].Seconds * space.Latency.DecodeTokens * 1e3;
+                double raw = steps[i].RawSeconds * space.Latency.DecodeTokens * 1e3;
+                progress?.Report($"trial #{trials[i].Number}: predicted {trials[i].PredictedLatencyMs:F0} ms, measured {ms:F0} ms " +
+                                 $"at the table's machine speed ({raw:F0} ms at this moment's)");
                 store.SetMeasuredLatency(trials[i].Id, ms);
             }
         }

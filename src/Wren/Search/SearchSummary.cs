@@ -80,12 +80,13 @@ public sealed record SearchSummary(
                                      WinnerBasis.None);
 
         var measured = done.Where(t => t.MeasuredLatencyMs is not null).OrderBy(t => t.PredictedLatencyMs)
-            .Select(t => new LatencyRow(TrialRow.Of(t), (t.PredictedLatencyMs - t.MeasuredLatencyMs!.Value) / t.MeasuredLatencyMs.Value * 100,
+            .Select(t => new LatencyRow(TrialRow.Of(t), (t.PredictedLatencyMs / t.MeasuredLatencyMs!.Value - 1) * 100,
                                         MeetsTarget(t.MeasuredLatencyMs.Value, space))).ToList();
         var measuredFeasible = done.Where(t => t.MeasuredLatencyMs is { } m && MeetsTarget(m, space)).ToList();
         var feasible = done.Where(t => t.Feasible).ToList();
         var (winner, basis) = measuredFeasible.Count > 0 ? (measuredFeasible.MinBy(t => t.ProxyLoss)!, WinnerBasis.Measured)
-            : feasible.Count > 0 ? (feasible.MinBy(t => t.ProxyLoss)!, measured.Count > 0 ? WinnerBasis.PredictedOnlyNoneMeasuredFeasible : WinnerBasis.Predicted)
+            : feasible.Count > 0
+                ? (feasible.MinBy(t => t.ProxyLoss)!, measured.Count > 0 ? WinnerBasis.PredictedOnlyNoneMeasuredFeasible : WinnerBasis.Predicted)
             : (done.MinBy(t => t.ProxyLoss)!, WinnerBasis.NoneFeasible);
         var origin = new WinnerOrigin(string.Join(" ", Architecture.Parse(winner.Architecture, space).Layers(space)), winner.Parent, winner.Mutation);
         var seeds = done.Where(t => t.Cycle < 0 && space.Seeds.Any(s => Architecture.Parse(s, space).ToString() == t.Architecture)).ToList();

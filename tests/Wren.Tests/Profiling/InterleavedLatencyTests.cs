@@ -29,7 +29,8 @@ public class InterleavedLatencyTests
     /// <summary>Embedding, final norm, lm_head: per-step cost outside the layers.</summary>
     static double Overhead(int width) => 100e-6 + 0.3e-6 * width;
 
-    static List<string> Keys(HybridConfig c) => Enumerable.Range(0, c.NumLayers).Select(i => OperatorRegistry.Of(c, i).LatencyKey(c, i)).ToList();
+    static List<string> Keys(HybridConfig c) =>
+        Enumerable.Range(0, c.NumLayers).Select(i => OperatorRegistry.Of(c, i).LatencyKey(c, i)).ToList();
 
     static double TrueStep(HybridConfig c, int batch, int context) =>
         batch * (Overhead(c.HiddenSize) + Keys(c).Sum(k => LayerCost(k, c.HiddenSize, context + c.NumMemoryTokens)));
@@ -55,8 +56,8 @@ public class InterleavedLatencyTests
     };
 
     static LatencyTable Build(Machine machine) =>
-        LatencyTable.Build(Template, ["a", "m2", "f"], [64, 128], [1], [100, 300], Here, new InterleaveOptions { Passes = 5 }, fitArchitectures: 12,
-                           rigs: Rigs(machine));
+        LatencyTable.Build(Template, ["a", "m2", "f"], [64, 128], [1], [100, 300], Here, new InterleaveOptions { Passes = 5 },
+                           fitArchitectures: 12, rigs: Rigs(machine));
 
     [Fact]
     public void A_linear_drift_cancels_between_the_reference_runs_around_each_candidate_run()
