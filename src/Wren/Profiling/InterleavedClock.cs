@@ -1,19 +1,4 @@
-using System.Diagnostics;
-using TorchSharp;
-using Wren.Models;
-using static TorchSharp.torch;
-
 namespace Wren.Profiling;
-
-/// <summary>Something whose decode step can be timed again and again: a model with its prompt already in the cache.</summary>
-public interface IStepTimer : IDisposable
-{
-    /// <summary>One timed run: seconds per decode step, averaged over the run's tokens.</summary>
-    double StepSeconds();
-
-    /// <summary>Share of all runs' time spent inside the layers (observed per layer), 0–1; the rest is the per-step overhead.</summary>
-    double LayerShare { get; }
-}
 
 /// <summary>
 /// What a table's figures are ratios to: a fixed model (layers by latency key, width, context) and its step at build time.
@@ -100,45 +85,5 @@ public sealed class InterleavedClock(IStepTimer reference, InterleaveOptions opt
         }
         levels.Add(best!.ReferenceSeconds);
         return best;
-    }
-}
-
-/// <summary>
-/// A real model (random weights) after a prompt of <c>context</c> tokens, decoding <c>tokens</c> greedy steps per run at a
-/// batch; every run starts from the same prefilled cache, so every run does the same work.
-/// </summary>
-public sealed class DecodeRig : IStepTimer
-{
-    readonly HybridForCausalLM model;
-    readonly ModelCache row;
-    readonly int batch, context, tokens;
-    readonly LayerTimings? timings;
-
-    public DecodeRig(HybridConfig config, int batch, int context, int tokens, int seed = 0, bool observeLayers = false)
-    {
-        using var _ = no_grad();
-        (this.batch, this.context, this.tokens) = (batch, context, tokens);
-        model = new HybridForCausalLM(config);
-        Initialization.Apply(model, seed);
-        model.eval();
-        row = LatencyProfiler.Prefilled(model, context, tokens);
-        if (observeLayers) timings = new LayerTimings(config.NumLayers);
-        StepSeconds();   // warm-up
-        if (timings is not null) { Array.Clear(timings.Seconds); timings.RunSeconds = 0; }
-    }
-
-    public double StepSeconds()
-    {
-        using var _ = no_grad();
-        using var cache = model.NewCacheFrom(row, batch, context + tokens);
-        return LatencyProfiler.DecodeSeconds(model, cache, tokens, timings) / tokens;
-    }
-
-    public double LayerShare => timings is null || timings.RunSeconds <= 0 ? 0 : timings.Seconds.Sum() / timings.RunSeconds;
-
-    public void Dispose()
-    {
-        row.Dispose();
-        model.Dispose();
     }
 }
