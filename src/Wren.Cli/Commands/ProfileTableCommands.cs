@@ -24,9 +24,9 @@ internal static class ProfileTableCommands
     {
         readonly Option<int> passes = new("--passes")
         {
-            Description = "timed runs per figure, each between two reference runs", DefaultValueFactory = _ => 9,
+            Description = "timed runs per figure, each between two reference runs", DefaultValueFactory = _ => 15,
         };
-        readonly Option<int> tokens = new("--decode-tokens") { Description = "tokens per timed run", DefaultValueFactory = _ => 8 };
+        readonly Option<int> tokens = new("--decode-tokens") { Description = "tokens per timed run", DefaultValueFactory = _ => 4 };
         readonly Option<double> drift = new("--drift-tolerance")
         {
             Description = "re-measure a figure when the reference's best step moved more than this share during it",
@@ -168,7 +168,7 @@ internal static class ProfileTableCommands
         var depths = new Option<string>("--depths") { Description = "blocks", DefaultValueFactory = _ => "6,12,18,24" };
         var widths = new Option<string>("--widths") { Description = "hidden sizes", DefaultValueFactory = _ => "128,256,384" };
         var prompt = new Option<int>("--prompt-tokens") { Description = "prompt before decoding", DefaultValueFactory = _ => 128 };
-        var decode = new Option<int>("--decode-tokens") { Description = "tokens per timed run", DefaultValueFactory = _ => 8 };
+        var decode = new Option<int>("--decode-tokens") { Description = "tokens per timed run", DefaultValueFactory = _ => 16 };
         var repeats = new Option<int>("--repeats") { Description = "timed runs per cell", DefaultValueFactory = _ => 5 };
         var output = new Option<string>("--out") { Description = "folder for grid.json and the heatmap", DefaultValueFactory = _ => Path.Combine(".wren", "grid") };
         foreach (var o in new Option[] { template, pattern, depths, widths, prompt, decode, repeats, output }) command.Add(o);

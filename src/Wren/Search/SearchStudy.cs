@@ -115,7 +115,7 @@ public static class SearchStudy
         progress?.Report("measuring a latency table for this space");
         int context = space.Latency.Prompt + space.Latency.DecodeTokens;
         var table = LatencyTable.Build(template, space.LatencyKeys(), space.Widths, [space.Latency.Batch], [Math.Max(16, space.Latency.Prompt), context],
-                                       DeviceIdentity.Current(device), new InterleaveOptions { Passes = 5 }, fitArchitectures: 16,
+                                       DeviceIdentity.Current(device), new InterleaveOptions { Passes = 9 }, fitArchitectures: 16,
                                        progress: progress);
         Directory.CreateDirectory(folder);
         table.Save(file);
