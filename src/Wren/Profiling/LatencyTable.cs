@@ -8,35 +8,32 @@ using static TorchSharp.torch;
 
 namespace Wren.Profiling;
 
-/// <summary>Measured cost of one layer of <paramref name="Operator"/> at a width, batch and context (positions held, meta tokens
-/// included).</summary>
-/// <param name="DecodeStepSeconds">One decode step through one layer.</param>
-/// <param name="PrefillSecondsPerToken">Prefill cost per token through one layer (at a prompt of the table's prefill length).</param>
-public sealed record LayerCost(string Operator, int Width, int Batch, int Context, double DecodeStepSeconds, double PrefillSecondsPerToken);
+/// <summary>Measured cost of one layer of <paramref name="Operator"/> at a width, batch and context (positions held, meta tokens included).</summary>
+/// <param name="DecodeStep">One decode step through one layer, in reference units (÷ the reference's decode step).</param>
+public sealed record LayerCost(string Operator, int Width, int Batch, int Context, double DecodeStep);
 
-/// <summary>Everything outside the layers for one step (embedding, final norm, lm_head, glue), per width and batch.</summary>
-public sealed record StepOverhead(int Width, int Batch, double DecodeStepSeconds, double PrefillSecondsPerToken);
+/// <summary>Everything outside the layers for one decode step (embedding, final norm, lm_head, glue), in reference units.</summary>
+public sealed record StepOverhead(int Width, int Batch, double DecodeStep);
 
 /// <summary>Scale on the summed layer costs at one width and batch, fitted on measured mixed architectures.</summary>
 public sealed record Calibration(int Width, int Batch, double Scale, int Architectures);
 
-/// <summary>A prediction and the measurement it is checked against.</summary>
-public sealed record PredictionCheck(IReadOnlyList<string> LayerTypes, int Width, double PredictedMs, double MeasuredMs)
-{
-    public double AbsolutePercentError => Math.Abs(PredictedMs - MeasuredMs) / MeasuredMs * 100;
-}
-
 /// <summary>
-/// Per-device latency lookup table: operator × width × batch (× context for attention) → measured per-layer cost,
-/// plus the fixed per-step overhead. <see cref="PredictDecodeStep"/> sums entries to predict a whole architecture's
-/// decode latency without building it. The table records its device and template; it refuses to predict for others.
+/// Per-device latency lookup table: operator × width × batch (× context for attention) → per-layer cost measured in a
+/// probe (the layer repeated), the per-step overhead, a scale on their sum, and in-situ costs fitted on measured mixed
+/// architectures (<see cref="FittedCosts"/>). Every figure is a ratio to <see cref="Reference"/>, measured interleaved
+/// with it (<see cref="InterleavedClock"/>), so a table built while the machine is slow predicts while it is fast:
+/// predictions in seconds are reference units × the reference's step at build time. The table records its device and
+/// template; it refuses to predict for others.
 /// </summary>
-public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, int PrefillTokens, IReadOnlyList<LayerCost> Layers,
-                                  IReadOnlyList<StepOverhead> Overheads, IReadOnlyList<Calibration> Calibrations, DateTimeOffset BuiltAt)
+/// <param name="Drift">Largest ÷ smallest reference step seen while building: how much the machine moved meanwhile.</param>
+public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, ReferenceStep Reference, IReadOnlyList<LayerCost> Layers,
+                                  IReadOnlyList<StepOverhead> Overheads, IReadOnlyList<Calibration> Calibrations,
+                                  IReadOnlyList<FittedCosts> Fits, double Drift, DateTimeOffset BuiltAt)
 {
     static readonly JsonSerializerOptions Json = new() { WriteIndented = true, DefaultIgnoreCondition = JsonIgnoreCondition.Never };
 
-    /// <summary>Layers per measurement model: several, so each entry is a median over layers as well as runs.</summary>
+    /// <summary>Layers per measurement model: several, so each entry is a mean over layers as well as a median over runs.</summary>
     public const int LayersPerProbe = 4;
 
     public IEnumerable<int> Widths => Layers.Select(l => l.Width).Distinct().Order();
@@ -52,174 +49,187 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     public static LatencyTable Load(string path)
     {
         if (!File.Exists(path)) throw new WrenException($"latency table not found: {path} (build one with: wren profile lut build)");
-        try { return JsonSerializer.Deserialize<LatencyTable>(File.ReadAllText(path), Json) ?? throw new WrenException($"{path}: empty latency table"); }
+        LatencyTable? table;
+        try { table = JsonSerializer.Deserialize<LatencyTable>(File.ReadAllText(path), Json); }
         catch (JsonException e) { throw new WrenException($"{path}: not a latency table ({e.Message})", e); }
+        if (table is null) throw new WrenException($"{path}: empty latency table");
+        if (table.Reference is null || table.Fits is null)
+            throw new WrenException($"{path}: a latency table in absolute seconds from before reference units; " +
+                                    "rebuild it with: wren profile lut build");
+        return table;
     }
 
     /// <summary>Throws unless the table was measured on <paramref name="device"/>: latencies never carry over between devices.</summary>
     public void EnsureDevice(DeviceIdentity device)
     {
         if (Device.Id != device.Id)
-            throw new WrenException($"this latency table was measured on {Device.Processor} ({Device.Kind}, {Device.Threads} threads, id " +
-                                    $"{Device.Id}); " +
-                                    $"this device is {device.Processor} ({device.Kind}, {device.Threads} threads, id {device.Id}). Build " +
-                                    $"a table here with: wren profile lut build");
+            throw new WrenException($"this latency table was measured on {Device.Processor} ({Device.Kind}, {Device.Threads} threads, id {Device.Id}); " +
+                                    $"this device is {device.Processor} ({device.Kind}, {device.Threads} threads, id {device.Id}). Build a table here with: wren profile lut build");
     }
 
-    /// <summary>Predicted seconds of one decode step of <paramref name="config"/> at a batch and context (meta tokens included in the
-    /// context).</summary>
-    public double PredictDecodeStep(HybridConfig config, int batch, int context)
-    {
-        var overhead = Overheads.FirstOrDefault(o => o.Width == config.HiddenSize && o.Batch == batch)
-            ?? throw new WrenException($"the latency table has no entry for width {config.HiddenSize} at batch {batch} (widths " +
-                                       $"{string.Join(", ", Widths)}; batches {string.Join(", ", Batches)})");
-        double scale = Calibrations.FirstOrDefault(c => c.Width == config.HiddenSize && c.Batch == batch)?.Scale ?? 1.0;
-        return overhead.DecodeStepSeconds + scale * LayerSum(config, batch, context);
-    }
+    /// <summary>
+    /// Predicted seconds of one decode step of <paramref name="config"/> at a batch and context (meta tokens included in
+    /// the context), at the machine speed of the build: the fitted in-situ model where the table has one for this width
+    /// and batch, else the calibrated sum of entries.
+    /// </summary>
+    public double PredictDecodeStep(HybridConfig config, int batch, int context) =>
+        (FitOf(config.HiddenSize, batch) is null ? PredictBySum(config, batch, context) : PredictByFit(config, batch, context)!.Value)
+        * Reference.StepSeconds;
 
-    /// <summary>Uncalibrated sum of the layers' table entries.</summary>
-    double LayerSum(HybridConfig config, int batch, int context)
-    {
-        double total = 0;
-        for (int i = 0; i < config.NumLayers; i++)
-            total += LayerStep(OperatorRegistry.Of(config, i).LatencyKey(config, i), config.HiddenSize, batch,
-                               context + config.NumMemoryTokens);
-        return total;
-    }
-
-    /// <summary>Predicted seconds to decode <paramref name="tokens"/> tokens after a <paramref name="prompt"/>-token prompt (context at the
-    /// midpoint).</summary>
+    /// <summary>
+    /// Predicted seconds to decode <paramref name="tokens"/> tokens after a <paramref name="prompt"/>-token prompt (context at the midpoint).
+    /// </summary>
     public double PredictDecode(HybridConfig config, int batch, int prompt, int tokens) =>
         tokens * PredictDecodeStep(config, batch, prompt + tokens / 2);
+
+    /// <summary>Sum of the probe entries: overhead + calibration scale × Σ layer entries, in reference units.</summary>
+    public double PredictBySum(HybridConfig config, int batch, int context)
+    {
+        var overhead = Overheads.FirstOrDefault(o => o.Width == config.HiddenSize && o.Batch == batch)
+            ?? throw new WrenException($"the latency table has no entry for width {config.HiddenSize} at batch {batch} " +
+                                       $"(widths {string.Join(", ", Widths)}; batches {string.Join(", ", Batches)})");
+        double scale = Calibrations.FirstOrDefault(c => c.Width == config.HiddenSize && c.Batch == batch)?.Scale ?? 1.0;
+        return overhead.DecodeStep + scale * LayerSum(config, batch, context);
+    }
+
+    /// <summary>
+    /// The fitted in-situ model, in reference units, or null without a fit at this width and batch: fitted overhead and
+    /// per-layer costs (at each key's first measured context), plus each context-dependent layer's growth from its probe entries.
+    /// </summary>
+    public double? PredictByFit(HybridConfig config, int batch, int context)
+    {
+        if (FitOf(config.HiddenSize, batch) is not { } fit) return null;
+        var keys = LayerKeys(config);
+        int positions = context + config.NumMemoryTokens;
+        return fit.Predict(keys) + keys.Sum(k => ContextGrowth(k, config.HiddenSize, batch, positions));
+    }
+
+    FittedCosts? FitOf(int width, int batch) => Fits.FirstOrDefault(f => f.Width == width && f.Batch == batch);
+
+    static List<string> LayerKeys(HybridConfig config) =>
+        Enumerable.Range(0, config.NumLayers).Select(i => OperatorRegistry.Of(config, i).LatencyKey(config, i)).ToList();
+
+    /// <summary>A layer's probe cost at <paramref name="positions"/> minus its cost at the key's first measured context.</summary>
+    double ContextGrowth(string key, int width, int batch, int positions)
+    {
+        int first = Layers.Where(l => l.Operator == key && l.Width == width && l.Batch == batch).Select(l => l.Context)
+            .DefaultIfEmpty(positions).Min();
+        return LayerStep(key, width, batch, positions) - LayerStep(key, width, batch, first);
+    }
+
+    /// <summary>Uncalibrated sum of the layers' table entries, in reference units.</summary>
+    double LayerSum(HybridConfig config, int batch, int context) =>
+        LayerKeys(config).Sum(k => LayerStep(k, config.HiddenSize, batch, context + config.NumMemoryTokens));
 
     /// <summary>One layer's decode step; for attention, linear in context between measured contexts (clamped at the ends).</summary>
     double LayerStep(string op, int width, int batch, int context)
     {
         var points = Layers.Where(l => l.Operator == op && l.Width == width && l.Batch == batch).OrderBy(l => l.Context).ToList();
         if (points.Count == 0)
-            throw new WrenException($"the latency table has no '{op}' entry at width {width}, batch {batch} (operators: " +
-                                    $"{string.Join(", ", Operators)})");
-        if (points.Count == 1 || context <= points[0].Context) return points[0].DecodeStepSeconds;
+            throw new WrenException($"the latency table has no '{op}' entry at width {width}, batch {batch} (operators: {string.Join(", ", Operators)})");
+        if (points.Count == 1 || context <= points[0].Context) return points[0].DecodeStep;
         for (int i = 1; i < points.Count; i++)
             if (context <= points[i].Context)
             {
                 double t = (double)(context - points[i - 1].Context) / (points[i].Context - points[i - 1].Context);
-                return points[i - 1].DecodeStepSeconds + t * (points[i].DecodeStepSeconds - points[i - 1].DecodeStepSeconds);
+                return points[i - 1].DecodeStep + t * (points[i].DecodeStep - points[i - 1].DecodeStep);
             }
         // Past the last context: extend the last segment (attention's cost grows linearly with the KV it reads).
         var (a, b) = (points[^2], points[^1]);
-        return b.DecodeStepSeconds + (context - b.Context) * (b.DecodeStepSeconds - a.DecodeStepSeconds) / (b.Context - a.Context);
+        return b.DecodeStep + (context - b.Context) * (b.DecodeStep - a.DecodeStep) / (b.Context - a.Context);
     }
+
+    /// <summary>Opens a timed decode of a config at (batch, context); <c>observeLayers</c> asks for the per-layer share.</summary>
+    public delegate IStepTimer RigFactory(HybridConfig config, int batch, int context, bool observeLayers);
+
+    /// <summary>Real models with random weights, <paramref name="tokens"/> decode steps per timed run.</summary>
+    public static RigFactory DecodeRigs(int tokens) =>
+        (config, batch, context, observe) => new DecodeRig(config, batch, context, tokens, observeLayers: observe);
 
     /// <summary>
-    /// Measures a table: for every operator of <paramref name="operators"/>, width and batch, a model of
-    /// <see cref="LayersPerProbe"/> such layers is decoded with per-layer timing; attention at every context,
-    /// recurrent operators (constant state) at the first. Then, per width and batch, <paramref name="calibrationArchitectures"/>
-    /// random mixed architectures are measured and one least-squares scale on the layer sum is fitted: a layer in a
-    /// mixed stack runs colder than the same layer repeated in a probe.
+    /// Measures a table, every figure interleaved with one reference model (one layer of each operator at the smallest
+    /// width, batch 1, the first context). Probes: for every operator, width and batch, a model of
+    /// <see cref="LayersPerProbe"/> such layers, split into layers and overhead by per-layer timing; attention at every
+    /// context, constant-state operators at the first. Then, per width and batch, <paramref name="fitArchitectures"/>
+    /// random mixed architectures (at random contexts of the list) are measured whole: the in-situ costs are fitted on
+    /// them (<see cref="FittedCosts.Fit"/>), and the probe sum's scale too (a least-squares scale on the layer sum).
     /// </summary>
-    public static LatencyTable Build(HybridConfig template, IReadOnlyList<string> operators, IReadOnlyList<int> widths,
-                                     IReadOnlyList<int> batches,
-                                     IReadOnlyList<int> contexts, DeviceIdentity device, int decodeTokens = 16, int repeats = 5, int prefillTokens = 128,
-                                     int calibrationArchitectures = 8, IProgress<string>? progress = null)
+    public static LatencyTable Build(HybridConfig template, IReadOnlyList<string> operators, IReadOnlyList<int> widths, IReadOnlyList<int> batches,
+                                     IReadOnlyList<int> contexts, DeviceIdentity device, InterleaveOptions options,
+                                     int fitArchitectures = 24, IProgress<string>? progress = null, RigFactory? rigs = null)
     {
-        var uncalibrated = Probe(template, operators, widths, batches, contexts, device, decodeTokens, repeats, prefillTokens, progress);
-        var random = new Random(CalibrationSeed);
-        var calibrations = new List<Calibration>();
-        foreach (int width in widths)
-            foreach (int batch in batches)
-            {
-                double numerator = 0, denominator = 0;
-                var overhead = uncalibrated.Overheads.First(o => o.Width == width && o.Batch == batch).DecodeStepSeconds;
-                for (int i = 0; i < calibrationArchitectures; i++)
-                {
-                    var config = uncalibrated.RandomArchitecture(random, width);
-                    progress?.Report($"calibrating width {width} batch {batch}: {i + 1}/{calibrationArchitectures}");
-                    double layers = uncalibrated.LayerSum(config, batch, contexts[0]);
-                    double measured = MeasureDecodeStep(config, batch, contexts[0], decodeTokens, repeats, seed: i);
-                    numerator += layers * (measured - overhead);
-                    denominator += layers * layers;
-                }
-                calibrations.Add(new Calibration(width, batch, denominator > 0 ? numerator / denominator : 1.0, calibrationArchitectures));
-            }
-        return uncalibrated with { Calibrations = calibrations };
-    }
-
-    /// <summary>Calibration draws architectures from this seed; choose another for <see cref="Check"/> so it stays held out.</summary>
-    public const int CalibrationSeed = 1_000_003;
-
-    static LatencyTable Probe(HybridConfig template, IReadOnlyList<string> operators, IReadOnlyList<int> widths, IReadOnlyList<int> batches,
-                              IReadOnlyList<int> contexts, DeviceIdentity device, int decodeTokens, int repeats, int prefillTokens, IProgress<string>? progress)
-    {
+        options.Validate();
+        if (widths.Count == 0 || batches.Count == 0 || contexts.Count == 0)
+            throw new WrenException("give at least one width, batch and context");
+        rigs ??= DecodeRigs(options.DecodeTokens);
         using var _ = no_grad();
+        var keys = operators.Select(CanonicalKey).Distinct().ToList();
+        var reference = new ReferenceStep(keys, widths.Min(), contexts[0], 0);
+        using var referenceRig = rigs(ConfigOfKeys(template, keys, reference.Width), 1, reference.Context, false);
+        var clock = new InterleavedClock(referenceRig, options);
+
         var layers = new List<LayerCost>();
         var overheads = new List<StepOverhead>();
-        var keys = operators.Select(CanonicalKey).Distinct().ToList();
         bool ffnProbed = keys.Any(k => OperatorSpec.ParseLatencyKey(k).Operator.Create is null);
         foreach (int width in widths)
             foreach (var op in keys)
             {
                 var spec = OperatorSpec.ParseLatencyKey(op).Operator;
                 var config = ConfigOfKeys(template, Enumerable.Repeat(op, LayersPerProbe).ToList(), width);
-                using var model = new HybridForCausalLM(config);
-                Initialization.Apply(model, seed: 0);
-                model.eval();
-                double prefillPerToken = PrefillPerToken(model, prefillTokens, repeats, out double prefillOverhead);
                 foreach (int batch in batches)
                     foreach (int context in spec.CostGrowsWithContext ? contexts : contexts.Take(1))
                     {
                         progress?.Report($"{op} width {width} batch {batch} context {context}");
-                        var (layer, other) = DecodeStep(model, batch, context, decodeTokens, repeats);
-                        // keyed by KV positions
-                        layers.Add(new LayerCost(op, width, batch, context + template.NumMemoryTokens, layer, prefillPerToken));
+                        using var rig = rigs(config, batch, context, true);
+                        double step = clock.Measure(rig).Ratio;
+                        double perLayer = step * rig.LayerShare / LayersPerProbe;
+                        layers.Add(new LayerCost(op, width, batch, context + template.NumMemoryTokens, perLayer));
                         // The step overhead is the same whatever the layers: keep the FFN probe's, or the first probe's.
                         if (spec.Create is null || (!ffnProbed && overheads.All(o => o.Width != width || o.Batch != batch)))
-                            overheads.Add(new StepOverhead(width, batch, other, prefillOverhead));
+                            overheads.Add(new StepOverhead(width, batch, step * (1 - rig.LayerShare)));
                     }
             }
-        return new LatencyTable(device, template, prefillTokens, layers, overheads, [], DateTimeOffset.UtcNow);
+        var probed = new LatencyTable(device, template, reference, layers, overheads, [], [], 1, DateTimeOffset.UtcNow);
+
+        var random = new Random(CalibrationSeed);
+        var calibrations = new List<Calibration>();
+        var fits = new List<FittedCosts>();
+        foreach (int width in widths)
+            foreach (int batch in batches)
+            {
+                if (fitArchitectures == 0) continue;
+                var samples = new List<FitSample>();
+                double numerator = 0, denominator = 0, overhead = overheads.First(o => o.Width == width && o.Batch == batch).DecodeStep;
+                for (int i = 0; i < fitArchitectures; i++)
+                {
+                    var config = probed.RandomArchitecture(random, width);
+                    int context = contexts[random.Next(contexts.Count)];
+                    progress?.Report($"in-situ fit, width {width} batch {batch}: {i + 1}/{fitArchitectures}");
+                    using var rig = rigs(config, batch, context, false);
+                    double measured = clock.Measure(rig).Ratio;
+                    var layerKeys = LayerKeys(config);
+                    int positions = context + config.NumMemoryTokens;
+                    samples.Add(new FitSample(layerKeys, measured - layerKeys.Sum(k => probed.ContextGrowth(k, width, batch, positions))));
+                    double sum = probed.LayerSum(config, batch, context);
+                    numerator += sum * (measured - overhead);
+                    denominator += sum * sum;
+                }
+                calibrations.Add(new Calibration(width, batch, denominator > 0 ? numerator / denominator : 1.0, fitArchitectures));
+                fits.Add(FittedCosts.Fit(width, batch, samples));
+            }
+        // Reference units → seconds at the median machine speed seen during the build.
+        double referenceSeconds = Measurement.Of(clock.ReferenceLevels.ToList()).Median;
+        return probed with
+        {
+            Reference = reference with { StepSeconds = referenceSeconds },
+            Calibrations = calibrations,
+            Fits = fits,
+            Drift = clock.Drift,
+        };
     }
 
-    /// <summary>Per-layer decode-step seconds (mean over the probe's layers, median over runs) and the per-step time outside the
-    /// layers.</summary>
-    static (double Layer, double Other) DecodeStep(HybridForCausalLM model, int batch, int context, int tokens, int repeats)
-    {
-        using var row = LatencyProfiler.Prefilled(model, context, tokens * (repeats + 2));
-        using var cache = model.NewCacheFrom(row, batch, context + tokens * (repeats + 2));
-        LatencyProfiler.DecodeSeconds(model, cache, tokens, null);   // warm-up
-        var perLayer = new List<double>();
-        var other = new List<double>();
-        for (int r = 0; r < repeats; r++)
-        {
-            var timings = new LayerTimings(model.Config.NumLayers);
-            LatencyProfiler.DecodeSeconds(model, cache, tokens, timings);
-            // A model costs the sum of its layers, i.e. their mean, not their median (per-layer times are skewed).
-            perLayer.Add(timings.Seconds.Sum() / timings.Seconds.Length / tokens);
-            other.Add((timings.RunSeconds - timings.Seconds.Sum()) / tokens);
-        }
-        return (Measurement.Of(perLayer).Median, Measurement.Of(other).Median);
-    }
-
-    static double PrefillPerToken(HybridForCausalLM model, int tokens, int repeats, out double overheadPerToken)
-    {
-        using var prompt = randint(0, model.Config.VocabSize, [1, tokens]);
-        var perLayer = new List<double>();
-        var other = new List<double>();
-        for (int r = 0; r <= repeats; r++)
-        {
-            using var cache = model.NewCache(1, tokens);
-            var timings = new LayerTimings(model.Config.NumLayers);
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            using (model.Observe(timings))
-            using (NewDisposeScope())
-                _ = model.forward(new LMInput(prompt, cache, LastPositionOnly: true)).Logits.cpu();
-            if (r == 0) continue;   // warm-up
-            perLayer.Add(timings.Seconds.Sum() / timings.Seconds.Length / tokens);
-            other.Add((clock.Elapsed.TotalSeconds - timings.Seconds.Sum()) / tokens);
-        }
-        overheadPerToken = Measurement.Of(other).Median;
-        return Measurement.Of(perLayer).Median;
-    }
+    /// <summary>The fit draws architectures from this seed; <see cref="Check"/> refuses it so its architectures stay unseen.</summary>
+    public const int CalibrationSeed = 1_000_003;
 
     /// <summary>A random hybrid of the table's operators, 4–24 layers deep, at <paramref name="width"/>.</summary>
     HybridConfig RandomArchitecture(Random random, int width)
@@ -246,38 +256,51 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
         return config;
     }
 
-    /// <summary>Median seconds of one decode step of a freshly built (random-weight) <paramref name="config"/> after a <paramref
-    /// name="context"/>-token prompt.</summary>
-    public static double MeasureDecodeStep(HybridConfig config, int batch, int context, int tokens, int repeats, int seed)
+    /// <summary>
+    /// Measures decode steps of <paramref name="configs"/> for real (random weights), each interleaved with the table's
+    /// reference model rebuilt here: seconds at the table's machine speed (reference units × the build's reference step),
+    /// directly comparable with <see cref="PredictDecodeStep"/> whatever the machine is doing now.
+    /// </summary>
+    public IReadOnlyList<MeasuredStep> Measure(IReadOnlyList<HybridConfig> configs, int batch, int context, InterleaveOptions options,
+                                               IProgress<string>? progress = null, RigFactory? rigs = null)
     {
+        options.Validate();
+        rigs ??= DecodeRigs(options.DecodeTokens);
         using var _ = no_grad();
-        using var model = new HybridForCausalLM(config);
-        Initialization.Apply(model, seed);
-        model.eval();
-        using var row = LatencyProfiler.Prefilled(model, context, tokens * (repeats + 2));
-        using var cache = batch == 1 ? null : model.NewCacheFrom(row, batch, context + tokens * (repeats + 2));
-        return Measurement.Repeat(() => LatencyProfiler.DecodeSeconds(model, cache ?? row, tokens, null) / tokens, repeats).Median;
+        using var referenceRig = rigs(ConfigOfKeys(Template, Reference.LayerKeys, Reference.Width), 1, Reference.Context, false);
+        var clock = new InterleavedClock(referenceRig, options);
+        var results = new List<MeasuredStep>();
+        foreach (var config in configs)
+        {
+            progress?.Report($"measuring {results.Count + 1}/{configs.Count}: {string.Join(" ", config.LayerTypes)} " +
+                             $"at width {config.HiddenSize}");
+            using var rig = rigs(config, batch, context, false);
+            var timing = clock.Measure(rig);
+            progress?.Report($"  {timing.Ratio:F4} reference steps (reference {timing.ReferenceSeconds * 1e6:F0} µs, " +
+                             $"moved {timing.Drift:P0}, {timing.Attempts} attempt(s))");
+            results.Add(new MeasuredStep(timing.Ratio * Reference.StepSeconds, timing.Ratio * timing.ReferenceSeconds, timing));
+        }
+        return results;
     }
 
     /// <summary>
-    /// Predicts and measures <paramref name="count"/> random hybrids drawn from the table's operators and widths
-    /// at batch 1 and the given context: the predictor's error on architectures it was not built from.
+    /// Predicts and measures <paramref name="countPerWidth"/> random hybrids of the table's operators at every width of
+    /// the table (at a batch the table has, after a <paramref name="context"/>-token prompt), each measured interleaved
+    /// with the reference: the predictors' errors on architectures they were not built from, per width and overall.
     /// </summary>
-    public IReadOnlyList<PredictionCheck> Check(int count, int context, long seed, int decodeTokens = 16, int repeats = 5,
-                                                IProgress<string>? progress = null)
+    public LatencyCheck Check(int countPerWidth, int context, long seed, InterleaveOptions options, int batch = 1,
+                              IProgress<string>? progress = null, RigFactory? rigs = null)
     {
-        if (seed == CalibrationSeed) throw new WrenException($"seed {CalibrationSeed} drew the calibration architectures; choose another");
+        if (!Batches.Contains(batch))
+            throw new WrenException($"the latency table has no entries at batch {batch} (batches {string.Join(", ", Batches)})");
+        if (seed == CalibrationSeed) throw new WrenException($"seed {CalibrationSeed} drew the fitted architectures; choose another");
+        if (countPerWidth < 1) throw new WrenException("check at least one architecture per width");
         var random = new Random((int)seed);
-        var widths = Widths.ToArray();
-        var results = new List<PredictionCheck>();
-        for (int i = 0; i < count; i++)
-        {
-            var config = RandomArchitecture(random, widths[random.Next(widths.Length)]);
-            progress?.Report($"architecture {i + 1}/{count}: {string.Join(" ", config.LayerTypes)} at width {config.HiddenSize}");
-            double predicted = PredictDecodeStep(config, 1, context) * 1e3;
-            double measured = MeasureDecodeStep(config, 1, context, decodeTokens, repeats, seed: 100 + i) * 1e3;
-            results.Add(new PredictionCheck(config.LayerTypes, config.HiddenSize, predicted, measured));
-        }
-        return results;
+        var configs = Widths.SelectMany(w => Enumerable.Range(0, countPerWidth).Select(_ => RandomArchitecture(random, w))).ToList();
+        var measured = Measure(configs, batch, context, options, progress, rigs);
+        var checks = configs.Select((c, i) => new PredictionCheck(c.LayerTypes, c.HiddenSize, measured[i].Seconds / Reference.StepSeconds,
+                                                                  PredictBySum(c, batch, context), PredictByFit(c, batch, context)))
+            .ToList();
+        return LatencyCheck.Of(checks, measured, Reference.StepSeconds, context, batch);
     }
 }

@@ -78,24 +78,49 @@ public static class SearchReport
             lines.Add("No finished trials yet.");
             return string.Join("\n", lines) + "\n";
         }
-        lines.AddRange(["## Winner", "", .. TrialTable([s.Winner]), "", $"Layers: `{s.Origin.Layers}`; {s.Origin.Text}.", ""]);
+        lines.AddRange(["## Winner", "", .. TrialTable([s.Winner]), "", $"Layers: `{s.Origin.Layers}`; {s.Origin.Text}.", "",
+                        BasisLine(s.Basis), ""]);
         if (s.Seeds.Count > 0)
             lines.AddRange(["## Against the seeded designs (pure operators and the hand-made hybrid), each at the widest width within " +
                             "the target", "",
                             .. TrialTable(s.Seeds), ""]);
         lines.AddRange(["## Loss–latency front (predicted latency)", "", .. TrialTable(s.Front), ""]);
-        lines.AddRange(["## Best architecture per latency budget", "", "| budget ms | trial | architecture | width | proxy " +
-                                                                       "loss |", "|---|---|---|---|---|",
+        if (s.Measured.Count > 0)
+            lines.AddRange(["## Latency of the re-measured trials (ms at the latency table's machine speed)", "",
+                            "| trial | architecture | width | predicted ms | measured ms | prediction error | meets target |",
+                            "|---|---|---|---|---|---|---|",
+                            .. s.Measured.Select(m => $"| #{m.Trial.Number} | {Code(m.Trial.Architecture)} | {m.Trial.Width} | " +
+                                                     $"{m.Trial.PredictedMs:F0} | {m.Trial.MeasuredMs:F0} | {m.ErrorPercent:+0.0;-0.0} % | " +
+                                                     $"{Verdict(m, space)} |"), ""]);
+        lines.AddRange(["## Best architecture per latency budget", "", "| budget ms | trial | architecture | width | proxy loss |",
+                        "|---|---|---|---|---|",
                         .. s.Budgets.Select(b =>
                             $"| {b.BudgetMs:F0} | #{b.Best.Number} | {Code(b.Best.Architecture)} | {b.Best.Width} | " +
                             $"{b.Best.ProxyLoss:F4} |"), ""]);
-        lines.AddRange(["## Trajectory", "", "| cycle | trials | mean proxy loss | best so far (feasible) |", "|---|---|---|---|",
-                        .. s.Trajectory.Select(c => $"| {c.Name} | {c.Trials} | {c.MeanLoss:F4} | {c.BestSoFar:F4} |"), ""]);
+        lines.AddRange(["## Trajectory", "", "| cycle | trials | mean proxy loss | best so far (feasible) | feasible share (predicted) |",
+                        "|---|---|---|---|---|",
+                        .. s.Trajectory.Select(c => $"| {c.Name} | {c.Trials} | {c.MeanLoss:F4} | {c.BestSoFar:F4} | " +
+                                                    $"{c.FeasibleShare * 100:F0} % |"), ""]);
         lines.Add("![front](front.png) ![trajectory](trajectory.png)");
         if (winnerConfig is not null)
             lines.AddRange(["", $"Winner config: `winner.config.json` (train it with `wren train --config {winnerConfig} --data …`)."]);
         return string.Join("\n", lines) + "\n";
     }
+
+    static string BasisLine(WinnerBasis basis) => basis switch
+    {
+        WinnerBasis.Measured => "Chosen as the lowest proxy loss among trials whose re-measured latency meets the target.",
+        WinnerBasis.Predicted => "Chosen by predicted latency only: no trial was re-measured.",
+        WinnerBasis.PredictedOnlyNoneMeasuredFeasible =>
+            "**Flag: no re-measured trial meets the target**; this is the lowest-loss trial whose *predicted* latency does.",
+        _ => "**Flag: no trial meets the target, even by prediction**; this is the lowest-loss trial.",
+    };
+
+    /// <summary>"yes", or a flag saying by how much the measured latency misses the target.</summary>
+    static string Verdict(LatencyRow row, SearchSpace space) =>
+        row.MeetsTarget ? "yes"
+            : $"**NO: {(row.Trial.MeasuredMs!.Value / space.Latency.TargetMs!.Value - 1) * 100:F0} % over the " +
+              $"{space.Latency.TargetMs:F0} ms target**";
 
     static string SpaceLine(SearchSpace space) =>
         $"Space `{space.Name}`: {space.Stages} stages, mixers {string.Join("/", space.Mixers)}, ratios {string.Join(" ", space.Ratios)}, " +

@@ -9,16 +9,19 @@ public class LatencyTableTests
 {
     static readonly DeviceIdentity Here = DeviceIdentity.Current(torch.CPU);
 
-    /// <summary>A hand-made table: a has 10 µs at 100 positions and 30 µs at 300; m2 5 µs; f 2 µs; overhead 7 µs.</summary>
+    /// <summary>
+    /// A hand-made table: a has 10 µs at 100 positions and 30 µs at 300; m2 5 µs; f 2 µs; overhead 7 µs (a reference step of
+    /// 1 s, so reference units are seconds).
+    /// </summary>
     static LatencyTable Synthetic()
     {
         var template = Config("a", "m2", "f") with { NumMemoryTokens = 0 };
-        return new LatencyTable(Here, template, 64,
+        return new LatencyTable(Here, template, new ReferenceStep(["a", "m2", "f"], 64, 100, StepSeconds: 1.0),
         [
-            new LayerCost("a", 64, 1, 100, 10e-6, 1e-6), new LayerCost("a", 64, 1, 300, 30e-6, 1e-6),
-            new LayerCost("m2", 64, 1, 100, 5e-6, 1e-6), new LayerCost("f", 64, 1, 100, 2e-6, 1e-6),
+            new LayerCost("a", 64, 1, 100, 10e-6), new LayerCost("a", 64, 1, 300, 30e-6),
+            new LayerCost("m2", 64, 1, 100, 5e-6), new LayerCost("f", 64, 1, 100, 2e-6),
         ],
-        [new StepOverhead(64, 1, 7e-6, 0)], [], DateTimeOffset.UnixEpoch);
+        [new StepOverhead(64, 1, 7e-6)], [], [], 1, DateTimeOffset.UnixEpoch);
     }
 
     [Fact]

@@ -38,4 +38,31 @@ public class SearchReportTests
         Assert.Equal("a seed design of the initial population", summary.Origin!.Text);
         Assert.DoesNotContain("found by mutating  (", SearchReport.Markdown(summary, Space, null));
     }
+
+    [Fact]
+    public void A_front_member_measured_over_the_target_is_flagged_and_the_winner_is_the_best_measured_feasible()
+    {
+        // The quick space's target is 1200 ms; within 5 % of it (≤ 1260 ms) still meets it.
+        var trials = new[]
+        {
+            Done(0, -1, A, 3.0, 1100) with { MeasuredLatencyMs = 1500 },              // best loss, but 25 % over when measured
+            Done(1, -1, B, 4.0, 1000) with { MeasuredLatencyMs = 1250 },              // 4 % over: meets the target
+            Done(2, 0, A.Replace("ffn1", "ffn2"), 3.5, 1300) with { Feasible = false },   // placed over the target by prediction
+        };
+        var summary = SearchSummary.Of(trials, Space, "t");
+        Assert.Equal(1, summary.Winner!.Number);
+        Assert.Equal(WinnerBasis.Measured, summary.Basis);
+        Assert.Equal([false, true], summary.Measured.OrderBy(m => m.Trial.Number).Select(m => m.MeetsTarget));
+        Assert.Equal(0.0, summary.Trajectory.Single(c => c.Cycle == 1).FeasibleShare);
+        string markdown = SearchReport.Markdown(summary, Space, null);
+        Assert.Contains("| #0 | `m2 0:1 ffn1 x1 \\| a 0:1 ffn0 x1 \\| deltanet 0:1 ffn0 x1` | 128 | 1100 | 1500 | -26.7 % | " +
+                        "**NO: 25 % over the 1200 ms target** |", markdown);
+        Assert.Contains("| #1 |", markdown);
+        Assert.Contains("| initial | 2 | 3.5000 | 3.0000 | 100 % |", markdown);
+        Assert.Contains("| 1 | 1 | 3.5000 | 3.0000 | 0 % |", markdown);
+
+        var noneMeets = SearchSummary.Of(trials.Take(1).ToList(), Space, "t");
+        Assert.Equal(WinnerBasis.PredictedOnlyNoneMeasuredFeasible, noneMeets.Basis);
+        Assert.Contains("**Flag: no re-measured trial meets the target**", SearchReport.Markdown(noneMeets, Space, null));
+    }
 }

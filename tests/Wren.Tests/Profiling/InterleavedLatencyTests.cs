@@ -1,0 +1,188 @@
+using TorchSharp;
+using Wren.Models;
+using Wren.Operators;
+using Wren.Profiling;
+using static Wren.Tests.TestSupport;
+
+namespace Wren.Tests.Profiling;
+
+/// <summary>
+/// Reference-normalized measurement, the in-situ fit and the table built from them, on a synthetic machine: every
+/// "timed" run returns a known cost times the machine's current slowdown, so the expected values are computed by hand
+/// from the cost model below, never from Wren's own output.
+/// </summary>
+public class InterleavedLatencyTests
+{
+    static readonly DeviceIdentity Here = DeviceIdentity.Current(torch.CPU);
+    static readonly HybridConfig Template = Config("a", "m2", "f") with { NumMemoryTokens = 0 };
+
+    /// <summary>Per-layer cost (s) of each key: base + per-width part; attention adds 0.01 µs per position held.</summary>
+    static double LayerCost(string key, int width, int positions) => key switch
+    {
+        "a" => 40e-6 + 0.05e-6 * width + 0.01e-6 * positions,
+        "m2" => 60e-6 + 0.10e-6 * width,
+        "deltanet" => 55e-6 + 0.08e-6 * width,
+        "f" => 20e-6 + 0.20e-6 * width,
+        _ => throw new ArgumentException(key),
+    };
+
+    /// <summary>Embedding, final norm, lm_head: per-step cost outside the layers.</summary>
+    static double Overhead(int width) => 100e-6 + 0.3e-6 * width;
+
+    static List<string> Keys(HybridConfig c) =>
+        Enumerable.Range(0, c.NumLayers).Select(i => OperatorRegistry.Of(c, i).LatencyKey(c, i)).ToList();
+
+    static double TrueStep(HybridConfig c, int batch, int context) =>
+        batch * (Overhead(c.HiddenSize) + Keys(c).Sum(k => LayerCost(k, c.HiddenSize, context + c.NumMemoryTokens)));
+
+    /// <summary>A machine whose speed changes with the number of runs so far (a slowdown factor ≥ 1).</summary>
+    sealed class Machine(Func<int, double> slowdown)
+    {
+        int runs;
+        public double Run(double seconds) => seconds * slowdown(runs++);
+    }
+
+    sealed class Rig(Machine machine, double seconds, double layerShare) : IStepTimer
+    {
+        public double StepSeconds() => machine.Run(seconds);
+        public double LayerShare => layerShare;
+        public void Dispose() { }
+    }
+
+    static LatencyTable.RigFactory Rigs(Machine machine) => (config, batch, context, _) =>
+    {
+        double step = TrueStep(config, batch, context);
+        return new Rig(machine, step, 1 - batch * Overhead(config.HiddenSize) / step);
+    };
+
+    static LatencyTable Build(Machine machine) =>
+        LatencyTable.Build(Template, ["a", "m2", "f"], [64, 128], [1], [100, 300], Here, new InterleaveOptions { Passes = 5 },
+                           fitArchitectures: 12, rigs: Rigs(machine));
+
+    [Fact]
+    public void A_linear_drift_cancels_between_the_reference_runs_around_each_candidate_run()
+    {
+        var machine = new Machine(run => 1 + 0.02 * run);   // 2 % slower every run: 30 % over one measurement
+        var clock = new InterleavedClock(new Rig(machine, 1e-3, 0), new InterleaveOptions { Passes = 7, DriftTolerance = 1 });
+        var timing = clock.Measure(new Rig(machine, 2.5e-3, 0));
+        Assert.Equal(2.5, timing.Ratio, 12);
+        Assert.Equal(1, timing.Attempts);
+    }
+
+    [Fact]
+    public void Runs_slowed_down_by_other_processes_are_left_out()
+    {
+        var spikes = new Random(7);   // 20 % of runs, candidate's or reference's, 1.1–3× slower
+        var machine = new Machine(_ => spikes.NextDouble() < 0.2 ? 1.1 + 1.9 * spikes.NextDouble() : 1.0);
+        var clock = new InterleavedClock(new Rig(machine, 1e-3, 0), new InterleaveOptions { Passes = 9 });
+        for (int i = 0; i < 20; i++) Assert.Equal(2.5, clock.Measure(new Rig(machine, 2.5e-3, 0)).Ratio, 1e-9);
+    }
+
+    [Fact]
+    public void A_reference_that_moves_during_a_measurement_is_measured_again()
+    {
+        // Runs 0–4 at full speed, then 60 % slower for good: the first measurement straddles the change.
+        var machine = new Machine(run => run < 5 ? 1.0 : 1.6);
+        var clock = new InterleavedClock(new Rig(machine, 1e-3, 0), new InterleaveOptions { Passes = 5, DriftTolerance = 0.1 });
+        var timing = clock.Measure(new Rig(machine, 3e-3, 0));
+        Assert.Equal(2, timing.Attempts);
+        Assert.Equal(1, clock.Remeasured);
+        Assert.Equal(3.0, timing.Ratio, 12);
+        Assert.Equal(1.6e-3, timing.ReferenceSeconds, 12);
+    }
+
+    [Fact]
+    public void Normalized_predictions_do_not_move_when_the_machine_slows_down_during_the_build()
+    {
+        var steady = Build(new Machine(_ => 1.0));
+        var slowed = Build(new Machine(run => run < 50 ? 1.0 : 1.45));          // a 45 % slowdown part-way through the probes
+        var drifting = Build(new Machine(run => 1 + 0.5 * Math.Sin(run / 50.0) * Math.Sin(run / 50.0)));   // slow swings up to 50 %
+        Assert.True(slowed.Drift > 1.4, $"the slowdown happened (drift ×{slowed.Drift:F2})");
+        Assert.NotEqual(steady.Reference.StepSeconds, slowed.Reference.StepSeconds, 6);
+        var random = new Random(5);
+        for (int i = 0; i < 20; i++)
+        {
+            var keys = Enumerable.Range(0, random.Next(4, 20)).Select(_ => new[] { "a", "m2", "f" }[random.Next(3)]).ToList();
+            var config = Template.WithShape(keys, i % 2 == 0 ? 64 : 128);
+            int context = random.Next(100, 301);
+            double truth = TrueStep(config, 1, context) / steady.Reference.StepSeconds;   // steady machine: reference units by hand
+            foreach (var table in new[] { steady, slowed, drifting })
+            {
+                Assert.Equal(truth, table.PredictByFit(config, 1, context)!.Value, truth * 1e-3);
+                Assert.Equal(truth, table.PredictBySum(config, 1, context), truth * 1e-3);
+            }
+        }
+    }
+
+    [Fact]
+    public void The_check_on_a_machine_slower_than_at_the_build_still_compares_like_with_like()
+    {
+        var table = Build(new Machine(_ => 1.0));
+        var check = table.Check(5, 200, seed: 2, new InterleaveOptions { Passes = 5 }, rigs: Rigs(new Machine(_ => 1.7)));
+        Assert.Equal(10, check.Checks.Count);
+        Assert.Equal([64, 128], check.Checks.Select(c => c.Width).Distinct().Order());
+        Assert.Equal(1.7 * check.ReferenceMsAtBuild, check.ReferenceMsNow, 1e-9);
+        foreach (var c in check.Checks)
+        {
+            var config = Template.WithShape(c.LayerTypes, c.Width);
+            Assert.Equal(TrueStep(config, 1, 200) / table.Reference.StepSeconds, c.Measured, c.Measured * 1e-9);   // in build units
+        }
+        var overall = check.Summaries.Single(s => s.Predictor == "fit" && s.Width is null);
+        Assert.True(overall.Mape < 0.1 && overall.Within5 == 1 && overall.MeetsTarget, $"MAPE {overall.Mape} %");
+        Assert.Equal(3, check.Summaries.Count(s => s.Predictor == "sum"));   // per width and overall
+        Assert.Contains("drew the fitted architectures", Assert.Throws<WrenException>(
+            () => table.Check(1, 200, LatencyTable.CalibrationSeed, new InterleaveOptions())).Message);
+    }
+
+    [Fact]
+    public void The_fit_recovers_known_overhead_and_per_layer_costs()
+    {
+        var truth = new Dictionary<string, double> { ["a"] = 0.31, ["a:w128"] = 0.12, ["m2"] = 0.47, ["f"] = 0.09 };
+        const double overhead = 0.8;
+        var random = new Random(11);
+        var samples = Enumerable.Range(0, 30).Select(_ =>
+        {
+            var keys = Enumerable.Range(0, random.Next(3, 25)).Select(_ => truth.Keys.ElementAt(random.Next(truth.Count))).ToList();
+            return new FitSample(keys, overhead + keys.Sum(k => truth[k]));
+        }).ToList();
+        var fit = FittedCosts.Fit(128, 1, samples);
+        Assert.Equal(overhead, fit.Overhead, 9);
+        foreach (var (key, cost) in truth) Assert.Equal(cost, fit.PerLayer[key], 9);
+        Assert.True(fit.RmsPercent < 1e-6);
+        Assert.Contains("needs at least", Assert.Throws<WrenException>(() => FittedCosts.Fit(128, 1, samples.Take(4).ToList())).Message);
+    }
+
+    [Fact]
+    public void A_table_built_on_a_noisy_machine_fits_in_situ_costs_in_reference_units()
+    {
+        var jitter = new Random(3);   // swings of up to 40 % over ~120 runs, and ±1 % from run to run
+        var table = Build(new Machine(run => (1 + 0.4 * Math.Pow(Math.Sin(run / 40.0), 2)) * (1 + 0.02 * (jitter.NextDouble() - 0.5))));
+        var fit = table.Fits.Single(f => f.Width == 128);
+        double reference = TrueStep(Template.WithShape(["a", "m2", "f"], 64), 1, 100);   // the reference model, by hand
+        Assert.Equal(Overhead(128) / reference, fit.Overhead, 0.02 * Overhead(128) / reference);
+        Assert.Equal(LayerCost("m2", 128, 0) / reference, fit.PerLayer["m2"], 0.02 * LayerCost("m2", 128, 0) / reference);
+        Assert.Equal(LayerCost("f", 128, 0) / reference, fit.PerLayer["f"], 0.02 * LayerCost("f", 128, 0) / reference);
+    }
+
+    [Fact]
+    public void Windowed_attention_layers_are_priced_by_their_own_entries()
+    {
+        var table = new LatencyTable(Here, Template, new ReferenceStep(["a", "f"], 64, 100, 1.0),
+            [new LayerCost("a", 64, 1, 100, 10e-6), new LayerCost("a", 64, 1, 300, 30e-6), new LayerCost("a:w128", 64, 1, 100, 4e-6),
+             new LayerCost("a:w128", 64, 1, 300, 6e-6), new LayerCost("f", 64, 1, 100, 2e-6)],
+            [new StepOverhead(64, 1, 7e-6)], [],
+            [new FittedCosts(64, 1, 5e-6, new Dictionary<string, double> { ["a"] = 11e-6, ["a:w128"] = 3e-6, ["f"] = 1e-6 }, 20, 0)], 1,
+            DateTimeOffset.UnixEpoch);
+        var global = Template.WithShape(["a", "a", "f"], 64) with { SlidingWindow = null, GlobalAttnIdx = [] };
+        // As the table builds it: layer 0 global, then layer 1 sliding a 128-token window.
+        var windowed = Attention.Spec.WithLatencyVariant(Attention.Spec.WithLatencyVariant(global, null, [0]), "w128", [1]);
+        Assert.Equal(["a", "a:w128", "f"], Keys(windowed));
+        Assert.Equal(7 + 20 + 5 + 2, table.PredictBySum(windowed, 1, 200) * 1e6, 6);
+        Assert.Equal(7 + 20 + 20 + 2, table.PredictBySum(global, 1, 200) * 1e6, 6);
+        // Fit: overhead 5 + a 11 + a:w128 3 + f 1, plus each attention layer's growth from its first context (10 → 20, 4 → 5).
+        Assert.Equal(5 + 11 + 3 + 1 + 10 + 1, table.PredictByFit(windowed, 1, 200)!.Value * 1e6, 6);
+        // The search space names windowed attention "swa": its table keys price it apart.
+        var space = Wren.Search.SearchSpace.Load("quick") with { Mixers = ["a", "swa"] };
+        Assert.Contains($"a:w{space.SlidingWindow}", space.LatencyKeys());
+    }
+}
