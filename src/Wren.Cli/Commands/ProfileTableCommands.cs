@@ -53,12 +53,20 @@ internal static class ProfileTableCommands
         };
         var widths = new Option<string>("--widths") { Description = "hidden sizes", DefaultValueFactory = _ => "128,256" };
         var batches = new Option<string>("--batches") { Description = "batch sizes", DefaultValueFactory = _ => "1" };
-        var contexts = new Option<string>("--contexts") { Description = "contexts (prompt tokens) for attention", DefaultValueFactory = _ => "128,512,2048" };
+        var contexts = new Option<string>("--contexts")
+        {
+            Description = "contexts (prompt tokens) for attention",
+            DefaultValueFactory = _ => "128,512,2048",
+        };
         var fit = new Option<int>("--fit")
         {
             Description = "random mixed architectures per width and batch for the in-situ fit (0 = none)", DefaultValueFactory = _ => 24,
         };
-        var output = new Option<string>("--out") { Description = "table file", DefaultValueFactory = _ => Path.Combine(".wren", "latency-table.json") };
+        var output = new Option<string>("--out")
+        {
+            Description = "table file",
+            DefaultValueFactory = _ => Path.Combine(".wren", "latency-table.json"),
+        };
         foreach (var o in new Option[] { template, operators, widths, batches, contexts, fit, output }) command.Add(o);
         var interleave = new InterleaveFlags(command);
         var common = new CommonOptions(command, withDType: false);
@@ -114,7 +122,11 @@ internal static class ProfileTableCommands
     static Command Check()
     {
         var command = new Command("check", "Compare the table's predictions with real measurements of random hybrid architectures");
-        var path = new Option<string>("--table") { Description = "table file", DefaultValueFactory = _ => Path.Combine(".wren", "latency-table.json") };
+        var path = new Option<string>("--table")
+        {
+            Description = "table file",
+            DefaultValueFactory = _ => Path.Combine(".wren", "latency-table.json"),
+        };
         var count = new Option<int>("--count") { Description = "random architectures per width", DefaultValueFactory = _ => 20 };
         var context = new Option<int>("--context") { Description = "prompt tokens before decoding", DefaultValueFactory = _ => 256 };
         var seed = new Option<long>("--seed") { Description = "architecture sampling seed", DefaultValueFactory = _ => 1 };
@@ -162,15 +174,28 @@ internal static class ProfileTableCommands
 
     public static Command Grid()
     {
-        var command = new Command("grid", "Measure decode latency over a depth × width grid (the latency side of the depth–width study)");
-        var template = new Option<string>("--config") { Description = "template config (a preset or config.json)", DefaultValueFactory = _ => "llama-tiny" };
-        var pattern = new Option<string>("--pattern") { Description = "layer types of one block, space separated", DefaultValueFactory = _ => "a f" };
+        var command = new Command("grid",
+                                  "Measure decode latency over a depth × width grid (the latency side of the depth–width study)");
+        var template = new Option<string>("--config")
+        {
+            Description = "template config (a preset or config.json)",
+            DefaultValueFactory = _ => "llama-tiny",
+        };
+        var pattern = new Option<string>("--pattern")
+        {
+            Description = "layer types of one block, space separated",
+            DefaultValueFactory = _ => "a f",
+        };
         var depths = new Option<string>("--depths") { Description = "blocks", DefaultValueFactory = _ => "6,12,18,24" };
         var widths = new Option<string>("--widths") { Description = "hidden sizes", DefaultValueFactory = _ => "128,256,384" };
         var prompt = new Option<int>("--prompt-tokens") { Description = "prompt before decoding", DefaultValueFactory = _ => 128 };
         var decode = new Option<int>("--decode-tokens") { Description = "tokens per timed run", DefaultValueFactory = _ => 16 };
         var repeats = new Option<int>("--repeats") { Description = "timed runs per cell", DefaultValueFactory = _ => 5 };
-        var output = new Option<string>("--out") { Description = "folder for grid.json and the heatmap", DefaultValueFactory = _ => Path.Combine(".wren", "grid") };
+        var output = new Option<string>("--out")
+        {
+            Description = "folder for grid.json and the heatmap",
+            DefaultValueFactory = _ => Path.Combine(".wren", "grid"),
+        };
         foreach (var o in new Option[] { template, pattern, depths, widths, prompt, decode, repeats, output }) command.Add(o);
         var common = new CommonOptions(command, withDType: false);
         command.SetAction(result =>
@@ -186,7 +211,8 @@ internal static class ProfileTableCommands
             var view = new Table().AddColumn("depth \\ width");
             foreach (var w in widthList) view.AddColumn(w.ToString());
             foreach (var d in points.Select(p => p.Depth).Distinct().Order())
-                view.AddRow([d.ToString(), .. widthList.Select(w => points.First(p => p.Depth == d && p.Width == w)).Select(p => $"{p.MsPerToken.Median:F2} ms ({p.Parameters / 1e6:F1}M)")]);
+                view.AddRow([d.ToString(), .. widthList.Select(w => points.First(p => p.Depth == d && p.Width == w))
+                    .Select(p => $"{p.MsPerToken.Median:F2} ms ({p.Parameters / 1e6:F1}M)")]);
             AnsiConsole.Write(view);
             string folder = result.GetValue(output)!;
             Directory.CreateDirectory(folder);

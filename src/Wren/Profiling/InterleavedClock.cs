@@ -12,7 +12,8 @@ public sealed record ReferenceStep(IReadOnlyList<string> LayerKeys, int Width, i
 /// Candidate step ÷ the mean of the reference steps just before and after it, median over the clean passes (else best ÷ best).
 /// </param>
 /// <param name="ReferenceSeconds">The reference's best step during this measurement (the machine's speed at the time).</param>
-/// <param name="Drift">|best reference step of the second half of the passes ÷ that of the first half − 1|, for the kept attempt.</param>
+/// <param name="Drift">|best reference step of the second half of the passes ÷ that of the first half − 1|, for the kept
+/// attempt.</param>
 /// <param name="Attempts">Measurements taken; more than one when the reference moved beyond the drift tolerance.</param>
 public sealed record NormalizedTiming(double Ratio, double ReferenceSeconds, double Drift, int Attempts);
 

@@ -8,7 +8,8 @@ using static TorchSharp.torch;
 
 namespace Wren.Profiling;
 
-/// <summary>Measured cost of one layer of <paramref name="Operator"/> at a width, batch and context (positions held, meta tokens included).</summary>
+/// <summary>Measured cost of one layer of <paramref name="Operator"/> at a width, batch and context (positions held, meta tokens
+/// included).</summary>
 /// <param name="DecodeStep">One decode step through one layer, in reference units (÷ the reference's decode step).</param>
 public sealed record LayerCost(string Operator, int Width, int Batch, int Context, double DecodeStep);
 
@@ -63,8 +64,9 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     public void EnsureDevice(DeviceIdentity device)
     {
         if (Device.Id != device.Id)
-            throw new WrenException($"this latency table was measured on {Device.Processor} ({Device.Kind}, {Device.Threads} threads, id {Device.Id}); " +
-                                    $"this device is {device.Processor} ({device.Kind}, {device.Threads} threads, id {device.Id}). Build a table here with: wren profile lut build");
+            throw new WrenException($"this latency table was measured on {Device.Processor} ({Device.Kind}, {Device.Threads} threads, id " +
+                                    $"{Device.Id}); this device is {device.Processor} ({device.Kind}, {device.Threads} threads, id " +
+                                    $"{device.Id}). Build a table here with: wren profile lut build");
     }
 
     /// <summary>
@@ -77,7 +79,8 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
         * Reference.StepSeconds;
 
     /// <summary>
-    /// Predicted seconds to decode <paramref name="tokens"/> tokens after a <paramref name="prompt"/>-token prompt (context at the midpoint).
+    /// Predicted seconds to decode <paramref name="tokens"/> tokens after a <paramref name="prompt"/>-token prompt (context at the
+    /// midpoint).
     /// </summary>
     public double PredictDecode(HybridConfig config, int batch, int prompt, int tokens) =>
         tokens * PredictDecodeStep(config, batch, prompt + tokens / 2);
@@ -126,7 +129,8 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     {
         var points = Layers.Where(l => l.Operator == op && l.Width == width && l.Batch == batch).OrderBy(l => l.Context).ToList();
         if (points.Count == 0)
-            throw new WrenException($"the latency table has no '{op}' entry at width {width}, batch {batch} (operators: {string.Join(", ", Operators)})");
+            throw new WrenException($"the latency table has no '{op}' entry at width {width}, batch {batch} (operators: " +
+                                    $"{string.Join(", ", Operators)})");
         if (points.Count == 1 || context <= points[0].Context) return points[0].DecodeStep;
         for (int i = 1; i < points.Count; i++)
             if (context <= points[i].Context)
@@ -154,7 +158,8 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     /// random mixed architectures (at random contexts of the list) are measured whole: the in-situ costs are fitted on
     /// them (<see cref="FittedCosts.Fit"/>), and the probe sum's scale too (a least-squares scale on the layer sum).
     /// </summary>
-    public static LatencyTable Build(HybridConfig template, IReadOnlyList<string> operators, IReadOnlyList<int> widths, IReadOnlyList<int> batches,
+    public static LatencyTable Build(HybridConfig template, IReadOnlyList<string> operators, IReadOnlyList<int> widths,
+                                     IReadOnlyList<int> batches,
                                      IReadOnlyList<int> contexts, DeviceIdentity device, InterleaveOptions options,
                                      int fitArchitectures = 24, IProgress<string>? progress = null, RigFactory? rigs = null)
     {

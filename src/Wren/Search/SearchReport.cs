@@ -90,8 +90,8 @@ public static class SearchReport
                             "| trial | architecture | width | predicted ms | measured ms | prediction error | meets target |",
                             "|---|---|---|---|---|---|---|",
                             .. s.Measured.Select(m => $"| #{m.Trial.Number} | {Code(m.Trial.Architecture)} | {m.Trial.Width} | " +
-                                                     $"{m.Trial.PredictedMs:F0} | {m.Trial.MeasuredMs:F0} | {m.ErrorPercent:+0.0;-0.0} % | " +
-                                                     $"{Verdict(m, space)} |"), ""]);
+                                                     $"{m.Trial.PredictedMs:F0} | {m.Trial.MeasuredMs:F0} | " +
+                                                     $"{m.ErrorPercent:+0.0;-0.0} % | {Verdict(m, space)} |"), ""]);
         lines.AddRange(["## Best architecture per latency budget", "", "| budget ms | trial | architecture | width | proxy loss |",
                         "|---|---|---|---|---|",
                         .. s.Budgets.Select(b =>

@@ -35,7 +35,8 @@ public static class SearchStudy
     /// <summary>The default storage of a study: a SQLite file under <c>.wren/search</c>.</summary>
     public static string DefaultStorage(string study) => Path.Combine(".wren", "search", study + ".db");
 
-    /// <summary>The study folder for local artifacts (latency table, report, scratch runs): beside a SQLite file, else under .wren/search.</summary>
+    /// <summary>The study folder for local artifacts (latency table, report, scratch runs): beside a SQLite file, else under
+    /// .wren/search.</summary>
     public static string LocalFolder(string storage, string study) =>
         storage.Contains("://") ? Path.Combine(".wren", "search", study)
             : Path.Combine(Path.GetDirectoryName(Path.GetFullPath(storage.Replace("sqlite:", "")))!, study);
@@ -67,7 +68,8 @@ public static class SearchStudy
     }
 
     /// <summary>The space's trial evaluator and the dataset it trains on (null for synthetic fitness); dispose the dataset.</summary>
-    public static (ITrialEvaluator Evaluator, TokenDataset? Dataset) Evaluation(SearchSpace space, string data, string scratch, double stepsFactor = 1)
+    public static (ITrialEvaluator Evaluator, TokenDataset? Dataset) Evaluation(SearchSpace space, string data, string scratch,
+                                                                                double stepsFactor = 1)
     {
         if (space.Proxy.Fitness == "synthetic") return (new SyntheticFitness(space), null);
         var dataset = TokenDataset.Open(data);
@@ -86,7 +88,9 @@ public static class SearchStudy
         string folder = LocalFolder(storage, name);
         var template = Template(space, data);
         var predictor = LatencyTableFor(space, template, options.Table, folder, device, progress);
-        var placer = new CandidatePlacer(space, c => predictor.PredictDecode(c, space.Latency.Batch, space.Latency.Prompt, space.Latency.DecodeTokens) * 1e3,
+        var placer = new CandidatePlacer(space,
+                                         c => predictor.PredictDecode(c, space.Latency.Batch, space.Latency.Prompt,
+                                                                      space.Latency.DecodeTokens) * 1e3,
                                          template);
         var (evaluator, dataset) = Evaluation(space, data, Path.Combine(folder, "scratch"));
         using (dataset)
@@ -101,7 +105,8 @@ public static class SearchStudy
         }
     }
 
-    /// <summary>The predictor: the given table, the space's, the study's own, or a new one measured here for the space's operators and widths.</summary>
+    /// <summary>The predictor: the given table, the space's, the study's own, or a new one measured here for the space's operators
+    /// and widths.</summary>
     static LatencyTable LatencyTableFor(SearchSpace space, HybridConfig template, string? path, string folder, torch.Device device,
                                         IProgress<string>? progress)
     {
@@ -114,7 +119,8 @@ public static class SearchStudy
         }
         progress?.Report("measuring a latency table for this space");
         int context = space.Latency.Prompt + space.Latency.DecodeTokens;
-        var table = LatencyTable.Build(template, space.LatencyKeys(), space.Widths, [space.Latency.Batch], [Math.Max(16, space.Latency.Prompt), context],
+        var table = LatencyTable.Build(template, space.LatencyKeys(), space.Widths, [space.Latency.Batch],
+                                       [Math.Max(16, space.Latency.Prompt), context],
                                        DeviceIdentity.Current(device), new InterleaveOptions { Passes = 9 }, fitArchitectures: 16,
                                        progress: progress);
         Directory.CreateDirectory(folder);

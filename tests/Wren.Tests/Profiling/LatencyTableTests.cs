@@ -56,9 +56,11 @@ public class LatencyTableTests
     public void Unknown_width_batch_or_operator_is_a_clear_error()
     {
         var table = Synthetic();
-        Assert.Contains("no entry for width 128", Assert.Throws<WrenException>(() => table.PredictDecodeStep(table.Template.WithShape(["f"], 128), 1, 10)).Message);
-        Assert.Contains("at batch 4", Assert.Throws<WrenException>(() => table.PredictDecodeStep(table.Template.WithShape(["f"], 64), 4, 10)).Message);
-        Assert.Contains("no 'deltanet' entry", Assert.Throws<WrenException>(() => table.PredictDecodeStep(table.Template.WithShape(["deltanet"], 64), 1, 10)).Message);
+        string Error(string[] layers, int width, int batch) =>
+            Assert.Throws<WrenException>(() => table.PredictDecodeStep(table.Template.WithShape(layers, width), batch, 10)).Message;
+        Assert.Contains("no entry for width 128", Error(["f"], 128, 1));
+        Assert.Contains("at batch 4", Error(["f"], 64, 4));
+        Assert.Contains("no 'deltanet' entry", Error(["deltanet"], 64, 1));
     }
 
     [Fact]

@@ -5,13 +5,18 @@ namespace Wren.Tests.Search;
 /// <summary>The report's summary and its Markdown printer on hand-made trials.</summary>
 public class SearchReportTests
 {
-    static readonly SearchSpace Space = SearchSpace.Load("quick") with { Seeds = [], Evolution = new EvolutionSettings { Population = 2, Cycles = 1 } };
+    static readonly SearchSpace Space = SearchSpace.Load("quick") with
+    {
+        Seeds = [],
+        Evolution = new EvolutionSettings { Population = 2, Cycles = 1 },
+    };
 
     static Trial Done(int number, int cycle, string architecture, double loss, double latency, string parent = "",
                       string mutation = "random") => new()
                       {
-                          Number = number, Cycle = cycle, Architecture = architecture, ProxyLoss = loss, PredictedLatencyMs = latency, Feasible = true,
-                          Status = "done", Width = 128, Parameters = 1_000_000, Parent = parent, Mutation = mutation, Created = 0, Finished = 60_000, TrainSeconds = 30,
+                          Number = number, Cycle = cycle, Architecture = architecture, ProxyLoss = loss, PredictedLatencyMs = latency,
+                          Feasible = true, Status = "done", Width = 128, Parameters = 1_000_000, Parent = parent, Mutation = mutation,
+                          Created = 0, Finished = 60_000, TrainSeconds = 30,
                       };
 
     const string A = "m2 0:1 ffn1 x1 | a 0:1 ffn0 x1 | deltanet 0:1 ffn0 x1", B = "deltanet 0:1 ffn1 x1 | a 0:1 ffn0 x1 | m2 0:1 ffn0 x1";
@@ -19,7 +24,10 @@ public class SearchReportTests
     [Fact]
     public void Table_cells_escape_the_stage_separator_and_cycles_count_from_one()
     {
-        var trials = new[] { Done(0, -1, A, 5.0, 10), Done(1, -1, B, 4.0, 20), Done(2, 0, A.Replace("ffn1", "ffn2"), 3.0, 15, $"#0 {A}", "stage 1 ffn") };
+        var trials = new[]
+        {
+            Done(0, -1, A, 5.0, 10), Done(1, -1, B, 4.0, 20), Done(2, 0, A.Replace("ffn1", "ffn2"), 3.0, 15, $"#0 {A}", "stage 1 ffn"),
+        };
         var summary = SearchSummary.Of(trials, Space, "t");
         Assert.Equal([0, 1], summary.Trajectory.Select(c => c.Cycle));
         string markdown = SearchReport.Markdown(summary, Space, null);
