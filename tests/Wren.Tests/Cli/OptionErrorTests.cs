@@ -39,6 +39,20 @@ public class OptionErrorTests
         AssertOneLine(error, $"{args[^2]} must be positive, got -5");
     }
 
+    [Theory]
+    [InlineData("-1")]
+    [InlineData("100000")]
+    public void Threads_outside_zero_to_1024_are_refused_before_any_model_work(string threads)
+    {
+        string[][] commands = [["generate", "--prompt", "A"], ["logits", "--tokens", "1", "--out", "y.npy"], ["serve"]];
+        foreach (var command in commands)
+        {
+            var (code, error) = TestSupport.Cli([.. command, "--model", "x", "--threads", threads]);
+            Assert.Equal(1, code);
+            AssertOneLine(error, $"--threads must be 0 (one per core) to 1024, got {threads}");
+        }
+    }
+
     [Fact]
     public void A_model_file_where_a_folder_is_expected_says_so()
     {
