@@ -64,6 +64,11 @@ public sealed class InferenceEngine : IDisposable
                                         $"and one slot of {options.MaxContext} tokens " +
                                         $"{perSlot / 1e6:F1} MB (two are needed)");
         }
+        else if (footprint.WeightBytes + options.PrefixCacheBytes + (Slots + 1L) * perSlot is var need
+                 && GC.GetGCMemoryInfo().TotalAvailableMemoryBytes is var physical && need > physical)
+            throw new WrenException($"{Slots} slots (+1 for prefill) of {options.MaxContext} tokens need {need / 1e6:F0} MB " +
+                                    $"({perSlot / 1e6:F1} MB each, weights {footprint.WeightBytes / 1e6:F0} MB), more than this " +
+                                    $"machine's {physical / 1e6:F0} MB: lower --max-context or --max-batch, or set --max-memory");
         SlotBytes = perSlot;
         var ready = new TaskCompletionSource();
         thread = new Thread(() => Run(ready)) { IsBackground = true, Name = "wren-inference" };
