@@ -53,6 +53,22 @@ public class OptionErrorTests
         }
     }
 
+    [Theory]
+    [InlineData("--max-new-tokens", "2147483647", "maximum context length is 4096 tokens; the prompt has 1 and max new tokens")]
+    [InlineData("--max-new-tokens", "4096", "maximum context length is 4096 tokens; the prompt has 1 and max new tokens")]
+    [InlineData("--stop", "", "stop strings must not be empty")]
+    [InlineData("--stop-token", "256", "stop token id 256 is outside the model's vocabulary of 256")]
+    [InlineData("--stop-token", "-3", "stop token id -3 is outside the model's vocabulary of 256")]
+    public void Generation_past_the_context_or_with_impossible_stops_is_refused_before_it_starts(string option, string value,
+                                                                                                string message)
+    {
+        // The fixture's config: max_position_embeddings 4096, vocab_size 256; "A" is one byte-level token.
+        string model = Path.Combine(TestSupport.Case("tiny-temperature"), "model");
+        var (code, error) = TestSupport.Cli("generate", "--model", model, "--prompt", "A", option, value);
+        Assert.Equal(2, code);
+        AssertOneLine(error, message);
+    }
+
     [Fact]
     public void A_model_file_where_a_folder_is_expected_says_so()
     {
