@@ -69,6 +69,31 @@ public class OptionErrorTests
         AssertOneLine(error, message);
     }
 
+    [Theory]
+    [InlineData("generate", "--seed", "abc", "--seed expects a non-negative integer, got 'abc'")]
+    [InlineData("generate", "--max-new-tokens", "abc", "--max-new-tokens expects an integer, got 'abc'")]
+    [InlineData("generate", "--temperature", "warm", "--temperature expects a number, got 'warm'")]
+    [InlineData("generate", "--dtype", "float8", "--dtype must be one of 'float32', 'bfloat16', 'int8', got 'float8'")]
+    public void Unparsable_values_name_the_option_and_the_kind_of_value_not_a_dotnet_type(string command, string option, string value,
+                                                                                         string message)
+    {
+        var (code, error) = TestSupport.Cli(command, "--model", "x", "--prompt", "A", option, value);
+        Assert.Equal(1, code);
+        AssertOneLine(error, message);
+        Assert.DoesNotContain("System.", error);
+    }
+
+    [Theory]
+    [InlineData("--prefix-cache")]
+    [InlineData("--max-memory")]
+    public void A_bad_byte_size_names_its_own_option(string option)
+    {
+        string model = Path.Combine(TestSupport.Case("tiny-temperature"), "model");
+        var (code, error) = TestSupport.Cli("serve", "--model", model, "--port", "0", option, "lots");
+        Assert.Equal(2, code);
+        AssertOneLine(error, $"{option} must look like 4GB, 512MB or 1.5G, got 'lots'");
+    }
+
     [Fact]
     public void A_model_file_where_a_folder_is_expected_says_so()
     {
