@@ -104,8 +104,10 @@ public static partial class WrenCli
             return $"{option.Name} expects {expected}, got '{bad.Groups[1].Value}'";
         }
         if (NotAmong().Match(error.Message) is { Success: true } among)
-            return $"{option.Name} must be one of {string.Join(", ", among.Groups[2].Value.Split('\n', StringSplitOptions.TrimEntries))}, " +
-                   $"got '{among.Groups[1].Value}'";
+        {
+            var allowed = among.Groups[2].Value.Split('\n', StringSplitOptions.TrimEntries);
+            return $"{option.Name} must be one of {string.Join(", ", allowed)}, got '{among.Groups[1].Value}'";
+        }
         return error.Message.ReplaceLineEndings(" ");
     }
 

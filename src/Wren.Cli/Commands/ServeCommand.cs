@@ -49,7 +49,8 @@ internal static class ServeCommand
             {
                 MaxBatch = result.GetValue(maxBatch), MaxQueue = result.GetValue(maxQueue), MaxContext = result.GetValue(maxContext),
                 MaxMemoryBytes = result.GetValue(maxMemory) is { } memory ? ProfileCommand.ParseBytes(memory, maxMemory.Name) : null,
-                PrefixCacheBytes = cacheSize == "0" ? 0 : ProfileCommand.ParseBytes(cacheSize, prefixCache.Name), PrefillChunk = result.GetValue(chunk),
+                PrefixCacheBytes = cacheSize == "0" ? 0 : ProfileCommand.ParseBytes(cacheSize, prefixCache.Name),
+                PrefillChunk = result.GetValue(chunk),
             };
             var server = new ServeOptions(result.GetValue(name) ?? Path.GetFileName(Path.GetFullPath(folder).TrimEnd('/')),
                                           result.GetValue(host)!, result.GetValue(port), result.GetValue(apiKey));
