@@ -95,6 +95,18 @@ public class OptionErrorTests
     }
 
     [Fact]
+    public void An_output_in_a_missing_folder_names_the_users_path()
+    {
+        string model = Path.Combine(TestSupport.Case("tiny-temperature"), "model");
+        string tokens = Path.Combine(TestSupport.Case("safetensors-duplicate-tensor"), "tokens.json");
+        string output = Path.Combine(TestSupport.TempDir(), "absent", "x.npy");
+        var (code, error) = TestSupport.Cli("logits", "--model", model, "--tokens", tokens, "--out", output);
+        Assert.Equal(2, code);
+        AssertOneLine(error, $"cannot write {output}: the folder");
+        Assert.DoesNotContain("wren-tmp", error);
+    }
+
+    [Fact]
     public void A_model_file_where_a_folder_is_expected_says_so()
     {
         string file = Path.Combine(TestSupport.Case("tiny-temperature"), "model", "model.safetensors");
