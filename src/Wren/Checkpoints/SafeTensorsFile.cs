@@ -1,9 +1,9 @@
-using Wren.Common;
 using System.IO.MemoryMappedFiles;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using TorchSharp;
+using Wren.Common;
 using static TorchSharp.torch;
 
 namespace Wren.Checkpoints;

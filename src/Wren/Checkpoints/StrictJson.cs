@@ -32,7 +32,8 @@ public static class StrictJson
     /// <summary>What is wrong, on one line: a repeated key is named in full (System.Text.Json cuts it after 16 characters), up to
     /// 200 characters.</summary>
     internal static string Describe(JsonException error, string json) =>
-        RepeatedKey(json) is { } key ? $"duplicate key '{(key.Length > 200 ? key[..200] + "…" : key)}'" : error.Message.Split('\n')[0].Trim();
+        RepeatedKey(json) is { } key ? $"duplicate key '{(key.Length > 200 ? key[..200] + "…" : key)}'"
+            : error.Message.Split('\n')[0].Trim();
 
     /// <summary>The first key repeated within one object, or null.</summary>
     static string? RepeatedKey(string json)

@@ -1,6 +1,6 @@
-using Wren.Common;
 using System.Text;
 using System.Text.RegularExpressions;
+using Wren.Common;
 
 namespace Wren.Interop;
 
