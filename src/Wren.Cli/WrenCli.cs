@@ -6,7 +6,7 @@ using Wren.Cli.Commands;
 namespace Wren.Cli;
 
 /// <summary>The command tree; tests run argument arrays through <see cref="RunAsync"/>.</summary>
-public static class WrenCli
+public static partial class WrenCli
 {
     public static RootCommand Build() => new("Wren: design, train, measure and serve latency-optimal hybrid small language models")
     {
@@ -80,8 +80,43 @@ public static class WrenCli
         }
         if (parse.UnmatchedTokens.FirstOrDefault() is { } extra) return $"unexpected argument '{extra}'; {help}";
         if (parse.Errors.Count == 0 || (command.Subcommands.Count > 0 && command.Action is null)) return null;
-        return $"{parse.Errors[0].Message.TrimEnd('.')}; {help}";
+        return $"{Describe(parse.Errors[0]).TrimEnd('.')}; {help}";
     }
+
+    /// <summary>A parse error in the user's terms: "--seed expects a non-negative integer, got 'abc'" instead of the .NET type
+    /// name, and a list of allowed values on one line.</summary>
+    static string Describe(ParseError error)
+    {
+        var option = (error.SymbolResult as OptionResult ?? error.SymbolResult?.Parent as OptionResult)?.Option;
+        if (option is null) return error.Message.ReplaceLineEndings(" ");
+        var type = option.ValueType.IsArray ? option.ValueType.GetElementType()! : option.ValueType;
+        type = Nullable.GetUnderlyingType(type) ?? type;
+        if (CannotParse().Match(error.Message) is { Success: true } bad)
+        {
+            string expected = Type.GetTypeCode(type) switch
+            {
+                TypeCode.Byte or TypeCode.UInt16 or TypeCode.UInt32 or TypeCode.UInt64 => "a non-negative integer",
+                TypeCode.SByte or TypeCode.Int16 or TypeCode.Int32 or TypeCode.Int64 => "an integer",
+                TypeCode.Single or TypeCode.Double or TypeCode.Decimal => "a number",
+                TypeCode.Boolean => "true or false",
+                _ => $"a {type.Name.ToLowerInvariant()}",
+            };
+            return $"{option.Name} expects {expected}, got '{bad.Groups[1].Value}'";
+        }
+        if (NotAmong().Match(error.Message) is { Success: true } among)
+        {
+            var allowed = among.Groups[2].Value.Split('\n', StringSplitOptions.TrimEntries);
+            return $"{option.Name} must be one of {string.Join(", ", allowed)}, got '{among.Groups[1].Value}'";
+        }
+        return error.Message.ReplaceLineEndings(" ");
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^Cannot parse argument '(.*)' for option '.*' as expected type")]
+    private static partial System.Text.RegularExpressions.Regex CannotParse();
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^Argument '(.*)' not recognized\. Must be one of:\s*(.*)$",
+                                                   System.Text.RegularExpressions.RegexOptions.Singleline)]
+    private static partial System.Text.RegularExpressions.Regex NotAmong();
 
     static IEnumerable<string> Path(SymbolResult? result)
     {

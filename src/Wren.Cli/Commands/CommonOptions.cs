@@ -11,7 +11,7 @@ internal sealed class CommonOptions
     public Option<string> Device { get; } = new("--device") { Description = "cpu or cuda[:N]", DefaultValueFactory = _ => "cpu" };
     public Option<int> Threads { get; } = new("--threads")
     {
-        Description = "intra-op CPU threads (0 = one per core)",
+        Description = $"intra-op CPU threads, 0 (one per core) to {WrenRuntime.MaxThreads}",
         DefaultValueFactory = _ => 0,
     };
     public Option<string> DType { get; } = new("--dtype")
@@ -22,6 +22,12 @@ internal sealed class CommonOptions
     public CommonOptions(Command command, bool withDType = true)
     {
         DType.AcceptOnlyFromAmong("float32", "bfloat16", "int8");
+        Threads.Validators.Add(result =>
+        {
+            int threads = result.GetValueOrDefault<int>();
+            if (threads is < 0 or > WrenRuntime.MaxThreads)
+                result.AddError($"--threads must be 0 (one per core) to {WrenRuntime.MaxThreads}, got {threads}");
+        });
         command.Add(Device);
         command.Add(Threads);
         if (withDType) command.Add(DType);

@@ -81,7 +81,7 @@ internal static class ProfileCommand
             {
                 PromptTokens = result.GetValue(prompt), DecodeTokens = result.GetValue(decode), Repeats = result.GetValue(repeats),
                 Contexts = Formats.Ints(result.GetValue(contexts)!, "--contexts"), ThroughputContext = result.GetValue(throughputContext),
-                MemoryBudgetBytes = ParseBytes(result.GetValue(budget)!), MaxBatch = result.GetValue(maxBatch),
+                MemoryBudgetBytes = ParseBytes(result.GetValue(budget)!, budget.Name), MaxBatch = result.GetValue(maxBatch),
             };
             options.Validate();
             var facts = DeviceProfile.ForCurrent(device, result.GetValue(deviceProfile));
@@ -149,7 +149,8 @@ internal static class ProfileCommand
     }
 
 
-    internal static long ParseBytes(string text)
+    /// <summary>A byte size like 4GB, 512MB or 1.5G; <paramref name="option"/> names the option in the error.</summary>
+    internal static long ParseBytes(string text, string option)
     {
         var t = text.Trim().ToUpperInvariant();
         (string suffix, long unit)[] units = [("GB", 1L << 30), ("G", 1L << 30), ("MB", 1L << 20), ("M", 1L << 20), ("KB", 1L << 10), ("B",
@@ -158,6 +159,6 @@ internal static class ProfileCommand
             if (t.EndsWith(suffix, StringComparison.Ordinal)
                 && double.TryParse(t[..^suffix.Length], System.Globalization.CultureInfo.InvariantCulture, out var value) && value > 0)
                 return (long)(value * unit);
-        throw new WrenException($"--memory-budget must look like 4GB, 512MB or 1.5G, got '{text}'");
+        throw new WrenException($"{option} must look like 4GB, 512MB or 1.5G, got '{text}'");
     }
 }

@@ -48,12 +48,15 @@ internal static class ServeCommand
             var engine = new EngineOptions
             {
                 MaxBatch = result.GetValue(maxBatch), MaxQueue = result.GetValue(maxQueue), MaxContext = result.GetValue(maxContext),
-                MaxMemoryBytes = result.GetValue(maxMemory) is { } memory ? ProfileCommand.ParseBytes(memory) : null,
-                PrefixCacheBytes = cacheSize == "0" ? 0 : ProfileCommand.ParseBytes(cacheSize), PrefillChunk = result.GetValue(chunk),
+                MaxMemoryBytes = result.GetValue(maxMemory) is { } memory ? ProfileCommand.ParseBytes(memory, maxMemory.Name) : null,
+                PrefixCacheBytes = cacheSize == "0" ? 0 : ProfileCommand.ParseBytes(cacheSize, prefixCache.Name),
+                PrefillChunk = result.GetValue(chunk),
             };
             var server = new ServeOptions(result.GetValue(name) ?? Path.GetFileName(Path.GetFullPath(folder).TrimEnd('/')),
                                           result.GetValue(host)!, result.GetValue(port), result.GetValue(apiKey));
-            using var logging = LoggerFactory.Create(b => b.AddFilter("Microsoft.AspNetCore", LogLevel.Warning).AddSimpleConsole(o =>
+            // A failed start (e.g. the port in use) is one WrenException line; the host's own log of it would add a stack trace.
+            using var logging = LoggerFactory.Create(b => b.AddFilter("Microsoft.AspNetCore", LogLevel.Warning)
+                .AddFilter("Microsoft.Extensions.Hosting", LogLevel.None).AddSimpleConsole(o =>
             {
                 o.SingleLine = true;
                 o.TimestampFormat = "HH:mm:ss ";

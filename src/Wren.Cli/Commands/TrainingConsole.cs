@@ -51,7 +51,7 @@ internal static class TrainingConsole
     {
         AnsiConsole.MarkupLine($"done: step {outcome.Step}, {outcome.Tokens:N0} tokens in {outcome.Seconds:F0} s; train loss " +
                                $"{outcome.Loss:F3}, " +
-                               $"validation loss [bold]{outcome.ValLoss:F3}[/] (perplexity {outcome.ValPerplexity:F1}); " +
+                               $"validation loss [bold]{outcome.ValLoss:F3}[/] (perplexity {outcome.ValPerplexity:G4}); " +
                                $"metrics and loss.png in {Markup.Escape(Path.GetDirectoryName(outcome.ModelFolder)!)}");
         return outcome;
     }

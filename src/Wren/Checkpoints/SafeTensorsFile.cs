@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using TorchSharp;
+using Wren.Common;
 using static TorchSharp.torch;
 
 namespace Wren.Checkpoints;
@@ -75,10 +76,11 @@ internal sealed unsafe class SafeTensorsFile : IDisposable
         long dataLength = fileLength - 8 - (long)headerLength;
 
         JsonObject header = null!;
-        try { header = StrictJson.ParseObject(Encoding.UTF8.GetString(headerBytes), path); }
+        string headerText = Encoding.UTF8.GetString(headerBytes);
+        try { header = StrictJson.ParseObject(headerText, path); }
         catch (WrenException e) when (e.InnerException is JsonException json)
         {
-            Fail($"header is not valid JSON ({json.Message.Split('\n')[0]})");
+            Fail($"header is not valid JSON ({StrictJson.Describe(json, headerText)})");
         }
         catch (WrenException) { Fail("header is not a JSON object"); }
 
@@ -105,9 +107,8 @@ internal sealed unsafe class SafeTensorsFile : IDisposable
             if (info.Begin < 0 || info.End < info.Begin) Fail($"tensor '{name}': data_offsets [{info.Begin}, {info.End}] are not ordered");
             if (info.End > dataLength) Fail($"tensor '{name}': data_offsets end {info.End} is past the end of the data ({dataLength} " +
                                             $"bytes; the file may be truncated)");
-            long expected;
-            try { expected = checked(info.Elements * DTypes[dtype!].Size); }
-            catch (OverflowException) { Fail($"tensor '{name}': shape is too large"); return null!; }
+            // Exact (BigInteger): a shape like [2^40, 2^40] must not wrap around to a small or zero byte count.
+            var expected = shape.Aggregate(System.Numerics.BigInteger.One, (n, d) => n * d) * DTypes[dtype!].Size;
             if (expected != info.ByteLength)
                 Fail($"tensor '{name}': {dtype}[{string.Join(", ", shape)}] needs {expected} bytes but data_offsets span " +
                      $"{info.ByteLength}");
@@ -225,7 +226,7 @@ internal sealed unsafe class SafeTensorsFile : IDisposable
         }
         var headerBytes = Encoding.UTF8.GetBytes(header.ToJsonString());
         int padding = (8 - headerBytes.Length % 8) % 8;   // keep the data 8-byte aligned, as the reference writer does
-        string temp = path + ".wren-tmp";
+        string temp = AtomicFile.TempPath(path);
         using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
         {
             stream.Write(BitConverter.GetBytes((ulong)(headerBytes.Length + padding)));

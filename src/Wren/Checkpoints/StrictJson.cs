@@ -25,9 +25,32 @@ public static class StrictJson
             root = JsonNode.Parse(json, documentOptions: Options);
             if (root is JsonObject built) _ = built.Count;   // materialise now
         }
-        catch (JsonException e) { throw new WrenException($"{source}: invalid JSON ({FirstLine(e.Message)})", e); }
+        catch (JsonException e) { throw new WrenException($"{source}: invalid JSON ({Describe(e, json)})", e); }
         return root as JsonObject ?? throw new WrenException($"{source}: expected a JSON object at the top level");
     }
 
-    static string FirstLine(string message) => message.Split('\n')[0].Trim();
+    /// <summary>What is wrong, on one line: a repeated key is named in full (System.Text.Json cuts it after 16 characters), up to
+    /// 200 characters.</summary>
+    internal static string Describe(JsonException error, string json) =>
+        RepeatedKey(json) is { } key ? $"duplicate key '{(key.Length > 200 ? key[..200] + "…" : key)}'"
+            : error.Message.Split('\n')[0].Trim();
+
+    /// <summary>The first key repeated within one object, or null.</summary>
+    static string? RepeatedKey(string json)
+    {
+        var reader = new Utf8JsonReader(System.Text.Encoding.UTF8.GetBytes(json), new JsonReaderOptions { MaxDepth = Options.MaxDepth });
+        var open = new Stack<HashSet<string>>();
+        try
+        {
+            while (reader.Read())
+                switch (reader.TokenType)
+                {
+                    case JsonTokenType.StartObject: open.Push([]); break;
+                    case JsonTokenType.EndObject: open.Pop(); break;
+                    case JsonTokenType.PropertyName when !open.Peek().Add(reader.GetString()!): return reader.GetString();
+                }
+        }
+        catch (JsonException) { }   // malformed before any repeat: the parser's own message applies
+        return null;
+    }
 }

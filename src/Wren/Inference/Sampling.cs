@@ -29,7 +29,16 @@ public sealed record SamplingOptions
         if (!(RepetitionPenalty > 0 && double.IsFinite(RepetitionPenalty)))
             throw new WrenException($"repetition penalty must be a finite number > 0, got {RepetitionPenalty}");
         if (MaxNewTokens < 1) throw new WrenException($"max new tokens must be >= 1, got {MaxNewTokens}");
+        if (StopStrings.Any(s => s.Length == 0)) throw new WrenException("stop strings must not be empty (one would stop at once)");
     }
+
+    /// <summary>The context rule shared by the generator and the server: prompt + new tokens must fit the model's context.</summary>
+    /// <param name="field">How the caller names the new-token count ("max_tokens", "max new tokens").</param>
+    /// <returns>The one-line error, or null when they fit.</returns>
+    public static string? ContextExceeded(int promptTokens, int maxNewTokens, int contextLength, string field) =>
+        (long)promptTokens + maxNewTokens <= contextLength ? null
+            : $"this model's maximum context length is {contextLength} tokens; the prompt has {promptTokens} " +
+              $"and {field} asks for {maxNewTokens} more";
 }
 
 /// <summary>Next-token selection from logits [B, V].</summary>

@@ -39,11 +39,18 @@ public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokeni
         GenerateIds(prompts.Select(p => tokenizer.EncodePrompt(p).ToArray()).ToList(), options);
 
     /// <summary>Checks the options and prompts at once (before anything streams), then returns the lazy stream of tokens.</summary>
-    /// <exception cref="WrenException">Invalid sampling options, no prompt, an empty prompt or an id outside the vocabulary.</exception>
+    /// <exception cref="WrenException">Invalid sampling options, no prompt, an empty prompt, a prompt or stop id outside the
+    /// vocabulary, or the longest prompt + max new tokens past the model's <c>max_position_embeddings</c> (when set).</exception>
     public IEnumerable<GeneratedToken> GenerateIds(IReadOnlyList<int[]> prompts, SamplingOptions options)
     {
         options.Validate();
+        foreach (var id in options.StopTokenIds)
+            if (id < 0 || id >= model.Config.VocabSize)
+                throw new WrenException($"stop token id {id} is outside the model's vocabulary of {model.Config.VocabSize}");
         if (prompts.Count == 0) throw new WrenException("no prompt given");
+        if (model.Config.MaxPositionEmbeddings is { } context
+            && SamplingOptions.ContextExceeded(prompts.Max(p => p.Length), options.MaxNewTokens, context, "max new tokens") is { } exceeded)
+            throw new WrenException(exceeded);
         for (int b = 0; b < prompts.Count; b++)
         {
             if (prompts[b].Length == 0) throw new WrenException($"prompt {b} is empty after tokenization");

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.RegularExpressions;
+using Wren.Common;
 
 namespace Wren.Interop;
 
@@ -17,7 +18,7 @@ public static partial class Npy
         int total = 10 + dict.Length + 1;
         int padded = (total + 63) / 64 * 64;                       // header padded so data starts 64-byte aligned
         string header = dict + new string(' ', padded - total) + "\n";
-        string temp = path + ".wren-tmp";
+        string temp = AtomicFile.TempPath(path);
         using (var stream = File.Create(temp))
         {
             stream.Write([0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y', 1, 0]);

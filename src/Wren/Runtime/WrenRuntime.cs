@@ -9,14 +9,19 @@ namespace Wren.Runtime;
 /// </summary>
 public static partial class WrenRuntime
 {
+    /// <summary>The most intra-op threads accepted: far above any CPU's core count, low enough that thread creation cannot hang.</summary>
+    public const int MaxThreads = 1024;
     static readonly Lock Gate = new();
     static bool initialized;
 
     /// <summary>Applies the fast native defaults (once) and returns the requested device.</summary>
     /// <param name="device">"cpu" or "cuda" (optionally "cuda:N").</param>
-    /// <param name="threads">Intra-op threads; 0 keeps libtorch's default (one per core).</param>
+    /// <param name="threads">Intra-op threads, 0..<see cref="MaxThreads"/>; 0 keeps libtorch's default (one per core).</param>
+    /// <exception cref="WrenException">threads is negative or above <see cref="MaxThreads"/>.</exception>
     public static torch.Device Initialize(string device = "cpu", int threads = 0)
     {
+        if (threads is < 0 or > MaxThreads)
+            throw new WrenException($"--threads must be 0 (one per core) to {MaxThreads}, got {threads}");
         lock (Gate)
         {
             if (!initialized)
@@ -25,7 +30,6 @@ public static partial class WrenRuntime
                 initialized = true;
             }
         }
-        if (threads < 0) throw new ArgumentOutOfRangeException(nameof(threads), "threads must be 0 (default) or positive");
         if (threads > 0) torch.set_num_threads(threads);
         return ResolveDevice(device);
     }

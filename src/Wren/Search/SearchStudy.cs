@@ -45,6 +45,8 @@ public static class SearchStudy
     public static StudyHandle OpenExisting(string study, string? storage = null)
     {
         storage ??= DefaultStorage(study);
+        if (!storage.Contains("://") && storage.Replace("sqlite:", "") is var file && !File.Exists(file))
+            throw new WrenException($"no study '{study}': {file} does not exist; start one with wren search run");   // nor create it
         var store = StudyStore.Open(storage);
         try
         {

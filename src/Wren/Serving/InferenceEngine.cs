@@ -64,6 +64,11 @@ public sealed class InferenceEngine : IDisposable
                                         $"and one slot of {options.MaxContext} tokens " +
                                         $"{perSlot / 1e6:F1} MB (two are needed)");
         }
+        else if (footprint.WeightBytes + options.PrefixCacheBytes + (Slots + 1L) * perSlot is var need
+                 && GC.GetGCMemoryInfo().TotalAvailableMemoryBytes is var physical && need > physical)
+            throw new WrenException($"{Slots} slots (+1 for prefill) of {options.MaxContext} tokens need {need / 1e6:F0} MB " +
+                                    $"({perSlot / 1e6:F1} MB each, weights {footprint.WeightBytes / 1e6:F0} MB), more than this " +
+                                    $"machine's {physical / 1e6:F0} MB: lower --max-context or --max-batch, or set --max-memory");
         SlotBytes = perSlot;
         var ready = new TaskCompletionSource();
         thread = new Thread(() => Run(ready)) { IsBackground = true, Name = "wren-inference" };
@@ -113,10 +118,8 @@ public sealed class InferenceEngine : IDisposable
         if (sampling.MaxNewTokens < 0) throw ServeError.Invalid($"max_tokens must be >= 0, got {sampling.MaxNewTokens}", "max_tokens");
         if (sampling.MaxNewTokens == 0 && !request.EchoLogprobs)
             throw ServeError.Invalid("max_tokens must be >= 1 (0 only with echo and logprobs)", "max_tokens");
-        if (request.Prompt.Count + sampling.MaxNewTokens > Options.MaxContext)
-            throw ServeError.Invalid($"this model's maximum context length is {Options.MaxContext} tokens; " +
-                                     $"the prompt has {request.Prompt.Count} " +
-                                     $"and max_tokens asks for {sampling.MaxNewTokens} more", "max_tokens", "context_length_exceeded");
+        if (SamplingOptions.ContextExceeded(request.Prompt.Count, sampling.MaxNewTokens, Options.MaxContext, "max_tokens") is { } exceeded)
+            throw ServeError.Invalid(exceeded, "max_tokens", "context_length_exceeded");
         try { (sampling with { MaxNewTokens = Math.Max(1, sampling.MaxNewTokens) }).Validate(); }
         catch (WrenException e) { throw ServeError.Invalid(e.Message); }
         if (request.TopLogprobs is < 0 or > 20)

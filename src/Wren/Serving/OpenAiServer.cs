@@ -1,3 +1,4 @@
+using System.Net;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -19,14 +20,23 @@ namespace Wren.Serving;
 /// <summary>Where and how the HTTP API listens.</summary>
 /// <param name="ModelName">The id clients pass as <c>model</c> (another id is a 404).</param>
 /// <param name="ApiKey">When set, every <c>/v1/</c> request needs <c>Authorization: Bearer KEY</c> (else 401).</param>
-public sealed record ServeOptions(string ModelName, string Host = "127.0.0.1", int Port = 8080, string? ApiKey = null);
+public sealed record ServeOptions(string ModelName, string Host = "127.0.0.1", int Port = 8080, string? ApiKey = null)
+{
+    /// <exception cref="WrenException">The port is outside 0..65535 (0: any free port) or the API key is empty.</exception>
+    public void Validate()
+    {
+        if (Port is < IPEndPoint.MinPort or > IPEndPoint.MaxPort)
+            throw new WrenException($"--port must be 0 (any free port) to {IPEndPoint.MaxPort}, got {Port}");
+        if (ApiKey is "") throw new WrenException("--api-key is empty: give a key, or leave the option out to serve without one");
+    }
+}
 
 /// <summary>
 /// The OpenAI-compatible HTTP API on Kestrel over an <see cref="InferenceEngine"/>: <c>GET /v1/models</c>, <c>/health</c>,
 /// <c>/metrics</c> (Prometheus text), <c>POST /v1/completions</c> and <c>/v1/chat/completions</c> (JSON or server-sent
 /// events ending in <c>data: [DONE]</c>). Errors are OpenAI-style JSON: 400 invalid field or prompt longer than the
-/// context, 401 missing or wrong API key, 404 unknown model or route, 405 wrong method, 503 with <c>Retry-After</c> when
-/// the queue is full; an unexpected failure is a 500 with a one-line message, never a stack trace.
+/// context, 401 missing or wrong API key, 404 unknown model or route, 405 wrong method, 413 body over Kestrel's 30 MB,
+/// 503 with <c>Retry-After</c> when the queue is full; an unexpected failure is a 500 with a one-line message, never a stack trace.
 /// </summary>
 public sealed class OpenAiServer : IAsyncDisposable
 {
@@ -37,7 +47,7 @@ public sealed class OpenAiServer : IAsyncDisposable
     readonly ChatTemplate template;
     readonly ServeOptions options;
     readonly ILogger logger;
-    readonly long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+    readonly long started = DateTimeOffset.UtcNow.ToUnixTimeSeconds();   // the model's "created" in /v1/models
 
     OpenAiServer(WebApplication app, InferenceEngine engine, ChatTemplate template, ServeOptions options, ILogger logger)
     {
@@ -55,6 +65,7 @@ public sealed class OpenAiServer : IAsyncDisposable
     public static async Task<OpenAiServer> StartAsync(InferenceEngine engine, ChatTemplate template, ServeOptions options,
                                                       ILoggerFactory? logging = null, CancellationToken cancel = default)
     {
+        options.Validate();
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         if (logging is not null) builder.Services.AddSingleton(logging);
@@ -86,7 +97,7 @@ public sealed class OpenAiServer : IAsyncDisposable
         app.Map("/v1/models", ctx => Method(ctx, "GET") ?? WriteJson(ctx, 200, new
         {
             @object = "list",
-            data = new[] { new { id = options.ModelName, @object = "model", created, owned_by = "wren" } },
+            data = new[] { new { id = options.ModelName, @object = "model", created = started, owned_by = "wren" } },
         }));
         app.Map("/v1/completions", ctx => Method(ctx, "POST") ?? Completions(ctx));
         app.Map("/v1/chat/completions", ctx => Method(ctx, "POST") ?? Chat(ctx));
@@ -118,6 +129,8 @@ public sealed class OpenAiServer : IAsyncDisposable
             var error = e switch
             {
                 ServeError s => s,
+                BadHttpRequestException { StatusCode: 413 } b => new ServeError(413, "invalid_request_error", b.Message, null,
+                                                                                "request_too_large"),
                 BadHttpRequestException b => ServeError.Invalid(b.Message),
                 _ => new ServeError(500, "server_error", $"internal error: {e.GetType().Name}: {e.Message}"),
             };
@@ -224,7 +237,7 @@ public sealed class OpenAiServer : IAsyncDisposable
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
         var handles = SubmitAll(prompts.SelectMany(p => Enumerable.Range(0, n).Select(j =>
             new EngineRequest(p.Ids, sampling with { Seed = sampling.Seed + (ulong)j }, logprobs, echo && logprobs is not null))), cancel);
-        string id = "cmpl-" + Guid.NewGuid().ToString("N")[..24];
+        var id = ResponseId.New("cmpl-");
         int promptTokens = prompts.Sum(p => p.Ids.Count);
         string PromptText(int choice) => echo ? prompts[choice / n].Text : "";
         if (!stream)
@@ -261,11 +274,19 @@ public sealed class OpenAiServer : IAsyncDisposable
         await Done(ctx);
     }
 
-    CompletionBody Completion(string id, IReadOnlyList<CompletionChoice> choices, UsageBody? usage = null) =>
-        new(id, "text_completion", created, options.ModelName, choices, usage);
+    CompletionBody Completion(ResponseId id, IReadOnlyList<CompletionChoice> choices, UsageBody? usage = null) =>
+        new(id.Id, "text_completion", id.Created, options.ModelName, choices, usage);
 
-    ChatBody Chunk(string id, IReadOnlyList<ChatChoice> choices, UsageBody? usage = null) =>
-        new(id, "chat.completion.chunk", created, options.ModelName, choices, usage);
+    ChatBody Chunk(ResponseId id, IReadOnlyList<ChatChoice> choices, UsageBody? usage = null) =>
+        new(id.Id, "chat.completion.chunk", id.Created, options.ModelName, choices, usage);
+
+    /// <summary>A response's id and <c>created</c> time (Unix seconds when its request arrived, as OpenAI sets it), shared by
+    /// all its chunks.</summary>
+    readonly record struct ResponseId(string Id, long Created)
+    {
+        public static ResponseId New(string prefix) =>
+            new(prefix + Guid.NewGuid().ToString("N")[..24], DateTimeOffset.UtcNow.ToUnixTimeSeconds());
+    }
 
     static bool IncludeUsage(RequestFields body) =>
         body.Get("stream_options") is { ValueKind: JsonValueKind.Object } o && o.TryGetProperty("include_usage", out var u)
@@ -341,14 +362,14 @@ public sealed class OpenAiServer : IAsyncDisposable
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
         var handles = SubmitAll(Enumerable.Range(0, n).Select(j =>
             new EngineRequest(prompt, sampling with { Seed = sampling.Seed + (ulong)j }, logprobs ? (int)top : null)), cancel);
-        string id = "chatcmpl-" + Guid.NewGuid().ToString("N")[..24];
+        var id = ResponseId.New("chatcmpl-");
         if (!stream)
         {
             var results = await Task.WhenAll(handles.Select(h => Collect(h, cancel.Token)));
             var choices = results.Select((steps, i) => new ChatChoice(i,
                 new ChatMessageBody("assistant", string.Concat(steps.Select(s => s.Text))), null,
                 logprobs ? ChatLogprobsOf(steps) : null, steps[^1].FinishReason)).ToList();
-            await WriteJson(ctx, 200, new ChatBody(id, "chat.completion", created, options.ModelName, choices,
+            await WriteJson(ctx, 200, new ChatBody(id.Id, "chat.completion", id.Created, options.ModelName, choices,
                                                    Usage(handles, prompt.Count)));
             return;
         }

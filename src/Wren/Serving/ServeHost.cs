@@ -23,6 +23,8 @@ public static class ServeHost
     public static async Task RunAsync(ServeSettings settings, ILoggerFactory logging, Action<Uri>? started = null,
                                       CancellationToken cancel = default)
     {
+        settings.Server.Validate();
+        settings.Engine.Validate();
         using var model = HybridForCausalLM.FromPretrained(settings.ModelFolder, settings.Weights, settings.Device);
         model.eval();
         var tokenizer = TokenizerLoader.ForModel(settings.ModelFolder, model.Config);

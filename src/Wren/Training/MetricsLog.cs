@@ -21,7 +21,9 @@ public sealed record MetricsEntry
     public double Seconds { get; init; }
 }
 
-/// <summary>Appends metrics as JSON lines; on resume drops lines past the checkpoint so the log matches the run.</summary>
+/// <summary>Appends metrics as JSON lines; on resume drops lines past the checkpoint so the log matches the run. A diverged run's
+/// non-finite values (perplexity exp(loss) overflows past loss ≈ 709.78) are written as the JSON strings "Infinity" / "NaN" and
+/// read back as the same doubles.</summary>
 public sealed class MetricsLog
 {
     public const string FileName = "metrics.jsonl", PlotName = "loss";
@@ -29,6 +31,7 @@ public sealed class MetricsLog
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
     };
 
     readonly string path;

@@ -16,7 +16,7 @@ public class CliTests
     static int Run(params string[] args) => WrenCli.RunAsync(args, new StringWriter()).GetAwaiter().GetResult();
 
     /// <summary>Runs the CLI with standard output (plain and Spectre's) captured: exit code and the printed text.</summary>
-    static (int Code, string Output) RunCaptured(params string[] args)
+    internal static (int Code, string Output) RunCaptured(params string[] args)
     {
         var output = new StringWriter();
         var (plain, fancy) = (Console.Out, AnsiConsole.Console);

@@ -39,6 +39,73 @@ public class OptionErrorTests
         AssertOneLine(error, $"{args[^2]} must be positive, got -5");
     }
 
+    [Theory]
+    [InlineData("-1")]
+    [InlineData("100000")]
+    public void Threads_outside_zero_to_1024_are_refused_before_any_model_work(string threads)
+    {
+        string[][] commands = [["generate", "--prompt", "A"], ["logits", "--tokens", "1", "--out", "y.npy"], ["serve"]];
+        foreach (var command in commands)
+        {
+            var (code, error) = TestSupport.Cli([.. command, "--model", "x", "--threads", threads]);
+            Assert.Equal(1, code);
+            AssertOneLine(error, $"--threads must be 0 (one per core) to 1024, got {threads}");
+        }
+    }
+
+    [Theory]
+    [InlineData("--max-new-tokens", "2147483647", "maximum context length is 4096 tokens; the prompt has 1 and max new tokens")]
+    [InlineData("--max-new-tokens", "4096", "maximum context length is 4096 tokens; the prompt has 1 and max new tokens")]
+    [InlineData("--stop", "", "stop strings must not be empty")]
+    [InlineData("--stop-token", "256", "stop token id 256 is outside the model's vocabulary of 256")]
+    [InlineData("--stop-token", "-3", "stop token id -3 is outside the model's vocabulary of 256")]
+    public void Generation_past_the_context_or_with_impossible_stops_is_refused_before_it_starts(string option, string value,
+                                                                                                string message)
+    {
+        // The fixture's config: max_position_embeddings 4096, vocab_size 256; "A" is one byte-level token.
+        string model = Path.Combine(TestSupport.Case("tiny-temperature"), "model");
+        var (code, error) = TestSupport.Cli("generate", "--model", model, "--prompt", "A", option, value);
+        Assert.Equal(2, code);
+        AssertOneLine(error, message);
+    }
+
+    [Theory]
+    [InlineData("generate", "--seed", "abc", "--seed expects a non-negative integer, got 'abc'")]
+    [InlineData("generate", "--max-new-tokens", "abc", "--max-new-tokens expects an integer, got 'abc'")]
+    [InlineData("generate", "--temperature", "warm", "--temperature expects a number, got 'warm'")]
+    [InlineData("generate", "--dtype", "float8", "--dtype must be one of 'float32', 'bfloat16', 'int8', got 'float8'")]
+    public void Unparsable_values_name_the_option_and_the_kind_of_value_not_a_dotnet_type(string command, string option, string value,
+                                                                                         string message)
+    {
+        var (code, error) = TestSupport.Cli(command, "--model", "x", "--prompt", "A", option, value);
+        Assert.Equal(1, code);
+        AssertOneLine(error, message);
+        Assert.DoesNotContain("System.", error);
+    }
+
+    [Theory]
+    [InlineData("--prefix-cache")]
+    [InlineData("--max-memory")]
+    public void A_bad_byte_size_names_its_own_option(string option)
+    {
+        string model = Path.Combine(TestSupport.Case("tiny-temperature"), "model");
+        var (code, error) = TestSupport.Cli("serve", "--model", model, "--port", "0", option, "lots");
+        Assert.Equal(2, code);
+        AssertOneLine(error, $"{option} must look like 4GB, 512MB or 1.5G, got 'lots'");
+    }
+
+    [Fact]
+    public void An_output_in_a_missing_folder_names_the_users_path()
+    {
+        string model = Path.Combine(TestSupport.Case("tiny-temperature"), "model");
+        string tokens = Path.Combine(TestSupport.Case("safetensors-duplicate-tensor"), "tokens.json");
+        string output = Path.Combine(TestSupport.TempDir(), "absent", "x.npy");
+        var (code, error) = TestSupport.Cli("logits", "--model", model, "--tokens", tokens, "--out", output);
+        Assert.Equal(2, code);
+        AssertOneLine(error, $"cannot write {output}: the folder");
+        Assert.DoesNotContain("wren-tmp", error);
+    }
+
     [Fact]
     public void A_model_file_where_a_folder_is_expected_says_so()
     {

@@ -61,12 +61,10 @@ public class PresetSizeTests
     [Fact]
     public void Inspect_reports_the_size_in_billions()
     {
-        var output = new StringWriter();
-        var previous = Console.Out;
-        Console.SetOut(output);
-        try { Assert.Equal(0, TestSupport.Cli("inspect", "flash-1b").Code); }
-        finally { Console.SetOut(previous); }
-        Assert.Contains("965,389,952", output.ToString());
-        Assert.Contains("parameters: 0.965B", output.ToString());
+        // Spectre's console as well as Console.Out: an earlier CLI test may have bound AnsiConsole to the real standard output.
+        var (code, output) = Wren.Tests.Cli.CliTests.RunCaptured("inspect", "flash-1b");
+        Assert.Equal(0, code);
+        Assert.Contains("965,389,952", output);
+        Assert.Contains("parameters: 0.965B", output);
     }
 }

@@ -122,4 +122,15 @@ public class StudyStoreTests
         Assert.Equal(2, code);
         Assert.Contains("no study 'missing'", message);
     }
+
+    [Fact]
+    public void Reporting_a_study_whose_store_does_not_exist_creates_no_store()
+    {
+        string storage = Path.Combine(TestSupport.TempDir(), "nosuch.db");
+        var (code, message) = TestSupport.Cli("search", "report", "--storage", storage, "--study", "nosuch");
+        Assert.Equal(2, code);
+        Assert.Single(message.Trim().Split('\n'));
+        Assert.Contains($"no study 'nosuch': {storage} does not exist", message);
+        Assert.False(File.Exists(storage));
+    }
 }

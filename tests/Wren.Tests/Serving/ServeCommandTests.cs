@@ -24,4 +24,42 @@ public class ServeCommandTests
         Assert.Equal(2, code);
         Assert.Contains("max batch must be between 1 and 64", error);
     }
+
+    static void AssertOneLineError(int code, string error, string part)
+    {
+        Assert.Equal(2, code);
+        Assert.StartsWith("error: ", error);
+        Assert.Single(error.Trim().Split('\n'));
+        Assert.Contains(part, error);
+    }
+
+    [Theory]
+    [InlineData("--port", "70000", "--port must be 0 (any free port) to 65535, got 70000")]
+    [InlineData("--port", "-1", "--port must be 0 (any free port) to 65535, got -1")]
+    [InlineData("--api-key", "", "--api-key is empty")]
+    public void An_impossible_port_or_an_empty_api_key_is_refused(string option, string value, string message)
+    {
+        var (code, error) = TestSupport.Cli("serve", "--model", Path.Combine(Fixtures, "nemotron-flash-example"), option, value);
+        AssertOneLineError(code, error, message);
+    }
+
+    [Fact]
+    public void A_context_whose_caches_exceed_the_machine_is_refused_before_allocating()
+    {
+        // The example model has attention layers: 99,999,999 tokens of keys and values per slot are gigabytes each.
+        var (code, error) = TestSupport.Cli("serve", "--model", Path.Combine(Fixtures, "nemotron-flash-example"), "--port", "0",
+                                            "--max-context", "99999999");
+        AssertOneLineError(code, error, "of 99999999 tokens need");
+        Assert.Contains("lower --max-context or --max-batch, or set --max-memory", error);
+    }
+
+    [Fact]
+    public void A_port_in_use_is_one_line()
+    {
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        int port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
+        var (code, error) = TestSupport.Cli("serve", "--model", Path.Combine(Fixtures, "nemotron-flash-example"), "--port", $"{port}");
+        AssertOneLineError(code, error, $"cannot listen on 127.0.0.1:{port}");
+    }
 }

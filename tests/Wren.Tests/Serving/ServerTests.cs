@@ -173,6 +173,38 @@ public sealed class ServerTests : IAsyncLifetime
         Assert.Equal(response.Text, streamed.ToString());
     }
 
+    [Fact]
+    public async Task Created_is_the_time_of_the_request_not_of_the_server_start()
+    {
+        await Task.Delay(1100);   // a later second than the server's start
+        long before = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        var completion = await Completion(new { model = M, prompt = "abc", max_tokens = 1 });
+        using var chat = await server.Http.PostAsync("/v1/chat/completions",
+            Json(new { model = M, messages = new[] { new { role = "user", content = "hi" } }, max_tokens = 1 }));
+        long after = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        foreach (var body in new[] { completion, JsonNode.Parse(await chat.Content.ReadAsStringAsync())! })
+            Assert.InRange((long)body["created"]!, before, after);
+    }
+
+    [Fact]
+    public async Task A_body_over_Kestrels_30_MB_limit_is_413_and_the_server_keeps_serving()
+    {
+        // Headers only, over a raw socket: Kestrel refuses at the declared length, before a client could finish sending 31 MB.
+        using var client = new System.Net.Sockets.TcpClient();
+        await client.ConnectAsync(server.Http.BaseAddress!.Host, server.Http.BaseAddress.Port);
+        var stream = client.GetStream();
+        await stream.WriteAsync(Encoding.ASCII.GetBytes("POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n" +
+                                                        $"Content-Type: application/json\r\nContent-Length: {31 << 20}\r\n\r\n{{"));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));   // Kestrel closes the connection after a 413
+        var response = await new StreamReader(stream).ReadToEndAsync(timeout.Token);
+        Assert.StartsWith("HTTP/1.1 413", response);
+        int body = response.IndexOf("\r\n\r\n", StringComparison.Ordinal);   // the JSON sits in one chunk of the chunked body
+        var error = JsonNode.Parse(response[response.IndexOf('{', body)..(response.LastIndexOf('}') + 1)])!["error"]!;
+        Assert.Equal("invalid_request_error", (string)error["type"]!);
+        Assert.Equal("request_too_large", (string)error["code"]!);
+        Assert.Equal(1, (int)(await Completion(new { model = M, prompt = "ok", max_tokens = 1 }))["usage"]!["completion_tokens"]!);
+    }
+
     public static TheoryData<string, string, int, string?, string?> BadRequests => new()
     {
         { "malformed JSON", "{\"model\": ", 400, null, null },

@@ -50,6 +50,20 @@ public class DivergenceTests
         Assert.Equal(1e-3, TrainingOptions.Load(Path.Combine(run, Trainer.OptionsFile)).LearningRate);
     }
 
+    [Fact]
+    public void A_diverged_validation_ends_in_one_line_and_keeps_its_metrics()
+    {
+        // The tester's command (issue 10): a huge learning rate drives the validation loss past exp's range at step 5.
+        string run = Path.Combine(TestSupport.TempDir(), "run");
+        var config = Path.Combine(TestSupport.Case("nan-checkpoint"), "config.json");
+        var (code, error) = TestSupport.Cli("train", "--config", config, "--data", Data, "--out", run, "--lr", "300", "--warmup", "20",
+            "--grad-clip", "0", "--checkpoint-every", "1", "--steps", "40", "--batch-size", "2", "--seq-len", "32", "--eval-every", "5",
+            "--eval-windows", "2");
+        Assert.Equal(2, code);
+        Assert.Single(error.Trim().Split('\n'));
+        Assert.Contains(MetricsLog.Read(Path.Combine(run, MetricsLog.FileName)), e => e.Step == 5 && e.ValPpl is not null);
+    }
+
     [Theory]
     [InlineData(0.0)]
     [InlineData(1.0)]
