@@ -72,8 +72,7 @@ public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokeni
         var padded = prompts.SelectMany((p, b) => Enumerable.Repeat((long)padId, (int)leftPad[b]).Concat(p.Select(i => (long)i))).ToArray();
         using var generator = options.Seed is { } seed ? new Generator(seed, device) : null;
         var stopIds = new HashSet<int>(options.StopTokenIds);
-        var generated = Enumerable.Range(0, B).Select(_ => new List<int>()).ToArray();
-        var emittedText = Enumerable.Repeat("", B).ToArray();
+        var texts = Enumerable.Range(0, B).Select(_ => new StreamingText(tokenizer, options.StopStrings)).ToArray();
         var finished = new bool[B];
 
         using var noGrad = no_grad();
@@ -120,18 +119,13 @@ public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokeni
                     int id = (int)next[b];
                     stats.GeneratedTokens++;
                     // Text is held back while its last character is incomplete (a multi-byte UTF-8 sequence split across
-                    // tokens) and flushed when the row ends, U+FFFD standing for bytes that can never complete.
+                    // tokens) or could still become a stop string, and flushed when the row ends, U+FFFD standing for bytes
+                    // that can never complete (the same rule as the server's streams).
                     bool stopToken = stopIds.Contains(id);
-                    if (!stopToken) generated[b].Add(id);
                     bool ending = stopToken || step == options.MaxNewTokens - 1;
-                    string text = tokenizer.Decode(generated[b]);
-                    string stable = text.EndsWith('\uFFFD') && !ending ? emittedText[b] : text;
-                    int cut = options.StopStrings.Select(s => stable.IndexOf(s, StringComparison.Ordinal)).Where(i => i >= 0)
-                        .DefaultIfEmpty(-1).Min();
-                    string? reason = cut >= 0 ? "stop-string" : stopToken ? "stop-token" : ending ? "length" : null;
-                    if (cut >= 0) stable = stable[..cut];
-                    string delta = stable.Length >= emittedText[b].Length ? stable[emittedText[b].Length..] : "";
-                    emittedText[b] = stable;
+                    var (delta, stopped) = stopToken ? ("", false) : texts[b].Add(id);
+                    if (ending && !stopped) delta += texts[b].Flush();
+                    string? reason = stopped ? "stop-string" : stopToken ? "stop-token" : ending ? "length" : null;
                     if (reason is not null) finished[b] = true;
                     events.Add(new GeneratedToken(b, id, delta, reason));
                 }

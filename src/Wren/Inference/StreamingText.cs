@@ -1,6 +1,6 @@
 using Wren.Tokenization;
 
-namespace Wren.Serving;
+namespace Wren.Inference;
 
 /// <summary>
 /// The text of a growing list of generated ids, released piece by piece: text that ends in an incomplete UTF-8
