@@ -7,17 +7,17 @@ namespace Wren.Serving;
 // nulls as the reference gives them, so that stock clients parse them.
 
 /// <summary>Token counts of a response.</summary>
-public sealed record UsageBody(
+internal sealed record UsageBody(
     [property: JsonPropertyName("prompt_tokens")] int PromptTokens,
     [property: JsonPropertyName("completion_tokens")] int CompletionTokens,
     [property: JsonPropertyName("total_tokens")] int TotalTokens,
     [property: JsonPropertyName("prompt_tokens_details")] PromptTokensDetails PromptTokensDetails);
 
 /// <summary>Prompt tokens taken from the prefix cache.</summary>
-public sealed record PromptTokensDetails([property: JsonPropertyName("cached_tokens")] int CachedTokens);
+internal sealed record PromptTokensDetails([property: JsonPropertyName("cached_tokens")] int CachedTokens);
 
 /// <summary>A <c>/v1/completions</c> response or stream chunk (<c>object</c> = "text_completion").</summary>
-public sealed record CompletionBody(
+internal sealed record CompletionBody(
     [property: JsonPropertyName("id")] string Id,
     [property: JsonPropertyName("object")] string Object,
     [property: JsonPropertyName("created")] long Created,
@@ -25,21 +25,21 @@ public sealed record CompletionBody(
     [property: JsonPropertyName("choices")] IReadOnlyList<CompletionChoice> Choices,
     [property: JsonPropertyName("usage"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] UsageBody? Usage);
 
-public sealed record CompletionChoice(
+internal sealed record CompletionChoice(
     [property: JsonPropertyName("text")] string Text,
     [property: JsonPropertyName("index")] int Index,
     [property: JsonPropertyName("logprobs")] CompletionLogprobs? Logprobs,
     [property: JsonPropertyName("finish_reason")] string? FinishReason);
 
 /// <summary>Legacy completions log-probabilities: parallel lists per token (the first prompt token's are null with echo).</summary>
-public sealed record CompletionLogprobs(
+internal sealed record CompletionLogprobs(
     [property: JsonPropertyName("tokens")] IReadOnlyList<string> Tokens,
     [property: JsonPropertyName("token_logprobs")] IReadOnlyList<double?> TokenLogprobs,
     [property: JsonPropertyName("top_logprobs")] IReadOnlyList<Dictionary<string, double>?> TopLogprobs,
     [property: JsonPropertyName("text_offset")] IReadOnlyList<int> TextOffset);
 
 /// <summary>A <c>/v1/chat/completions</c> response ("chat.completion") or stream chunk ("chat.completion.chunk").</summary>
-public sealed record ChatBody(
+internal sealed record ChatBody(
     [property: JsonPropertyName("id")] string Id,
     [property: JsonPropertyName("object")] string Object,
     [property: JsonPropertyName("created")] long Created,
@@ -47,34 +47,34 @@ public sealed record ChatBody(
     [property: JsonPropertyName("choices")] IReadOnlyList<ChatChoice> Choices,
     [property: JsonPropertyName("usage"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] UsageBody? Usage);
 
-public sealed record ChatChoice(
+internal sealed record ChatChoice(
     [property: JsonPropertyName("index")] int Index,
     [property: JsonPropertyName("message"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ChatMessageBody? Message,
     [property: JsonPropertyName("delta"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ChatMessageBody? Delta,
     [property: JsonPropertyName("logprobs")] ChatLogprobs? Logprobs,
     [property: JsonPropertyName("finish_reason")] string? FinishReason);
 
-public sealed record ChatMessageBody(
+internal sealed record ChatMessageBody(
     [property: JsonPropertyName("role"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Role,
     [property: JsonPropertyName("content"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content);
 
-public sealed record ChatLogprobs([property: JsonPropertyName("content")] IReadOnlyList<ChatTokenLogprob> Content);
+internal sealed record ChatLogprobs([property: JsonPropertyName("content")] IReadOnlyList<ChatTokenLogprob> Content);
 
-public sealed record ChatTokenLogprob(
+internal sealed record ChatTokenLogprob(
     [property: JsonPropertyName("token")] string Token,
     [property: JsonPropertyName("logprob")] double Logprob,
     [property: JsonPropertyName("bytes")] IReadOnlyList<int> Bytes,
     [property: JsonPropertyName("top_logprobs")] IReadOnlyList<ChatTopLogprob> TopLogprobs);
 
-public sealed record ChatTopLogprob(
+internal sealed record ChatTopLogprob(
     [property: JsonPropertyName("token")] string Token,
     [property: JsonPropertyName("logprob")] double Logprob,
     [property: JsonPropertyName("bytes")] IReadOnlyList<int> Bytes);
 
 /// <summary><c>{"error": {"message", "type", "param", "code"}}</c>.</summary>
-public sealed record ErrorBody([property: JsonPropertyName("error")] ErrorDetail Error);
+internal sealed record ErrorBody([property: JsonPropertyName("error")] ErrorDetail Error);
 
-public sealed record ErrorDetail(
+internal sealed record ErrorDetail(
     [property: JsonPropertyName("message")] string Message,
     [property: JsonPropertyName("type")] string Type,
     [property: JsonPropertyName("param")] string? Param,
