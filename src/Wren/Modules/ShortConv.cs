@@ -62,10 +62,30 @@ internal sealed class ShortConv : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>
+    /// The decode step of channels [<paramref name="first"/>, <paramref name="end"/>) of one row, in place: each input
+    /// <c>x[c]</c> becomes <c>silu(Σ_k w[c,0,k]·x_{t−K+1+k}[c] + b[c])</c> and enters the history. x points at the row's
+    /// channel 0, <paramref name="history"/> at its [C, K−1] block, weight at [C, 1, K], bias at [C] or null. The fused
+    /// mixer steps run it on their projected vector.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static unsafe void Step(float* x, float* history, float* weight, float* bias, long first, long end, int K)
+    {
+        for (long c = first; c < end; c++)
+        {
+            float* hist = history + c * (K - 1), w = weight + c * K;
+            float input = x[c];
+            float sum = w[K - 1] * input + (bias is null ? 0f : bias[c]);
+            for (int k = 0; k < K - 1; k++) sum += w[k] * hist[k];
+            for (int k = 0; k < K - 2; k++) hist[k] = hist[k + 1];
+            if (K > 1) hist[K - 2] = input;
+            x[c] = StepMath.Silu(sum);
+        }
+    }
+
+    /// <summary>
     /// The fused CPU decode step, then SiLU: x [B, 1, C] (any strides), state [B, C, K−1] updated in place, weight
     /// [C, 1, K], bias [C] or null, all float32 on the CPU. Returns [B, 1, C]. Tests hold it to the libtorch path.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static unsafe Tensor FusedStep(Tensor x, Tensor state, Tensor weight, Tensor? bias)
     {
         long B = x.shape[0], C = x.shape[^1];
@@ -74,22 +94,11 @@ internal sealed class ShortConv : nn.Module<Tensor, Tensor>
         KernelTensors.RequireInPlace(state, "conv state", ScalarType.Float32, B, C, K - 1);
         KernelTensors.RequireInPlace(weight, "conv weight", ScalarType.Float32, C, 1, K);
         if (bias is not null) KernelTensors.RequireInPlace(bias, "conv bias", ScalarType.Float32, C);
-        using var xc = x.reshape(B, C).contiguous();
         var y = empty(B, 1, C);
-        float* px = KernelTensors.Floats(xc), ps = KernelTensors.Floats(state);
-        float* pw = KernelTensors.Floats(weight), py = KernelTensors.Floats(y);
+        y.copy_(x);
+        float* py = KernelTensors.Floats(y), ps = KernelTensors.Floats(state), pw = KernelTensors.Floats(weight);
         float* pb = bias is null ? null : KernelTensors.Floats(bias);
-        for (long b = 0; b < B; b++)
-            for (long c = 0; c < C; c++)
-            {
-                float* hist = ps + (b * C + c) * (K - 1), w = pw + c * K;
-                float input = px[b * C + c];
-                float sum = w[K - 1] * input + (pb is null ? 0f : pb[c]);
-                for (int k = 0; k < K - 1; k++) sum += w[k] * hist[k];
-                for (int k = 0; k < K - 2; k++) hist[k] = hist[k + 1];
-                hist[K - 2] = input;
-                py[b * C + c] = sum / (1f + MathF.Exp(-sum));
-            }
+        for (long b = 0; b < B; b++) Step(py + b * C, ps + b * C * (K - 1), pw, pb, 0, C, K);
         return y;
     }
 }

@@ -13,7 +13,7 @@ namespace Wren.Operators;
 /// and an optional sliding window W: query i sees keys j with i − W ≤ j ≤ i (W+1 keys, flash-attn's
 /// convention, which the Nemotron-Flash full forward uses). HF module name: <c>self_attn</c>.
 /// </summary>
-internal sealed class Attention : Mixer
+internal sealed class Attention : Mixer, IFusedDecoder
 {
     readonly Linear q_proj, k_proj, v_proj, o_proj;
     readonly RmsNorm? q_norm, k_norm;
@@ -112,8 +112,13 @@ internal sealed class Attention : Mixer
         return new AttentionState(shape.Batch, kvHeads, capacity, qkDim, vDim, Window, q_proj.ActivationType, device);
     }
 
+    public OperatorForm FormOf(MixerInput input) =>
+        DecodeForm.Choose(input, (input.State as AttentionState)?.Keys, (input.State as AttentionState)?.Values, q_norm?.Weight,
+                          k_norm?.Weight);
+
     public override Tensor forward(MixerInput input)
     {
+        if (FormOf(input) == OperatorForm.Fused) return FusedStep(input, (AttentionState)input.State!);
         using var scope = NewDisposeScope();
         var x = input.Hidden;
         long B = x.shape[0], T = x.shape[1];
@@ -154,6 +159,57 @@ internal sealed class Attention : Mixer
             mask = BuildMask(input.Positions, keyPositions, Window, padding);
         var o = Attend(q, keys, values, mask, causal);                                       // [B, nh, T, dv]
         return o_proj.forward(o.transpose(1, 2).reshape(B, T, heads * vDim)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The fused decode step (<see cref="OperatorForm.Fused"/>): the q, k, v projections in one matrix–vector pass; per row
+    /// one pass over the heads: q/k RMSNorm and RoPE (the row's cos/sin computed once), the new key and value written
+    /// straight into their cache slot (<see cref="AttentionState.ReserveDecodeSlots"/>); then single-query attention over
+    /// the cache (<see cref="AttendGroup"/>, KV heads in chunks over the kernel threads) into one buffer, and o_proj.
+    /// input.Hidden [B, 1, hidden] float32, input.Positions [B, 1] int64. Tests hold it to the recurrent form.
+    /// </summary>
+    unsafe Tensor FusedStep(MixerInput input, AttentionState cache)
+    {
+        using var scope = NewDisposeScope();
+        long B = input.Hidden.shape[0], cap = cache.Capacity;
+        KernelTensors.RequireInPlace(cache.Keys, "keys", ScalarType.Float32, B, kvHeads, cap, qkDim);
+        KernelTensors.RequireInPlace(cache.Values, "values", ScalarType.Float32, B, kvHeads, cap, vDim);
+        KernelTensors.RequireInPlace(cache.Positions, "key positions", ScalarType.Int64, B, cap);
+        var positions = input.Positions.contiguous();
+        KernelTensors.Require(positions, "positions", ScalarType.Int64, B, 1);
+        var rows = new ReadOnlySpan<long>(KernelTensors.Longs(positions), (int)B);
+        foreach (long position in rows) rotary?.CheckPosition(position);
+        var qkv = Linear.ProjectMany(input.Hidden, q_proj, k_proj, v_proj).Select(t => t.contiguous()).ToArray();
+        Span<long> slots = stackalloc long[(int)B];
+        cache.ReserveDecodeSlots(rows, slots);
+        float* q = KernelTensors.Floats(qkv[0]), k = KernelTensors.Floats(qkv[1]), v = KernelTensors.Floats(qkv[2]);
+        float* keys = KernelTensors.Floats(cache.Keys), values = KernelTensors.Floats(cache.Values);
+        long* keyPositions = KernelTensors.Longs(cache.Positions);
+        float* qNorm = q_norm is null ? null : KernelTensors.Floats(q_norm.Weight);
+        float* kNorm = k_norm is null ? null : KernelTensors.Floats(k_norm.Weight);
+        float eps = (float)(q_norm?.Eps ?? 0);
+        float* cos = stackalloc float[qkDim / 2 + 1], sin = stackalloc float[qkDim / 2 + 1];
+        for (long b = 0; b < B; b++)
+        {
+            rotary?.Angles(rows[(int)b], cos, sin);
+            for (long h = 0; h < heads + kvHeads; h++)
+            {
+                float* head = h < heads ? q + (b * heads + h) * qkDim : k + (b * kvHeads + h - heads) * qkDim;
+                if (qNorm is not null) StepMath.RmsNormalize(head, h < heads ? qNorm : kNorm, qkDim, eps);
+                if (rotary is not null) Rotary.Rotate(head, cos, sin, qkDim);
+            }
+            for (long j = 0; j < kvHeads; j++)
+            {
+                long at = (b * kvHeads + j) * cap + slots[(int)b];
+                new Span<float>(k + (b * kvHeads + j) * qkDim, qkDim).CopyTo(new Span<float>(keys + at * qkDim, qkDim));
+                new Span<float>(v + (b * kvHeads + j) * vDim, vDim).CopyTo(new Span<float>(values + at * vDim, vDim));
+            }
+            keyPositions[b * cap + slots[(int)b]] = rows[(int)b];
+        }
+        var o = zeros(B, 1, heads * vDim);
+        Attend(q, keys, values, Math.Min(cache.Count, cap), cache.DecodeNeedsMask ? keyPositions : null, KernelTensors.Longs(positions),
+               Window, KernelTensors.Floats(o), B, heads, kvHeads, cap, qkDim, vDim);
+        return o_proj.forward(o).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -207,7 +263,6 @@ internal sealed class Attention : Mixer
         KernelTensors.Require(queryPositions, "query positions", ScalarType.Int64, B, 1);
         if (nh % nkv != 0) throw new ArgumentException($"q: {nh} query heads are not a multiple of the {nkv} KV heads");
         if (slots < 0 || slots > cap) throw new ArgumentException($"keys: {slots} slots asked of a cache of {cap}");
-        long group = nh / nkv;
         using var qc = q.contiguous();
         using var qp = queryPositions.reshape(B).contiguous();
         var o = zeros(B, nh, 1, dv);
@@ -215,21 +270,31 @@ internal sealed class Attention : Mixer
         float* pv = KernelTensors.Floats(values), po = KernelTensors.Floats(o);
         long* kpos = keyPositions is null ? null : KernelTensors.Longs(keyPositions);
         long* qpos = KernelTensors.Longs(qp);
-        long work = B * nkv;
-        int parts = work * slots * (d + dv) >= 1 << 15 ? Math.Min(Workers.Count, (int)work) : 1;
+        Attend(pq, pk, pv, slots, kpos, qpos, window, po, B, nh, nkv, cap, d, dv);
+        return o;
+    }
+
+    /// <summary>
+    /// Single-query attention of q [B, nh, d] over the first <paramref name="slots"/> slots of keys [B, nkv, cap, d] and
+    /// values [B, nkv, cap, dv] into o [B, nh, dv] (zeroed): one unit per (row, KV head), units in chunks over the kernel
+    /// threads. Masking as <see cref="FusedDecode"/>.
+    /// </summary>
+    static unsafe void Attend(float* q, float* keys, float* values, long slots, long* keyPositions, long* queryPositions, int? window,
+                              float* o, long B, long nh, long nkv, long cap, long d, long dv)
+    {
+        long group = nh / nkv;
         float scale = 1f / MathF.Sqrt(d);
-        Workers.Run(parts, part =>
+        StepMath.ForUnits(B * nkv, slots * (d + dv), (begin, end) =>
         {
             var scores = new float[group * slots];
-            for (long unit = work * part / parts; unit < work * (part + 1) / parts; unit++)
+            for (long unit = begin; unit < end; unit++)
             {
                 long b = unit / nkv, kv = unit % nkv;
-                AttendGroup(pq + (b * nh + kv * group) * d, pk + (b * nkv + kv) * cap * d, pv + (b * nkv + kv) * cap * dv,
-                            kpos is null ? null : kpos + b * cap, qpos[b], window, scores, po + (b * nh + kv * group) * dv,
-                            group, slots, d, dv, scale);
+                AttendGroup(q + (b * nh + kv * group) * d, keys + (b * nkv + kv) * cap * d, values + (b * nkv + kv) * cap * dv,
+                            keyPositions is null ? null : keyPositions + b * cap, queryPositions[b], window, scores,
+                            o + (b * nh + kv * group) * dv, group, slots, d, dv, scale);
             }
         });
-        return o;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -359,8 +424,7 @@ internal sealed class AttentionState : IMixerState
             Count += T;
             return (Keys.narrow(2, 0, Count), Values.narrow(2, 0, Count), Positions.narrow(1, 0, Count));
         }
-        if (Window is null)
-            throw new WrenException($"KV cache is full ({Capacity} positions); create the cache with a larger MaxLength");
+        if (Window is null) throw Full();
         if (T == 1)
         {
             // The slot overwritten holds a key at least W+1 positions older than the new query.
@@ -385,6 +449,31 @@ internal sealed class AttentionState : IMixerState
         }
         Count += T;
         return (allKeys, allValues, allPositions);
+    }
+
+    WrenException Full() => new($"KV cache is full ({Capacity} positions); create the cache with a larger MaxLength");
+
+    /// <summary>
+    /// A one-token decode step without padding: the slot each row's new key goes to, as <see cref="Append"/> would choose
+    /// it (a ragged cache: position mod capacity; otherwise the next slot, modulo the capacity for a sliding window), and
+    /// advances <see cref="Count"/>. The caller writes the keys, values and positions there.
+    /// </summary>
+    internal void ReserveDecodeSlots(ReadOnlySpan<long> positions, Span<long> slots)
+    {
+        if (Ragged)
+        {
+            long next = Count;
+            for (int b = 0; b < positions.Length; b++)
+            {
+                slots[b] = positions[b] % Capacity;
+                next = Math.Max(next, positions[b] + 1);
+            }
+            Count = next;
+            return;
+        }
+        if (Count + 1 > Capacity && Window is null) throw Full();
+        slots.Fill(Count % Capacity);
+        Count += 1;
     }
 
     public void CopyPrefixFrom(IMixerState prefix)

@@ -10,7 +10,11 @@ internal enum OperatorForm
     Chunked,
     /// <summary>Token by token through libtorch ops: a decode step the fused CPU kernels cannot take (autograd, GPU, bf16).</summary>
     Recurrent,
-    /// <summary>A hand-written single-token CPU kernel: a decode step at inference on float32 CPU tensors.</summary>
+    /// <summary>
+    /// A hand-written single-token CPU kernel: a decode step at inference on float32 CPU tensors. For a whole mixer, the
+    /// input projection, one pass over the projected vector (conv step, activations, norms, gates, recurrent update,
+    /// output norm) and the output projection.
+    /// </summary>
     Fused,
 }
 
@@ -25,7 +29,27 @@ internal static class DecodeForm
         newTokens != 1 || state is null ? OperatorForm.Chunked
         : FusedApplies([state, .. operands]) ? OperatorForm.Fused : OperatorForm.Recurrent;
 
+    /// <summary>
+    /// The form of a whole mixer's step: <see cref="Choose(long, Tensor?, Tensor?[])"/> for the new tokens of
+    /// <paramref name="input"/> and its hidden states, except that a padded decode step takes the recurrent form (the
+    /// fused mixer steps assume every row's token is real).
+    /// </summary>
+    public static OperatorForm Choose(MixerInput input, Tensor? state, params Tensor?[] operands)
+    {
+        var form = Choose(input.Hidden.shape[1], state, [input.Hidden, .. operands]);
+        return form == OperatorForm.Fused && input.Padding is not null ? OperatorForm.Recurrent : form;
+    }
+
     /// <summary>True when the fused CPU kernels apply: inference (no autograd) on CPU float32 tensors.</summary>
     public static bool FusedApplies(params Tensor?[] tensors) =>
         !is_grad_enabled() && tensors.All(t => t is null || (t.device.type == DeviceType.CPU && t.dtype == ScalarType.Float32));
+}
+
+/// <summary>A mixer with a fused decode step (<see cref="OperatorForm.Fused"/>): its forward takes the form <see cref="FormOf"/>
+/// names.</summary>
+internal interface IFusedDecoder
+{
+    /// <summary>The form the mixer's forward takes for <paramref name="input"/>, as <see cref="DecodeForm"/> chooses it from the
+    /// state and every small parameter the fused step reads.</summary>
+    OperatorForm FormOf(MixerInput input);
 }

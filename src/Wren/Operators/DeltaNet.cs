@@ -1,4 +1,5 @@
 using TorchSharp;
+using Wren.Kernels;
 using Wren.Models;
 using Wren.Modules;
 using static TorchSharp.torch;
@@ -32,6 +33,7 @@ internal sealed class DeltaNet : DeltaRuleMixer
 
     public override Tensor forward(MixerInput input)
     {
+        if (FormOf(input) == OperatorForm.Fused) return FusedStep(input.Hidden, (RecurrentState)input.State!, null);
         using var scope = NewDisposeScope();
         var (q, k, v, beta, _) = Project(input);
         var o = Recur(q, k, v, beta, null, input);
@@ -43,7 +45,7 @@ internal sealed class DeltaNet : DeltaRuleMixer
 /// What DeltaNet and Gated DeltaNet share: projections, short convs, q/k normalization, β, the per-head output
 /// norm and the choice between the chunked and recurrent forms. Fields carry fla/HF names.
 /// </summary>
-internal abstract class DeltaRuleMixer : Mixer
+internal abstract class DeltaRuleMixer : Mixer, IFusedDecoder
 {
     /// <summary>Kernel size of the q/k/v short convs (fla's default, which Nemotron-Flash keeps).</summary>
     public const int ConvKernel = 4;
@@ -92,6 +94,76 @@ internal abstract class DeltaRuleMixer : Mixer
         new RecurrentState(
             [q_conv1d.NewState(shape.Batch, device), k_conv1d.NewState(shape.Batch, device), v_conv1d.NewState(shape.Batch, device)],
             zeros([shape.Batch, heads, headDim, headDim], ScalarType.Float32, device));
+
+    /// <summary>Gated DeltaNet's part of the fused step: a_proj and g_proj, and A_log and dt_bias [nh] (float32).</summary>
+    protected sealed record StepGates(Linear Decay, Linear Output, Tensor ALog, Tensor DtBias);
+
+    /// <summary>The small parameters a subclass adds to the fused step (Gated DeltaNet: A_log and dt_bias).</summary>
+    protected virtual Tensor[] StepParameters => [];
+
+    public OperatorForm FormOf(MixerInput input)
+    {
+        var state = (RecurrentState?)input.State;
+        return DecodeForm.Choose(input, state?.Recurrent,
+            [.. state?.Conv ?? [], q_conv1d.Weight, k_conv1d.Weight, v_conv1d.Weight, o_norm.Weight, .. StepParameters]);
+    }
+
+    /// <summary>
+    /// The fused decode step (<see cref="OperatorForm.Fused"/>): the q, k, v, b (and a, g) projections in one
+    /// matrix–vector pass, then per head, in chunks over the kernel threads, one pass: the three conv steps and SiLU, the
+    /// L2 norms (q scaled by d^(−1/2)), β = σ(b), the decay <c>e^g</c> with <c>g = −exp(A_log)·softplus(a + dt_bias)</c>,
+    /// the delta-rule update and read-out (<see cref="DeltaRule.FusedHead"/>), the per-head RMSNorm and the output gate
+    /// <c>silu(g)</c>; then o_proj. x [B, 1, hidden] float32; the state's tensors are updated in place. Tests hold it to the
+    /// recurrent form and the chunked form.
+    /// </summary>
+    protected unsafe Tensor FusedStep(Tensor x, RecurrentState state, StepGates? gates)
+    {
+        using var scope = NewDisposeScope();
+        long B = x.shape[0], hidden = (long)heads * headDim;
+        const int K = ConvKernel;
+        for (int i = 0; i < 3; i++) KernelTensors.RequireInPlace(state.Conv[i], "conv state", ScalarType.Float32, B, hidden, K - 1);
+        KernelTensors.RequireInPlace(state.Recurrent, "state", ScalarType.Float32, B, heads, headDim, headDim);
+        Linear[] extra = gates is null ? [] : [gates.Decay, gates.Output];
+        var projected = Linear.ProjectMany(x, [q_proj, k_proj, v_proj, b_proj, .. extra]).Select(t => t.contiguous()).ToArray();
+        float* q = KernelTensors.Floats(projected[0]), k = KernelTensors.Floats(projected[1]), v = KernelTensors.Floats(projected[2]);
+        float* bRaw = KernelTensors.Floats(projected[3]);
+        float* aRaw = null, gate = null, aLog = null, dtBias = null;
+        if (gates is not null)
+        {
+            aRaw = KernelTensors.Floats(projected[4]);
+            gate = KernelTensors.Floats(projected[5]);
+            aLog = KernelTensors.Floats(gates.ALog);
+            dtBias = KernelTensors.Floats(gates.DtBias);
+        }
+        float* qHistory = KernelTensors.Floats(state.Conv[0]), kHistory = KernelTensors.Floats(state.Conv[1]);
+        float* vHistory = KernelTensors.Floats(state.Conv[2]), S = KernelTensors.Floats(state.Recurrent);
+        float* qWeight = KernelTensors.Floats(q_conv1d.Weight), kWeight = KernelTensors.Floats(k_conv1d.Weight);
+        float* vWeight = KernelTensors.Floats(v_conv1d.Weight), normWeight = KernelTensors.Floats(o_norm.Weight);
+        var o = empty(B, 1, hidden);
+        float* po = KernelTensors.Floats(o);
+        float scale = (float)Math.Pow(headDim, -0.5), eps = (float)o_norm.Eps;
+        int d = headDim;
+        StepMath.ForUnits(B * heads, (long)d * d, (begin, end) =>
+        {
+            float* u = stackalloc float[d];
+            for (long bh = begin; bh < end; bh++)
+            {
+                long b = bh / heads, first = bh % heads * d, row = b * hidden, history = row * (K - 1);
+                ShortConv.Step(q + row, qHistory + history, qWeight, null, first, first + d, K);
+                ShortConv.Step(k + row, kHistory + history, kWeight, null, first, first + d, K);
+                ShortConv.Step(v + row, vHistory + history, vWeight, null, first, first + d, K);
+                float* qh = q + row + first, kh = k + row + first, oh = po + row + first;
+                StepMath.L2Normalize(qh, d, scale);
+                StepMath.L2Normalize(kh, d, 1f);
+                long h = bh % heads;
+                float decay = aRaw is null ? 1f : MathF.Exp(-MathF.Exp(aLog[h]) * StepMath.Softplus(aRaw[bh] + dtBias[h]));
+                DeltaRule.FusedHead(qh, kh, v + row + first, StepMath.Sigmoid(bRaw[bh]), decay, S + bh * d * d, oh, u, d, d);
+                StepMath.RmsNormalize(oh, normWeight, d, eps);
+                if (gate is not null) for (long i = 0; i < d; i++) oh[i] *= StepMath.Silu(gate[row + first + i]);
+            }
+        });
+        return o_proj.forward(o).MoveToOuterDisposeScope();
+    }
 
     /// <summary>
     /// q, k [B, T, nh, d] (L2-normed; q scaled), v [B, T, nh, d], β [B, T, nh] (0 on pads), and the outputs of

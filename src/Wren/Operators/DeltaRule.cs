@@ -122,11 +122,10 @@ internal static class DeltaRule
         float* pv = KernelTensors.Floats(vc), pbeta = KernelTensors.Floats(bc);
         float* pg = gc is null ? null : KernelTensors.Floats(gc), ps = KernelTensors.Floats(state), po = KernelTensors.Floats(o);
         long heads = B * H;
-        int parts = heads * K * V >= 1 << 16 ? Math.Min(Workers.Count, (int)heads) : 1;
-        Workers.Run(parts, part =>
+        StepMath.ForUnits(heads, K * V, (begin, end) =>
         {
             float* u = stackalloc float[(int)V];
-            for (long bh = heads * part / parts; bh < heads * (part + 1) / parts; bh++)
+            for (long bh = begin; bh < end; bh++)
             {
                 float decay = pg is null ? 1f : MathF.Exp(pg[bh]);
                 FusedHead(pq + bh * K, pk + bh * K, pv + bh * V, pbeta[bh], decay, ps + bh * K * V, po + bh * V, u, K, V);
@@ -135,8 +134,13 @@ internal static class DeltaRule
         return o;
     }
 
+    /// <summary>
+    /// One head of the fused step: q, k [K], v [V], state S [K, V] updated in place, o [V] written, u [V] scratch;
+    /// <paramref name="decay"/> = e^g (1 without gates). Also the core of the DeltaNet mixers' fused step.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static unsafe void FusedHead(float* q, float* k, float* v, float beta, float decay, float* S, float* o, float* u, long K, long V)
+    internal static unsafe void FusedHead(float* q, float* k, float* v, float beta, float decay, float* S, float* o, float* u, long K,
+                                          long V)
     {
         int w = Vector<float>.Count;
         for (long j = 0; j < V; j++) u[j] = 0;

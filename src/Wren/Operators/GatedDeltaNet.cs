@@ -48,8 +48,12 @@ internal sealed class GatedDeltaNet : DeltaRuleMixer
         RegisterComponents();
     }
 
+    protected override Tensor[] StepParameters => [A_log, dt_bias];
+
     public override Tensor forward(MixerInput input)
     {
+        if (FormOf(input) == OperatorForm.Fused)
+            return FusedStep(input.Hidden, (RecurrentState)input.State!, new StepGates(a_proj, g_proj, A_log, dt_bias));
         using var scope = NewDisposeScope();
         var x = input.Hidden;
         var (q, k, v, beta, extra) = Project(input, a_proj, g_proj);

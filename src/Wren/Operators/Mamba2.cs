@@ -16,7 +16,7 @@ namespace Wren.Operators;
 /// <c>out_proj(RMSNorm(y ⊙ silu(z)))</c> (gate, then normalize each of the G groups of d_inner / G channels on its own,
 /// as mamba_ssm does; eps 1e-5). HF module name: <c>mamba</c>.
 /// </summary>
-internal sealed class Mamba2 : Mixer
+internal sealed class Mamba2 : Mixer, IFusedDecoder
 {
     readonly Linear in_proj, out_proj;
     readonly ShortConv conv1d;
@@ -89,12 +89,19 @@ internal sealed class Mamba2 : Mixer
         new RecurrentState([conv1d.NewState(shape.Batch, device)],
             zeros([shape.Batch, heads, headDim, dState], ScalarType.Float32, device));
 
+    public OperatorForm FormOf(MixerInput input)
+    {
+        var state = (RecurrentState?)input.State;
+        return DecodeForm.Choose(input, state?.Recurrent, state?.Conv[0], conv1d.Weight, conv1d.Bias, dt_bias, A_log, D, norm.Weight);
+    }
+
     public override Tensor forward(MixerInput input)
     {
+        var state = (RecurrentState?)input.State;
+        if (FormOf(input) == OperatorForm.Fused) return FusedStep(input.Hidden, state!);
         using var scope = NewDisposeScope();
         var x = input.Hidden;
         long B = x.shape[0], T = x.shape[1];
-        var state = (RecurrentState?)input.State;
         var zxbcdt = in_proj.forward(x);
         var z = zxbcdt.narrow(-1, 0, dInner);
         var xBC = zxbcdt.narrow(-1, dInner, dInner + 2 * groups * dState);
@@ -117,6 +124,53 @@ internal sealed class Mamba2 : Mixer
         var y = result.Output;
         var gated = y.reshape(B, T, dInner).to(x.dtype) * nn.functional.silu(z);
         return out_proj.forward(norm.forward(gated)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The fused decode step (<see cref="OperatorForm.Fused"/>): in_proj in one matrix–vector pass, then one pass over
+    /// each row's projected vector [z | xBC | dt]: the conv step and SiLU of xBC and Δ = softplus(dt + dt_bias) in place,
+    /// per head the SSD update and <c>(S C + D x) ⊙ silu(z)</c> (heads in chunks over the kernel threads), the grouped
+    /// RMSNorm; then out_proj. x [B, 1, hidden] float32; the state's conv history and SSM state are updated in place.
+    /// Tests hold it to the recurrent form and the chunked form.
+    /// </summary>
+    unsafe Tensor FusedStep(Tensor x, RecurrentState state)
+    {
+        long B = x.shape[0], convDim = dInner + 2L * groups * dState, width = dInner + convDim + heads;
+        int K = conv1d.Kernel;
+        KernelTensors.RequireInPlace(state.Conv[0], "conv state", ScalarType.Float32, B, convDim, K - 1);
+        KernelTensors.RequireInPlace(state.Recurrent, "state", ScalarType.Float32, B, heads, headDim, dState);
+        using var output = in_proj.forward(x);
+        using var projected = output.contiguous();                           // [B, 1, z | xBC | dt]
+        using var gated = empty(B, 1, dInner);
+        float* p = KernelTensors.Floats(projected), y = KernelTensors.Floats(gated);
+        float* history = KernelTensors.Floats(state.Conv[0]), S = KernelTensors.Floats(state.Recurrent);
+        float* convWeight = KernelTensors.Floats(conv1d.Weight), convBias = conv1d.Bias is null ? null : KernelTensors.Floats(conv1d.Bias);
+        float* dtBias = KernelTensors.Floats(dt_bias), aLog = KernelTensors.Floats(A_log), pD = KernelTensors.Floats(D);
+        for (long b = 0; b < B; b++)
+        {
+            float* row = p + b * width, dt = row + dInner + convDim;
+            ShortConv.Step(row + dInner, history + b * convDim * (K - 1), convWeight, convBias, 0, convDim, K);
+            for (long h = 0; h < heads; h++) dt[h] = StepMath.Softplus(dt[h] + dtBias[h]);
+        }
+        long perGroup = heads / groups;
+        StepMath.ForUnits(B * heads, (long)headDim * dState, (begin, end) =>
+        {
+            for (long bh = begin; bh < end; bh++)
+            {
+                long b = bh / heads, h = bh % heads, group = h / perGroup;
+                float* z = p + b * width, xs = z + dInner, Bv = xs + dInner + group * dState, Cv = xs + dInner + (groups + group) * dState;
+                float step = xs[convDim + h];
+                float* yh = y + b * dInner + h * headDim;
+                FusedHead(xs + h * headDim, step, MathF.Exp(step * -MathF.Exp(aLog[h])), Bv, Cv, pD[h], S + bh * headDim * dState, yh,
+                          headDim, dState);
+                for (long i = 0; i < headDim; i++) yh[i] *= StepMath.Silu(z[h * headDim + i]);
+            }
+        });
+        long groupSize = dInner / groups;
+        float* normWeight = KernelTensors.Floats(norm.Weight);
+        for (long r = 0; r < B * groups; r++) StepMath.RmsNormalize(y + r * groupSize, normWeight + r % groups * groupSize, groupSize,
+                                                                    (float)norm.Eps);
+        return out_proj.forward(gated);
     }
 
     /// <summary>Token-by-token SSD: the specification, and the decode step. Shapes as in <see cref="Chunked"/>.</summary>
@@ -208,10 +262,9 @@ internal sealed class Mamba2 : Mixer
         float* px = KernelTensors.Floats(xc), pdt = KernelTensors.Floats(dtc), pA = KernelTensors.Floats(A), pB = KernelTensors.Floats(Bc);
         float* pC = KernelTensors.Floats(Cc), pD = KernelTensors.Floats(D), ps = KernelTensors.Floats(state), py = KernelTensors.Floats(y);
         long heads = batch * H, perGroup = H / G;
-        int parts = heads * P * N >= 1 << 16 ? Math.Min(Workers.Count, (int)heads) : 1;
-        Workers.Run(parts, part =>
+        StepMath.ForUnits(heads, P * N, (begin, end) =>
         {
-            for (long bh = heads * part / parts; bh < heads * (part + 1) / parts; bh++)
+            for (long bh = begin; bh < end; bh++)
             {
                 long b = bh / H, h = bh % H, group = b * G + h / perGroup;
                 float step = pdt[bh];
