@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using TorchSharp;
@@ -165,7 +166,7 @@ internal sealed class Attention : Mixer, IFusedDecoder
     /// The fused decode step (<see cref="OperatorForm.Fused"/>): the q, k, v projections in one matrix–vector pass; per row
     /// one pass over the heads: q/k RMSNorm and RoPE (the row's cos/sin computed once), the new key and value written
     /// straight into their cache slot (<see cref="AttentionState.ReserveDecodeSlots"/>); then single-query attention over
-    /// the cache (<see cref="AttendGroup"/>, KV heads in chunks over the kernel threads) into one buffer, and o_proj.
+    /// the cache (<see cref="Attend"/>, blocks of slots in chunks over the kernel threads) into one buffer, and o_proj.
     /// input.Hidden [B, 1, hidden] float32, input.Positions [B, 1] int64. Tests hold it to the recurrent form.
     /// </summary>
     unsafe Tensor FusedStep(MixerInput input, AttentionState cache)
@@ -274,34 +275,68 @@ internal sealed class Attention : Mixer, IFusedDecoder
         return o;
     }
 
+    /// <summary>Slots per block of <see cref="Attend"/> (256 KB of keys and values at d = 128): a long cache gives the threads many
+    /// small chunks.</summary>
+    const long SlotBlock = 256;
+
     /// <summary>
     /// Single-query attention of q [B, nh, d] over the first <paramref name="slots"/> slots of keys [B, nkv, cap, d] and
-    /// values [B, nkv, cap, dv] into o [B, nh, dv] (zeroed): one unit per (row, KV head), units in chunks over the kernel
-    /// threads. Masking as <see cref="FusedDecode"/>.
+    /// values [B, nkv, cap, dv] into o [B, nh, dv] (zeroed), masked as <see cref="FusedDecode"/> says. Each KV head's
+    /// slots are cut into blocks of <see cref="SlotBlock"/> (flash-decoding): a block gives each of its query heads a
+    /// local max m, sum l and unnormalized output, the blocks are claimed in chunks by the kernel threads, and the
+    /// partial results are merged as <c>o = Σ e^(m_c − M) o_c / Σ e^(m_c − M) l_c</c> (M the largest m_c).
     /// </summary>
     static unsafe void Attend(float* q, float* keys, float* values, long slots, long* keyPositions, long* queryPositions, int? window,
                               float* o, long B, long nh, long nkv, long cap, long d, long dv)
     {
-        long group = nh / nkv;
+        long group = nh / nkv, blocks = Math.Max(1, (slots + SlotBlock - 1) / SlotBlock), units = B * nkv * blocks, stride = dv + 2;
         float scale = 1f / MathF.Sqrt(d);
-        StepMath.ForUnits(B * nkv, slots * (d + dv), (begin, end) =>
+        var partials = ArrayPool<float>.Shared.Rent((int)(units * group * stride));
+        fixed (float* pinned = partials)
         {
-            var scores = new float[group * slots];
-            for (long unit = begin; unit < end; unit++)
+            float* parts = pinned;                      // per (unit, query head): m, l, then the unnormalized output [dv]
+            StepMath.ForUnits(units, Math.Min(slots, SlotBlock) * (d + dv), (begin, end) =>
             {
-                long b = unit / nkv, kv = unit % nkv;
-                AttendGroup(q + (b * nh + kv * group) * d, keys + (b * nkv + kv) * cap * d, values + (b * nkv + kv) * cap * dv,
-                            keyPositions is null ? null : keyPositions + b * cap, queryPositions[b], window, scores,
-                            o + (b * nh + kv * group) * dv, group, slots, d, dv, scale);
-            }
-        });
+                var scores = new float[group * SlotBlock];
+                for (long unit = begin; unit < end; unit++)
+                {
+                    long head = unit / blocks, b = head / nkv, first = unit % blocks * SlotBlock;
+                    AttendBlock(q + head * group * d, keys + (head * cap + first) * d, values + (head * cap + first) * dv,
+                                keyPositions is null ? null : keyPositions + b * cap + first, queryPositions[b], window, scores,
+                                parts + unit * group * stride, group, Math.Min(SlotBlock, slots - first), d, dv, scale);
+                }
+            });
+            for (long head = 0; head < B * nkv; head++)
+                for (long g = 0; g < group; g++)
+                {
+                    float* og = o + (head * group + g) * dv;
+                    float max = float.NegativeInfinity, total = 0;
+                    for (long c = 0; c < blocks; c++) max = MathF.Max(max, parts[((head * blocks + c) * group + g) * stride]);
+                    for (long c = 0; c < blocks; c++)
+                    {
+                        float* part = parts + ((head * blocks + c) * group + g) * stride;
+                        if (part[1] == 0) continue;         // no visible slot in this block
+                        float weight = MathF.Exp(part[0] - max);
+                        total += weight * part[1];
+                        for (long i = 0; i < dv; i++) og[i] += weight * part[2 + i];
+                    }
+                    if (total > 0) for (long i = 0; i < dv; i++) og[i] /= total;
+                }
+        }
+        ArrayPool<float>.Shared.Return(partials);
     }
 
+    /// <summary>
+    /// One block of <paramref name="slots"/> slots for the <paramref name="group"/> query heads of one KV head: per query
+    /// head, <c>m = max s</c>, <c>l = Σ e^(s − m)</c> and <c>Σ e^(s − m) v</c> into <paramref name="partial"/> [group, 2 + dv],
+    /// with <c>s = q·k / √d</c> (−∞ for a slot the mask hides; l = 0 when every slot is hidden).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static unsafe void AttendGroup(float* q, float* K, float* V, long* keyPositions, long queryPosition, int? window, float[] scores,
-                                   float* o, long group, long slots, long d, long dv, float scale)
+    static unsafe void AttendBlock(float* q, float* K, float* V, long* keyPositions, long queryPosition, int? window, float[] scores,
+                                   float* partial, long group, long slots, long d, long dv, float scale)
     {
         int w = Vector<float>.Count;
+        long stride = dv + 2;
         fixed (float* sc = scores)
         {
             for (long s = 0; s < slots; s++)              // scores = q·k / √d, one pass over the keys
@@ -321,16 +356,18 @@ internal sealed class Attention : Mixer, IFusedDecoder
                     sc[g * slots + s] = (Vector.Sum(acc) + dot) * scale;
                 }
             }
-            for (long g = 0; g < group; g++)              // softmax per query head
+            for (long g = 0; g < group; g++)              // local softmax numerators per query head
             {
-                float* row = sc + g * slots;
+                float* row = sc + g * slots, stats = partial + g * stride;
                 float max = float.NegativeInfinity;
                 for (long s = 0; s < slots; s++) max = MathF.Max(max, row[s]);
                 float total = 0;
-                for (long s = 0; s < slots; s++) { row[s] = MathF.Exp(row[s] - max); total += row[s]; }
-                for (long s = 0; s < slots; s++) row[s] /= total;
+                for (long s = 0; s < slots; s++) { row[s] = max == float.NegativeInfinity ? 0 : MathF.Exp(row[s] - max); total += row[s]; }
+                stats[0] = max;
+                stats[1] = total;
+                new Span<float>(stats + 2, (int)dv).Clear();
             }
-            for (long s = 0; s < slots; s++)              // o = Σ p·v, one pass over the values
+            for (long s = 0; s < slots; s++)              // Σ e^(s − m)·v, one pass over the values
             {
                 float* value = V + s * dv;
                 for (long g = 0; g < group; g++)
@@ -338,7 +375,7 @@ internal sealed class Attention : Mixer, IFusedDecoder
                     float p = sc[g * slots + s];
                     if (p == 0) continue;
                     var pv = new Vector<float>(p);
-                    float* og = o + g * dv;
+                    float* og = partial + g * stride + 2;
                     long i = 0;
                     for (; i + w <= dv; i += w) Vector.Store(Vector.Load(og + i) + pv * Vector.Load(value + i), og + i);
                     for (; i < dv; i++) og[i] += p * value[i];

@@ -128,10 +128,10 @@ internal sealed class Mamba2 : Mixer, IFusedDecoder
 
     /// <summary>
     /// The fused decode step (<see cref="OperatorForm.Fused"/>): in_proj in one matrix–vector pass, then one pass over
-    /// each row's projected vector [z | xBC | dt]: the conv step and SiLU of xBC and Δ = softplus(dt + dt_bias) in place,
-    /// per head the SSD update and <c>(S C + D x) ⊙ silu(z)</c> (heads in chunks over the kernel threads), the grouped
-    /// RMSNorm; then out_proj. x [B, 1, hidden] float32; the state's conv history and SSM state are updated in place.
-    /// Tests hold it to the recurrent form and the chunked form.
+    /// each row's projected vector [z | xBC | dt]: the conv step and SiLU of B and C and Δ = softplus(dt + dt_bias) in
+    /// place; per head (in chunks over the kernel threads) the conv step and SiLU of its x channels, the SSD update and
+    /// <c>(S C + D x) ⊙ silu(z)</c>; the grouped RMSNorm; then out_proj. x [B, 1, hidden] float32; the state's conv
+    /// history and SSM state are updated in place. Tests hold it to the recurrent form and the chunked form.
     /// </summary>
     unsafe Tensor FusedStep(Tensor x, RecurrentState state)
     {
@@ -149,7 +149,7 @@ internal sealed class Mamba2 : Mixer, IFusedDecoder
         for (long b = 0; b < B; b++)
         {
             float* row = p + b * width, dt = row + dInner + convDim;
-            ShortConv.Step(row + dInner, history + b * convDim * (K - 1), convWeight, convBias, 0, convDim, K);
+            ShortConv.Step(row + dInner, history + b * convDim * (K - 1), convWeight, convBias, dInner, convDim, K);   // B, C
             for (long h = 0; h < heads; h++) dt[h] = StepMath.Softplus(dt[h] + dtBias[h]);
         }
         long perGroup = heads / groups;
@@ -159,6 +159,7 @@ internal sealed class Mamba2 : Mixer, IFusedDecoder
             {
                 long b = bh / heads, h = bh % heads, group = h / perGroup;
                 float* z = p + b * width, xs = z + dInner, Bv = xs + dInner + group * dState, Cv = xs + dInner + (groups + group) * dState;
+                ShortConv.Step(xs, history + b * convDim * (K - 1), convWeight, convBias, h * headDim, (h + 1) * headDim, K);
                 float step = xs[convDim + h];
                 float* yh = y + b * dInner + h * headDim;
                 FusedHead(xs + h * headDim, step, MathF.Exp(step * -MathF.Exp(aLog[h])), Bv, Cv, pD[h], S + bh * headDim * dState, yh,
