@@ -114,10 +114,13 @@ public class MixerStepTests
     {
         using var scope = NewDisposeScope();
         using var fp32 = RandomModel(config, seed: 7);
+        var gen = new Generator(11);
+        using (no_grad())                                        // norm weights start at 1, D at 1: make every vector tell
+            foreach (var (_, p) in fp32.named_parameters().Where(p => p.parameter.dim() == 1))
+                p.add_(randn(p.shape, generator: gen) * 0.3);
         using var packed = precision == WeightPrecision.Float32 ? null : WeightPacking.Pack(fp32, precision);
         var mixer = ((HybridDecoderLayer)(packed ?? fp32).Backbone.Layers[0]).Mixer!;
         var decoder = (IFusedDecoder)mixer;
-        var gen = new Generator(11);
         long T = prefill + steps;
         var hidden = randn([batch, T, config.HiddenSize], generator: gen);
         var positions = arange(T).unsqueeze(0).expand(batch, -1).contiguous();
