@@ -45,6 +45,8 @@ public static class DecodeBenchmark
             using var fp32 = new HybridForCausalLM(config);
             Initialization.Apply(fp32, 0);
             fp32.eval();
+            // One prefill per context (the long one costs minutes at 1B), shared by every precision and the busy runs.
+            var prompts = contexts.ToDictionary(c => c, c => { using var _ = no_grad(); return LatencyProfiler.Prefilled(fp32, c, 1); });
             var fp32Ms = new Dictionary<int, double>();
             foreach (var precision in precisions)
             {
@@ -53,7 +55,7 @@ public static class DecodeBenchmark
                 long bytes = ModelFootprint.Of(config, ScalarType.Float32, precision).WeightBytes;
                 foreach (int context in contexts)
                 {
-                    var (perToken, bandwidth) = Interleaved(model, context, tokens, repeats);
+                    var (perToken, bandwidth) = Interleaved(model, prompts[context], context, tokens, repeats);
                     if (precision == WeightPrecision.Float32) fp32Ms[context] = perToken;
                     double roofline = bytes / bandwidth;
                     string row = $"| {name} | {precision.Name()} | {bytes / 1e6:F0} MB | {context} | {KernelPaths.Active} | " +
@@ -63,30 +65,33 @@ public static class DecodeBenchmark
                     if (busy > 0)
                     {
                         double busyPerToken;
-                        using (BusyProcesses.Start(busy)) busyPerToken = Interleaved(model, context, tokens, repeats).PerToken;
+                        using (BusyProcesses.Start(busy)) busyPerToken = Interleaved(model, prompts[context], context, tokens, repeats).PerToken;
                         row += $" {busyPerToken * 1e3:F2} | {busyPerToken / perToken:F2}× |";
                     }
                     Console.WriteLine(row);
                 }
             }
+            foreach (var prompt in prompts.Values) prompt.Dispose();
         }
         return 0;
     }
 
     /// <summary>
-    /// Prefills <paramref name="context"/> tokens once, then alternates a copy-bandwidth probe with a timed decode of
-    /// <paramref name="tokens"/> tokens, <paramref name="repeats"/> times: the best decode seconds per token and the
-    /// best bandwidth, each taken under the conditions the other saw.
+    /// Alternates a copy-bandwidth probe with a timed decode of <paramref name="tokens"/> tokens from a copy of the
+    /// <paramref name="prompt"/>'s cache (<paramref name="context"/> tokens), <paramref name="repeats"/> times: the best decode
+    /// seconds per token and the best bandwidth, each taken under the conditions the other saw.
     /// </summary>
-    static (double PerToken, double Bandwidth) Interleaved(HybridForCausalLM model, int context, int tokens, int repeats)
+    static (double PerToken, double Bandwidth) Interleaved(HybridForCausalLM model, ModelCache prompt, int context, int tokens,
+                                                           int repeats)
     {
         using var _ = no_grad();
-        using var cache = LatencyProfiler.Prefilled(model, context, tokens * (repeats + 1));
-        LatencyProfiler.DecodeSeconds(model, cache, 1, null);   // warm-up: JIT, first-touch of the caches
+        using (var warm = model.NewCacheFrom(prompt, 1, context + 1))
+            LatencyProfiler.DecodeSeconds(model, warm, 1, null);   // warm-up: JIT, first touch
         double best = double.MaxValue, bandwidth = 0;
         for (int i = 0; i < repeats; i++)
         {
             bandwidth = Math.Max(bandwidth, DeviceFacts.CopyBandwidth(ProbeBytes));
+            using var cache = model.NewCacheFrom(prompt, 1, context + tokens);
             best = Math.Min(best, LatencyProfiler.DecodeSeconds(model, cache, tokens, null) / tokens);
         }
         return (best, bandwidth);

@@ -7,9 +7,13 @@ namespace Wren.Kernels;
 /// threads claim from an atomic counter, so a helper that is not running (its core busy with another process) never
 /// holds up the job: the caller takes the chunks it would have run, and waits only for chunks already started,
 /// spinning for at most 50 µs and then blocking on an event (which lets a descheduled helper run on the caller's
-/// core). Helpers spin briefly after each job (decode issues ~100 small jobs per token, microseconds apart) and then
-/// sleep, so they do not steal a core from libtorch between tokens. Parallel.For's dispatch latency was measured to
-/// cost more than the job itself at these sizes.
+/// core). Helpers wait for the next job (decode issues ~100 small jobs per token, microseconds apart) by yielding the
+/// core (<c>sched_yield</c>) a bounded number of times and then sleep, so they do not steal a core from libtorch between
+/// tokens. Yielding rather than pause-spinning: on an idle machine a yield returns at once, so a new job is seen within
+/// a microsecond, but when another process wants the core the waiting helper gives it up instead of taking time from
+/// the thread on the critical path (measured, flash-300m decode with one busy process on the 2 cores: 2.2–2.7× slower
+/// than idle with pause-spinning, 1.4–1.7× with yielding; idle speed unchanged; docs/benchmarks.md). Parallel.For's
+/// dispatch latency was measured to cost more than the job itself at these sizes.
 /// </summary>
 internal static class Workers
 {
@@ -108,7 +112,7 @@ internal static class Workers
         int seen = 0;
         while (true)
         {
-            for (int spins = 0; Volatile.Read(ref h.Generation) == seen && spins < SpinIterations; spins++) Thread.SpinWait(8);
+            for (int spins = 0; Volatile.Read(ref h.Generation) == seen && spins < SpinIterations; spins++) Thread.Yield();
             if (Volatile.Read(ref h.Generation) == seen)
             {
                 Interlocked.Exchange(ref h.Sleeping, 1);               // a full fence: the caller sees it or we see its new generation

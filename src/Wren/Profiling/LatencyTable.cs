@@ -264,7 +264,8 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     /// <summary>
     /// Measures decode steps of <paramref name="configs"/> for real (random weights), each interleaved with the table's
     /// reference model rebuilt here: seconds at the table's machine speed (reference units × the build's reference step),
-    /// directly comparable with <see cref="PredictDecodeStep"/> whatever the machine is doing now.
+    /// directly comparable with <see cref="PredictDecodeStep"/> whatever the machine is doing now. With
+    /// <see cref="InterleaveOptions.Rounds"/> &gt; 1 the list is measured that many times over and each figure is the median.
     /// </summary>
     public IReadOnlyList<MeasuredStep> Measure(IReadOnlyList<HybridConfig> configs, int batch, int context, InterleaveOptions options,
                                                IProgress<string>? progress = null, RigFactory? rigs = null)
@@ -274,18 +275,24 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
         using var _ = no_grad();
         using var referenceRig = rigs(ConfigOfKeys(Template, Reference.LayerKeys, Reference.Width), 1, Reference.Context, false);
         var clock = new InterleavedClock(referenceRig, options);
-        var results = new List<MeasuredStep>();
-        foreach (var config in configs)
+        var rounds = configs.Select(_ => new List<NormalizedTiming>()).ToList();
+        for (int round = 1; round <= options.Rounds; round++)
+            for (int i = 0; i < configs.Count; i++)
+            {
+                var config = configs[i];
+                progress?.Report($"measuring {i + 1}/{configs.Count}" + (options.Rounds > 1 ? $" (round {round}/{options.Rounds})" : "") +
+                                 $": {string.Join(" ", config.LayerTypes)} at width {config.HiddenSize}");
+                using var rig = rigs(config, batch, context, false);
+                var timing = clock.Measure(rig);
+                progress?.Report($"  {timing.Ratio:F4} reference steps (reference {timing.ReferenceSeconds * 1e6:F0} µs, " +
+                                 $"moved {timing.Drift:P0}, {timing.Attempts} attempt(s))");
+                rounds[i].Add(timing);
+            }
+        return rounds.Select(timings =>
         {
-            progress?.Report($"measuring {results.Count + 1}/{configs.Count}: {string.Join(" ", config.LayerTypes)} " +
-                             $"at width {config.HiddenSize}");
-            using var rig = rigs(config, batch, context, false);
-            var timing = clock.Measure(rig);
-            progress?.Report($"  {timing.Ratio:F4} reference steps (reference {timing.ReferenceSeconds * 1e6:F0} µs, " +
-                             $"moved {timing.Drift:P0}, {timing.Attempts} attempt(s))");
-            results.Add(new MeasuredStep(timing.Ratio * Reference.StepSeconds, timing.Ratio * timing.ReferenceSeconds, timing));
-        }
-        return results;
+            var timing = timings.OrderBy(t => t.Ratio).ElementAt(timings.Count / 2);   // the median round (the upper one of two)
+            return new MeasuredStep(timing.Ratio * Reference.StepSeconds, timing.Ratio * timing.ReferenceSeconds, timing);
+        }).ToList();
     }
 
     /// <summary>

@@ -10,8 +10,13 @@ using Wren.Training;
 namespace Wren.Scaling;
 
 /// <summary>One trained and timed (depth, width) shape.</summary>
+/// <param name="DecodeMsPerToken">Batch-1 decode step (ms): <paramref name="DecodeRatio"/> × the median reference step over the
+/// sweep's points, so every shape is at one machine speed.</param>
+/// <param name="DecodeRatio">Decode step ÷ the sweep's reference step, measured interleaved with it (<see cref="InterleavedClock"/>);
+/// null in sweeps timed before issue 13 (absolute medians).</param>
+/// <param name="ReferenceMs">The reference's best step while this shape was timed (ms): the machine's speed at the time.</param>
 public sealed record SweepPoint(int Depth, int Width, long Parameters, double ValLoss, double ValPerplexity, double DecodeMsPerToken,
-                                double TrainSeconds, double? Accuracy = null);
+                                double TrainSeconds, double? Accuracy = null, double? DecodeRatio = null, double? ReferenceMs = null);
 
 /// <summary>What the sweep concludes: the law fitted on the non-held-out points, its errors on the held-out ones, the pick for a
 /// budget.</summary>
@@ -21,12 +26,11 @@ public sealed record SweepAnalysis(ScalingLaw Law, IReadOnlyList<(SweepPoint Poi
 /// <summary>
 /// The depth–width study (Nemotron-Flash paper, depth–width study): a block pattern repeated D times at width W, each shape trained for
 /// the same token budget (validation perplexity) and timed (batch-1 decode ms/token); results saved after every point, so an
-/// interrupted sweep continues where it stopped.
+/// interrupted sweep continues where it stopped. Latency is measured as in the latency table (issue 13): every shape's decode runs
+/// alternate with one reference model's (the pattern once at the smallest width), so the machine's drift cancels.
 /// </summary>
 internal static class DepthWidthSweep
 {
-    /// <summary>Timed runs per shape (median kept).</summary>
-    public const int LatencyRepeats = 5;
 
     static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
 
@@ -45,17 +49,8 @@ internal static class DepthWidthSweep
         var points = Load(results).ToList();
         HybridConfig Shape(int depth, int width) =>
             data.Manifest.ModelConfig(template.WithShape(Enumerable.Range(0, depth).SelectMany(_ => pattern).ToList(), width));
-        double DecodeMs(HybridConfig config) =>
-            DepthWidthGrid.Measure(config, config.LayerTypes, [1], [config.HiddenSize], 0, decodeTokens,
-                                   LatencyRepeats)[0].MsPerToken.Median;
         if (remeasureLatency)   // e.g. trained elsewhere, timed on the target device; or a noisy first timing
-            for (int i = 0; i < points.Count; i++)
-            {
-                cancellation.ThrowIfCancellationRequested();
-                progress?.Report($"depth {points[i].Depth} × width {points[i].Width}: timing decode again");
-                points[i] = points[i] with { DecodeMsPerToken = DecodeMs(Shape(points[i].Depth, points[i].Width)) };
-                AtomicFile.WriteAllText(results, JsonSerializer.Serialize(points, Json));
-            }
+            points = points.Select(p => p with { DecodeRatio = null, ReferenceMs = null }).ToList();
         foreach (int depth in depths)
             foreach (int width in widths)
             {
@@ -76,12 +71,39 @@ internal static class DepthWidthSweep
                                                  cancellation: cancellation).Average();
                 }
                 Directory.Delete(run, recursive: true);
-                progress?.Report($"depth {depth} × width {width}: timing decode");
                 points.Add(new SweepPoint(depth, width, ModelFootprint.Of(config).Parameters, trained.ValLoss, trained.ValPerplexity,
-                                          DecodeMs(config), trained.Seconds, accuracy));
+                                          0, trained.Seconds, accuracy));
                 AtomicFile.WriteAllText(results, JsonSerializer.Serialize(points, Json));
             }
+        if (points.Any(p => p.DecodeRatio is null))
+            TimeDecode(points, Shape(1, points.Min(p => p.Width)), p => Shape(p.Depth, p.Width), decodeTokens, progress, cancellation,
+                       () => AtomicFile.WriteAllText(results, JsonSerializer.Serialize(points, Json)));
         return points.Where(p => depths.Contains(p.Depth) && widths.Contains(p.Width)).ToList();
+    }
+
+    /// <summary>
+    /// Times every point against <paramref name="reference"/> in one session (interleaved, <see cref="InterleavedClock"/>; random
+    /// weights, batch 1, decode right after the meta tokens; all points again, so ratios from one reference are never mixed with
+    /// another's), saving after each, and puts every point at one machine speed: ms = ratio × the median reference step.
+    /// </summary>
+    static void TimeDecode(List<SweepPoint> points, HybridConfig reference, Func<SweepPoint, HybridConfig> shape, int decodeTokens,
+                           IProgress<string>? progress, CancellationToken cancellation, Action save)
+    {
+        var options = new InterleaveOptions { DecodeTokens = decodeTokens };
+        using var referenceRig = new DecodeRig(reference, 1, 0, options.DecodeTokens);
+        var clock = new InterleavedClock(referenceRig, options);
+        for (int i = 0; i < points.Count; i++)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            progress?.Report($"depth {points[i].Depth} × width {points[i].Width}: timing decode against the reference");
+            using var rig = new DecodeRig(shape(points[i]), 1, 0, options.DecodeTokens);
+            var timing = clock.Measure(rig);
+            points[i] = points[i] with { DecodeRatio = timing.Ratio, ReferenceMs = timing.ReferenceSeconds * 1e3 };
+            save();
+        }
+        double level = Measurement.Of(points.Select(p => p.ReferenceMs!.Value).ToList()).Median;
+        for (int i = 0; i < points.Count; i++) points[i] = points[i] with { DecodeMsPerToken = points[i].DecodeRatio!.Value * level };
+        save();
     }
 
     /// <summary>

@@ -47,12 +47,15 @@ public sealed record SweepReport(SweepOptions Options, IReadOnlyList<SweepPoint>
             "# Depth–width sweep", "",
             $"Pattern `{string.Join(" ", Options.Pattern)}` × D at width W, {Options.Proxy.TotalSteps} steps × " +
             $"{Options.Proxy.TokensPerStep:N0} tokens each; " +
-            "latency: batch-1 decode ms/token" + (accuracy ? "; mean acc over the evaluation tasks where measured." : "."), "",
-            "| depth | width | params | val loss | val PPL | decode ms/token | fit |" + (accuracy ? " mean acc |" : ""),
-            "|---|---|---|---|---|---|---|" + (accuracy ? "---|" : ""),
+            "latency: batch-1 decode ms/token, measured interleaved with a reference model (the pattern once at the smallest width; " +
+            "× reference = the ratio to it) and put at one machine speed" +
+            (accuracy ? "; mean acc over the evaluation tasks where measured." : "."), "",
+            "| depth | width | params | val loss | val PPL | decode ms/token | × reference | fit |" + (accuracy ? " mean acc |" : ""),
+            "|---|---|---|---|---|---|---|---|" + (accuracy ? "---|" : ""),
         };
         lines.AddRange(Points.OrderBy(p => p.Depth).ThenBy(p => p.Width).Select(p =>
             $"| {p.Depth} | {p.Width} | {p.Parameters / 1e6:F2}M | {p.ValLoss:F4} | {p.ValPerplexity:F2} | {p.DecodeMsPerToken:F2} | " +
+            $"{p.DecodeRatio:F2} | " +
             $"{(held.Contains(p.Depth) ? "held out" : "fitted")} |" + (accuracy ? $" {p.Accuracy:F4} |" : "")));
         lines.AddRange(["", $"Fitted on perplexity: {Analysis.Law} (RMS residual {Analysis.Law.RmsError:F3}).", "",
                         "| held-out shape | measured PPL | predicted PPL | error |", "|---|---|---|---|"]);

@@ -1,3 +1,4 @@
+using Wren.Profiling;
 using Wren.Scaling;
 using Wren.Search;
 
@@ -72,6 +73,9 @@ public class DepthWidthSweepTests
         var points = DepthWidthSweep.Load(Path.Combine(folder, "sweep.json"));
         Assert.Equal(9, points.Count);
         Assert.All(points, p => { Assert.True(p.ValPerplexity > 1); Assert.True(p.DecodeMsPerToken > 0); });
+        // Interleaved with one reference (issue 13): every shape is a ratio, put at the median reference step of the session.
+        double level = Measurement.Of(points.Select(p => p.ReferenceMs!.Value).ToList()).Median;
+        Assert.All(points, p => Assert.Equal(p.DecodeRatio!.Value * level, p.DecodeMsPerToken, 9));
         Assert.True(File.Exists(Path.Combine(folder, "frontier.png")));
         string report = File.ReadAllText(Path.Combine(folder, "report.md"));
         Assert.Contains("held out", report);

@@ -49,6 +49,9 @@ public class SearchCliTests
             Assert.Equal(8, trials.Count);
             Assert.All(trials, t => Assert.Equal("done", t.Status));
             Assert.Contains(trials, t => t.MeasuredLatencyMs is > 0);
+            var seeds = space.Seeds.Take(4).Select(s => Architecture.Parse(s, space).ToString()).ToHashSet();
+            Assert.All(trials.Where(t => t.Cycle < 0 && seeds.Contains(t.Architecture)), t => Assert.True(t.MeasuredLatencyMs > 0,
+                $"seeded trial #{t.Number} was not measured"));   // the baselines are compared by measured latency
             Assert.Equal("finished", store.GetStudy("cli")!.State);
         }
         Assert.Equal(0, TestSupport.Cli("search", "report", "--storage", storage, "--study", "cli").Code);

@@ -5,10 +5,13 @@ namespace Wren.Tests.Search;
 /// <summary>The report's summary and its Markdown printer on hand-made trials.</summary>
 public class SearchReportTests
 {
-    static readonly SearchSpace Space = SearchSpace.Load("quick") with
+    static readonly SearchSpace Quick = SearchSpace.Load("quick");
+
+    static readonly SearchSpace Space = Quick with
     {
         Seeds = [],
         Evolution = new EvolutionSettings { Population = 2, Cycles = 1 },
+        Latency = Quick.Latency with { TargetMs = 1200 },
     };
 
     static Trial Done(int number, int cycle, string architecture, double loss, double latency, string parent = "",
@@ -50,7 +53,7 @@ public class SearchReportTests
     [Fact]
     public void A_front_member_measured_over_the_target_is_flagged_and_the_winner_is_the_best_measured_feasible()
     {
-        // The quick space's target is 1200 ms; within 5 % of it (≤ 1260 ms) still meets it.
+        // A 1200 ms target; within 5 % of it (≤ 1260 ms) still meets it.
         var trials = new[]
         {
             Done(0, -1, A, 3.0, 1100) with { MeasuredLatencyMs = 1500 },              // best loss, but 25 % over when measured
