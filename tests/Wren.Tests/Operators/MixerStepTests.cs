@@ -21,7 +21,11 @@ public class MixerStepTests
     /// </summary>
     static HybridConfig Awkward(string layer) => Config(layer) with
     {
-        HiddenSize = 60, NumAttentionHeads = layer == "a" ? 6 : 4, NumKeyValueHeads = 2, Mamba2HeadDim = 15, MambaDState = 13,
+        HiddenSize = 60,
+        NumAttentionHeads = layer == "a" ? 6 : 4,
+        NumKeyValueHeads = 2,
+        Mamba2HeadDim = 15,
+        MambaDState = 13,
         MambaNGroups = 2,
     };
 
