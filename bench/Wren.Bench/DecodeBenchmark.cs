@@ -17,9 +17,6 @@ namespace Wren.Bench;
 /// </summary>
 public static class DecodeBenchmark
 {
-    /// <summary>Copy-bandwidth probe size: far larger than any cache, small enough to repeat between decode runs.</summary>
-    const long ProbeBytes = 256L << 20;
-
     public static int Run(string[] args)
     {
         string Arg(string name, string fallback) => BenchArgs.Get(args, name, fallback);
@@ -56,7 +53,8 @@ public static class DecodeBenchmark
                     var (perToken, bandwidth) = Interleaved(model, context, tokens, repeats);
                     if (precision == WeightPrecision.Float32) fp32Ms[context] = perToken;
                     double roofline = bytes / bandwidth;
-                    string row = $"| {name} | {precision.Name()} | {bytes / 1e6:F0} MB | {context} | {KernelPaths.Active} | " +
+                    string path = precision == WeightPrecision.Int8 ? KernelPaths.Int8Description : KernelPaths.Active.ToString();
+                    string row = $"| {name} | {precision.Name()} | {bytes / 1e6:F0} MB | {context} | {path} | " +
                                  $"{perToken * 1e3:F2} | " +
                                  $"{bandwidth / 1e9:F1} | {roofline * 1e3:F2} | {perToken / roofline:F2} | {bytes / perToken / 1e9:F1} | " +
                                  $"{(fp32Ms.TryGetValue(context, out var f) ? $"{perToken / f:F2}" : "–")} |";
@@ -75,21 +73,16 @@ public static class DecodeBenchmark
 
     /// <summary>
     /// Prefills <paramref name="context"/> tokens once, then alternates a copy-bandwidth probe with a timed decode of
-    /// <paramref name="tokens"/> tokens, <paramref name="repeats"/> times: the best decode seconds per token and the
-    /// best bandwidth, each taken under the conditions the other saw.
+    /// <paramref name="tokens"/> tokens, <paramref name="repeats"/> times (<see cref="InterleavedBandwidth"/>): the best
+    /// decode seconds per token and the best bandwidth, each taken under the conditions the other saw.
     /// </summary>
     static (double PerToken, double Bandwidth) Interleaved(HybridForCausalLM model, int context, int tokens, int repeats)
     {
         using var _ = no_grad();
         using var cache = LatencyProfiler.Prefilled(model, context, tokens * (repeats + 1));
         LatencyProfiler.DecodeSeconds(model, cache, 1, null);   // warm-up: JIT, first-touch of the caches
-        double best = double.MaxValue, bandwidth = 0;
-        for (int i = 0; i < repeats; i++)
-        {
-            bandwidth = Math.Max(bandwidth, DeviceFacts.CopyBandwidth(ProbeBytes));
-            best = Math.Min(best, LatencyProfiler.DecodeSeconds(model, cache, tokens, null) / tokens);
-        }
-        return (best, bandwidth);
+        var runs = InterleavedBandwidth.Measure(() => LatencyProfiler.DecodeSeconds(model, cache, tokens, null), repeats);
+        return (runs.BestSeconds / tokens, runs.CopyBytesPerSecond);
     }
 }
 
