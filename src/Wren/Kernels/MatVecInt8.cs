@@ -234,9 +234,12 @@ internal static unsafe class MatVecInt8
             total = Vector512.Sum(acc0 + acc1);
         }
         if (path != KernelPath.Scalar && b < full)
+        {
             total += KernelPaths.Vnni && path == KernelPath.Avx2
-                ? Dot256<VnniDot>(q, s, xq, dx, ref b, full)
-                : Dot256<MaddDot>(q, s, xq, dx, ref b, full);
+                ? Dot256<VnniDot>(q, s, xq, dx, b, full)
+                : Dot256<MaddDot>(q, s, xq, dx, b, full);
+            b = full;
+        }
         for (; b * BlockSize < cols; b++)                                   // scalar path, and a last partial block
         {
             int sum = 0;
@@ -246,9 +249,9 @@ internal static unsafe class MatVecInt8
         return total;
     }
 
-    /// <summary>Full blocks from <paramref name="b"/> to <paramref name="full"/>, one per 256-bit vector, two accumulators.</summary>
+    /// <summary>Full blocks [<paramref name="b"/>, <paramref name="full"/>), one per 256-bit vector, two accumulators.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static float Dot256<TDot>(sbyte* q, float* s, sbyte* xq, float* dx, ref long b, long full) where TDot : struct, IByteDot
+    static float Dot256<TDot>(sbyte* q, float* s, sbyte* xq, float* dx, long b, long full) where TDot : struct, IByteDot
     {
         var acc0 = Vector256<float>.Zero; var acc1 = acc0;
         for (; b + 2 <= full; b += 2)
@@ -262,7 +265,6 @@ internal static unsafe class MatVecInt8
         {
             long k = b * BlockSize;
             acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Block256<TDot>(q + k, xq + k)), Vector256.Create(s[b] * dx[b]), acc0);
-            b++;
         }
         return Vector256.Sum(acc0 + acc1);
     }
