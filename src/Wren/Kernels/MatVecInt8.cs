@@ -195,21 +195,24 @@ internal static unsafe class MatVecInt8
     static void Rows(sbyte* q, float* s, sbyte* xq, float* dx, float* y, long cols, long inputs, long outputs, long first, long end)
     {
         long blocks = Blocks(cols), stride = blocks * BlockSize;
+        var path = KernelPaths.Active;
+        bool vnni = KernelPaths.Vnni && path == KernelPath.Avx2;
         for (long r = first; r < end; r++)
             for (long m = 0; m < inputs; m++)
-                y[m * outputs + r] = Dot(q + r * cols, s + r * blocks, xq + m * stride, dx + m * blocks, cols);
+                y[m * outputs + r] = Dot(q + r * cols, s + r * blocks, xq + m * stride, dx + m * blocks, cols, path, vnni);
     }
 
     /// <summary>
     /// Σ_b d_w,b·d_x,b · Σ_{k∈b} q_k·x_k: exact int32 block sums, converted and scaled in fp32. The AVX-512 path takes four
-    /// blocks per step (two accumulators hide the FMA latency) and leaves a last full block to the 256-bit loop.
+    /// blocks per step (two accumulators hide the FMA latency) and leaves a last full block to the 256-bit loop, which
+    /// uses AVX-VNNI when <paramref name="vnni"/>. Rows of 1024 inputs are 1 KB, so the per-row work (the path, the final
+    /// horizontal sum) is kept short.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static float Dot(sbyte* q, float* s, sbyte* xq, float* dx, long cols)
+    static float Dot(sbyte* q, float* s, sbyte* xq, float* dx, long cols, KernelPath path, bool vnni)
     {
         long full = cols / BlockSize, b = 0;
         float total = 0;
-        var path = KernelPaths.Active;
         if (path == KernelPath.Avx512)
         {
             var acc0 = Vector512<float>.Zero; var acc1 = acc0;
@@ -231,11 +234,12 @@ internal static unsafe class MatVecInt8
                 acc0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Pairs512(q + b * BlockSize, xq + b * BlockSize)), d, acc0);
                 b += 2;
             }
-            total = Vector512.Sum(acc0 + acc1);
+            var sum = acc0 + acc1;
+            total = Sum(sum.GetLower() + sum.GetUpper());
         }
         if (path != KernelPath.Scalar && b < full)
         {
-            total += KernelPaths.Vnni && path == KernelPath.Avx2
+            total += vnni
                 ? Dot256<VnniDot>(q, s, xq, dx, b, full)
                 : Dot256<MaddDot>(q, s, xq, dx, b, full);
             b = full;
@@ -266,8 +270,12 @@ internal static unsafe class MatVecInt8
             long k = b * BlockSize;
             acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Block256<TDot>(q + k, xq + k)), Vector256.Create(s[b] * dx[b]), acc0);
         }
-        return Vector256.Sum(acc0 + acc1);
+        return Sum(acc0 + acc1);
     }
+
+    /// <summary>The sum of 8 lanes in three steps (<c>Vector256.Sum</c> emits a longer sequence).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float Sum(Vector256<float> v) => Vector128.Sum(v.GetLower() + v.GetUpper());
 
     /// <summary>
     /// Two blocks' byte products, summed per group of four into 16 int32 lanes (0–7: the first block). The unsigned × signed
