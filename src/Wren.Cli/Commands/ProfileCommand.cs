@@ -124,8 +124,8 @@ internal static class ProfileCommand
                           $"{device.MeasuredAt.UtcDateTime:yyyy-MM-dd HH:mm} UTC: copy {device.Facts.CopyBytesPerSecond / 1e9:F1} GB/s, " +
                           $"matmul {device.Facts.MatmulFlopsPerSecond / 1e9:F0} GFLOP/s, matrix–vector " +
                           $"{device.Facts.MatVecBytesPerSecond / 1e9:F1} GB/s");
-        console.WriteLine("÷ roofline: best decode ms/token ÷ (weight bytes ÷ the copy bandwidth measured alternately with that " +
-                          "model's decode runs, best of as many probes), not the cached copy bandwidth");
+        console.WriteLine("÷ roofline: best decode ÷ (weight bytes ÷ copy bandwidth measured alternately with that decode), " +
+                          "not the cached copy");
         var table = new Table().AddColumn("");
         foreach (var p in profiles) table.AddColumn(Markup.Escape(p.Name));
         void Row(string label, Func<ModelProfile, string> cell) => table.AddRow([label, .. profiles.Select(p => Markup.Escape(cell(p)))]);
