@@ -10,16 +10,14 @@ namespace Wren.Bench;
 
 /// <summary>
 /// Batch-1 decode latency after a P-token prompt for each weight precision: best ms/token over repeats, next to the
-/// memory-bandwidth roofline (weight bytes of that precision ÷ copy bandwidth, the bandwidth measured alternately with
-/// the decode runs and the best taken), the ratio to the fp32 time of the same model in the same run, effective GB/s
-/// of weights read per token and the kernel path that ran. With <c>--busy N</c> each row is measured again while N
+/// memory-bandwidth roofline (bytes a step must read — the weights in that precision plus the cache at that context, i.e.
+/// the attention layers' KV and the recurrent states — ÷ copy bandwidth, the bandwidth measured alternately with the
+/// decode runs and the best taken), the ratio to the fp32 time of the same model in the same run, effective GB/s of
+/// those bytes and the kernel path that ran. With <c>--busy N</c> each row is measured again while N
 /// busy-spinning processes run (the busy-core slowdown).
 /// </summary>
 public static class DecodeBenchmark
 {
-    /// <summary>Copy-bandwidth probe size: far larger than any cache, small enough to repeat between decode runs.</summary>
-    const long ProbeBytes = 256L << 20;
-
     public static int Run(string[] args)
     {
         string Arg(string name, string fallback) => BenchArgs.Get(args, name, fallback);
@@ -34,11 +32,12 @@ public static class DecodeBenchmark
 
         Console.WriteLine($"# decode, batch 1; {Wren.Runtime.WrenRuntime.Describe()}");
         Console.WriteLine($"# kernel path {KernelPaths.Active} (best on this CPU: {KernelPaths.Best});");
-        Console.WriteLine($"# roofline = weight bytes ÷ copy bandwidth, measured alternately with the decode (best of {repeats} each)");
-        Console.WriteLine("| model | weights | bytes | ctx | path | ms/token | copy GB/s | roofline ms | ÷ roofline | eff. GB/s | " +
-                          "÷ fp32 |" +
+        Console.WriteLine("# roofline = (weight + cache bytes) ÷ copy bandwidth, measured alternately with the decode " +
+                          $"(best of {repeats} each)");
+        Console.WriteLine("| model | weights | weight bytes | ctx | cache bytes | path | ms/token | copy GB/s | roofline ms | " +
+                          "÷ roofline | eff. GB/s | ÷ fp32 |" +
                           (busy > 0 ? " busy ms/token | slowdown |" : ""));
-        Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|" + (busy > 0 ? "---|---|" : ""));
+        Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|---|" + (busy > 0 ? "---|---|" : ""));
         foreach (var name in models)
         {
             var config = HybridConfig.Load(name);
@@ -52,20 +51,25 @@ public static class DecodeBenchmark
             {
                 using var packed = precision == WeightPrecision.Float32 ? null : WeightPacking.Pack(fp32, precision);
                 var model = packed ?? fp32;
-                long bytes = ModelFootprint.Of(config, ScalarType.Float32, precision).WeightBytes;
+                var footprint = ModelFootprint.Of(config, ScalarType.Float32, precision);
+                long weightBytes = footprint.WeightBytes;
                 foreach (int context in contexts)
                 {
                     var (perToken, bandwidth) = Interleaved(model, prompts[context], context, tokens, repeats);
                     if (precision == WeightPrecision.Float32) fp32Ms[context] = perToken;
+                    long cacheBytes = footprint.CacheBytes(1, context), bytes = weightBytes + cacheBytes;
                     double roofline = bytes / bandwidth;
-                    string row = $"| {name} | {precision.Name()} | {bytes / 1e6:F0} MB | {context} | {KernelPaths.Active} | " +
+                    string path = precision == WeightPrecision.Int8 ? KernelPaths.Int8Description : KernelPaths.Active.ToString();
+                    string row = $"| {name} | {precision.Name()} | {weightBytes / 1e6:F0} MB | {context} | " +
+                                 $"{cacheBytes / 1e6:F0} MB | {path} | " +
                                  $"{perToken * 1e3:F2} | " +
                                  $"{bandwidth / 1e9:F1} | {roofline * 1e3:F2} | {perToken / roofline:F2} | {bytes / perToken / 1e9:F1} | " +
                                  $"{(fp32Ms.TryGetValue(context, out var f) ? $"{perToken / f:F2}" : "–")} |";
                     if (busy > 0)
                     {
                         double busyPerToken;
-                        using (BusyProcesses.Start(busy)) busyPerToken = Interleaved(model, prompts[context], context, tokens, repeats).PerToken;
+                        using (BusyProcesses.Start(busy))
+                            busyPerToken = Interleaved(model, prompts[context], context, tokens, repeats).PerToken;
                         row += $" {busyPerToken * 1e3:F2} | {busyPerToken / perToken:F2}× |";
                     }
                     Console.WriteLine(row);
@@ -78,8 +82,9 @@ public static class DecodeBenchmark
 
     /// <summary>
     /// Alternates a copy-bandwidth probe with a timed decode of <paramref name="tokens"/> tokens from a copy of the
-    /// <paramref name="prompt"/>'s cache (<paramref name="context"/> tokens), <paramref name="repeats"/> times: the best decode
-    /// seconds per token and the best bandwidth, each taken under the conditions the other saw.
+    /// <paramref name="prompt"/>'s cache (<paramref name="context"/> tokens), <paramref name="repeats"/> times
+    /// (<see cref="InterleavedBandwidth"/>): the best decode seconds per token and the best bandwidth, each taken under the
+    /// conditions the other saw.
     /// </summary>
     static (double PerToken, double Bandwidth) Interleaved(HybridForCausalLM model, ModelCache prompt, int context, int tokens,
                                                            int repeats)
@@ -87,14 +92,12 @@ public static class DecodeBenchmark
         using var _ = no_grad();
         using (var warm = model.NewCacheFrom(prompt, 1, context + 1))
             LatencyProfiler.DecodeSeconds(model, warm, 1, null);   // warm-up: JIT, first touch
-        double best = double.MaxValue, bandwidth = 0;
-        for (int i = 0; i < repeats; i++)
+        var runs = InterleavedBandwidth.Measure(() =>
         {
-            bandwidth = Math.Max(bandwidth, DeviceFacts.CopyBandwidth(ProbeBytes));
             using var cache = model.NewCacheFrom(prompt, 1, context + tokens);
-            best = Math.Min(best, LatencyProfiler.DecodeSeconds(model, cache, tokens, null) / tokens);
-        }
-        return (best, bandwidth);
+            return LatencyProfiler.DecodeSeconds(model, cache, tokens, null);
+        }, repeats);
+        return (runs.BestSeconds / tokens, runs.CopyBytesPerSecond);
     }
 }
 

@@ -1,5 +1,4 @@
 using Wren.Bench;
-using Wren.Profiling;
 using Wren.Runtime;
 
 WrenRuntime.Initialize(threads: Environment.GetEnvironmentVariable("WREN_THREADS") is { } t ? int.Parse(t) : 0);
@@ -10,20 +9,10 @@ return args.FirstOrDefault() switch
     "load" => LoadBenchmark.Run(args.Skip(1).ToArray()),
     "load-one" => LoadBenchmark.One(args.Skip(1).ToArray()),
     "eval" => EvalBenchmark.Run(args.Skip(1).ToArray()),
-    "device" => PrintDevice(),
+    "device" => DeviceBenchmark.Run(args.Skip(1).ToArray()),
     "serve" => ServeBenchmark.Run(args.Skip(1).ToArray()),
     _ => Usage(),
 };
-
-static int PrintDevice()
-{
-    var facts = DeviceFacts.Measure();
-    Console.WriteLine($"copy bandwidth (read + write, all cores): {facts.CopyBytesPerSecond / 1e9:F1} GB/s");
-    Console.WriteLine($"fp32 matmul 2048³ (libtorch):             {facts.MatmulFlopsPerSecond / 1e9:F0} GFLOP/s");
-    Console.WriteLine($"fp32 matrix–vector 14336×4096, Wren:      {facts.MatVecBytesPerSecond / 1e9:F1} GB/s of weights");
-    Console.WriteLine($"fp32 matrix–vector 14336×4096, libtorch:  {facts.LibtorchMatVecBytesPerSecond / 1e9:F1} GB/s of weights");
-    return 0;
-}
 
 static int Usage()
 {
@@ -37,7 +26,8 @@ static int Usage()
                                 (HTTP serving: tokens/s, TTFT, ITL)
                Wren.Bench eval [--model flash-300m] [--batches 1,2,4,8,16] [--repeats 3] [--limit N]
                                (four-choice items/s per batch size)
-               Wren.Bench device      (copy bandwidth, matmul and matrix–vector throughput)
+               Wren.Bench device [--rounds 12] [--rows 14336] [--cols 4096]
+                                 (copy bandwidth and matrix–vector GB/s per precision, alternately; matmul)
         """);
     return 1;
 }

@@ -120,10 +120,12 @@ internal static class ProfileCommand
     static void Print(IReadOnlyList<ModelProfile> profiles, DeviceProfile device)
     {
         var console = AnsiConsole.Console;
-        console.WriteLine($"device {device.Identity.Processor} ({device.Identity.Threads} threads): copy " +
-                          $"{device.Facts.CopyBytesPerSecond / 1e9:F1} GB/s, " +
+        console.WriteLine($"device {device.Identity.Processor} ({device.Identity.Threads} threads), cached facts measured " +
+                          $"{device.MeasuredAt.UtcDateTime:yyyy-MM-dd HH:mm} UTC: copy {device.Facts.CopyBytesPerSecond / 1e9:F1} GB/s, " +
                           $"matmul {device.Facts.MatmulFlopsPerSecond / 1e9:F0} GFLOP/s, matrix–vector " +
                           $"{device.Facts.MatVecBytesPerSecond / 1e9:F1} GB/s");
+        console.WriteLine("÷ roofline: best decode ÷ (weight bytes ÷ copy bandwidth measured alternately with that decode), " +
+                          "not the cached copy");
         var table = new Table().AddColumn("");
         foreach (var p in profiles) table.AddColumn(Markup.Escape(p.Name));
         void Row(string label, Func<ModelProfile, string> cell) => table.AddRow([label, .. profiles.Select(p => Markup.Escape(cell(p)))]);
@@ -131,7 +133,8 @@ internal static class ProfileCommand
         Row("weights", p => Formats.Bytes(p.WeightBytes));
         Row("prefill", p => $"{p.PrefillSeconds.Median * 1e3:F1} ms for {p.PromptTokens} tokens");
         Row("decode (batch 1)", p => $"{p.DecodeSeconds.Median:F3} s for {p.DecodeTokens} tokens = {p.MsPerToken:F2} ms/token");
-        Row("÷ bandwidth roofline", p => $"{p.RooflineRatio:F2} (roofline {p.RooflineMs:F2} ms)");
+        Row("÷ bandwidth roofline", p => $"{p.RooflineRatio:F2} (best {p.BestMsPerToken:F2} ms/token; roofline {p.RooflineMs:F2} ms " +
+                                         $"at {p.CopyBytesPerSecond / 1e9:F1} GB/s copy, measured alternately)");
         foreach (int i in Enumerable.Range(0, profiles.Max(p => p.LatencyByContext.Count)))
             Row($"ms/token at context {profiles[0].LatencyByContext.ElementAtOrDefault(i)?.Context}", p =>
                 p.LatencyByContext.ElementAtOrDefault(i) is { } c ? $"{c.MsPerToken.Median:F2}" : "");

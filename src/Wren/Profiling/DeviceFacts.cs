@@ -7,7 +7,12 @@ using static TorchSharp.torch;
 
 namespace Wren.Profiling;
 
-/// <summary>What this device's memory system and kernels deliver: the denominators of every roofline.</summary>
+/// <summary>
+/// What this device's memory system and kernels delivered when first measured (cached per device by
+/// <see cref="DeviceProfile"/>): a description of the machine. Rooflines do not use the cached copy bandwidth, which moves
+/// from day to day on a shared machine; they use the bandwidth measured alternately with the runs they normalize
+/// (<see cref="InterleavedBandwidth"/>).
+/// </summary>
 /// <param name="CopyBytesPerSecond">Memory copy bandwidth, bytes read + written per second, all cores.</param>
 /// <param name="MatmulFlopsPerSecond">fp32 2048³ matrix product through libtorch.</param>
 /// <param name="MatVecBytesPerSecond">Weight bytes per second read by Wren's fp32 matrix–vector kernel (batch-1 decode).</param>
@@ -15,9 +20,6 @@ namespace Wren.Profiling;
 public sealed record DeviceFacts(double CopyBytesPerSecond, double MatmulFlopsPerSecond, double MatVecBytesPerSecond,
                                  double LibtorchMatVecBytesPerSecond)
 {
-    /// <summary>Seconds to read <paramref name="bytes"/> once at the copy bandwidth: the memory roofline of a decode step.</summary>
-    public double Roofline(long bytes) => bytes / CopyBytesPerSecond;
-
     public static DeviceFacts Measure() => new(CopyBandwidth(), MatmulFlops(), MatVecBandwidth(wren: true), MatVecBandwidth(wren: false));
 
     /// <summary>Best of <paramref name="repeats"/> timings after a warm-up: what the hardware can do, not the noise.</summary>
@@ -60,15 +62,7 @@ public sealed record DeviceFacts(double CopyBytesPerSecond, double MatmulFlopsPe
     /// <summary>fp32 matrix–vector product on a 14336×4096 weight (larger than any cache), rotating over several copies.</summary>
     public static double MatVecBandwidth(bool wren, long rows = 14336, long cols = 4096)
     {
-        var weights = Enumerable.Range(0, 4).Select(_ => randn(rows, cols)).ToArray();
-        using var x = randn(cols);
-        int next = 0;
-        double seconds = BestSeconds(() =>
-        {
-            var w = weights[next++ % weights.Length];
-            using var y = wren ? MatVec.Multiply(w, x) : w.mv(x);
-        }, 12);
-        foreach (var w in weights) w.Dispose();
-        return rows * cols * 4.0 / seconds;
+        using var probe = wren ? MatVecProbe.Wren(Modules.WeightPrecision.Float32, rows, cols) : MatVecProbe.Libtorch(rows, cols);
+        return probe.BytesPerSecond();
     }
 }

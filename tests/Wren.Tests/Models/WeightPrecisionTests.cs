@@ -43,6 +43,13 @@ public class WeightPrecisionTests
 
     static bool Same(Tensor a, Tensor b) => a.dtype == b.dtype && a.shape.SequenceEqual(b.shape) && a.eq(b).all().item<bool>();
 
+    /// <summary>
+    /// bf16: the fp32 forward of the stored weights, on every path. int8: the products (up to 64 rows) also round each
+    /// activation row to int8 per block of 32 (the Q8_0 dot), which moves a product by at most 1/254 of its blocks' largest
+    /// |x| times Σ|w| (docs/precision.md); to first order these add over the matrices on the path, so the RMS logit error
+    /// stays within (matrices) · 1/254 of the logit RMS, as in the logit-error bound below; and every path computes the same
+    /// integer sums (equal to the scalar path up to fp32 summation order).
+    /// </summary>
     [Theory]
     [InlineData(WeightPrecision.BFloat16)]
     [InlineData(WeightPrecision.Int8)]
@@ -53,12 +60,27 @@ public class WeightPrecisionTests
         using var packed = WeightPacking.Pack(reference, precision);
         using var widened = Widened(packed);
         var tokens = RandomTokens(2, 12, AwkwardConfig.VocabSize, 6);
+        Tensor expected = Scoring.Logits(widened, tokens), expectedDecode = Scoring.Logits(widened, tokens, prefill: 4);
+        if (precision == WeightPrecision.Int8)
+        {
+            double bound = (2 * AwkwardConfig.NumLayers + 2) / 254.0;
+            using (KernelPaths.Force(KernelPath.Scalar))
+            {
+                Tensor scalar = Scoring.Logits(packed, tokens), scalarDecode = Scoring.Logits(packed, tokens, prefill: 4);
+                foreach (var (actual, widenedLogits, what) in new[] { (scalar, expected, "forward"), (scalarDecode, expectedDecode, "decode") })
+                {
+                    double rms = (actual - widenedLogits).square().mean().sqrt().item<float>();
+                    double scale = widenedLogits.square().mean().sqrt().item<float>();
+                    Assert.True(rms <= bound * scale, $"int8 scalar {what}: RMS logit error {rms:E3} > {bound:E2} × {scale:F3}");
+                }
+                (expected, expectedDecode) = (scalar, scalarDecode);
+            }
+        }
         foreach (var path in KernelPaths.Available)
             using (KernelPaths.Force(path))
             {
-                AssertClose(Scoring.Logits(packed, tokens), Scoring.Logits(widened, tokens), 1e-4, $"{precision} {path} parallel forward");
-                AssertClose(Scoring.Logits(packed, tokens, prefill: 4), Scoring.Logits(widened, tokens, prefill: 4), 1e-4,
-                            $"{precision} {path} decode");
+                AssertClose(Scoring.Logits(packed, tokens), expected, 1e-4, $"{precision} {path} parallel forward");
+                AssertClose(Scoring.Logits(packed, tokens, prefill: 4), expectedDecode, 1e-4, $"{precision} {path} decode");
             }
     }
 

@@ -48,7 +48,11 @@ public class ProfilerTests
             PromptTokens = 16, DecodeTokens = 4, Repeats = 2, Contexts = [8, 32], ThroughputContext = 16, MemoryBudgetBytes = 64L << 20,
             MaxBatch = 8,
         };
-        var profile = LatencyProfiler.Profile(model, "small", options, FakeDevice);
+        // The cached facts say 85 GB/s (another day); the probes between the two decode runs read 40 and 50 GB/s.
+        var device = FakeDevice with { Facts = FakeDevice.Facts with { CopyBytesPerSecond = 85e9 } };
+        var probes = new Queue<double>([40e9, 50e9]);
+        var profile = LatencyProfiler.Profile(model, "small", options, device, null, probes.Dequeue);
+        Assert.Empty(probes);                                                                     // one probe per decode run
         Assert.Equal(2, profile.LatencyByContext.Count);
         // attention grows
         Assert.True(profile.LatencyByContext[1].CacheBytesPerSequence > profile.LatencyByContext[0].CacheBytesPerSequence);
@@ -60,9 +64,37 @@ public class ProfilerTests
         Assert.All(profile.Breakdown, b => Assert.True(b.Share > 0));
         Assert.InRange(profile.Breakdown.Sum(b => b.Share), 0.0, 1.0 + 1e-9);
         Assert.Equal(ModelFootprint.Of(config).WeightBytes / 50e9 * 1e3, profile.RooflineMs, 9);
+        Assert.Equal(50e9, profile.CopyBytesPerSecond);
+        Assert.Equal(profile.DecodeSeconds.Min / options.DecodeTokens * 1e3 / profile.RooflineMs, profile.RooflineRatio, 12);
         var json = JsonSerializer.Serialize(profile);
         var back = JsonSerializer.Deserialize<ModelProfile>(json)!;
         Assert.Equal(json, JsonSerializer.Serialize(back));
+    }
+
+    /// <summary>
+    /// A synthetic machine whose memory slows from 60 to 20 GB/s partway (another process starts streaming): a decode run
+    /// reads 1 GB at the bandwidth of the moment plus 5 ms of fixed work. Probes and runs alternate and the best of each is
+    /// taken, both from the fast period, so the ratio is the machine's 1.3 (21.7 ms ÷ 16.7 ms); a bandwidth cached on a
+    /// day the probe read 20 GB/s would put the same run at 0.43 of a roofline it cannot beat.
+    /// </summary>
+    [Fact]
+    public void Roofline_uses_the_bandwidth_measured_alternately_with_the_runs()
+    {
+        double now = 0;                                                                           // the synthetic clock, seconds
+        double Bandwidth() => now < 0.08 ? 60e9 : 20e9;
+        var calls = new List<string>();
+        double Probe() { calls.Add("probe"); now += 0.01; return Bandwidth(); }
+        double Run() { calls.Add("run"); double seconds = 1e9 / Bandwidth() + 0.005; now += seconds; return seconds; }
+
+        var runs = InterleavedBandwidth.Measure(Run, 6, Probe);
+
+        Assert.Equal(Enumerable.Range(0, 6).SelectMany(_ => new[] { "probe", "run" }), calls);
+        Assert.Equal(6, runs.RunSeconds.Count);
+        Assert.Equal(60e9, runs.CopyBytesPerSecond);
+        Assert.Equal(1e9 / 60e9 + 0.005, runs.BestSeconds, 12);
+        Assert.Equal(1e9 / 60e9, runs.Roofline(1_000_000_000), 12);
+        Assert.Equal(1.3, runs.BestSeconds / runs.Roofline(1_000_000_000), 12);
+        Assert.Throws<ArgumentOutOfRangeException>(() => InterleavedBandwidth.Measure(Run, 0, Probe));
     }
 
     [Fact]
