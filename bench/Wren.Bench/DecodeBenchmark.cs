@@ -13,7 +13,9 @@ namespace Wren.Bench;
 /// memory-bandwidth roofline (weight bytes of that precision ÷ copy bandwidth, the bandwidth measured alternately with
 /// the decode runs and the best taken), the ratio to the fp32 time of the same model in the same run, effective GB/s
 /// of weights read per token and the kernel path that ran. With <c>--busy N</c> each row is measured again while N
-/// busy-spinning processes run (the busy-core slowdown).
+/// busy-spinning processes run (the busy-core slowdown). With <c>--unfused</c> each row also times the same decode with
+/// the fused layer form off (<see cref="HybridForCausalLM.FusedDecode"/>), alternately with the fused runs (an A/B in one
+/// run).
 /// </summary>
 public static class DecodeBenchmark
 {
@@ -31,14 +33,15 @@ public static class DecodeBenchmark
         int tokens = int.Parse(Arg("--tokens", "32"));
         int repeats = int.Parse(Arg("--repeats", "5"));
         int busy = int.Parse(Arg("--busy", "0"));
+        bool unfused = args.Contains("--unfused");
 
         Console.WriteLine($"# decode, batch 1; {Wren.Runtime.WrenRuntime.Describe()}");
         Console.WriteLine($"# kernel path {KernelPaths.Active} (best on this CPU: {KernelPaths.Best});");
         Console.WriteLine($"# roofline = weight bytes ÷ copy bandwidth, measured alternately with the decode (best of {repeats} each)");
         Console.WriteLine("| model | weights | bytes | ctx | path | ms/token | copy GB/s | roofline ms | ÷ roofline | eff. GB/s | " +
-                          "÷ fp32 |" +
+                          "÷ fp32 |" + (unfused ? " unfused ms/token | fused ÷ unfused |" : "") +
                           (busy > 0 ? " busy ms/token | slowdown |" : ""));
-        Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|" + (busy > 0 ? "---|---|" : ""));
+        Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|" + (unfused ? "---|---|" : "") + (busy > 0 ? "---|---|" : ""));
         foreach (var name in models)
         {
             var config = HybridConfig.Load(name);
@@ -53,17 +56,18 @@ public static class DecodeBenchmark
                 long bytes = ModelFootprint.Of(config, ScalarType.Float32, precision).WeightBytes;
                 foreach (int context in contexts)
                 {
-                    var (perToken, bandwidth) = Interleaved(model, context, tokens, repeats);
+                    var (perToken, bandwidth, unfusedPerToken) = Interleaved(model, context, tokens, repeats, unfused);
                     if (precision == WeightPrecision.Float32) fp32Ms[context] = perToken;
                     double roofline = bytes / bandwidth;
                     string row = $"| {name} | {precision.Name()} | {bytes / 1e6:F0} MB | {context} | {KernelPaths.Active} | " +
                                  $"{perToken * 1e3:F2} | " +
                                  $"{bandwidth / 1e9:F1} | {roofline * 1e3:F2} | {perToken / roofline:F2} | {bytes / perToken / 1e9:F1} | " +
                                  $"{(fp32Ms.TryGetValue(context, out var f) ? $"{perToken / f:F2}" : "–")} |";
+                    if (unfused) row += $" {unfusedPerToken * 1e3:F2} | {perToken / unfusedPerToken:F2} |";
                     if (busy > 0)
                     {
                         double busyPerToken;
-                        using (BusyProcesses.Start(busy)) busyPerToken = Interleaved(model, context, tokens, repeats).PerToken;
+                        using (BusyProcesses.Start(busy)) busyPerToken = Interleaved(model, context, tokens, repeats, false).PerToken;
                         row += $" {busyPerToken * 1e3:F2} | {busyPerToken / perToken:F2}× |";
                     }
                     Console.WriteLine(row);
@@ -76,20 +80,26 @@ public static class DecodeBenchmark
     /// <summary>
     /// Prefills <paramref name="context"/> tokens once, then alternates a copy-bandwidth probe with a timed decode of
     /// <paramref name="tokens"/> tokens, <paramref name="repeats"/> times: the best decode seconds per token and the
-    /// best bandwidth, each taken under the conditions the other saw.
+    /// best bandwidth, each taken under the conditions the other saw. With <paramref name="unfused"/> each repeat also
+    /// times the decode with the fused layer form off (best of those in the third value, else 0).
     /// </summary>
-    static (double PerToken, double Bandwidth) Interleaved(HybridForCausalLM model, int context, int tokens, int repeats)
+    static (double PerToken, double Bandwidth, double Unfused) Interleaved(HybridForCausalLM model, int context, int tokens, int repeats,
+                                                                            bool unfused)
     {
         using var _ = no_grad();
-        using var cache = LatencyProfiler.Prefilled(model, context, tokens * (repeats + 1));
+        using var cache = LatencyProfiler.Prefilled(model, context, tokens * ((unfused ? 2 : 1) * repeats + 1));
         LatencyProfiler.DecodeSeconds(model, cache, 1, null);   // warm-up: JIT, first-touch of the caches
-        double best = double.MaxValue, bandwidth = 0;
+        double best = double.MaxValue, bandwidth = 0, bestUnfused = unfused ? double.MaxValue : 0;
         for (int i = 0; i < repeats; i++)
         {
             bandwidth = Math.Max(bandwidth, DeviceFacts.CopyBandwidth(ProbeBytes));
             best = Math.Min(best, LatencyProfiler.DecodeSeconds(model, cache, tokens, null) / tokens);
+            if (!unfused) continue;
+            model.FusedDecode = false;
+            try { bestUnfused = Math.Min(bestUnfused, LatencyProfiler.DecodeSeconds(model, cache, tokens, null) / tokens); }
+            finally { model.FusedDecode = true; }
         }
-        return (best, bandwidth);
+        return (best, bandwidth, bestUnfused);
     }
 }
 

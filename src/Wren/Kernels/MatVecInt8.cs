@@ -83,19 +83,19 @@ internal static unsafe class MatVecInt8
     /// <c>W_i·x</c> → fp32 [m, out_i] for int8 weights (values [out_i, in], scales [out_i, ⌈in/32⌉]) that read the
     /// same x [m, in].
     /// </summary>
-    public static Tensor[] MultiplyMany(IReadOnlyList<(Tensor Values, Tensor Scales)> weights, Tensor x)
+    public static Tensor[] MultiplyMany(IReadOnlyList<(Tensor Values, Tensor Scales)> weights, Tensor x) =>
+        MatVec.MultiplyRows(weights.Select((w, i) => Bind(w.Values, w.Scales, $"weight {i}")).ToArray(), x);
+
+    /// <summary>int8 values [out, in] and fp32 scales [out, ⌈in/32⌉] (contiguous, CPU) bound to this kernel
+    /// (<see cref="MatVec.Bind"/>).</summary>
+    internal static BoundMatrix Bind(Tensor values, Tensor scales, string name)
     {
-        long cols = weights[0].Values.shape[1];
-        for (int i = 0; i < weights.Count; i++)
-        {
-            long rows = weights[i].Values.shape[0];
-            KernelTensors.RequireInPlace(weights[i].Values, $"weight {i}", ScalarType.Int8, rows, cols);
-            KernelTensors.RequireInPlace(weights[i].Scales, $"weight scale {i}", ScalarType.Float32, rows, Blocks(cols));
-        }
-        var qp = weights.Select(w => (IntPtr)KernelTensors.SBytes(w.Values)).ToArray();
-        var sp = weights.Select(w => (IntPtr)KernelTensors.Floats(w.Scales)).ToArray();
-        return MatVec.MultiplyRows(weights.Select(w => w.Values.shape[0]).ToArray(), cols, x,
-            (i, v, y, n, inputs, rows, from, to) => Rows((sbyte*)qp[i], (float*)sp[i], v, y, n, inputs, rows, from, to));
+        long rows = values.shape[0], cols = values.shape[^1];
+        KernelTensors.RequireInPlace(values, name, ScalarType.Int8, rows, cols);
+        KernelTensors.RequireInPlace(scales, $"{name} scales", ScalarType.Float32, rows, Blocks(cols));
+        sbyte* q = KernelTensors.SBytes(values);
+        float* s = KernelTensors.Floats(scales);
+        return new(rows, cols, (x, y, inputs, first, end) => Rows(q, s, x, y, cols, inputs, rows, first, end));
     }
 
     /// <summary>One input: fused widen-and-multiply. Several: dequantize each row once into fp32, then the fp32 dot per input.</summary>

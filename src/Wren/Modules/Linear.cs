@@ -37,6 +37,9 @@ internal sealed class Linear : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x) => Project(x, weight, weight_scale);
 
+    /// <summary>This weight bound to the matrix–vector kernel of its precision, for a product into caller-owned buffers.</summary>
+    internal BoundMatrix Bind() => MatVec.Bind(weight, weight_scale);
+
     /// <summary>Several projections of the same input; one fused matrix–vector pass at small-batch inference.</summary>
     public static Tensor[] ProjectMany(Tensor x, params Linear[] layers)
     {
