@@ -34,6 +34,18 @@ internal static unsafe class MatVec
         && weight.dim() == 2 && weight.is_contiguous() && x.shape[^1] == weight.shape[1]
         && x.numel() / weight.shape[1] <= MaxInputRows;
 
+    /// <summary>
+    /// True when the kernel of the weight's precision applies to <c>x·Wᵀ</c> (its <c>Applies</c>: fp32 with SIMD, bf16,
+    /// or int8 with its <paramref name="scale"/>); then <see cref="Bind"/> and <see cref="MultiplyRows"/> take it.
+    /// </summary>
+    internal static bool KernelApplies(Tensor weight, Tensor? scale, Tensor x) => weight.dtype switch
+    {
+        ScalarType.Float32 => Applies(weight, x),
+        ScalarType.BFloat16 => MatVecBf16.Applies(weight, x),
+        ScalarType.Int8 => scale is not null && MatVecInt8.Applies(weight, x),
+        _ => false,
+    };
+
     /// <summary>y [m, out] = x [m, in] · Wᵀ for m ≤ <see cref="MaxInputRows"/> (x of any shape ending in in).</summary>
     public static Tensor Multiply(Tensor weight, Tensor x) => MultiplyMany([weight], x)[0];
 
@@ -68,18 +80,20 @@ internal static unsafe class MatVec
     /// <summary>
     /// The tensor form of the fp32, bf16 and int8 kernels: x [..., cols] fp32 with at most <see cref="MaxInputRows"/>
     /// rows → fp32 outputs [inputs, rows_i] for bound matrices of one width, the rows of all of them split across
-    /// threads as one run (<see cref="ForRows"/>).
+    /// threads as one run (<see cref="ForRows"/>). With <paramref name="keepLeading"/> the outputs are
+    /// [..., rows_i], x's leading dimensions kept (a projection's shape, with no view to make).
     /// </summary>
-    internal static Tensor[] MultiplyRows(IReadOnlyList<BoundMatrix> matrices, Tensor x)
+    internal static Tensor[] MultiplyRows(IReadOnlyList<BoundMatrix> matrices, Tensor x, bool keepLeading = false)
     {
         long cols = matrices[0].Cols;
         for (int i = 1; i < matrices.Count; i++)
             if (matrices[i].Cols != cols) throw new ArgumentException($"weight {i}: {matrices[i].Cols} columns, expected {cols}");
         KernelTensors.Require(x, "x", ScalarType.Float32, [.. x.shape[..^1], cols]);
         long inputs = Inputs(x.numel() / cols);
-        var outputs = matrices.Select(m => empty(inputs, m.Rows)).ToArray();
-        using var xc = x.reshape(inputs, cols).contiguous();
-        float* v = KernelTensors.Floats(xc);
+        var leading = keepLeading ? x.shape[..^1] : [inputs];
+        var outputs = matrices.Select(m => empty([.. leading, m.Rows])).ToArray();
+        using var xc = x.is_contiguous() ? null : x.contiguous();   // a contiguous x is read in place: no tensor op
+        float* v = KernelTensors.Floats(xc ?? x);
         var op = outputs.Select(o => (IntPtr)KernelTensors.Floats(o)).ToArray();
         ForRows(matrices.Select(m => m.Rows).ToArray(), cols, (i, from, to) => matrices[i].Kernel(v, (float*)op[i], inputs, from, to));
         return outputs;
