@@ -90,7 +90,7 @@ internal static unsafe class MatVec
             if (matrices[i].Cols != cols) throw new ArgumentException($"weight {i}: {matrices[i].Cols} columns, expected {cols}");
         KernelTensors.Require(x, "x", ScalarType.Float32, [.. x.shape[..^1], cols]);
         long inputs = Inputs(x.numel() / cols);
-        var leading = keepLeading ? x.shape[..^1] : [inputs];
+        long[] leading = keepLeading ? x.shape[..^1] : [inputs];
         var outputs = matrices.Select(m => empty([.. leading, m.Rows])).ToArray();
         using var xc = x.is_contiguous() ? null : x.contiguous();   // a contiguous x is read in place: no tensor op
         float* v = KernelTensors.Floats(xc ?? x);

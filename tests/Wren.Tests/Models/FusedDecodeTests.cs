@@ -24,7 +24,7 @@ public class FusedDecodeTests
         HiddenSize = 40,
         NumAttentionHeads = 4,
         NumKeyValueHeads = 2,
-        Mamba2HeadDim = 8,
+        Mamba2HeadDim = 10,
         FfnExpandRatio = 4.0,
         NumMemoryTokens = 2,
     };
@@ -40,7 +40,7 @@ public class FusedDecodeTests
         VocabSize = 1000,
         NumAttentionHeads = 4,
         NumKeyValueHeads = 2,
-        Mamba2HeadDim = 20,
+        Mamba2HeadDim = 50,
         FfnExpandRatio = null,
         IntermediateSize = 330,
         MlpHiddenAct = "relu2",
@@ -71,7 +71,10 @@ public class FusedDecodeTests
         var reference = Scoring.Logits(model, tokens, prefill: 4);
         model.FusedDecode = true;
         AssertClose(fused, reference, 1e-5, $"{configName} {precision}: fused vs libtorch-op decode");
-        AssertClose(fused, Scoring.Logits(model, tokens), 1e-4, $"{configName} {precision}: fused decode vs cache-free forward");
+        // The parallel form dequantizes int8 weights and multiplies fp32 activations, which an int8 kernel need not do
+        // (it may quantize the activations too): for int8 the libtorch-op decode above is the round-off reference.
+        if (precision != WeightPrecision.Int8)
+            AssertClose(fused, Scoring.Logits(model, tokens), 1e-4, $"{configName} {precision}: fused decode vs cache-free forward");
     }
 
     [Fact]
