@@ -18,7 +18,7 @@ namespace Wren.Tests.Models;
 [Collection(Kernels.KernelPathCollection.Name)]
 public class FusedDecodeTests
 {
-    /// <summary>Width 40 (a partial int8 block, no vector multiple), SwiGLU "f" layers of 128, meta tokens.</summary>
+    /// <summary>Width 40 (a partial int8 block, no vector multiple), relu² "f" layers of 128, meta tokens.</summary>
     static HybridConfig FlashPattern => Config("deltanet", "f", "m2", "f", "a", "f") with
     {
         HiddenSize = 40,
@@ -26,13 +26,14 @@ public class FusedDecodeTests
         NumKeyValueHeads = 2,
         Mamba2HeadDim = 10,
         FfnExpandRatio = 4.0,
+        MlpHiddenAct = "relu2",
         NumMemoryTokens = 2,
     };
 
     /// <summary>
-    /// Width 200, an FFN of 330 after every mixer (the mixer's output is added in the pass that normalizes for the FFN),
-    /// relu², and a 1000-token tied head: large enough that the products split across threads, so every epilogue runs
-    /// chunk by chunk.
+    /// Width 200, a SwiGLU FFN of 330 after every mixer (the mixer's output is added in the pass that normalizes for the
+    /// FFN), and a 1000-token tied head: large enough that the products split across threads, so every epilogue runs
+    /// chunk by chunk, on chunks that are not multiples of the vector width.
     /// </summary>
     static HybridConfig EveryLayerFfn => Config("a", "m2", "gdn", "f") with
     {
@@ -43,7 +44,6 @@ public class FusedDecodeTests
         Mamba2HeadDim = 50,
         FfnExpandRatio = null,
         IntermediateSize = 330,
-        MlpHiddenAct = "relu2",
         TieWordEmbeddings = true,
     };
 
