@@ -14,7 +14,9 @@ namespace Wren.Bench;
 /// the attention layers' KV and the recurrent states — ÷ copy bandwidth, the bandwidth measured alternately with the
 /// decode runs and the best taken), the ratio to the fp32 time of the same model in the same run, effective GB/s of
 /// those bytes and the kernel path that ran. With <c>--busy N</c> each row is measured again while N
-/// busy-spinning processes run (the busy-core slowdown).
+/// busy-spinning processes run (the busy-core slowdown). With <c>--unfused</c> each row also times the same decode with
+/// the fused layer form off (<see cref="HybridForCausalLM.FusedDecode"/>), alternately with the fused runs (an A/B in one
+/// run).
 /// </summary>
 public static class DecodeBenchmark
 {
@@ -29,15 +31,16 @@ public static class DecodeBenchmark
         int tokens = int.Parse(Arg("--tokens", "32"));
         int repeats = int.Parse(Arg("--repeats", "5"));
         int busy = int.Parse(Arg("--busy", "0"));
+        bool unfused = args.Contains("--unfused");
 
         Console.WriteLine($"# decode, batch 1; {Wren.Runtime.WrenRuntime.Describe()}");
         Console.WriteLine($"# kernel path {KernelPaths.Active} (best on this CPU: {KernelPaths.Best});");
         Console.WriteLine("# roofline = (weight + cache bytes) ÷ copy bandwidth, measured alternately with the decode " +
                           $"(best of {repeats} each)");
         Console.WriteLine("| model | weights | weight bytes | ctx | cache bytes | path | ms/token | copy GB/s | roofline ms | " +
-                          "÷ roofline | eff. GB/s | ÷ fp32 |" +
+                          "÷ roofline | eff. GB/s | ÷ fp32 |" + (unfused ? " unfused ms/token | fused ÷ unfused |" : "") +
                           (busy > 0 ? " busy ms/token | slowdown |" : ""));
-        Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|---|" + (busy > 0 ? "---|---|" : ""));
+        Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|---|" + (unfused ? "---|---|" : "") + (busy > 0 ? "---|---|" : ""));
         foreach (var name in models)
         {
             var config = HybridConfig.Load(name);
@@ -55,7 +58,7 @@ public static class DecodeBenchmark
                 long weightBytes = footprint.WeightBytes;
                 foreach (int context in contexts)
                 {
-                    var (perToken, bandwidth) = Interleaved(model, prompts[context], context, tokens, repeats);
+                    var (perToken, bandwidth, unfusedPerToken) = Interleaved(model, prompts[context], context, tokens, repeats, unfused);
                     if (precision == WeightPrecision.Float32) fp32Ms[context] = perToken;
                     long cacheBytes = footprint.CacheBytes(1, context), bytes = weightBytes + cacheBytes;
                     double roofline = bytes / bandwidth;
@@ -65,11 +68,12 @@ public static class DecodeBenchmark
                                  $"{perToken * 1e3:F2} | " +
                                  $"{bandwidth / 1e9:F1} | {roofline * 1e3:F2} | {perToken / roofline:F2} | {bytes / perToken / 1e9:F1} | " +
                                  $"{(fp32Ms.TryGetValue(context, out var f) ? $"{perToken / f:F2}" : "–")} |";
+                    if (unfused) row += $" {unfusedPerToken * 1e3:F2} | {perToken / unfusedPerToken:F2} |";
                     if (busy > 0)
                     {
                         double busyPerToken;
                         using (BusyProcesses.Start(busy))
-                            busyPerToken = Interleaved(model, prompts[context], context, tokens, repeats).PerToken;
+                            busyPerToken = Interleaved(model, prompts[context], context, tokens, repeats, false).PerToken;
                         row += $" {busyPerToken * 1e3:F2} | {busyPerToken / perToken:F2}× |";
                     }
                     Console.WriteLine(row);
@@ -84,20 +88,33 @@ public static class DecodeBenchmark
     /// Alternates a copy-bandwidth probe with a timed decode of <paramref name="tokens"/> tokens from a copy of the
     /// <paramref name="prompt"/>'s cache (<paramref name="context"/> tokens), <paramref name="repeats"/> times
     /// (<see cref="InterleavedBandwidth"/>): the best decode seconds per token and the best bandwidth, each taken under the
-    /// conditions the other saw.
+    /// conditions the other saw. With <paramref name="unfused"/> each repeat also times the decode with the fused layer
+    /// form off (best of those in the third value, else 0).
     /// </summary>
-    static (double PerToken, double Bandwidth) Interleaved(HybridForCausalLM model, ModelCache prompt, int context, int tokens,
-                                                           int repeats)
+    static (double PerToken, double Bandwidth, double Unfused) Interleaved(HybridForCausalLM model, ModelCache prompt, int context,
+                                                                            int tokens, int repeats, bool unfused)
     {
         using var _ = no_grad();
-        using (var warm = model.NewCacheFrom(prompt, 1, context + 1))
-            LatencyProfiler.DecodeSeconds(model, warm, 1, null);   // warm-up: JIT, first touch
-        var runs = InterleavedBandwidth.Measure(() =>
+        double Decode()
         {
             using var cache = model.NewCacheFrom(prompt, 1, context + tokens);
             return LatencyProfiler.DecodeSeconds(model, cache, tokens, null);
+        }
+        using (var warm = model.NewCacheFrom(prompt, 1, context + 1))
+            LatencyProfiler.DecodeSeconds(model, warm, 1, null);   // warm-up: JIT, first touch
+        double bestUnfused = unfused ? double.MaxValue : 0;
+        var runs = InterleavedBandwidth.Measure(() =>
+        {
+            double fused = Decode();
+            if (unfused)
+            {
+                model.FusedDecode = false;
+                try { bestUnfused = Math.Min(bestUnfused, Decode()); }
+                finally { model.FusedDecode = true; }
+            }
+            return fused;
         }, repeats);
-        return (runs.BestSeconds / tokens, runs.CopyBytesPerSecond);
+        return (runs.BestSeconds / tokens, runs.CopyBytesPerSecond, bestUnfused / tokens);
     }
 }
 

@@ -19,6 +19,7 @@ static int Usage()
     Console.Error.WriteLine("""
         usage: Wren.Bench decode [--contexts 512,2048,8192] [--tokens N] [--repeats N] [--models flash-300m,llama-300m]
                                  [--dtype float32|bfloat16|int8|all] [--busy N]   (busy-core slowdown)
+                                 [--unfused]   (also time the decode with the fused layer form off, alternately)
                Wren.Bench load [--model flash-1b] [--dir D] [--dtype all]   (load time and peak memory per precision)
                Wren.Bench train [--batch 8] [--seq-len 512] [--steps 5] [--hidden 512] [--vocab 8192]   (training tokens/s and MFU)
                Wren.Bench serve [--models flash-300m,llama-300m] [--streams 1,4,16,64] [--prompt 256]

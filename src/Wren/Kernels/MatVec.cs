@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using TorchSharp;
@@ -33,6 +34,18 @@ internal static unsafe class MatVec
         && weight.dim() == 2 && weight.is_contiguous() && x.shape[^1] == weight.shape[1]
         && x.numel() / weight.shape[1] <= MaxInputRows;
 
+    /// <summary>
+    /// True when the kernel of the weight's precision applies to <c>x·Wᵀ</c> (its <c>Applies</c>: fp32 with SIMD, bf16,
+    /// or int8 with its <paramref name="scale"/>); then <see cref="Bind"/> and <see cref="MultiplyRows"/> take it.
+    /// </summary>
+    internal static bool KernelApplies(Tensor weight, Tensor? scale, Tensor x) => weight.dtype switch
+    {
+        ScalarType.Float32 => Applies(weight, x),
+        ScalarType.BFloat16 => MatVecBf16.Applies(weight, x),
+        ScalarType.Int8 => scale is not null && MatVecInt8.Applies(weight, x),
+        _ => false,
+    };
+
     /// <summary>y [m, out] = x [m, in] · Wᵀ for m ≤ <see cref="MaxInputRows"/> (x of any shape ending in in).</summary>
     public static Tensor Multiply(Tensor weight, Tensor x) => MultiplyMany([weight], x)[0];
 
@@ -40,47 +53,119 @@ internal static unsafe class MatVec
     /// <c>W_i·x</c> for several weights that read the same input (q/k/v, gate/up) in one fork/join: the rows of all
     /// matrices are split across threads as one run, so each thread streams long runs instead of several short ones.
     /// </summary>
-    public static Tensor[] MultiplyMany(IReadOnlyList<Tensor> weights, Tensor x)
-    {
-        for (int i = 0; i < weights.Count; i++)
-            KernelTensors.RequireInPlace(weights[i], $"weight {i}", ScalarType.Float32, weights[i].shape[0], weights[0].shape[1]);
-        var wp = weights.Select(w => (IntPtr)KernelTensors.Floats(w)).ToArray();
-        return MultiplyRows(weights.Select(w => w.shape[0]).ToArray(), weights[0].shape[1], x,
-            (i, v, y, cols, inputs, rows, from, to) => Rows((float*)wp[i], v, y, cols, inputs, rows, from, to));
-    }
-
-    /// <summary>Computes rows [first, end) of the output <c>y [inputs, rows]</c> of one matrix from <c>x [inputs, cols]</c>.</summary>
-    internal delegate void RowRange(int matrix, float* x, float* y, long cols, long inputs, long rows, long first, long end);
+    public static Tensor[] MultiplyMany(IReadOnlyList<Tensor> weights, Tensor x) =>
+        MultiplyRows(weights.Select((w, i) => BindFloat32(w, $"weight {i}")).ToArray(), x);
 
     /// <summary>
-    /// The fork/join of the fp32, bf16 and int8 kernels (each checks its own weights first): x [..., cols] fp32 with at
-    /// most <see cref="MaxInputRows"/> rows → fp32 outputs [inputs, rows_i], rows split by <see cref="ForRows"/>.
+    /// Binds a stored weight to the kernel of its precision: fp32 or bf16 [out, in], or int8 values [out, in] with their
+    /// fp32 block <paramref name="scale"/> [out, ⌈in/32⌉]. Throws (naming <paramref name="name"/>) unless it is a
+    /// contiguous CPU matrix of that kind.
     /// </summary>
-    internal static Tensor[] MultiplyRows(long[] rows, long cols, Tensor x, RowRange rowRange)
+    internal static BoundMatrix Bind(Tensor weight, Tensor? scale, string name = "weight") => weight.dtype switch
     {
+        ScalarType.Float32 => BindFloat32(weight, name),
+        ScalarType.BFloat16 => MatVecBf16.Bind(weight, name),
+        ScalarType.Int8 => MatVecInt8.Bind(weight, scale ?? throw new ArgumentException($"{name}: an int8 weight needs its scales"), name),
+        _ => throw new ArgumentException($"{name}: no matrix–vector kernel for {weight.dtype} weights"),
+    };
+
+    static BoundMatrix BindFloat32(Tensor weight, string name)
+    {
+        long rows = weight.shape[0], cols = weight.shape[^1];
+        KernelTensors.RequireInPlace(weight, name, ScalarType.Float32, rows, cols);
+        float* w = KernelTensors.Floats(weight);
+        return new(rows, cols, (x, y, inputs, first, end) => Rows(w, x, y, cols, inputs, rows, first, end));
+    }
+
+    /// <summary>
+    /// The tensor form of the fp32, bf16 and int8 kernels: x [..., cols] fp32 with at most <see cref="MaxInputRows"/>
+    /// rows → fp32 outputs [inputs, rows_i] for bound matrices of one width, the rows of all of them split across
+    /// threads as one run (<see cref="ForRows"/>). With <paramref name="keepLeading"/> the outputs are
+    /// [..., rows_i], x's leading dimensions kept (a projection's shape, with no view to make).
+    /// </summary>
+    internal static Tensor[] MultiplyRows(IReadOnlyList<BoundMatrix> matrices, Tensor x, bool keepLeading = false)
+    {
+        long cols = matrices[0].Cols;
+        for (int i = 1; i < matrices.Count; i++)
+            if (matrices[i].Cols != cols) throw new ArgumentException($"weight {i}: {matrices[i].Cols} columns, expected {cols}");
         KernelTensors.Require(x, "x", ScalarType.Float32, [.. x.shape[..^1], cols]);
-        long inputs = x.numel() / cols;
-        if (inputs > MaxInputRows) throw new ArgumentException($"x: {inputs} rows, more than the kernel's {MaxInputRows}");
-        var outputs = rows.Select(r => empty(inputs, r)).ToArray();
-        using var xc = x.reshape(inputs, cols).contiguous();
-        float* v = KernelTensors.Floats(xc);
+        long inputs = Inputs(x.numel() / cols);
+        long[] leading = keepLeading ? x.shape[..^1] : [inputs];
+        var outputs = matrices.Select(m => empty([.. leading, m.Rows])).ToArray();
+        using var xc = x.is_contiguous() ? null : x.contiguous();   // a contiguous x is read in place: no tensor op
+        float* v = KernelTensors.Floats(xc ?? x);
         var op = outputs.Select(o => (IntPtr)KernelTensors.Floats(o)).ToArray();
-        ForRows(rows, cols, (i, from, to) => rowRange(i, v, (float*)op[i], cols, inputs, rows[i], from, to));
+        foreach (var m in matrices) m.Prepare?.Invoke(v, inputs);
+        ForRows(matrices.Select(m => m.Rows).ToArray(), cols, (i, from, to) => matrices[i].Kernel(v, (float*)op[i], inputs, from, to));
         return outputs;
     }
 
     /// <summary>
-    /// Runs <paramref name="body"/>(matrix, first row, end row) over the rows of several [rows_i, cols] matrices taken
-    /// as one run, in chunks of at least 64 rows that the threads claim as they go (<see cref="Workers.For"/>): a few
-    /// chunks per thread keep each stream long, and a thread that is not running costs at most the chunk it holds.
+    /// <c>y_k = x·W_kᵀ</c> into caller-owned buffers, for bound matrices of one shape [rows, cols] that read the same
+    /// x [inputs, cols] (inputs ≤ <see cref="MaxInputRows"/>; y_k [inputs, rows], row-major, not overlapping x). The
+    /// work is cut by output row: each chunk [first, end) computes those rows of every matrix and then runs
+    /// <paramref name="epilogue"/>(first, end), which combines them while they are in cache (silu(g)·u, h += y, y·s),
+    /// so the elementwise step costs neither a pass of its own nor another fork/join. One fork/join in all.
     /// </summary>
+    internal static void MultiplyInto(BoundMatrix[] matrices, float* x, long inputs, IntPtr[] outputs, Action<long, long>? epilogue)
+    {
+        long rows = matrices[0].Rows, cols = matrices[0].Cols;
+        for (int i = 1; i < matrices.Length; i++)
+            if (matrices[i].Rows != rows || matrices[i].Cols != cols)
+                throw new ArgumentException($"weight {i}: [{matrices[i].Rows}, {matrices[i].Cols}], expected [{rows}, {cols}]");
+        Inputs(inputs);
+        foreach (var m in matrices) m.Prepare?.Invoke(x, inputs);
+        var (threads, chunks) = Split(rows, rows * cols * matrices.Length);
+        Workers.For(rows, chunks, threads, (first, end) =>
+        {
+            for (int i = 0; i < matrices.Length; i++) matrices[i].Kernel(x, (float*)outputs[i], inputs, first, end);
+            epilogue?.Invoke(first, end);
+        });
+    }
+
+    /// <summary>Epilogue: <c>y += x</c> over <paramref name="n"/> floats (a residual add, exactly libtorch's fp32 add).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void AddInto(float* y, float* x, long n)
+    {
+        int w = Vector<float>.Count;
+        long i = 0;
+        for (; i + w <= n; i += w) Vector.Store(Vector.Load(y + i) + Vector.Load(x + i), y + i);
+        for (; i < n; i++) y[i] += x[i];
+    }
+
+    /// <summary>Epilogue: <c>y ⊙= s</c> over <paramref name="n"/> floats (a per-row scale, exactly libtorch's fp32 product).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void ScaleInto(float* y, float* s, long n)
+    {
+        int w = Vector<float>.Count;
+        long i = 0;
+        for (; i + w <= n; i += w) Vector.Store(Vector.Load(y + i) * Vector.Load(s + i), y + i);
+        for (; i < n; i++) y[i] *= s[i];
+    }
+
+    static long Inputs(long inputs) =>
+        inputs <= MaxInputRows ? inputs : throw new ArgumentException($"x: {inputs} rows, more than the kernel's {MaxInputRows}");
+
+    /// <summary>
+    /// Threads and chunks for <paramref name="rows"/> output rows reading <paramref name="weights"/> weights: one thread
+    /// below <see cref="ParallelThreshold"/>, else chunks of at least 64 rows that the threads claim as they go
+    /// (<see cref="Workers.For"/>): a few chunks per thread keep each stream long, and a thread that is not running costs
+    /// at most the chunk it holds.
+    /// </summary>
+    static (int Threads, int Chunks) Split(long rows, long weights)
+    {
+        int threads = weights < ParallelThreshold ? 1 : Workers.Count;
+        return (threads, (int)Math.Clamp(rows / 64, 1, 4 * threads));
+    }
+
+    /// <summary>Runs <paramref name="body"/>(matrix, first row, end row) over the rows of several [rows_i, cols] matrices
+    /// taken as one run, split by <see cref="Split"/>.</summary>
     static void ForRows(long[] rows, long cols, Action<int, long, long> body)
     {
         var starts = new long[rows.Length + 1];
         for (int i = 0; i < rows.Length; i++) starts[i + 1] = starts[i] + rows[i];
         long total = starts[^1];
-        int threads = total * cols < ParallelThreshold ? 1 : Workers.Count;
-        int chunks = (int)Math.Clamp(total / 64, 1, 4 * threads);
+        var (threads, chunks) = Split(total, total * cols);
         Workers.For(total, chunks, threads, (begin, end) =>
         {
             for (int i = 0; i < rows.Length; i++)
@@ -139,3 +224,17 @@ internal static unsafe class MatVec
         return total;
     }
 }
+
+/// <summary>Rows [first, end) of <c>y [inputs, rows] = x [inputs, cols]·Wᵀ</c> for the one matrix the delegate is bound to.</summary>
+internal unsafe delegate void RowKernel(float* x, float* y, long inputs, long first, long end);
+
+/// <summary>
+/// A stored weight matrix [Rows, Cols] (fp32, bf16, or int8 with its scales) bound to the row kernel of its precision
+/// by <see cref="MatVec.Bind"/>. It holds raw pointers into the weight: bind it for one product, while the weight lives.
+/// </summary>
+/// <param name="Prepare">Run once per product on the calling thread before the rows are split (the int8 kernel quantizes x
+/// [inputs, cols] here), or null.</param>
+internal readonly record struct BoundMatrix(long Rows, long Cols, RowKernel Kernel, InputKernel? Prepare = null);
+
+/// <summary>Work on the input x [inputs, cols] of one product, before its rows are split across threads.</summary>
+internal unsafe delegate void InputKernel(float* x, long inputs);

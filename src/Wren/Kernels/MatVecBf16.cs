@@ -23,13 +23,16 @@ internal static unsafe class MatVecBf16
         && x.numel() / weight.shape[1] <= MatVec.MaxInputRows;
 
     /// <summary><c>W_i·x</c> → fp32 [m, out_i] for bf16 weights [out_i, in] that read the same x [m, in] (m ≤ 64).</summary>
-    public static Tensor[] MultiplyMany(IReadOnlyList<Tensor> weights, Tensor x)
+    public static Tensor[] MultiplyMany(IReadOnlyList<Tensor> weights, Tensor x) =>
+        MatVec.MultiplyRows(weights.Select((w, i) => Bind(w, $"weight {i}")).ToArray(), x);
+
+    /// <summary>A contiguous bf16 CPU weight [out, in] bound to this kernel (<see cref="MatVec.Bind"/>).</summary>
+    internal static BoundMatrix Bind(Tensor weight, string name)
     {
-        for (int i = 0; i < weights.Count; i++)
-            KernelTensors.RequireInPlace(weights[i], $"weight {i}", ScalarType.BFloat16, weights[i].shape[0], weights[0].shape[1]);
-        var wp = weights.Select(w => (IntPtr)KernelTensors.BFloat16Bits(w)).ToArray();
-        return MatVec.MultiplyRows(weights.Select(w => w.shape[0]).ToArray(), weights[0].shape[1], x,
-            (i, v, y, cols, inputs, rows, from, to) => Rows((ushort*)wp[i], v, y, cols, inputs, rows, from, to));
+        long rows = weight.shape[0], cols = weight.shape[^1];
+        KernelTensors.RequireInPlace(weight, name, ScalarType.BFloat16, rows, cols);
+        ushort* w = KernelTensors.BFloat16Bits(weight);
+        return new(rows, cols, (x, y, inputs, first, end) => Rows(w, x, y, cols, inputs, rows, first, end));
     }
 
     /// <summary>One input: fused widen-and-multiply. Several: widen each row once into fp32, then the fp32 dot per input.</summary>
@@ -89,8 +92,9 @@ internal static unsafe class MatVecBf16
         return total;
     }
 
+    /// <summary>Widens <paramref name="cols"/> bf16 values to fp32 (exact).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Widen(ushort* a, float* row, long cols)
+    internal static void Widen(ushort* a, float* row, long cols)
     {
         long k = 0;
         var path = KernelPaths.Active;

@@ -85,41 +85,59 @@ internal static unsafe class MatVecInt8
     /// <c>W_i·x</c> → fp32 [m, out_i] for int8 weights (values [out_i, in], scales [out_i, ⌈in/32⌉]) that read the
     /// same x [m, in] (m ≤ 64), which is quantized once for all of them.
     /// </summary>
-    public static Tensor[] MultiplyMany(IReadOnlyList<(Tensor Values, Tensor Scales)> weights, Tensor x)
+    public static Tensor[] MultiplyMany(IReadOnlyList<(Tensor Values, Tensor Scales)> weights, Tensor x) =>
+        MatVec.MultiplyRows(weights.Select((w, i) => Bind(w.Values, w.Scales, $"weight {i}")).ToArray(), x);
+
+    /// <summary>
+    /// int8 values [out, in] and fp32 scales [out, ⌈in/32⌉] (contiguous, CPU) bound to this kernel (<see cref="MatVec.Bind"/>):
+    /// before each product the fp32 input rows are quantized once (<see cref="BoundMatrix.Prepare"/>, on the calling thread),
+    /// and every chunk of rows then multiplies bytes with bytes.
+    /// </summary>
+    internal static BoundMatrix Bind(Tensor values, Tensor scales, string name)
     {
-        long cols = weights[0].Values.shape[1], blocks = Blocks(cols), stride = blocks * BlockSize;
-        for (int i = 0; i < weights.Count; i++)
-        {
-            long rows = weights[i].Values.shape[0];
-            KernelTensors.RequireInPlace(weights[i].Values, $"weight {i}", ScalarType.Int8, rows, cols);
-            KernelTensors.RequireInPlace(weights[i].Scales, $"weight scale {i}", ScalarType.Float32, rows, blocks);
-        }
-        KernelTensors.Require(x, "x", ScalarType.Float32, [.. x.shape[..^1], cols]);
-        using var xc = x.reshape(-1, cols).contiguous();
-        long inputs = xc.shape[0];
-        if (inputs > MatVec.MaxInputRows) throw new ArgumentException($"x: {inputs} rows, more than the kernel's {MatVec.MaxInputRows}");
-        var qp = weights.Select(w => (IntPtr)KernelTensors.SBytes(w.Values)).ToArray();
-        var sp = weights.Select(w => (IntPtr)KernelTensors.Floats(w.Scales)).ToArray();
-        var quantized = ArrayPool<sbyte>.Shared.Rent((int)(inputs * stride));
-        var scales = ArrayPool<float>.Shared.Rent((int)(inputs * blocks));
-        try
-        {
-            fixed (sbyte* xq = quantized)
-            fixed (float* dx = scales)
+        long rows = values.shape[0], cols = values.shape[^1], blocks = Blocks(cols), stride = blocks * BlockSize;
+        KernelTensors.RequireInPlace(values, name, ScalarType.Int8, rows, cols);
+        KernelTensors.RequireInPlace(scales, $"{name} scales", ScalarType.Float32, rows, blocks);
+        sbyte* q = KernelTensors.SBytes(values);
+        float* s = KernelTensors.Floats(scales);
+        var input = QuantizedInput.OfThisThread(stride, blocks);
+        return new(rows, cols,
+            (_, y, inputs, first, end) => Rows(q, s, input.Values, input.Scales, y, cols, inputs, rows, first, end),
+            (x, inputs) =>
             {
-                float* v = KernelTensors.Floats(xc);
-                for (long m = 0; m < inputs; m++) QuantizeActivations(v + m * cols, cols, xq + m * stride, dx + m * blocks);
-                IntPtr xqp = (IntPtr)xq, dxp = (IntPtr)dx;
-                // The kernel reads the quantized rows (xqp, dxp) in place of the fp32 x that MultiplyRows hands it.
-                return MatVec.MultiplyRows(weights.Select(w => w.Values.shape[0]).ToArray(), cols, xc,
-                    (i, _, y, n, count, rows, from, to) =>
-                        Rows((sbyte*)qp[i], (float*)sp[i], (sbyte*)xqp, (float*)dxp, y, n, count, rows, from, to));
-            }
-        }
-        finally
+                input.Reserve(inputs);
+                for (long m = 0; m < inputs; m++)
+                    QuantizeActivations(x + m * cols, cols, input.Values + m * stride, input.Scales + m * blocks);
+            });
+    }
+
+    /// <summary>
+    /// The quantized input rows of the products this thread starts (pinned, so the kernel threads read them by pointer): one
+    /// per calling thread, since the fork/join is not reentrant and every matrix of one product reads the same x.
+    /// </summary>
+    sealed class QuantizedInput(long stride, long blocks)
+    {
+        [ThreadStatic] static QuantizedInput? current;
+        readonly long stride = stride;
+        sbyte[] values = [];
+        float[] scales = [];
+
+        public sbyte* Values { get; private set; }
+        public float* Scales { get; private set; }
+
+        public static QuantizedInput OfThisThread(long stride, long blocks)
         {
-            ArrayPool<sbyte>.Shared.Return(quantized);
-            ArrayPool<float>.Shared.Return(scales);
+            if (current is null || current.stride != stride) current = new QuantizedInput(stride, blocks);
+            return current;
+        }
+
+        public void Reserve(long inputs)
+        {
+            if (values.LongLength >= inputs * stride) return;
+            values = GC.AllocateArray<sbyte>((int)(inputs * stride), pinned: true);
+            scales = GC.AllocateArray<float>((int)(inputs * blocks), pinned: true);
+            Values = (sbyte*)Unsafe.AsPointer(ref values[0]);
+            Scales = (float*)Unsafe.AsPointer(ref scales[0]);
         }
     }
 

@@ -1,4 +1,6 @@
+using System.Buffers;
 using TorchSharp;
+using Wren.Kernels;
 using Wren.Modules;
 using Wren.Operators;
 using static TorchSharp.torch;
@@ -44,5 +46,45 @@ internal sealed class HybridDecoderLayer : nn.Module<MixerInput, Tensor>
         if (Mixer is not null) h = h + Mixer.forward(input with { Hidden = inputNorm!.forward(h) });
         if (ffn is not null) h = h + ffn.forward(preFfnNorm!.forward(h));
         return h.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The fused form of <see cref="forward"/> (<see cref="DecodeForm.FusesLayers"/>), in place on <c>input.Hidden</c>
+    /// h [B, T, H] (contiguous fp32, at most <see cref="MatVec.MaxInputRows"/> rows, a buffer the layer loop owns): the
+    /// mixer reads RMSNorm(h) as a new tensor (the only one made here); its output is added into h in the pass that
+    /// normalizes h for the FFN (or on its own when there is no FFN), and the FFN adds its down projection straight into
+    /// h (<see cref="Ffn.DecodeInto"/>).
+    /// </summary>
+    internal unsafe void DecodeInPlace(MixerInput input)
+    {
+        using var scope = NewDisposeScope();
+        var h = input.Hidden;
+        long width = h.shape[^1], rows = h.numel() / width;
+        KernelTensors.RequireInPlace(h, "hidden", ScalarType.Float32, h.shape);
+        float* hidden = KernelTensors.Floats(h), mixed = null;
+        if (Mixer is not null)
+        {
+            var normed = empty(h.shape, ScalarType.Float32);
+            inputNorm!.NormalizeInto(hidden, null, KernelTensors.Floats(normed), rows);
+            var output = Mixer.forward(input with { Hidden = normed });
+            if (!output.is_contiguous()) output = output.contiguous();
+            KernelTensors.Require(output, "mixer output", ScalarType.Float32, h.shape);
+            mixed = KernelTensors.Floats(output);
+            if (ffn is null) MatVec.AddInto(hidden, mixed, rows * width);
+        }
+        if (ffn is null) return;
+        var buffer = ArrayPool<float>.Shared.Rent(checked((int)(rows * width)));
+        try
+        {
+            fixed (float* x = buffer)
+            {
+                preFfnNorm!.NormalizeInto(hidden, mixed, x, rows);
+                ffn.DecodeInto(x, hidden, rows);
+            }
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(buffer);
+        }
     }
 }

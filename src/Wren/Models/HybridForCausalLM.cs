@@ -1,4 +1,6 @@
+using System.Buffers;
 using TorchSharp;
+using Wren.Kernels;
 using Wren.Modules;
 using Wren.Operators;
 using static TorchSharp.torch;
@@ -119,7 +121,8 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
         var ids = input.InputIds;
         long B = ids.shape[0], T = ids.shape[1];
         int M = Config.NumMemoryTokens;
-        var h = model.EmbedTokens.forward(ids);                                               // [B, T, H]
+        bool fused = input.Cache is not null && DecodeForm.FusesLayers(ids, Placement, FusedDecode);
+        var h = fused ? model.EmbedTokens.LookupRows(ids) : model.EmbedTokens.forward(ids);    // [B, T, H]
         if (input.Cache is null)
         {
             if (input.LeftPad is not null) throw new ArgumentException("left padding needs a cache (see Generator)");
@@ -146,16 +149,65 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
         {
             var cache = input.Cache;
             using var padding = input.LeftPad is null ? null : new LeftPadding(input.LeftPad, T);
-            var offsets = arange(T, device: ids.device).unsqueeze(0);                          // [1, T]
-            if (padding is not null) offsets = offsets - padding.Counts.unsqueeze(1);
-            var positions = cache.NextPosition.unsqueeze(1) + offsets;                         // real token n of the chunk at next+n
-            h = model.forward(new BackboneInput(h, positions, padding, cache));
+            var positions = cache.NextPosition.unsqueeze(1);                                    // real token n of the chunk at next+n
+            if (T > 1 || padding is not null)
+            {
+                var offsets = arange(T, device: ids.device).unsqueeze(0);                      // [1, T]
+                if (padding is not null) offsets = offsets - padding.Counts.unsqueeze(1);
+                positions = positions + offsets;
+            }
+            h = model.forward(new BackboneInput(h, positions, padding, cache, InPlace: fused));
             cache.NextPosition.add_(padding is null ? T : (T - padding.Counts));
+            if (fused) return new LMOutput(FusedHead(h, input.LastPositionOnly).MoveToOuterDisposeScope());
         }
         if (input.LastPositionOnly) h = h.narrow(1, h.shape[1] - 1, 1);
         h = model.FinalNorm.forward(h);
         var logits = Linear.Project(h, LmHeadWeight, LmHeadScale) * LmHeadInverseNorms();
         return new LMOutput(logits.to(ScalarType.Float32).MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// Whether forwards through a cache may take the fused layer form (<see cref="DecodeForm.FusesLayers"/>; default on).
+    /// Off, they run the libtorch-op form, which gives the same logits up to fp32 round-off (A/B measurements, tests).
+    /// </summary>
+    public bool FusedDecode { get; set; } = true;
+
+    /// <summary>
+    /// The fused head: the final norm of each row (of the last position only with <paramref name="lastOnly"/>) of h
+    /// [B, T, H] into a scratch row, then one lm_head pass whose epilogue multiplies each chunk of logits by
+    /// 1/‖W_lm[v]‖, written straight into the fp32 logits [B, T or 1, V]: no libtorch op but the allocation.
+    /// </summary>
+    unsafe Tensor FusedHead(Tensor h, bool lastOnly)
+    {
+        long B = h.shape[0], T = h.shape[1], H = h.shape[2], positions = lastOnly ? 1 : T, rows = B * positions;
+        var head = MatVec.Bind(LmHeadWeight, LmHeadScale, "lm_head");
+        long V = head.Rows;
+        using var inverse = LmHeadInverseNorms();
+        KernelTensors.RequireInPlace(inverse, "lm_head inverse norms", ScalarType.Float32, V);
+        KernelTensors.RequireInPlace(h, "hidden", ScalarType.Float32, B, T, H);
+        var logits = empty([B, positions, V], ScalarType.Float32);
+        float* hidden = KernelTensors.Floats(h), scale = KernelTensors.Floats(inverse), y = KernelTensors.Floats(logits);
+        var buffer = ArrayPool<float>.Shared.Rent(checked((int)(rows * H)));
+        try
+        {
+            fixed (float* x = buffer)
+            {
+                for (long r = 0; r < rows; r++)
+                {
+                    long source = lastOnly ? (r + 1) * T - 1 : r;
+                    model.FinalNorm.NormalizeInto(hidden + source * H, null, x + r * H, 1);
+                }
+                MatVec.MultiplyInto([head], x, rows, [(IntPtr)y], (first, end) =>
+                {
+                    for (long m = 0; m < rows; m++) MatVec.ScaleInto(y + m * V + first, scale + first, end - first);
+                });
+            }
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(buffer);
+        }
+        return logits;
     }
 
     /// <summary>The released forward divides every logit by the L2 norm of its lm_head row.</summary>
@@ -256,8 +308,12 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
     }
 }
 
-/// <summary>Input of the layer stack: hidden states, positions, padding, the request cache (or null).</summary>
-internal sealed record BackboneInput(Tensor Hidden, Tensor Positions, LeftPadding? Padding, ModelCache? Cache);
+/// <summary>
+/// Input of the layer stack: hidden states, positions, padding, the request cache (or null). With
+/// <paramref name="InPlace"/> (the fused layer form, <see cref="DecodeForm.FusesLayers"/>) Hidden is a contiguous fp32
+/// buffer the caller hands over: the layers update it in place and return it.
+/// </summary>
+internal sealed record BackboneInput(Tensor Hidden, Tensor Positions, LeftPadding? Padding, ModelCache? Cache, bool InPlace = false);
 
 /// <summary>The <c>model.</c> part of the checkpoint: embeddings, meta tokens, decoder layers, final norm.</summary>
 internal sealed class HybridModel : nn.Module<BackboneInput, Tensor>
@@ -294,9 +350,11 @@ internal sealed class HybridModel : nn.Module<BackboneInput, Tensor>
         {
             var observer = Observer;
             observer?.Entering(i);
-            h = Layers[i].forward(new MixerInput(h, input.Positions, input.Padding, input.Cache?.Layers[i]));
+            var layerInput = new MixerInput(h, input.Positions, input.Padding, input.Cache?.Layers[i]);
+            if (input.InPlace) Layers[i].DecodeInPlace(layerInput);
+            else h = Layers[i].forward(layerInput);
             observer?.Left(i, h);
         }
-        return h.MoveToOuterDisposeScope();
+        return input.InPlace ? h : h.MoveToOuterDisposeScope();   // in place: h stays in the caller's scope
     }
 }

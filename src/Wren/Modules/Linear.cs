@@ -37,23 +37,14 @@ internal sealed class Linear : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x) => Project(x, weight, weight_scale);
 
+    /// <summary>This weight bound to the matrix–vector kernel of its precision, for a product into caller-owned buffers.</summary>
+    internal BoundMatrix Bind() => MatVec.Bind(weight, weight_scale);
+
     /// <summary>Several projections of the same input; one fused matrix–vector pass at small-batch inference.</summary>
-    public static Tensor[] ProjectMany(Tensor x, params Linear[] layers)
-    {
-        Tensor[]? fused = null;
-        if (!is_grad_enabled())
-        {
-            if (layers.All(l => l.weight_scale is not null && MatVecInt8.Applies(l.weight, x)))
-                fused = MatVecInt8.MultiplyMany(layers.Select(l => ((Tensor)l.weight, (Tensor)l.weight_scale!)).ToArray(), x);
-            else if (layers.All(l => MatVecBf16.Applies(l.weight, x)))
-                fused = MatVecBf16.MultiplyMany(layers.Select(l => (Tensor)l.weight).ToArray(), x);
-            else if (layers.All(l => MatVec.Applies(l.weight, x)))
-                fused = MatVec.MultiplyMany(layers.Select(l => (Tensor)l.weight).ToArray(), x);
-        }
-        if (fused is null) return layers.Select(l => l.forward(x)).ToArray();
-        var shape = x.shape.ToArray();
-        return fused.Select(y => { shape[^1] = y.shape[1]; using (y) return y.view(shape); }).ToArray();
-    }
+    public static Tensor[] ProjectMany(Tensor x, params Linear[] layers) =>
+        !is_grad_enabled() && layers.All(l => MatVec.KernelApplies(l.weight, l.weight_scale, x))
+            ? MatVec.MultiplyRows(layers.Select(l => l.Bind()).ToArray(), x, keepLeading: true)
+            : layers.Select(l => l.forward(x)).ToArray();
 
     /// <summary>
     /// <c>x·Wᵀ</c> for any weight (also the tied lm_head): fp32, bf16, or int8 with its <paramref name="scale"/>. A few
@@ -62,14 +53,7 @@ internal sealed class Linear : nn.Module<Tensor, Tensor>
     public static Tensor Project(Tensor x, Tensor weight, Tensor? scale = null)
     {
         if (is_grad_enabled() && (weight.requires_grad || x.requires_grad)) return nn.functional.linear(x, weight, null);
-        var shape = x.shape.ToArray();
-        shape[^1] = weight.shape[0];
-        Tensor? y = scale is not null ? (MatVecInt8.Applies(weight, x) ? MatVecInt8.MultiplyMany([(weight, scale)], x)[0] : null)
-            : MatVecBf16.Applies(weight, x) ? MatVecBf16.MultiplyMany([weight], x)[0]
-            : MatVec.Applies(weight, x) ? MatVec.Multiply(weight, x)
-            : null;
-        if (y is not null)
-            using (y) return y.view(shape);
+        if (MatVec.KernelApplies(weight, scale, x)) return MatVec.MultiplyRows([MatVec.Bind(weight, scale)], x, keepLeading: true)[0];
         if (scale is not null || (weight.dtype != x.dtype && x.dtype == ScalarType.Float32))
         {
             using var full = Dequantize(weight, scale);   // prefill: one full-precision weight for this product only
@@ -77,6 +61,8 @@ internal sealed class Linear : nn.Module<Tensor, Tensor>
         }
         if (x.numel() == x.shape[^1])
         {
+            var shape = x.shape.ToArray();
+            shape[^1] = weight.shape[0];
             using var row = x.reshape(x.shape[^1]);
             using var product = weight.mv(row);   // other dtypes and devices: still faster than a one-row GEMM
             return product.view(shape);

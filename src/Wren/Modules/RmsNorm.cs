@@ -62,20 +62,41 @@ internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
         using var xc = x.contiguous();
         var y = empty(x.shape);
         float* px = KernelTensors.Floats(xc), weights = KernelTensors.Floats(weight), py = KernelTensors.Floats(y);
-        int w = Vector<float>.Count;
+        for (long r = 0; r < rows; r++) NormalizeRow(px + r * n, weights + r % weightRows * n, py + r * n, n, eps);
+        return y;
+    }
+
+    /// <summary>
+    /// The fused decode form over caller-owned rows (ungrouped norm): <c>output[r] = norm(x[r])</c> for
+    /// <paramref name="rows"/> rows of <see cref="Weight"/>'s size; with <paramref name="residual"/>, first
+    /// <c>x[r] += residual[r]</c> while the row is in L1 (the pre-norm layer's <c>h = h + mixer(…)</c> fused with the next norm).
+    /// </summary>
+    internal unsafe void NormalizeInto(float* x, float* residual, float* output, long rows)
+    {
+        long n = weight.shape[0];
+        if (Groups != 1) throw new InvalidOperationException("the fused decode form normalizes ungrouped rows only");
+        KernelTensors.RequireInPlace(weight, "norm weight", ScalarType.Float32, n);
+        float* w = KernelTensors.Floats(weight);
         for (long r = 0; r < rows; r++)
         {
-            float* row = px + r * n, output = py + r * n, pw = weights + r % weightRows * n;
-            var acc = Vector<float>.Zero;
-            float squares = 0;
-            long i = 0;
-            for (; i + w <= n; i += w) { var v = Vector.Load(row + i); acc += v * v; }
-            for (; i < n; i++) squares += row[i] * row[i];
-            var scale = new Vector<float>(1f / MathF.Sqrt((Vector.Sum(acc) + squares) / n + eps));
-            i = 0;
-            for (; i + w <= n; i += w) Vector.Store(Vector.Load(pw + i) * (Vector.Load(row + i) * scale), output + i);
-            for (; i < n; i++) output[i] = pw[i] * (row[i] * scale[0]);
+            if (residual != null) MatVec.AddInto(x + r * n, residual + r * n, n);
+            NormalizeRow(x + r * n, w, output + r * n, n, (float)Eps);
         }
-        return y;
+    }
+
+    /// <summary>One row of n floats: <c>output = weight ⊙ row / sqrt(mean(row²) + eps)</c> (output may be row).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static unsafe void NormalizeRow(float* row, float* weight, float* output, long n, float eps)
+    {
+        int w = Vector<float>.Count;
+        var acc = Vector<float>.Zero;
+        float squares = 0;
+        long i = 0;
+        for (; i + w <= n; i += w) { var v = Vector.Load(row + i); acc += v * v; }
+        for (; i < n; i++) squares += row[i] * row[i];
+        var scale = new Vector<float>(1f / MathF.Sqrt((Vector.Sum(acc) + squares) / n + eps));
+        i = 0;
+        for (; i + w <= n; i += w) Vector.Store(Vector.Load(weight + i) * (Vector.Load(row + i) * scale), output + i);
+        for (; i < n; i++) output[i] = weight[i] * (row[i] * scale[0]);
     }
 }

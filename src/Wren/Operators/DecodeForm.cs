@@ -1,4 +1,6 @@
 using TorchSharp;
+using Wren.Kernels;
+using Wren.Modules;
 using static TorchSharp.torch;
 
 namespace Wren.Operators;
@@ -43,6 +45,19 @@ internal static class DecodeForm
     /// <summary>True when the fused CPU kernels apply: inference (no autograd) on CPU float32 tensors.</summary>
     public static bool FusedApplies(params Tensor?[] tensors) =>
         !is_grad_enabled() && tensors.All(t => t is null || (t.device.type == DeviceType.CPU && t.dtype == ScalarType.Float32));
+
+    /// <summary>
+    /// True when a forward through a cache takes the fused layer form: the embedding lookup, every layer's norms,
+    /// residual adds and FFN, and the head (final norm, lm_head, inverse row norms) run as pointer passes over one
+    /// hidden buffer, with the matrix–vector kernels' epilogues in place of libtorch ops (the mixers choose their own
+    /// form with <see cref="Choose"/>). It needs inference (no autograd), at most <see cref="MatVec.MaxInputRows"/>
+    /// token rows in <paramref name="ids"/> [B, T] on the CPU, float32 activations (weights in any
+    /// <see cref="WeightPrecision"/>) and SIMD, and <paramref name="enabled"/> (the model's switch, off for A/B runs
+    /// and reference tests).
+    /// </summary>
+    public static bool FusesLayers(Tensor ids, Placement placement, bool enabled) =>
+        enabled && MatVec.IsAccelerated && !is_grad_enabled() && ids.device.type == DeviceType.CPU
+        && placement.Dtype == ScalarType.Float32 && ids.numel() <= MatVec.MaxInputRows;
 }
 
 /// <summary>A mixer with a fused decode step (<see cref="OperatorForm.Fused"/>): its forward takes the form <see cref="FormOf"/>
