@@ -132,12 +132,13 @@ public class EngineTests
     {
         using var model = RandomModel(Mixed, seed: 2);
         using var engine = new InferenceEngine(model, new ByteTokenizer(97),
-            new EngineOptions { MaxBatch = 4, PrefillChunk = 8, MaxContext = 200, PrefixCacheBytes = 0 });
+            new EngineOptions { MaxBatch = 4, PrefillChunk = 8, MaxContext = 2000, PrefixCacheBytes = 0 });
         await Collect(engine.Submit(new EngineRequest(Prompt(9, 1), Greedy(3))));            // warm: meta-token state, lm_head norms
         long before = 0, after = 0;
         await engine.InvokeAsync(() => before = DisposeScopeManager.Statistics.ThreadTotalLiveCount);
         using var cancel = new CancellationTokenSource();
-        var long1 = engine.Submit(new EngineRequest(Prompt(30, 2), Greedy(150)), cancel.Token);
+        // Long enough that it cannot finish between its first step and the cancel, however slowly this test's thread runs.
+        var long1 = engine.Submit(new EngineRequest(Prompt(30, 2), Greedy(1900)), cancel.Token);
         var sampled = new SamplingOptions { Temperature = 1, TopP = 0.9, RepetitionPenalty = 1.3, Seed = 7, MaxNewTokens = 20 };
         var others = Enumerable.Range(0, 6)
             .Select(i => engine.Submit(new EngineRequest(Prompt(5 + i, 3 + i), sampled, TopLogprobs: 3))).ToList();
