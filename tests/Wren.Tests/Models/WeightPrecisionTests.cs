@@ -67,7 +67,8 @@ public class WeightPrecisionTests
             using (KernelPaths.Force(KernelPath.Scalar))
             {
                 Tensor scalar = Scoring.Logits(packed, tokens), scalarDecode = Scoring.Logits(packed, tokens, prefill: 4);
-                foreach (var (actual, widenedLogits, what) in new[] { (scalar, expected, "forward"), (scalarDecode, expectedDecode, "decode") })
+                var cases = new[] { (scalar, expected, "forward"), (scalarDecode, expectedDecode, "decode") };
+                foreach (var (actual, widenedLogits, what) in cases)
                 {
                     double rms = (actual - widenedLogits).square().mean().sqrt().item<float>();
                     double scale = widenedLogits.square().mean().sqrt().item<float>();
