@@ -38,7 +38,7 @@ internal static class ScalingCommand
         var lr = new Option<double>("--lr") { Description = "peak learning rate", DefaultValueFactory = _ => 2e-3 };
         var decode = new Option<int>("--decode-tokens")
         {
-            Description = "tokens decoded per timed run (runs alternate with a reference model's; issue 13)",
+            Description = "tokens decoded per timed run (runs alternate with a reference model's)",
             DefaultValueFactory = _ => 16,
         };
         var holdout = new Option<string?>("--holdout-depths")

@@ -28,6 +28,7 @@ internal static class Checkpoint
         if (placement.Dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16))
             throw new WrenException($"models load as float32, bfloat16 or float16, not {placement.Dtype}");
         var config = HybridConfig.Load(Path.Combine(folder, ConfigFile));
+        CheckQuantization(folder);
         using var files = CheckpointFiles.Open(folder);
         CheckMatches(folder, config, placement, files);
         var model = new HybridForCausalLM(config, placement);
@@ -75,6 +76,16 @@ internal static class Checkpoint
             if (!files.Info(name).Shape.SequenceEqual(shape))
                 throw new WrenException($"{folder}: tensor '{name}' has shape [{string.Join(", ", files.Info(name).Shape)}] " +
                                         $"but the model expects [{string.Join(", ", shape)}] (from config.json)");
+        // An int8 weight's scales are read whatever the target precision (dequantized for fp32/bf16): check them in every case.
+        foreach (var weight in files.Names.Where(n => shapes.ContainsKey(n) && StoredInt8(files, n)))
+        {
+            var info = files.Info(weight + ScaleSuffix);
+            long[] expected = [shapes[weight][0], Kernels.MatVecInt8.Blocks(shapes[weight][^1])];
+            if (info.DType != "F32" || !info.Shape.SequenceEqual(expected))
+                throw new WrenException($"{folder}: tensor '{weight + ScaleSuffix}' is {info.DType} [{string.Join(", ", info.Shape)}] " +
+                                        $"but the int8 weight beside it needs F32 [{string.Join(", ", expected)}] block scales " +
+                                        "(docs/precision.md)");
+        }
     }
 
     static bool StoredInt8(CheckpointFiles files, string weight) => files.Names.Contains(weight) && files.Info(weight).DType == "I8";
@@ -201,4 +212,30 @@ internal static class Checkpoint
     }
 
     const string QuantizationKey = "quantization_config";
+
+    /// <summary>
+    /// A <c>quantization_config</c> in config.json must describe the one int8 layout Wren writes (<see cref="ConfigWithPrecision"/>):
+    /// another method (GPTQ, AWQ, bitsandbytes, …) or other settings would be read wrongly, so they are refused by name.
+    /// </summary>
+    static void CheckQuantization(string folder)
+    {
+        if (JsonNode.Parse(File.ReadAllText(Path.Combine(folder, ConfigFile)))?[QuantizationKey] is not { } node) return;
+        var expected = new Dictionary<string, string>
+        {
+            ["quant_method"] = "wren_q8_0", ["bits"] = "8", ["group_size"] = $"{Kernels.MatVecInt8.BlockSize}", ["symmetric"] = "true",
+            ["scale_dtype"] = "float32",
+        };
+        if (node is not JsonObject settings)
+            throw new WrenException($"{folder}: config.json's {QuantizationKey} must be an object");
+        foreach (var (key, value) in settings)
+        {
+            string text = value is JsonValue v && v.TryGetValue(out string? str) ? str : value?.ToJsonString() ?? "null";
+            if (!expected.TryGetValue(key, out var want))
+                throw new WrenException($"{folder}: config.json's {QuantizationKey} has '{key}', which Wren's int8 layout " +
+                                        "(wren_q8_0, docs/precision.md) does not have");
+            if (text != want)
+                throw new WrenException($"{folder}: config.json's {QuantizationKey}.{key} is {text}; Wren reads only its own int8 " +
+                                        $"layout ({key} = {want}, docs/precision.md)");
+        }
+    }
 }

@@ -59,7 +59,9 @@ internal sealed class Mamba2 : Mixer, IFusedDecoder
             fail("mamba_expand, mamba2_headdim, mamba_d_state and mamba_d_conv must be positive");
         if (c.MambaDInner % c.Mamba2HeadDim != 0)
             fail($"mamba_expand·hidden_size ({c.MambaDInner}) must be divisible by mamba2_headdim ({c.Mamba2HeadDim})");
-        if (c.MambaHeads % 8 != 0) fail($"Mamba2 needs a multiple of 8 heads: mamba_expand·hidden_size/mamba2_headdim = {c.MambaHeads}");
+        if (c.MambaHeads % 8 != 0)
+            fail($"Mamba2 needs a multiple of 8 heads: mamba_expand·hidden_size/mamba2_headdim = {c.MambaHeads}" +
+                 (c.MambaDInner % 8 == 0 ? $" (mamba2_headdim {c.MambaDInner / 8} gives 8 heads)" : ""));
         if (c.MambaNGroups <= 0 || c.MambaHeads % c.MambaNGroups != 0)
             fail($"wren_mamba_ngroups ({c.MambaNGroups}) must divide the Mamba2 head count ({c.MambaHeads})");
     }

@@ -54,6 +54,8 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
         try { table = JsonSerializer.Deserialize<LatencyTable>(File.ReadAllText(path), Json); }
         catch (JsonException e) { throw new WrenException($"{path}: not a latency table ({e.Message})", e); }
         if (table is null) throw new WrenException($"{path}: empty latency table");
+        if (table.Layers is null || table.Device is null)
+            throw new WrenException($"{path}: not a latency table (no device or layer entries; build one with: wren profile lut build)");
         if (table.Reference is null || table.Fits is null)
             throw new WrenException($"{path}: a latency table in absolute seconds from before reference units; " +
                                     "rebuild it with: wren profile lut build");

@@ -51,7 +51,7 @@ public sealed class InferenceEngine : IDisposable
         this.logger = logger ?? NullLogger.Instance;
         Options = options;
         Metrics = metrics ?? new ServingMetrics();
-        var footprint = ModelFootprint.Of(model.Config, model.LmHeadWeight.dtype);
+        var footprint = ModelFootprint.Of(model.Config, model.Placement.Dtype, model.Placement.Weights);
         long perSlot = footprint.CacheBytes(1, options.MaxContext);
         Slots = options.MaxBatch;
         if (options.MaxMemoryBytes is { } budget)

@@ -157,6 +157,53 @@ public class WeightPrecisionTests
         Assert.Contains("missing 1 tensor(s): model.layers.1.ffn.up_proj.weight_scale", error.Message);
     }
 
+    [Theory]
+    [InlineData("F32", true)]    // same bytes, rows and blocks swapped
+    [InlineData("F16", false)]   // half-precision scales of the right shape
+    public void Damaged_int8_scales_are_refused_by_name_in_every_target_precision(string dtype, bool transposed)
+    {
+        string dir = TempDir(), quantized = Path.Combine(dir, "int8");
+        using (var reference = RandomModel(AwkwardConfig, seed: 5))
+        using (var packed = WeightPacking.Pack(reference, WeightPrecision.Int8))
+            packed.SavePretrained(quantized);
+        const string scale = "model.layers.1.ffn.up_proj.weight_scale";
+        string file = Path.Combine(quantized, CheckpointFiles.SingleFile);
+        var tensors = SafeTensorsFile.Open(file);
+        var damaged = tensors.Tensors.Keys.Select(n =>
+        {
+            var t = tensors.Read(n);
+            if (n != scale) return (n, t);
+            return (n, transposed ? t.reshape(t.shape[1], t.shape[0]) : t.to(ScalarType.Float16));
+        }).ToList();
+        tensors.Dispose();
+        SafeTensorsFile.Write(file, damaged);
+        foreach (var precision in new[] { WeightPrecision.Float32, WeightPrecision.BFloat16, WeightPrecision.Int8 })
+        {
+            var error = Assert.Throws<WrenException>(() => HybridForCausalLM.FromPretrained(quantized, precision));
+            if (precision != WeightPrecision.Int8) Assert.Contains($"is {dtype}", error.Message);
+            Assert.Contains($"tensor '{scale}'", error.Message);   // named, whichever check sees it first
+        }
+    }
+
+    [Theory]
+    [InlineData("\"quant_method\": \"gptq\"", "quant_method is gptq")]
+    [InlineData("\"quant_method\": \"wren_q8_0\", \"bits\": 4", "bits is 4")]
+    [InlineData("\"quant_method\": \"wren_q8_0\", \"group_size\": 64", "group_size is 64")]
+    [InlineData("\"quant_method\": \"wren_q8_0\", \"desc_act\": false", "has 'desc_act'")]
+    public void A_quantization_config_other_than_wrens_int8_layout_is_refused(string settings, string message)
+    {
+        string dir = TempDir(), quantized = Path.Combine(dir, "int8");
+        using (var reference = RandomModel(AwkwardConfig, seed: 6))
+        using (var packed = WeightPacking.Pack(reference, WeightPrecision.Int8))
+            packed.SavePretrained(quantized);
+        string config = Path.Combine(quantized, "config.json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(config))!.AsObject();
+        json["quantization_config"] = System.Text.Json.Nodes.JsonNode.Parse("{" + settings + "}");
+        File.WriteAllText(config, json.ToJsonString());
+        var error = Assert.Throws<WrenException>(() => HybridForCausalLM.FromPretrained(quantized, WeightPrecision.Float32));
+        Assert.Contains(message, error.Message);
+    }
+
     [Fact]
     public void Convert_writes_the_quantized_folder_with_the_other_files()
     {

@@ -78,6 +78,8 @@ public class LatencyTableTests
         Assert.Contains("not found", Assert.Throws<WrenException>(() => LatencyTable.Load(path + ".missing")).Message);
         File.WriteAllText(path, "[1, 2");
         Assert.Contains("not a latency table", Assert.Throws<WrenException>(() => LatencyTable.Load(path)).Message);
+        File.WriteAllText(path, HybridConfig.Load("flash-tiny").ToJson());   // valid JSON, another kind of file
+        Assert.Contains("not a latency table", Assert.Throws<WrenException>(() => LatencyTable.Load(path)).Message);
     }
 
     [Fact]

@@ -1,6 +1,7 @@
 using TorchSharp;
 using Wren.Inference;
 using Wren.Models;
+using Wren.Modules;
 using Wren.Serving;
 using Wren.Tokenization;
 using static TorchSharp.torch;
@@ -49,6 +50,30 @@ public class EngineTests
             Assert.Equal(row[steps[i].TokenId].item<float>(), steps[i].Logprob!.Logprob!.Value, 4);
             Assert.Equal(steps[i].TokenId, steps[i].Logprob!.Top[0].TokenId);
         }
+    }
+
+    [Theory]
+    [InlineData(WeightPrecision.BFloat16)]
+    [InlineData(WeightPrecision.Int8)]
+    public async Task Packed_weights_serve_and_their_budget_counts_their_own_bytes(WeightPrecision precision)
+    {
+        using var full = RandomModel(Mixed, seed: 4);
+        using var model = WeightPacking.Pack(full, precision);
+        var footprint = ModelFootprint.Of(Mixed, ScalarType.Float32, precision);
+        long perSlot = footprint.CacheBytes(1, 64);
+        var options = new EngineOptions
+        {
+            MaxBatch = 64, PrefillChunk = 8, MaxContext = 64, PrefixCacheBytes = 0,
+            MaxMemoryBytes = footprint.WeightBytes + 4 * perSlot,   // room for 3 slots + the staging one at these weights only
+        };
+        using var engine = new InferenceEngine(model, new ByteTokenizer(97), options);
+        Assert.Equal(3, engine.Slots);
+        var prompt = Prompt(21, 1);
+        var steps = await Collect(engine.Submit(new EngineRequest(prompt, Greedy(6))));
+        var all = prompt.Concat(steps.Select(s => s.TokenId)).Select(i => (long)i).ToArray();
+        using var scope = NewDisposeScope();
+        var reference = Scoring.Logits(model, tensor(all, [1, all.Length]))[0];   // the packed model's own full forward
+        for (int i = 0; i < steps.Count; i++) Assert.Equal(reference[prompt.Length - 1 + i].argmax().item<long>(), steps[i].TokenId);
     }
 
     [Fact]
