@@ -46,8 +46,9 @@ public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokeni
         options.Validate();
         foreach (var id in options.StopTokenIds)
             if (id < 0 || id >= model.Config.VocabSize)
-                throw new WrenException($"stop token id {id} is outside the model's vocabulary of {model.Config.VocabSize} (stop ids " +
-                                        "come from the tokenizer's end-of-text tokens and --stop-token ids: is the tokenizer this model's?)");
+                throw new WrenException($"stop token id {id} is outside the model's vocabulary of {model.Config.VocabSize} " +
+                                        "(stop ids come from the tokenizer's end-of-text tokens and --stop-token ids: " +
+                                        "is the tokenizer this model's?)");
         if (prompts.Count == 0) throw new WrenException("no prompt given");
         if (model.Config.MaxPositionEmbeddings is { } context
             && SamplingOptions.ContextExceeded(prompts.Max(p => p.Length), options.MaxNewTokens, context, "max new tokens") is { } exceeded)

@@ -169,8 +169,8 @@ public sealed record HybridConfig
         foreach (var spec in LayerTypes.Select(OperatorRegistry.Get).Distinct()) spec.Validate(this, Fail);
         if (Enumerable.Range(0, NumLayers).Any(HasFfn) && FfnSize <= 0)
             Fail(FfnExpandRatio is { } r
-                ? $"ffn_expand_ratio {r} × hidden_size {HiddenSize} floors to an FFN width of 0 (it is rounded down to a multiple of 128 " +
-                  "and takes precedence over intermediate_size: raise it, or remove it to use intermediate_size)"
+                ? $"ffn_expand_ratio {r} × hidden_size {HiddenSize} floors to an FFN width of 0 (it is rounded down to a " +
+                  "multiple of 128 and takes precedence over intermediate_size: raise it, or remove it to use intermediate_size)"
                 : "intermediate_size must be positive when \"f\" layers exist (or set ffn_expand_ratio)");
         if (IntermediateSize < 0) Fail("intermediate_size must be >= 0");
         if (TiktokenEncoding is not (null or "cl100k_base" or "o200k_base")) Fail($"wren_tiktoken_encoding '{TiktokenEncoding}' is not " +
