@@ -15,6 +15,7 @@ public class PresetSizeTests
         long H = c.HiddenSize, F = (long)(c.FfnExpandRatio!.Value * H) / 128 * 128;
         long heads = c.NumAttentionHeads, kv = c.NumKeyValueHeads!.Value;
         long headDim = H / heads, dInner = c.MambaExpand * H, mHeads = dInner / c.Mamba2HeadDim, N = c.MambaDState, K = c.MambaDConv;
+        long kqNorms = c.KqNorm == "rms" ? 2 * headDim : 0;                                 // q_norm, k_norm weights, or none
         long total = (long)c.VocabSize * H + (long)c.NumMemoryTokens * H + H;            // tied embedding, meta tokens, final norm
         foreach (var type in c.LayerTypes)
             total += H + type switch                                                          // every layer: one pre-norm
@@ -23,7 +24,7 @@ public class PresetSizeTests
                 "deltanet" => 4 * H * H + heads * H + 3 * H * K + headDim,                     // q k v o, b, 3 short convs, o_norm
                 "m2" => 3 * mHeads + (2 * dInner + 2 * N + mHeads) * H + H * dInner           // dt_bias A_log D, in_proj, out_proj
                         + (dInner + 2 * N) * (K + 1) + dInner,                                 // conv1d weight + bias, gated norm
-                "a" => 2 * H * H + 2 * kv * headDim * H + 2 * headDim,                        // q o, k v, q_norm k_norm
+                "a" => 2 * H * H + 2 * kv * headDim * H + kqNorms,                            // q o, k v (+ q_norm k_norm)
                 _ => throw new ArgumentException(type),
             };
         return total;
@@ -56,6 +57,23 @@ public class PresetSizeTests
         var footprint = ModelFootprint.Of(config);
         Assert.Equal(expected, footprint.Parameters);
         Assert.Equal(paperBillions, TwoSignificantDigitsDown(expected / 1e9), 6);
+    }
+
+    /// <summary>
+    /// The released Nemotron-Flash-3B(-Instruct) config.json (huggingface.co/nvidia/Nemotron-Flash-3B-Instruct), typed here from
+    /// its text: <c>D F M2 F A F M2 F</c> three times, then <c>D F M2 F</c> three times (full attention at 4, 12, 20; DeltaNet at
+    /// 0, 8, 16, 24, 28, 32), <c>"kq_norm": "none"</c> and <c>"attn_implementation_new": "fused_mha"</c>.
+    /// </summary>
+    [Fact]
+    public void Flash_3b_has_the_released_layer_order_and_attention_settings()
+    {
+        string[] block = ["deltanet", "f", "m2", "f", "a", "f", "m2", "f"], tail = ["deltanet", "f", "m2", "f"];
+        string[] released = [.. block, .. block, .. block, .. tail, .. tail, .. tail];
+        var config = HybridConfig.Load("flash-3b");
+        Assert.Equal(released, config.LayerTypes);
+        Assert.Equal([4, 12, 20], Enumerable.Range(0, 36).Where(i => config.LayerTypes[i] == "a"));
+        Assert.Equal(("none", "fused_mha"), (config.KqNorm, config.AttnImplementation));
+        Assert.Equal("fused_mha", HybridConfig.Load("flash-1b").AttnImplementation);   // the 1B's released config.json says the same
     }
 
     [Fact]
