@@ -32,6 +32,10 @@ public sealed record HybridConfig
     [JsonPropertyName("mamba_d_conv")] public int MambaDConv { get; init; } = 4;
     [JsonPropertyName("mamba_expand")] public int MambaExpand { get; init; } = 2;
     [JsonPropertyName("mamba2_headdim")] public int Mamba2HeadDim { get; init; } = 64;
+    /// <summary>Mamba-1's Δ rank (mamba_ssm's <c>dt_rank</c>, Hymba's key); null: mamba_ssm's "auto", ⌈hidden_size / 16⌉.</summary>
+    [JsonPropertyName("mamba_dt_rank")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? MambaDtRank { get; init; }
     /// <summary>Wren extension: Mamba2 B/C groups (the Nemotron-Flash code fixes this to 1).</summary>
     [JsonPropertyName("wren_mamba_ngroups")] public int MambaNGroups { get; init; } = 1;
     [JsonPropertyName("ffn_expand_ratio")] public double? FfnExpandRatio { get; init; }
@@ -58,6 +62,7 @@ public sealed record HybridConfig
     [JsonIgnore] public int AttnVHeadDim => VHeadDim > 0 ? VHeadDim : HiddenSize / NumAttentionHeads;
     [JsonIgnore] public int MambaDInner => MambaExpand * HiddenSize;
     [JsonIgnore] public int MambaHeads => MambaDInner / Mamba2HeadDim;
+    [JsonIgnore] public int MambaTimestepRank => MambaDtRank ?? (HiddenSize + 15) / 16;
     [JsonIgnore] public int LinearHeadDim => HiddenSize / NumAttentionHeads;
     [JsonIgnore] public int NumLayers => LayerTypes.Count;
 

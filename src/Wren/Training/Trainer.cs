@@ -196,10 +196,11 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>
-    /// No weight decay on vectors (norm weights, biases, A_log, D, dt_bias) and meta tokens (Nemotron-Flash paper; fla and
-    /// Mamba practice).
+    /// No weight decay on vectors (norm weights, biases, A_log, D, dt_bias), on Mamba-1's A_log matrix (mamba_ssm marks it
+    /// <c>_no_weight_decay</c>) and meta tokens (Nemotron-Flash paper; fla and Mamba practice).
     /// </summary>
-    public static bool Decays(string name, Tensor p) => p.dim() >= 2 && !name.EndsWith("memory_tokens", StringComparison.Ordinal);
+    public static bool Decays(string name, Tensor p) =>
+        p.dim() >= 2 && !name.EndsWith("memory_tokens", StringComparison.Ordinal) && !name.EndsWith(".A_log", StringComparison.Ordinal);
 
     static OptimizerHelper CreateOptimizer(List<(string name, Parameter parameter)> named, TrainingOptions o)
     {

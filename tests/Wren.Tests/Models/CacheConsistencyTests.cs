@@ -13,6 +13,7 @@ public class CacheConsistencyTests
     {
         { "attention", "a" },
         { "mamba2", "m2" },
+        { "mamba1", "mamba1" },
         { "deltanet", "deltanet" },
         { "gated deltanet", "gdn" },
         { "ffn only", "f" },
@@ -84,7 +85,10 @@ public class CacheConsistencyTests
     public void Ragged_batch_with_left_padding_matches_each_row_alone()
     {
         using var scope = NewDisposeScope();
-        var config = Config("a", "deltanet", "m2", "gdn", "f") with { NumMemoryTokens = 2, SlidingWindow = 5, GlobalAttnIdx = [] };
+        var config = Config("a", "deltanet", "m2", "gdn", "mamba1", "f") with
+        {
+            NumMemoryTokens = 2, SlidingWindow = 5, GlobalAttnIdx = [],
+        };
         using var model = RandomModel(config, seed: 8);
         var rows = new[] { RandomTokens(1, 9, 97, 10), RandomTokens(1, 3, 97, 11), RandomTokens(1, 6, 97, 12) };
         var pads = rows.Select(r => 9 - r.shape[1]).ToArray();
@@ -107,7 +111,12 @@ public class CacheConsistencyTests
     [Fact]
     public void Cache_bytes_formula_equals_allocated_bytes()
     {
-        var config = Config("a", "deltanet", "m2", "gdn", "a", "f") with { NumMemoryTokens = 3, SlidingWindow = 7, GlobalAttnIdx = [4] };
+        var config = Config("a", "deltanet", "m2", "gdn", "a", "mamba1", "f") with
+        {
+            NumMemoryTokens = 3,
+            SlidingWindow = 7,
+            GlobalAttnIdx = [4],
+        };
         using var model = RandomModel(config);
         var footprint = ModelFootprint.Of(config);
         foreach (var (batch, tokens) in new[] { (1, 1), (2, 50), (3, 4) })

@@ -35,7 +35,7 @@ public class FusedDecodeTests
     /// FFN), and a 1000-token tied head: large enough that the products split across threads, so every epilogue runs
     /// chunk by chunk, on chunks that are not multiples of the vector width.
     /// </summary>
-    static HybridConfig EveryLayerFfn => Config("a", "m2", "gdn", "f") with
+    static HybridConfig EveryLayerFfn => Config("a", "m2", "gdn", "mamba1", "f") with
     {
         HiddenSize = 200,
         VocabSize = 1000,

@@ -16,8 +16,8 @@ namespace Wren.Tests.Operators;
 public class MixerStepTests
 {
     /// <summary>
-    /// Hidden 60: DeltaNet heads of 15 (4 heads); Mamba2 8 heads of 15, d_state 13, 2 groups (conv channels 172); attention
-    /// heads of 10 (6 query, 2 KV heads).
+    /// Hidden 60: DeltaNet heads of 15 (4 heads); Mamba2 8 heads of 15, d_state 13, 2 groups (conv channels 172); Mamba-1
+    /// d_inner 120, d_state 13, dt_rank 4; attention heads of 10 (6 query, 2 KV heads).
     /// </summary>
     static HybridConfig Awkward(string layer) => Config(layer) with
     {
@@ -34,6 +34,8 @@ public class MixerStepTests
         { "deltanet", 2, 3, 5 },
         { "gdn", 2, 3, 5 },
         { "m2", 2, 3, 5 },
+        { "mamba1", 2, 3, 5 },
+        { "mamba1", 1, 0, 4 },
         { "a", 2, 3, 5 },
         { "a", 1, 0, 4 },
         { "gdn", 1, 1, 4 },
@@ -49,6 +51,7 @@ public class MixerStepTests
     [InlineData("deltanet")]
     [InlineData("gdn")]
     [InlineData("m2")]
+    [InlineData("mamba1")]
     public void Fused_steps_split_over_threads_equal_the_references(string layer) =>
         StepsMatchReferences(Config(layer) with { HiddenSize = 268, NumAttentionHeads = 4, Mamba2HeadDim = 67, MambaDState = 130 },
                              batch: 4, prefill: 2, steps: 3);
@@ -72,7 +75,7 @@ public class MixerStepTests
     [InlineData(WeightPrecision.Int8)]
     public void Fused_steps_equal_the_references_with_packed_weights(WeightPrecision precision)
     {
-        foreach (var layer in new[] { "gdn", "m2", "a" })
+        foreach (var layer in new[] { "gdn", "m2", "mamba1", "a" })
             StepsMatchReferences(Awkward(layer), batch: 2, prefill: 2, steps: 3, precision: precision);
     }
 

@@ -22,6 +22,7 @@ public class InterleavedLatencyTests
         "a" => 40e-6 + 0.05e-6 * width + 0.01e-6 * positions,
         "m2" => 60e-6 + 0.10e-6 * width,
         "deltanet" => 55e-6 + 0.08e-6 * width,
+        "mamba1" => 70e-6 + 0.12e-6 * width,
         "f" => 20e-6 + 0.20e-6 * width,
         _ => throw new ArgumentException(key),
     };
@@ -112,6 +113,19 @@ public class InterleavedLatencyTests
                 Assert.Equal(truth, table.PredictBySum(config, 1, context), truth * 1e-3);
             }
         }
+    }
+
+    [Fact]
+    public void Mamba1_layers_are_probed_and_priced_under_their_own_key()
+    {
+        var table = LatencyTable.Build(Template, ["a", "mamba1", "f"], [64, 128], [1], [100, 300], Here,
+                                       new InterleaveOptions { Passes = 5 },
+                                       fitArchitectures: 12, rigs: Rigs(new Machine(_ => 1.0)));
+        Assert.Equal(2, table.Layers.Count(l => l.Operator == "mamba1"));              // one context: its cost does not grow with it
+        var config = Template.WithShape(["mamba1", "f", "a", "mamba1", "f"], 128);
+        double truth = TrueStep(config, 1, 200) / table.Reference.StepSeconds;
+        Assert.Equal(truth, table.PredictBySum(config, 1, 200), truth * 1e-3);
+        Assert.Equal(truth, table.PredictByFit(config, 1, 200)!.Value, truth * 1e-3);
     }
 
     [Fact]

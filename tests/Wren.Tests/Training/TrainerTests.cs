@@ -10,8 +10,7 @@ namespace Wren.Tests.Training;
 [Collection("cli")]
 public class TrainerTests
 {
-    static HybridConfig SmallHybrid(int metaTokens = 4) => TestSupport.Config("deltanet", "f", "m2",
-                                                                              "a") with
+    static HybridConfig SmallHybrid(int metaTokens = 4, string layers = "deltanet f m2 a") => TestSupport.Config(layers.Split(' ')) with
     { VocabSize = 320, NumMemoryTokens = metaTokens };
 
     static TrainingOptions Options(long steps) => new()
@@ -43,19 +42,21 @@ public class TrainerTests
                                         "--seed", "1").Code);
     }
 
-    [Fact]
-    public void Resume_after_an_interruption_reproduces_the_uninterrupted_run_exactly()
+    [Theory]
+    [InlineData("deltanet f m2 a")]
+    [InlineData("mamba1 f a")]
+    public void Resume_after_an_interruption_reproduces_the_uninterrupted_run_exactly(string layers)
     {
         var (folder, _) = Corpus.Prepared();
         using var data = TokenDataset.Open(folder);
         var options = Options(7) with { GradAccumulation = 2, WeightNorm = true };
 
         string straight = TestSupport.TempDir();
-        using (var trainer = Trainer.Open(straight, data, new NewRun(SmallHybrid(), options)))
+        using (var trainer = Trainer.Open(straight, data, new NewRun(SmallHybrid(layers: layers), options)))
             trainer.Run();
 
         string interrupted = TestSupport.TempDir();
-        using (var trainer = Trainer.Open(interrupted, data, new NewRun(SmallHybrid(), options)))
+        using (var trainer = Trainer.Open(interrupted, data, new NewRun(SmallHybrid(layers: layers), options)))
         {
             using var stop = new CancellationTokenSource();
             Assert.Throws<OperationCanceledException>(() =>
