@@ -15,6 +15,7 @@ public class CacheConsistencyTests
         { "mamba2", "m2" },
         { "deltanet", "deltanet" },
         { "gated deltanet", "gdn" },
+        { "gated linear attention", "gla" },
         { "ffn only", "f" },
         { "flash pattern", "deltanet f m2 f a f" },
     };

@@ -17,7 +17,7 @@ public class MixerStepTests
 {
     /// <summary>
     /// Hidden 60: DeltaNet heads of 15 (4 heads); Mamba2 8 heads of 15, d_state 13, 2 groups (conv channels 172); attention
-    /// heads of 10 (6 query, 2 KV heads).
+    /// heads of 10 (6 query, 2 KV heads); GLA keys of 9 (expand_k 0.6) and values of 15.
     /// </summary>
     static HybridConfig Awkward(string layer) => Config(layer) with
     {
@@ -27,6 +27,7 @@ public class MixerStepTests
         Mamba2HeadDim = 15,
         MambaDState = 13,
         MambaNGroups = 2,
+        ExpandK = 0.6,
     };
 
     public static TheoryData<string, int, int, int> Small => new()
@@ -37,6 +38,8 @@ public class MixerStepTests
         { "a", 2, 3, 5 },
         { "a", 1, 0, 4 },
         { "gdn", 1, 1, 4 },
+        { "gla", 2, 3, 5 },
+        { "gla", 1, 0, 4 },
     };
 
     [Theory]
@@ -49,9 +52,16 @@ public class MixerStepTests
     [InlineData("deltanet")]
     [InlineData("gdn")]
     [InlineData("m2")]
+    [InlineData("gla")]
     public void Fused_steps_split_over_threads_equal_the_references(string layer) =>
-        StepsMatchReferences(Config(layer) with { HiddenSize = 268, NumAttentionHeads = 4, Mamba2HeadDim = 67, MambaDState = 130 },
-                             batch: 4, prefill: 2, steps: 3);
+        StepsMatchReferences(Config(layer) with
+        {
+            HiddenSize = 268,
+            NumAttentionHeads = 4,
+            Mamba2HeadDim = 67,
+            MambaDState = 130,
+            ExpandK = 1.0,
+        }, batch: 4, prefill: 2, steps: 3);
 
     [Fact]
     public void Attention_over_a_long_cache_splits_over_threads_and_equals_the_references() =>
@@ -72,7 +82,7 @@ public class MixerStepTests
     [InlineData(WeightPrecision.Int8)]
     public void Fused_steps_equal_the_references_with_packed_weights(WeightPrecision precision)
     {
-        foreach (var layer in new[] { "gdn", "m2", "a" })
+        foreach (var layer in new[] { "gdn", "m2", "a", "gla" })
             StepsMatchReferences(Awkward(layer), batch: 2, prefill: 2, steps: 3, precision: precision);
     }
 
