@@ -38,6 +38,10 @@ public sealed record HybridConfig
     public int? MambaDtRank { get; init; }
     /// <summary>Wren extension: Mamba2 B/C groups (the Nemotron-Flash code fixes this to 1).</summary>
     [JsonPropertyName("wren_mamba_ngroups")] public int MambaNGroups { get; init; } = 1;
+    /// <summary>GLA (fla's GLAConfig): key width int(hidden_size·expand_k) and value width int(hidden_size·expand_v) over
+    /// num_attention_heads heads.</summary>
+    [JsonPropertyName("expand_k")] public double ExpandK { get; init; } = 0.5;
+    [JsonPropertyName("expand_v")] public double ExpandV { get; init; } = 1.0;
     [JsonPropertyName("ffn_expand_ratio")] public double? FfnExpandRatio { get; init; }
     [JsonPropertyName("intermediate_size")] public int IntermediateSize { get; init; }
     [JsonPropertyName("mlp_hidden_act")] public string MlpHiddenAct { get; init; } = "silu";

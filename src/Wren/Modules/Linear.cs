@@ -6,22 +6,24 @@ using Parameter = TorchSharp.Modules.Parameter;
 namespace Wren.Modules;
 
 /// <summary>
-/// Bias-free projection <c>y = x·Wᵀ</c>, weight [out, in] as in PyTorch. Written here rather than using
+/// Projection <c>y = x·Wᵀ</c> (+ b when built with a bias), weight [out, in] as in PyTorch. Written here rather than using
 /// nn.Linear so that construction allocates without initializing (checkpoints overwrite it), so that a few rows
 /// (small-batch decode) go through a matrix–vector kernel, which reads weights several times faster than a skinny
 /// GEMM in libtorch, and so that the weight can be stored in bf16 or int8 for inference (<see cref="WeightPrecision"/>):
 /// <c>weight</c> is then bf16, or int8 with fp32 block scales in <c>weight_scale</c> [out, ⌈in/32⌉]. Longer inputs
-/// (prefill) dequantize the one weight they need for the duration of the product.
+/// (prefill) dequantize the one weight they need for the duration of the product. The optional <c>bias</c> [out] (fla's
+/// low-rank gate, xLSTM's gate projections) stays in the activation dtype and is added after the product.
 /// </summary>
 internal sealed class Linear : nn.Module<Tensor, Tensor>
 {
     readonly Parameter weight;
-    readonly Parameter? weight_scale;
+    readonly Parameter? weight_scale, bias;
 
-    public Linear(long inFeatures, long outFeatures, Placement placement) : base(nameof(Linear))
+    public Linear(long inFeatures, long outFeatures, Placement placement, bool withBias = false) : base(nameof(Linear))
     {
         weight = placement.EmptyMatrix(outFeatures, inFeatures);
         weight_scale = placement.EmptyScales(outFeatures, inFeatures);
+        bias = withBias ? placement.Empty(outFeatures) : null;
         ActivationType = placement.Dtype;
         RegisterComponents();
     }
@@ -35,7 +37,17 @@ internal sealed class Linear : nn.Module<Tensor, Tensor>
     /// <summary>The dtype of inputs and outputs (the placement's dtype, whatever the weight's storage).</summary>
     public ScalarType ActivationType { get; }
 
-    public override Tensor forward(Tensor x) => Project(x, weight, weight_scale);
+    /// <summary>The bias [out], or null for a bias-free projection.</summary>
+    public Parameter? Bias => bias;
+
+    public override Tensor forward(Tensor x) => AddBias(Project(x, weight, weight_scale));
+
+    /// <summary><paramref name="product"/> plus the bias (a new tensor; the product is disposed), or the product itself.</summary>
+    Tensor AddBias(Tensor product)
+    {
+        if (bias is null) return product;
+        using (product) return product + bias;
+    }
 
     /// <summary>This weight bound to the matrix–vector kernel of its precision, for a product into caller-owned buffers.</summary>
     internal BoundMatrix Bind() => MatVec.Bind(weight, weight_scale);
@@ -43,7 +55,8 @@ internal sealed class Linear : nn.Module<Tensor, Tensor>
     /// <summary>Several projections of the same input; one fused matrix–vector pass at small-batch inference.</summary>
     public static Tensor[] ProjectMany(Tensor x, params Linear[] layers) =>
         !is_grad_enabled() && layers.All(l => MatVec.KernelApplies(l.weight, l.weight_scale, x))
-            ? MatVec.MultiplyRows(layers.Select(l => l.Bind()).ToArray(), x, keepLeading: true)
+            ? MatVec.MultiplyRows(layers.Select(l => l.Bind()).ToArray(), x, keepLeading: true).Select((y, i) => layers[i].AddBias(y))
+                .ToArray()
             : layers.Select(l => l.forward(x)).ToArray();
 
     /// <summary>

@@ -34,6 +34,9 @@ internal static unsafe class StepMath
     /// <summary>torch's sigmoid: <c>1 / (1 + e^(−x))</c>.</summary>
     public static float Sigmoid(float x) => 1f / (1f + MathF.Exp(-x));
 
+    /// <summary>torch's logsigmoid: <c>log σ(x) = min(x, 0) − log(1 + e^(−|x|))</c> (in double: no log1p in MathF).</summary>
+    public static float LogSigmoid(float x) => MathF.Min(x, 0f) - (float)Math.Log(1.0 + Math.Exp(-Math.Abs(x)));
+
     /// <summary>torch's softplus with β = 1 and threshold 20: x above 20, else <c>log(1 + eˣ)</c> (in double: no log1p in
     /// MathF).</summary>
     public static float Softplus(float x) => x > 20f ? x : (float)Math.Log(1.0 + Math.Exp(x));

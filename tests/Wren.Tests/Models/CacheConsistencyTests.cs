@@ -16,6 +16,7 @@ public class CacheConsistencyTests
         { "mamba1", "mamba1" },
         { "deltanet", "deltanet" },
         { "gated deltanet", "gdn" },
+        { "gated linear attention", "gla" },
         { "ffn only", "f" },
         { "flash pattern", "deltanet f m2 f a f" },
     };

@@ -17,7 +17,8 @@ public class MixerStepTests
 {
     /// <summary>
     /// Hidden 60: DeltaNet heads of 15 (4 heads); Mamba2 8 heads of 15, d_state 13, 2 groups (conv channels 172); Mamba-1
-    /// d_inner 120, d_state 13, dt_rank 4; attention heads of 10 (6 query, 2 KV heads).
+    /// d_inner 120, d_state 13, dt_rank 4; attention heads of 10 (6 query, 2 KV heads); GLA keys of 9 (expand_k 0.6) and
+    /// values of 15.
     /// </summary>
     static HybridConfig Awkward(string layer) => Config(layer) with
     {
@@ -27,6 +28,7 @@ public class MixerStepTests
         Mamba2HeadDim = 15,
         MambaDState = 13,
         MambaNGroups = 2,
+        ExpandK = 0.6,
     };
 
     public static TheoryData<string, int, int, int> Small => new()
@@ -39,6 +41,8 @@ public class MixerStepTests
         { "a", 2, 3, 5 },
         { "a", 1, 0, 4 },
         { "gdn", 1, 1, 4 },
+        { "gla", 2, 3, 5 },
+        { "gla", 1, 0, 4 },
     };
 
     [Theory]
@@ -52,9 +56,16 @@ public class MixerStepTests
     [InlineData("gdn")]
     [InlineData("m2")]
     [InlineData("mamba1")]
+    [InlineData("gla")]
     public void Fused_steps_split_over_threads_equal_the_references(string layer) =>
-        StepsMatchReferences(Config(layer) with { HiddenSize = 268, NumAttentionHeads = 4, Mamba2HeadDim = 67, MambaDState = 130 },
-                             batch: 4, prefill: 2, steps: 3);
+        StepsMatchReferences(Config(layer) with
+        {
+            HiddenSize = 268,
+            NumAttentionHeads = 4,
+            Mamba2HeadDim = 67,
+            MambaDState = 130,
+            ExpandK = 1.0,
+        }, batch: 4, prefill: 2, steps: 3);
 
     [Fact]
     public void Attention_over_a_long_cache_splits_over_threads_and_equals_the_references() =>
@@ -75,7 +86,7 @@ public class MixerStepTests
     [InlineData(WeightPrecision.Int8)]
     public void Fused_steps_equal_the_references_with_packed_weights(WeightPrecision precision)
     {
-        foreach (var layer in new[] { "gdn", "m2", "mamba1", "a" })
+        foreach (var layer in new[] { "gdn", "m2", "mamba1", "a", "gla" })
             StepsMatchReferences(Awkward(layer), batch: 2, prefill: 2, steps: 3, precision: precision);
     }
 
