@@ -17,7 +17,8 @@ public class MixerStepTests
 {
     /// <summary>
     /// Hidden 60: DeltaNet heads of 15 (4 heads); Mamba2 8 heads of 15, d_state 13, 2 groups (conv channels 172); attention
-    /// heads of 10 (6 query, 2 KV heads); GLA keys of 9 (expand_k 0.6) and values of 15.
+    /// heads of 10 (6 query, 2 KV heads); GLA keys of 9 (expand_k 0.6) and values of 15; mLSTM inner 120 (rounded to a
+    /// multiple of 8), 4 heads of 30.
     /// </summary>
     static HybridConfig Awkward(string layer) => Config(layer) with
     {
@@ -28,6 +29,7 @@ public class MixerStepTests
         MambaDState = 13,
         MambaNGroups = 2,
         ExpandK = 0.6,
+        RoundProjUpToMultipleOf = 8,
     };
 
     public static TheoryData<string, int, int, int> Small => new()
@@ -40,6 +42,8 @@ public class MixerStepTests
         { "gdn", 1, 1, 4 },
         { "gla", 2, 3, 5 },
         { "gla", 1, 0, 4 },
+        { "mlstm", 2, 3, 5 },
+        { "mlstm", 1, 0, 4 },
     };
 
     [Theory]
@@ -53,6 +57,7 @@ public class MixerStepTests
     [InlineData("gdn")]
     [InlineData("m2")]
     [InlineData("gla")]
+    [InlineData("mlstm")]
     public void Fused_steps_split_over_threads_equal_the_references(string layer) =>
         StepsMatchReferences(Config(layer) with
         {
@@ -82,7 +87,7 @@ public class MixerStepTests
     [InlineData(WeightPrecision.Int8)]
     public void Fused_steps_equal_the_references_with_packed_weights(WeightPrecision precision)
     {
-        foreach (var layer in new[] { "gdn", "m2", "a", "gla" })
+        foreach (var layer in new[] { "gdn", "m2", "a", "gla", "mlstm" })
             StepsMatchReferences(Awkward(layer), batch: 2, prefill: 2, steps: 3, precision: precision);
     }
 
