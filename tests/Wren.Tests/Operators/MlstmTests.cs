@@ -177,7 +177,7 @@ public class MlstmTests
         var padded = nn.functional.pad(xm.transpose(1, 2), [2, 0]);                              // causal: K − 1 zeros in front
         var xc = nn.functional.silu(nn.functional.conv1d(padded, w["conv1d.conv.weight"], w["conv1d.conv.bias"], groups: 120))
             .transpose(1, 2);
-        Tensor Blocks(Tensor t, string name) =>                                                  // y[h·4 + o] = Σ_i W[h, o, i] x[h·4 + i]
+        Tensor Blocks(Tensor t, string name) =>                                        // y[h·4 + o] = Σ_i W[h, o, i] x[h·4 + i]
             einsum("bthi,hoi->btho", t.reshape(2, 19, 30, 4), w[name]).reshape(2, 19, 120);
         var q = Blocks(xc, "q_proj.weight");
         var k = Blocks(xc, "k_proj.weight");
