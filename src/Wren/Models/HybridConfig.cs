@@ -42,6 +42,13 @@ public sealed record HybridConfig
     /// num_attention_heads heads.</summary>
     [JsonPropertyName("expand_k")] public double ExpandK { get; init; } = 0.5;
     [JsonPropertyName("expand_v")] public double ExpandV { get; init; } = 1.0;
+    /// <summary>mLSTM (xLSTM's mLSTMLayerConfig): inner width ⌈proj_factor·hidden_size / round_proj_up_to_multiple_of⌉ ·
+    /// round_proj_up_to_multiple_of, q/k/v block-diagonal in blocks of qkv_proj_blocksize, a causal conv of conv1d_kernel_size.
+    /// </summary>
+    [JsonPropertyName("proj_factor")] public double ProjFactor { get; init; } = 2.0;
+    [JsonPropertyName("round_proj_up_to_multiple_of")] public int RoundProjUpToMultipleOf { get; init; } = 64;
+    [JsonPropertyName("qkv_proj_blocksize")] public int QkvProjBlocksize { get; init; } = 4;
+    [JsonPropertyName("conv1d_kernel_size")] public int Conv1dKernelSize { get; init; } = 4;
     [JsonPropertyName("ffn_expand_ratio")] public double? FfnExpandRatio { get; init; }
     [JsonPropertyName("intermediate_size")] public int IntermediateSize { get; init; }
     [JsonPropertyName("mlp_hidden_act")] public string MlpHiddenAct { get; init; } = "silu";

@@ -10,7 +10,7 @@ namespace Wren.Models;
 /// <summary>
 /// One pre-norm residual layer: <c>h += mixer(RMSNorm(h))</c>, then (for "f" layers, or every layer when
 /// intermediate_size &gt; 0) <c>h += ffn(RMSNorm(h))</c>. Submodules are registered under their HF names
-/// (input_layernorm, self_attn | mamba | gla | gdn, pre_ffn_layernorm, ffn).
+/// (input_layernorm, the mixer's module: self_attn | mamba | gla | gdn | attn | xlstm, pre_ffn_layernorm, ffn).
 /// </summary>
 internal sealed class HybridDecoderLayer : nn.Module<MixerInput, Tensor>
 {

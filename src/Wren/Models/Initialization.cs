@@ -4,9 +4,10 @@ using static TorchSharp.torch;
 namespace Wren.Models;
 
 /// <summary>
-/// The reference initializations (HF <c>_init_weights</c>): norms 1; depthwise conv weights PyTorch's default
-/// U(±1/√K); projections and embeddings N(0, 0.02); and each operator's own rules from its
-/// <see cref="OperatorSpec.Initialize"/> (Mamba2's A, D and Δ-bias, fla's xavier projections for DeltaNet, …).
+/// The reference initializations (HF <c>_init_weights</c>): each operator's own rules from its
+/// <see cref="OperatorSpec.Initialize"/> first (Mamba2's A, D and Δ-bias, fla's xavier projections for DeltaNet, xLSTM's
+/// zero residual norm weight, …); then norms 1; depthwise conv weights PyTorch's default U(±1/√K); projections and
+/// embeddings N(0, 0.02).
 /// Parameters are visited in state-dict order and draw from one generator, so a seed gives the same weights.
 /// </summary>
 public static class Initialization
@@ -27,9 +28,9 @@ public static class Initialization
 
     static Tensor InitialValue(HybridConfig config, string name, Tensor p, Generator generator)
     {
-        if (name.EndsWith("norm.weight", StringComparison.Ordinal)) return ones_like(p);
         if (MixerParameter(config, name) is var (spec, local) && spec.Initialize(new ParameterInit(local, p, config, generator)) is { } own)
             return own;
+        if (name.EndsWith("norm.weight", StringComparison.Ordinal)) return ones_like(p);
         if (name.EndsWith("conv1d.weight", StringComparison.Ordinal))
         {
             double bound = 1.0 / Math.Sqrt(p.shape[2]);   // weight [C, 1, K]

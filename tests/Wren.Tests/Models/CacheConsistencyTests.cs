@@ -17,6 +17,7 @@ public class CacheConsistencyTests
         { "deltanet", "deltanet" },
         { "gated deltanet", "gdn" },
         { "gated linear attention", "gla" },
+        { "mlstm", "mlstm" },
         { "ffn only", "f" },
         { "flash pattern", "deltanet f m2 f a f" },
     };

@@ -18,7 +18,7 @@ public class MixerStepTests
     /// <summary>
     /// Hidden 60: DeltaNet heads of 15 (4 heads); Mamba2 8 heads of 15, d_state 13, 2 groups (conv channels 172); Mamba-1
     /// d_inner 120, d_state 13, dt_rank 4; attention heads of 10 (6 query, 2 KV heads); GLA keys of 9 (expand_k 0.6) and
-    /// values of 15.
+    /// values of 15; mLSTM inner 120 (rounded to a multiple of 8), 4 heads of 30.
     /// </summary>
     static HybridConfig Awkward(string layer) => Config(layer) with
     {
@@ -29,6 +29,7 @@ public class MixerStepTests
         MambaDState = 13,
         MambaNGroups = 2,
         ExpandK = 0.6,
+        RoundProjUpToMultipleOf = 8,
     };
 
     public static TheoryData<string, int, int, int> Small => new()
@@ -43,6 +44,8 @@ public class MixerStepTests
         { "gdn", 1, 1, 4 },
         { "gla", 2, 3, 5 },
         { "gla", 1, 0, 4 },
+        { "mlstm", 2, 3, 5 },
+        { "mlstm", 1, 0, 4 },
     };
 
     [Theory]
@@ -57,6 +60,7 @@ public class MixerStepTests
     [InlineData("m2")]
     [InlineData("mamba1")]
     [InlineData("gla")]
+    [InlineData("mlstm")]
     public void Fused_steps_split_over_threads_equal_the_references(string layer) =>
         StepsMatchReferences(Config(layer) with
         {
@@ -86,7 +90,7 @@ public class MixerStepTests
     [InlineData(WeightPrecision.Int8)]
     public void Fused_steps_equal_the_references_with_packed_weights(WeightPrecision precision)
     {
-        foreach (var layer in new[] { "gdn", "m2", "mamba1", "a", "gla" })
+        foreach (var layer in new[] { "gdn", "m2", "mamba1", "a", "gla", "mlstm" })
             StepsMatchReferences(Awkward(layer), batch: 2, prefill: 2, steps: 3, precision: precision);
     }
 
