@@ -34,6 +34,16 @@ public sealed record HybridConfig
     [JsonPropertyName("mamba2_headdim")] public int Mamba2HeadDim { get; init; } = 64;
     /// <summary>Wren extension: Mamba2 B/C groups (the Nemotron-Flash code fixes this to 1).</summary>
     [JsonPropertyName("wren_mamba_ngroups")] public int MambaNGroups { get; init; } = 1;
+    /// <summary>RWKV-7 LoRA ranks under fla's RWKV7Config keys (w, g, a, v); null: fla's layer default from hidden size and head
+    /// width (<see cref="Operators.Rwkv7"/>).</summary>
+    [JsonPropertyName("decay_low_rank_dim"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? DecayLowRankDim { get; init; }
+    [JsonPropertyName("gate_low_rank_dim"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? GateLowRankDim { get; init; }
+    [JsonPropertyName("a_low_rank_dim"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? ALowRankDim { get; init; }
+    [JsonPropertyName("v_low_rank_dim"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? VLowRankDim { get; init; }
     [JsonPropertyName("ffn_expand_ratio")] public double? FfnExpandRatio { get; init; }
     [JsonPropertyName("intermediate_size")] public int IntermediateSize { get; init; }
     [JsonPropertyName("mlp_hidden_act")] public string MlpHiddenAct { get; init; } = "silu";

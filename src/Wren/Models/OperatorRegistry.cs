@@ -8,7 +8,7 @@ namespace Wren.Models;
 /// </summary>
 public static class OperatorRegistry
 {
-    static readonly OperatorSpec[] BuiltIn = [Attention.Spec, Mamba2.Spec, DeltaNet.Spec, GatedDeltaNet.Spec, Ffn.Spec];
+    static readonly OperatorSpec[] BuiltIn = [Attention.Spec, Mamba2.Spec, DeltaNet.Spec, GatedDeltaNet.Spec, Rwkv7.Spec, Ffn.Spec];
 
     static readonly Lock Gate = new();
     static OperatorSpec[] specs = BuiltIn;

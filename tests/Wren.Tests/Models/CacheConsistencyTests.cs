@@ -15,6 +15,7 @@ public class CacheConsistencyTests
         { "mamba2", "m2" },
         { "deltanet", "deltanet" },
         { "gated deltanet", "gdn" },
+        { "rwkv7", "rwkv7 rwkv7" },
         { "ffn only", "f" },
         { "flash pattern", "deltanet f m2 f a f" },
     };
@@ -107,7 +108,12 @@ public class CacheConsistencyTests
     [Fact]
     public void Cache_bytes_formula_equals_allocated_bytes()
     {
-        var config = Config("a", "deltanet", "m2", "gdn", "a", "f") with { NumMemoryTokens = 3, SlidingWindow = 7, GlobalAttnIdx = [4] };
+        var config = Config("a", "deltanet", "m2", "gdn", "a", "f", "rwkv7") with
+        {
+            NumMemoryTokens = 3,
+            SlidingWindow = 7,
+            GlobalAttnIdx = [4],
+        };
         using var model = RandomModel(config);
         var footprint = ModelFootprint.Of(config);
         foreach (var (batch, tokens) in new[] { (1, 1), (2, 50), (3, 4) })
