@@ -58,14 +58,22 @@ internal static class TestSupport
         MlpHiddenAct = "silu",
     };
 
-    /// <summary>A model with reference initialization, then matrices scaled so that logits are far from trivially equal.</summary>
+    /// <summary>
+    /// A model with reference initialization, then matrices scaled so that logits are far from trivially equal; matrices the
+    /// reference leaves at zero (RWKV-7's o_proj and LoRA down-projections) are drawn N(0, 0.02) first, so no layer is silent.
+    /// </summary>
     public static HybridForCausalLM RandomModel(HybridConfig config, long seed = 0)
     {
         var model = new HybridForCausalLM(config);
         Initialization.Apply(model, seed);
+        var generator = new Generator((ulong)seed + 1);
         using (no_grad())
             foreach (var (name, p) in model.named_parameters())
-                if (p.dim() >= 2 && !name.Contains("conv1d") && !name.EndsWith("A_log")) p.mul_(8.0);   // Mamba-1's A_log is [d_inner, N]
+                if (p.dim() >= 2 && !name.Contains("conv1d") && !name.EndsWith("A_log"))   // Mamba-1's A_log is [d_inner, N]
+                {
+                    if (!p.any().item<bool>()) p.copy_(randn(p.shape, generator: generator) * Initialization.Std);
+                    p.mul_(8.0);
+                }
         model.InvalidateInferenceCaches();
         model.eval();
         return model;

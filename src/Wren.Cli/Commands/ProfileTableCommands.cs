@@ -49,7 +49,8 @@ internal static class ProfileTableCommands
         };
         var operators = new Option<string>("--operators")
         {
-            Description = "layer types to measure (windowed attention as a:w512)", DefaultValueFactory = _ => "a,m2,deltanet,gdn,f",
+            Description = "layer types to measure (windowed attention as a:w512); default: every registered type",
+            DefaultValueFactory = _ => string.Join(",", OperatorRegistry.All.Select(s => s.Name)),
         };
         var widths = new Option<string>("--widths") { Description = "hidden sizes", DefaultValueFactory = _ => "128,256" };
         var batches = new Option<string>("--batches") { Description = "batch sizes", DefaultValueFactory = _ => "1" };

@@ -49,6 +49,16 @@ public sealed record HybridConfig
     [JsonPropertyName("round_proj_up_to_multiple_of")] public int RoundProjUpToMultipleOf { get; init; } = 64;
     [JsonPropertyName("qkv_proj_blocksize")] public int QkvProjBlocksize { get; init; } = 4;
     [JsonPropertyName("conv1d_kernel_size")] public int Conv1dKernelSize { get; init; } = 4;
+    /// <summary>RWKV-7 LoRA ranks under fla's RWKV7Config keys (w, g, a, v); null: fla's layer default from hidden size and head
+    /// width (<see cref="Operators.Rwkv7"/>).</summary>
+    [JsonPropertyName("decay_low_rank_dim"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? DecayLowRankDim { get; init; }
+    [JsonPropertyName("gate_low_rank_dim"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? GateLowRankDim { get; init; }
+    [JsonPropertyName("a_low_rank_dim"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? ALowRankDim { get; init; }
+    [JsonPropertyName("v_low_rank_dim"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? VLowRankDim { get; init; }
     [JsonPropertyName("ffn_expand_ratio")] public double? FfnExpandRatio { get; init; }
     [JsonPropertyName("intermediate_size")] public int IntermediateSize { get; init; }
     [JsonPropertyName("mlp_hidden_act")] public string MlpHiddenAct { get; init; } = "silu";

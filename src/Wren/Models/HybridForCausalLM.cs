@@ -341,16 +341,17 @@ internal sealed class HybridModel : nn.Module<BackboneInput, Tensor>
         register_module("final_layernorm", FinalNorm);
     }
 
-    /// <summary>Runs every layer over [B, T, H] (no final norm).</summary>
+    /// <summary>Runs every layer over [B, T, H] (no final norm), all sharing one <see cref="LayerCarry"/> for this forward.</summary>
     public override Tensor forward(BackboneInput input)
     {
         using var scope = NewDisposeScope();
         var h = input.Hidden;
+        using var carry = new LayerCarry();
         for (int i = 0; i < Layers.Count; i++)
         {
             var observer = Observer;
             observer?.Entering(i);
-            var layerInput = new MixerInput(h, input.Positions, input.Padding, input.Cache?.Layers[i]);
+            var layerInput = new MixerInput(h, input.Positions, input.Padding, input.Cache?.Layers[i], carry);
             if (input.InPlace) Layers[i].DecodeInPlace(layerInput);
             else h = Layers[i].forward(layerInput);
             observer?.Left(i, h);

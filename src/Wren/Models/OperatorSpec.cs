@@ -6,9 +6,10 @@ namespace Wren.Models;
 
 /// <summary>
 /// One parameter to initialize: its name inside the operator's module (e.g. <c>A_log</c>, <c>q_conv1d.weight</c>),
-/// the parameter, the model config and the generator every draw must come from (one stream for the whole model).
+/// the parameter, the model config, the generator every draw must come from (one stream for the whole model) and the index
+/// of the layer it belongs to (RWKV-7's initialization depends on depth).
 /// </summary>
-public sealed record ParameterInit(string Name, Tensor Parameter, HybridConfig Config, Generator Generator);
+public sealed record ParameterInit(string Name, Tensor Parameter, HybridConfig Config, Generator Generator, int Layer);
 
 /// <summary>A mixer name of the search space; <paramref name="SlidingWindow"/>: its layers get the space's sliding window.</summary>
 public sealed record SearchMixer(string Name, bool SlidingWindow = false);

@@ -9,7 +9,40 @@ namespace Wren.Operators;
 /// <param name="Positions">Absolute positions [B, T] (int64), meta tokens included; only attention reads them.</param>
 /// <param name="Padding">Left padding of this chunk, or null when every row is full.</param>
 /// <param name="State">Decode state to continue from and update in place; null runs from a zero state and keeps nothing.</param>
-public sealed record MixerInput(Tensor Hidden, Tensor Positions, LeftPadding? Padding = null, IMixerState? State = null);
+/// <param name="Carry">What earlier layers of the same forward hand to later ones (RWKV-7's value residual), or null outside a
+/// model forward.</param>
+public sealed record MixerInput(Tensor Hidden, Tensor Positions, LeftPadding? Padding = null, IMixerState? State = null,
+                                LayerCarry? Carry = null);
+
+/// <summary>
+/// Tensors one layer of a forward hands to later layers of the same forward, created by the layer stack for each forward and
+/// disposed after it: RWKV-7's value residual (fla's <c>v_first</c>, <see cref="Rwkv7"/>). Not a decode state: each forward
+/// recomputes it for its own tokens.
+/// </summary>
+public sealed class LayerCarry : IDisposable
+{
+    Tensor? firstValues;
+
+    /// <summary>
+    /// The values [B, T, value_dim] (model dtype) of the first rwkv7 layer, for the same tokens; later rwkv7 layers lerp
+    /// towards them. Set by that layer (the carry keeps its own handle), null before.
+    /// </summary>
+    public Tensor? FirstValues
+    {
+        get => firstValues;
+        set
+        {
+            firstValues?.Dispose();
+            firstValues = value?.alias().DetachFromDisposeScope();
+        }
+    }
+
+    public void Dispose()
+    {
+        firstValues?.Dispose();
+        firstValues = null;
+    }
+}
 
 /// <summary>How big a request's caches must be: batch rows, positions per row (meta tokens included), and the most left padding of any
 /// row.</summary>

@@ -18,6 +18,7 @@ public class CacheConsistencyTests
         { "gated deltanet", "gdn" },
         { "gated linear attention", "gla" },
         { "mlstm", "mlstm" },
+        { "rwkv7", "rwkv7 rwkv7" },
         { "ffn only", "f" },
         { "flash pattern", "deltanet f m2 f a f" },
     };
@@ -115,7 +116,7 @@ public class CacheConsistencyTests
     [Fact]
     public void Cache_bytes_formula_equals_allocated_bytes()
     {
-        var config = Config("a", "deltanet", "m2", "gdn", "a", "mamba1", "f") with
+        var config = Config("a", "deltanet", "m2", "gdn", "a", "mamba1", "f", "rwkv7") with
         {
             NumMemoryTokens = 3,
             SlidingWindow = 7,

@@ -98,6 +98,7 @@ public class ConfigTests
         Assert.Equal("m2", OperatorRegistry.Canonical("m"));
         Assert.Equal("mamba", OperatorRegistry.Get("m").ModuleName);
         Assert.Equal("gla", OperatorRegistry.Get("deltanet").ModuleName);
-        Assert.Throws<WrenException>(() => OperatorRegistry.Get("rwkv7"));
+        Assert.Equal("attn", OperatorRegistry.Get("rwkv7").ModuleName);   // fla's module name, so fla checkpoints load by name
+        Assert.Throws<WrenException>(() => OperatorRegistry.Get("rwkv6"));
     }
 }

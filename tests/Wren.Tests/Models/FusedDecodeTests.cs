@@ -18,8 +18,9 @@ namespace Wren.Tests.Models;
 [Collection(Kernels.KernelPathCollection.Name)]
 public class FusedDecodeTests
 {
-    /// <summary>Width 40 (a partial int8 block, no vector multiple), relu² "f" layers of 128, meta tokens.</summary>
-    static HybridConfig FlashPattern => Config("deltanet", "f", "m2", "f", "a", "f") with
+    /// <summary>Width 40 (a partial int8 block, no vector multiple), relu² "f" layers of 128, meta tokens, two RWKV-7 layers (the
+    /// value residual crosses them).</summary>
+    static HybridConfig FlashPattern => Config("deltanet", "f", "m2", "f", "a", "f", "rwkv7", "rwkv7") with
     {
         HiddenSize = 40,
         NumAttentionHeads = 4,

@@ -16,20 +16,24 @@ namespace Wren.Tests.Operators;
 public class MixerStepTests
 {
     /// <summary>
-    /// Hidden 60: DeltaNet heads of 15 (4 heads); Mamba2 8 heads of 15, d_state 13, 2 groups (conv channels 172); Mamba-1
-    /// d_inner 120, d_state 13, dt_rank 4; attention heads of 10 (6 query, 2 KV heads); GLA keys of 9 (expand_k 0.6) and
-    /// values of 15; mLSTM inner 120 (rounded to a multiple of 8), 4 heads of 30.
+    /// Hidden 60: DeltaNet and RWKV-7 heads of 15 (4 heads; RWKV-7 LoRA ranks 5, 7, 6, 3); Mamba2 8 heads of 15, d_state 13,
+    /// 2 groups (conv channels 172); Mamba-1 d_inner 120, d_state 13, dt_rank 4; attention heads of 10 (6 query, 2 KV
+    /// heads); GLA keys of 9 (expand_k 0.6) and values of 15; mLSTM inner 120 (rounded to a multiple of 8), 4 heads of 30.
     /// </summary>
-    static HybridConfig Awkward(string layer) => Config(layer) with
+    internal static HybridConfig Awkward(params string[] layers) => Config(layers) with
     {
         HiddenSize = 60,
-        NumAttentionHeads = layer == "a" ? 6 : 4,
+        NumAttentionHeads = layers[0] == "a" ? 6 : 4,
         NumKeyValueHeads = 2,
         Mamba2HeadDim = 15,
         MambaDState = 13,
         MambaNGroups = 2,
         ExpandK = 0.6,
         RoundProjUpToMultipleOf = 8,
+        DecayLowRankDim = 5,
+        GateLowRankDim = 7,
+        ALowRankDim = 6,
+        VLowRankDim = 3,
     };
 
     public static TheoryData<string, int, int, int> Small => new()
@@ -46,6 +50,8 @@ public class MixerStepTests
         { "gla", 1, 0, 4 },
         { "mlstm", 2, 3, 5 },
         { "mlstm", 1, 0, 4 },
+        { "rwkv7", 2, 3, 5 },
+        { "rwkv7", 1, 0, 4 },
     };
 
     [Theory]
@@ -61,6 +67,7 @@ public class MixerStepTests
     [InlineData("mamba1")]
     [InlineData("gla")]
     [InlineData("mlstm")]
+    [InlineData("rwkv7")]
     public void Fused_steps_split_over_threads_equal_the_references(string layer) =>
         StepsMatchReferences(Config(layer) with
         {
@@ -90,7 +97,7 @@ public class MixerStepTests
     [InlineData(WeightPrecision.Int8)]
     public void Fused_steps_equal_the_references_with_packed_weights(WeightPrecision precision)
     {
-        foreach (var layer in new[] { "gdn", "m2", "mamba1", "a", "gla", "mlstm" })
+        foreach (var layer in new[] { "gdn", "m2", "mamba1", "a", "gla", "mlstm", "rwkv7" })
             StepsMatchReferences(Awkward(layer), batch: 2, prefill: 2, steps: 3, precision: precision);
     }
 
@@ -126,13 +133,14 @@ public class MixerStepTests
     }
 
     /// <summary>
-    /// Prefills <paramref name="prefill"/> tokens (the parallel form) into three states of one mixer, then decodes
-    /// <paramref name="steps"/> tokens: fused, one at a time through the recurrent form (autograd on; with packed weights,
-    /// whose products the kernels compute either way, a step with an all-real padding mask, which also takes it), and all at
-    /// once through the chunked form. Outputs are compared at every step, states at the end.
+    /// Prefills <paramref name="prefill"/> tokens (the parallel form) into three states of the mixer of layer
+    /// <paramref name="layer"/>, then decodes <paramref name="steps"/> tokens: fused, one at a time through the recurrent
+    /// form (autograd on; with packed weights, whose products the kernels compute either way, a step with an all-real padding
+    /// mask, which also takes it), and all at once through the chunked form. Every input carries random first-layer values
+    /// (<see cref="LayerCarry"/>; only later RWKV-7 layers read them). Outputs are compared at every step, states at the end.
     /// </summary>
-    static void StepsMatchReferences(HybridConfig config, int batch, int prefill, int steps, int maxLeftPad = 0,
-                                     WeightPrecision precision = WeightPrecision.Float32)
+    internal static void StepsMatchReferences(HybridConfig config, int batch, int prefill, int steps, int maxLeftPad = 0,
+                                              WeightPrecision precision = WeightPrecision.Float32, int layer = 0)
     {
         using var scope = NewDisposeScope();
         using var fp32 = RandomModel(config, seed: 7);
@@ -141,7 +149,7 @@ public class MixerStepTests
             foreach (var (_, p) in fp32.named_parameters().Where(p => p.parameter.dim() == 1))
                 p.add_(randn(p.shape, generator: gen) * 0.3);
         using var packed = precision == WeightPrecision.Float32 ? null : WeightPacking.Pack(fp32, precision);
-        var mixer = ((HybridDecoderLayer)(packed ?? fp32).Backbone.Layers[0]).Mixer!;
+        var mixer = ((HybridDecoderLayer)(packed ?? fp32).Backbone.Layers[layer]).Mixer!;
         var decoder = (IFusedDecoder)mixer;
         long T = prefill + steps;
         var hidden = randn([batch, T, config.HiddenSize], generator: gen);
@@ -158,8 +166,14 @@ public class MixerStepTests
                 var start = randn(Tensors(fused)[i].shape, generator: gen);
                 foreach (var s in states) Tensors(s)[i].copy_(start);
             }
-        MixerInput Input(IMixerState state, long from, long length) =>
-            new(hidden.narrow(1, from, length), positions.narrow(1, from, length), null, state);
+        var firstValues = randn([batch, T, config.HiddenSize], generator: gen);
+        var carries = new List<LayerCarry>();
+        MixerInput Input(IMixerState state, long from, long length)
+        {
+            var carry = new LayerCarry { FirstValues = firstValues.narrow(1, from, length) };
+            carries.Add(carry);
+            return new(hidden.narrow(1, from, length), positions.narrow(1, from, length), null, state, carry);
+        }
         Tensor all;
         using (no_grad())
         {
@@ -191,7 +205,7 @@ public class MixerStepTests
                 Assert.Equal(OperatorForm.Fused, decoder.FormOf(input));
                 actual = mixer.forward(input);
             }
-            string what = $"{config.LayerTypes[0]} {precision} step {t}";
+            string what = $"{config.LayerTypes[layer]} {precision} step {t}";
             AssertClose(actual, expected, 2e-5, $"{what} vs recurrent");
             AssertClose(actual, all.narrow(1, t, 1), 1e-4, $"{what} vs chunked");
         }
@@ -210,5 +224,6 @@ public class MixerStepTests
             default:
                 throw new InvalidOperationException("unexpected state types");
         }
+        foreach (var carry in carries) carry.Dispose();
     }
 }

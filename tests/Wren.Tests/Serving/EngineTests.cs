@@ -13,7 +13,7 @@ namespace Wren.Tests.Serving;
 public class EngineTests
 {
     /// <summary>Every layer type; attention layers 0 and 4 slide (window 5 ≪ prompts), layer 6 is global.</summary>
-    static HybridConfig Mixed => Config("a", "deltanet", "m2", "gdn", "a", "f", "a", "mamba1") with
+    static HybridConfig Mixed => Config("a", "deltanet", "m2", "gdn", "a", "f", "a", "mamba1", "rwkv7") with
     {
         NumMemoryTokens = 3,
         SlidingWindow = 5,
@@ -115,7 +115,8 @@ public class EngineTests
     public static TheoryData<string, string> LayerTypes => new()
     {
         { "attention", "a" }, { "sliding window", "swa" }, { "mamba2", "m2" }, { "deltanet", "deltanet" }, { "gated deltanet", "gdn" },
-        { "mamba1", "mamba1" }, { "gated linear attention", "gla" }, { "mlstm", "mlstm" }, { "every type", "mixed" },
+        { "mamba1", "mamba1" }, { "gated linear attention", "gla" }, { "mlstm", "mlstm" }, { "rwkv7", "rwkv7" },
+        { "every type", "mixed" },
     };
 
     [Theory]
