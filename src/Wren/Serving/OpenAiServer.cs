@@ -22,12 +22,18 @@ namespace Wren.Serving;
 /// <param name="ApiKey">When set, every <c>/v1/</c> request needs <c>Authorization: Bearer KEY</c> (else 401).</param>
 public sealed record ServeOptions(string ModelName, string Host = "127.0.0.1", int Port = 8080, string? ApiKey = null)
 {
-    /// <exception cref="WrenException">The port is outside 0..65535 (0: any free port) or the API key is empty.</exception>
+    /// <summary>Largest request body in bytes; a longer one is refused with 413 while it arrives (Kestrel's body limit).</summary>
+    public long MaxRequestBytes { get; init; } = 8L << 20;
+
+    /// <exception cref="WrenException">
+    /// The port is outside 0..65535 (0: any free port), the API key is empty or a limit is not positive.
+    /// </exception>
     public void Validate()
     {
         if (Port is < IPEndPoint.MinPort or > IPEndPoint.MaxPort)
             throw new WrenException($"--port must be 0 (any free port) to {IPEndPoint.MaxPort}, got {Port}");
         if (ApiKey is "") throw new WrenException("--api-key is empty: give a key, or leave the option out to serve without one");
+        if (MaxRequestBytes < 1) throw new WrenException($"--max-request-bytes must be positive, got {MaxRequestBytes}");
     }
 }
 
@@ -35,7 +41,8 @@ public sealed record ServeOptions(string ModelName, string Host = "127.0.0.1", i
 /// The OpenAI-compatible HTTP API on Kestrel over an <see cref="InferenceEngine"/>: <c>GET /v1/models</c>, <c>/health</c>,
 /// <c>/metrics</c> (Prometheus text), <c>POST /v1/completions</c> and <c>/v1/chat/completions</c> (JSON or server-sent
 /// events ending in <c>data: [DONE]</c>). Errors are OpenAI-style JSON: 400 invalid field or prompt longer than the
-/// context, 401 missing or wrong API key, 404 unknown model or route, 405 wrong method, 413 body over Kestrel's 30 MB,
+/// context, 401 missing or wrong API key, 404 unknown model or route, 405 wrong method, 413 body over
+/// <see cref="ServeOptions.MaxRequestBytes"/>,
 /// 503 with <c>Retry-After</c> when the queue is full; an unexpected failure is a 500 with a one-line message, never a stack trace.
 /// </summary>
 public sealed class OpenAiServer : IAsyncDisposable
@@ -70,6 +77,7 @@ public sealed class OpenAiServer : IAsyncDisposable
         builder.Logging.ClearProviders();
         if (logging is not null) builder.Services.AddSingleton(logging);
         builder.WebHost.UseUrls($"http://{options.Host}:{options.Port}");
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = options.MaxRequestBytes);
         var app = builder.Build();
         var logger = (logging ?? NullLoggerFactory.Instance).CreateLogger("Wren.Serving");
         var server = new OpenAiServer(app, engine, template, options, logger);
@@ -159,11 +167,12 @@ public sealed class OpenAiServer : IAsyncDisposable
         await ctx.Response.WriteAsync(JsonSerializer.Serialize(body, body.GetType(), Json), ctx.RequestAborted);
     }
 
+    /// <summary>The body parsed from the request stream; Kestrel ends it at <see cref="ServeOptions.MaxRequestBytes"/> (413).</summary>
     static async Task<RequestFields> ReadBody(HttpContext ctx)
     {
-        using var buffer = new MemoryStream();
-        await ctx.Request.Body.CopyToAsync(buffer, ctx.RequestAborted);
-        return RequestFields.Parse(buffer.ToArray());
+        var (fields, document) = await RequestFields.ParseAsync(ctx.Request.Body, ctx.RequestAborted);
+        ctx.Response.RegisterForDispose(document);
+        return fields;
     }
 
     void CheckModel(RequestFields body)
@@ -206,9 +215,17 @@ public sealed class OpenAiServer : IAsyncDisposable
         return (int)n;
     }
 
-    /// <summary>Submits every request (all or none); the handles end when <paramref name="cancel"/> fires.</summary>
-    List<GenerationHandle> SubmitAll(IEnumerable<EngineRequest> requests, CancellationTokenSource cancel)
+    /// <summary>
+    /// Submits every request (all or none); the handles end when <paramref name="cancel"/> fires. Errors: 400 naming
+    /// <paramref name="field"/> when there are more requests than the engine can ever hold (<see cref="InferenceEngine.Capacity"/>),
+    /// which retrying would never change; 503 when they do not fit now.
+    /// </summary>
+    List<GenerationHandle> SubmitAll(IReadOnlyList<EngineRequest> requests, CancellationTokenSource cancel, string field)
     {
+        if (requests.Count > engine.Capacity)
+            throw ServeError.Invalid($"this request needs {requests.Count} sequences (prompts × n), more than the " +
+                                     $"{engine.Capacity} this server can ever hold ({engine.Slots} running + {engine.Options.MaxQueue} waiting, --max-batch " +
+                                     "and --max-queue)", field, "too_many_sequences");
         var handles = new List<GenerationHandle>();
         try
         {
@@ -228,6 +245,7 @@ public sealed class OpenAiServer : IAsyncDisposable
         CheckModel(body);
         var prompts = Prompts(body);
         var sampling = Sampling(body, 16, "max_tokens");
+        foreach (var p in prompts) CheckPromptFits(p.Ids.Count, sampling.MaxNewTokens > 0, "prompt");
         int n = Count(body, "n", 1, 16);
         bool echo = body.Bool("echo") ?? false, stream = body.Bool("stream") ?? false;
         int? logprobs = body.Integer("logprobs") is { } k ? (int)Math.Clamp(k, -1, 21) : null;
@@ -236,7 +254,8 @@ public sealed class OpenAiServer : IAsyncDisposable
         bool includeUsage = IncludeUsage(body);
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
         var handles = SubmitAll(prompts.SelectMany(p => Enumerable.Range(0, n).Select(j =>
-            new EngineRequest(p.Ids, sampling with { Seed = sampling.Seed + (ulong)j }, logprobs, echo && logprobs is not null))), cancel);
+            new EngineRequest(p.Ids, sampling with { Seed = sampling.Seed + (ulong)j }, logprobs, echo && logprobs is not null))).ToList(),
+            cancel, n > 1 ? "n" : "prompt");
         var id = ResponseId.New("cmpl-");
         int promptTokens = prompts.Sum(p => p.Ids.Count);
         string PromptText(int choice) => echo ? prompts[choice / n].Text : "";
@@ -292,31 +311,71 @@ public sealed class OpenAiServer : IAsyncDisposable
         body.Get("stream_options") is { ValueKind: JsonValueKind.Object } o && o.TryGetProperty("include_usage", out var u)
         && u.ValueKind == JsonValueKind.True;
 
-    /// <summary><c>prompt</c>: a string, a list of strings, a list of token ids, or a list of lists of token ids.</summary>
+    /// <summary>
+    /// <c>prompt</c>: a string, a list of strings, a list of token ids, or a list of lists of token ids (at most 64 prompts). Text
+    /// whose length alone proves it longer than the context is refused before the tokenizer sees it (<see cref="CheckTextFits"/>).
+    /// </summary>
     List<(IReadOnlyList<int> Ids, string Text)> Prompts(RequestFields body)
     {
         var prompt = body.Get("prompt") ?? throw ServeError.Invalid("'prompt' is required", "prompt");
+        if (prompt.ValueKind == JsonValueKind.Array && prompt.GetArrayLength() > 64 && prompt[0].ValueKind != JsonValueKind.Number)
+            throw ServeError.Invalid($"at most 64 prompts per request, got {prompt.GetArrayLength()}", "prompt");
         var tokenizer = engine.Tokenizer;
         const string expected = "a string, a list of strings, a list of token ids or a list of such lists";
         (IReadOnlyList<int>, string) FromIds(JsonElement list)
         {
+            CheckPromptFits(list.GetArrayLength(), generates: false, "prompt");
             var ids = list.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out var i) ? i
                 : throw RequestFields.TypeError("prompt", expected)).ToList();
             return (ids, tokenizer.Decode(ids.Where(i => i >= 0)));
         }
-        var result = prompt.ValueKind switch
+        (IReadOnlyList<int>, string) FromText(JsonElement value)
         {
-            JsonValueKind.String => [(tokenizer.Encode(prompt.GetString()!), prompt.GetString()!)],
+            string text = RequestFields.Text(value, "prompt");
+            CheckTextFits(Encoding.UTF8.GetByteCount(text), "prompt");
+            return (tokenizer.Encode(text), text);
+        }
+        return prompt.ValueKind switch
+        {
+            JsonValueKind.String => [FromText(prompt)],
             JsonValueKind.Array when prompt.GetArrayLength() > 0 && prompt.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String) =>
-                prompt.EnumerateArray().Select(e => (tokenizer.Encode(e.GetString()!), e.GetString()!)).ToList(),
+                prompt.EnumerateArray().Select(FromText).ToList(),
             JsonValueKind.Array when prompt.GetArrayLength() > 0 && prompt.EnumerateArray().All(e => e.ValueKind == JsonValueKind.Number) =>
                 [FromIds(prompt)],
             JsonValueKind.Array when prompt.GetArrayLength() > 0 && prompt.EnumerateArray().All(e => e.ValueKind == JsonValueKind.Array) =>
                 prompt.EnumerateArray().Select(FromIds).ToList(),
             _ => throw RequestFields.TypeError("prompt", expected),
         };
-        if (result.Count > 64) throw ServeError.Invalid($"at most 64 prompts per request, got {result.Count}", "prompt");
-        return result;
+    }
+
+    /// <summary>
+    /// UTF-8 bytes one token can stand for, at most: twice (for normalizers that shrink text, such as NFC composing "e" + U+0301
+    /// into "é") the longest token's decoded text plus one byte (a leading space that a Metaspace decoder drops). A token's
+    /// decoded text is never shorter than the bytes it covers otherwise (byte-level pieces of a split character decode to
+    /// U+FFFD, three bytes), so text of N bytes has at least N / this many tokens; a normalizer that deletes characters is the
+    /// exception, and its text may be refused while it would fit.
+    /// </summary>
+    int TokenBytesBound => tokenBytesBound ??= 2 * (1 + Enumerable.Range(0, engine.Tokenizer.VocabularySize)
+        .Max(id => Encoding.UTF8.GetByteCount(engine.Tokenizer.Decode([id]))));
+    int? tokenBytesBound;
+
+    /// <summary>400 <c>context_length_exceeded</c> naming <paramref name="field"/> when text of this many UTF-8 bytes cannot fit.</summary>
+    void CheckTextFits(long bytes, string field)
+    {
+        long fewest = bytes / TokenBytesBound;
+        if (fewest > engine.Options.MaxContext)
+            throw ServeError.Invalid($"this model's maximum context length is {engine.Options.MaxContext} tokens; the {field} " +
+                                     $"has {bytes} bytes of text, at least {fewest} tokens", field, "context_length_exceeded");
+    }
+
+    /// <summary>400 <c>context_length_exceeded</c> naming <paramref name="field"/> when the prompt alone fills the context.</summary>
+    /// <param name="generates">Whether a token must follow the prompt (all but <c>max_tokens</c> 0 with <c>echo</c>).</param>
+    void CheckPromptFits(int tokens, bool generates, string field)
+    {
+        int context = engine.Options.MaxContext;
+        if (tokens > context - (generates ? 1 : 0))
+            throw ServeError.Invalid($"this model's maximum context length is {context} tokens; the {field} alone has {tokens}" +
+                                     (generates ? ", leaving no room for a generated token" : ""), field, "context_length_exceeded");
     }
 
     CompletionLogprobs LegacyLogprobs(IReadOnlyList<TokenLogprob>? prompt, IReadOnlyList<GenerationStep> steps, int offset)
@@ -349,7 +408,9 @@ public sealed class OpenAiServer : IAsyncDisposable
         CheckModel(body);
         var turns = Messages(body);
         if (body.Get("tools") is not null) throw ServeError.Invalid("tools are not supported by this server", "tools");
+        CheckTextFits(turns.Sum(t => (long)Encoding.UTF8.GetByteCount(t.Content)), "messages");
         var prompt = ChatPrompts.Encode(engine.Tokenizer, template, turns);
+        CheckPromptFits(prompt.Count, generates: true, "messages");
         string maxField = body.Get("max_completion_tokens") is not null ? "max_completion_tokens" : "max_tokens";
         var sampling = Sampling(body, Math.Max(1, engine.Options.MaxContext - prompt.Count), maxField);
         if (sampling.MaxNewTokens == 0) throw ServeError.Invalid($"'{maxField}' must be >= 1", maxField);
@@ -361,7 +422,8 @@ public sealed class OpenAiServer : IAsyncDisposable
         if (top > 0 && !logprobs) throw ServeError.Invalid("'top_logprobs' needs 'logprobs': true", "top_logprobs");
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
         var handles = SubmitAll(Enumerable.Range(0, n).Select(j =>
-            new EngineRequest(prompt, sampling with { Seed = sampling.Seed + (ulong)j }, logprobs ? (int)top : null)), cancel);
+            new EngineRequest(prompt, sampling with { Seed = sampling.Seed + (ulong)j }, logprobs ? (int)top : null)).ToList(),
+            cancel, "n");
         var id = ResponseId.New("chatcmpl-");
         if (!stream)
         {
@@ -401,14 +463,15 @@ public sealed class OpenAiServer : IAsyncDisposable
             var role = fields.String("role") ?? throw ServeError.Invalid("every message needs a 'role'", "messages");
             if (role is not ("system" or "developer" or "user" or "assistant"))
                 throw ServeError.Invalid($"unsupported message role '{role}' (system, developer, user, assistant)", "messages");
+            string field = $"messages[{turns.Count}].content";
             string content = fields.Get("content") switch
             {
                 null => "",
-                { ValueKind: JsonValueKind.String } s => s.GetString()!,
+                { ValueKind: JsonValueKind.String } s => RequestFields.Text(s, field),
                 { ValueKind: JsonValueKind.Array } parts => string.Concat(parts.EnumerateArray().Select(p =>
-                    p.ValueKind == JsonValueKind.Object && p.TryGetProperty("type", out var t) && t.GetString() == "text"
-                        && p.TryGetProperty("text", out var text) && text.ValueKind == JsonValueKind.String
-                        ? text.GetString() : throw ServeError.Invalid("only text content parts are supported", "messages"))),
+                    p.ValueKind == JsonValueKind.Object && p.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String
+                        && t.ValueEquals("text") && p.TryGetProperty("text", out var text) && text.ValueKind == JsonValueKind.String
+                        ? RequestFields.Text(text, field) : throw ServeError.Invalid("only text content parts are supported", "messages"))),
                 _ => throw RequestFields.TypeError("content", "a string or a list of text parts"),
             };
             turns.Add(new ChatTurn(role == "developer" ? "system" : role, content));
