@@ -1,4 +1,6 @@
 using System.Net;
+using System.Net.Http.Headers;
+using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -19,14 +21,29 @@ namespace Wren.Serving;
 
 /// <summary>Where and how the HTTP API listens.</summary>
 /// <param name="ModelName">The id clients pass as <c>model</c> (another id is a 404).</param>
-/// <param name="ApiKey">When set, every <c>/v1/</c> request needs <c>Authorization: Bearer KEY</c> (else 401).</param>
+/// <param name="ApiKey">
+/// When set, every <c>/v1/</c> request (and <c>/metrics</c> unless <see cref="MetricsPublic"/>) needs
+/// <c>Authorization: Bearer KEY</c> (else 401); see <see cref="ApiKeyFrom"/> for keeping it off the command line.
+/// </param>
 public sealed record ServeOptions(string ModelName, string Host = "127.0.0.1", int Port = 8080, string? ApiKey = null)
 {
     /// <summary>Largest request body in bytes; a longer one is refused with 413 while it arrives (Kestrel's body limit).</summary>
     public long MaxRequestBytes { get; init; } = 8L << 20;
+    /// <summary>
+    /// Host names accepted in the <c>Host</c> header besides IP literals, <c>localhost</c> and <see cref="Host"/> ("*": any). A
+    /// browser tricked by DNS rebinding sends the attacker's name, which is refused (400).
+    /// </summary>
+    public IReadOnlyList<string> AllowedHosts { get; init; } = [];
+    /// <summary>Leave <c>/metrics</c> open when <see cref="ApiKey"/> is set.</summary>
+    public bool MetricsPublic { get; init; }
+    /// <summary>Origins (<c>https://app.example</c>, or "*") that browsers may call from (CORS); none by default.</summary>
+    public IReadOnlyList<string> CorsOrigins { get; init; } = [];
+    /// <summary>A request still running after this long is ended and its slot freed: 408, or an error event in a stream.</summary>
+    public TimeSpan? RequestTimeout { get; init; }
 
     /// <exception cref="WrenException">
-    /// The port is outside 0..65535 (0: any free port), the API key is empty or a limit is not positive.
+    /// The port is outside 0..65535 (0: any free port), the API key is empty, a limit is not positive or a CORS origin is not
+    /// <c>scheme://host[:port]</c>.
     /// </exception>
     public void Validate()
     {
@@ -34,16 +51,41 @@ public sealed record ServeOptions(string ModelName, string Host = "127.0.0.1", i
             throw new WrenException($"--port must be 0 (any free port) to {IPEndPoint.MaxPort}, got {Port}");
         if (ApiKey is "") throw new WrenException("--api-key is empty: give a key, or leave the option out to serve without one");
         if (MaxRequestBytes < 1) throw new WrenException($"--max-request-bytes must be positive, got {MaxRequestBytes}");
+        if (RequestTimeout is { } timeout && timeout <= TimeSpan.Zero)
+            throw new WrenException($"--request-timeout must be positive seconds, got {timeout.TotalSeconds}");
+        if (AllowedHosts.FirstOrDefault(h => h.Length == 0 || h.Contains(':') && !IPAddress.TryParse(h, out _)) is { } host)
+            throw new WrenException($"--allowed-hosts takes host names without ports, got '{host}'");
+        foreach (var origin in CorsOrigins)
+            if (origin != "*" && !(Uri.TryCreate(origin, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https"
+                                   && uri.GetLeftPart(UriPartial.Authority) == origin.TrimEnd('/')))
+                throw new WrenException("--cors-origin must look like https://app.example or http://localhost:3000 (or *), " +
+                                        $"got '{origin}'");
+    }
+
+    /// <summary>
+    /// The API key from one source: <paramref name="key"/> (<c>--api-key</c>, visible to other users in <c>ps</c>), the first line of
+    /// <paramref name="file"/> (<c>--api-key-file</c>), else <paramref name="environment"/> (<c>WREN_API_KEY</c>; empty = unset).
+    /// </summary>
+    /// <exception cref="WrenException">Both options given, the file missing, or the file's key empty.</exception>
+    public static string? ApiKeyFrom(string? key, string? file, string? environment)
+    {
+        if (key is not null && file is not null) throw new WrenException("give --api-key or --api-key-file, not both");
+        if (file is null) return key ?? (string.IsNullOrEmpty(environment) ? null : environment);
+        if (!File.Exists(file)) throw new WrenException($"--api-key-file '{file}' does not exist");
+        var line = File.ReadLines(file).FirstOrDefault()?.Trim();
+        return string.IsNullOrEmpty(line) ? throw new WrenException($"--api-key-file '{file}' holds no key on its first line") : line;
     }
 }
 
 /// <summary>
-/// The OpenAI-compatible HTTP API on Kestrel over an <see cref="InferenceEngine"/>: <c>GET /v1/models</c>, <c>/health</c>,
-/// <c>/metrics</c> (Prometheus text), <c>POST /v1/completions</c> and <c>/v1/chat/completions</c> (JSON or server-sent
-/// events ending in <c>data: [DONE]</c>). Errors are OpenAI-style JSON: 400 invalid field or prompt longer than the
-/// context, 401 missing or wrong API key, 404 unknown model or route, 405 wrong method, 413 body over
-/// <see cref="ServeOptions.MaxRequestBytes"/>,
-/// 503 with <c>Retry-After</c> when the queue is full; an unexpected failure is a 500 with a one-line message, never a stack trace.
+/// The OpenAI-compatible HTTP API on Kestrel over an <see cref="InferenceEngine"/>: <c>GET /v1/models</c>, <c>/v1/models/{id}</c>,
+/// <c>/health</c>, <c>/metrics</c> (Prometheus text), <c>POST /v1/completions</c> and <c>/v1/chat/completions</c> (JSON or
+/// server-sent events ending in <c>data: [DONE]</c>). Errors are OpenAI-style JSON: 400 invalid field, text that is not Unicode,
+/// an unsupported parameter (<see cref="Unsupported"/>), a prompt longer than the context, more sequences than the server can
+/// ever hold, or a Host header not allowed (<see cref="ServeOptions.AllowedHosts"/>); 401 missing or wrong API key (with
+/// <c>WWW-Authenticate</c>); 404 unknown model or route; 405 wrong method; 408 past <see cref="ServeOptions.RequestTimeout"/>;
+/// 413 body over <see cref="ServeOptions.MaxRequestBytes"/>; 415 a body that is not <c>application/json</c>; 503 with
+/// <c>Retry-After</c> when the queue is full; an unexpected failure is a 500 with a one-line message, never a stack trace.
 /// </summary>
 public sealed class OpenAiServer : IAsyncDisposable
 {
@@ -102,47 +144,93 @@ public sealed class OpenAiServer : IAsyncDisposable
             ctx.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
             await engine.Metrics.WriteAsync(ctx.Response.Body, ctx.RequestAborted);
         });
-        app.Map("/v1/models", ctx => Method(ctx, "GET") ?? WriteJson(ctx, 200, new
-        {
-            @object = "list",
-            data = new[] { new { id = options.ModelName, @object = "model", created = started, owned_by = "wren" } },
-        }));
+        app.Map("/v1/models", ctx => Method(ctx, "GET") ?? WriteJson(ctx, 200, new { @object = "list", data = new[] { ModelBody() } }));
+        app.Map("/v1/models/{**id}", ctx => Method(ctx, "GET") ?? (ctx.Request.RouteValues["id"] as string == options.ModelName
+            ? WriteJson(ctx, 200, ModelBody())
+            : throw new ServeError(404, "invalid_request_error",
+                                   $"the model '{ctx.Request.RouteValues["id"]}' does not exist; this server serves '{options.ModelName}'",
+                                   "model", "model_not_found")));
         app.Map("/v1/completions", ctx => Method(ctx, "POST") ?? Completions(ctx));
         app.Map("/v1/chat/completions", ctx => Method(ctx, "POST") ?? Chat(ctx));
         app.MapFallback(ctx => throw new ServeError(404, "invalid_request_error", $"unknown route {ctx.Request.Method} {ctx.Request.Path}",
                                                     null, "not_found"));
     }
 
+    object ModelBody() => new { id = options.ModelName, @object = "model", created = started, owned_by = "wren" };
+
+    /// <summary>
+    /// Fields of OpenAI's API that this server does not honour, each with the value that means "off" (accepted, as is null): any
+    /// other value is a 400 <c>unsupported_parameter</c> naming the field, never silently ignored. A field leaves this table when
+    /// it is implemented.
+    /// </summary>
+    static readonly (string Field, string Neutral, Func<JsonElement, bool> IsNeutral)[] Unsupported =
+    [
+        ("logit_bias", "{}", v => v.ValueKind == JsonValueKind.Object && !v.EnumerateObject().Any()),
+        ("presence_penalty", "0", v => v.ValueKind == JsonValueKind.Number && v.GetDouble() == 0),
+        ("frequency_penalty", "0", v => v.ValueKind == JsonValueKind.Number && v.GetDouble() == 0),
+        ("best_of", "1", v => v.ValueKind == JsonValueKind.Number && v.TryGetInt64(out var n) && n == 1),
+        ("suffix", "\"\"", v => v.ValueKind == JsonValueKind.String && v.ValueEquals("")),
+        ("response_format", "{\"type\": \"text\"}", v => v.ValueKind == JsonValueKind.Object && v.EnumerateObject().Count() == 1
+                                                          && v.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String
+                                                          && t.ValueEquals("text")),
+        ("tools", "[]", v => v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 0),
+    ];
+
+    static void RejectUnsupported(RequestFields body)
+    {
+        foreach (var (field, neutral, isNeutral) in Unsupported)
+            if (body.Get(field) is { } value && !isNeutral(value))
+                throw ServeError.Invalid($"'{field}' is not supported by this server (only {neutral} or null is accepted)", field,
+                                         "unsupported_parameter");
+    }
+
     static Task? Method(HttpContext ctx, string method) => ctx.Request.Method == method ? null
         : throw new ServeError(405, "invalid_request_error", $"{ctx.Request.Path} accepts {method}, not {ctx.Request.Method}", null,
                                "method_not_allowed");
 
-    /// <summary>API key check, OpenAI-style errors, the request counter by status.</summary>
+    /// <summary>
+    /// Host check, CORS, API key and deadline; OpenAI-style errors; the request counter by status.
+    /// </summary>
     async Task Guard(HttpContext ctx, RequestDelegate next)
     {
+        var aborted = ctx.RequestAborted;
+        using var deadline = options.RequestTimeout is { } timeout ? CancellationTokenSource.CreateLinkedTokenSource(aborted) : null;
+        if (deadline is not null)
+        {
+            deadline.CancelAfter(options.RequestTimeout!.Value);
+            ctx.RequestAborted = deadline.Token;   // the handlers' token: a request past its deadline is cancelled as if its client left
+        }
+        bool TimedOut(Exception e) =>
+            e is OperationCanceledException && deadline?.IsCancellationRequested == true && !aborted.IsCancellationRequested;
         try
         {
-            if (options.ApiKey is { } key && ctx.Request.Path.StartsWithSegments("/v1")
-                && ctx.Request.Headers.Authorization.ToString() != $"Bearer {key}")
-                throw new ServeError(401, "invalid_request_error", "a valid API key is required: send 'Authorization: Bearer KEY'", null,
-                                     "invalid_api_key");
+            CheckHost(ctx);
+            if (Cors(ctx)) return;
+            if (options.ApiKey is { } key && (ctx.Request.Path.StartsWithSegments("/v1")
+                                              || ctx.Request.Path.StartsWithSegments("/metrics") && !options.MetricsPublic))
+                CheckKey(ctx, key);
             await next(ctx);
         }
-        catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
+        catch (OperationCanceledException) when (aborted.IsCancellationRequested)
         {
             if (!ctx.Response.HasStarted) ctx.Response.StatusCode = 499;   // the client went away (nginx's code); nothing more can be sent
         }
         catch (Exception e) when (!ctx.Response.HasStarted)
         {
+            ctx.RequestAborted = aborted;
             var error = e switch
             {
                 ServeError s => s,
+                _ when TimedOut(e) => Timeout(),
                 BadHttpRequestException { StatusCode: 413 } b => new ServeError(413, "invalid_request_error", b.Message, null,
                                                                                 "request_too_large"),
                 BadHttpRequestException b => ServeError.Invalid(b.Message),
                 _ => new ServeError(500, "server_error", $"internal error: {e.GetType().Name}: {e.Message}"),
             };
             if (error.Status == 503) ctx.Response.Headers.RetryAfter = "1";
+            if (error.Status == 401)
+                ctx.Response.Headers.WWWAuthenticate = ctx.Request.Headers.Authorization.Count == 0
+                    ? "Bearer realm=\"wren\"" : "Bearer realm=\"wren\", error=\"invalid_token\"";
             logger.Log(error.Status >= 500 ? LogLevel.Error : LogLevel.Information, "{Method} {Path} answered {Status}: {Message}",
                        ctx.Request.Method, ctx.Request.Path, error.Status, error.Message);
             await WriteJson(ctx, error.Status, new ErrorBody(new ErrorDetail(error.Message, error.Type, error.Param, error.Code)));
@@ -150,14 +238,72 @@ public sealed class OpenAiServer : IAsyncDisposable
         catch (Exception e)
         {
             // A stream already under way ends with an error event instead of [DONE].
-            logger.LogError("{Method} {Path} failed mid-response: {Message}", ctx.Request.Method, ctx.Request.Path, e.Message);
-            try { await Event(ctx, new ErrorBody(new ErrorDetail($"internal error: {e.Message}", "server_error", null, null))); }
-            catch (Exception) when (ctx.RequestAborted.IsCancellationRequested || e is not OperationCanceledException) { }
+            ctx.RequestAborted = aborted;
+            var error = TimedOut(e) ? Timeout() : new ServeError(500, "server_error", $"internal error: {e.Message}");
+            logger.LogError("{Method} {Path} failed mid-response: {Message}", ctx.Request.Method, ctx.Request.Path, error.Message);
+            try { await Event(ctx, new ErrorBody(new ErrorDetail(error.Message, error.Type, null, error.Code))); }
+            catch (Exception) when (aborted.IsCancellationRequested || e is not OperationCanceledException) { }
         }
         finally
         {
             engine.Metrics.Requests.WithLabels(ctx.Response.StatusCode.ToString()).Inc();
         }
+    }
+
+    ServeError Timeout() =>
+        new(408, "server_error", $"the request ran past the server's limit of {options.RequestTimeout!.Value.TotalSeconds:G} seconds " +
+                                 "(--request-timeout) and was ended", null, "request_timeout");
+
+    /// <summary>
+    /// 400 unless the Host header names this server: an IP literal, <c>localhost</c>, the bound host or an allowed name. A DNS
+    /// rebinding attack reaches a loopback server under the attacker's own name, which this refuses.
+    /// </summary>
+    void CheckHost(HttpContext ctx)
+    {
+        string host = ctx.Request.Host.Host;
+        if (host.Length == 0 || IPAddress.TryParse(host.Trim('[', ']'), out _) || AllowedHost(host)) return;
+        throw new ServeError(400, "invalid_request_error", $"the Host header '{host}' is not this server's (--allowed-hosts adds names)",
+                             null, "host_not_allowed");
+    }
+
+    bool AllowedHost(string host) =>
+        host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || host.Equals(options.Host, StringComparison.OrdinalIgnoreCase)
+        || options.AllowedHosts.Any(h => h == "*" || h.Equals(host, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>
+    /// CORS for <see cref="ServeOptions.CorsOrigins"/>: the allowed origin is echoed on every response, and a preflight
+    /// (<c>OPTIONS</c> with <c>Access-Control-Request-Method</c>) is answered 204 here; true when the request is done.
+    /// </summary>
+    bool Cors(HttpContext ctx)
+    {
+        string origin = ctx.Request.Headers.Origin.ToString();
+        if (origin.Length == 0
+            || !options.CorsOrigins.Any(o => o == "*" || o.TrimEnd('/').Equals(origin, StringComparison.OrdinalIgnoreCase)))
+            return false;
+        var headers = ctx.Response.Headers;
+        headers.AccessControlAllowOrigin = options.CorsOrigins.Contains("*") ? "*" : origin;
+        headers.Vary = "Origin";
+        if (!HttpMethods.IsOptions(ctx.Request.Method) || ctx.Request.Headers.AccessControlRequestMethod.Count == 0) return false;
+        headers.AccessControlAllowMethods = "GET, POST";
+        headers.AccessControlAllowHeaders = "Authorization, Content-Type";
+        headers.AccessControlMaxAge = "600";
+        ctx.Response.StatusCode = 204;
+        return true;
+    }
+
+    /// <summary>
+    /// 401 unless <c>Authorization</c> is <c>Bearer KEY</c> (the scheme in any case, RFC 9110 §11.1). The SHA-256 digests are
+    /// compared in constant time, so neither the key's bytes nor its length leak through timing.
+    /// </summary>
+    static void CheckKey(HttpContext ctx, string key)
+    {
+        string header = ctx.Request.Headers.Authorization.ToString().Trim();
+        int space = header.IndexOf(' ');
+        bool bearer = space > 0 && header[..space].Equals("Bearer", StringComparison.OrdinalIgnoreCase);
+        var given = SHA256.HashData(Encoding.UTF8.GetBytes(bearer ? header[(space + 1)..].Trim() : ""));
+        if (bearer && CryptographicOperations.FixedTimeEquals(given, SHA256.HashData(Encoding.UTF8.GetBytes(key)))) return;
+        throw new ServeError(401, "invalid_request_error", "a valid API key is required: send 'Authorization: Bearer KEY'", null,
+                             "invalid_api_key");
     }
 
     static async Task WriteJson(HttpContext ctx, int status, object body)
@@ -170,6 +316,15 @@ public sealed class OpenAiServer : IAsyncDisposable
     /// <summary>The body parsed from the request stream; Kestrel ends it at <see cref="ServeOptions.MaxRequestBytes"/> (413).</summary>
     static async Task<RequestFields> ReadBody(HttpContext ctx)
     {
+        // application/json only (any charset but UTF-8 refused): text/plain and form posts are what a hostile page can send
+        // cross-site without a CORS preflight.
+        var type = MediaTypeHeaderValue.TryParse(ctx.Request.ContentType, out var parsed) ? parsed : null;
+        if (type?.MediaType is not { } media || !(media.Equals("application/json", StringComparison.OrdinalIgnoreCase)
+                                                  || media.EndsWith("+json", StringComparison.OrdinalIgnoreCase))
+            || type.CharSet is { Length: > 0 } charset && !charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase))
+            throw new ServeError(415, "invalid_request_error",
+                                 $"the body must be application/json (UTF-8), got '{ctx.Request.ContentType ?? "no Content-Type"}'", null,
+                                 "unsupported_media_type");
         var (fields, document) = await RequestFields.ParseAsync(ctx.Request.Body, ctx.RequestAborted);
         ctx.Response.RegisterForDispose(document);
         return fields;
@@ -224,8 +379,8 @@ public sealed class OpenAiServer : IAsyncDisposable
     {
         if (requests.Count > engine.Capacity)
             throw ServeError.Invalid($"this request needs {requests.Count} sequences (prompts × n), more than the " +
-                                     $"{engine.Capacity} this server can ever hold ({engine.Slots} running + {engine.Options.MaxQueue} waiting, --max-batch " +
-                                     "and --max-queue)", field, "too_many_sequences");
+                                     $"{engine.Capacity} this server can ever hold ({engine.Slots} running + {engine.Options.MaxQueue} " +
+                                     "waiting, --max-batch and --max-queue)", field, "too_many_sequences");
         var handles = new List<GenerationHandle>();
         try
         {
@@ -243,6 +398,7 @@ public sealed class OpenAiServer : IAsyncDisposable
     {
         var body = await ReadBody(ctx);
         CheckModel(body);
+        RejectUnsupported(body);
         var prompts = Prompts(body);
         var sampling = Sampling(body, 16, "max_tokens");
         foreach (var p in prompts) CheckPromptFits(p.Ids.Count, sampling.MaxNewTokens > 0, "prompt");
@@ -406,8 +562,8 @@ public sealed class OpenAiServer : IAsyncDisposable
     {
         var body = await ReadBody(ctx);
         CheckModel(body);
+        RejectUnsupported(body);
         var turns = Messages(body);
-        if (body.Get("tools") is not null) throw ServeError.Invalid("tools are not supported by this server", "tools");
         CheckTextFits(turns.Sum(t => (long)Encoding.UTF8.GetByteCount(t.Content)), "messages");
         var prompt = ChatPrompts.Encode(engine.Tokenizer, template, turns);
         CheckPromptFits(prompt.Count, generates: true, "messages");
