@@ -84,6 +84,10 @@ public sealed class InferenceEngine : IDisposable
     public int Slots { get; }
     /// <summary>Cache bytes of one slot at <see cref="EngineOptions.MaxContext"/> tokens.</summary>
     public long SlotBytes { get; }
+    /// <summary>Requests the engine holds at most: <see cref="Slots"/> running + <see cref="EngineOptions.MaxQueue"/> waiting.</summary>
+    public int Capacity => Slots + Options.MaxQueue;
+    /// <summary>Requests admitted by <see cref="Submit"/> and not yet finished, failed or dropped (each is released exactly once).</summary>
+    public int Admitted => Volatile.Read(ref queued);
 
     /// <summary>
     /// Queues a request. Errors: <see cref="ServeError"/> 400 for an empty prompt, ids outside the vocabulary or more
@@ -93,7 +97,7 @@ public sealed class InferenceEngine : IDisposable
     public GenerationHandle Submit(EngineRequest request, CancellationToken cancel = default)
     {
         Check(request);
-        if (Interlocked.Increment(ref queued) > Options.MaxQueue + Slots)
+        if (Interlocked.Increment(ref queued) > Capacity)
         {
             Interlocked.Decrement(ref queued);
             throw ServeError.QueueFull(Options.MaxQueue);
@@ -198,14 +202,17 @@ public sealed class InferenceEngine : IDisposable
 
     void Step()
     {
-        foreach (var job in waiting.Where(j => j.Cancel.IsCancellationRequested).ToList())
+        // One look at each waiting request's token: a cancel that lands during this pass is seen at the next step, never lost.
+        for (int i = waiting.Count; i > 0; i--)
         {
-            Metrics.QueueDepth.Dec();
-            Drop(job);
+            var job = waiting.Dequeue();
+            if (!job.Cancel.IsCancellationRequested) waiting.Enqueue(job);
+            else
+            {
+                Metrics.QueueDepth.Dec();
+                Drop(job);
+            }
         }
-        var kept = waiting.Where(j => !j.Cancel.IsCancellationRequested).ToList();
-        waiting.Clear();
-        foreach (var job in kept) waiting.Enqueue(job);
         if (prefilling is { Cancel.IsCancellationRequested: true }) { Drop(prefilling); prefilling = null; }
         if (prefilling is null && active < Slots && waiting.Count > 0)
         {

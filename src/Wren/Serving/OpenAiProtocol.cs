@@ -83,21 +83,41 @@ internal sealed record ErrorDetail(
 /// <summary>Typed reads of a request body's fields, each type error a 400 naming the field.</summary>
 internal readonly struct RequestFields(JsonElement root)
 {
-    public static RequestFields Parse(ReadOnlySpan<byte> body)
+    /// <summary>Parses a body straight from its stream (no copy); the document is the caller's to dispose.</summary>
+    public static async Task<(RequestFields Fields, JsonDocument Document)> ParseAsync(Stream body, CancellationToken cancel)
     {
-        JsonElement root;
-        try { root = JsonDocument.Parse(body.ToArray()).RootElement; }
+        JsonDocument document;
+        try { document = await JsonDocument.ParseAsync(body, default, cancel); }
         catch (JsonException e) { throw ServeError.Invalid($"the request body is not valid JSON: {e.Message}"); }
-        if (root.ValueKind != JsonValueKind.Object) throw ServeError.Invalid("the request body must be a JSON object");
-        return new RequestFields(root);
+        if (document.RootElement.ValueKind != JsonValueKind.Object)
+        {
+            document.Dispose();
+            throw ServeError.Invalid("the request body must be a JSON object");
+        }
+        return (new RequestFields(document.RootElement), document);
     }
 
     public JsonElement? Get(string name) =>
         root.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Null ? value : null;
 
     public string? String(string name) => Get(name) is { } v
-        ? v.ValueKind == JsonValueKind.String ? v.GetString() : throw TypeError(name, "a string")
+        ? v.ValueKind == JsonValueKind.String ? Text(v, name) : throw TypeError(name, "a string")
         : null;
+
+    /// <summary>
+    /// A JSON string's text. Errors: 400 naming <paramref name="field"/> when it holds a lone surrogate escape (<c>"\ud800"</c>, half
+    /// of an emoji) or bytes that are not UTF-8, which .NET refuses to turn into a string (RFC 8259 §8.2: such text is not
+    /// interoperable).
+    /// </summary>
+    public static string Text(JsonElement value, string field)
+    {
+        try { return value.GetString()!; }
+        catch (InvalidOperationException)
+        {
+            throw ServeError.Invalid($"'{field}' is not valid Unicode text: it holds a lone surrogate (such as \\ud800, half of an " +
+                                     "emoji) or bytes that are not UTF-8", field);
+        }
+    }
 
     public bool? Bool(string name) => Get(name) is { } v
         ? v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw TypeError(name, "a boolean")
@@ -115,9 +135,9 @@ internal readonly struct RequestFields(JsonElement root)
     public IReadOnlyList<string> Strings(string name) => Get(name) switch
     {
         null => [],
-        { ValueKind: JsonValueKind.String } v => [v.GetString()!],
+        { ValueKind: JsonValueKind.String } v => [Text(v, name)],
         { ValueKind: JsonValueKind.Array } v when v.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String) =>
-            v.EnumerateArray().Select(e => e.GetString()!).ToList(),
+            v.EnumerateArray().Select(e => Text(e, name)).ToList(),
         _ => throw TypeError(name, "a string or a list of strings"),
     };
 

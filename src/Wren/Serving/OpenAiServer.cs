@@ -1,4 +1,6 @@
 using System.Net;
+using System.Net.Http.Headers;
+using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -19,24 +21,71 @@ namespace Wren.Serving;
 
 /// <summary>Where and how the HTTP API listens.</summary>
 /// <param name="ModelName">The id clients pass as <c>model</c> (another id is a 404).</param>
-/// <param name="ApiKey">When set, every <c>/v1/</c> request needs <c>Authorization: Bearer KEY</c> (else 401).</param>
+/// <param name="ApiKey">
+/// When set, every <c>/v1/</c> request (and <c>/metrics</c> unless <see cref="MetricsPublic"/>) needs
+/// <c>Authorization: Bearer KEY</c> (else 401); see <see cref="ApiKeyFrom"/> for keeping it off the command line.
+/// </param>
 public sealed record ServeOptions(string ModelName, string Host = "127.0.0.1", int Port = 8080, string? ApiKey = null)
 {
-    /// <exception cref="WrenException">The port is outside 0..65535 (0: any free port) or the API key is empty.</exception>
+    /// <summary>Largest request body in bytes; a longer one is refused with 413 while it arrives (Kestrel's body limit).</summary>
+    public long MaxRequestBytes { get; init; } = 8L << 20;
+    /// <summary>
+    /// Host names accepted in the <c>Host</c> header besides IP literals, <c>localhost</c> and <see cref="Host"/> ("*": any). A
+    /// browser tricked by DNS rebinding sends the attacker's name, which is refused (400).
+    /// </summary>
+    public IReadOnlyList<string> AllowedHosts { get; init; } = [];
+    /// <summary>Leave <c>/metrics</c> open when <see cref="ApiKey"/> is set.</summary>
+    public bool MetricsPublic { get; init; }
+    /// <summary>Origins (<c>https://app.example</c>, or "*") that browsers may call from (CORS); none by default.</summary>
+    public IReadOnlyList<string> CorsOrigins { get; init; } = [];
+    /// <summary>A request still running after this long is ended and its slot freed: 408, or an error event in a stream.</summary>
+    public TimeSpan? RequestTimeout { get; init; }
+
+    /// <exception cref="WrenException">
+    /// The port is outside 0..65535 (0: any free port), the API key is empty, a limit is not positive or a CORS origin is not
+    /// <c>scheme://host[:port]</c>.
+    /// </exception>
     public void Validate()
     {
         if (Port is < IPEndPoint.MinPort or > IPEndPoint.MaxPort)
             throw new WrenException($"--port must be 0 (any free port) to {IPEndPoint.MaxPort}, got {Port}");
         if (ApiKey is "") throw new WrenException("--api-key is empty: give a key, or leave the option out to serve without one");
+        if (MaxRequestBytes < 1) throw new WrenException($"--max-request-bytes must be positive, got {MaxRequestBytes}");
+        if (RequestTimeout is { } timeout && timeout <= TimeSpan.Zero)
+            throw new WrenException($"--request-timeout must be positive seconds, got {timeout.TotalSeconds}");
+        if (AllowedHosts.FirstOrDefault(h => h.Length == 0 || h.Contains(':') && !IPAddress.TryParse(h, out _)) is { } host)
+            throw new WrenException($"--allowed-hosts takes host names without ports, got '{host}'");
+        foreach (var origin in CorsOrigins)
+            if (origin != "*" && !(Uri.TryCreate(origin, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https"
+                                   && uri.GetLeftPart(UriPartial.Authority) == origin.TrimEnd('/')))
+                throw new WrenException("--cors-origin must look like https://app.example or http://localhost:3000 (or *), " +
+                                        $"got '{origin}'");
+    }
+
+    /// <summary>
+    /// The API key from one source: <paramref name="key"/> (<c>--api-key</c>, visible to other users in <c>ps</c>), the first line of
+    /// <paramref name="file"/> (<c>--api-key-file</c>), else <paramref name="environment"/> (<c>WREN_API_KEY</c>; empty = unset).
+    /// </summary>
+    /// <exception cref="WrenException">Both options given, the file missing, or the file's key empty.</exception>
+    public static string? ApiKeyFrom(string? key, string? file, string? environment)
+    {
+        if (key is not null && file is not null) throw new WrenException("give --api-key or --api-key-file, not both");
+        if (file is null) return key ?? (string.IsNullOrEmpty(environment) ? null : environment);
+        if (!File.Exists(file)) throw new WrenException($"--api-key-file '{file}' does not exist");
+        var line = File.ReadLines(file).FirstOrDefault()?.Trim();
+        return string.IsNullOrEmpty(line) ? throw new WrenException($"--api-key-file '{file}' holds no key on its first line") : line;
     }
 }
 
 /// <summary>
-/// The OpenAI-compatible HTTP API on Kestrel over an <see cref="InferenceEngine"/>: <c>GET /v1/models</c>, <c>/health</c>,
-/// <c>/metrics</c> (Prometheus text), <c>POST /v1/completions</c> and <c>/v1/chat/completions</c> (JSON or server-sent
-/// events ending in <c>data: [DONE]</c>). Errors are OpenAI-style JSON: 400 invalid field or prompt longer than the
-/// context, 401 missing or wrong API key, 404 unknown model or route, 405 wrong method, 413 body over Kestrel's 30 MB,
-/// 503 with <c>Retry-After</c> when the queue is full; an unexpected failure is a 500 with a one-line message, never a stack trace.
+/// The OpenAI-compatible HTTP API on Kestrel over an <see cref="InferenceEngine"/>: <c>GET /v1/models</c>, <c>/v1/models/{id}</c>,
+/// <c>/health</c>, <c>/metrics</c> (Prometheus text), <c>POST /v1/completions</c> and <c>/v1/chat/completions</c> (JSON or
+/// server-sent events ending in <c>data: [DONE]</c>). Errors are OpenAI-style JSON: 400 invalid field, text that is not Unicode,
+/// an unsupported parameter (<see cref="Unsupported"/>), a prompt longer than the context, more sequences than the server can
+/// ever hold, or a Host header not allowed (<see cref="ServeOptions.AllowedHosts"/>); 401 missing or wrong API key (with
+/// <c>WWW-Authenticate</c>); 404 unknown model or route; 405 wrong method; 408 past <see cref="ServeOptions.RequestTimeout"/>;
+/// 413 body over <see cref="ServeOptions.MaxRequestBytes"/>; 415 a body that is not <c>application/json</c>; 503 with
+/// <c>Retry-After</c> when the queue is full; an unexpected failure is a 500 with a one-line message, never a stack trace.
 /// </summary>
 public sealed class OpenAiServer : IAsyncDisposable
 {
@@ -70,6 +119,7 @@ public sealed class OpenAiServer : IAsyncDisposable
         builder.Logging.ClearProviders();
         if (logging is not null) builder.Services.AddSingleton(logging);
         builder.WebHost.UseUrls($"http://{options.Host}:{options.Port}");
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = options.MaxRequestBytes);
         var app = builder.Build();
         var logger = (logging ?? NullLoggerFactory.Instance).CreateLogger("Wren.Serving");
         var server = new OpenAiServer(app, engine, template, options, logger);
@@ -94,47 +144,93 @@ public sealed class OpenAiServer : IAsyncDisposable
             ctx.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
             await engine.Metrics.WriteAsync(ctx.Response.Body, ctx.RequestAborted);
         });
-        app.Map("/v1/models", ctx => Method(ctx, "GET") ?? WriteJson(ctx, 200, new
-        {
-            @object = "list",
-            data = new[] { new { id = options.ModelName, @object = "model", created = started, owned_by = "wren" } },
-        }));
+        app.Map("/v1/models", ctx => Method(ctx, "GET") ?? WriteJson(ctx, 200, new { @object = "list", data = new[] { ModelBody() } }));
+        app.Map("/v1/models/{**id}", ctx => Method(ctx, "GET") ?? (ctx.Request.RouteValues["id"] as string == options.ModelName
+            ? WriteJson(ctx, 200, ModelBody())
+            : throw new ServeError(404, "invalid_request_error",
+                                   $"the model '{ctx.Request.RouteValues["id"]}' does not exist; this server serves '{options.ModelName}'",
+                                   "model", "model_not_found")));
         app.Map("/v1/completions", ctx => Method(ctx, "POST") ?? Completions(ctx));
         app.Map("/v1/chat/completions", ctx => Method(ctx, "POST") ?? Chat(ctx));
         app.MapFallback(ctx => throw new ServeError(404, "invalid_request_error", $"unknown route {ctx.Request.Method} {ctx.Request.Path}",
                                                     null, "not_found"));
     }
 
+    object ModelBody() => new { id = options.ModelName, @object = "model", created = started, owned_by = "wren" };
+
+    /// <summary>
+    /// Fields of OpenAI's API that this server does not honour, each with the value that means "off" (accepted, as is null): any
+    /// other value is a 400 <c>unsupported_parameter</c> naming the field, never silently ignored. A field leaves this table when
+    /// it is implemented.
+    /// </summary>
+    static readonly (string Field, string Neutral, Func<JsonElement, bool> IsNeutral)[] Unsupported =
+    [
+        ("logit_bias", "{}", v => v.ValueKind == JsonValueKind.Object && !v.EnumerateObject().Any()),
+        ("presence_penalty", "0", v => v.ValueKind == JsonValueKind.Number && v.GetDouble() == 0),
+        ("frequency_penalty", "0", v => v.ValueKind == JsonValueKind.Number && v.GetDouble() == 0),
+        ("best_of", "1", v => v.ValueKind == JsonValueKind.Number && v.TryGetInt64(out var n) && n == 1),
+        ("suffix", "\"\"", v => v.ValueKind == JsonValueKind.String && v.ValueEquals("")),
+        ("response_format", "{\"type\": \"text\"}", v => v.ValueKind == JsonValueKind.Object && v.EnumerateObject().Count() == 1
+                                                          && v.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String
+                                                          && t.ValueEquals("text")),
+        ("tools", "[]", v => v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 0),
+    ];
+
+    static void RejectUnsupported(RequestFields body)
+    {
+        foreach (var (field, neutral, isNeutral) in Unsupported)
+            if (body.Get(field) is { } value && !isNeutral(value))
+                throw ServeError.Invalid($"'{field}' is not supported by this server (only {neutral} or null is accepted)", field,
+                                         "unsupported_parameter");
+    }
+
     static Task? Method(HttpContext ctx, string method) => ctx.Request.Method == method ? null
         : throw new ServeError(405, "invalid_request_error", $"{ctx.Request.Path} accepts {method}, not {ctx.Request.Method}", null,
                                "method_not_allowed");
 
-    /// <summary>API key check, OpenAI-style errors, the request counter by status.</summary>
+    /// <summary>
+    /// Host check, CORS, API key and deadline; OpenAI-style errors; the request counter by status.
+    /// </summary>
     async Task Guard(HttpContext ctx, RequestDelegate next)
     {
+        var aborted = ctx.RequestAborted;
+        using var deadline = options.RequestTimeout is { } timeout ? CancellationTokenSource.CreateLinkedTokenSource(aborted) : null;
+        if (deadline is not null)
+        {
+            deadline.CancelAfter(options.RequestTimeout!.Value);
+            ctx.RequestAborted = deadline.Token;   // the handlers' token: a request past its deadline is cancelled as if its client left
+        }
+        bool TimedOut(Exception e) =>
+            e is OperationCanceledException && deadline?.IsCancellationRequested == true && !aborted.IsCancellationRequested;
         try
         {
-            if (options.ApiKey is { } key && ctx.Request.Path.StartsWithSegments("/v1")
-                && ctx.Request.Headers.Authorization.ToString() != $"Bearer {key}")
-                throw new ServeError(401, "invalid_request_error", "a valid API key is required: send 'Authorization: Bearer KEY'", null,
-                                     "invalid_api_key");
+            CheckHost(ctx);
+            if (Cors(ctx)) return;
+            if (options.ApiKey is { } key && (ctx.Request.Path.StartsWithSegments("/v1")
+                                              || ctx.Request.Path.StartsWithSegments("/metrics") && !options.MetricsPublic))
+                CheckKey(ctx, key);
             await next(ctx);
         }
-        catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
+        catch (OperationCanceledException) when (aborted.IsCancellationRequested)
         {
             if (!ctx.Response.HasStarted) ctx.Response.StatusCode = 499;   // the client went away (nginx's code); nothing more can be sent
         }
         catch (Exception e) when (!ctx.Response.HasStarted)
         {
+            ctx.RequestAborted = aborted;
             var error = e switch
             {
                 ServeError s => s,
+                _ when TimedOut(e) => Timeout(),
                 BadHttpRequestException { StatusCode: 413 } b => new ServeError(413, "invalid_request_error", b.Message, null,
                                                                                 "request_too_large"),
                 BadHttpRequestException b => ServeError.Invalid(b.Message),
                 _ => new ServeError(500, "server_error", $"internal error: {e.GetType().Name}: {e.Message}"),
             };
             if (error.Status == 503) ctx.Response.Headers.RetryAfter = "1";
+            if (error.Status == 401)
+                ctx.Response.Headers.WWWAuthenticate = ctx.Request.Headers.Authorization.Count == 0
+                    ? "Bearer realm=\"wren\"" : "Bearer realm=\"wren\", error=\"invalid_token\"";
             logger.Log(error.Status >= 500 ? LogLevel.Error : LogLevel.Information, "{Method} {Path} answered {Status}: {Message}",
                        ctx.Request.Method, ctx.Request.Path, error.Status, error.Message);
             await WriteJson(ctx, error.Status, new ErrorBody(new ErrorDetail(error.Message, error.Type, error.Param, error.Code)));
@@ -142,14 +238,72 @@ public sealed class OpenAiServer : IAsyncDisposable
         catch (Exception e)
         {
             // A stream already under way ends with an error event instead of [DONE].
-            logger.LogError("{Method} {Path} failed mid-response: {Message}", ctx.Request.Method, ctx.Request.Path, e.Message);
-            try { await Event(ctx, new ErrorBody(new ErrorDetail($"internal error: {e.Message}", "server_error", null, null))); }
-            catch (Exception) when (ctx.RequestAborted.IsCancellationRequested || e is not OperationCanceledException) { }
+            ctx.RequestAborted = aborted;
+            var error = TimedOut(e) ? Timeout() : new ServeError(500, "server_error", $"internal error: {e.Message}");
+            logger.LogError("{Method} {Path} failed mid-response: {Message}", ctx.Request.Method, ctx.Request.Path, error.Message);
+            try { await Event(ctx, new ErrorBody(new ErrorDetail(error.Message, error.Type, null, error.Code))); }
+            catch (Exception) when (aborted.IsCancellationRequested || e is not OperationCanceledException) { }
         }
         finally
         {
             engine.Metrics.Requests.WithLabels(ctx.Response.StatusCode.ToString()).Inc();
         }
+    }
+
+    ServeError Timeout() =>
+        new(408, "server_error", $"the request ran past the server's limit of {options.RequestTimeout!.Value.TotalSeconds:G} seconds " +
+                                 "(--request-timeout) and was ended", null, "request_timeout");
+
+    /// <summary>
+    /// 400 unless the Host header names this server: an IP literal, <c>localhost</c>, the bound host or an allowed name. A DNS
+    /// rebinding attack reaches a loopback server under the attacker's own name, which this refuses.
+    /// </summary>
+    void CheckHost(HttpContext ctx)
+    {
+        string host = ctx.Request.Host.Host;
+        if (host.Length == 0 || IPAddress.TryParse(host.Trim('[', ']'), out _) || AllowedHost(host)) return;
+        throw new ServeError(400, "invalid_request_error", $"the Host header '{host}' is not this server's (--allowed-hosts adds names)",
+                             null, "host_not_allowed");
+    }
+
+    bool AllowedHost(string host) =>
+        host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || host.Equals(options.Host, StringComparison.OrdinalIgnoreCase)
+        || options.AllowedHosts.Any(h => h == "*" || h.Equals(host, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>
+    /// CORS for <see cref="ServeOptions.CorsOrigins"/>: the allowed origin is echoed on every response, and a preflight
+    /// (<c>OPTIONS</c> with <c>Access-Control-Request-Method</c>) is answered 204 here; true when the request is done.
+    /// </summary>
+    bool Cors(HttpContext ctx)
+    {
+        string origin = ctx.Request.Headers.Origin.ToString();
+        if (origin.Length == 0
+            || !options.CorsOrigins.Any(o => o == "*" || o.TrimEnd('/').Equals(origin, StringComparison.OrdinalIgnoreCase)))
+            return false;
+        var headers = ctx.Response.Headers;
+        headers.AccessControlAllowOrigin = options.CorsOrigins.Contains("*") ? "*" : origin;
+        headers.Vary = "Origin";
+        if (!HttpMethods.IsOptions(ctx.Request.Method) || ctx.Request.Headers.AccessControlRequestMethod.Count == 0) return false;
+        headers.AccessControlAllowMethods = "GET, POST";
+        headers.AccessControlAllowHeaders = "Authorization, Content-Type";
+        headers.AccessControlMaxAge = "600";
+        ctx.Response.StatusCode = 204;
+        return true;
+    }
+
+    /// <summary>
+    /// 401 unless <c>Authorization</c> is <c>Bearer KEY</c> (the scheme in any case, RFC 9110 §11.1). The SHA-256 digests are
+    /// compared in constant time, so neither the key's bytes nor its length leak through timing.
+    /// </summary>
+    static void CheckKey(HttpContext ctx, string key)
+    {
+        string header = ctx.Request.Headers.Authorization.ToString().Trim();
+        int space = header.IndexOf(' ');
+        bool bearer = space > 0 && header[..space].Equals("Bearer", StringComparison.OrdinalIgnoreCase);
+        var given = SHA256.HashData(Encoding.UTF8.GetBytes(bearer ? header[(space + 1)..].Trim() : ""));
+        if (bearer && CryptographicOperations.FixedTimeEquals(given, SHA256.HashData(Encoding.UTF8.GetBytes(key)))) return;
+        throw new ServeError(401, "invalid_request_error", "a valid API key is required: send 'Authorization: Bearer KEY'", null,
+                             "invalid_api_key");
     }
 
     static async Task WriteJson(HttpContext ctx, int status, object body)
@@ -159,11 +313,21 @@ public sealed class OpenAiServer : IAsyncDisposable
         await ctx.Response.WriteAsync(JsonSerializer.Serialize(body, body.GetType(), Json), ctx.RequestAborted);
     }
 
+    /// <summary>The body parsed from the request stream; Kestrel ends it at <see cref="ServeOptions.MaxRequestBytes"/> (413).</summary>
     static async Task<RequestFields> ReadBody(HttpContext ctx)
     {
-        using var buffer = new MemoryStream();
-        await ctx.Request.Body.CopyToAsync(buffer, ctx.RequestAborted);
-        return RequestFields.Parse(buffer.ToArray());
+        // application/json only (any charset but UTF-8 refused): text/plain and form posts are what a hostile page can send
+        // cross-site without a CORS preflight.
+        var type = MediaTypeHeaderValue.TryParse(ctx.Request.ContentType, out var parsed) ? parsed : null;
+        if (type?.MediaType is not { } media || !(media.Equals("application/json", StringComparison.OrdinalIgnoreCase)
+                                                  || media.EndsWith("+json", StringComparison.OrdinalIgnoreCase))
+            || type.CharSet is { Length: > 0 } charset && !charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase))
+            throw new ServeError(415, "invalid_request_error",
+                                 $"the body must be application/json (UTF-8), got '{ctx.Request.ContentType ?? "no Content-Type"}'", null,
+                                 "unsupported_media_type");
+        var (fields, document) = await RequestFields.ParseAsync(ctx.Request.Body, ctx.RequestAborted);
+        ctx.Response.RegisterForDispose(document);
+        return fields;
     }
 
     void CheckModel(RequestFields body)
@@ -206,9 +370,17 @@ public sealed class OpenAiServer : IAsyncDisposable
         return (int)n;
     }
 
-    /// <summary>Submits every request (all or none); the handles end when <paramref name="cancel"/> fires.</summary>
-    List<GenerationHandle> SubmitAll(IEnumerable<EngineRequest> requests, CancellationTokenSource cancel)
+    /// <summary>
+    /// Submits every request (all or none); the handles end when <paramref name="cancel"/> fires. Errors: 400 naming
+    /// <paramref name="field"/> when there are more requests than the engine can ever hold (<see cref="InferenceEngine.Capacity"/>),
+    /// which retrying would never change; 503 when they do not fit now.
+    /// </summary>
+    List<GenerationHandle> SubmitAll(IReadOnlyList<EngineRequest> requests, CancellationTokenSource cancel, string field)
     {
+        if (requests.Count > engine.Capacity)
+            throw ServeError.Invalid($"this request needs {requests.Count} sequences (prompts × n), more than the " +
+                                     $"{engine.Capacity} this server can ever hold ({engine.Slots} running + {engine.Options.MaxQueue} " +
+                                     "waiting, --max-batch and --max-queue)", field, "too_many_sequences");
         var handles = new List<GenerationHandle>();
         try
         {
@@ -226,8 +398,10 @@ public sealed class OpenAiServer : IAsyncDisposable
     {
         var body = await ReadBody(ctx);
         CheckModel(body);
+        RejectUnsupported(body);
         var prompts = Prompts(body);
         var sampling = Sampling(body, 16, "max_tokens");
+        foreach (var p in prompts) CheckPromptFits(p.Ids.Count, sampling.MaxNewTokens > 0, "prompt");
         int n = Count(body, "n", 1, 16);
         bool echo = body.Bool("echo") ?? false, stream = body.Bool("stream") ?? false;
         int? logprobs = body.Integer("logprobs") is { } k ? (int)Math.Clamp(k, -1, 21) : null;
@@ -236,7 +410,8 @@ public sealed class OpenAiServer : IAsyncDisposable
         bool includeUsage = IncludeUsage(body);
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
         var handles = SubmitAll(prompts.SelectMany(p => Enumerable.Range(0, n).Select(j =>
-            new EngineRequest(p.Ids, sampling with { Seed = sampling.Seed + (ulong)j }, logprobs, echo && logprobs is not null))), cancel);
+            new EngineRequest(p.Ids, sampling with { Seed = sampling.Seed + (ulong)j }, logprobs, echo && logprobs is not null))).ToList(),
+            cancel, n > 1 ? "n" : "prompt");
         var id = ResponseId.New("cmpl-");
         int promptTokens = prompts.Sum(p => p.Ids.Count);
         string PromptText(int choice) => echo ? prompts[choice / n].Text : "";
@@ -292,31 +467,71 @@ public sealed class OpenAiServer : IAsyncDisposable
         body.Get("stream_options") is { ValueKind: JsonValueKind.Object } o && o.TryGetProperty("include_usage", out var u)
         && u.ValueKind == JsonValueKind.True;
 
-    /// <summary><c>prompt</c>: a string, a list of strings, a list of token ids, or a list of lists of token ids.</summary>
+    /// <summary>
+    /// <c>prompt</c>: a string, a list of strings, a list of token ids, or a list of lists of token ids (at most 64 prompts). Text
+    /// whose length alone proves it longer than the context is refused before the tokenizer sees it (<see cref="CheckTextFits"/>).
+    /// </summary>
     List<(IReadOnlyList<int> Ids, string Text)> Prompts(RequestFields body)
     {
         var prompt = body.Get("prompt") ?? throw ServeError.Invalid("'prompt' is required", "prompt");
+        if (prompt.ValueKind == JsonValueKind.Array && prompt.GetArrayLength() > 64 && prompt[0].ValueKind != JsonValueKind.Number)
+            throw ServeError.Invalid($"at most 64 prompts per request, got {prompt.GetArrayLength()}", "prompt");
         var tokenizer = engine.Tokenizer;
         const string expected = "a string, a list of strings, a list of token ids or a list of such lists";
         (IReadOnlyList<int>, string) FromIds(JsonElement list)
         {
+            CheckPromptFits(list.GetArrayLength(), generates: false, "prompt");
             var ids = list.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out var i) ? i
                 : throw RequestFields.TypeError("prompt", expected)).ToList();
             return (ids, tokenizer.Decode(ids.Where(i => i >= 0)));
         }
-        var result = prompt.ValueKind switch
+        (IReadOnlyList<int>, string) FromText(JsonElement value)
         {
-            JsonValueKind.String => [(tokenizer.Encode(prompt.GetString()!), prompt.GetString()!)],
+            string text = RequestFields.Text(value, "prompt");
+            CheckTextFits(Encoding.UTF8.GetByteCount(text), "prompt");
+            return (tokenizer.Encode(text), text);
+        }
+        return prompt.ValueKind switch
+        {
+            JsonValueKind.String => [FromText(prompt)],
             JsonValueKind.Array when prompt.GetArrayLength() > 0 && prompt.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String) =>
-                prompt.EnumerateArray().Select(e => (tokenizer.Encode(e.GetString()!), e.GetString()!)).ToList(),
+                prompt.EnumerateArray().Select(FromText).ToList(),
             JsonValueKind.Array when prompt.GetArrayLength() > 0 && prompt.EnumerateArray().All(e => e.ValueKind == JsonValueKind.Number) =>
                 [FromIds(prompt)],
             JsonValueKind.Array when prompt.GetArrayLength() > 0 && prompt.EnumerateArray().All(e => e.ValueKind == JsonValueKind.Array) =>
                 prompt.EnumerateArray().Select(FromIds).ToList(),
             _ => throw RequestFields.TypeError("prompt", expected),
         };
-        if (result.Count > 64) throw ServeError.Invalid($"at most 64 prompts per request, got {result.Count}", "prompt");
-        return result;
+    }
+
+    /// <summary>
+    /// UTF-8 bytes one token can stand for, at most: twice (for normalizers that shrink text, such as NFC composing "e" + U+0301
+    /// into "é") the longest token's decoded text plus one byte (a leading space that a Metaspace decoder drops). A token's
+    /// decoded text is never shorter than the bytes it covers otherwise (byte-level pieces of a split character decode to
+    /// U+FFFD, three bytes), so text of N bytes has at least N / this many tokens; a normalizer that deletes characters is the
+    /// exception, and its text may be refused while it would fit.
+    /// </summary>
+    int TokenBytesBound => tokenBytesBound ??= 2 * (1 + Enumerable.Range(0, engine.Tokenizer.VocabularySize)
+        .Max(id => Encoding.UTF8.GetByteCount(engine.Tokenizer.Decode([id]))));
+    int? tokenBytesBound;
+
+    /// <summary>400 <c>context_length_exceeded</c> naming <paramref name="field"/> when text of this many UTF-8 bytes cannot fit.</summary>
+    void CheckTextFits(long bytes, string field)
+    {
+        long fewest = bytes / TokenBytesBound;
+        if (fewest > engine.Options.MaxContext)
+            throw ServeError.Invalid($"this model's maximum context length is {engine.Options.MaxContext} tokens; the {field} " +
+                                     $"has {bytes} bytes of text, at least {fewest} tokens", field, "context_length_exceeded");
+    }
+
+    /// <summary>400 <c>context_length_exceeded</c> naming <paramref name="field"/> when the prompt alone fills the context.</summary>
+    /// <param name="generates">Whether a token must follow the prompt (all but <c>max_tokens</c> 0 with <c>echo</c>).</param>
+    void CheckPromptFits(int tokens, bool generates, string field)
+    {
+        int context = engine.Options.MaxContext;
+        if (tokens > context - (generates ? 1 : 0))
+            throw ServeError.Invalid($"this model's maximum context length is {context} tokens; the {field} alone has {tokens}" +
+                                     (generates ? ", leaving no room for a generated token" : ""), field, "context_length_exceeded");
     }
 
     CompletionLogprobs LegacyLogprobs(IReadOnlyList<TokenLogprob>? prompt, IReadOnlyList<GenerationStep> steps, int offset)
@@ -347,9 +562,11 @@ public sealed class OpenAiServer : IAsyncDisposable
     {
         var body = await ReadBody(ctx);
         CheckModel(body);
+        RejectUnsupported(body);
         var turns = Messages(body);
-        if (body.Get("tools") is not null) throw ServeError.Invalid("tools are not supported by this server", "tools");
+        CheckTextFits(turns.Sum(t => (long)Encoding.UTF8.GetByteCount(t.Content)), "messages");
         var prompt = ChatPrompts.Encode(engine.Tokenizer, template, turns);
+        CheckPromptFits(prompt.Count, generates: true, "messages");
         string maxField = body.Get("max_completion_tokens") is not null ? "max_completion_tokens" : "max_tokens";
         var sampling = Sampling(body, Math.Max(1, engine.Options.MaxContext - prompt.Count), maxField);
         if (sampling.MaxNewTokens == 0) throw ServeError.Invalid($"'{maxField}' must be >= 1", maxField);
@@ -361,7 +578,8 @@ public sealed class OpenAiServer : IAsyncDisposable
         if (top > 0 && !logprobs) throw ServeError.Invalid("'top_logprobs' needs 'logprobs': true", "top_logprobs");
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
         var handles = SubmitAll(Enumerable.Range(0, n).Select(j =>
-            new EngineRequest(prompt, sampling with { Seed = sampling.Seed + (ulong)j }, logprobs ? (int)top : null)), cancel);
+            new EngineRequest(prompt, sampling with { Seed = sampling.Seed + (ulong)j }, logprobs ? (int)top : null)).ToList(),
+            cancel, "n");
         var id = ResponseId.New("chatcmpl-");
         if (!stream)
         {
@@ -401,14 +619,15 @@ public sealed class OpenAiServer : IAsyncDisposable
             var role = fields.String("role") ?? throw ServeError.Invalid("every message needs a 'role'", "messages");
             if (role is not ("system" or "developer" or "user" or "assistant"))
                 throw ServeError.Invalid($"unsupported message role '{role}' (system, developer, user, assistant)", "messages");
+            string field = $"messages[{turns.Count}].content";
             string content = fields.Get("content") switch
             {
                 null => "",
-                { ValueKind: JsonValueKind.String } s => s.GetString()!,
+                { ValueKind: JsonValueKind.String } s => RequestFields.Text(s, field),
                 { ValueKind: JsonValueKind.Array } parts => string.Concat(parts.EnumerateArray().Select(p =>
-                    p.ValueKind == JsonValueKind.Object && p.TryGetProperty("type", out var t) && t.GetString() == "text"
-                        && p.TryGetProperty("text", out var text) && text.ValueKind == JsonValueKind.String
-                        ? text.GetString() : throw ServeError.Invalid("only text content parts are supported", "messages"))),
+                    p.ValueKind == JsonValueKind.Object && p.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String
+                        && t.ValueEquals("text") && p.TryGetProperty("text", out var text) && text.ValueKind == JsonValueKind.String
+                        ? RequestFields.Text(text, field) : throw ServeError.Invalid("only text content parts are supported", "messages"))),
                 _ => throw RequestFields.TypeError("content", "a string or a list of text parts"),
             };
             turns.Add(new ChatTurn(role == "developer" ? "system" : role, content));

@@ -175,4 +175,38 @@ public class EngineTests
         await engine.InvokeAsync(() => after = DisposeScopeManager.Statistics.ThreadTotalLiveCount);
         Assert.True(after == before, $"live tensors {before} → {after}");
     }
+
+    [Fact]
+    public async Task Disconnects_racing_admission_release_every_request_exactly_once()
+    {
+        using var model = RandomModel(Config("a", "f"), seed: 8);
+        using var engine = new InferenceEngine(model, new ByteTokenizer(97),
+            new EngineOptions { MaxBatch = 1, MaxQueue = 8, PrefillChunk = 8, MaxContext = 4096, PrefixCacheBytes = 0 });
+        Assert.Equal(9, engine.Capacity);
+        using var stopBusy = new CancellationTokenSource();
+        var busy = engine.Submit(new EngineRequest(Prompt(4, 1), Greedy(4000)), stopBusy.Token);   // keeps the engine stepping
+        await busy.Steps.WaitToReadAsync();
+        // Waiting requests cancelled at spread-out moments: some land while a step checks the queue for cancellations.
+        var random = new Random(5);
+        int admitted = 0;
+        for (int i = 0; i < 20000 && admitted < 1000 && busy.Usage is null; i++)
+        {
+            using var cancel = new CancellationTokenSource();
+            try
+            {
+                engine.Submit(new EngineRequest(Prompt(3, i), Greedy(2)), cancel.Token);
+                admitted++;
+            }
+            catch (ServeError e) when (e.Status == 503) { }
+            Thread.SpinWait(random.Next(4000));
+            cancel.Cancel();
+        }
+        Assert.True(admitted > 300, $"only {admitted} requests were admitted");
+        stopBusy.Cancel();
+        for (int i = 0; i < 500 && (engine.Admitted > 0 || engine.Metrics.QueueDepth.Value != 0); i++) await Task.Delay(20);
+        Assert.Equal(0, engine.Admitted);
+        Assert.Equal(0, engine.Metrics.QueueDepth.Value);
+        Assert.Equal(2, (await Collect(engine.Submit(new EngineRequest(Prompt(3, 9), Greedy(2))))).Count);
+        Assert.Equal(0, engine.Admitted);
+    }
 }

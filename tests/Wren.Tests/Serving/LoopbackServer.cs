@@ -40,14 +40,35 @@ public sealed class LoopbackServer : IAsyncDisposable
         Http = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(60) };
     }
 
-    public static async Task<LoopbackServer> StartAsync(EngineOptions? options = null, string? apiKey = null)
+    /// <param name="serve">Changes to the server's options (the model name and a free port are set).</param>
+    /// <param name="tokenizer">The engine's tokenizer (default: bytes); tests wrap it to count calls.</param>
+    public static async Task<LoopbackServer> StartAsync(EngineOptions? options = null, string? apiKey = null,
+                                                        Func<ServeOptions, ServeOptions>? serve = null, ITextTokenizer? tokenizer = null)
     {
         var model = RandomModel(ModelConfig, seed: 11);
         options ??= new EngineOptions { MaxBatch = 8, PrefillChunk = 16, MaxContext = 256 };
-        var engine = new InferenceEngine(model, new ByteTokenizer(256), options);
+        var engine = new InferenceEngine(model, tokenizer ?? new ByteTokenizer(256), options);
         var template = ChatTemplate.BuiltIn("chatml");
-        var server = await OpenAiServer.StartAsync(engine, template, new ServeOptions(ModelName, Port: 0, ApiKey: apiKey));
+        var serveOptions = new ServeOptions(ModelName, Port: 0, ApiKey: apiKey);
+        var server = await OpenAiServer.StartAsync(engine, template, serve?.Invoke(serveOptions) ?? serveOptions);
         return new LoopbackServer(model, engine, server);
+    }
+
+    /// <summary>
+    /// Sends <paramref name="request"/> (head and body, as bytes) over a raw socket and reads the reply until the server closes the
+    /// connection or <paramref name="seconds"/> pass: for requests no HTTP client would send.
+    /// </summary>
+    public async Task<string> RawAsync(byte[] request, int seconds = 30)
+    {
+        using var client = new System.Net.Sockets.TcpClient();
+        await client.ConnectAsync(Address.Host, Address.Port);
+        var stream = client.GetStream();
+        await stream.WriteAsync(request);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(seconds));
+        var reply = new MemoryStream();
+        try { await stream.CopyToAsync(reply, timeout.Token); }
+        catch (Exception e) when (e is OperationCanceledException or IOException) { }
+        return System.Text.Encoding.UTF8.GetString(reply.ToArray());
     }
 
     /// <summary>The official OpenAI client pointed at this server (no retries: a refusal must surface).</summary>

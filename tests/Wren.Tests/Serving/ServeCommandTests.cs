@@ -43,6 +43,22 @@ public class ServeCommandTests
         AssertOneLineError(code, error, message);
     }
 
+    [Theory]
+    [InlineData("--request-timeout 0", "--request-timeout must be positive seconds")]
+    [InlineData("--request-timeout -3", "--request-timeout must be positive seconds")]
+    [InlineData("--max-request-bytes lots", "--max-request-bytes must look like 4GB")]
+    [InlineData("--cors-origin evil", "--cors-origin must look like https://app.example")]
+    [InlineData("--cors-origin https://a.example/path", "--cors-origin must look like https://app.example")]
+    [InlineData("--allowed-hosts wren.lan:8080", "--allowed-hosts takes host names without ports")]
+    [InlineData("--api-key k --api-key-file key.txt", "give --api-key or --api-key-file, not both")]
+    [InlineData("--api-key-file absent-key.txt", "--api-key-file 'absent-key.txt' does not exist")]
+    public void Bad_hardening_options_are_one_line_errors(string args, string message)
+    {
+        var (code, error) = TestSupport.Cli(["serve", "--model", Path.Combine(Fixtures, "nemotron-flash-example"), "--port", "0",
+                                             .. args.Split(' ')]);
+        AssertOneLineError(code, error, message);
+    }
+
     [Fact]
     public void A_context_whose_caches_exceed_the_machine_is_refused_before_allocating()
     {

@@ -187,14 +187,14 @@ public sealed class ServerTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_body_over_Kestrels_30_MB_limit_is_413_and_the_server_keeps_serving()
+    public async Task A_body_over_the_default_8_MB_limit_is_413_and_the_server_keeps_serving()
     {
-        // Headers only, over a raw socket: Kestrel refuses at the declared length, before a client could finish sending 31 MB.
+        // Headers only, over a raw socket: Kestrel refuses at the declared length, before a client could finish sending 9 MB.
         using var client = new System.Net.Sockets.TcpClient();
         await client.ConnectAsync(server.Http.BaseAddress!.Host, server.Http.BaseAddress.Port);
         var stream = client.GetStream();
         await stream.WriteAsync(Encoding.ASCII.GetBytes("POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n" +
-                                                        $"Content-Type: application/json\r\nContent-Length: {31 << 20}\r\n\r\n{{"));
+                                                        $"Content-Type: application/json\r\nContent-Length: {9 << 20}\r\n\r\n{{"));
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));   // Kestrel closes the connection after a 413
         var response = await new StreamReader(stream).ReadToEndAsync(timeout.Token);
         Assert.StartsWith("HTTP/1.1 413", response);
@@ -213,7 +213,7 @@ public sealed class ServerTests : IAsyncLifetime
         { "wrong prompt type", $"{{\"model\": \"{LoopbackServer.ModelName}\", \"prompt\": {{\"a\": 1}}}}", 400, "prompt", null },
         { "negative max_tokens", $"{{\"model\": \"{M}\", \"prompt\": \"a\", \"max_tokens\": -1}}", 400, "max_tokens", null },
         { "unknown model", "{\"model\": \"gpt-9\", \"prompt\": \"a\"}", 404, "model", "model_not_found" },
-        { "too-long prompt", $"{{\"model\": \"{M}\", \"prompt\": \"{new string('x', 300)}\"}}", 400, "max_tokens",
+        { "too-long prompt", $"{{\"model\": \"{M}\", \"prompt\": \"{new string('x', 300)}\"}}", 400, "prompt",
           "context_length_exceeded" },
         { "token outside the vocabulary", $"{{\"model\": \"{LoopbackServer.ModelName}\", \"prompt\": [1, 999]}}", 400, "prompt", null },
         { "bad temperature", $"{{\"model\": \"{M}\", \"prompt\": \"a\", \"temperature\": 7}}", 400, "temperature", null },
