@@ -348,8 +348,9 @@ public sealed class OpenAiServer : IAsyncDisposable
         var body = await ReadBody(ctx);
         CheckModel(body);
         var turns = Messages(body);
-        if (body.Get("tools") is not null) throw ServeError.Invalid("tools are not supported by this server", "tools");
-        var prompt = ChatPrompts.Encode(engine.Tokenizer, template, turns);
+        var templateOptions = new ChatTemplateOptions(true, body.Objects("tools"), body.Objects("documents"),
+                                                      body.Object("chat_template_kwargs"));
+        var prompt = ChatPrompts.Encode(engine.Tokenizer, template, turns, templateOptions);
         string maxField = body.Get("max_completion_tokens") is not null ? "max_completion_tokens" : "max_tokens";
         var sampling = Sampling(body, Math.Max(1, engine.Options.MaxContext - prompt.Count), maxField);
         if (sampling.MaxNewTokens == 0) throw ServeError.Invalid($"'{maxField}' must be >= 1", maxField);
@@ -386,7 +387,9 @@ public sealed class OpenAiServer : IAsyncDisposable
     }
 
     /// <summary>
-    /// <c>messages</c>: objects with a role (system, developer, user, assistant) and text content (a string or text parts).
+    /// <c>messages</c>: objects with a role (system, developer, user, assistant, tool) and text content (a string or text
+    /// parts; null is None for an assistant message); their other fields (<c>tool_calls</c>, <c>tool_call_id</c>, <c>name</c>…)
+    /// reach the chat template as they are.
     /// </summary>
     static List<ChatTurn> Messages(RequestFields body)
     {
@@ -399,11 +402,11 @@ public sealed class OpenAiServer : IAsyncDisposable
             if (message.ValueKind != JsonValueKind.Object) throw RequestFields.TypeError("messages", "a list of objects");
             var fields = new RequestFields(message);
             var role = fields.String("role") ?? throw ServeError.Invalid("every message needs a 'role'", "messages");
-            if (role is not ("system" or "developer" or "user" or "assistant"))
-                throw ServeError.Invalid($"unsupported message role '{role}' (system, developer, user, assistant)", "messages");
-            string content = fields.Get("content") switch
+            if (role is not ("system" or "developer" or "user" or "assistant" or "tool"))
+                throw ServeError.Invalid($"unsupported message role '{role}' (system, developer, user, assistant, tool)", "messages");
+            string? content = fields.Get("content") switch
             {
-                null => "",
+                null => role == "assistant" ? null : "",
                 { ValueKind: JsonValueKind.String } s => s.GetString()!,
                 { ValueKind: JsonValueKind.Array } parts => string.Concat(parts.EnumerateArray().Select(p =>
                     p.ValueKind == JsonValueKind.Object && p.TryGetProperty("type", out var t) && t.GetString() == "text"
@@ -411,7 +414,9 @@ public sealed class OpenAiServer : IAsyncDisposable
                         ? text.GetString() : throw ServeError.Invalid("only text content parts are supported", "messages"))),
                 _ => throw RequestFields.TypeError("content", "a string or a list of text parts"),
             };
-            turns.Add(new ChatTurn(role == "developer" ? "system" : role, content));
+            var others = message.EnumerateObject().Where(p => p.Name is not ("role" or "content"))
+                .GroupBy(p => p.Name).ToDictionary(g => g.Key, g => (object?)g.Last().Value);
+            turns.Add(new ChatTurn(role == "developer" ? "system" : role, content, others.Count > 0 ? others : null));
         }
         return turns;
     }
