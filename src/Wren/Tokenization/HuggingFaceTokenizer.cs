@@ -183,9 +183,9 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
 
     /// <summary>
     /// The file Wren runs on the text between added tokens (<paramref name="root"/> itself, changed): no added tokens (Wren
-    /// matches them, see the remarks), no post-processor, and, for a Unigram model, the special tokens' own pieces made unreachable (renamed to start with the
-    /// noncharacter U+FFFF; ids stay, as a Unigram vocabulary is positional), since a Unigram lattice would otherwise still
-    /// pick a piece such as <c>&lt;s&gt;</c> out of text, which SentencePiece never does for its control symbols.
+    /// matches them, see the remarks), no post-processor, and, for a Unigram model, the special tokens' own pieces made
+    /// unreachable (renamed to start with the noncharacter U+FFFF; ids stay, as a Unigram vocabulary is positional), since a
+    /// Unigram lattice would otherwise still pick a piece such as <c>&lt;s&gt;</c> out of text, which SentencePiece never does for its control symbols.
     /// </summary>
     static JsonObject TextOnly(JsonObject root)
     {
