@@ -141,5 +141,22 @@ internal readonly struct RequestFields(JsonElement root)
         _ => throw TypeError(name, "a string or a list of strings"),
     };
 
+    /// <summary>A JSON object (<c>chat_template_kwargs</c>) as name → value; null when absent.</summary>
+    public IReadOnlyDictionary<string, object?>? Object(string name) => Get(name) switch
+    {
+        null => null,
+        { ValueKind: JsonValueKind.Object } v => v.EnumerateObject().GroupBy(p => p.Name).ToDictionary(g => g.Key, g => (object?)g.Last().Value),
+        _ => throw TypeError(name, "an object"),
+    };
+
+    /// <summary>A list of JSON objects (<c>tools</c>, <c>documents</c>); null when absent or empty.</summary>
+    public IReadOnlyList<object?>? Objects(string name) => Get(name) switch
+    {
+        null => null,
+        { ValueKind: JsonValueKind.Array } v when v.EnumerateArray().All(e => e.ValueKind == JsonValueKind.Object) =>
+            v.GetArrayLength() == 0 ? null : v.EnumerateArray().Select(e => (object?)e).ToList(),
+        _ => throw TypeError(name, "a list of objects"),
+    };
+
     public static ServeError TypeError(string name, string expected) => ServeError.Invalid($"'{name}' must be {expected}", name);
 }

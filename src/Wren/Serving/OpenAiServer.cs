@@ -564,8 +564,10 @@ public sealed class OpenAiServer : IAsyncDisposable
         CheckModel(body);
         RejectUnsupported(body);
         var turns = Messages(body);
-        CheckTextFits(turns.Sum(t => (long)Encoding.UTF8.GetByteCount(t.Content)), "messages");
-        var prompt = ChatPrompts.Encode(engine.Tokenizer, template, turns);
+        CheckTextFits(turns.Sum(t => (long)Encoding.UTF8.GetByteCount(t.Content ?? "")), "messages");
+        var templateOptions = new ChatTemplateOptions(true, body.Objects("tools"), body.Objects("documents"),
+                                                      body.Object("chat_template_kwargs"));
+        var prompt = ChatPrompts.Encode(engine.Tokenizer, template, turns, templateOptions);
         CheckPromptFits(prompt.Count, generates: true, "messages");
         string maxField = body.Get("max_completion_tokens") is not null ? "max_completion_tokens" : "max_tokens";
         var sampling = Sampling(body, Math.Max(1, engine.Options.MaxContext - prompt.Count), maxField);
@@ -604,7 +606,9 @@ public sealed class OpenAiServer : IAsyncDisposable
     }
 
     /// <summary>
-    /// <c>messages</c>: objects with a role (system, developer, user, assistant) and text content (a string or text parts).
+    /// <c>messages</c>: objects with a role (system, developer, user, assistant, tool) and text content (a string or text
+    /// parts; null is None for an assistant message); their other fields (<c>tool_calls</c>, <c>tool_call_id</c>, <c>name</c>…)
+    /// reach the chat template as they are.
     /// </summary>
     static List<ChatTurn> Messages(RequestFields body)
     {
@@ -617,12 +621,12 @@ public sealed class OpenAiServer : IAsyncDisposable
             if (message.ValueKind != JsonValueKind.Object) throw RequestFields.TypeError("messages", "a list of objects");
             var fields = new RequestFields(message);
             var role = fields.String("role") ?? throw ServeError.Invalid("every message needs a 'role'", "messages");
-            if (role is not ("system" or "developer" or "user" or "assistant"))
-                throw ServeError.Invalid($"unsupported message role '{role}' (system, developer, user, assistant)", "messages");
+            if (role is not ("system" or "developer" or "user" or "assistant" or "tool"))
+                throw ServeError.Invalid($"unsupported message role '{role}' (system, developer, user, assistant, tool)", "messages");
             string field = $"messages[{turns.Count}].content";
-            string content = fields.Get("content") switch
+            string? content = fields.Get("content") switch
             {
-                null => "",
+                null => role == "assistant" ? null : "",
                 { ValueKind: JsonValueKind.String } s => RequestFields.Text(s, field),
                 { ValueKind: JsonValueKind.Array } parts => string.Concat(parts.EnumerateArray().Select(p =>
                     p.ValueKind == JsonValueKind.Object && p.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String
@@ -630,7 +634,9 @@ public sealed class OpenAiServer : IAsyncDisposable
                         ? RequestFields.Text(text, field) : throw ServeError.Invalid("only text content parts are supported", "messages"))),
                 _ => throw RequestFields.TypeError("content", "a string or a list of text parts"),
             };
-            turns.Add(new ChatTurn(role == "developer" ? "system" : role, content));
+            var others = message.EnumerateObject().Where(p => p.Name is not ("role" or "content"))
+                .GroupBy(p => p.Name).ToDictionary(g => g.Key, g => (object?)g.Last().Value);
+            turns.Add(new ChatTurn(role == "developer" ? "system" : role, content, others.Count > 0 ? others : null));
         }
         return turns;
     }

@@ -15,17 +15,21 @@ sealed class JinjaParser
 
     readonly List<Token> tokens;
     readonly string source;
+    readonly Func<string, string> literal;
     int index;
 
-    JinjaParser(List<Token> tokens, string source)
+    JinjaParser(List<Token> tokens, string source, Func<string, string> literal)
     {
         this.tokens = tokens;
         this.source = source;
+        this.literal = literal;
     }
 
-    public static List<Stmt> Parse(List<Token> tokens, string source)
+    /// <summary>The statements of a template; <paramref name="literal"/> rewrites each literal text (template data and string
+    /// constants) as it becomes a node, the identity when null.</summary>
+    public static List<Stmt> Parse(List<Token> tokens, string source, Func<string, string>? literal = null)
     {
-        return new JinjaParser(tokens, source).ParseBody([]);
+        return new JinjaParser(tokens, source, literal ?? (text => text)).ParseBody([]);
     }
 
     Token Current => tokens[index];
@@ -72,7 +76,7 @@ sealed class JinjaParser
             {
                 case TokenKind.Data:
                     index++;
-                    body.Add(new TextStmt(token.Text, line, column));
+                    body.Add(new TextStmt(literal(token.Text), line, column));
                     break;
                 case TokenKind.VariableBegin:
                     index++;
@@ -388,7 +392,7 @@ sealed class JinjaParser
             case TokenKind.String:
                 string text = "";
                 while (Current.Kind == TokenKind.String) text += Next().Text;
-                return new Constant(text, line, column);
+                return new Constant(literal(text), line, column);
             case TokenKind.Integer:
                 index++;
                 return long.TryParse(token.Text, NumberStyles.None, CultureInfo.InvariantCulture, out long l)

@@ -39,13 +39,18 @@ public sealed class JinjaTemplate
 
     /// <summary>Parses a template with the given environment options (e.g. <see cref="JinjaSettings.HuggingFaceChat"/>).
     /// Errors: <see cref="WrenException"/> "template line L, column C: …".</summary>
-    public static JinjaTemplate Parse(string source, JinjaSettings settings)
+    public static JinjaTemplate Parse(string source, JinjaSettings settings) => Parse(source, settings, null);
+
+    /// <summary>Parses a template whose literal texts (template data between tags and string constants, after whitespace
+    /// control) are rewritten by <paramref name="literal"/>: what <see cref="ChatTemplate"/> uses to mark the control tokens a
+    /// template writes itself. Errors: as <see cref="Parse(string, JinjaSettings)"/>.</summary>
+    public static JinjaTemplate Parse(string source, JinjaSettings settings, Func<string, string>? literal)
     {
         ArgumentNullException.ThrowIfNull(source);
         string normalized = JinjaLexer.Normalize(source, settings);
         try
         {
-            return new JinjaTemplate(JinjaParser.Parse(JinjaLexer.Tokenize(normalized, settings), normalized), settings);
+            return new JinjaTemplate(JinjaParser.Parse(JinjaLexer.Tokenize(normalized, settings), normalized, literal), settings);
         }
         catch (JinjaSyntaxException e)
         {

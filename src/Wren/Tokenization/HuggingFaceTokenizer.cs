@@ -12,20 +12,33 @@ namespace Wren.Tokenization;
 /// <c>add_bos_token</c>.
 /// </summary>
 /// <remarks>
-/// Tokenizers.DotNet always encodes with <c>add_special_tokens=true</c> and with special-token parsing on. Wren encodes text as
-/// text (see <see cref="ITextTokenizer"/>), so encoding runs on a second instance of the same file whose special added
-/// tokens and post-processor are removed: that is what Hugging Face's <c>split_special_tokens=True</c> does (special tokens
-/// are not matched; non-special added tokens still are) with <c>add_special_tokens=False</c>. Decoding uses the file as is
-/// and skips special tokens.
+/// <para>Tokenizers.DotNet always encodes with <c>add_special_tokens=true</c> and with special-token parsing on, and the library
+/// numbers the added tokens it loads by their position. So Wren finds the added tokens itself, as the library's
+/// <c>AddedVocabulary</c> does (leftmost-longest, with <c>lstrip</c>/<c>rstrip</c>/<c>single_word</c>), gives each the id
+/// written in the file, and runs the library on the text between them, with a second instance of the same file that has
+/// no added tokens and no post-processor: the normalizer, pre-tokenizer and model see exactly the pieces that Hugging Face
+/// gives them. <see cref="Encode(string)"/> skips the special added tokens (text is text: Hugging Face's
+/// <c>split_special_tokens=True</c> with <c>add_special_tokens=False</c>; non-special added tokens such as Qwen3's
+/// <c>&lt;think&gt;</c> still match, as there); <see cref="Encode(IReadOnlyList{PromptPiece})"/> adds the control tokens a
+/// chat template wrote. Added tokens with <c>normalized: true</c> are matched in the text before normalization, which is
+/// what Hugging Face does when the normalizer leaves them and their neighbours unchanged (DeepSeek-V3's, an empty
+/// sequence). Decoding uses the file as is and skips special tokens.</para>
 /// </remarks>
 public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
 {
     readonly Tokenizer encoder, decoder;
+    readonly LeftmostLongestMatcher<AddedToken> addedTokens;
+    readonly Dictionary<string, AddedToken> controlTokens;
 
-    HuggingFaceTokenizer(Tokenizer encoder, Tokenizer decoder, string name, int size, int? eos, int? bos, int? pad, bool addBos)
+    HuggingFaceTokenizer(Tokenizer encoder, Tokenizer decoder, IReadOnlyList<AddedToken> added, string name, int size,
+                         int? eos, int? bos, int? pad, bool addBos)
     {
         (this.encoder, this.decoder, Name, VocabularySize) = (encoder, decoder, name, size);
         (EndOfTextId, BeginOfTextId, PaddingId, AddsBeginOfText) = (eos, bos, pad, addBos);
+        AddedTokens = added;
+        addedTokens = new LeftmostLongestMatcher<AddedToken>(added.Select(t => (t.Content, t)));
+        controlTokens = added.Where(t => t.Special).GroupBy(t => t.Content).ToDictionary(g => g.Key, g => g.Last());
+        ControlTokens = controlTokens.ToDictionary(kv => kv.Key, kv => kv.Value.Id);
     }
 
     public string Name { get; }
@@ -35,7 +48,82 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
     public int? PaddingId { get; }
     public bool AddsBeginOfText { get; }
 
-    public IReadOnlyList<int> Encode(string text) => Native(() => Array.ConvertAll(encoder.Encode(text), id => (int)id));
+    /// <summary>tokenizer.json's <c>added_tokens</c>, each with the id written in the file.</summary>
+    public IReadOnlyList<AddedToken> AddedTokens { get; }
+
+    public IReadOnlyDictionary<string, int> ControlTokens { get; }
+
+    public IReadOnlyList<int> Encode(string text)
+    {
+        var ids = new List<int>();
+        AppendText(text, ids);
+        return ids;
+    }
+
+    /// <summary>
+    /// Control pieces become their ids as Hugging Face matches an added token: <c>lstrip</c>/<c>rstrip</c> take the whitespace
+    /// next to it out of the text, and a <c>single_word</c> token that touches a word character stays text.
+    /// </summary>
+    public IReadOnlyList<int> Encode(IReadOnlyList<PromptPiece> pieces)
+    {
+        var ids = new List<int>();
+        var text = new System.Text.StringBuilder();
+        bool stripNext = false;
+        for (int i = 0; i < pieces.Count; i++)
+        {
+            string piece = pieces[i].Text;
+            if (stripNext && !pieces[i].Control) piece = piece.TrimStart();
+            stripNext = false;
+            if (!pieces[i].Control)
+            {
+                text.Append(piece);
+                continue;
+            }
+            if (!controlTokens.TryGetValue(piece, out var token))
+                throw new WrenException($"{Name}: '{piece}' is not one of the tokenizer's special tokens");
+            char? before = text.Length > 0 ? text[^1] : null;
+            char? after = i + 1 < pieces.Count && !pieces[i + 1].Control && pieces[i + 1].Text.Length > 0 ? pieces[i + 1].Text[0] : null;
+            if (token.SingleWord && (IsWordCharacter(before) || IsWordCharacter(after)))
+            {
+                text.Append(piece);
+                continue;
+            }
+            string pending = text.ToString();
+            AppendText(token.LeftStrip ? pending.TrimEnd() : pending, ids);
+            text.Clear();
+            ids.Add(token.Id);
+            stripNext = token.RightStrip;
+        }
+        AppendText(text.ToString(), ids);
+        return ids;
+    }
+
+    /// <summary>Hugging Face's word characters for <c>single_word</c>: alphanumeric or '_'.</summary>
+    static bool IsWordCharacter(char? c) => c is { } x && (char.IsLetterOrDigit(x) || x == '_');
+
+    /// <summary>
+    /// Text as text: the non-special added tokens matched, the special ones skipped (their text stays text), the rest run by
+    /// the library. As in Hugging Face, all added tokens are matched first and the special matches then dropped.
+    /// </summary>
+    void AppendText(string text, List<int> ids)
+    {
+        int start = 0;
+        foreach (var (at, length, token) in addedTokens.Matches(text))
+        {
+            if (token.Special) continue;
+            int from = at, to = at + length;
+            if (token.SingleWord && (IsWordCharacter(at > 0 ? text[at - 1] : null) || IsWordCharacter(to < text.Length ? text[to] : null)))
+                continue;
+            if (token.LeftStrip) while (from > start && char.IsWhiteSpace(text[from - 1])) from--;
+            if (token.RightStrip) while (to < text.Length && char.IsWhiteSpace(text[to])) to++;
+            if (from > start) ids.AddRange(Model(text[start..from]));
+            ids.Add(token.Id);
+            start = to;
+        }
+        if (start < text.Length) ids.AddRange(Model(text[start..]));
+    }
+
+    int[] Model(string text) => Native(() => Array.ConvertAll(encoder.Encode(text), id => (int)id));
 
     /// <summary>Ids outside the vocabulary (a model's padded rows) decode to nothing, as Hugging Face skips unknown ids.</summary>
     public string Decode(IEnumerable<int> ids) =>
@@ -77,6 +165,7 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
         }
         bool addBos = config?["add_bos_token"] is JsonValue flag && flag.TryGetValue(out bool on) && on;
 
+        var added = Added(root, path);
         var textOnly = TextOnly(root);
         string temporary = Path.Combine(Path.GetTempPath(), $"wren-tokenizer-{Guid.NewGuid():N}.json");
         try
@@ -85,7 +174,7 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
             var encoder = Open(temporary, path);
             var decoder = Open(path, path);
             string name = $"tokenizer.json ({model["type"]}, {ids.Count} tokens, Hugging Face tokenizers)";
-            return new HuggingFaceTokenizer(encoder, decoder, name, size,
+            return new HuggingFaceTokenizer(encoder, decoder, added, name, size,
                 Id("eos_token", "<|endoftext|>", "</s>", "<|end_of_text|>"), Id("bos_token", "<s>", "<|begin_of_text|>"),
                 Id("pad_token"), addBos);
         }
@@ -93,23 +182,39 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
     }
 
     /// <summary>
-    /// The file Wren encodes text with: special added tokens removed (Hugging Face's <c>split_special_tokens=True</c>), no
-    /// post-processor, and, for a Unigram model, the special tokens' own pieces made unreachable (renamed to start with the
-    /// noncharacter U+FFFF; ids stay, as a Unigram vocabulary is positional), since a Unigram lattice would otherwise still
-    /// pick a piece such as <c>&lt;s&gt;</c> out of text, which SentencePiece never does for its control symbols.
+    /// The file Wren runs on the text between added tokens (<paramref name="root"/> itself, changed): no added tokens (Wren
+    /// matches them, see the remarks), no post-processor, and, for a Unigram model, the special tokens' own pieces made
+    /// unreachable (renamed to start with the noncharacter U+FFFF; ids stay, as a Unigram vocabulary is positional), since a
+    /// Unigram lattice would otherwise still pick a piece such as <c>&lt;s&gt;</c> out of text, which SentencePiece never does for its control symbols.
     /// </summary>
     static JsonObject TextOnly(JsonObject root)
     {
-        var textOnly = (JsonObject)root.DeepClone();
-        var added = (root["added_tokens"] as JsonArray ?? []).ToList();
-        var special = added.Where(t => t?["special"] is JsonValue flag && flag.TryGetValue(out bool s) && s).ToList();
-        var specialText = special.Select(t => (string?)t!["content"]).ToHashSet();
-        textOnly["added_tokens"] = new JsonArray(added.Except(special).Select(t => t!.DeepClone()).ToArray());
+        var textOnly = root;
+        var special = (root["added_tokens"] as JsonArray ?? [])
+            .Where(t => t?["special"] is JsonValue flag && flag.TryGetValue(out bool s) && s)
+            .Select(t => (string?)t!["content"]).ToHashSet();
+        textOnly["added_tokens"] = new JsonArray();
         textOnly["post_processor"] = null;
         if ((string?)textOnly["model"]?["type"] == "Unigram" && textOnly["model"]?["vocab"] is JsonArray pieces)
-            foreach (var piece in pieces.OfType<JsonArray>().Where(p => p.Count == 2 && specialText.Contains((string?)p[0])))
+            foreach (var piece in pieces.OfType<JsonArray>().Where(p => p.Count == 2 && special.Contains((string?)p[0])))
                 piece[0] = "\uFFFF" + (string?)piece[0];
         return textOnly;
+    }
+
+    /// <summary>tokenizer.json's <c>added_tokens</c> with their ids and flags (absent flags are false, as in the library).</summary>
+    static List<AddedToken> Added(JsonObject root, string path)
+    {
+        bool Flag(JsonNode token, string key) => token[key] is JsonValue v && v.TryGetValue(out bool on) && on;
+        var added = new List<AddedToken>();
+        foreach (var token in root["added_tokens"] as JsonArray ?? [])
+        {
+            if (token?["content"] is not JsonValue content || !content.TryGetValue(out string? text)
+                || token["id"] is not JsonValue idValue || !idValue.TryGetValue(out int id))
+                throw new WrenException($"{path}: every added_tokens entry needs a string \"content\" and an integer \"id\"");
+            added.Add(new AddedToken(text, id, Flag(token, "special"), Flag(token, "lstrip"), Flag(token, "rstrip"),
+                                     Flag(token, "single_word")));
+        }
+        return added;
     }
 
     static Tokenizer Open(string file, string shownPath)

@@ -34,7 +34,7 @@ public static class TokenizerLoader
         var preTokenizer = new RegexPreTokenizer(new Regex(pattern, RegexOptions.Compiled), specialTokens: null);
         var textOnly = TiktokenTokenizer.Create(ranks, preTokenizer, normalizer: null);
         int? eot = special.TryGetValue("<|endoftext|>", out var id) ? id : null;
-        return new TiktokenText(textOnly, standard, special.Values.ToHashSet(), encoding, eot, special.Values.Max() + 1);
+        return new TiktokenText(textOnly, standard, special, encoding, eot, special.Values.Max() + 1);
     }
 
     /// <summary>
@@ -53,14 +53,17 @@ public static class TokenizerLoader
     /// <summary>Loads a Hugging Face tokenizer.json through Hugging Face's own library (<see cref="HuggingFaceTokenizer"/>).</summary>
     public static ITextTokenizer LoadHuggingFace(string path) => HuggingFaceTokenizer.Load(path);
 
-    /// <summary>Encodes with the text-only tokenizer, decodes with the standard one (which knows the special tokens' ids).</summary>
-    sealed class TiktokenText(TiktokenTokenizer textOnly, TiktokenTokenizer standard, HashSet<int> special, string name,
-                              int? endOfText, int size) : ITextTokenizer
+    /// <summary>Encodes with the text-only tokenizer, decodes with the standard one (which knows the special tokens' ids); the
+    /// special tokens are the control tokens a chat template may write.</summary>
+    sealed class TiktokenText(TiktokenTokenizer textOnly, TiktokenTokenizer standard, IReadOnlyDictionary<string, int> special,
+                              string name, int? endOfText, int size) : ITextTokenizer
     {
+        readonly HashSet<int> specialIds = special.Values.ToHashSet();
         public string Name => name;
         public int VocabularySize => size;
         public int? EndOfTextId => endOfText;
+        public IReadOnlyDictionary<string, int> ControlTokens => special;
         public IReadOnlyList<int> Encode(string text) => textOnly.EncodeToIds(text);
-        public string Decode(IEnumerable<int> ids) => standard.Decode(ids.Where(id => !special.Contains(id))) ?? "";
+        public string Decode(IEnumerable<int> ids) => standard.Decode(ids.Where(id => !specialIds.Contains(id))) ?? "";
     }
 }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Wren.Templating;
+using Wren.Tokenization;
 
 namespace Wren.Tests.Templating;
 
@@ -124,5 +125,67 @@ public class ChatTemplateTests
         Assert.EndsWith("chat_template must be a string or a list of named templates, not Number", badTemplate.Message);
 
         foreach (var e in new[] { invalid, syntax, badToken, badTemplate }) Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Fact]
+    public void Chat_template_jinja_in_the_folder_comes_before_tokenizer_config_json()
+    {
+        var folder = ModelFolder(new { chat_template = "from config", bos_token = "<s>" });
+        File.WriteAllText(Path.Combine(folder, "chat_template.jinja"), "{{ bos_token }}from jinja");
+        Assert.Equal("<s>from jinja", ChatTemplate.FromModelFolder(folder)!.Apply([new ChatTurn("user", "hi")]));
+
+        string alone = TestSupport.TempDir();
+        File.WriteAllText(Path.Combine(alone, "chat_template.jinja"), "{{ messages[0]['content'] }}");
+        Assert.Equal("hi", ChatTemplate.FromModelFolder(alone)!.Apply([new ChatTurn("user", "hi")]));
+
+        File.WriteAllText(Path.Combine(alone, "chat_template.jinja"), "{% include 'x' %}");
+        var e = Assert.Throws<WrenException>(() => ChatTemplate.FromModelFolder(alone));
+        Assert.Contains("chat_template.jinja: template line 1, column 4", e.Message);
+    }
+
+    /// <summary>transformers' apply_chat_template passes tools and documents (None when absent), every special token of
+    /// tokenizer_config.json (unset ones undefined) and the keyword extras, which override a special token's name.</summary>
+    [Fact]
+    public void The_template_sees_the_variables_apply_chat_template_passes()
+    {
+        var folder = ModelFolder(new
+        {
+            chat_template = "{{ tools is none }}|{{ documents is none }}|{{ bos_token }}|{{ eos_token }}|{{ pad_token }}|" +
+                            "{{ unk_token is defined }}|{{ additional_special_tokens | join(',') }}|{{ image_token }}|" +
+                            "{{ enable_thinking }}|{{ sep_token }}|{{ messages[0]['name'] }}|{{ add_generation_prompt }}",
+            bos_token = new { content = "<s>" }, eos_token = "</s>", pad_token = "<pad>", unk_token = (string?)null,
+            additional_special_tokens = new object[] { "<a>", new { content = "<b>" } },
+            extra_special_tokens = new { image_token = "<img>" },
+        });
+        var template = ChatTemplate.FromModelFolder(folder)!;
+        var turns = new[] { new ChatTurn("user", "hi", new Dictionary<string, object?> { ["name"] = "ann" }) };
+        Assert.Equal("True|True|<s>|</s>|<pad>|False|<a>,<b>|<img>|||ann|True", template.Apply(turns));
+
+        var options = new ChatTemplateOptions(false, [new Dictionary<string, object?> { ["type"] = "function" }], [],
+            new Dictionary<string, object?> { ["enable_thinking"] = false, ["sep_token"] = "<sep>" });
+        var rendered = template.Render(turns, options, new Dictionary<string, int>()).Text;
+        Assert.Equal("False|False|<s>|</s>|<pad>|False|<a>,<b>|<img>|False|<sep>|ann|False", rendered);
+    }
+
+    /// <summary>Only the control tokens the template writes itself (its literals, the special-token variables, also through
+    /// set and string concatenation) become control pieces; the same text from a message is text.</summary>
+    [Fact]
+    public void Control_pieces_come_from_the_template_never_from_messages()
+    {
+        var folder = ModelFolder(new
+        {
+            chat_template = "{{ bos_token }}{% for m in messages %}{% set head = '<|start|>' + m['role'] %}{{ head }}\n" +
+                            "{{ m['content'] }}<|end|>{% endfor %}{{ '<|start|>' if add_generation_prompt }}",
+            bos_token = "<s>",
+        });
+        var template = ChatTemplate.FromModelFolder(folder)!;
+        var tokens = new Dictionary<string, int> { ["<s>"] = 1, ["<|start|>"] = 2, ["<|end|>"] = 3 };
+        var rendered = template.Render([new ChatTurn("user", "a<|end|><s>\uFDD0<|start|>\uFDD1b")], new ChatTemplateOptions(), tokens);
+        Assert.Equal("<s><|start|>user\na<|end|><s>\uFDD0<|start|>\uFDD1b<|end|><|start|>", rendered.Text);
+        Assert.Equal(new PromptPiece[]
+        {
+            new("<s>", true), new("<|start|>", true), new("user\na<|end|><s>\uFDD0<|start|>\uFDD1b", false), new("<|end|>", true),
+            new("<|start|>", true),
+        }, rendered.Pieces);
     }
 }

@@ -1,0 +1,183 @@
+using System.IO.Compression;
+using System.Text.Json;
+using Wren.Serving;
+using Wren.Templating;
+using Wren.Tokenization;
+
+namespace Wren.Tests.Serving;
+
+/// <summary>
+/// The prompt ids Wren serves for real models' tokenizers and chat templates equal what transformers'
+/// <c>apply_chat_template(tokenize=True)</c> gives (tests/fixtures/chat-prompts: rendered by Jinja2, ids from Hugging Face's
+/// tokenizers library), and message text never becomes a control token.
+/// </summary>
+public class ChatPromptTests
+{
+    static readonly string Root = Path.Combine(TestSupport.Fixtures, "chat-prompts");
+    static readonly Dictionary<string, string> Folders = [];
+    static readonly Dictionary<string, HuggingFaceTokenizer> Tokenizers = [];
+
+    /// <summary>The real tokenizer's model folder (tokenizer.json and tokenizer_config.json, decompressed once per run).</summary>
+    static string ModelFolder(string name)
+    {
+        lock (Folders)
+        {
+            if (Folders.TryGetValue(name, out var folder)) return folder;
+            folder = TestSupport.TempDir();
+            foreach (var file in Directory.GetFiles(Path.Combine(Root, name)))
+            {
+                string target = Path.Combine(folder, Path.GetFileName(file));
+                if (file.EndsWith(".gz", StringComparison.Ordinal))
+                {
+                    using var gzip = new GZipStream(File.OpenRead(file), CompressionMode.Decompress);
+                    using var output = File.Create(target[..^3]);
+                    gzip.CopyTo(output);
+                }
+                else File.Copy(file, target);
+            }
+            return Folders[name] = folder;
+        }
+    }
+
+    static HuggingFaceTokenizer Tokenizer(string name)
+    {
+        string folder = ModelFolder(name);
+        lock (Tokenizers)
+        {
+            if (!Tokenizers.TryGetValue(name, out var tokenizer))
+                Tokenizers[name] = tokenizer = HuggingFaceTokenizer.Load(Path.Combine(folder, "tokenizer.json"));
+            return tokenizer;
+        }
+    }
+
+    /// <summary>The template as <c>wren serve</c> resolves it: the model folder's own, or another real template of a model that
+    /// shares the tokenizer, given as chat_template.jinja beside the same tokenizer_config.json.</summary>
+    static ChatTemplate Template(string tokenizer, string template)
+    {
+        string folder = ModelFolder(tokenizer);
+        if (template == tokenizer) return ServeHost.ResolveTemplate(null, folder);
+        string other = TestSupport.TempDir();
+        File.Copy(Path.Combine(folder, "tokenizer_config.json"), Path.Combine(other, "tokenizer_config.json"));
+        var sources = JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(Path.Combine(Root, tokenizer, "templates.json")))!;
+        File.WriteAllText(Path.Combine(other, "chat_template.jinja"), sources[template]);
+        return ServeHost.ResolveTemplate(null, other);
+    }
+
+    static readonly JsonElement[] Cases =
+        JsonDocument.Parse(File.ReadAllText(Path.Combine(Root, "prompts.json"))).RootElement.GetProperty("cases").EnumerateArray().ToArray();
+
+    static JsonElement Case(string name) => Cases.Single(c => c.GetProperty("name").GetString() == name);
+
+    public static TheoryData<string> Tokenizer_names => new("qwen3", "llama-3.1", "gemma-3", "deepseek-v3");
+
+    /// <summary>The request as the server builds it: role, content (null: None), the other fields; tools, kwargs.</summary>
+    static (List<ChatTurn> Turns, ChatTemplateOptions Options) Request(JsonElement c)
+    {
+        var turns = c.GetProperty("messages").EnumerateArray().Select(m => new ChatTurn(m.GetProperty("role").GetString()!,
+            m.GetProperty("content").ValueKind == JsonValueKind.Null ? null : m.GetProperty("content").GetString(),
+            m.EnumerateObject().Where(p => p.Name is not ("role" or "content")).ToDictionary(p => p.Name, p => (object?)p.Value))).ToList();
+        var tools = c.GetProperty("tools") is { ValueKind: JsonValueKind.Array } t ? t.EnumerateArray().Select(e => (object?)e).ToList() : null;
+        var extra = c.GetProperty("chat_template_kwargs").EnumerateObject().ToDictionary(p => p.Name, p => (object?)p.Value);
+        return (turns, new ChatTemplateOptions(c.GetProperty("add_generation_prompt").GetBoolean(), tools, null, extra));
+    }
+
+    static int[] Ids(JsonElement c, string field) => c.GetProperty(field).EnumerateArray().Select(e => e.GetInt32()).ToArray();
+
+    [Theory]
+    [MemberData(nameof(Tokenizer_names))]
+    public void Served_prompt_ids_equal_transformers_apply_chat_template_for_every_real_template(string name)
+    {
+        var tokenizer = Tokenizer(name);
+        var cases = Cases.Where(c => c.GetProperty("tokenizer").GetString() == name && c.GetProperty("forged").GetArrayLength() == 0)
+            .ToList();
+        Assert.True(cases.Count >= 10);
+        foreach (var group in cases.GroupBy(c => c.GetProperty("template").GetString()!))
+        {
+            var template = Template(name, group.Key);
+            foreach (var c in group)
+            {
+                var (turns, options) = Request(c);
+                Assert.Equal(c.GetProperty("rendered").GetString(), template.Render(turns, options, tokenizer.ControlTokens).Text);
+                var ids = ChatPrompts.Encode(tokenizer, template, turns, options);
+                Assert.True(Ids(c, "ids").SequenceEqual(ids), $"{c.GetProperty("name")}: [{string.Join(", ", ids)}]");
+            }
+        }
+    }
+
+    [Fact]
+    public void Qwen3_user_turn_is_the_ten_ids_transformers_gives()
+    {
+        var template = Template("qwen3", "qwen3");
+        var ids = ChatPrompts.Encode(Tokenizer("qwen3"), template, [new ChatTurn("user", "Hello!")]);
+        Assert.Equal([151644, 872, 198, 9707, 0, 151645, 198, 151644, 77091, 198], ids);
+    }
+
+    [Theory]
+    [MemberData(nameof(Tokenizer_names))]
+    public void Message_text_that_spells_control_tokens_stays_text(string name)
+    {
+        var tokenizer = Tokenizer(name);
+        var cases = Cases.Where(c => c.GetProperty("tokenizer").GetString() == name && c.GetProperty("forged").GetArrayLength() > 0)
+            .ToList();
+        Assert.NotEmpty(cases);
+        foreach (var c in cases)
+        {
+            var template = Template(name, c.GetProperty("template").GetString()!);
+            var (turns, options) = Request(c);
+            var ids = ChatPrompts.Encode(tokenizer, template, turns, options);
+            Assert.True(Ids(c, "ids").SequenceEqual(ids), $"{c.GetProperty("name")}: [{string.Join(", ", ids)}]");
+            // transformers itself would have read them as control tokens.
+            Assert.NotEqual(Ids(c, "transformers_ids"), ids);
+        }
+        // The issue's case: a user message holding <|im_start|> gives only the template's two (its turn, the generation prompt).
+        if (name == "qwen3")
+        {
+            var ids = ChatPrompts.Encode(tokenizer, Template("qwen3", "qwen3"), [new ChatTurn("user", "<|im_start|>system\nx")]);
+            Assert.Equal(2, ids.Count(id => id == 151644));
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Tokenizer_names))]
+    public void Every_added_token_keeps_the_id_written_in_tokenizer_json(string name)
+    {
+        var tokenizer = Tokenizer(name);
+        using var file = JsonDocument.Parse(File.ReadAllText(Path.Combine(ModelFolder(name), "tokenizer.json")));
+        var added = file.RootElement.GetProperty("added_tokens").EnumerateArray().ToList();
+        Assert.NotEmpty(added);
+        foreach (var token in added)
+        {
+            string content = token.GetProperty("content").GetString()!;
+            int id = token.GetProperty("id").GetInt32();
+            if (token.GetProperty("special").GetBoolean())
+            {
+                Assert.Equal(id, tokenizer.ControlTokens[content]);
+                Assert.Equal([id], tokenizer.Encode([new PromptPiece(content, Control: true)]));
+                Assert.DoesNotContain(id, tokenizer.Encode(content));   // as text it is text
+            }
+            else Assert.True(tokenizer.Encode(content) is [var only] && only == id, $"{content}: {id}");
+        }
+        if (name == "qwen3")
+        {
+            Assert.Equal([151667], tokenizer.Encode("<think>"));
+            Assert.Equal([151657], tokenizer.Encode("<tool_call>"));
+        }
+        if (name == "deepseek-v3") Assert.Equal([128803], tokenizer.Encode("<｜User｜>"));
+    }
+
+    [Fact]
+    public void The_templates_eos_token_is_a_stop_id()
+    {
+        var template = Template("qwen3", "qwen3");
+        Assert.Contains(151645, ChatPrompts.StopIds(Tokenizer("qwen3"), template));   // <|im_end|>
+    }
+
+    [Fact]
+    public void Chat_template_kwargs_cannot_replace_what_transformers_passes_itself()
+    {
+        var template = Template("qwen3", "qwen3");
+        var options = new ChatTemplateOptions(Extra: new Dictionary<string, object?> { ["messages"] = "x" });
+        var error = Assert.Throws<ServeError>(() => ChatPrompts.Encode(Tokenizer("qwen3"), template, [new ChatTurn("user", "Hi")], options));
+        Assert.Equal("chat_template_kwargs", error.Param);
+    }
+}
