@@ -19,6 +19,11 @@ public sealed record SamplingOptions
     public int MaxNewTokens { get; init; } = 128;
     public IReadOnlyList<int> StopTokenIds { get; init; } = [];
     public IReadOnlyList<string> StopStrings { get; init; } = [];
+    /// <summary>
+    /// Constrained decoding: only tokens that keep the output a prefix of a string of this grammar are sampled, a stop token
+    /// only where the output is complete, and generation ends ("stop") when nothing may follow (<see cref="Constraints"/>).
+    /// </summary>
+    public Constraints.ByteGrammar? Grammar { get; init; }
 
     public void Validate()
     {
@@ -50,13 +55,16 @@ public sealed record SamplingOptions
 internal static class Sampler
 {
     /// <param name="seen">[B, V] bool: tokens already in each row, for the repetition penalty (or null).</param>
+    /// <param name="allowed">[B, V] bool: the only tokens each row may take (a grammar's mask; at least one per row), or null.</param>
     /// <returns>[B] int64 token ids.</returns>
     /// <exception cref="WrenException">The logits hold NaN (the model itself diverged).</exception>
-    public static Tensor Next(Tensor logits, SamplingOptions options, Generator? generator, Tensor? seen = null)
+    public static Tensor Next(Tensor logits, SamplingOptions options, Generator? generator, Tensor? seen = null, Tensor? allowed = null)
     {
         using var scope = NewDisposeScope();
         var scores = logits.to(ScalarType.Float64);
         if (scores.isnan().any().item<bool>()) throw new WrenException("the model produced NaN logits; its weights are not finite");
+        // Masked before everything else, so greedy, top-k and top-p all choose among allowed tokens only.
+        if (allowed is not null) scores = scores.masked_fill(allowed.logical_not(), double.NegativeInfinity);
         if (options.RepetitionPenalty != 1.0 && seen is not null)
         {
             var penalized = where(scores > 0, scores / options.RepetitionPenalty, scores * options.RepetitionPenalty);

@@ -22,8 +22,10 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
 {
     readonly Tokenizer encoder, decoder;
 
-    HuggingFaceTokenizer(Tokenizer encoder, Tokenizer decoder, string name, int size, int? eos, int? bos, int? pad, bool addBos)
+    HuggingFaceTokenizer(Tokenizer encoder, Tokenizer decoder, string name, int size, int? eos, int? bos, int? pad, bool addBos,
+                         TokenBytes? bytes)
     {
+        TokenBytes = bytes;
         (this.encoder, this.decoder, Name, VocabularySize) = (encoder, decoder, name, size);
         (EndOfTextId, BeginOfTextId, PaddingId, AddsBeginOfText) = (eos, bos, pad, addBos);
     }
@@ -34,6 +36,7 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
     public int? BeginOfTextId { get; }
     public int? PaddingId { get; }
     public bool AddsBeginOfText { get; }
+    public TokenBytes? TokenBytes { get; }
 
     public IReadOnlyList<int> Encode(string text) => Native(() => Array.ConvertAll(encoder.Encode(text), id => (int)id));
 
@@ -87,7 +90,7 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
             string name = $"tokenizer.json ({model["type"]}, {ids.Count} tokens, Hugging Face tokenizers)";
             return new HuggingFaceTokenizer(encoder, decoder, name, size,
                 Id("eos_token", "<|endoftext|>", "</s>", "<|end_of_text|>"), Id("bos_token", "<s>", "<|begin_of_text|>"),
-                Id("pad_token"), addBos);
+                Id("pad_token"), addBos, Tokenization.TokenBytes.FromHuggingFace(root, ids, SpecialIds(root), size));
         }
         finally { File.Delete(temporary); }
     }
@@ -111,6 +114,11 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
                 piece[0] = "\uFFFF" + (string?)piece[0];
         return textOnly;
     }
+
+    static HashSet<int> SpecialIds(JsonObject root) =>
+        (root["added_tokens"] as JsonArray ?? []).OfType<JsonObject>()
+            .Where(t => t["special"] is JsonValue flag && flag.TryGetValue(out bool s) && s && t["id"] is JsonValue)
+            .Select(t => (int)t["id"]!).ToHashSet();
 
     static Tokenizer Open(string file, string shownPath)
     {

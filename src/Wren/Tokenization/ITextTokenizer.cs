@@ -26,6 +26,9 @@ public interface ITextTokenizer
     /// <summary>Whether a prompt starts with <see cref="BeginOfTextId"/> (<c>add_bos_token</c> of tokenizer_config.json).</summary>
     bool AddsBeginOfText => false;
 
+    /// <summary>The bytes each id adds to decoded text (for constrained decoding), or null when this tokenizer cannot say.</summary>
+    TokenBytes? TokenBytes => null;
+
     /// <summary>The ids of a prompt: <see cref="BeginOfTextId"/> first when <see cref="AddsBeginOfText"/>, then the text as text.</summary>
     IReadOnlyList<int> EncodePrompt(string text) =>
         AddsBeginOfText && BeginOfTextId is { } bos ? [bos, .. Encode(text)] : Encode(text);
