@@ -18,7 +18,7 @@ namespace Wren.Constraints;
 /// the integer part is constrained digit by digit and a fraction is allowed only where every fraction stays in bounds. For
 /// type <c>number</c> the bounds must be integers.</item>
 /// <item>Strings escape only what JSON requires (<c>\" \\</c> and control characters); <c>minLength</c>/<c>maxLength</c>
-/// count code points. Formats: <c>date</c> (years 0000–9999; February has 28 days, so no generated date is invalid),
+/// count code points. Formats: <c>date</c> (years 0001–9999; February has 28 days, so no generated date is invalid),
 /// <c>time</c>, <c>date-time</c> (RFC 3339, seconds 00–59), <c>uuid</c>.</item>
 /// <item>Whitespace: none at the top level's ends; between tokens at most a space, or a newline and up to 20 spaces or tabs.</item>
 /// </list>
@@ -268,8 +268,9 @@ public static class JsonSchemaGrammar
             return String(min, max);
         }
 
-        // RFC 3339 full-date and full-time; days 29–31 only in the months that always have them.
-        const string Date = "[0-9]{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)";
+        // RFC 3339 full-date and full-time; years from 0001 (as .NET's DateTime), days 29–31 only in the months that always
+        // have them.
+        const string Date = "(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)";
         const string Time = "(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,9})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])";
 
         /// <summary>The inclusive integer bounds from minimum/maximum and their exclusive forms, rounded inwards.</summary>
