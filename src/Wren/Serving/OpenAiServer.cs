@@ -196,8 +196,26 @@ public sealed class OpenAiServer : IAsyncDisposable
             MaxNewTokens = (int)Math.Min(maxTokens, int.MaxValue), Temperature = temperature, TopP = topP,
             TopK = (int)Math.Min(topK, int.MaxValue),
             RepetitionPenalty = penalty, Seed = body.Integer("seed") is { } seed ? unchecked((ulong)seed) : null, StopStrings = stop,
-            StopTokenIds = ChatPrompts.StopIds(engine.Tokenizer, template), Grammar = Grammar(body),
+            StopTokenIds = ChatPrompts.StopIds(engine.Tokenizer, template), Grammar = Grammar(body), LogitBias = LogitBias(body),
         };
+    }
+
+    /// <summary><c>logit_bias</c>: token id (a string key, as JSON objects have) → bias in [−100, 100].</summary>
+    Dictionary<int, double> LogitBias(RequestFields body)
+    {
+        var biases = new Dictionary<int, double>();
+        if (body.Get("logit_bias") is not { } map) return biases;
+        if (map.ValueKind != JsonValueKind.Object) throw RequestFields.TypeError("logit_bias", "an object of token id → bias");
+        foreach (var entry in map.EnumerateObject())
+        {
+            if (!int.TryParse(entry.Name, System.Globalization.NumberStyles.None, null, out int id) || id >= engine.Config.VocabSize)
+                throw ServeError.Invalid($"'logit_bias' key '{entry.Name}' is not a token id of this model's vocabulary of " +
+                                         $"{engine.Config.VocabSize}", "logit_bias");
+            if (entry.Value.ValueKind != JsonValueKind.Number || entry.Value.GetDouble() is < -100 or > 100)
+                throw ServeError.Invalid($"'logit_bias' values must be numbers between -100 and 100 (token {id})", "logit_bias");
+            biases[id] = entry.Value.GetDouble();
+        }
+        return biases;
     }
 
     /// <summary>Longest JSON schema or GBNF grammar accepted, in UTF-8 bytes of its JSON text.</summary>
