@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Wren.Checkpoints;
+using Wren.Constraints;
 using Wren.Inference;
 using Wren.Models;
 using Wren.Tokenization;
@@ -34,7 +35,13 @@ internal static class GenerateCommand
         {
             Description = "stop token id; repeatable (the tokenizer's end-of-text id is always one)",
         };
-        foreach (var o in new Option[] { model, prompt, maxNew, temperature, topK, topP, penalty, seed, stop, stopToken }) command.Add(o);
+        var jsonSchema = new Option<string?>("--json-schema")
+        {
+            Description = "constrain the output to JSON valid against this JSON Schema file",
+        };
+        var grammar = new Option<string?>("--grammar") { Description = "constrain the output to this GBNF grammar file (llama.cpp's format)" };
+        foreach (var o in new Option[] { model, prompt, maxNew, temperature, topK, topP, penalty, seed, stop, stopToken, jsonSchema, grammar })
+            command.Add(o);
         CommonOptions.MustBePositive(maxNew);
         var common = new CommonOptions(command);
         command.SetAction(result =>
@@ -50,6 +57,7 @@ internal static class GenerateCommand
                 MaxNewTokens = result.GetValue(maxNew), Temperature = result.GetValue(temperature), TopK = result.GetValue(topK),
                 TopP = result.GetValue(topP), RepetitionPenalty = result.GetValue(penalty), Seed = result.GetValue(seed),
                 StopStrings = result.GetValue(stop) ?? [], StopTokenIds = stopIds,
+                Grammar = GrammarFiles.Load(result.GetValue(jsonSchema), result.GetValue(grammar)),
             };
             var prompts = result.GetValue(prompt)!;
             var generator = new TextGenerator(lm, tokenizer);

@@ -19,6 +19,13 @@ public sealed record SamplingOptions
     public int MaxNewTokens { get; init; } = 128;
     public IReadOnlyList<int> StopTokenIds { get; init; } = [];
     public IReadOnlyList<string> StopStrings { get; init; } = [];
+    /// <summary>
+    /// Constrained decoding: only tokens that keep the output a prefix of a string of this grammar are sampled, a stop token
+    /// only where the output is complete, and generation ends ("stop") when nothing may follow (<see cref="Constraints"/>).
+    /// </summary>
+    public Constraints.ByteGrammar? Grammar { get; init; }
+    /// <summary>Added to a token's logit before sampling (OpenAI's <c>logit_bias</c>: −100 bans a token, +100 all but forces it).</summary>
+    public IReadOnlyDictionary<int, double> LogitBias { get; init; } = new Dictionary<int, double>();
 
     public void Validate()
     {
@@ -30,6 +37,8 @@ public sealed record SamplingOptions
             throw new WrenException($"repetition penalty must be a finite number > 0, got {RepetitionPenalty}");
         if (MaxNewTokens < 1) throw new WrenException($"max new tokens must be >= 1, got {MaxNewTokens}");
         if (StopStrings.Any(s => s.Length == 0)) throw new WrenException("stop strings must not be empty (one would stop at once)");
+        if (LogitBias.Values.Any(b => !(b >= -100 && b <= 100)))
+            throw new WrenException("logit biases must be between -100 and 100");
     }
 
     /// <summary>The context rule shared by the generator and the server: prompt + new tokens must fit the model's context.</summary>
@@ -50,13 +59,23 @@ public sealed record SamplingOptions
 internal static class Sampler
 {
     /// <param name="seen">[B, V] bool: tokens already in each row, for the repetition penalty (or null).</param>
+    /// <param name="allowed">[B, V] bool: the only tokens each row may take (a grammar's mask; at least one per row), or null.</param>
     /// <returns>[B] int64 token ids.</returns>
     /// <exception cref="WrenException">The logits hold NaN (the model itself diverged).</exception>
-    public static Tensor Next(Tensor logits, SamplingOptions options, Generator? generator, Tensor? seen = null)
+    public static Tensor Next(Tensor logits, SamplingOptions options, Generator? generator, Tensor? seen = null, Tensor? allowed = null)
     {
         using var scope = NewDisposeScope();
         var scores = logits.to(ScalarType.Float64);
         if (scores.isnan().any().item<bool>()) throw new WrenException("the model produced NaN logits; its weights are not finite");
+        if (options.LogitBias.Count > 0)
+        {
+            var bias = new double[scores.shape[^1]];
+            foreach (var (id, value) in options.LogitBias)
+                if (id >= 0 && id < bias.Length) bias[id] = value;
+            scores = scores + tensor(bias, device: scores.device);
+        }
+        // Masked before the rest, so greedy, top-k and top-p all choose among allowed tokens only.
+        if (allowed is not null) scores = scores.masked_fill(allowed.logical_not(), double.NegativeInfinity);
         if (options.RepetitionPenalty != 1.0 && seen is not null)
         {
             var penalized = where(scores > 0, scores / options.RepetitionPenalty, scores * options.RepetitionPenalty);

@@ -10,7 +10,8 @@ namespace Wren.Inference;
 /// <param name="Row">Prompt index.</param>
 /// <param name="TokenId">The sampled id.</param>
 /// <param name="Text">Text this token completes (may be empty while a multi-byte character is incomplete).</param>
-/// <param name="FinishReason">Null while running; "stop-token", "stop-string" or "length" on the row's last step.</param>
+/// <param name="FinishReason">Null while running; "stop-token", "stop-string", "stop-grammar" (the grammar's string is
+/// complete and nothing may follow) or "length" on the row's last step.</param>
 public sealed record GeneratedToken(int Row, int TokenId, string Text, string? FinishReason);
 
 /// <summary>Timing of one generation call.</summary>
@@ -50,6 +51,9 @@ public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokeni
                                         "(stop ids come from the tokenizer's end-of-text tokens and --stop-token ids: " +
                                         "is the tokenizer this model's?)");
         if (prompts.Count == 0) throw new WrenException("no prompt given");
+        if (options.Grammar is not null && tokenizer.TokenBytes is null)
+            throw new WrenException($"constrained decoding needs the bytes of every token, which the tokenizer {tokenizer.Name} does " +
+                                    "not give (byte-level BPE, SentencePiece and byte tokenizers do)");
         if (model.Config.MaxPositionEmbeddings is { } context
             && SamplingOptions.ContextExceeded(prompts.Max(p => p.Length), options.MaxNewTokens, context, "max new tokens") is { } exceeded)
             throw new WrenException(exceeded);
@@ -76,6 +80,8 @@ public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokeni
         var stopIds = new HashSet<int>(options.StopTokenIds);
         var texts = Enumerable.Range(0, B).Select(_ => new StreamingText(tokenizer, options.StopStrings)).ToArray();
         var finished = new bool[B];
+        var masker = options.Grammar is { } grammar ? new Constraints.TokenMasker(grammar, tokenizer.TokenBytes!, model.Config.VocabSize) : null;
+        var cursors = Enumerable.Range(0, B).Select(_ => masker?.Start(options.StopTokenIds)).ToArray();
 
         using var noGrad = no_grad();
         using var cache = model.NewCache(B, longest + options.MaxNewTokens, (int)leftPad.Max());
@@ -109,7 +115,14 @@ public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokeni
                 long[] next;
                 using (NewDisposeScope())
                 {
-                    var chosen = Sampler.Next(logits, options, generator, options.RepetitionPenalty != 1.0 ? seen : null);
+                    // Each row's own mask (finished rows, whose token is ignored, take any token).
+                    var masks = cursors.Select((c, b) => c is null || finished[b] ? null : c.Allowed()).ToArray();
+                    if (masks.Any(m => m is not null && !m.Contains(true)))
+                        throw new WrenException("no token of the vocabulary continues the grammar here");
+                    var allowed = masker is null ? null
+                        : tensor(masks.SelectMany(m => m ?? Enumerable.Repeat(true, model.Config.VocabSize)).ToArray(), device: device)
+                            .reshape(B, -1);
+                    var chosen = Sampler.Next(logits, options, generator, options.RepetitionPenalty != 1.0 ? seen : null, allowed);
                     next = chosen.cpu().data<long>().ToArray();
                     if (options.RepetitionPenalty != 1.0) seen.scatter_(1, chosen.unsqueeze(1), ones([B, 1], ScalarType.Bool, device));
                 }
@@ -124,10 +137,12 @@ public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokeni
                     // tokens) or could still become a stop string, and flushed when the row ends, U+FFFD standing for bytes
                     // that can never complete (the same rule as the server's streams).
                     bool stopToken = stopIds.Contains(id);
-                    bool ending = stopToken || step == options.MaxNewTokens - 1;
+                    cursors[b]?.Advance(id);
+                    bool complete = cursors[b] is { IsComplete: true };
+                    bool ending = stopToken || complete || step == options.MaxNewTokens - 1;
                     var (delta, stopped) = stopToken ? ("", false) : texts[b].Add(id);
                     if (ending && !stopped) delta += texts[b].Flush();
-                    string? reason = stopped ? "stop-string" : stopToken ? "stop-token" : ending ? "length" : null;
+                    string? reason = stopped ? "stop-string" : stopToken ? "stop-token" : complete ? "stop-grammar" : ending ? "length" : null;
                     if (reason is not null) finished[b] = true;
                     events.Add(new GeneratedToken(b, id, delta, reason));
                 }

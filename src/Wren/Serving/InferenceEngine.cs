@@ -4,6 +4,7 @@ using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using TorchSharp;
+using Wren.Constraints;
 using Wren.Inference;
 using Wren.Models;
 using Wren.Tokenization;
@@ -97,6 +98,7 @@ public sealed class InferenceEngine : IDisposable
     public GenerationHandle Submit(EngineRequest request, CancellationToken cancel = default)
     {
         Check(request);
+        var cursor = Cursor(request.Sampling);
         if (Interlocked.Increment(ref queued) > Capacity)
         {
             Interlocked.Decrement(ref queued);
@@ -104,7 +106,7 @@ public sealed class InferenceEngine : IDisposable
         }
         var id = $"cmpl-{Interlocked.Increment(ref nextId):x}{Environment.TickCount64 & 0xffff:x4}";
         var job = new Job(request, new GenerationHandle(id, Channel.CreateUnbounded<GenerationStep>(new() { SingleWriter = true })),
-                          new StreamingText(tokenizer, request.Sampling.StopStrings), cancel);
+                          new StreamingText(tokenizer, request.Sampling.StopStrings), cancel) { Cursor = cursor };
         job.Registration = cancel.Register(() => wake.Release());
         incoming.Enqueue(job);
         Metrics.QueueDepth.Inc();
@@ -128,6 +130,21 @@ public sealed class InferenceEngine : IDisposable
         catch (WrenException e) { throw ServeError.Invalid(e.Message); }
         if (request.TopLogprobs is < 0 or > 20)
             throw ServeError.Invalid($"logprobs must be between 0 and 20, got {request.TopLogprobs}", "logprobs");
+    }
+
+    readonly System.Runtime.CompilerServices.ConditionalWeakTable<ByteGrammar, TokenMasker> maskers = new();
+
+    /// <summary>A cursor at the start of the request's grammar (null without one); masks are cached per grammar instance.</summary>
+    GrammarCursor? Cursor(SamplingOptions sampling)
+    {
+        if (sampling.Grammar is not { } grammar) return null;
+        var bytes = tokenizer.TokenBytes
+            ?? throw ServeError.Invalid($"constrained decoding needs the bytes of every token, which the tokenizer {tokenizer.Name} " +
+                                        "does not give (byte-level BPE, SentencePiece and byte tokenizers do)", "response_format");
+        var cursor = maskers.GetValue(grammar, g => new TokenMasker(g, bytes, model.Config.VocabSize)).Start(sampling.StopTokenIds);
+        if (!cursor.Allowed().Contains(true))
+            throw ServeError.Invalid("no token of this model's vocabulary can begin a string of the grammar", "response_format");
+        return cursor;
     }
 
     /// <summary>Runs <paramref name="work"/> on the engine thread between steps (tests read thread-local tensor statistics).</summary>
@@ -155,6 +172,7 @@ public sealed class InferenceEngine : IDisposable
         public int NextInput { get; set; }
         public Generator? Random { get; set; }
         public Tensor? Seen { get; set; }
+        public GrammarCursor? Cursor { get; init; }
 
         public void Release()
         {
@@ -359,7 +377,19 @@ public sealed class InferenceEngine : IDisposable
         TokenLogprob? logprob = null;
         using (NewDisposeScope())
         {
-            id = (int)Sampler.Next(logits, sampling, job.Random, job.Seen).item<long>();
+            Tensor? allowed = null;
+            if (job.Cursor is { } grammar)
+            {
+                var mask = grammar.Allowed();
+                if (!mask.Contains(true))
+                {
+                    Fail(job, new WrenException("no token of the vocabulary continues the grammar here"));
+                    return true;
+                }
+                allowed = tensor(mask, device: logits.device).reshape(1, -1);
+            }
+            id = (int)Sampler.Next(logits, sampling, job.Random, job.Seen, allowed).item<long>();
+            job.Cursor?.Advance(id);
             job.Seen?.index_fill_(1, tensor(new long[] { id }, device: job.Seen.device), true);
             if (request.TopLogprobs is { } top) logprob = Logprob(logits[0].log_softmax(-1).cpu(), id, top);
         }
@@ -381,7 +411,7 @@ public sealed class InferenceEngine : IDisposable
         else
         {
             (text, stopString) = job.Text.Add(id);
-            if (stopString) reason = "stop";
+            if (stopString || job.Cursor is { IsComplete: true }) reason = "stop";
             else if (job.Generated >= sampling.MaxNewTokens) reason = "length";
         }
         if (reason is not null && !stopString) text += job.Text.Flush();   // held-back text that did not become a stop string
@@ -412,14 +442,15 @@ public sealed class InferenceEngine : IDisposable
         logger.LogInformation("{Id} cancelled after {Completion} tokens", job.Handle.Id, job.Generated);
     }
 
-    /// <summary>Ends one request whose prefill failed (the staging slot is reset by the next prefill); the batch goes on.</summary>
+    /// <summary>Ends one request whose prefill failed (the staging slot is reset by the next prefill) or whose grammar no token
+    /// continues; the batch goes on.</summary>
     void Fail(Job job, Exception error)
     {
         if (prefilling == job) prefilling = null;
         job.Handle.StepsWriter.TryComplete(error);
         job.Release();
         Interlocked.Decrement(ref queued);
-        logger.LogError("{Id} failed during prefill: {Message}", job.Handle.Id, error.Message);
+        logger.LogError("{Id} failed: {Message}", job.Handle.Id, error.Message);
     }
 
     void FailAll(Exception error)

@@ -14,6 +14,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Wren.Constraints;
 using Wren.Inference;
 using Wren.Templating;
 
@@ -359,8 +360,85 @@ public sealed class OpenAiServer : IAsyncDisposable
             MaxNewTokens = (int)Math.Min(maxTokens, int.MaxValue), Temperature = temperature, TopP = topP,
             TopK = (int)Math.Min(topK, int.MaxValue),
             RepetitionPenalty = penalty, Seed = body.Integer("seed") is { } seed ? unchecked((ulong)seed) : null, StopStrings = stop,
-            StopTokenIds = ChatPrompts.StopIds(engine.Tokenizer, template),
+            StopTokenIds = ChatPrompts.StopIds(engine.Tokenizer, template), Grammar = Grammar(body), LogitBias = LogitBias(body),
         };
+    }
+
+    /// <summary><c>logit_bias</c>: token id (a string key, as JSON objects have) → bias in [−100, 100].</summary>
+    Dictionary<int, double> LogitBias(RequestFields body)
+    {
+        var biases = new Dictionary<int, double>();
+        if (body.Get("logit_bias") is not { } map) return biases;
+        if (map.ValueKind != JsonValueKind.Object) throw RequestFields.TypeError("logit_bias", "an object of token id → bias");
+        foreach (var entry in map.EnumerateObject())
+        {
+            if (!int.TryParse(entry.Name, System.Globalization.NumberStyles.None, null, out int id) || id >= engine.Config.VocabSize)
+                throw ServeError.Invalid($"'logit_bias' key '{entry.Name}' is not a token id of this model's vocabulary of " +
+                                         $"{engine.Config.VocabSize}", "logit_bias");
+            if (entry.Value.ValueKind != JsonValueKind.Number || entry.Value.GetDouble() is < -100 or > 100)
+                throw ServeError.Invalid($"'logit_bias' values must be numbers between -100 and 100 (token {id})", "logit_bias");
+            biases[id] = entry.Value.GetDouble();
+        }
+        return biases;
+    }
+
+    /// <summary>Longest JSON schema or GBNF grammar accepted, in UTF-8 bytes of its JSON text.</summary>
+    public const int MaxGrammarBytes = 100_000;
+
+    readonly Dictionary<string, ByteGrammar> grammars = [];
+
+    /// <summary>
+    /// The constraint of <c>response_format</c> (<c>text</c>, <c>json_object</c>, <c>json_schema</c> as OpenAI defines them)
+    /// or of <c>grammar</c> (llama.cpp's GBNF, as llama-server takes it); null for free text. Compiled grammars are kept
+    /// by source text (the last 64), so repeated requests share one grammar and its cached token masks.
+    /// </summary>
+    ByteGrammar? Grammar(RequestFields body)
+    {
+        var format = body.Get("response_format");
+        var gbnf = body.String("grammar");
+        if (format is not null && gbnf is not null && FormatType(format.Value) != "text")
+            throw ServeError.Invalid("give either 'response_format' or 'grammar', not both", "grammar");
+        if (gbnf is not null) return Compiled("gbnf:" + gbnf, "grammar", () => GbnfGrammar.Parse(gbnf));
+        if (format is not { } f) return null;
+        switch (FormatType(f))
+        {
+            case "text":
+                return null;
+            case "json_object":
+                return Compiled("json_object", "response_format", JsonSchemaGrammar.JsonObject);
+            case "json_schema":
+                if (!f.TryGetProperty("json_schema", out var wrapper) || wrapper.ValueKind != JsonValueKind.Object)
+                    throw ServeError.Invalid("'response_format' of type json_schema needs a 'json_schema' object", "response_format");
+                if (!wrapper.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String)
+                    throw ServeError.Invalid("'response_format.json_schema.name' is required", "response_format");
+                if (!wrapper.TryGetProperty("schema", out var schema))
+                    throw ServeError.Invalid("'response_format.json_schema.schema' is required", "response_format");
+                return Compiled("schema:" + schema.GetRawText(), "response_format", () => JsonSchemaGrammar.FromSchema(schema));
+            case var other:
+                throw ServeError.Invalid($"unknown 'response_format' type '{other}' (text, json_object, json_schema)", "response_format");
+        }
+    }
+
+    static string? FormatType(JsonElement format) =>
+        format.ValueKind == JsonValueKind.Object && format.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String
+            ? t.GetString() : throw ServeError.Invalid("'response_format' must be an object with a string 'type'", "response_format");
+
+    ByteGrammar Compiled(string key, string field, Func<ByteGrammar> compile)
+    {
+        if (Encoding.UTF8.GetByteCount(key) > MaxGrammarBytes)
+            throw ServeError.Invalid($"the {(field == "grammar" ? "grammar" : "schema")} is {Encoding.UTF8.GetByteCount(key):N0} bytes; " +
+                                     $"at most {MaxGrammarBytes:N0} are accepted", field);
+        lock (grammars)
+            if (grammars.TryGetValue(key, out var known)) return known;
+        ByteGrammar grammar;
+        try { grammar = compile(); }
+        catch (WrenException e) { throw ServeError.Invalid(e.Message, field); }
+        lock (grammars)
+        {
+            if (grammars.Count >= 64) grammars.Clear();
+            grammars[key] = grammar;
+        }
+        return grammar;
     }
 
     int Count(RequestFields body, string field, long defaultValue, int max)

@@ -171,7 +171,7 @@ public sealed record TrainedBpe(IReadOnlyList<byte[]> Tokens, IReadOnlyList<(int
 
     /// <summary>GPT-2's byte → printable character map: printable Latin-1 bytes stand for themselves, the rest shift to
     /// U+0100….</summary>
-    static readonly char[] ByteChars = BuildByteChars();
+    internal static readonly char[] ByteChars = BuildByteChars();
 
     static char[] BuildByteChars()
     {

@@ -8,6 +8,7 @@ public sealed class ByteTokenizer(int modelVocabularySize) : ITextTokenizer
     public string Name => "byte-level (UTF-8 bytes as ids)";
     public int VocabularySize => 256;
     public int? EndOfTextId => null;
+    public TokenBytes TokenBytes { get; } = new(Enumerable.Range(0, 256).Select(b => new[] { (byte)b }).ToArray(), false);
 
     public IReadOnlyList<int> Encode(string text)
     {

@@ -31,8 +31,9 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
     readonly Dictionary<string, AddedToken> controlTokens;
 
     HuggingFaceTokenizer(Tokenizer encoder, Tokenizer decoder, IReadOnlyList<AddedToken> added, string name, int size,
-                         int? eos, int? bos, int? pad, bool addBos)
+                         int? eos, int? bos, int? pad, bool addBos, TokenBytes? bytes)
     {
+        TokenBytes = bytes;
         (this.encoder, this.decoder, Name, VocabularySize) = (encoder, decoder, name, size);
         (EndOfTextId, BeginOfTextId, PaddingId, AddsBeginOfText) = (eos, bos, pad, addBos);
         AddedTokens = added;
@@ -47,6 +48,7 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
     public int? BeginOfTextId { get; }
     public int? PaddingId { get; }
     public bool AddsBeginOfText { get; }
+    public TokenBytes? TokenBytes { get; }
 
     /// <summary>tokenizer.json's <c>added_tokens</c>, each with the id written in the file.</summary>
     public IReadOnlyList<AddedToken> AddedTokens { get; }
@@ -176,7 +178,8 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
             string name = $"tokenizer.json ({model["type"]}, {ids.Count} tokens, Hugging Face tokenizers)";
             return new HuggingFaceTokenizer(encoder, decoder, added, name, size,
                 Id("eos_token", "<|endoftext|>", "</s>", "<|end_of_text|>"), Id("bos_token", "<s>", "<|begin_of_text|>"),
-                Id("pad_token"), addBos);
+                Id("pad_token"), addBos,
+                Tokenization.TokenBytes.FromHuggingFace(root, ids, added.Where(t => t.Special).Select(t => t.Id).ToHashSet(), size));
         }
         finally { File.Delete(temporary); }
     }
@@ -185,7 +188,8 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
     /// The file Wren runs on the text between added tokens (<paramref name="root"/> itself, changed): no added tokens (Wren
     /// matches them, see the remarks), no post-processor, and, for a Unigram model, the special tokens' own pieces made
     /// unreachable (renamed to start with the noncharacter U+FFFF; ids stay, as a Unigram vocabulary is positional), since a
-    /// Unigram lattice would otherwise still pick a piece such as <c>&lt;s&gt;</c> out of text, which SentencePiece never does for its control symbols.
+    /// Unigram lattice would otherwise still pick a piece such as <c>&lt;s&gt;</c> out of text, which SentencePiece never does
+    /// for its control symbols.
     /// </summary>
     static JsonObject TextOnly(JsonObject root)
     {

@@ -48,6 +48,9 @@ public interface ITextTokenizer
         return ids;
     }
 
+    /// <summary>The bytes each id adds to decoded text (for constrained decoding), or null when this tokenizer cannot say.</summary>
+    TokenBytes? TokenBytes => null;
+
     /// <summary>The ids of a prompt: <see cref="BeginOfTextId"/> first when <see cref="AddsBeginOfText"/>, then the text as text.</summary>
     IReadOnlyList<int> EncodePrompt(string text) =>
         AddsBeginOfText && BeginOfTextId is { } bos ? [bos, .. Encode(text)] : Encode(text);
