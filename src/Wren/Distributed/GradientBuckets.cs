@@ -12,7 +12,8 @@ namespace Wren.Distributed;
 /// The gradients are already scaled by the global batch before the backward (<c>Trainer</c>), so the sum is the mean
 /// gradient of the global batch and nothing is divided afterwards.
 /// </summary>
-internal sealed class GradientBuckets(IReadOnlyList<Parameter> parameters, ProcessGroup group, long bucketBytes = GradientBuckets.BucketBytes)
+internal sealed class GradientBuckets(IReadOnlyList<Parameter> parameters, ProcessGroup group,
+                                      long bucketBytes = GradientBuckets.BucketBytes)
 {
     public const long BucketBytes = 25L << 20;
 

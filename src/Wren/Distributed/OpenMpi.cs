@@ -64,6 +64,7 @@ internal sealed unsafe class OpenMpi
     public static OpenMpi Initialize()
     {
         string path = Environment.GetEnvironmentVariable("WREN_MPI_LIBRARY") is { Length: > 0 } named ? named : DefaultLibrary;
+        DlError();   // binds dlerror now, so resolving it later cannot clear the message of a failed dlopen
         nint library = DlOpen(path, RtldNow | RtldGlobal);
         if (library == 0)
             throw new WrenException($"this process was started by mpirun but cannot load the MPI library {path} " +

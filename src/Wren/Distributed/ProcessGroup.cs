@@ -65,7 +65,8 @@ public sealed class ProcessGroup : IDisposable
     public static ProcessGroup FromEnvironment(TimeSpan collectiveTimeout)
     {
         if (!LaunchedByMpirun) return Single;
-        if (collectiveTimeout <= TimeSpan.Zero) throw new WrenException($"the collective timeout must be positive, got {collectiveTimeout}");
+        if (collectiveTimeout <= TimeSpan.Zero)
+            throw new WrenException($"the collective timeout must be positive, got {collectiveTimeout}");
         var mpi = OpenMpi.Initialize();
         int size = mpi.Size(), rank = mpi.Rank();
         string announced = Environment.GetEnvironmentVariable(WorldSizeVariable)!;
@@ -103,7 +104,8 @@ public sealed class ProcessGroup : IDisposable
         }
     }
 
-    /// <summary>Sums a contiguous one-dimensional float32/float64/int64 CPU tensor over all ranks, in place, as MPI_Allreduce(MPI_SUM).</summary>
+    /// <summary>Sums a contiguous one-dimensional float32/float64/int64 CPU tensor over all ranks, in place, as
+    /// MPI_Allreduce(MPI_SUM).</summary>
     public unsafe void AllReduceSum(Tensor values, string what)
     {
         if (Size == 1) return;
@@ -113,7 +115,9 @@ public sealed class ProcessGroup : IDisposable
         {
             nint type = values.dtype switch
             {
-                ScalarType.Float32 => m.Float, ScalarType.Float64 => m.Double, ScalarType.Int64 => m.Int64,
+                ScalarType.Float32 => m.Float,
+                ScalarType.Float64 => m.Double,
+                ScalarType.Int64 => m.Int64,
                 _ => throw new ArgumentException($"cannot all-reduce {values.dtype}", nameof(values)),
             };
             long count = values.numel(), element = values.ElementSize;
@@ -178,13 +182,20 @@ public sealed class ProcessGroup : IDisposable
     public void Agree(string what, string identity, string fix)
     {
         if (Size == 1) return;
-        long hash = BitConverter.ToInt64(SHA256.HashData(Encoding.UTF8.GetBytes(identity)));
-        var all = Gather(hash, $"comparing the {what}");
-        var differ = Enumerable.Range(0, Size).Where(r => all[r] != all[0]).ToList();
+        var differ = Differing(BitConverter.ToInt64(SHA256.HashData(Encoding.UTF8.GetBytes(identity))), $"comparing the {what}");
         if (differ.Count > 0)
-            throw new CollectiveException($"rank{(differ.Count > 1 ? "s" : "")} {string.Join(", ", differ)} {(differ.Count > 1 ? "have" : "has")} " +
-                                          $"other {what} than rank 0; {fix}");
+            throw new CollectiveException($"{Name(differ)} {(differ.Count > 1 ? "have" : "has")} other {what} than rank 0; {fix}");
     }
+
+    /// <summary>The ranks whose <paramref name="value"/> differs from rank 0's (the same list on every rank).</summary>
+    public IReadOnlyList<int> Differing(long value, string what)
+    {
+        var all = Gather(value, what);
+        return Enumerable.Range(0, Size).Where(r => all[r] != all[0]).ToList();
+    }
+
+    /// <summary>"rank 1" or "ranks 1, 3".</summary>
+    public static string Name(IReadOnlyList<int> ranks) => $"rank{(ranks.Count > 1 ? "s" : "")} {string.Join(", ", ranks)}";
 
     /// <summary>Ends the whole job now (MPI_Abort): mpirun stops every rank and exits with <paramref name="code"/>.</summary>
     public void Abort(int code)

@@ -122,8 +122,8 @@ public sealed class Trainer : IDisposable
         long global = options.GlobalBatch;
         if (global % group.Size != 0)
             throw new CollectiveException($"the world size {group.Size} does not divide the global batch of {global} sequences " +
-                                          $"(--batch-size {options.BatchSize} × --grad-accum {options.GradAccumulation}); start a number of " +
-                                          "ranks that divides it, or change the batch");
+                                          $"(--batch-size {options.BatchSize} × --grad-accum {options.GradAccumulation}); start a " +
+                                          "number of ranks that divides it, or change the batch");
         if (model.Config.VocabSize < data.Manifest.Tokenizer.VocabularySize)
             throw new WrenException($"the model's vocab_size ({model.Config.VocabSize}) is smaller than the dataset tokenizer's " +
                                     $"({data.Manifest.Tokenizer.VocabularySize})");
@@ -220,11 +220,12 @@ public sealed class Trainer : IDisposable
         {
             var checkpoints = TrainingCheckpoint.List(run);
             var saved = TrainingOptions.Load(Path.Combine(run, OptionsFile));
-            var options = (schedule ?? new ResumeSchedule()).Apply(length is null ? saved : saved with
+            var options = (schedule ?? new ResumeSchedule()).Apply(length is null ? saved with { WorldSize = group.Size } : saved with
             {
                 Steps = length.Steps ?? (length.Tokens is not null ? 0 : saved.Steps),
                 Tokens = length.Tokens ?? (length.Steps is not null ? 0 : saved.Tokens),
-            }) with { WorldSize = group.Size };
+                WorldSize = group.Size,
+            });
             var model = TrainingCheckpoint.LoadModel(checkpoints[^1].Path);
             trainer = Owning(model, () => new Trainer(model, data, options, run, group, replica));
             trainer.state = TrainingCheckpoint.Restore(checkpoints[^1].Path, trainer.optimizer);
@@ -369,14 +370,15 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>The error after a divergence: the last checkpoint (each was checked finite before it was written) and the fix.
-    /// Every rank sees the same reduced loss and gradients, so every rank raises it together.</summary>
-    CollectiveException Diverged(string what)
+    /// Every rank sees the same reduced loss and gradients, so with several ranks every rank raises it together.</summary>
+    WrenException Diverged(string what)
     {
         var good = TrainingCheckpoint.List(run).LastOrDefault();
-        return new CollectiveException($"{what}; " + (good.Path is null
+        string message = $"{what}; " + (good.Path is null
             ? "no checkpoint was written yet: start again (without --resume) with a lower learning rate (--lr) or a longer warm-up"
             : $"the last good checkpoint (step {good.Step}) is kept in {good.Path}; resume from it with --resume after lowering the " +
-              "learning rate (--lr) or raising warm-up"));
+              "learning rate (--lr) or raising warm-up");
+        return group.Size > 1 ? new CollectiveException(message) : new WrenException(message);
     }
 
     /// <summary>
@@ -452,12 +454,11 @@ public sealed class Trainer : IDisposable
     void VerifyReplicas()
     {
         if (group.Size == 1) return;
-        var all = group.Gather(WeightChecksum(), "comparing the weight checksums");
-        var differ = Enumerable.Range(0, group.Size).Where(r => all[r] != all[0]).ToList();
+        var differ = group.Differing(WeightChecksum(), "comparing the weight checksums");
         if (differ.Count > 0)
-            throw new CollectiveException($"the weights of rank{(differ.Count > 1 ? "s" : "")} {string.Join(", ", differ)} differ from rank " +
-                                          $"0's at step {state.Step}: the replicas diverged (ranks must run the same Wren, libtorch " +
-                                          "and thread count); resume from the last checkpoint");
+            throw new CollectiveException($"the weights of {ProcessGroup.Name(differ)} differ from rank 0's at step {state.Step}: the " +
+                                          "replicas diverged (ranks must run the same Wren, libtorch and thread count); resume from " +
+                                          "the last checkpoint");
     }
 
     /// <summary>Mean next-token cross-entropy of windows [rows × (T+1)].</summary>
