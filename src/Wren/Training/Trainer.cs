@@ -192,7 +192,8 @@ public sealed class Trainer : IDisposable
                 {
                     CheckSameTokenizer(run, data, checkpoints[^1].Path);
                     files.Add(OptionsFile);
-                    if (File.Exists(Path.Combine(run, DataTokenizerFile))) files.Add(DataTokenizerFile);
+                    // the metrics too: a rank's last validation loss must be rank 0's, or only some ranks would evaluate again
+                    files.AddRange(new[] { DataTokenizerFile, MetricsLog.FileName }.Where(f => File.Exists(Path.Combine(run, f))));
                     files.AddRange(Directory.GetFiles(checkpoints[^1].Path, "*", SearchOption.AllDirectories)
                                        .Select(f => Path.GetRelativePath(run, f)).Order(StringComparer.Ordinal));
                 }

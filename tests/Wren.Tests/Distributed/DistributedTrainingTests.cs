@@ -172,6 +172,10 @@ public class DistributedTrainingTests(ITestOutputHelper output)
         var two = Ranks(2, Resume(killed));
         Assert.True(two.Code == 0, two.Output);
         SameCurve(straight, killed, steps);
+        // a finished run resumed again trains nothing; every rank must agree on that (and on the last validation loss)
+        var again = Ranks(2, [.. Resume(killed), "--mpi-timeout", "60"]);
+        Assert.True(again.Code == 0, again.Output);
+        Assert.Contains("nothing to train", again.Output);
         var one = OneProcess(Resume(copy));
         Assert.True(one.Code == 0, one.Output);
         SameCurve(straight, copy, steps);
