@@ -4,9 +4,23 @@
 # and on a socket in that folder, stopped and deleted when this script exits. The machine's own clusters are
 # neither created, started nor touched. Debian's postgresql package is installed only when its binaries are
 # missing (then any cluster the package creates is dropped again). Set WREN_TEST_POSTGRES to use a server of your
-# own instead. Extra arguments go to `dotnet test`.
+# own instead. For the data-parallel training tests it needs Open MPI (mpirun, libmpi.so.40): Debian's openmpi-bin and
+# libopenmpi-dev are installed only when mpirun is missing (nothing is started; mpirun runs only inside the tests).
+# Extra arguments go to `dotnet test`.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+install_mpi() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "Open MPI is not installed and this is not root: the MPI training tests need Debian's openmpi-bin and libopenmpi-dev" >&2
+    return
+  fi
+  echo "installing Open MPI (Debian packages openmpi-bin, libopenmpi-dev)…" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q openmpi-bin libopenmpi-dev >/dev/null 2>&1 ||
+    { apt-get update -q >/dev/null && apt-get install -y -q openmpi-bin libopenmpi-dev >/dev/null; }
+}
+command -v mpirun >/dev/null || install_mpi
 
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
 

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Spectre.Console;
 using Wren.Data;
+using Wren.Distributed;
 using Wren.Models;
 using Wren.Training;
 
@@ -23,7 +24,8 @@ internal static class TrainCommand
         foreach (var o in new Option[] { config, data, output, resume, metaTokens }) command.Add(o);
         var flags = new TrainingFlags(command);
         var common = new CommonOptions(command, withDType: false);
-        command.SetAction((result, cancellation) =>
+        var launch = new MpiLaunch(command);
+        command.SetAction((result, cancellation) => Task.FromResult(launch.Run(result, group =>
         {
             common.Initialize(result);
             using var dataset = TokenDataset.Open(result.GetValue(data)!);
@@ -36,14 +38,29 @@ internal static class TrainCommand
             }
             else if (!result.GetValue(resume)) throw new WrenException("give --config (a config.json or preset) to start a run, or " +
                                                                        "--resume to continue one");
-            using var trainer = Trainer.Open(result.GetValue(output)!, dataset, start, result.GetValue(resume), flags.ReadLength(result),
-                                            flags.ReadSchedule(result));
-            string again = Resumable.Command(["train", "--data", result.GetValue(data)!, "--out", result.GetValue(output)!, "--resume"]);
-            var outcome = Resumable.Run(again, () => TrainingConsole.Run(trainer, cancellation));
-            AnsiConsole.MarkupLine($"model: [bold]{Markup.Escape(outcome.ModelFolder)}[/] — try " +
-                                   $"[bold]wren generate --model {Markup.Escape(outcome.ModelFolder)} --prompt \"...\"[/]");
-            return Task.FromResult(0);
-        });
+            string run = result.GetValue(output)!;
+            using var log = group == ProcessGroup.Single ? null : new RankLog(run, group);
+            try
+            {
+                using var trainer = Trainer.Open(run, dataset, start, result.GetValue(resume), flags.ReadLength(result),
+                                                 flags.ReadSchedule(result), group);
+                if (!group.IsRoot)
+                {
+                    trainer.Run(log, cancellation);
+                    return 0;
+                }
+                string again = Resumable.Command(["train", "--data", result.GetValue(data)!, "--out", run, "--resume"]);
+                var outcome = Resumable.Run(again, () => TrainingConsole.Run(trainer, cancellation, log));
+                AnsiConsole.MarkupLine($"model: [bold]{Markup.Escape(outcome.ModelFolder)}[/] — try " +
+                                       $"[bold]wren generate --model {Markup.Escape(outcome.ModelFolder)} --prompt \"...\"[/]");
+                return 0;
+            }
+            catch (Exception e)
+            {
+                log?.Write($"error: {e.Message}");
+                throw;
+            }
+        })));
         return command;
     }
 }

@@ -7,7 +7,8 @@ namespace Wren.Cli.Commands;
 /// <summary>Runs a trainer with a live progress bar: what is trained (or resumed), the bar, and the outcome.</summary>
 internal static class TrainingConsole
 {
-    public static TrainingResult Run(Trainer trainer, CancellationToken cancellation)
+    /// <summary>Trains with the bar; <paramref name="log"/> (a rank's log under mpirun) sees every step too.</summary>
+    public static TrainingResult Run(Trainer trainer, CancellationToken cancellation, IProgress<TrainingStatus>? log = null)
     {
         var config = trainer.Model.Config;
         var options = trainer.Options;
@@ -28,7 +29,8 @@ internal static class TrainingConsole
                                $"{options.TotalSteps} steps × {options.TokensPerStep:N0} tokens, {options.Schedule} LR " +
                                $"{options.LearningRate:G3}, " +
                                $"{(options.WeightNorm ? "weight norm on (no decay)" : $"weight decay {options.WeightDecay:G3}")}, " +
-                               $"{config.NumMemoryTokens} meta tokens");
+                               $"{config.NumMemoryTokens} meta tokens" +
+                               (trainer.Group.Size > 1 ? $", data-parallel over {trainer.Group.Size} ranks (tokens/s of all)" : ""));
         TrainingResult? outcome = null;
         AnsiConsole.Progress().AutoClear(false)
             .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(),
@@ -39,6 +41,7 @@ internal static class TrainingConsole
                 task.Value = trainer.State.Step;
                 outcome = trainer.Run(new Callback<TrainingStatus>(s =>
                 {
+                    log?.Report(s);
                     task.Value = s.Step;
                     task.Description = $"step {s.Step}/{s.TotalSteps}  loss {s.Loss:F3}" + (s.ValLoss is { } v ? $"  val {v:F3}" : "") +
                                        $"  lr {s.LearningRate:E1}  {s.TokensPerSecond:N0} tok/s  ETA {s.Remaining:hh\\:mm\\:ss}";

@@ -27,16 +27,20 @@ internal sealed class TrainingFlags
     readonly Option<long?> checkpointEvery = new("--checkpoint-every") { Description = "checkpoint every N steps (default 100)" };
     readonly Option<int?> keep = new("--keep-checkpoints") { Description = "checkpoints kept (default 3)" };
     readonly Option<long?> logEvery = new("--log-every") { Description = "write training metrics every N steps (default 10)" };
+    readonly Option<long?> checksumEvery = new("--checksum-every")
+    {
+        Description = "under mpirun: compare the ranks' weight checksums every N steps (default 100)",
+    };
 
     public TrainingFlags(Command command)
     {
         foreach (var o in new Option[]
                  {
                      file, steps, tokens, batch, seqLen, accumulation, optimizer, lr, minLr, warmup, schedule, decay, clip,
-                     weightNorm, seed, evalEvery, evalWindows, checkpointEvery, keep, logEvery,
+                     weightNorm, seed, evalEvery, evalWindows, checkpointEvery, keep, logEvery, checksumEvery,
                  })
             command.Add(o);
-        CommonOptions.MustBePositive(steps, tokens, evalEvery, checkpointEvery, logEvery);
+        CommonOptions.MustBePositive(steps, tokens, evalEvery, checkpointEvery, logEvery, checksumEvery);
         CommonOptions.MustBePositive(batch, seqLen, accumulation, evalWindows, keep);
         CommonOptions.MustBePositive(lr);
     }
@@ -65,6 +69,7 @@ internal sealed class TrainingFlags
             CheckpointEvery = r.GetValue(checkpointEvery) ?? o.CheckpointEvery,
             KeepCheckpoints = r.GetValue(keep) ?? o.KeepCheckpoints,
             LogEvery = r.GetValue(logEvery) ?? o.LogEvery,
+            ChecksumEvery = r.GetValue(checksumEvery) ?? o.ChecksumEvery,
         };
     }
 

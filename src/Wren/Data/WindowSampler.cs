@@ -24,13 +24,22 @@ internal sealed class WindowSampler
     }
 
     /// <summary>Batch number <paramref name="index"/>: [BatchSize × (SequenceLength + 1)] token ids, row-major.</summary>
-    public long[] Batch(long index)
+    public long[] Batch(long index) => Batch(index, 0, BatchSize);
+
+    /// <summary>
+    /// Rows [<paramref name="first"/>, <paramref name="first"/> + <paramref name="count"/>) of batch <paramref name="index"/>:
+    /// [count × (SequenceLength + 1)] token ids. Row r is drawn from the generator state advanced r + 1 times, which
+    /// SplitMix64 reaches directly (its state moves by a constant), so any share of a batch equals the same rows of the whole.
+    /// </summary>
+    public long[] Batch(long index, int first, int count)
     {
+        if (first < 0 || count < 0 || first + count > BatchSize)
+            throw new ArgumentOutOfRangeException(nameof(count), $"rows {first}..{first + count} of a batch of {BatchSize}");
         int width = SequenceLength + 1;
-        var tokens = new long[BatchSize * width];
-        ulong state = Mix(seed + Mix((ulong)index + 1));   // hashed, so consecutive batches share no rows
+        var tokens = new long[count * width];
+        ulong state = Mix(seed + Mix((ulong)index + 1)) + (ulong)first * Gamma;   // hashed, so consecutive batches share no rows
         long positions = split.Tokens - width + 1;
-        for (int row = 0; row < BatchSize; row++)
+        for (int row = 0; row < count; row++)
             split.Read((long)(SplitMix64(ref state) % (ulong)positions), tokens.AsSpan(row * width, width));
         return tokens;
     }
@@ -50,7 +59,9 @@ internal sealed class WindowSampler
     }
 
     /// <summary>SplitMix64 (Steele et al.): a tiny, fixed generator, so sampling never changes with the .NET version.</summary>
-    static ulong SplitMix64(ref ulong state) => Mix(state += 0x9E3779B97F4A7C15UL);
+    static ulong SplitMix64(ref ulong state) => Mix(state += Gamma);
+
+    const ulong Gamma = 0x9E3779B97F4A7C15UL;
 
     static ulong Mix(ulong z)
     {

@@ -5,6 +5,7 @@ using TorchSharp.Modules;
 using Wren.Checkpoints;
 using Wren.Common;
 using Wren.Data;
+using Wren.Distributed;
 using Wren.Models;
 using Wren.Tokenization;
 using static TorchSharp.torch;
@@ -12,9 +13,10 @@ using Parameter = TorchSharp.Modules.Parameter;
 
 namespace Wren.Training;
 
-/// <summary>Progress of a run, reported after every step.</summary>
+/// <summary>Progress of a run, reported after every step. Tokens and tokens/s count the global batch (all ranks);
+/// <see cref="AllReduceSeconds"/> is the step's gradient all-reduce (0 in one process).</summary>
 public readonly record struct TrainingStatus(long Step, long TotalSteps, long Tokens, double Loss, double LearningRate,
-                                             double TokensPerSecond, TimeSpan Remaining, double? ValLoss);
+                                             double TokensPerSecond, TimeSpan Remaining, double? ValLoss, double AllReduceSeconds = 0);
 
 /// <summary>The end of a run: final step, last training loss, last validation loss and perplexity, the model folder.</summary>
 public sealed record TrainingResult(long Step, long Tokens, double Loss, double ValLoss, double ValPerplexity, string ModelFolder,
@@ -66,6 +68,13 @@ public sealed record RunOrigin(bool Resumed, long FromStep, long TotalSteps)
 /// and, at the end, <c>model/</c> (an HF folder with the tokenizer). Resuming restores the model, optimizer, RNG and
 /// data position (the batch counter), so the losses that follow are those of an uninterrupted run.
 /// <see cref="Open"/> is the one entry: it alone decides new or resumed, and it alone touches the folder before training.
+/// <para>Data parallel over the ranks of a <see cref="ProcessGroup"/> (mpirun): the global batch (batch size × accumulation
+/// sequences) is the same as in one process and its sequence i is drawn by its global index, so every world size sees the
+/// same samples per step; rank r computes sequences [r·G/N, (r+1)·G/N), the gradients are summed over the ranks
+/// (<see cref="GradientBuckets"/>), and clipping, the optimizer step and weight normalization run on those identical
+/// gradients on every rank. A checksum of the weights is compared every <see cref="TrainingOptions.ChecksumEvery"/> steps and
+/// before each checkpoint. Only rank 0 writes the run folder; the others work in a replica of it (<see cref="RunReplica"/>).
+/// </para>
 /// </summary>
 public sealed class Trainer : IDisposable
 {
@@ -83,6 +92,9 @@ public sealed class Trainer : IDisposable
     readonly WindowSampler sampler;
     readonly long[] validationTokens;
     readonly int validationWindows;
+    readonly ProcessGroup group;
+    readonly GradientBuckets buckets;
+    readonly string? replica;
     TrainerState state = new(0, 0, 0);
     MetricsLog? metrics;
 
@@ -93,9 +105,25 @@ public sealed class Trainer : IDisposable
     public RunOrigin Origin { get; private set; } = new(false, 0, 0);
     public IReadOnlyList<NormalizedMatrix> NormalizedMatrices => normalized;
 
-    Trainer(HybridForCausalLM model, TokenDataset data, TrainingOptions options, string run)
+    /// <summary>The ranks training together (<see cref="ProcessGroup.Single"/> in one process).</summary>
+    public ProcessGroup Group => group;
+    /// <summary>Gradient bytes summed over the ranks per step.</summary>
+    public long GradientBytes => buckets.Bytes;
+
+    Trainer(HybridForCausalLM model, TokenDataset data, TrainingOptions options, string run, ProcessGroup group, string? replica)
     {
         options.Validate();
+        // every rank compares before anything differs in what the ranks do
+        group.Agree("model config", model.Config.ToJson(), "start every rank with the same --config and --meta-tokens");
+        group.Agree("training options", options.ToJson(),
+                    "start every rank with the same command line");
+        group.Agree("dataset", File.ReadAllText(Path.Combine(data.Folder, DataManifest.FileName)),
+                    "give every rank a copy of the same prepared dataset (wren data prepare) at --data");
+        long global = options.GlobalBatch;
+        if (global % group.Size != 0)
+            throw new CollectiveException($"the world size {group.Size} does not divide the global batch of {global} sequences " +
+                                          $"(--batch-size {options.BatchSize} × --grad-accum {options.GradAccumulation}); start a " +
+                                          "number of ranks that divides it, or change the batch");
         if (model.Config.VocabSize < data.Manifest.Tokenizer.VocabularySize)
             throw new WrenException($"the model's vocab_size ({model.Config.VocabSize}) is smaller than the dataset tokenizer's " +
                                     $"({data.Manifest.Tokenizer.VocabularySize})");
@@ -103,11 +131,14 @@ public sealed class Trainer : IDisposable
         this.data = data;
         this.options = options;
         this.run = run;
+        this.group = group;
+        this.replica = replica;
         model.train();
         var named = model.named_parameters().ToList();
         parameters = named.Select(p => p.parameter).ToList();
         normalized = options.WeightNorm ? WeightNormalization.Targets(model) : [];
         optimizer = CreateOptimizer(named, options);
+        buckets = new GradientBuckets(parameters, group);
         sampler = new WindowSampler(data.Train, options.BatchSize, options.SeqLen, options.Seed);
         validationTokens = WindowSampler.Evenly(data.Validation, options.EvalWindows, options.SeqLen, out validationWindows);
     }
@@ -119,40 +150,95 @@ public sealed class Trainer : IDisposable
     /// data position; the dataset must have been prepared with the run's tokenizer. Otherwise a new run starts from
     /// <paramref name="start"/> (config fitted to the dataset's tokenizer, weights initialized from the options' seed); a
     /// folder that already holds checkpoints is refused then. Writes config.json, training.json and data-tokenizer.json.
+    /// With a <paramref name="group"/> of several ranks every rank calls this with the same arguments: rank 0 decides and
+    /// writes the run folder and the other ranks receive its files; training.json records the world size, and a run may
+    /// resume with another world size.
     /// </summary>
+    /// <exception cref="CollectiveException">(on every rank) the ranks disagree on the config, options or data, or the world
+    /// size does not divide the global batch.</exception>
     public static Trainer Open(string run, TokenDataset data, NewRun? start, bool resume = false, RunLength? length = null,
-                               ResumeSchedule? schedule = null)
+                               ResumeSchedule? schedule = null, ProcessGroup? group = null)
     {
-        Directory.CreateDirectory(run);
-        TrainingCheckpoint.RemovePartial(run);
-        var checkpoints = TrainingCheckpoint.List(run);
-        Trainer trainer;
-        if (resume && checkpoints.Count > 0)
+        group ??= ProcessGroup.Single;
+        string? replica = group.IsRoot ? null : RunReplica.CreateFolder(group);
+        try
         {
-            CheckSameTokenizer(run, data, checkpoints[^1].Path);
+            return Open(replica ?? run, replica, data, start, resume, length, schedule, group, ShareRun(run, data, start, resume, group,
+                                                                                                        replica));
+        }
+        catch when (replica is not null)
+        {
+            Directory.Delete(replica, recursive: true);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Rank 0 checks the run folder (the errors of one process, raised on every rank) and the other ranks receive the files
+    /// a resumed run starts from. Returns whether the run resumes.
+    /// </summary>
+    static bool ShareRun(string run, TokenDataset data, NewRun? start, bool resume, ProcessGroup group, string? replica)
+    {
+        string? problem = null;
+        var files = new List<string>();
+        if (group.IsRoot)
+        {
+            try
+            {
+                Directory.CreateDirectory(run);
+                TrainingCheckpoint.RemovePartial(run);
+                var checkpoints = TrainingCheckpoint.List(run);
+                if (resume && checkpoints.Count > 0)
+                {
+                    CheckSameTokenizer(run, data, checkpoints[^1].Path);
+                    files.Add(OptionsFile);
+                    // the metrics too: a rank's last validation loss must be rank 0's, or only some ranks would evaluate again
+                    files.AddRange(new[] { DataTokenizerFile, MetricsLog.FileName }.Where(f => File.Exists(Path.Combine(run, f))));
+                    files.AddRange(Directory.GetFiles(checkpoints[^1].Path, "*", SearchOption.AllDirectories)
+                                       .Select(f => Path.GetRelativePath(run, f)).Order(StringComparer.Ordinal));
+                }
+                else if (checkpoints.Count > 0)
+                    throw new WrenException($"{run} already holds a run (checkpoints up to step {checkpoints[^1].Step}); " +
+                                            "pass --resume to continue it or choose another --out");
+                else if (start is null)
+                    throw new WrenException($"{run} holds no checkpoint to resume; give a model config (--config) to start a run");
+            }
+            catch (WrenException e) when (group.Size > 1) { problem = e.Message; }
+        }
+        if (group.Size == 1) return files.Count > 0;
+        var decided = System.Text.Encoding.UTF8.GetString(group.Broadcast(group.IsRoot ? System.Text.Encoding.UTF8.GetBytes(problem ?? "")
+                                                                                         : null, "checking the run folder"));
+        if (decided.Length > 0) throw new CollectiveException(decided);
+        RunReplica.Share(group, run, files, replica ?? run);
+        return (group.IsRoot ? files.Count : TrainingCheckpoint.List(replica!).Count) > 0;
+    }
+
+    static Trainer Open(string run, string? replica, TokenDataset data, NewRun? start, bool resume, RunLength? length,
+                        ResumeSchedule? schedule, ProcessGroup group, bool resumes)
+    {
+        Trainer trainer;
+        if (resumes)
+        {
+            var checkpoints = TrainingCheckpoint.List(run);
             var saved = TrainingOptions.Load(Path.Combine(run, OptionsFile));
-            var options = (schedule ?? new ResumeSchedule()).Apply(length is null ? saved : saved with
+            var options = (schedule ?? new ResumeSchedule()).Apply(length is null ? saved with { WorldSize = group.Size } : saved with
             {
                 Steps = length.Steps ?? (length.Tokens is not null ? 0 : saved.Steps),
                 Tokens = length.Tokens ?? (length.Steps is not null ? 0 : saved.Tokens),
+                WorldSize = group.Size,
             });
             var model = TrainingCheckpoint.LoadModel(checkpoints[^1].Path);
-            trainer = Owning(model, () => new Trainer(model, data, options, run));
+            trainer = Owning(model, () => new Trainer(model, data, options, run, group, replica));
             trainer.state = TrainingCheckpoint.Restore(checkpoints[^1].Path, trainer.optimizer);
             trainer.Origin = new RunOrigin(true, trainer.state.Step, options.TotalSteps);
         }
         else
         {
-            if (checkpoints.Count > 0)
-                throw new WrenException($"{run} already holds a run (checkpoints up to step {checkpoints[^1].Step}); " +
-                                        "pass --resume to continue it or choose another --out");
-            if (start is null) throw new WrenException($"{run} holds no checkpoint to resume; give a model config (--config) to start " +
-                                                       $"a run");
-            var model = new HybridForCausalLM(data.Manifest.ModelConfig(start.Config));
+            var model = new HybridForCausalLM(data.Manifest.ModelConfig(start!.Config));
             trainer = Owning(model, () =>
             {
                 Initialization.Apply(model, start.Options.Seed);
-                return new Trainer(model, data, start.Options, run);
+                return new Trainer(model, data, start.Options with { WorldSize = group.Size }, run, group, replica);
             });
             // start on the sphere, as every later step ends there
             if (start.Options.WeightNorm) WeightNormalization.Apply(trainer.normalized);
@@ -162,6 +248,12 @@ public sealed class Trainer : IDisposable
         AtomicFile.WriteAllText(Path.Combine(run, DataTokenizerFile), JsonSerializer.Serialize(data.Manifest.Tokenizer, DataManifest.Json));
         trainer.options.Save(Path.Combine(run, OptionsFile));
         trainer.metrics = new MetricsLog(run, trainer.state.Step);
+        try { trainer.VerifyReplicas(); }
+        catch
+        {
+            trainer.Dispose();
+            throw;
+        }
         return trainer;
     }
 
@@ -231,12 +323,14 @@ public sealed class Trainer : IDisposable
             cancellation.ThrowIfCancellationRequested();
             double lr = LearningRateSchedule.At(options, state.Step);
             foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
-            var (loss, gradNorm) = Step();
+            var (loss, gradNorm, allReduce) = Step();
             if (!double.IsFinite(loss) || !double.IsFinite(gradNorm))
                 throw Diverged(double.IsFinite(loss) ? $"the gradient norm became {gradNorm} at step {state.Step + 1}"
                                                      : $"the loss became {loss} at step {state.Step + 1}");
             lastLoss = loss;
-            state = new TrainerState(state.Step + 1, state.TokensSeen + options.TokensPerStep, secondsBefore + clock.Elapsed.TotalSeconds);
+            state = new TrainerState(state.Step + 1, state.TokensSeen + options.TokensPerStep, secondsBefore + clock.Elapsed.TotalSeconds,
+                                     group.Size);
+            if (state.Step % options.ChecksumEvery == 0) VerifyReplicas();
             double tokensPerSecond = (state.TokensSeen - startTokens) / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
             if (state.Step % options.LogEvery == 0 || state.Step == total)
                 Metrics.Add(new MetricsEntry
@@ -252,20 +346,24 @@ public sealed class Trainer : IDisposable
                     Step = state.Step, Tokens = state.TokensSeen, ValLoss = valLoss, ValPpl = Math.Exp(valLoss.Value),
                     Seconds = state.Seconds,
                 });
-                Metrics.Plot($"{string.Join(" ", model.Config.LayerTypes.Distinct())} — {model.Config.HiddenSize} wide, " +
-                             $"{model.Config.NumLayers} layers");
+                if (group.IsRoot)
+                    Metrics.Plot($"{string.Join(" ", model.Config.LayerTypes.Distinct())} — {model.Config.HiddenSize} wide, " +
+                                 $"{model.Config.NumLayers} layers");
             }
             if (state.Step % options.CheckpointEvery == 0 || state.Step == total)
             {
                 if (NonFinite() is { } what)
                     throw Diverged($"the {what} became non-finite at step {state.Step}, so it is not checkpointed");
-                TrainingCheckpoint.Save(run, model, optimizer, state, TokenizerJson(), options.KeepCheckpoints);
+                VerifyReplicas();
+                group.Barrier("the barrier before a checkpoint");
+                if (group.IsRoot) TrainingCheckpoint.Save(run, model, optimizer, state, TokenizerJson(), options.KeepCheckpoints);
             }
             var remaining = TimeSpan.FromSeconds((total - state.Step) * options.TokensPerStep / Math.Max(1e-9, tokensPerSecond));
-            progress?.Report(new TrainingStatus(state.Step, total, state.TokensSeen, loss, lr, tokensPerSecond, remaining, valLoss));
+            progress?.Report(new TrainingStatus(state.Step, total, state.TokensSeen, loss, lr, tokensPerSecond, remaining, valLoss,
+                                                allReduce));
         }
         string folder = Path.Combine(run, ModelFolder);
-        SaveModel(folder);
+        if (group.IsRoot) SaveModel(folder);
         double finalVal = valLoss ?? Evaluate();
         return new TrainingResult(state.Step, state.TokensSeen,
                                   double.IsNaN(lastLoss) ? Metrics.Entries.LastOrDefault(e => e.Loss is not null)?.Loss
@@ -273,14 +371,16 @@ public sealed class Trainer : IDisposable
                                   finalVal, Math.Exp(finalVal), folder, state.Seconds);
     }
 
-    /// <summary>The error after a divergence: the last checkpoint (each was checked finite before it was written) and the fix.</summary>
+    /// <summary>The error after a divergence: the last checkpoint (each was checked finite before it was written) and the fix.
+    /// Every rank sees the same reduced loss and gradients, so with several ranks every rank raises it together.</summary>
     WrenException Diverged(string what)
     {
         var good = TrainingCheckpoint.List(run).LastOrDefault();
-        return new WrenException($"{what}; " + (good.Path is null
+        string message = $"{what}; " + (good.Path is null
             ? "no checkpoint was written yet: start again (without --resume) with a lower learning rate (--lr) or a longer warm-up"
             : $"the last good checkpoint (step {good.Step}) is kept in {good.Path}; resume from it with --resume after lowering the " +
-              "learning rate (--lr) or raising warm-up"));
+              "learning rate (--lr) or raising warm-up");
+        return group.Size > 1 ? new CollectiveException(message) : new WrenException(message);
     }
 
     /// <summary>
@@ -297,31 +397,70 @@ public sealed class Trainer : IDisposable
         return logits.isfinite().all().item<bool>() ? null : "logits of a validation batch";
     }
 
-    /// <summary>One optimizer step over <c>GradAccumulation</c> micro-batches; returns the mean loss and the gradient norm before
-    /// clipping.</summary>
-    (double Loss, double GradNorm) Step()
+    /// <summary>
+    /// One optimizer step over the global batch of <c>BatchSize × GradAccumulation</c> sequences, of which this rank computes
+    /// its share in pieces that never cross a micro-batch (in one process: the micro-batches themselves). Each piece's mean loss
+    /// is scaled by its share of the global batch before the backward, so the gradients summed over the ranks are the mean
+    /// over the global batch. Returns the mean loss, the gradient norm before clipping and the all-reduce seconds.
+    /// </summary>
+    (double Loss, double GradNorm, double AllReduce) Step()
     {
         optimizer.zero_grad();
-        double lossSum = 0;
-        for (int micro = 0; micro < options.GradAccumulation; micro++)
+        int rows = options.BatchSize;
+        long global = options.GlobalBatch, share = global / group.Size, first = group.Rank * share;
+        var lossSum = new double[1];
+        for (long row = first; row < first + share;)
         {
             using var scope = NewDisposeScope();
-            var tokens = sampler.Batch(state.Step * options.GradAccumulation + micro);
-            var loss = Loss(tokens, options.BatchSize);
-            (loss / options.GradAccumulation).backward();
-            lossSum += loss.item<float>();
+            int from = (int)(row % rows), count = (int)Math.Min(rows - from, first + share - row);
+            var tokens = sampler.Batch(state.Step * options.GradAccumulation + row / rows, from, count);
+            var loss = Loss(tokens, count);
+            (loss / ((double)global / count)).backward();
+            lossSum[0] += count == rows ? loss.item<float>() : (double)loss.item<float>() * count / rows;
+            row += count;
         }
+        group.AllReduceSum(lossSum, "the loss all-reduce");
+        double allReduce = buckets.Reduce();
         double gradNorm;
         using (NewDisposeScope())
             gradNorm = options.GradClip > 0
                 ? nn.utils.clip_grad_norm_(parameters, options.GradClip)
                 : stack(parameters.Where(p => p.grad is not null).Select(p => p.grad!.norm()).ToArray()).norm().item<float>();
-        if (double.IsFinite(lossSum) && double.IsFinite(gradNorm))
+        if (double.IsFinite(lossSum[0]) && double.IsFinite(gradNorm))
         {
             using (NewDisposeScope()) optimizer.step();
             if (options.WeightNorm) WeightNormalization.Apply(normalized);
         }
-        return (lossSum / options.GradAccumulation, gradNorm);
+        return (lossSum[0] / options.GradAccumulation, gradNorm, allReduce);
+    }
+
+    /// <summary>
+    /// SHA-256 (first 8 bytes) of every parameter's float32 bits, in parameter order: equal on every rank exactly when the
+    /// replicas hold the same weights.
+    /// </summary>
+    internal long WeightChecksum()
+    {
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        using var _ = no_grad();
+        foreach (var p in parameters)
+        {
+            using var scope = NewDisposeScope();
+            var values = p.detach().cpu().contiguous();
+            hash.AppendData(values.bytes);
+        }
+        return BitConverter.ToInt64(hash.GetHashAndReset());
+    }
+
+    /// <summary>Compares the weight checksums of all ranks (nothing in one process).</summary>
+    /// <exception cref="CollectiveException">The replicas' weights differ, naming the step and the ranks.</exception>
+    void VerifyReplicas()
+    {
+        if (group.Size == 1) return;
+        var differ = group.Differing(WeightChecksum(), "comparing the weight checksums");
+        if (differ.Count > 0)
+            throw new CollectiveException($"the weights of {ProcessGroup.Name(differ)} differ from rank 0's at step {state.Step}: the " +
+                                          "replicas diverged (ranks must run the same Wren, libtorch and thread count); resume from " +
+                                          "the last checkpoint");
     }
 
     /// <summary>Mean next-token cross-entropy of windows [rows × (T+1)].</summary>
@@ -335,19 +474,20 @@ public sealed class Trainer : IDisposable
         return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]), targets.reshape(-1));
     }
 
-    /// <summary>Mean validation loss over the fixed, evenly spread validation windows.</summary>
+    /// <summary>Mean validation loss over the fixed, evenly spread validation windows (split over the ranks).</summary>
     public double Evaluate()
     {
         using var _ = no_grad();
         int width = options.SeqLen + 1, rows = Math.Max(1, options.BatchSize);
-        double sum = 0;
-        for (int start = 0; start < validationWindows; start += rows)
+        var sum = new double[1];
+        for (int start = rows * group.Rank; start < validationWindows; start += rows * group.Size)   // pieces dealt round-robin
         {
             using var scope = NewDisposeScope();
             int count = Math.Min(rows, validationWindows - start);
-            sum += Loss(validationTokens[(start * width)..((start + count) * width)], count).item<float>() * count;
+            sum[0] += Loss(validationTokens[(start * width)..((start + count) * width)], count).item<float>() * count;
         }
-        return sum / validationWindows;
+        group.AllReduceSum(sum, "the validation-loss all-reduce");
+        return sum[0] / validationWindows;
     }
 
     string? TokenizerJson()
@@ -371,5 +511,6 @@ public sealed class Trainer : IDisposable
     {
         optimizer.Dispose();
         model.Dispose();
+        if (replica is not null && Directory.Exists(replica)) Directory.Delete(replica, recursive: true);
     }
 }

@@ -7,8 +7,9 @@ using static TorchSharp.torch;
 
 namespace Wren.Training;
 
-/// <summary>Where a run is: optimizer steps done (= batches drawn ÷ accumulation), tokens seen, wall time so far.</summary>
-public sealed record TrainerState(long Step, long TokensSeen, double Seconds);
+/// <summary>Where a run is: optimizer steps done (= batches drawn ÷ accumulation), tokens seen, wall time so far, and the number
+/// of ranks (MPI world size) that wrote it.</summary>
+public sealed record TrainerState(long Step, long TokensSeen, double Seconds, int WorldSize = 1);
 
 /// <summary>
 /// A resumable checkpoint folder <c>checkpoints/step-000123/</c>: the HF model folder (config.json + model.safetensors),

@@ -45,11 +45,17 @@ public sealed record TrainingOptions
     public long CheckpointEvery { get; init; } = 100;
     public int KeepCheckpoints { get; init; } = 3;
     public long LogEvery { get; init; } = 10;
+    /// <summary>Compare the ranks' weight checksums every N steps (and before each checkpoint); data-parallel runs only.</summary>
+    public long ChecksumEvery { get; init; } = 100;
+    /// <summary>Ranks (MPI processes) the run was last started with; recorded, not chosen: resuming may use another number.</summary>
+    public int WorldSize { get; init; } = 1;
 
     /// <summary>An interval that never comes: only the final step validates or checkpoints (proxy runs).</summary>
     public const long Never = long.MaxValue / 2;
 
-    public long TokensPerStep => (long)BatchSize * SeqLen * GradAccumulation;
+    /// <summary>Sequences per optimizer step, over all ranks: batch size × accumulation.</summary>
+    public long GlobalBatch => (long)BatchSize * GradAccumulation;
+    public long TokensPerStep => GlobalBatch * SeqLen;
     public long TotalSteps => Steps > 0 ? Steps : (Tokens + TokensPerStep - 1) / TokensPerStep;
     /// <summary>The weight decay actually applied: none with weight normalization (Nemotron-Flash paper, weight normalization).</summary>
     public double EffectiveWeightDecay => WeightNorm ? 0 : WeightDecay;
@@ -69,8 +75,8 @@ public sealed record TrainingOptions
         Require(WarmupSteps >= 0 && WeightDecay >= 0 && GradClip >= 0,
                 "warm-up steps, weight decay and gradient clip must not be negative");
         Require(Beta1 is >= 0 and < 1 && Beta2 is >= 0 and < 1 && Eps > 0, "Adam betas must be in [0, 1) and eps positive");
-        Require(EvalEvery >= 1 && EvalWindows >= 1 && CheckpointEvery >= 1 && KeepCheckpoints >= 1 && LogEvery >= 1,
-                "eval/checkpoint/log intervals, eval windows and kept checkpoints must be ≥ 1");
+        Require(EvalEvery >= 1 && EvalWindows >= 1 && CheckpointEvery >= 1 && KeepCheckpoints >= 1 && LogEvery >= 1 && ChecksumEvery >= 1,
+                "eval/checkpoint/log/checksum intervals, eval windows and kept checkpoints must be ≥ 1");
     }
 
     internal static readonly JsonSerializerOptions Json = new()
