@@ -26,7 +26,7 @@ public static class DecodeBenchmark
         var contexts = Arg("--contexts", "512,2048,8192").Split(',').Select(int.Parse).ToArray();
         var models = Arg("--models", "flash-300m,llama-300m").Split(',');
         string dtypes = Arg("--dtype", "float32");
-        var precisions = (dtypes == "all" ? "float32,bfloat16,int8" : dtypes).Split(',')
+        var precisions = (dtypes == "all" ? "float32,bfloat16,int8,q4,q4k" : dtypes).Split(',')
             .Select(WeightPrecisions.Parse).Distinct().Order().ToArray();   // fp32 first: the others compare to it
         int tokens = int.Parse(Arg("--tokens", "32"));
         int repeats = int.Parse(Arg("--repeats", "5"));
@@ -62,7 +62,7 @@ public static class DecodeBenchmark
                     if (precision == WeightPrecision.Float32) fp32Ms[context] = perToken;
                     long cacheBytes = footprint.CacheBytes(1, context), bytes = weightBytes + cacheBytes;
                     double roofline = bytes / bandwidth;
-                    string path = precision == WeightPrecision.Int8 ? KernelPaths.Int8Description : KernelPaths.Active.ToString();
+                    string path = precision.IsQuantized() ? KernelPaths.Int8Description : KernelPaths.Active.ToString();
                     string row = $"| {name} | {precision.Name()} | {weightBytes / 1e6:F0} MB | {context} | " +
                                  $"{cacheBytes / 1e6:F0} MB | {path} | " +
                                  $"{perToken * 1e3:F2} | " +

@@ -16,12 +16,12 @@ internal sealed class CommonOptions
     };
     public Option<string> DType { get; } = new("--dtype")
     {
-        Description = "weights in float32, bfloat16 or int8 (activations and states stay float32)", DefaultValueFactory = _ => "float32",
+        Description = "weights in float32, bfloat16, int8, q4 or q4k (activations and states stay float32)", DefaultValueFactory = _ => "float32",
     };
 
     public CommonOptions(Command command, bool withDType = true)
     {
-        DType.AcceptOnlyFromAmong("float32", "bfloat16", "int8");
+        DType.AcceptOnlyFromAmong("float32", "bfloat16", "int8", "q4", "q4k");
         Threads.Validators.Add(result =>
         {
             int threads = result.GetValueOrDefault<int>();

@@ -6,8 +6,8 @@ using static TorchSharp.torch;
 
 namespace Wren.Inference;
 
-/// <summary>How closely a model with bf16 or int8 weights follows its fp32 reference.</summary>
-/// <param name="Precision">The candidate's weight precision (float32, bfloat16, int8).</param>
+/// <summary>How closely a model with bf16, int8 or 4-bit weights follows its fp32 reference.</summary>
+/// <param name="Precision">The candidate's weight precision (float32, bfloat16, int8, q4, q4k).</param>
 /// <param name="MaxLogitError">max |Δlogit| over every decode step and vocabulary entry.</param>
 /// <param name="RmsLogitError">RMS of Δlogit over the same values.</param>
 /// <param name="ReferenceLogitRms">RMS of the reference's logits, the scale the errors compare to.</param>
@@ -100,7 +100,7 @@ public static class PrecisionAccuracyMeasurement
 /// <param name="Data">A prepared dataset folder: the prompt and the validation windows come from its validation split.</param>
 public sealed record PrecisionAccuracyOptions(string? Model, string? Config, string? Data)
 {
-    public IReadOnlyList<WeightPrecision> Precisions { get; init; } = [WeightPrecision.BFloat16, WeightPrecision.Int8];
+    public IReadOnlyList<WeightPrecision> Precisions { get; init; } = [WeightPrecision.BFloat16, WeightPrecision.Int8, WeightPrecision.Q4, WeightPrecision.Q4K];
     public int GreedyTokens { get; init; } = 256;
     public int PromptTokens { get; init; } = 16;
     public int ValidationWindows { get; init; } = 16;

@@ -34,6 +34,8 @@ internal static unsafe class KernelTensors
     /// <summary>The raw bits of a bfloat16 tensor (the top 16 bits of each fp32).</summary>
     public static ushort* BFloat16Bits(Tensor t) => (ushort*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
 
+    public static byte* Bytes(Tensor t) => (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
+
     public static sbyte* SBytes(Tensor t) => (sbyte*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
 
     public static long* Longs(Tensor t) => (long*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));

@@ -36,13 +36,15 @@ internal static unsafe class MatVec
 
     /// <summary>
     /// True when the kernel of the weight's precision applies to <c>x·Wᵀ</c> (its <c>Applies</c>: fp32 with SIMD, bf16,
-    /// or int8 with its <paramref name="scale"/>); then <see cref="Bind"/> and <see cref="MultiplyRows"/> take it.
+    /// int8 with its <paramref name="scale"/>, or 4-bit U8 values with theirs: q4 with 2-D scales, q4k with 3-D); then
+    /// <see cref="Bind"/> and <see cref="MultiplyRows"/> take it.
     /// </summary>
     internal static bool KernelApplies(Tensor weight, Tensor? scale, Tensor x) => weight.dtype switch
     {
         ScalarType.Float32 => Applies(weight, x),
         ScalarType.BFloat16 => MatVecBf16.Applies(weight, x),
         ScalarType.Int8 => scale is not null && MatVecInt8.Applies(weight, x),
+        ScalarType.Byte => scale is not null && (scale.dim() == 3 ? MatVecQ4K.Applies(weight, scale, x) : MatVecQ4.Applies(weight, scale, x)),
         _ => false,
     };
 
@@ -57,15 +59,19 @@ internal static unsafe class MatVec
         MultiplyRows(weights.Select((w, i) => BindFloat32(w, $"weight {i}")).ToArray(), x);
 
     /// <summary>
-    /// Binds a stored weight to the kernel of its precision: fp32 or bf16 [out, in], or int8 values [out, in] with their
-    /// fp32 block <paramref name="scale"/> [out, ⌈in/32⌉]. Throws (naming <paramref name="name"/>) unless it is a
-    /// contiguous CPU matrix of that kind.
+    /// Binds a stored weight to the kernel of its precision: fp32 or bf16 [out, in], int8 values [out, in] with their
+    /// fp32 block <paramref name="scale"/> [out, ⌈in/32⌉], or 4-bit U8 values of a matrix <paramref name="cols"/> wide
+    /// (q4: scales [out, ⌈in/32⌉], <see cref="MatVecQ4"/>; q4k: scales [out, ⌈in/256⌉, 2], <see cref="MatVecQ4K"/>; packed
+    /// values do not carry their width). Throws (naming <paramref name="name"/>) unless it is a contiguous CPU matrix of that kind.
     /// </summary>
-    internal static BoundMatrix Bind(Tensor weight, Tensor? scale, string name = "weight") => weight.dtype switch
+    internal static BoundMatrix Bind(Tensor weight, Tensor? scale, string name = "weight", long? cols = null) => weight.dtype switch
     {
         ScalarType.Float32 => BindFloat32(weight, name),
         ScalarType.BFloat16 => MatVecBf16.Bind(weight, name),
         ScalarType.Int8 => MatVecInt8.Bind(weight, scale ?? throw new ArgumentException($"{name}: an int8 weight needs its scales"), name),
+        ScalarType.Byte when scale is null || cols is null =>
+            throw new ArgumentException($"{name}: a 4-bit weight needs its scales and the matrix width"),
+        ScalarType.Byte => scale.dim() == 3 ? MatVecQ4K.Bind(weight, scale, cols.Value, name) : MatVecQ4.Bind(weight, scale, cols.Value, name),
         _ => throw new ArgumentException($"{name}: no matrix–vector kernel for {weight.dtype} weights"),
     };
 
@@ -78,7 +84,7 @@ internal static unsafe class MatVec
     }
 
     /// <summary>
-    /// The tensor form of the fp32, bf16 and int8 kernels: x [..., cols] fp32 with at most <see cref="MaxInputRows"/>
+    /// The tensor form of the fp32, bf16, int8 and 4-bit kernels: x [..., cols] fp32 with at most <see cref="MaxInputRows"/>
     /// rows → fp32 outputs [inputs, rows_i] for bound matrices of one width, the rows of all of them split across
     /// threads as one run (<see cref="ForRows"/>). With <paramref name="keepLeading"/> the outputs are
     /// [..., rows_i], x's leading dimensions kept (a projection's shape, with no view to make).

@@ -153,8 +153,10 @@ internal static unsafe class MatVecInt8
         fixed (float* xp = x) fixed (sbyte* qp = q) fixed (float* dp = d) QuantizeActivations(xp, x.Length, qp, dp);
     }
 
+    /// <summary>The pointer form of <see cref="QuantizeActivations(ReadOnlySpan{float}, Span{sbyte}, Span{float})"/> (q: ⌈cols/32⌉·32
+    /// values, d: ⌈cols/32⌉ scales); also the activation rule of the 4-bit kernels (<see cref="MatVecQ4"/>, <see cref="MatVecQ4K"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void QuantizeActivations(float* x, long cols, sbyte* q, float* d)
+    internal static void QuantizeActivations(float* x, long cols, sbyte* q, float* d)
     {
         long full = cols / BlockSize, b = 0;
         var path = KernelPaths.Active;
@@ -292,7 +294,7 @@ internal static unsafe class MatVecInt8
 
     /// <summary>The sum of 8 lanes in three steps (<c>Vector256.Sum</c> emits a longer sequence).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static float Sum(Vector256<float> v) => Vector128.Sum(v.GetLower() + v.GetUpper());
+    internal static float Sum(Vector256<float> v) => Vector128.Sum(v.GetLower() + v.GetUpper());
 
     /// <summary>
     /// Two blocks' byte products, summed per group of four into 16 int32 lanes (0–7: the first block). The unsigned × signed
@@ -315,20 +317,20 @@ internal static unsafe class MatVecInt8
     }
 
     /// <summary>Σ of four u8·s8 products per int32 lane, by one of two instruction sequences with the same result.</summary>
-    interface IByteDot
+    internal interface IByteDot
     {
         static abstract Vector256<int> Sum(Vector256<byte> unsigned, Vector256<sbyte> signed);
     }
 
     /// <summary>AVX-VNNI <c>vpdpbusd</c>.</summary>
-    struct VnniDot : IByteDot
+    internal struct VnniDot : IByteDot
     {
         public static Vector256<int> Sum(Vector256<byte> unsigned, Vector256<sbyte> signed) =>
             AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, unsigned, signed);
     }
 
     /// <summary>AVX2 <c>vpmaddubsw</c> (pairs into int16) then <c>vpmaddwd</c> by ones (pairs of pairs into int32).</summary>
-    struct MaddDot : IByteDot
+    internal struct MaddDot : IByteDot
     {
         public static Vector256<int> Sum(Vector256<byte> unsigned, Vector256<sbyte> signed) =>
             Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(unsigned, signed), Vector256<short>.One);

@@ -112,7 +112,7 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
         public void Dispose() => model.Observer = null;
     }
     public Tensor LmHeadWeight => lm_head?.Weight ?? model.EmbedTokens.Weight;
-    /// <summary>The lm_head's int8 block scales, or null when it is not int8.</summary>
+    /// <summary>The lm_head's int8 or 4-bit block scales, or null when it is not quantized.</summary>
     public Tensor? LmHeadScale => lm_head is null ? model.EmbedTokens.Scale : lm_head.Scale;
 
     public override LMOutput forward(LMInput input)
@@ -180,7 +180,7 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
     unsafe Tensor FusedHead(Tensor h, bool lastOnly)
     {
         long B = h.shape[0], T = h.shape[1], H = h.shape[2], positions = lastOnly ? 1 : T, rows = B * positions;
-        var head = MatVec.Bind(LmHeadWeight, LmHeadScale, "lm_head");
+        var head = MatVec.Bind(LmHeadWeight, LmHeadScale, "lm_head", Config.HiddenSize);
         long V = head.Rows;
         using var inverse = LmHeadInverseNorms();
         KernelTensors.RequireInPlace(inverse, "lm_head inverse norms", ScalarType.Float32, V);
@@ -218,7 +218,7 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
         {
             if (inverseRowNorms is null)
                 using (no_grad())
-                    inverseRowNorms = Linear.RowNorms(LmHeadWeight, LmHeadScale).reciprocal_().DetachFromDisposeScope();
+                    inverseRowNorms = Linear.RowNorms(LmHeadWeight, LmHeadScale, Config.HiddenSize).reciprocal_().DetachFromDisposeScope();
             return inverseRowNorms.alias();
         }
     }

@@ -16,16 +16,17 @@ public sealed record ModelFootprint(HybridConfig Config, ScalarType DType, long 
                                     IReadOnlyList<LayerTypeParameters> PerLayerType)
 {
     /// <summary>
-    /// Sizes with activations in <paramref name="dtype"/> and matrices stored as <paramref name="weights"/> (int8 scales
-    /// count as bytes, not parameters).
+    /// Sizes with activations in <paramref name="dtype"/> and matrices stored as <paramref name="weights"/> (int8 and 4-bit
+    /// scales count as bytes, not parameters; parameters are those of the unpacked matrices).
     /// </summary>
     public static ModelFootprint Of(HybridConfig config, ScalarType dtype = ScalarType.Float32,
                                     WeightPrecision weights = WeightPrecision.Float32)
     {
         using var model = new HybridForCausalLM(config, new Placement(dtype, new Device("meta"), weights));
-        var all = model.named_parameters().ToList();
-        long bytes = all.Sum(p => p.parameter.NumberOfElements * p.parameter.ElementSize);
-        var named = all.Where(p => !p.name.EndsWith(".weight_scale", StringComparison.Ordinal)).ToList();
+        long bytes = model.named_parameters().Sum(p => p.parameter.NumberOfElements * p.parameter.ElementSize);
+        // Parameters are counted on the unpacked layout: a 4-bit matrix stores two per byte.
+        using var unpacked = new HybridForCausalLM(config, new Placement(dtype, new Device("meta")));
+        var named = unpacked.named_parameters().ToList();
         long total = named.Sum(p => p.parameter.NumberOfElements);
         long embedding = named.Where(p => p.name is "model.embed_tokens.weight" or "lm_head.weight").Sum(p => p.parameter.NumberOfElements);
         var perType = config.LayerTypes.Select((t, i) => (type: OperatorRegistry.Canonical(t), i))

@@ -1,5 +1,4 @@
 using TorchSharp;
-using Wren.Kernels;
 using Wren.Modules;
 using static TorchSharp.torch;
 
@@ -10,14 +9,14 @@ public static class WeightPacking
 {
     /// <summary>
     /// A new model with the config of <paramref name="source"/>, fp32 activations, and its matrices stored as
-    /// <paramref name="weights"/>: bf16 rounded, or int8 quantized by <see cref="MatVecInt8.Quantize"/>; every other
+    /// <paramref name="weights"/>: bf16 rounded, or int8, q4 or q4k quantized (<see cref="Linear.Quantize"/>); every other
     /// parameter is copied as fp32. The source stays usable (e.g. as the fp32 reference of an accuracy measurement).
     /// </summary>
     public static HybridForCausalLM Pack(HybridForCausalLM source, WeightPrecision weights)
     {
         var from = source.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         if (from.Keys.Any(n => n.EndsWith(".weight_scale", StringComparison.Ordinal)))
-            throw new WrenException("the source model is already int8; pack from its float32 or bfloat16 form");
+            throw new WrenException("the source model is already quantized; pack from its float32 or bfloat16 form");
         var target = new HybridForCausalLM(source.Config, new Placement(ScalarType.Float32, source.Placement.Device, weights));
         try
         {
@@ -27,7 +26,7 @@ public static class WeightPacking
             {
                 if (to.GetValueOrDefault(name + "_scale") is { } scale)
                 {
-                    MatVecInt8.QuantizeInto(from[name], parameter, scale);
+                    Linear.Quantize(from[name], parameter, scale);
                 }
                 else parameter.copy_(from[name]);
             }

@@ -29,7 +29,7 @@ public sealed class MatVecProbe : IDisposable
     /// <summary>What runs, e.g. <c>int8 Avx2+VNNI</c>.</summary>
     public string Name { get; }
 
-    /// <summary>Bytes of weights (int8: values and scales) one product reads.</summary>
+    /// <summary>Bytes of weights (int8 and 4-bit: values and scales) one product reads.</summary>
     public long WeightBytes { get; }
 
     /// <summary>
@@ -46,7 +46,12 @@ public sealed class MatVecProbe : IDisposable
             using (w)
             {
                 if (precision == WeightPrecision.BFloat16) return [w.to(ScalarType.BFloat16)];
-                var (values, scales) = MatVecInt8.Quantize(w);
+                var (values, scales) = precision switch
+                {
+                    WeightPrecision.Q4 => MatVecQ4.Quantize(w),
+                    WeightPrecision.Q4K => MatVecQ4K.Quantize(w),
+                    _ => MatVecInt8.Quantize(w),
+                };
                 return [values, scales];
             }
         }
@@ -54,11 +59,13 @@ public sealed class MatVecProbe : IDisposable
         {
             WeightPrecision.BFloat16 => (w, v) => MatVecBf16.MultiplyMany([w[0]], v)[0],
             WeightPrecision.Int8 => (w, v) => MatVecInt8.MultiplyMany([(w[0], w[1])], v)[0],
+            WeightPrecision.Q4 => (w, v) => MatVecQ4.MultiplyMany([(w[0], w[1])], v)[0],
+            WeightPrecision.Q4K => (w, v) => MatVecQ4K.MultiplyMany([(w[0], w[1])], v)[0],
             _ => (w, v) => MatVec.Multiply(w[0], v),
         };
         string kernel;
         using (path is { } p ? KernelPaths.Force(p, vnni) : null)
-            kernel = precision == WeightPrecision.Int8 ? KernelPaths.Int8Description : KernelPaths.Active.ToString();
+            kernel = precision.IsQuantized() ? KernelPaths.Int8Description : KernelPaths.Active.ToString();
         return new MatVecProbe($"{precision.Name()} {kernel}", Enumerable.Range(0, copies).Select(_ => Stored()).ToList(), cols,
                                multiply, path, vnni);
     }

@@ -76,7 +76,7 @@ public class MatVecPrecisionTests
         return data;
     }
 
-    static IEnumerable<(KernelPath Path, bool Vnni)> Int8Variants() =>
+    internal static IEnumerable<(KernelPath Path, bool Vnni)> Int8Variants() =>
         KernelPaths.Available.SelectMany(p => p == KernelPath.Avx2 && KernelPaths.VnniSupported
                                              ? new[] { (p, false), (p, true) } : [(p, false)]);
 
@@ -189,7 +189,7 @@ public class MatVecPrecisionTests
     /// The activation rule written out: per row and block of 32, <c>d = max|x| / 127</c>, <c>q = round_even(x · (1/d))</c>
     /// in fp32 (0 when d = 0) → q [inputs, cols] int8, d [inputs, ⌈cols/32⌉] fp32.
     /// </summary>
-    static (Tensor Q, Tensor D) QuantizeActivationsByLoop(Tensor x)
+    internal static (Tensor Q, Tensor D) QuantizeActivationsByLoop(Tensor x)
     {
         long inputs = x.shape[0], cols = x.shape[1], blocks = (cols + 31) / 32;
         var xs = x.data<float>().ToArray();
