@@ -38,7 +38,7 @@ internal static class Checkpoint
             var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
             foreach (var (name, parameter) in parameters.Where(p => !IsScale(p.Key)))
                 Fill(files, name, parameter, parameters.GetValueOrDefault(name + ScaleSuffix), placement.Weights,
-                     stored.GetValueOrDefault(name), shapes[name][^1]);
+                     stored.TryGetValue(name, out var precision) ? precision : null, shapes[name][^1]);
             model.eval();
             return model;
         }

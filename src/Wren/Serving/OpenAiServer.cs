@@ -166,14 +166,10 @@ public sealed class OpenAiServer : IAsyncDisposable
     /// </summary>
     static readonly (string Field, string Neutral, Func<JsonElement, bool> IsNeutral)[] Unsupported =
     [
-        ("logit_bias", "{}", v => v.ValueKind == JsonValueKind.Object && !v.EnumerateObject().Any()),
         ("presence_penalty", "0", v => v.ValueKind == JsonValueKind.Number && v.GetDouble() == 0),
         ("frequency_penalty", "0", v => v.ValueKind == JsonValueKind.Number && v.GetDouble() == 0),
         ("best_of", "1", v => v.ValueKind == JsonValueKind.Number && v.TryGetInt64(out var n) && n == 1),
         ("suffix", "\"\"", v => v.ValueKind == JsonValueKind.String && v.ValueEquals("")),
-        ("response_format", "{\"type\": \"text\"}", v => v.ValueKind == JsonValueKind.Object && v.EnumerateObject().Count() == 1
-                                                          && v.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String
-                                                          && t.ValueEquals("text")),
         ("tools", "[]", v => v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 0),
     ];
 
