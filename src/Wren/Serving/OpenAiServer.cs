@@ -17,6 +17,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Wren.Constraints;
 using Wren.Inference;
 using Wren.Templating;
+using Wren.Tokenization;
 
 namespace Wren.Serving;
 
@@ -98,6 +99,7 @@ public sealed class OpenAiServer : IAsyncDisposable
     readonly ServeOptions options;
     readonly ILogger logger;
     readonly long started = DateTimeOffset.UtcNow.ToUnixTimeSeconds();   // the model's "created" in /v1/models
+    readonly int tokenBytes;                                              // see TokenBytesBound
 
     OpenAiServer(WebApplication app, InferenceEngine engine, ChatTemplate template, ServeOptions options, ILogger logger)
     {
@@ -106,6 +108,7 @@ public sealed class OpenAiServer : IAsyncDisposable
         this.template = template;
         this.options = options;
         this.logger = logger;
+        tokenBytes = TokenBytesBound(engine.Tokenizer);
     }
 
     /// <summary>The address Kestrel bound (with the real port when <see cref="ServeOptions.Port"/> is 0).</summary>
@@ -585,14 +588,13 @@ public sealed class OpenAiServer : IAsyncDisposable
     /// U+FFFD, three bytes), so text of N bytes has at least N / this many tokens; a normalizer that deletes characters is the
     /// exception, and its text may be refused while it would fit.
     /// </summary>
-    int TokenBytesBound => tokenBytesBound ??= 2 * (1 + Enumerable.Range(0, engine.Tokenizer.VocabularySize)
-        .Max(id => Encoding.UTF8.GetByteCount(engine.Tokenizer.Decode([id]))));
-    int? tokenBytesBound;
+    static int TokenBytesBound(ITextTokenizer tokenizer) =>
+        2 * (1 + Enumerable.Range(0, tokenizer.VocabularySize).Max(id => Encoding.UTF8.GetByteCount(tokenizer.Decode([id]))));
 
     /// <summary>400 <c>context_length_exceeded</c> naming <paramref name="field"/> when text of this many UTF-8 bytes cannot fit.</summary>
     void CheckTextFits(long bytes, string field)
     {
-        long fewest = bytes / TokenBytesBound;
+        long fewest = bytes / tokenBytes;
         if (fewest > engine.Options.MaxContext)
             throw ServeError.Invalid($"this model's maximum context length is {engine.Options.MaxContext} tokens; the {field} " +
                                      $"has {bytes} bytes of text, at least {fewest} tokens", field, "context_length_exceeded");
