@@ -224,7 +224,8 @@ public sealed class ChatTemplate
     /// Errors: <see cref="WrenException"/> as <see cref="Apply"/>; a reserved name in <see cref="ChatTemplateOptions.Extra"/>; a
     /// request whose strings hold every noncharacter pair U+FDD0–U+FDEF.
     /// </summary>
-    public RenderedChat Render(IReadOnlyList<ChatTurn> messages, ChatTemplateOptions options, IReadOnlyDictionary<string, int> controlTokens)
+    public RenderedChat Render(IReadOnlyList<ChatTurn> messages, ChatTemplateOptions options,
+                               IReadOnlyDictionary<string, int> controlTokens)
     {
         if (options.Extra?.Keys.FirstOrDefault(ChatTemplateOptions.ReservedNames.Contains) is { } reserved)
             throw new WrenException($"chat_template_kwargs cannot set '{reserved}'");

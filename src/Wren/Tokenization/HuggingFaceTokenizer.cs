@@ -185,7 +185,8 @@ public sealed class HuggingFaceTokenizer : ITextTokenizer, IDisposable
     /// The file Wren runs on the text between added tokens (<paramref name="root"/> itself, changed): no added tokens (Wren
     /// matches them, see the remarks), no post-processor, and, for a Unigram model, the special tokens' own pieces made
     /// unreachable (renamed to start with the noncharacter U+FFFF; ids stay, as a Unigram vocabulary is positional), since a
-    /// Unigram lattice would otherwise still pick a piece such as <c>&lt;s&gt;</c> out of text, which SentencePiece never does for its control symbols.
+    /// Unigram lattice would otherwise still pick a piece such as <c>&lt;s&gt;</c> out of text, which SentencePiece never does
+    /// for its control symbols.
     /// </summary>
     static JsonObject TextOnly(JsonObject root)
     {

@@ -58,15 +58,15 @@ public class ChatPromptTests
         if (template == tokenizer) return ServeHost.ResolveTemplate(null, folder);
         string other = TestSupport.TempDir();
         File.Copy(Path.Combine(folder, "tokenizer_config.json"), Path.Combine(other, "tokenizer_config.json"));
-        var sources = JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(Path.Combine(Root, tokenizer, "templates.json")))!;
-        File.WriteAllText(Path.Combine(other, "chat_template.jinja"), sources[template]);
+        string sources = File.ReadAllText(Path.Combine(Root, tokenizer, "templates.json"));
+        File.WriteAllText(Path.Combine(other, "chat_template.jinja"),
+                          JsonSerializer.Deserialize<Dictionary<string, string>>(sources)![template]);
         return ServeHost.ResolveTemplate(null, other);
     }
 
     static readonly JsonElement[] Cases =
-        JsonDocument.Parse(File.ReadAllText(Path.Combine(Root, "prompts.json"))).RootElement.GetProperty("cases").EnumerateArray().ToArray();
-
-    static JsonElement Case(string name) => Cases.Single(c => c.GetProperty("name").GetString() == name);
+        JsonDocument.Parse(File.ReadAllText(Path.Combine(Root, "prompts.json"))).RootElement.GetProperty("cases")
+            .EnumerateArray().ToArray();
 
     public static TheoryData<string> Tokenizer_names => new("qwen3", "llama-3.1", "gemma-3", "deepseek-v3");
 
@@ -76,7 +76,9 @@ public class ChatPromptTests
         var turns = c.GetProperty("messages").EnumerateArray().Select(m => new ChatTurn(m.GetProperty("role").GetString()!,
             m.GetProperty("content").ValueKind == JsonValueKind.Null ? null : m.GetProperty("content").GetString(),
             m.EnumerateObject().Where(p => p.Name is not ("role" or "content")).ToDictionary(p => p.Name, p => (object?)p.Value))).ToList();
-        var tools = c.GetProperty("tools") is { ValueKind: JsonValueKind.Array } t ? t.EnumerateArray().Select(e => (object?)e).ToList() : null;
+        var tools = c.GetProperty("tools") is { ValueKind: JsonValueKind.Array } t
+            ? t.EnumerateArray().Select(e => (object?)e).ToList()
+            : null;
         var extra = c.GetProperty("chat_template_kwargs").EnumerateObject().ToDictionary(p => p.Name, p => (object?)p.Value);
         return (turns, new ChatTemplateOptions(c.GetProperty("add_generation_prompt").GetBoolean(), tools, null, extra));
     }
@@ -177,7 +179,8 @@ public class ChatPromptTests
     {
         var template = Template("qwen3", "qwen3");
         var options = new ChatTemplateOptions(Extra: new Dictionary<string, object?> { ["messages"] = "x" });
-        var error = Assert.Throws<ServeError>(() => ChatPrompts.Encode(Tokenizer("qwen3"), template, [new ChatTurn("user", "Hi")], options));
+        var error = Assert.Throws<ServeError>(() =>
+            ChatPrompts.Encode(Tokenizer("qwen3"), template, [new ChatTurn("user", "Hi")], options));
         Assert.Equal("chat_template_kwargs", error.Param);
     }
 }
