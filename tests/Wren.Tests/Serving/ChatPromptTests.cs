@@ -183,4 +183,48 @@ public class ChatPromptTests
             ChatPrompts.Encode(Tokenizer("qwen3"), template, [new ChatTurn("user", "Hi")], options));
         Assert.Equal("chat_template_kwargs", error.Param);
     }
+
+    /// <summary>The chat endpoint hands the template the request's tools, documents, chat_template_kwargs and the messages'
+    /// other fields; with byte tokens the prompt's token count is the rendered prompt's UTF-8 length.</summary>
+    [Fact]
+    public async Task The_chat_endpoint_passes_tools_documents_kwargs_and_message_fields_to_the_template()
+    {
+        string folder = TestSupport.TempDir();
+        File.WriteAllText(Path.Combine(folder, "chat_template.jinja"),
+            "{{ tools[0]['function']['name'] if tools else 'no tools' }}|{{ documents | length if documents else 'none' }}|" +
+            "{{ enable_thinking }}|{% for m in messages %}{{ m['role'] }}:{{ m['content'] }}" +
+            "{{ m['tool_calls'][0]['id'] if m['tool_calls'] is defined }}{{ m['tool_call_id'] if m['tool_call_id'] is defined }};" +
+            "{% endfor %}");
+        var template = ChatTemplate.FromModelFolder(folder)!;
+        await using var server = await LoopbackServer.StartAsync(template: template);
+        async Task<(int Status, string Body)> Post(string json)
+        {
+            using var response = await server.Http.PostAsync("/v1/chat/completions",
+                new StringContent(json, System.Text.Encoding.UTF8, "application/json"));
+            return ((int)response.StatusCode, await response.Content.ReadAsStringAsync());
+        }
+        const string messages = "[{\"role\": \"user\", \"content\": \"é?\"}, {\"role\": \"assistant\", \"content\": null, " +
+            "\"tool_calls\": [{\"id\": \"c1\", \"type\": \"function\", \"function\": {\"name\": \"f\", \"arguments\": \"{}\"}}]}, " +
+            "{\"role\": \"tool\", \"tool_call_id\": \"c1\", \"content\": \"1\"}]";
+        var (status, body) = await Post("{\"model\": \"tiny-hybrid\", \"max_tokens\": 1, \"messages\": " + messages + ", " +
+            "\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"get_weather\"}}], " +
+            "\"documents\": [{\"text\": \"a\"}, {\"text\": \"b\"}], \"chat_template_kwargs\": {\"enable_thinking\": false}}");
+        Assert.Equal(200, status);
+        const string rendered = "get_weather|2|False|user:é?;assistant:Nonec1;tool:1c1;";
+        Assert.Equal(System.Text.Encoding.UTF8.GetByteCount(rendered),
+                     JsonDocument.Parse(body).RootElement.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+
+        (status, body) = await Post("{\"model\": \"tiny-hybrid\", \"max_tokens\": 1, \"messages\": " + messages + ", \"tools\": []}");
+        Assert.Equal(200, status);
+        Assert.Equal(System.Text.Encoding.UTF8.GetByteCount("no tools|none||user:é?;assistant:Nonec1;tool:1c1;"),
+                     JsonDocument.Parse(body).RootElement.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+
+        foreach (var (extra, param) in new[] { ("\"chat_template_kwargs\": {\"messages\": 1}", "chat_template_kwargs"),
+                                               ("\"chat_template_kwargs\": [1]", "chat_template_kwargs"), ("\"tools\": 3", "tools") })
+        {
+            (status, body) = await Post("{\"model\": \"tiny-hybrid\", \"messages\": " + messages + ", " + extra + "}");
+            Assert.Equal(400, status);
+            Assert.Equal(param, JsonDocument.Parse(body).RootElement.GetProperty("error").GetProperty("param").GetString());
+        }
+    }
 }

@@ -40,12 +40,14 @@ public sealed class LoopbackServer : IAsyncDisposable
         Http = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(60) };
     }
 
-    public static async Task<LoopbackServer> StartAsync(EngineOptions? options = null, string? apiKey = null)
+    /// <summary>Starts the server; <paramref name="template"/>: the chat template (null: the built-in <c>chatml</c>).</summary>
+    public static async Task<LoopbackServer> StartAsync(EngineOptions? options = null, string? apiKey = null,
+                                                        ChatTemplate? template = null)
     {
         var model = RandomModel(ModelConfig, seed: 11);
         options ??= new EngineOptions { MaxBatch = 8, PrefillChunk = 16, MaxContext = 256 };
         var engine = new InferenceEngine(model, new ByteTokenizer(256), options);
-        var template = ChatTemplate.BuiltIn("chatml");
+        template ??= ChatTemplate.BuiltIn("chatml");
         var server = await OpenAiServer.StartAsync(engine, template, new ServeOptions(ModelName, Port: 0, ApiKey: apiKey));
         return new LoopbackServer(model, engine, server);
     }
