@@ -145,7 +145,8 @@ internal readonly struct RequestFields(JsonElement root)
     public IReadOnlyDictionary<string, object?>? Object(string name) => Get(name) switch
     {
         null => null,
-        { ValueKind: JsonValueKind.Object } v => v.EnumerateObject().GroupBy(p => p.Name).ToDictionary(g => g.Key, g => (object?)g.Last().Value),
+        { ValueKind: JsonValueKind.Object } v =>
+            v.EnumerateObject().GroupBy(p => p.Name).ToDictionary(g => g.Key, g => (object?)g.Last().Value),
         _ => throw TypeError(name, "an object"),
     };
 

@@ -173,7 +173,7 @@ public sealed class OpenAiServer : IAsyncDisposable
         ("frequency_penalty", "0", v => v.ValueKind == JsonValueKind.Number && v.GetDouble() == 0),
         ("best_of", "1", v => v.ValueKind == JsonValueKind.Number && v.TryGetInt64(out var n) && n == 1),
         ("suffix", "\"\"", v => v.ValueKind == JsonValueKind.String && v.ValueEquals("")),
-        ("tools", "[]", v => v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 0),
+        ("tool_choice", "\"auto\"", v => v.ValueKind == JsonValueKind.String && v.ValueEquals("auto")),
     ];
 
     static void RejectUnsupported(RequestFields body)

@@ -98,7 +98,12 @@ public sealed class WrenChatClient : IChatClient
         var turns = new List<ChatTurn>();
         if (options?.Instructions is { Length: > 0 } instructions) turns.Add(new ChatTurn("system", instructions));
         turns.AddRange(messages.Select(m => new ChatTurn(m.Role.Value, m.Text)));
-        var prompt = ChatPrompts.Encode(engine.Tokenizer, template, turns);
+        // chat_template_kwargs, as the HTTP endpoint takes them: keyword variables of the template (e.g. enable_thinking).
+        var extra = options?.AdditionalProperties?.TryGetValue("chat_template_kwargs", out var kwargs) == true
+            ? kwargs as IReadOnlyDictionary<string, object?>
+              ?? throw new ArgumentException("chat_template_kwargs must be an IReadOnlyDictionary<string, object?>", nameof(options))
+            : null;
+        var prompt = ChatPrompts.Encode(engine.Tokenizer, template, turns, new ChatTemplateOptions(Extra: extra));
         var sampling = new SamplingOptions
         {
             Temperature = options?.Temperature ?? 1.0, TopP = options?.TopP ?? 1.0, TopK = options?.TopK ?? 0,

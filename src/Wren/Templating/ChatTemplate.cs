@@ -89,7 +89,10 @@ public sealed class ChatTemplate
     readonly string source;
     readonly JinjaTemplate template;
     readonly IReadOnlyDictionary<string, object?> specialTokens;
-    readonly ConcurrentDictionary<(int Pair, IReadOnlyDictionary<string, int> Tokens), JinjaTemplate> marked = new();
+    /// <summary>Per marker pair and control-token set: the template parsed with its literals marked, and the special-token
+    /// variables marked.</summary>
+    readonly ConcurrentDictionary<(int Pair, IReadOnlyDictionary<string, int> Tokens),
+                                  (JinjaTemplate Template, Dictionary<string, object?> Trusted)> marked = new();
 
     ChatTemplate(string source, IReadOnlyDictionary<string, object?> specialTokens)
     {
@@ -224,7 +227,8 @@ public sealed class ChatTemplate
     /// Errors: <see cref="WrenException"/> as <see cref="Apply"/>; a reserved name in <see cref="ChatTemplateOptions.Extra"/>; a
     /// request whose strings hold every noncharacter pair U+FDD0–U+FDEF.
     /// </summary>
-    public RenderedChat Render(IReadOnlyList<ChatTurn> messages, ChatTemplateOptions options, IReadOnlyDictionary<string, int> controlTokens)
+    public RenderedChat Render(IReadOnlyList<ChatTurn> messages, ChatTemplateOptions options,
+                               IReadOnlyDictionary<string, int> controlTokens)
     {
         if (options.Extra?.Keys.FirstOrDefault(ChatTemplateOptions.ReservedNames.Contains) is { } reserved)
             throw new WrenException($"chat_template_kwargs cannot set '{reserved}'");
@@ -255,6 +259,24 @@ public sealed class ChatTemplate
             throw new WrenException("the request uses every Unicode noncharacter U+FDD0–U+FDEF, which Wren keeps to mark the " +
                                     "chat template's control tokens");
         char open = (char)(FirstMarker + 2 * pair), close = (char)(open + 1);
+        var (markedTemplate, trusted) = marked.GetOrAdd((pair, controlTokens), _ => Marked(open, close, controlTokens));
+        string output;
+        try
+        {
+            output = markedTemplate.Render(Variables(messages, options, trusted));
+        }
+        catch (WrenException e)
+        {
+            throw new WrenException(e.Message.Replace(open.ToString(), "").Replace(close.ToString(), ""));
+        }
+        return Pieces(output, open, close, controlTokens);
+    }
+
+    /// <summary>The template with every control token in its literals bracketed by <paramref name="open"/> and
+    /// <paramref name="close"/> (leftmost-longest, as Hugging Face finds added tokens), and the special-token variables
+    /// bracketed the same way.</summary>
+    (JinjaTemplate, Dictionary<string, object?>) Marked(char open, char close, IReadOnlyDictionary<string, int> controlTokens)
+    {
         var matcher = new LeftmostLongestMatcher<string>(controlTokens.Keys.Select(t => (t, t)));
         string Mark(string text)
         {
@@ -267,24 +289,13 @@ public sealed class ChatTemplate
             }
             return marked.Append(text, at, text.Length - at).ToString();
         }
-        var markedTemplate = marked.GetOrAdd((pair, controlTokens), _ =>
-            JinjaTemplate.Parse(source, JinjaSettings.HuggingFaceChat, Mark));
         var trusted = specialTokens.ToDictionary(kv => kv.Key, kv => kv.Value switch
         {
             string text => Mark(text),
             IEnumerable<object?> list => (object?)list.Select(t => (object?)Mark((string)t!)).ToList(),
             var other => other,
         });
-        string output;
-        try
-        {
-            output = markedTemplate.Render(Variables(messages, options, trusted));
-        }
-        catch (WrenException e)
-        {
-            throw new WrenException(e.Message.Replace(open.ToString(), "").Replace(close.ToString(), ""));
-        }
-        return Pieces(output, open, close, controlTokens);
+        return (JinjaTemplate.Parse(source, JinjaSettings.HuggingFaceChat, Mark), trusted);
     }
 
     /// <summary>The output split at its bracketed control tokens; a marker that does not bracket a control token is dropped.</summary>

@@ -56,6 +56,21 @@ public sealed class ChatClientTests : IDisposable
     }
 
     [Fact]
+    public async Task Chat_template_kwargs_in_the_options_reach_the_template()
+    {
+        string templateFolder = TempDir();
+        File.WriteAllText(Path.Combine(templateFolder, "chat_template.jinja"), "{{ messages[0]['content'] }}|{{ enable_thinking }}");
+        using IChatClient client = WrenChatClient.Open(folder, new EngineOptions { MaxBatch = 1, MaxContext = 64 }, templateFolder);
+        var options = new ChatOptions
+        {
+            MaxOutputTokens = 1,
+            AdditionalProperties = new() { ["chat_template_kwargs"] = new Dictionary<string, object?> { ["enable_thinking"] = false } },
+        };
+        var response = await client.GetResponseAsync([new ChatMessage(ChatRole.User, "hi")], options);
+        Assert.Equal(Encoding.UTF8.GetByteCount("hi|False"), response.Usage!.InputTokenCount);
+    }
+
+    [Fact]
     public void The_chat_template_defaults_to_the_folder_then_nemotron_flash_and_unknown_names_are_errors()
     {
         ChatTurn[] turns = [new("user", "Hi")];

@@ -58,15 +58,15 @@ public class ChatPromptTests
         if (template == tokenizer) return ServeHost.ResolveTemplate(null, folder);
         string other = TestSupport.TempDir();
         File.Copy(Path.Combine(folder, "tokenizer_config.json"), Path.Combine(other, "tokenizer_config.json"));
-        var sources = JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(Path.Combine(Root, tokenizer, "templates.json")))!;
-        File.WriteAllText(Path.Combine(other, "chat_template.jinja"), sources[template]);
+        string sources = File.ReadAllText(Path.Combine(Root, tokenizer, "templates.json"));
+        File.WriteAllText(Path.Combine(other, "chat_template.jinja"),
+                          JsonSerializer.Deserialize<Dictionary<string, string>>(sources)![template]);
         return ServeHost.ResolveTemplate(null, other);
     }
 
     static readonly JsonElement[] Cases =
-        JsonDocument.Parse(File.ReadAllText(Path.Combine(Root, "prompts.json"))).RootElement.GetProperty("cases").EnumerateArray().ToArray();
-
-    static JsonElement Case(string name) => Cases.Single(c => c.GetProperty("name").GetString() == name);
+        JsonDocument.Parse(File.ReadAllText(Path.Combine(Root, "prompts.json"))).RootElement.GetProperty("cases")
+            .EnumerateArray().ToArray();
 
     public static TheoryData<string> Tokenizer_names => new("qwen3", "llama-3.1", "gemma-3", "deepseek-v3");
 
@@ -76,7 +76,9 @@ public class ChatPromptTests
         var turns = c.GetProperty("messages").EnumerateArray().Select(m => new ChatTurn(m.GetProperty("role").GetString()!,
             m.GetProperty("content").ValueKind == JsonValueKind.Null ? null : m.GetProperty("content").GetString(),
             m.EnumerateObject().Where(p => p.Name is not ("role" or "content")).ToDictionary(p => p.Name, p => (object?)p.Value))).ToList();
-        var tools = c.GetProperty("tools") is { ValueKind: JsonValueKind.Array } t ? t.EnumerateArray().Select(e => (object?)e).ToList() : null;
+        var tools = c.GetProperty("tools") is { ValueKind: JsonValueKind.Array } t
+            ? t.EnumerateArray().Select(e => (object?)e).ToList()
+            : null;
         var extra = c.GetProperty("chat_template_kwargs").EnumerateObject().ToDictionary(p => p.Name, p => (object?)p.Value);
         return (turns, new ChatTemplateOptions(c.GetProperty("add_generation_prompt").GetBoolean(), tools, null, extra));
     }
@@ -177,7 +179,52 @@ public class ChatPromptTests
     {
         var template = Template("qwen3", "qwen3");
         var options = new ChatTemplateOptions(Extra: new Dictionary<string, object?> { ["messages"] = "x" });
-        var error = Assert.Throws<ServeError>(() => ChatPrompts.Encode(Tokenizer("qwen3"), template, [new ChatTurn("user", "Hi")], options));
+        var error = Assert.Throws<ServeError>(() =>
+            ChatPrompts.Encode(Tokenizer("qwen3"), template, [new ChatTurn("user", "Hi")], options));
         Assert.Equal("chat_template_kwargs", error.Param);
+    }
+
+    /// <summary>The chat endpoint hands the template the request's tools, documents, chat_template_kwargs and the messages'
+    /// other fields; with byte tokens the prompt's token count is the rendered prompt's UTF-8 length.</summary>
+    [Fact]
+    public async Task The_chat_endpoint_passes_tools_documents_kwargs_and_message_fields_to_the_template()
+    {
+        string folder = TestSupport.TempDir();
+        File.WriteAllText(Path.Combine(folder, "chat_template.jinja"),
+            "{{ tools[0]['function']['name'] if tools else 'no tools' }}|{{ documents | length if documents else 'none' }}|" +
+            "{{ enable_thinking }}|{% for m in messages %}{{ m['role'] }}:{{ m['content'] }}" +
+            "{{ m['tool_calls'][0]['id'] if m['tool_calls'] is defined }}{{ m['tool_call_id'] if m['tool_call_id'] is defined }};" +
+            "{% endfor %}");
+        var template = ChatTemplate.FromModelFolder(folder)!;
+        await using var server = await LoopbackServer.StartAsync(template: template);
+        async Task<(int Status, string Body)> Post(string json)
+        {
+            using var response = await server.Http.PostAsync("/v1/chat/completions",
+                new StringContent(json, System.Text.Encoding.UTF8, "application/json"));
+            return ((int)response.StatusCode, await response.Content.ReadAsStringAsync());
+        }
+        const string messages = "[{\"role\": \"user\", \"content\": \"é?\"}, {\"role\": \"assistant\", \"content\": null, " +
+            "\"tool_calls\": [{\"id\": \"c1\", \"type\": \"function\", \"function\": {\"name\": \"f\", \"arguments\": \"{}\"}}]}, " +
+            "{\"role\": \"tool\", \"tool_call_id\": \"c1\", \"content\": \"1\"}]";
+        var (status, body) = await Post("{\"model\": \"tiny-hybrid\", \"max_tokens\": 1, \"messages\": " + messages + ", " +
+            "\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"get_weather\"}}], " +
+            "\"documents\": [{\"text\": \"a\"}, {\"text\": \"b\"}], \"chat_template_kwargs\": {\"enable_thinking\": false}}");
+        Assert.Equal(200, status);
+        const string rendered = "get_weather|2|False|user:é?;assistant:Nonec1;tool:1c1;";
+        Assert.Equal(System.Text.Encoding.UTF8.GetByteCount(rendered),
+                     JsonDocument.Parse(body).RootElement.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+
+        (status, body) = await Post("{\"model\": \"tiny-hybrid\", \"max_tokens\": 1, \"messages\": " + messages + ", \"tools\": []}");
+        Assert.Equal(200, status);
+        Assert.Equal(System.Text.Encoding.UTF8.GetByteCount("no tools|none||user:é?;assistant:Nonec1;tool:1c1;"),
+                     JsonDocument.Parse(body).RootElement.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+
+        foreach (var (extra, param) in new[] { ("\"chat_template_kwargs\": {\"messages\": 1}", "chat_template_kwargs"),
+                                               ("\"chat_template_kwargs\": [1]", "chat_template_kwargs"), ("\"tools\": 3", "tools") })
+        {
+            (status, body) = await Post("{\"model\": \"tiny-hybrid\", \"messages\": " + messages + ", " + extra + "}");
+            Assert.Equal(400, status);
+            Assert.Equal(param, JsonDocument.Parse(body).RootElement.GetProperty("error").GetProperty("param").GetString());
+        }
     }
 }

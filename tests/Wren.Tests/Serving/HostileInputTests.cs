@@ -275,7 +275,7 @@ public sealed class HostileInputTests
     {
         { "/v1/completions", "presence_penalty", "0.5" }, { "/v1/completions", "frequency_penalty", "-1" },
         { "/v1/completions", "best_of", "3" }, { "/v1/completions", "suffix", "\"tail\"" },
-        { "/v1/chat/completions", "tools", "[{\"type\": \"function\", \"function\": {\"name\": \"f\"}}]" },
+        { "/v1/chat/completions", "tool_choice", "\"required\"" },
         { "/v1/chat/completions", "presence_penalty", "1" },
     };
 
@@ -297,7 +297,7 @@ public sealed class HostileInputTests
         var (status, error) = await Post(server, "/v1/completions", Json(new
         {
             model = M, prompt = "a", max_tokens = 1, logit_bias = new { }, presence_penalty = 0, frequency_penalty = 0.0, best_of = 1,
-            suffix = "", response_format = new { type = "text" }, tools = Array.Empty<object>(), user = "u",
+            suffix = "", response_format = new { type = "text" }, tool_choice = "auto", user = "u",
         }));
         Assert.True(status == 200, error?.ToJsonString());
         var chat = server.OpenAi().GetChatClient(M);

@@ -42,13 +42,15 @@ public sealed class LoopbackServer : IAsyncDisposable
 
     /// <param name="serve">Changes to the server's options (the model name and a free port are set).</param>
     /// <param name="tokenizer">The engine's tokenizer (default: bytes); tests wrap it to count calls.</param>
+    /// <param name="template">The chat template (null: the built-in <c>chatml</c>).</param>
     public static async Task<LoopbackServer> StartAsync(EngineOptions? options = null, string? apiKey = null,
-                                                        Func<ServeOptions, ServeOptions>? serve = null, ITextTokenizer? tokenizer = null)
+                                                        Func<ServeOptions, ServeOptions>? serve = null, ITextTokenizer? tokenizer = null,
+                                                        ChatTemplate? template = null)
     {
         var model = RandomModel(ModelConfig, seed: 11);
         options ??= new EngineOptions { MaxBatch = 8, PrefillChunk = 16, MaxContext = 256 };
         var engine = new InferenceEngine(model, tokenizer ?? new ByteTokenizer(256), options);
-        var template = ChatTemplate.BuiltIn("chatml");
+        template ??= ChatTemplate.BuiltIn("chatml");
         var serveOptions = new ServeOptions(ModelName, Port: 0, ApiKey: apiKey);
         var server = await OpenAiServer.StartAsync(engine, template, serve?.Invoke(serveOptions) ?? serveOptions);
         return new LoopbackServer(model, engine, server);
