@@ -303,11 +303,11 @@ internal sealed class Rwkv7 : Mixer, IFusedDecoder
             float* decay = scratch, kk = scratch + d, kNew = scratch + 2 * d, beta = scratch + 3 * d, u = scratch + 4 * d;
             for (long bh = begin; bh < end; bh++)
             {
-                long b = bh / heads, h = bh % heads, first0 = h * d, row = b * hidden + first0;
+                long b = bh / heads, h = bh % heads, start = h * d, row = b * hidden + start;
                 float* vh = pv + row;
                 for (long i = 0; i < d; i++)
                 {
-                    long c = first0 + i;
+                    long c = start + i;
                     decay[i] = MathF.Exp(scale * StepMath.Sigmoid(pw[row + i] + wBias[c]));
                     if (pvRaw is not null) vh[i] += (pFirst![row + i] - vh[i]) * StepMath.Sigmoid(pvRaw[row + i] + vBias[c]);
                     kk[i] = pk[row + i] * kScale[c];
@@ -316,7 +316,7 @@ internal sealed class Rwkv7 : Mixer, IFusedDecoder
                 float bonus = 0;
                 for (long i = 0; i < d; i++)
                 {
-                    long c = first0 + i;
+                    long c = start + i;
                     float ai = StepMath.Sigmoid(pa[row + i] + aBias[c]), ki = pk[row + i];
                     kNew[i] = ki + ki * (ai - 1) * kMix[c];
                     beta[i] = kk[i] * ai;
@@ -325,7 +325,7 @@ internal sealed class Rwkv7 : Mixer, IFusedDecoder
                 }
                 float* oh = po + row;
                 Dplr.FusedHead(pr + row, decay, kNew, vh, kk, beta, S + bh * d * d, oh, u, d, d);
-                HeadGroupNorm.Normalize(oh, normWeight + first0, normBias + first0, d, eps);
+                HeadGroupNorm.Normalize(oh, normWeight + start, normBias + start, d, eps);
                 for (long i = 0; i < d; i++) oh[i] = (oh[i] + bonus * vh[i]) * pg[row + i];
             }
         });
@@ -500,14 +500,12 @@ internal sealed class LowRankAdapter : nn.Module<Tensor, Tensor>
     readonly nn.Module<Tensor, Tensor> lora;
     readonly Linear down;
     readonly BiasedLinear up;
-    readonly LowRankActivation activation;
 
     public LowRankAdapter(long input, long output, long rank, LowRankActivation activation, bool withBias, Placement placement)
         : base(nameof(LowRankAdapter))
     {
         down = new Linear(input, rank, placement);
         up = new BiasedLinear(rank, output, withBias, placement);
-        this.activation = activation;
         nn.Module<Tensor, Tensor> middle = activation switch
         {
             LowRankActivation.Tanh => nn.Tanh(),

@@ -4,6 +4,7 @@ using Wren.Inference;
 using Wren.Models;
 using Wren.Modules;
 using Wren.Operators;
+using Wren.Search;
 using Wren.Tests.Data;
 using Wren.Training;
 using static TorchSharp.torch;
@@ -383,6 +384,34 @@ public class Rwkv7Tests
         {
             if (value.Step == step) stop.Cancel();
         }
+    }
+
+    [Fact]
+    public void A_search_space_names_it_and_the_footprint_prices_it()
+    {
+        var space = SearchSpace.Load("quick") with { Mixers = ["rwkv7", "a"], Seeds = [] };
+        space.Validate();
+        Assert.Contains("rwkv7", SearchSpace.KnownMixers);
+        Assert.Contains("rwkv7", space.LatencyKeys());
+        var architecture = Architecture.Parse("rwkv7+a 1:1 ffn1 x1 | rwkv7 0:1 ffn0 x2 | a 0:1 ffn0 x1", space);
+        var config = space.Config(architecture, 128) with { DecayLowRankDim = 5, GateLowRankDim = 7, ALowRankDim = 6, VLowRankDim = 3 };
+        Assert.Equal(["rwkv7", "f", "a", "f", "rwkv7", "rwkv7", "a"], config.LayerTypes);
+        Assert.Equal("rwkv7", OperatorRegistry.Of(config, 0).LatencyKey(config, 0));
+        // Per rwkv7 layer at H = 128: its input norm (H), six lerps, k_k, k_a, r_k (9H), r/k/v/o (4H²), w and a LoRAs
+        // (2·r·H + H each), the gate LoRA (2·7·H, no bias), GroupNorm (2H); the two later layers add the v LoRA (2·3·H + H).
+        long H = 128, first = H + 9 * H + 4 * H * H + (2 * 5 * H + H) + (2 * 6 * H + H) + 2 * 7 * H + 2 * H;
+        long later = first + 2 * 3 * H + H;
+        var footprint = ModelFootprint.Of(config);
+        Assert.Contains(footprint.PerLayerType, row => row.LayerType == "rwkv7" && row.Layers == 3 && row.Parameters == first + 2 * later);
+        using var model = new HybridForCausalLM(config);
+        foreach (var (batch, tokens) in new[] { (1, 1), (3, 20) })
+        {
+            using var cache = model.NewCache(batch, tokens);
+            Assert.Equal(footprint.CacheBytes(batch, tokens), cache.Bytes);
+        }
+        // Each rwkv7 layer holds one token of shift (H floats) and S [heads, d, d] whatever the context.
+        long perLayer = 4 * H + 4L * config.NumAttentionHeads * config.LinearHeadDim * config.LinearHeadDim;
+        Assert.Equal(perLayer, Rwkv7.Spec.StateBytes(config, 0, 1 << 20, 4));
     }
 
     [Fact]

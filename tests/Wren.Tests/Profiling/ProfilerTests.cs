@@ -41,7 +41,7 @@ public class ProfilerTests
     [Fact]
     public void Profile_of_a_small_model_adds_up_and_round_trips_as_json()
     {
-        var config = Config("a", "f", "m2", "deltanet") with { NumMemoryTokens = 2 };
+        var config = Config("a", "f", "m2", "deltanet", "rwkv7") with { NumMemoryTokens = 2 };
         using var model = RandomModel(config);
         var options = new ProfileOptions
         {
@@ -58,7 +58,7 @@ public class ProfilerTests
         Assert.True(profile.LatencyByContext[1].CacheBytesPerSequence > profile.LatencyByContext[0].CacheBytesPerSequence);
         Assert.Equal(profile.LargestBatch, profile.Throughput[^1].Batch);
         Assert.All(profile.Throughput, t => Assert.True(t.MemoryBytes <= options.MemoryBudgetBytes));
-        Assert.Equal(["a", "f", "m2", "deltanet"], profile.Breakdown.Select(b => b.LayerType));
+        Assert.Equal(["a", "f", "m2", "deltanet", "rwkv7"], profile.Breakdown.Select(b => b.LayerType));
         // Shares are parts of a step: each positive, together never more than all of it (how much more than the
         // layers a step costs is timing, which a test must not assert).
         Assert.All(profile.Breakdown, b => Assert.True(b.Share > 0));
