@@ -412,7 +412,7 @@ internal sealed class Mlstm : Mixer, IFusedDecoder
 
     /// <summary>xLSTM's <c>CausalConv1d</c> (depthwise, with bias): its <c>conv</c> holds <c>weight</c> [C, 1, K] and
     /// <c>bias</c> [C]; SiLU follows (the layer's conv_act_fn), as <see cref="ShortConv"/> computes.</summary>
-    sealed class CausalConv : nn.Module<Tensor, Tensor>
+    sealed class CausalConv : nn.Module
     {
         public ShortConv Conv { get; }
 
@@ -421,13 +421,11 @@ internal sealed class Mlstm : Mixer, IFusedDecoder
             Conv = new ShortConv(channels, kernel, withBias: true, placement);
             register_module("conv", Conv);
         }
-
-        public override Tensor forward(Tensor x) => Conv.forward(x);
     }
 
     /// <summary>xLSTM's <c>mLSTMCell</c>: the gate projections <c>igate</c>, <c>fgate</c> (3·inner → heads, with bias) and
     /// <c>outnorm</c>.</summary>
-    sealed class Cell : nn.Module<Tensor, Tensor>
+    sealed class Cell : nn.Module
     {
 #pragma warning disable IDE1006   // xLSTM's checkpoint names
         public readonly Linear igate, fgate;
@@ -441,8 +439,6 @@ internal sealed class Mlstm : Mixer, IFusedDecoder
             outnorm = new HeadLayerNorm(inner, heads, placement);
             RegisterComponents();
         }
-
-        public override Tensor forward(Tensor x) => throw new NotSupportedException("the mLSTM layer calls the cell's parts");
     }
 
     /// <summary>
