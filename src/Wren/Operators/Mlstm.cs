@@ -16,13 +16,13 @@ namespace Wren.Operators;
 /// D^(−1/2), log f = logsigmoid(f̃) and the running-max stabiliser m (recurrent_step_stabilized_simple):
 /// <code>
 ///   m_t = max(log f_t + m_{t−1}, ĩ_t);   f' = exp(log f_t + m_{t−1} − m_t);   i' = exp(ĩ_t − m_t)
-///   C_t = f' C_{t−1} + i' k_t v_tᵀ;   n_t = f' n_t−1 + i' k_t;   h_t = C_tᵀ q_t / (max(|n_tᵀ q_t|, exp(−m_t)) + 1e-6)
+///   C_t = f' C_{t−1} + i' k_t v_tᵀ;   n_t = f' n_{t−1} + i' k_t;   h_t = C_tᵀ q_t / (max(|n_tᵀ q_t|, exp(−m_t)) + 1e-6)
 /// </code>
-/// (C is stored [K, V], the transpose of the paper's v kᵀ); then the per-head LayerNorm <c>outnorm</c> (weight 1 + w,
-/// eps 1e-5), <c>+ learnable_skip ⊙ x_c</c>, <c>⊙ silu(z)</c>, <c>proj_down</c>. Wren layer type "mlstm", module <c>xlstm</c>
-/// (xLSTM's mLSTMBlock), with xLSTM's parameter names. The state starts at C = 0, n = 0, m = 0 as xLSTM's step does; the
-/// chunked form gives the same stabiliser, so every form agrees (parallel_stabilized_simple, which has no state, differs only
-/// in where the 1e-6 lands).
+/// (C is stored [K, V] as xLSTM's step keeps it, the transpose of the paper's v kᵀ); then the per-head LayerNorm
+/// <c>outnorm</c> (weight 1 + w, eps 1e-5), <c>+ learnable_skip ⊙ x_c</c>, <c>⊙ silu(z)</c>, <c>proj_down</c>. Wren layer
+/// type "mlstm", module <c>xlstm</c> (xLSTM's mLSTMBlock), with xLSTM's parameter names. The state starts at C = 0, n = 0,
+/// m = 0 as xLSTM's step does; the chunked form gives the same stabiliser, so every form agrees (parallel_stabilized_simple,
+/// which has no state, differs only in where the 1e-6 lands).
 /// </summary>
 internal sealed class Mlstm : Mixer, IFusedDecoder
 {
@@ -412,7 +412,7 @@ internal sealed class Mlstm : Mixer, IFusedDecoder
 
     /// <summary>xLSTM's <c>CausalConv1d</c> (depthwise, with bias): its <c>conv</c> holds <c>weight</c> [C, 1, K] and
     /// <c>bias</c> [C]; SiLU follows (the layer's conv_act_fn), as <see cref="ShortConv"/> computes.</summary>
-    sealed class CausalConv : nn.Module<Tensor, Tensor>
+    sealed class CausalConv : nn.Module
     {
         public ShortConv Conv { get; }
 
@@ -421,13 +421,11 @@ internal sealed class Mlstm : Mixer, IFusedDecoder
             Conv = new ShortConv(channels, kernel, withBias: true, placement);
             register_module("conv", Conv);
         }
-
-        public override Tensor forward(Tensor x) => Conv.forward(x);
     }
 
     /// <summary>xLSTM's <c>mLSTMCell</c>: the gate projections <c>igate</c>, <c>fgate</c> (3·inner → heads, with bias) and
     /// <c>outnorm</c>.</summary>
-    sealed class Cell : nn.Module<Tensor, Tensor>
+    sealed class Cell : nn.Module
     {
 #pragma warning disable IDE1006   // xLSTM's checkpoint names
         public readonly Linear igate, fgate;
@@ -441,8 +439,6 @@ internal sealed class Mlstm : Mixer, IFusedDecoder
             outnorm = new HeadLayerNorm(inner, heads, placement);
             RegisterComponents();
         }
-
-        public override Tensor forward(Tensor x) => throw new NotSupportedException("the mLSTM layer calls the cell's parts");
     }
 
     /// <summary>
