@@ -65,7 +65,7 @@ internal static class TestSupport
         Initialization.Apply(model, seed);
         using (no_grad())
             foreach (var (name, p) in model.named_parameters())
-                if (p.dim() >= 2 && !name.Contains("conv1d") && !name.EndsWith("A_log")) p.mul_(8.0);   // Mamba-1's A_log is [d_inner, N]
+                if (p.dim() >= 2 && !name.Contains("conv1d") && !name.Contains("A_log")) p.mul_(8.0);   // Mamba-1's A_log is [d_inner, N]
         model.InvalidateInferenceCaches();
         model.eval();
         return model;

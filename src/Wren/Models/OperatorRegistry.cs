@@ -9,7 +9,7 @@ namespace Wren.Models;
 public static class OperatorRegistry
 {
     static readonly OperatorSpec[] BuiltIn = [Attention.Spec, Mamba2.Spec, DeltaNet.Spec, GatedDeltaNet.Spec, Ffn.Spec,
-                                                Mamba1.Spec];
+                                                Mamba1.Spec, Hymba.Spec];
 
     static readonly Lock Gate = new();
     static OperatorSpec[] specs = BuiltIn;

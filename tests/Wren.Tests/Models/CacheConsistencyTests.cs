@@ -87,7 +87,9 @@ public class CacheConsistencyTests
         using var scope = NewDisposeScope();
         var config = Config("a", "deltanet", "m2", "gdn", "mamba1", "f") with
         {
-            NumMemoryTokens = 2, SlidingWindow = 5, GlobalAttnIdx = [],
+            NumMemoryTokens = 2,
+            SlidingWindow = 5,
+            GlobalAttnIdx = [],
         };
         using var model = RandomModel(config, seed: 8);
         var rows = new[] { RandomTokens(1, 9, 97, 10), RandomTokens(1, 3, 97, 11), RandomTokens(1, 6, 97, 12) };
