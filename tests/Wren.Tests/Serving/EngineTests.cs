@@ -115,7 +115,7 @@ public class EngineTests
     public static TheoryData<string, string> LayerTypes => new()
     {
         { "attention", "a" }, { "sliding window", "swa" }, { "mamba2", "m2" }, { "deltanet", "deltanet" }, { "gated deltanet", "gdn" },
-        { "mamba1", "mamba1" }, { "every type", "mixed" },
+        { "mamba1", "mamba1" }, { "hymba", "hymba" }, { "every type", "mixed" },
     };
 
     [Theory]
