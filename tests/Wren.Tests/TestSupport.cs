@@ -69,7 +69,7 @@ internal static class TestSupport
         var generator = new Generator((ulong)seed + 1);
         using (no_grad())
             foreach (var (name, p) in model.named_parameters())
-                if (p.dim() >= 2 && !name.Contains("conv1d") && !name.EndsWith("A_log"))   // Mamba-1's A_log is [d_inner, N]
+                if (p.dim() >= 2 && !name.Contains("conv1d") && !name.Contains("A_log"))   // Mamba-1's A_log is [d_inner, N]
                 {
                     if (!p.any().item<bool>()) p.copy_(randn(p.shape, generator: generator) * Initialization.Std);
                     p.mul_(8.0);

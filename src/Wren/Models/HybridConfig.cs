@@ -36,6 +36,18 @@ public sealed record HybridConfig
     [JsonPropertyName("mamba_dt_rank")]
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public int? MambaDtRank { get; init; }
+    /// <summary>Hymba: a bias on the Mamba conv (null: true, as released).</summary>
+    [JsonPropertyName("mamba_conv_bias")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public bool? MambaConvBias { get; init; }
+    /// <summary>Hymba: biases on in_proj and out_proj (null: false, as released; true is refused).</summary>
+    [JsonPropertyName("mamba_proj_bias")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public bool? MambaProjBias { get; init; }
+    /// <summary>Hymba: RMSNorms on the Mamba heads' dt, B and C (null: false).</summary>
+    [JsonPropertyName("mamba_inner_layernorms")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public bool? MambaInnerLayernorms { get; init; }
     /// <summary>Wren extension: Mamba2 B/C groups (the Nemotron-Flash code fixes this to 1).</summary>
     [JsonPropertyName("wren_mamba_ngroups")] public int MambaNGroups { get; init; } = 1;
     /// <summary>GLA (fla's GLAConfig): key width int(hidden_size·expand_k) and value width int(hidden_size·expand_v) over

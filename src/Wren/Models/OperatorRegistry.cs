@@ -9,7 +9,8 @@ namespace Wren.Models;
 public static class OperatorRegistry
 {
     static readonly OperatorSpec[] BuiltIn = [Attention.Spec, Mamba2.Spec, DeltaNet.Spec, GatedDeltaNet.Spec, Ffn.Spec,
-                                                Mamba1.Spec, GatedLinearAttention.Spec, Mlstm.Spec, Rwkv7.Spec];
+                                                Mamba1.Spec, GatedLinearAttention.Spec, Mlstm.Spec, Rwkv7.Spec,
+                                                Hymba.Spec];
 
     static readonly Lock Gate = new();
     static OperatorSpec[] specs = BuiltIn;

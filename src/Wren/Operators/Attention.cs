@@ -55,7 +55,7 @@ internal sealed class Attention : Mixer, IFusedDecoder
     internal static long SlotBytes(HybridConfig config, int elementSize) =>
         (long)config.KvHeads * (config.AttnQkHeadDim + config.AttnVHeadDim) * elementSize + 8;
 
-    static void ValidateConfig(HybridConfig c, Action<string> fail)
+    internal static void ValidateConfig(HybridConfig c, Action<string> fail)
     {
         if (c.KqNorm is null) fail("kq_norm is required when attention layers exist (\"rms\" or \"none\"); the Nemotron-Flash code " +
                                    "raises without it");
@@ -135,30 +135,7 @@ internal sealed class Attention : Mixer, IFusedDecoder
             k = Rotary.Apply(k, cos, sin);
         }
 
-        var padding = input.Padding;
-        var newKeyPositions = padding is null ? input.Positions : input.Positions.masked_fill(padding.Mask.logical_not(), -1);
-        Tensor keys = k, values = v, keyPositions = newKeyPositions;
-        bool decodeNeedsMask = false;
-        if (input.State is AttentionState state)
-        {
-            (keys, values, keyPositions) = state.Append(k, v, newKeyPositions, padding is not null);
-            decodeNeedsMask = state.DecodeNeedsMask;
-        }
-        else if (input.State is not null) throw new ArgumentException("attention needs an AttentionState");
-
-        var cache = input.State as AttentionState;
-        if (DecodeForm.Choose(T, cache?.Keys, q) == OperatorForm.Fused)
-        {
-            var step = FusedDecode(q, cache!.Keys, cache.Values, Math.Min(cache.Count, cache.Capacity),
-                                   decodeNeedsMask ? cache.Positions : null, input.Positions, Window);
-            return o_proj.forward(step.transpose(1, 2).reshape(B, T, heads * vDim)).MoveToOuterDisposeScope();
-        }
-        Tensor? mask = null;
-        bool causal = false;
-        if (input.State is null && padding is null && Window is null) causal = true;          // plain full forward
-        else if (T > 1 || decodeNeedsMask)                                                 // otherwise a decode step sees every cached key
-            mask = BuildMask(input.Positions, keyPositions, Window, padding);
-        var o = Attend(q, keys, values, mask, causal);                                       // [B, nh, T, dv]
+        var o = AttendCached(q, k, v, input, Window);                                      // [B, nh, T, dv]
         return o_proj.forward(o.transpose(1, 2).reshape(B, T, heads * vDim)).MoveToOuterDisposeScope();
     }
 
@@ -214,6 +191,38 @@ internal sealed class Attention : Mixer, IFusedDecoder
     }
 
     /// <summary>
+    /// Attention of new queries over the new keys and, with an <see cref="AttentionState"/> in <c>input.State</c>, the cached
+    /// ones (the new keys and values enter the cache): q [B, nh, T, dqk], k [B, nkv, T, dqk], v [B, nkv, T, dv], after q/k
+    /// norm and RoPE; causal, inside the window W (W+1 keys) when given, pad keys masked. Returns [B, nh, T, dv]. A decode
+    /// step on float32 CPU tensors takes <see cref="FusedDecode"/>. Shared by attention layers and Hymba's attention heads.
+    /// </summary>
+    internal static Tensor AttendCached(Tensor q, Tensor k, Tensor v, MixerInput input, int? window)
+    {
+        long T = q.shape[2];
+        var padding = input.Padding;
+        var newKeyPositions = padding is null ? input.Positions : input.Positions.masked_fill(padding.Mask.logical_not(), -1);
+        Tensor keys = k, values = v, keyPositions = newKeyPositions;
+        bool decodeNeedsMask = false;
+        if (input.State is AttentionState state)
+        {
+            (keys, values, keyPositions) = state.Append(k, v, newKeyPositions, padding is not null);
+            decodeNeedsMask = state.DecodeNeedsMask;
+        }
+        else if (input.State is not null) throw new ArgumentException("attention needs an AttentionState");
+
+        var cache = input.State as AttentionState;
+        if (DecodeForm.Choose(T, cache?.Keys, q) == OperatorForm.Fused)
+            return FusedDecode(q, cache!.Keys, cache.Values, Math.Min(cache.Count, cache.Capacity),
+                               decodeNeedsMask ? cache.Positions : null, input.Positions, window);
+        Tensor? mask = null;
+        bool causal = false;
+        if (input.State is null && padding is null && window is null) causal = true;          // plain full forward
+        else if (T > 1 || decodeNeedsMask)                                                 // otherwise a decode step sees every cached key
+            mask = BuildMask(input.Positions, keyPositions, window, padding);
+        return Attend(q, keys, values, mask, causal);
+    }
+
+    /// <summary>
     /// [B, 1, T, S] boolean mask: key j is visible to query i when it is a real key (position ≥ 0), not in the
     /// future, and inside the window. Pad queries see every slot so their rows stay finite (they are never read).
     /// </summary>
@@ -227,10 +236,10 @@ internal sealed class Attention : Mixer, IFusedDecoder
         return allowed.unsqueeze(1);
     }
 
-    Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal)
+    static Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal)
     {
-        int group = heads / kvHeads;
-        long B = q.shape[0], T = q.shape[2];
+        long B = q.shape[0], heads = q.shape[1], T = q.shape[2], qkDim = q.shape[3], kvHeads = k.shape[1], vDim = v.shape[3];
+        long group = heads / kvHeads;
         if (group > 1 && T == 1)
         {
             // One query per head: fold the group into the query axis instead of copying the KV cache per head.

@@ -97,22 +97,33 @@ internal sealed class Mamba1 : Mixer, IFusedDecoder
         if (FormOf(input) == OperatorForm.Fused) return FusedStep(input.Hidden, state!);
         using var scope = NewDisposeScope();
         var hidden = input.Hidden;
-        long T = hidden.shape[1];
         var xz = in_proj.forward(hidden);                                         // [B, T, 2·d_inner]: x | z
         var z = xz.narrow(-1, dInner, dInner);
         var x = conv1d.Forward(xz.narrow(-1, 0, dInner), state?.Conv[0], input.Padding);
         var dbc = x_proj.forward(x);                                              // [B, T, dt_rank + 2N]: dt | B | C
         var Bm = dbc.narrow(-1, dtRank, dState);
         var Cm = dbc.narrow(-1, dtRank + dState, dState);
-        var dt = nn.functional.softplus(dt_proj.forward(dbc.narrow(-1, 0, dtRank)), 1.0, 20.0);   // Δ [B, T, d_inner], fp32
-        if (input.Padding is not null) dt = dt * input.Padding.Mask.unsqueeze(-1);                 // Δ = 0: pads leave h unchanged
-        var A = -A_log.exp();
-        var S = state?.Recurrent;
-        var (y, final) = DecodeForm.Choose(T, S) == OperatorForm.Chunked
-            ? Chunked(x, dt, A, Bm, Cm, D, S)
-            : Recurrent(x, dt, A, Bm, Cm, D, S);                                  // a decode step the fused kernel cannot take
-        S?.copy_(final);
+        var y = Scan(x, dt_proj.forward(dbc.narrow(-1, 0, dtRank)), A_log, Bm, Cm, D, input.Padding, state?.Recurrent);
         return out_proj.forward(y.to(hidden.dtype) * nn.functional.silu(z)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The selective scan of a layer's forward (also Hymba's Mamba heads): x [B, T, E] after the conv and SiLU; dt [B, T, E]
+    /// the Δ projection before the softplus (float32); Bm, Cm [B, T, N]; Δ = softplus(dt), zero on pads so they leave the
+    /// state unchanged; A = −exp(A_log). Continues <paramref name="state"/> [B, E, N] (updated in place) when given: the
+    /// chunked form for several tokens, else the recurrent form. Returns <c>y = scan + D·x</c> [B, T, E] in float32.
+    /// </summary>
+    internal static Tensor Scan(Tensor x, Tensor dt, Tensor aLog, Tensor Bm, Tensor Cm, Tensor D, LeftPadding? padding, Tensor? state)
+    {
+        using var scope = NewDisposeScope();
+        var delta = nn.functional.softplus(dt, 1.0, 20.0);                               // Δ [B, T, E]
+        if (padding is not null) delta = delta * padding.Mask.unsqueeze(-1);              // Δ = 0: pads leave h unchanged
+        var A = -aLog.exp();
+        var (y, final) = DecodeForm.Choose(x.shape[1], state) == OperatorForm.Chunked
+            ? Chunked(x, delta, A, Bm, Cm, D, state)
+            : Recurrent(x, delta, A, Bm, Cm, D, state);                            // a decode step the fused kernel cannot take
+        state?.copy_(final);
+        return y.MoveToOuterDisposeScope();
     }
 
     /// <summary>

@@ -10,7 +10,8 @@ namespace Wren.Serving;
 /// request at its own length. Every attention layer keeps the key of position p in slot p mod capacity (a sliding
 /// window is a ring of W+1 slots), the layout a batch-1 cache starting at position 0 has, so a row is copied,
 /// snapshotted and restored by position, and a row decodes bit for bit as it would alone
-/// (<see cref="AttentionState.Ragged"/>). Recurrent layers keep their fixed-size state per row.
+/// (<see cref="AttentionState.Ragged"/>). Recurrent layers keep their fixed-size state per row; a hybrid-head (Hymba) layer
+/// is both at once.
 /// Owns its tensors; used only on the engine thread.
 /// </summary>
 internal sealed class SlotCache : IDisposable
@@ -44,27 +45,36 @@ internal sealed class SlotCache : IDisposable
         int M = model.Config.NumMemoryTokens;
         var meta = M > 0 ? model.MetaTokenState() : null;
         for (int i = 0; i < whole.Layers.Count; i++)
-        {
-            switch (whole.Layers[i])
-            {
-                case RecurrentState state:
-                    var source = (RecurrentState?)meta?.Layers[i];
-                    for (int c = 0; c < state.Conv.Length; c++)
-                        if (source is null) state.Conv[c][row].zero_(); else state.Conv[c][row].copy_(source.Conv[c][0]);
-                    if (source is null) state.Recurrent[row].zero_(); else state.Recurrent[row].copy_(source.Recurrent[0]);
-                    break;
-                case AttentionState state:
-                    state.Positions[row].fill_(-1);
-                    if (meta?.Layers[i] is AttentionState metaKv)
-                    {
-                        long held = Math.Min(metaKv.Count, metaKv.Capacity);
-                        WriteByPosition(state, row, metaKv.Keys[0].narrow(1, 0, held), metaKv.Values[0].narrow(1, 0, held),
-                                        metaKv.Positions[0].narrow(0, 0, held));
-                    }
-                    break;
-            }
-        }
+            if (whole.Layers[i] is { } state) Reset(state, meta?.Layers[i], row);
         lengths[row] = M;
+    }
+
+    /// <summary>One layer's part of <see cref="Reset(int)"/>; a hybrid-head layer resets each of its states.</summary>
+    static void Reset(IMixerState layer, IMixerState? meta, int row)
+    {
+        switch (layer)
+        {
+            case RecurrentState state:
+                var source = (RecurrentState?)meta;
+                for (int c = 0; c < state.Conv.Length; c++)
+                    if (source is null) state.Conv[c][row].zero_(); else state.Conv[c][row].copy_(source.Conv[c][0]);
+                if (source is null) state.Recurrent[row].zero_(); else state.Recurrent[row].copy_(source.Recurrent[0]);
+                break;
+            case AttentionState state:
+                state.Positions[row].fill_(-1);
+                if (meta is AttentionState metaKv)
+                {
+                    long held = Math.Min(metaKv.Count, metaKv.Capacity);
+                    WriteByPosition(state, row, metaKv.Keys[0].narrow(1, 0, held), metaKv.Values[0].narrow(1, 0, held),
+                                    metaKv.Positions[0].narrow(0, 0, held));
+                }
+                break;
+            case HybridHeadState state:
+                var hybridMeta = (HybridHeadState?)meta;
+                Reset(state.Attention, hybridMeta?.Attention, row);
+                Reset(state.Mamba, hybridMeta?.Mamba, row);
+                break;
+        }
     }
 
     /// <summary>
@@ -93,13 +103,15 @@ internal sealed class SlotCache : IDisposable
 
     ModelCache View(int first, int rows, long count, bool ragged)
     {
-        var layers = whole.Layers.Select(layer => layer switch
+        IMixerState? ViewOf(IMixerState? layer) => layer switch
         {
-            RecurrentState s => (IMixerState)new RecurrentState(s.Conv.Select(c => c.narrow(0, first, rows)).ToArray(),
-                                                                s.Recurrent.narrow(0, first, rows)),
+            RecurrentState s => new RecurrentState(s.Conv.Select(c => c.narrow(0, first, rows)).ToArray(),
+                                                   s.Recurrent.narrow(0, first, rows)),
             AttentionState s => new AttentionState(s, first, rows, count, ragged),
+            HybridHeadState s => new HybridHeadState((AttentionState)ViewOf(s.Attention)!, (RecurrentState)ViewOf(s.Mamba)!),
             _ => null,
-        }).ToArray();
+        };
+        var layers = whole.Layers.Select(ViewOf).ToArray();
         return new ModelCache(layers, new CacheShape(rows, whole.Shape.MaxLength), count, whole.NextPosition.device);
     }
 
@@ -113,9 +125,9 @@ internal sealed class SlotCache : IDisposable
     public void CopyRow(SlotCache source, int from, int to)
     {
         using var scope = NewDisposeScope();
-        for (int i = 0; i < whole.Layers.Count; i++)
+        void Copy(IMixerState? targetLayer, IMixerState? originLayer)
         {
-            switch (whole.Layers[i], source.whole.Layers[i])
+            switch (targetLayer, originLayer)
             {
                 case (RecurrentState target, RecurrentState origin):
                     for (int c = 0; c < target.Conv.Length; c++) target.Conv[c][to].copy_(origin.Conv[c][from]);
@@ -127,8 +139,13 @@ internal sealed class SlotCache : IDisposable
                     target.Values[to].narrow(1, 0, held).copy_(origin.Values[from].narrow(1, 0, held));
                     target.Positions[to].copy_(origin.Positions[from]);
                     break;
+                case (HybridHeadState target, HybridHeadState origin):
+                    Copy(target.Attention, origin.Attention);
+                    Copy(target.Mamba, origin.Mamba);
+                    break;
             }
         }
+        for (int i = 0; i < whole.Layers.Count; i++) Copy(whole.Layers[i], source.whole.Layers[i]);
         lengths[to] = source.lengths[from];
     }
 
@@ -142,14 +159,16 @@ internal sealed class SlotCache : IDisposable
         using var scope = NewDisposeScope();
         long end = lengths[row];
         var layers = new Tensor[]?[whole.Layers.Count];
+        Tensor[]? Of(IMixerState? layer) => layer switch
+        {
+            RecurrentState s => [.. s.Conv.Select(c => c[row].clone()), s.Recurrent[row].clone()],
+            AttentionState s => KvOfPositions(s, row, Math.Max(end - block, end - s.Capacity), end),
+            HybridHeadState s => [.. Of(s.Attention)!, .. Of(s.Mamba)!],          // keys, values, positions, then the Mamba states
+            _ => null,
+        };
         for (int i = 0; i < layers.Length; i++)
         {
-            layers[i] = whole.Layers[i] switch
-            {
-                RecurrentState s => [.. s.Conv.Select(c => c[row].clone()), s.Recurrent[row].clone()],
-                AttentionState s => KvOfPositions(s, row, Math.Max(end - block, end - s.Capacity), end),
-                _ => null,
-            };
+            layers[i] = Of(whole.Layers[i]);
             foreach (var t in layers[i] ?? []) t.DetachFromDisposeScope();
         }
         return new PrefixState(layers, end);
@@ -171,28 +190,35 @@ internal sealed class SlotCache : IDisposable
         Reset(row);
         using var scope = NewDisposeScope();
         var last = chain[^1];
-        for (int i = 0; i < whole.Layers.Count; i++)
+        // offset: where the layer's tensors start in its snapshot (a hybrid-head layer's Mamba states follow its keys).
+        void Put(IMixerState? layer, int i, int offset)
         {
-            switch (whole.Layers[i])
+            switch (layer)
             {
                 case RecurrentState state:
                     var saved = last.Layers[i]!;
-                    for (int c = 0; c < state.Conv.Length; c++) state.Conv[c][row].copy_(saved[c]);
-                    state.Recurrent[row].copy_(saved[^1]);
+                    for (int c = 0; c < state.Conv.Length; c++) state.Conv[c][row].copy_(saved[offset + c]);
+                    state.Recurrent[row].copy_(saved[offset + state.Conv.Length]);
                     break;
                 case AttentionState state:
                     long from = last.End - state.Capacity;
                     foreach (var block in chain)
                     {
                         var kv = block.Layers[i]!;
-                        long first = block.End - kv[2].shape[0], skip = Math.Max(0, from - first);
-                        if (skip >= kv[2].shape[0]) continue;
-                        long n = kv[2].shape[0] - skip;
-                        WriteByPosition(state, row, kv[0].narrow(1, skip, n), kv[1].narrow(1, skip, n), kv[2].narrow(0, skip, n));
+                        long first = block.End - kv[offset + 2].shape[0], skip = Math.Max(0, from - first);
+                        if (skip >= kv[offset + 2].shape[0]) continue;
+                        long n = kv[offset + 2].shape[0] - skip;
+                        WriteByPosition(state, row, kv[offset].narrow(1, skip, n), kv[offset + 1].narrow(1, skip, n),
+                                        kv[offset + 2].narrow(0, skip, n));
                     }
+                    break;
+                case HybridHeadState state:
+                    Put(state.Attention, i, offset);
+                    Put(state.Mamba, i, offset + 3);
                     break;
             }
         }
+        for (int i = 0; i < whole.Layers.Count; i++) Put(whole.Layers[i], i, 0);
         lengths[row] = last.End;
     }
 

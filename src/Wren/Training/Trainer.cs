@@ -289,10 +289,10 @@ public sealed class Trainer : IDisposable
 
     /// <summary>
     /// No weight decay on vectors (norm weights, biases, A_log, D, dt_bias), on Mamba-1's A_log matrix (mamba_ssm marks it
-    /// <c>_no_weight_decay</c>) and meta tokens (Nemotron-Flash paper; fla and Mamba practice).
+    /// <c>_no_weight_decay</c>; Hymba's <c>A_log.0</c>) and meta tokens (Nemotron-Flash paper; fla and Mamba practice).
     /// </summary>
     public static bool Decays(string name, Tensor p) =>
-        p.dim() >= 2 && !name.EndsWith("memory_tokens", StringComparison.Ordinal) && !name.EndsWith(".A_log", StringComparison.Ordinal);
+        p.dim() >= 2 && !name.EndsWith("memory_tokens", StringComparison.Ordinal) && !name.Contains(".A_log", StringComparison.Ordinal);
 
     static OptimizerHelper CreateOptimizer(List<(string name, Parameter parameter)> named, TrainingOptions o)
     {

@@ -115,7 +115,7 @@ public class EngineTests
     public static TheoryData<string, string> LayerTypes => new()
     {
         { "attention", "a" }, { "sliding window", "swa" }, { "mamba2", "m2" }, { "deltanet", "deltanet" }, { "gated deltanet", "gdn" },
-        { "mamba1", "mamba1" }, { "gated linear attention", "gla" }, { "mlstm", "mlstm" }, { "rwkv7", "rwkv7" },
+        { "mamba1", "mamba1" }, { "gated linear attention", "gla" }, { "mlstm", "mlstm" }, { "rwkv7", "rwkv7" }, { "hymba", "hymba" },
         { "every type", "mixed" },
     };
 
