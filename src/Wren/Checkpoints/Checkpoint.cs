@@ -38,7 +38,7 @@ internal static class Checkpoint
             var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
             foreach (var (name, parameter) in parameters.Where(p => !IsScale(p.Key)))
                 Fill(files, name, parameter, parameters.GetValueOrDefault(name + ScaleSuffix), placement.Weights,
-                     stored.GetValueOrDefault(name), shapes[name][^1]);
+                     stored.TryGetValue(name, out var precision) ? precision : null, shapes[name][^1]);
             model.eval();
             return model;
         }
@@ -219,7 +219,12 @@ internal static class Checkpoint
         var json = (JsonObject)JsonNode.Parse(model.Config.ToJson())!;
         json.Remove(QuantizationKey);
         if (Layouts.TryGetValue(model.Placement.Weights, out var layout))
-            json[QuantizationKey] = new JsonObject(layout.Select(p => KeyValuePair.Create(p.Key, JsonValue.Create(p.Value) as JsonNode)));
+            json[QuantizationKey] = new JsonObject(layout.Select(p => KeyValuePair.Create(p.Key, p.Value switch
+            {
+                bool flag => JsonValue.Create(flag),
+                int number => JsonValue.Create(number),
+                var text => (JsonNode?)JsonValue.Create((string)text),
+            })));
         return json;
     }
 
