@@ -73,7 +73,7 @@ public class OptionErrorTests
     [InlineData("generate", "--seed", "abc", "--seed expects a non-negative integer, got 'abc'")]
     [InlineData("generate", "--max-new-tokens", "abc", "--max-new-tokens expects an integer, got 'abc'")]
     [InlineData("generate", "--temperature", "warm", "--temperature expects a number, got 'warm'")]
-    [InlineData("generate", "--dtype", "float8", "--dtype must be one of 'float32', 'bfloat16', 'int8', got 'float8'")]
+    [InlineData("generate", "--dtype", "float8", "--dtype must be one of 'float32', 'bfloat16', 'int8', 'q4', 'q4k', got 'float8'")]
     public void Unparsable_values_name_the_option_and_the_kind_of_value_not_a_dotnet_type(string command, string option, string value,
                                                                                          string message)
     {

@@ -77,11 +77,13 @@ public class WeightPrecisionTests
                 using (KernelPaths.Force(path))
                 {
                     Tensor forward = Scoring.Logits(packed, tokens), decode = Scoring.Logits(packed, tokens, prefill: 4);
-                    foreach (var (actual, widenedLogits, what) in new[] { (forward, widenedForward, "forward"), (decode, widenedDecode, "decode") })
+                    var cases = new[] { (forward, widenedForward, "forward"), (decode, widenedDecode, "decode") };
+                    foreach (var (actual, widenedLogits, what) in cases)
                     {
                         double rms = (actual - widenedLogits).square().mean().sqrt().item<float>();
                         double scale = widenedLogits.square().mean().sqrt().item<float>();
-                        Assert.True(rms <= bound * scale, $"{precision} {path} {what}: RMS logit error {rms:E3} > {bound:E2} × {scale:F3}");
+                        Assert.True(rms <= bound * scale,
+                                    $"{precision} {path} {what}: RMS logit error {rms:E3} > {bound:E2} × {scale:F3}");
                     }
                     if (path == KernelPath.Scalar) (expected, expectedDecode) = (forward, decode);
                 }
