@@ -6,7 +6,8 @@ using Wren.Modules;
 
 namespace Wren.Cli.Commands;
 
-/// <summary><c>wren accuracy</c>: logit error, greedy agreement and perplexity change of bf16, int8 and 4-bit weights against fp32.</summary>
+/// <summary><c>wren accuracy</c>: logit error, greedy agreement and perplexity change of bf16, int8 and 4-bit weights against
+/// fp32.</summary>
 internal static class AccuracyCommand
 {
     public static Command Create()
@@ -29,7 +30,9 @@ internal static class AccuracyCommand
             string chosen = result.GetValue(precisions)!;
             var options = new PrecisionAccuracyOptions(result.GetValue(model), result.GetValue(config), result.GetValue(data))
             {
-                Precisions = chosen == "all" ? [WeightPrecision.BFloat16, WeightPrecision.Int8, WeightPrecision.Q4, WeightPrecision.Q4K] : [WeightPrecisions.Parse(chosen)],
+                Precisions = chosen == "all"
+                    ? [WeightPrecision.BFloat16, WeightPrecision.Int8, WeightPrecision.Q4, WeightPrecision.Q4K]
+                    : [WeightPrecisions.Parse(chosen)],
                 GreedyTokens = result.GetValue(greedy), ValidationWindows = result.GetValue(windows),
                 SequenceLength = result.GetValue(seqLen),
             };

@@ -16,7 +16,8 @@ internal sealed class CommonOptions
     };
     public Option<string> DType { get; } = new("--dtype")
     {
-        Description = "weights in float32, bfloat16, int8, q4 or q4k (activations and states stay float32)", DefaultValueFactory = _ => "float32",
+        Description = "weights in float32, bfloat16, int8, q4 or q4k (activations and states stay float32)",
+        DefaultValueFactory = _ => "float32",
     };
 
     public CommonOptions(Command command, bool withDType = true)

@@ -3,7 +3,8 @@ using Wren.Models;
 
 namespace Wren.Cli.Commands;
 
-/// <summary><c>wren convert</c>: a model folder with its weights stored in another precision (e.g. a quantized int8, q4 or q4k folder).</summary>
+/// <summary><c>wren convert</c>: a model folder with its weights stored in another precision (e.g. a quantized int8, q4 or q4k
+/// folder).</summary>
 internal static class ConvertCommand
 {
     public static Command Create()

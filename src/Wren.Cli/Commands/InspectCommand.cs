@@ -49,7 +49,8 @@ internal static class InspectCommand
             long Packed(Modules.WeightPrecision p) => ModelFootprint.Of(config, TorchSharp.torch.ScalarType.Float32, p).WeightBytes;
             console.WriteLine($"weights: {Formats.Bytes(footprint.WeightBytes)} fp32, {Formats.Bytes(footprint.WeightBytes / 2)} bf16, " +
                               $"{Formats.Bytes(Packed(Modules.WeightPrecision.Int8))} int8, " +
-                              $"{Formats.Bytes(Packed(Modules.WeightPrecision.Q4))} q4, {Formats.Bytes(Packed(Modules.WeightPrecision.Q4K))} q4k");
+                              $"{Formats.Bytes(Packed(Modules.WeightPrecision.Q4))} q4, " +
+                              $"{Formats.Bytes(Packed(Modules.WeightPrecision.Q4K))} q4k");
             console.WriteLine($"decode cache per sequence (fp32): {Formats.Bytes(footprint.CacheBytes(1, 1))} at 1 token, " +
                               $"{Formats.Bytes(footprint.CacheBytes(1, ctx))} at {ctx} tokens; " +
                               $"grows {footprint.CacheBytesPerToken:N0} B/token");

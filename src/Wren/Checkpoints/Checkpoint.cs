@@ -219,7 +219,12 @@ internal static class Checkpoint
         var json = (JsonObject)JsonNode.Parse(model.Config.ToJson())!;
         json.Remove(QuantizationKey);
         if (Layouts.TryGetValue(model.Placement.Weights, out var layout))
-            json[QuantizationKey] = new JsonObject(layout.Select(p => KeyValuePair.Create(p.Key, JsonValue.Create(p.Value) as JsonNode)));
+            json[QuantizationKey] = new JsonObject(layout.Select(p => KeyValuePair.Create(p.Key, p.Value switch
+            {
+                bool flag => JsonValue.Create(flag),
+                int number => JsonValue.Create(number),
+                var text => (JsonNode?)JsonValue.Create((string)text),
+            })));
         return json;
     }
 
@@ -258,7 +263,8 @@ internal static class Checkpoint
         if (JsonNode.Parse(File.ReadAllText(Path.Combine(folder, ConfigFile)))?[QuantizationKey] is not { } node) return null;
         if (node is not JsonObject settings)
             throw new WrenException($"{folder}: config.json's {QuantizationKey} must be an object");
-        static string Text(JsonNode? value) => value is JsonValue v && v.TryGetValue(out string? str) ? str : value?.ToJsonString() ?? "null";
+        static string Text(JsonNode? value) =>
+            value is JsonValue v && v.TryGetValue(out string? str) ? str : value?.ToJsonString() ?? "null";
         string method = Text(settings["quant_method"]);
         var (precision, expected) = Layouts.FirstOrDefault(l => (string)l.Value["quant_method"] == method);
         if (expected is null)

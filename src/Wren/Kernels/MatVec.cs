@@ -44,7 +44,8 @@ internal static unsafe class MatVec
         ScalarType.Float32 => Applies(weight, x),
         ScalarType.BFloat16 => MatVecBf16.Applies(weight, x),
         ScalarType.Int8 => scale is not null && MatVecInt8.Applies(weight, x),
-        ScalarType.Byte => scale is not null && (scale.dim() == 3 ? MatVecQ4K.Applies(weight, scale, x) : MatVecQ4.Applies(weight, scale, x)),
+        ScalarType.Byte => scale is not null
+                           && (scale.dim() == 3 ? MatVecQ4K.Applies(weight, scale, x) : MatVecQ4.Applies(weight, scale, x)),
         _ => false,
     };
 
@@ -71,7 +72,9 @@ internal static unsafe class MatVec
         ScalarType.Int8 => MatVecInt8.Bind(weight, scale ?? throw new ArgumentException($"{name}: an int8 weight needs its scales"), name),
         ScalarType.Byte when scale is null || cols is null =>
             throw new ArgumentException($"{name}: a 4-bit weight needs its scales and the matrix width"),
-        ScalarType.Byte => scale.dim() == 3 ? MatVecQ4K.Bind(weight, scale, cols.Value, name) : MatVecQ4.Bind(weight, scale, cols.Value, name),
+        ScalarType.Byte => scale.dim() == 3
+            ? MatVecQ4K.Bind(weight, scale, cols.Value, name)
+            : MatVecQ4.Bind(weight, scale, cols.Value, name),
         _ => throw new ArgumentException($"{name}: no matrix–vector kernel for {weight.dtype} weights"),
     };
 

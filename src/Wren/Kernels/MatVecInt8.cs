@@ -154,7 +154,8 @@ internal static unsafe class MatVecInt8
     }
 
     /// <summary>The pointer form of <see cref="QuantizeActivations(ReadOnlySpan{float}, Span{sbyte}, Span{float})"/> (q: ⌈cols/32⌉·32
-    /// values, d: ⌈cols/32⌉ scales); also the activation rule of the 4-bit kernels (<see cref="MatVecQ4"/>, <see cref="MatVecQ4K"/>).</summary>
+    /// values, d: ⌈cols/32⌉ scales); also the activation rule of the 4-bit kernels (<see cref="MatVecQ4"/>,
+    /// <see cref="MatVecQ4K"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void QuantizeActivations(float* x, long cols, sbyte* q, float* d)
     {

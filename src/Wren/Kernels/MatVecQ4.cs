@@ -137,7 +137,8 @@ internal static unsafe class MatVecQ4
     }
 
     /// <summary>
-    /// <c>Σ_b d_w,b·d_x,b·Σ_(k∈b) q_k·x_q,k − 8·Σ_b d_w,b·s_b</c> (= Σ_b d_w,b·d_x,b·Σ (q − 8)·x_q). The AVX-512 path takes
+    /// <c>Σ_b d_w,b·d_x,b·Σ_(k∈b) q_k·x_q,k − 8·Σ_b d_w,b·s_b</c> (= Σ_b d_w,b·d_x,b·Σ (q − 8)·x_q). The AVX-512 path
+    /// takes
     /// four blocks per step and leaves the rest to the 256-bit loop (AVX-VNNI when <paramref name="vnni"/>); a last partial
     /// block needs no tail: its activations are padded with zeros.
     /// </summary>
@@ -187,14 +188,16 @@ internal static unsafe class MatVecQ4
         var acc0 = Vector256<float>.Zero; var acc1 = acc0;
         for (; b + 2 <= blocks; b += 2)
         {
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TDot.Sum(Unpack256(q + b * BlockBytes), Vector256.Load(xq + b * BlockSize))),
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TDot.Sum(Unpack256(q + b * BlockBytes),
+                                                                         Vector256.Load(xq + b * BlockSize))),
                                    Vector256.Create(s[b] * dx[b]), acc0);
             acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TDot.Sum(Unpack256(q + (b + 1) * BlockBytes),
                                                                          Vector256.Load(xq + (b + 1) * BlockSize))),
                                    Vector256.Create(s[b + 1] * dx[b + 1]), acc1);
         }
         if (b < blocks)
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TDot.Sum(Unpack256(q + b * BlockBytes), Vector256.Load(xq + b * BlockSize))),
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TDot.Sum(Unpack256(q + b * BlockBytes),
+                                                                         Vector256.Load(xq + b * BlockSize))),
                                    Vector256.Create(s[b] * dx[b]), acc0);
         return MatVecInt8.Sum(acc0 + acc1);
     }

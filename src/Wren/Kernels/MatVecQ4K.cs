@@ -128,7 +128,8 @@ internal static unsafe class MatVecQ4K
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static int Code(ulong bits, int j) => (int)(bits >> (6 * j)) & 63;
 
-    /// <summary>The fp32 matrix [rows, <paramref name="cols"/>] the values and scales stand for: <c>w = d·sc_j·q − dmin·m_j</c>.</summary>
+    /// <summary>The fp32 matrix [rows, <paramref name="cols"/>] the values and scales stand for:
+    /// <c>w = d·sc_j·q − dmin·m_j</c>.</summary>
     public static Tensor Dequantize(Tensor values, Tensor scales, long cols)
     {
         long rows = values.shape[0];
@@ -201,7 +202,8 @@ internal static unsafe class MatVecQ4K
     }
 
     /// <summary>
-    /// <c>Σ_t [Σ_j d·sc_j·d_x,j·Σ_(k∈j) q_k·x_q,k − dmin·Σ_j m_j·s_j]</c> over super-blocks t: the 6-bit codes are unpacked and
+    /// <c>Σ_t [Σ_j d·sc_j·d_x,j·Σ_(k∈j) q_k·x_q,k − dmin·Σ_j m_j·s_j]</c> over super-blocks t: the 6-bit codes are unpacked
+    /// and
     /// each sub-block's factor <c>d·sc_j·d_x,j</c> formed once per super-block; the AVX-512 path takes a pair of sub-blocks
     /// (one 32-byte nibble load) per 512-bit product, the AVX2 path one sub-block per 256-bit product.
     /// </summary>

@@ -72,9 +72,9 @@ public class FusedDecodeTests
         var reference = Scoring.Logits(model, tokens, prefill: 4);
         model.FusedDecode = true;
         AssertClose(fused, reference, 1e-5, $"{configName} {precision}: fused vs libtorch-op decode");
-        // The parallel form dequantizes int8 weights and multiplies fp32 activations, which an int8 kernel need not do
-        // (it may quantize the activations too): for int8 the libtorch-op decode above is the round-off reference.
-        if (precision != WeightPrecision.Int8)
+        // The parallel form dequantizes int8 and 4-bit weights and multiplies fp32 activations, which their kernels need not do
+        // (they may quantize the activations too): for them the libtorch-op decode above is the round-off reference.
+        if (!precision.IsQuantized())
             AssertClose(fused, Scoring.Logits(model, tokens), 1e-4, $"{configName} {precision}: fused decode vs cache-free forward");
     }
 
