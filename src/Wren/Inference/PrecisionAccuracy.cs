@@ -100,7 +100,8 @@ public static class PrecisionAccuracyMeasurement
 /// <param name="Data">A prepared dataset folder: the prompt and the validation windows come from its validation split.</param>
 public sealed record PrecisionAccuracyOptions(string? Model, string? Config, string? Data)
 {
-    public IReadOnlyList<WeightPrecision> Precisions { get; init; } = [WeightPrecision.BFloat16, WeightPrecision.Int8, WeightPrecision.Q4, WeightPrecision.Q4K];
+    public IReadOnlyList<WeightPrecision> Precisions { get; init; } =
+        [WeightPrecision.BFloat16, WeightPrecision.Int8, WeightPrecision.Q4, WeightPrecision.Q4K];
     public int GreedyTokens { get; init; } = 256;
     public int PromptTokens { get; init; } = 16;
     public int ValidationWindows { get; init; } = 16;

@@ -87,7 +87,8 @@ public sealed class InferenceEngine : IDisposable
     public long SlotBytes { get; }
     /// <summary>Requests the engine holds at most: <see cref="Slots"/> running + <see cref="EngineOptions.MaxQueue"/> waiting.</summary>
     public int Capacity => Slots + Options.MaxQueue;
-    /// <summary>Requests admitted by <see cref="Submit"/> and not yet finished, failed or dropped (each is released exactly once).</summary>
+    /// <summary>Requests admitted by <see cref="Submit"/> and not yet finished, failed or dropped (each is released exactly
+    /// once).</summary>
     public int Admitted => Volatile.Read(ref queued);
 
     /// <summary>
