@@ -13,7 +13,8 @@ public class GenerateCommandGrammarTests
         string gbnf = Path.Combine(TempDir(), "answer.gbnf"), schema = Path.Combine(TempDir(), "bad.json");
         File.WriteAllText(gbnf, "root ::= (\"yes\" | \"no\") \"!\"");
         File.WriteAllText(schema, "{\"type\":\"integer\",\"multipleOf\":3}");
-        var (ok, _) = TestSupport.Cli("generate", "--model", dir, "--prompt", "Q:", "--grammar", gbnf, "--temperature", "1", "--max-new-tokens", "8");
+        var (ok, _) = TestSupport.Cli("generate", "--model", dir, "--prompt", "Q:", "--grammar", gbnf, "--temperature", "1",
+                                      "--max-new-tokens", "8");
         Assert.Equal(0, ok);
         var (code, error) = TestSupport.Cli("generate", "--model", dir, "--prompt", "Q:", "--json-schema", schema);
         Assert.Equal(2, code);
