@@ -13,7 +13,8 @@ namespace Wren.Bench;
 /// presets, driven by N concurrent streaming clients that each send <c>--requests</c> completions of <c>--prompt</c> random
 /// token ids (after a <c>--shared</c>-token system prompt common to all, in the shared-prompt scenarios) and read
 /// <c>--new</c> tokens greedily. Per level: aggregate generated tokens/s (all tokens ÷ wall time), time to first token and
-/// inter-token latency p50/p99 as the client sees them, and the slots the engine fits in <c>--max-memory</c>.
+/// inter-token latency p50/p99 as the client sees them, and the slots the engine fits in <c>--max-memory</c>. With
+/// <c>--json-schema FILE</c> every request is constrained to that schema (<c>response_format</c>), to measure the mask's cost.
 /// </summary>
 public static class ServeBenchmark
 {
@@ -35,6 +36,8 @@ public static class ServeBenchmark
         int prompt = int.Parse(Arg("--prompt", "256")), newTokens = int.Parse(Arg("--new", "128"));
         int shared = int.Parse(Arg("--shared", "1024")), requests = int.Parse(Arg("--requests", "2"));
         int chunk = int.Parse(Arg("--chunk", "128"));
+        var schema = Arg("--json-schema", "") is { Length: > 0 } file
+            ? System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(file)) : null;
         long? maxMemory = Arg("--max-memory-gb", "") is { Length: > 0 } m ? (long)(double.Parse(m) * (1L << 30)) : null;
         var scenarios = new List<Scenario> { new("no shared prompt", 0, 512L << 20) };
         if (shared > 0)
@@ -42,7 +45,8 @@ public static class ServeBenchmark
                                 new($"{shared}-token shared prompt, cache on", shared, 512L << 20)]);
 
         Console.WriteLine($"# serve: prompt {prompt} (+shared), {newTokens} new tokens greedy, {requests} requests per stream, " +
-                          $"prefill chunk {chunk}, max memory {(maxMemory is { } mm ? $"{mm / 1e9:F1} GB" : "unbounded")}; " +
+                          $"prefill chunk {chunk}, {(schema is null ? "free text" : "constrained by --json-schema")}, " +
+                          $"max memory {(maxMemory is { } mm ? $"{mm / 1e9:F1} GB" : "unbounded")}; " +
                           Wren.Runtime.WrenRuntime.Describe());
         Console.WriteLine("| model | scenario | slots | streams | tokens/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms |");
         Console.WriteLine("|---|---|---|---|---|---|---|---|---|");
@@ -67,7 +71,7 @@ public static class ServeBenchmark
                 var random = new Random(1);
                 var system = Enumerable.Range(0, scenario.Shared).Select(_ => random.Next(config.VocabSize)).ToArray();
                 int[] Prompt() => [.. system, .. Enumerable.Range(0, prompt).Select(_ => random.Next(config.VocabSize))];
-                await Complete(http, name, Prompt(), newTokens);                  // warm-up (and the shared prefix, cached)
+                await Complete(http, name, Prompt(), newTokens, schema);                  // warm-up (and the shared prefix, cached)
                 foreach (int streams in levels)
                 {
                     var prompts = Enumerable.Range(0, streams)
@@ -76,7 +80,7 @@ public static class ServeBenchmark
                     var timings = (await Task.WhenAll(prompts.Select(async mine =>
                     {
                         var list = new List<RequestTiming>();
-                        foreach (var p in mine) list.Add(await Complete(http, name, p, newTokens));
+                        foreach (var p in mine) list.Add(await Complete(http, name, p, newTokens, schema));
                         return list;
                     }))).SelectMany(t => t).ToList();
                     double wall = clock.Elapsed.TotalSeconds;
@@ -93,9 +97,22 @@ public static class ServeBenchmark
     }
 
     /// <summary>One streamed completion: seconds to the first token event and between the following ones.</summary>
-    static async Task<RequestTiming> Complete(HttpClient http, string model, int[] prompt, int tokens)
+    /// <param name="schema">When set, the request's <c>response_format</c> is this JSON schema (constrained decoding).</param>
+    static async Task<RequestTiming> Complete(HttpClient http, string model, int[] prompt, int tokens,
+                                              System.Text.Json.Nodes.JsonNode? schema)
     {
-        var body = JsonSerializer.Serialize(new { model, prompt, max_tokens = tokens, temperature = 0, stream = true });
+        var fields = new System.Text.Json.Nodes.JsonObject
+        {
+            ["model"] = model, ["prompt"] = JsonSerializer.SerializeToNode(prompt), ["max_tokens"] = tokens, ["temperature"] = 0,
+            ["stream"] = true,
+        };
+        if (schema is not null)
+            fields["response_format"] = new System.Text.Json.Nodes.JsonObject
+            {
+                ["type"] = "json_schema",
+                ["json_schema"] = new System.Text.Json.Nodes.JsonObject { ["name"] = "bench", ["schema"] = schema.DeepClone() },
+            };
+        var body = fields.ToJsonString();
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
         { Content = new StringContent(body, Encoding.UTF8, "application/json") };
         long start = Stopwatch.GetTimestamp(), last = start;

@@ -39,8 +39,12 @@ internal static class GenerateCommand
         {
             Description = "constrain the output to JSON valid against this JSON Schema file",
         };
-        var grammar = new Option<string?>("--grammar") { Description = "constrain the output to this GBNF grammar file (llama.cpp's format)" };
-        foreach (var o in new Option[] { model, prompt, maxNew, temperature, topK, topP, penalty, seed, stop, stopToken, jsonSchema, grammar })
+        var grammar = new Option<string?>("--grammar")
+        {
+            Description = "constrain the output to this GBNF grammar file (llama.cpp's format)",
+        };
+        foreach (var o in new Option[] { model, prompt, maxNew, temperature, topK, topP, penalty, seed, stop, stopToken, jsonSchema,
+                                         grammar })
             command.Add(o);
         CommonOptions.MustBePositive(maxNew);
         var common = new CommonOptions(command);

@@ -68,7 +68,8 @@ public sealed class ByteGrammar
             var run = sequence.ToArray();
             symbols += run.Length + 1;
             if (symbols > MaxSymbols)
-                throw new WrenException($"the grammar is too large: more than {MaxSymbols:N0} symbols (a smaller schema or grammar is needed)");
+                throw new WrenException($"the grammar is too large: more than {MaxSymbols:N0} symbols (a smaller schema or grammar " +
+                                        "is needed)");
             rules[rule].Add(run);
             defined[rule] = true;
         }
@@ -84,7 +85,8 @@ public sealed class ByteGrammar
 
         readonly Dictionary<string, Symbol> characterRules = [];
 
-        /// <summary>One character of <paramref name="set"/> in UTF-8 (a byte range, or a rule of byte-range sequences, one per set).</summary>
+        /// <summary>One character of <paramref name="set"/> in UTF-8: a byte range, or a rule of byte-range sequences (one rule
+        /// per set).</summary>
         /// <exception cref="WrenException">The set is empty.</exception>
         public Symbol Chars(CodePoints set)
         {

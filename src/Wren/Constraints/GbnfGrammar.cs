@@ -201,8 +201,9 @@ public static class GbnfGrammar
             int digits = e switch { 'x' => 2, 'u' => 4, 'U' => 8, _ => 0 };
             if (digits > 0)
             {
-                if (at + digits > text.Length || !int.TryParse(text.AsSpan(at, digits), NumberStyles.HexNumber, CultureInfo.InvariantCulture,
-                                                                out int code) || code > CodePoints.MaxCodePoint)
+                if (at + digits > text.Length
+                    || !int.TryParse(text.AsSpan(at, digits), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out int code)
+                    || code > CodePoints.MaxCodePoint)
                     throw Error($"'\\{e}' needs {digits} hex digits");
                 at += digits;
                 return code;

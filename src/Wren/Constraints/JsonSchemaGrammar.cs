@@ -139,7 +139,7 @@ public static class JsonSchemaGrammar
                                             "decoding (supported: " + string.Join(", ", Supported) + ")");
             if (schema.TryGetProperty("$ref", out var reference))
             {
-                if (schema.EnumerateObject().Any(p => p.Name != "$ref" && !Annotations.Contains(p.Name) && p.Name is not ("$defs" or "definitions")))
+                if (schema.EnumerateObject().Any(p => p.Name is not ("$ref" or "$defs" or "definitions") && !Annotations.Contains(p.Name)))
                     throw Error(path, "'$ref' beside other keywords is not supported");
                 return [Reference(reference, path)];
             }
@@ -212,7 +212,8 @@ public static class JsonSchemaGrammar
 
         Symbol Reference(JsonElement reference, string path)
         {
-            var target = reference.ValueKind == JsonValueKind.String ? reference.GetString()! : throw Error(path, "'$ref' must be a string");
+            var target = reference.ValueKind == JsonValueKind.String ? reference.GetString()!
+                : throw Error(path, "'$ref' must be a string");
             if (references.TryGetValue(target, out int known)) return Symbol.Ref(known);
             if (!target.StartsWith('#')) throw Error(path, $"'$ref' '{target}' is not local to the schema (only '#…' references)");
             var node = document;
@@ -270,7 +271,8 @@ public static class JsonSchemaGrammar
 
         // RFC 3339 full-date and full-time; years from 0001 (as .NET's DateTime), days 29–31 only in the months that always
         // have them.
-        const string Date = "(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)";
+        const string Date = "(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])-" +
+                            "(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)";
         const string Time = "(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,9})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])";
 
         /// <summary>The inclusive integer bounds from minimum/maximum and their exclusive forms, rounded inwards.</summary>
@@ -285,8 +287,8 @@ public static class JsonSchemaGrammar
                      })
             {
                 if (!schema.TryGetProperty(keyword, out var v)) continue;
-                if (v.ValueKind != JsonValueKind.Number || !decimal.TryParse(v.GetRawText(), NumberStyles.Float, CultureInfo.InvariantCulture,
-                                                                            out var d))
+                if (v.ValueKind != JsonValueKind.Number
+                    || !decimal.TryParse(v.GetRawText(), NumberStyles.Float, CultureInfo.InvariantCulture, out var d))
                     throw Error(path, $"'{keyword}' must be a number within ±7.9e28");
                 integral &= d == decimal.Truncate(d) && !exclusive;
                 var bound = lower

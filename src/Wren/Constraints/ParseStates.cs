@@ -64,7 +64,8 @@ internal sealed class ParseStates
 
     /// <summary>Adds to <paramref name="output"/> the stacks reached from position <paramref name="position"/> above stack
     /// <paramref name="parent"/> once every reference is expanded and every finished alternative returned from.</summary>
-    /// <exception cref="WrenException">References nest deeper than <see cref="MaxDepth"/> (the recursion would exhaust the stack).</exception>
+    /// <exception cref="WrenException">References nest deeper than <see cref="MaxDepth"/> (the recursion would exhaust the
+    /// stack).</exception>
     void Close(int position, int parent, HashSet<int> output, int depth = 0)
     {
         if (depth > MaxDepth) throw new WrenException($"the grammar nests rule references more than {MaxDepth} deep");

@@ -24,7 +24,8 @@ public sealed record SamplingOptions
     /// only where the output is complete, and generation ends ("stop") when nothing may follow (<see cref="Constraints"/>).
     /// </summary>
     public Constraints.ByteGrammar? Grammar { get; init; }
-    /// <summary>Added to a token's logit before sampling (OpenAI's <c>logit_bias</c>: −100 bans a token, +100 all but forces it).</summary>
+    /// <summary>Added to a token's logit before sampling (OpenAI's <c>logit_bias</c>: −100 bans a token, +100 all but forces
+    /// it).</summary>
     public IReadOnlyDictionary<int, double> LogitBias { get; init; } = new Dictionary<int, double>();
 
     public void Validate()

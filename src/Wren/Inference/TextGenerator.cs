@@ -80,7 +80,8 @@ public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokeni
         var stopIds = new HashSet<int>(options.StopTokenIds);
         var texts = Enumerable.Range(0, B).Select(_ => new StreamingText(tokenizer, options.StopStrings)).ToArray();
         var finished = new bool[B];
-        var masker = options.Grammar is { } grammar ? new Constraints.TokenMasker(grammar, tokenizer.TokenBytes!, model.Config.VocabSize) : null;
+        var masker = options.Grammar is { } grammar
+            ? new Constraints.TokenMasker(grammar, tokenizer.TokenBytes!, model.Config.VocabSize) : null;
         var cursors = Enumerable.Range(0, B).Select(_ => masker?.Start(options.StopTokenIds)).ToArray();
 
         using var noGrad = no_grad();
@@ -142,7 +143,8 @@ public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokeni
                     bool ending = stopToken || complete || step == options.MaxNewTokens - 1;
                     var (delta, stopped) = stopToken ? ("", false) : texts[b].Add(id);
                     if (ending && !stopped) delta += texts[b].Flush();
-                    string? reason = stopped ? "stop-string" : stopToken ? "stop-token" : complete ? "stop-grammar" : ending ? "length" : null;
+                    string? reason = stopped ? "stop-string" : stopToken ? "stop-token" : complete ? "stop-grammar"
+                        : ending ? "length" : null;
                     if (reason is not null) finished[b] = true;
                     events.Add(new GeneratedToken(b, id, delta, reason));
                 }

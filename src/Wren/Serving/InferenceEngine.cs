@@ -107,7 +107,8 @@ public sealed class InferenceEngine : IDisposable
         }
         var id = $"cmpl-{Interlocked.Increment(ref nextId):x}{Environment.TickCount64 & 0xffff:x4}";
         var job = new Job(request, new GenerationHandle(id, Channel.CreateUnbounded<GenerationStep>(new() { SingleWriter = true })),
-                          new StreamingText(tokenizer, request.Sampling.StopStrings), cancel) { Cursor = cursor };
+                          new StreamingText(tokenizer, request.Sampling.StopStrings), cancel)
+        { Cursor = cursor };
         job.Registration = cancel.Register(() => wake.Release());
         incoming.Enqueue(job);
         Metrics.QueueDepth.Inc();
@@ -142,10 +143,14 @@ public sealed class InferenceEngine : IDisposable
         var bytes = tokenizer.TokenBytes
             ?? throw ServeError.Invalid($"constrained decoding needs the bytes of every token, which the tokenizer {tokenizer.Name} " +
                                         "does not give (byte-level BPE, SentencePiece and byte tokenizers do)", "response_format");
-        var cursor = maskers.GetValue(grammar, g => new TokenMasker(g, bytes, model.Config.VocabSize)).Start(sampling.StopTokenIds);
-        if (!cursor.Allowed().Contains(true))
-            throw ServeError.Invalid("no token of this model's vocabulary can begin a string of the grammar", "response_format");
-        return cursor;
+        try
+        {
+            var cursor = maskers.GetValue(grammar, g => new TokenMasker(g, bytes, model.Config.VocabSize)).Start(sampling.StopTokenIds);
+            if (!cursor.Allowed().Contains(true))
+                throw ServeError.Invalid("no token of this model's vocabulary can begin a string of the grammar", "response_format");
+            return cursor;
+        }
+        catch (WrenException e) when (e is not ServeError) { throw ServeError.Invalid(e.Message, "response_format"); }
     }
 
     /// <summary>Runs <paramref name="work"/> on the engine thread between steps (tests read thread-local tensor statistics).</summary>

@@ -96,7 +96,8 @@ public class ConstrainedGenerationTests
                 var grammar = JsonSchemaGrammar.FromSchema(JsonDocument.Parse(Schemas[i]).RootElement);
                 var options = new SamplingOptions
                 {
-                    Temperature = 1.0, Seed = (ulong)i, MaxNewTokens = 400, Grammar = grammar, StopTokenIds = [tokenizer.EndOfTextId!.Value],
+                    Temperature = 1.0, Seed = (ulong)i, MaxNewTokens = 400, Grammar = grammar,
+                    StopTokenIds = [tokenizer.EndOfTextId!.Value],
                 };
                 var texts = new string[200];
                 var reasons = new string?[200];

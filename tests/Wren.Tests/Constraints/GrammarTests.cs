@@ -27,7 +27,8 @@ public class GrammarTests
 
     static ByteGrammar Schema(string json) => JsonSchemaGrammar.FromSchema(JsonDocument.Parse(json).RootElement.Clone());
 
-    static readonly JsonSerializerOptions Relaxed = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    static readonly JsonSerializerOptions Relaxed =
+        new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>The JSON text of <paramref name="value"/> with only the escapes JSON requires.</summary>
     static string Quoted(string value) => JsonSerializer.Serialize(value, Relaxed);

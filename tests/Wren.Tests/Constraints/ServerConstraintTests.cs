@@ -99,7 +99,10 @@ public sealed class ServerConstraintTests : IAsyncLifetime
         var (_, shortReasons) = await Stream(new
         {
             model = ModelName, messages = Messages, temperature = 1.0, seed = 4, stream = true, max_tokens = 2,
-            response_format = new { type = "json_schema", json_schema = new { name = "x", schema = JsonNode.Parse(ConstrainedGenerationTests.Schemas[7]) } },
+            response_format = new
+            {
+                type = "json_schema", json_schema = new { name = "x", schema = JsonNode.Parse(ConstrainedGenerationTests.Schemas[7]) },
+            },
         }, 1);
         Assert.Equal("length", shortReasons[0]);
     }

@@ -39,7 +39,8 @@ public class TokenMaskTests
     }
 
     /// <summary>The finite language's strings cross token boundaries anywhere: inside "{\"", inside é and 日.</summary>
-    static readonly string[] Language = ["{\"name\": \"héllo\", \"n\": 12}", "{\"name\": \"wörld €\", \"n\": 7}", "{\"name\": \"日本\"}", " é"];
+    static readonly string[] Language =
+        ["{\"name\": \"héllo\", \"n\": 12}", "{\"name\": \"wörld €\", \"n\": 7}", "{\"name\": \"日本\"}", " é"];
 
     [Theory]
     [MemberData(nameof(Tokenizers))]

@@ -60,4 +60,21 @@ public class SamplingTests
         Assert.Throws<WrenException>(() => new SamplingOptions { Temperature = -1 }.Validate());
         Assert.Throws<WrenException>(() => new SamplingOptions { MaxNewTokens = 0 }.Validate());
     }
+
+    [Fact]
+    public void Logit_bias_shifts_logits_before_greedy_and_an_allowed_mask_restricts_every_row()
+    {
+        // Row 0's argmax is id 1 (3.0); +1.5 on id 2 makes 3.5 the best. Row 1's is id 0 (2.9); −100 on it and +1.5 on id 2
+        // make id 2 (0.5 + 1.5 = 2.0) the best, above id 3 (1.0).
+        var biased = new SamplingOptions { Temperature = 0, LogitBias = new Dictionary<int, double> { [2] = 1.5, [0] = -100 } };
+        Assert.Equal([2L, 2L], Sampler.Next(Logits, biased, null).data<long>().ToArray());
+        using var allowed = tensor(new[] { true, false, false, true, false, true, true, false }, [2, 4]);
+        using var gen = new Generator(1);
+        for (int i = 0; i < 50; i++)
+        {
+            var ids = Sampler.Next(Logits, new SamplingOptions { Temperature = 1.5 }, gen, allowed: allowed).data<long>().ToArray();
+            Assert.Contains(ids[0], new[] { 0L, 3L });
+            Assert.Contains(ids[1], new[] { 1L, 2L });
+        }
+    }
 }
