@@ -71,7 +71,11 @@ public class FusedDecodeTests
         model.FusedDecode = false;
         var reference = Scoring.Logits(model, tokens, prefill: 4);
         model.FusedDecode = true;
-        AssertClose(fused, reference, 1e-5, $"{configName} {precision}: fused vs libtorch-op decode");
+        // 4-bit products round each activation row to int8 (the int8 rule): there a 1e-6 fp32 difference between the two forms
+        // (summation order) can flip one activation's rounding, which moves a product by d_x·|w| (WeightPrecisionTests), so
+        // they are held to 1 % of the logit scale, which a wrong kernel or epilogue exceeds by far; the rest to round-off.
+        double tolerance = precision is WeightPrecision.Q4 or WeightPrecision.Q4K ? 1e-2 : 1e-5;
+        AssertClose(fused, reference, tolerance, $"{configName} {precision}: fused vs libtorch-op decode");
         // The parallel form dequantizes int8 and 4-bit weights and multiplies fp32 activations, which their kernels need not do
         // (they may quantize the activations too): for them the libtorch-op decode above is the round-off reference.
         if (!precision.IsQuantized())
