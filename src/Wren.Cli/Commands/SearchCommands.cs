@@ -101,25 +101,33 @@ internal static class SearchCommands
         foreach (var o in new Option[] { data, idle, lease }) command.Add(o);
         var studyOptions = new StudyOptions(command);
         var common = new CommonOptions(command, withDType: false);
-        command.SetAction((result, cancellation) =>
+        var launch = new MpiLaunch(command);
+        command.SetAction((result, cancellation) => Task.FromResult(launch.Run(result, group =>
         {
             common.Initialize(result);
-            using var handle = studyOptions.OpenExisting(result);
-            var (evaluator, dataset) = SearchStudy.Evaluation(handle.Space, result.GetValue(data) ?? handle.Study.Data,
-                                                              Path.Combine(handle.Folder, "scratch"));
+            using var handle = group.IsRoot ? studyOptions.OpenExisting(result) : null;   // rank 0 alone talks to the store
+            var (study, space, folder) = SearchStudy.Share(group, handle);
+            var (evaluator, dataset) = SearchStudy.Evaluation(space, result.GetValue(data) ?? study.Data, Path.Combine(folder, "scratch"),
+                                                              group: group);
             using (dataset)
             {
-                var worker = new SearchWorker(handle.Store, handle.Study.Name, evaluator,
-                                              lease: TimeSpan.FromSeconds(result.GetValue(lease)));
-                Console.WriteLine($"worker {worker.Name} serving study {handle.Study.Name} in {handle.Store.Location}");
+                if (!group.IsRoot)
+                {
+                    SearchWorker.Follow(group, evaluator, cancellation);
+                    return 0;
+                }
+                var worker = new SearchWorker(handle!.Store, study.Name, evaluator, lease: TimeSpan.FromSeconds(result.GetValue(lease)),
+                                              group: group);
+                Console.WriteLine($"worker {worker.Name} serving study {study.Name} in {handle.Store.Location}" +
+                                  (group.Size > 1 ? $" with {group.Size} ranks" : ""));
                 int count = worker.Serve(TimeSpan.FromSeconds(result.GetValue(idle)), cancellation,
                     started: t => Console.WriteLine($"trial #{t.Number}: {t.Architecture} @ {t.Width}"),
                     finished: t => Console.WriteLine(t.Status == "done" ? $"trial #{t.Number}: proxy loss " +
                                                                           $"{t.ProxyLoss:F4}" : $"trial #{t.Number} failed: {t.Error}"));
                 Console.WriteLine($"worker {worker.Name}: {count} trial(s) evaluated");
             }
-            return Task.FromResult(0);
-        });
+            return 0;
+        })));
         return command;
     }
 

@@ -1,5 +1,8 @@
+using System.Text;
+using System.Text.Json;
 using TorchSharp;
 using Wren.Data;
+using Wren.Distributed;
 using Wren.Models;
 using Wren.Profiling;
 
@@ -61,6 +64,27 @@ public static class SearchStudy
         }
     }
 
+    /// <summary>
+    /// Rank 0's open study on every rank of <paramref name="group"/> (broadcast as JSON): rank 0 passes the handle it opened,
+    /// the other ranks null, so only rank 0 talks to the store.
+    /// </summary>
+    public static (Study Study, SearchSpace Space, string Folder) Share(ProcessGroup group, StudyHandle? handle)
+    {
+        if (group.IsRoot)
+        {
+            ArgumentNullException.ThrowIfNull(handle);
+            if (group.Size > 1)
+            {
+                group.Broadcast(JsonSerializer.SerializeToUtf8Bytes(handle.Study), "sharing the study");
+                group.Broadcast(Encoding.UTF8.GetBytes(handle.Folder), "sharing the study folder");
+            }
+            return (handle.Study, handle.Space, handle.Folder);
+        }
+        var study = JsonSerializer.Deserialize<Study>(group.Broadcast(null, "sharing the study"))!;
+        string folder = Encoding.UTF8.GetString(group.Broadcast(null, "sharing the study folder"));
+        return (study, SearchSpace.Parse(study.Space, $"study {study.Name}"), folder);
+    }
+
     /// <summary>The space's template fitted to the dataset's tokenizer (when the proxy trains and the data is here).</summary>
     public static HybridConfig Template(SearchSpace space, string data)
     {
@@ -69,13 +93,14 @@ public static class SearchStudy
         return DataManifest.Load(data).ModelConfig(template);
     }
 
-    /// <summary>The space's trial evaluator and the dataset it trains on (null for synthetic fitness); dispose the dataset.</summary>
+    /// <summary>The space's trial evaluator and the dataset it trains on (null for synthetic fitness); dispose the dataset. With a
+    /// <paramref name="group"/> of several ranks the proxy trains each trial across them.</summary>
     public static (ITrialEvaluator Evaluator, TokenDataset? Dataset) Evaluation(SearchSpace space, string data, string scratch,
-                                                                                double stepsFactor = 1)
+                                                                                double stepsFactor = 1, ProcessGroup? group = null)
     {
         if (space.Proxy.Fitness == "synthetic") return (new SyntheticFitness(space), null);
         var dataset = TokenDataset.Open(data);
-        return (new ProxyTrainer(space, dataset, scratch, stepsFactor), dataset);
+        return (new ProxyTrainer(space, dataset, scratch, stepsFactor, group), dataset);
     }
 
     /// <summary>Runs (or resumes) a study to <see cref="SearchRunOptions.UntilCycle"/>, measures the front and writes the report.</summary>

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Wren.Checkpoints;
 using Wren.Data;
+using Wren.Search;
 using Wren.Tests.Data;
 using Wren.Training;
 using Xunit.Abstractions;
@@ -198,6 +199,52 @@ public class DistributedTrainingTests(ITestOutputHelper output)
         Assert.Empty(TrainingCheckpoint.List(run));
 
         var unreachable = Ranks(2, Train(TestSupport.TempDir(), 4), "-x", "WREN_MPI_LIBRARY=/nonexistent/libmpi.so.40");
+        Assert.Equal(2, unreachable.Code);
+        Assert.Contains("cannot load the MPI library /nonexistent/libmpi.so.40", unreachable.Output);
+    }
+
+    [Fact]
+    public void A_search_worker_under_mpirun_trains_each_trial_across_the_ranks_to_the_loss_one_process_records()
+    {
+        if (!MpiAvailable()) return;
+        var space = SearchSpace.Load("quick") with
+        {
+            Name = "ranks",
+            Proxy = new ProxySettings { Steps = 3, BatchSize = 2, SeqLen = 32, EvalWindows = 2, WarmupSteps = 1 },
+        };
+        string Study()
+        {
+            string storage = Path.Combine(TestSupport.TempDir(), "studies.db");
+            using var store = StudyStore.Open(storage);
+            store.CreateStudy(space.Name, space.ToJson(), Inputs.Value.Data);
+            store.AddTrials(space.Name, [new NewTrial(0, -1, space.Seeds[3], "", "seed", 128, 1, true, 0),
+                                         new NewTrial(1, -1, space.Seeds[2], "", "seed", 128, 1, true, 0)]);
+            return storage;
+        }
+        string[] Worker(string storage) =>
+            [Cli, "search", "worker", "--storage", storage, "--study", space.Name, "--idle-exit", "0", "--threads", "1"];
+        IReadOnlyList<Trial> Trials(string storage)
+        {
+            using var store = StudyStore.Open(storage);
+            return store.Trials(space.Name);
+        }
+
+        string alone = Study(), ranks = Study();
+        var one = OneProcess(Worker(alone));
+        Assert.True(one.Code == 0, one.Output);
+        var two = Ranks(2, Worker(ranks));
+        Assert.True(two.Code == 0, two.Output);
+        Assert.Contains("with 2 ranks", two.Output);
+        Assert.Contains("2 trial(s) evaluated", two.Output);
+        var (expected, actual) = (Trials(alone), Trials(ranks));
+        Assert.All(expected.Concat(actual), t => Assert.Equal("done", t.Status));
+        Assert.Single(actual.Select(t => t.Worker).Distinct());   // rank 0 alone records
+        foreach (var (a, b) in expected.Zip(actual))
+            Assert.True(Math.Abs(a.ProxyLoss!.Value - b.ProxyLoss!.Value) <= Tolerance,
+                        $"trial #{b.Number}: proxy loss {b.ProxyLoss:R} with 2 ranks vs {a.ProxyLoss:R} in one process");
+        Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(Path.GetDirectoryName(ranks)!, space.Name, "scratch")));
+
+        var unreachable = Ranks(2, Worker(Study()), "-x", "WREN_MPI_LIBRARY=/nonexistent/libmpi.so.40");
         Assert.Equal(2, unreachable.Code);
         Assert.Contains("cannot load the MPI library /nonexistent/libmpi.so.40", unreachable.Output);
     }
