@@ -59,7 +59,8 @@ internal static class ScalingCommand
             sweep.Add(o);
         var common = new CommonOptions(sweep, withDType: false);
         var evaluation = new EvalTaskOptions(sweep);
-        sweep.SetAction((result, cancellation) =>
+        var launch = new MpiLaunch(sweep);
+        sweep.SetAction((result, cancellation) => Task.FromResult(launch.Run(result, group =>
         {
             common.Initialize(result);
             var proxy = new TrainingOptions
@@ -76,12 +77,18 @@ internal static class ScalingCommand
                                                "--holdout-depths") : [],
                                            result.GetValue(budget), result.GetValue(remeasure), evaluation.Read(result));
             using var dataset = TokenDataset.Open(result.GetValue(data)!);
+            if (!group.IsRoot)
+            {
+                SweepReport.Run(options, dataset, result.GetValue(output)!, cancellation: cancellation, group: group);
+                return 0;
+            }
             SweepReport report = null!;
             Resumable.Run(Resumable.SameCommand(result), () => AnsiConsole.Status().Start("sweeping", status =>
-                report = SweepReport.Run(options, dataset, result.GetValue(output)!, new StatusProgress(status), cancellation)));
+                report = SweepReport.Run(options, dataset, result.GetValue(output)!, new StatusProgress(status), cancellation,
+                                         group)!));
             Console.WriteLine(report.ToMarkdown());
-            return Task.FromResult(0);
-        });
+            return 0;
+        })));
         command.Add(sweep);
         return command;
     }

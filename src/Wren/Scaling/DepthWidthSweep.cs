@@ -2,6 +2,7 @@ using System.Text.Json;
 using Wren.Checkpoints;
 using Wren.Common;
 using Wren.Data;
+using Wren.Distributed;
 using Wren.Evaluation;
 using Wren.Models;
 using Wren.Profiling;
@@ -28,6 +29,9 @@ public sealed record SweepAnalysis(ScalingLaw Law, IReadOnlyList<(SweepPoint Poi
 /// the same token budget (validation perplexity) and timed (batch-1 decode ms/token); results saved after every point, so an
 /// interrupted sweep continues where it stopped. Latency is measured as in the latency table (issue 13): every shape's decode runs
 /// alternate with one reference model's (the pattern once at the smallest width), so the machine's drift cancels.
+/// <para>With a <see cref="ProcessGroup"/> of several ranks every rank calls <see cref="Run"/> with the same arguments: rank 0
+/// reads <c>sweep.json</c> and broadcasts the points done, every shape trains data parallel across the ranks, and rank 0 alone
+/// writes the folder, scores the tasks and times the decode (the other ranks return the trained points untimed).</para>
 /// </summary>
 internal static class DepthWidthSweep
 {
@@ -41,12 +45,17 @@ internal static class DepthWidthSweep
                                                 IReadOnlyList<int> widths,
                                                 TokenDataset data, TrainingOptions proxy, int decodeTokens, string folder,
                                                 IProgress<string>? progress = null, CancellationToken cancellation = default,
-                                                bool remeasureLatency = false, EvalOptions? evaluation = null)
+                                                bool remeasureLatency = false, EvalOptions? evaluation = null,
+                                                ProcessGroup? group = null)
     {
         if (pattern.Count == 0) throw new WrenException("the block pattern is empty");
-        Directory.CreateDirectory(folder);
+        group ??= ProcessGroup.Single;
         string results = Path.Combine(folder, "sweep.json");
-        var points = Load(results).ToList();
+        if (group.IsRoot) Directory.CreateDirectory(folder);
+        var points = group.IsRoot ? Load(results).ToList() : [];
+        if (group.Size > 1)
+            points = JsonSerializer.Deserialize<List<SweepPoint>>(
+                group.Broadcast(group.IsRoot ? JsonSerializer.SerializeToUtf8Bytes(points, Json) : null, "sharing sweep.json"), Json)!;
         HybridConfig Shape(int depth, int width) =>
             data.Manifest.ModelConfig(template.WithShape(Enumerable.Range(0, depth).SelectMany(_ => pattern).ToList(), width));
         if (remeasureLatency)   // e.g. trained elsewhere, timed on the target device; or a noisy first timing
@@ -59,23 +68,24 @@ internal static class DepthWidthSweep
                 var config = Shape(depth, width);
                 progress?.Report($"depth {depth} × width {width}: training {proxy.TotalSteps} steps");
                 string run = Path.Combine(folder, "runs", $"d{depth}-w{width}");
-                if (Directory.Exists(run)) Directory.Delete(run, recursive: true);
+                if (group.IsRoot && Directory.Exists(run)) Directory.Delete(run, recursive: true);
                 TrainingResult trained;
                 double? accuracy = null;   // mean acc over the evaluation tasks (Evaluator), when asked for
                 var options = proxy with { CheckpointEvery = TrainingOptions.Never, EvalEvery = TrainingOptions.Never };
-                using (var trainer = Trainer.Open(run, data, new NewRun(config, options)))
+                using (var trainer = Trainer.Open(run, data, new NewRun(config, options), group: group))
                 {
                     trained = trainer.Run(cancellation: cancellation);
-                    if (evaluation is not null)
+                    if (evaluation is not null && group.IsRoot)
                         accuracy = Evaluator.Run(trainer.Model, data.OpenTokenizer().Tokenizer, evaluation,
                                                  cancellation: cancellation).Average();
                 }
-                Directory.Delete(run, recursive: true);
                 points.Add(new SweepPoint(depth, width, ModelFootprint.Of(config).Parameters, trained.ValLoss, trained.ValPerplexity,
                                           0, trained.Seconds, accuracy));
+                if (!group.IsRoot) continue;
+                Directory.Delete(run, recursive: true);
                 AtomicFile.WriteAllText(results, JsonSerializer.Serialize(points, Json));
             }
-        if (points.Any(p => p.DecodeRatio is null))
+        if (group.IsRoot && points.Any(p => p.DecodeRatio is null))
             TimeDecode(points, Shape(1, points.Min(p => p.Width)), p => Shape(p.Depth, p.Width), decodeTokens, progress, cancellation,
                        () => AtomicFile.WriteAllText(results, JsonSerializer.Serialize(points, Json)));
         return points.Where(p => depths.Contains(p.Depth) && widths.Contains(p.Width)).ToList();

@@ -1,5 +1,6 @@
 using Wren.Common;
 using Wren.Data;
+using Wren.Distributed;
 using Wren.Evaluation;
 using Wren.Models;
 using Wren.Training;
@@ -20,16 +21,18 @@ public sealed record SweepReport(SweepOptions Options, IReadOnlyList<SweepPoint>
 {
     /// <summary>
     /// Trains and times every shape (resuming from <c>sweep.json</c>), fits L(D, W) without the held-out depths, and
-    /// writes <c>frontier.png/svg</c> and <c>report.md</c> into <paramref name="folder"/>.
+    /// writes <c>frontier.png/svg</c> and <c>report.md</c> into <paramref name="folder"/>. With a <paramref name="group"/> of
+    /// several ranks each shape trains across them and rank 0 does the rest; the other ranks return null.
     /// </summary>
-    public static SweepReport Run(SweepOptions options, TokenDataset data, string folder, IProgress<string>? progress = null,
-                                  CancellationToken cancellation = default)
+    public static SweepReport? Run(SweepOptions options, TokenDataset data, string folder, IProgress<string>? progress = null,
+                                   CancellationToken cancellation = default, ProcessGroup? group = null)
     {
         foreach (var layer in options.Pattern) OperatorRegistry.Get(layer);
         var held = options.HoldoutDepths.Count > 0 ? options.HoldoutDepths : [options.Depths.Max()];
         var points = DepthWidthSweep.Run(options.Template, options.Pattern, options.Depths, options.Widths, data, options.Proxy,
                                          options.DecodeTokens,
-                                         folder, progress, cancellation, options.RemeasureLatency, options.Evaluation);
+                                         folder, progress, cancellation, options.RemeasureLatency, options.Evaluation, group);
+        if (group is { IsRoot: false }) return null;
         double budget = options.BudgetMs ?? points.Select(p => p.DecodeMsPerToken).Order().ElementAt(points.Count / 2);
         var analysis = DepthWidthSweep.Analyze(points, p => held.Contains(p.Depth), budget);
         DepthWidthSweep.FrontierPlot(points, Path.Combine(folder, "frontier"));

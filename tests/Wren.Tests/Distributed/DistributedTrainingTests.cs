@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Wren.Checkpoints;
 using Wren.Data;
+using Wren.Scaling;
 using Wren.Search;
 using Wren.Tests.Data;
 using Wren.Training;
@@ -247,5 +248,31 @@ public class DistributedTrainingTests(ITestOutputHelper output)
         var unreachable = Ranks(2, Worker(Study()), "-x", "WREN_MPI_LIBRARY=/nonexistent/libmpi.so.40");
         Assert.Equal(2, unreachable.Code);
         Assert.Contains("cannot load the MPI library /nonexistent/libmpi.so.40", unreachable.Output);
+    }
+
+    [Fact]
+    public void A_scaling_sweep_under_mpirun_trains_each_shape_across_the_ranks_to_the_losses_of_one_process()
+    {
+        if (!MpiAvailable()) return;
+        string[] Sweep(string folder) =>
+        [
+            Cli, "scaling", "sweep", "--config", "flash-quick", "--pattern", "a f", "--depths", "1,2,3", "--widths", "64,128,192",
+            "--data", Inputs.Value.Data, "--steps", "2", "--batch-size", "2", "--seq-len", "16", "--decode-tokens", "4", "--out", folder,
+            "--budget-ms", "1000", "--threads", "1",
+        ];
+        string alone = TestSupport.TempDir(), ranks = TestSupport.TempDir();
+        var one = OneProcess(Sweep(alone));
+        Assert.True(one.Code == 0, one.Output);
+        var two = Ranks(2, Sweep(ranks));
+        Assert.True(two.Code == 0, two.Output);
+        var expected = DepthWidthSweep.Load(Path.Combine(alone, "sweep.json"));
+        var actual = DepthWidthSweep.Load(Path.Combine(ranks, "sweep.json"));
+        Assert.Equal(expected.Select(p => (p.Depth, p.Width)), actual.Select(p => (p.Depth, p.Width)));
+        foreach (var (a, b) in expected.Zip(actual))
+            Assert.True(Math.Abs(a.ValLoss - b.ValLoss) <= Tolerance,
+                        $"depth {b.Depth} × width {b.Width}: validation loss {b.ValLoss:R} with 2 ranks vs {a.ValLoss:R} in one process");
+        Assert.All(actual, p => Assert.True(p.DecodeMsPerToken > 0));   // rank 0 timed every shape
+        Assert.True(File.Exists(Path.Combine(ranks, "report.md")));
+        Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(ranks, "runs")));
     }
 }
