@@ -63,13 +63,14 @@ public sealed class ByteGrammar
         /// <summary>Marks a rule as defined with no alternatives yet (alternatives are added by <see cref="Add"/>).</summary>
         public void Define(int rule) => defined[rule] = true;
 
+        static WrenException TooLarge() =>
+            new($"the grammar is too large: more than {MaxSymbols:N0} symbols (a smaller schema or grammar is needed)");
+
         public void Add(int rule, IEnumerable<Symbol> sequence)
         {
             var run = sequence.ToArray();
             symbols += run.Length + 1;
-            if (symbols > MaxSymbols)
-                throw new WrenException($"the grammar is too large: more than {MaxSymbols:N0} symbols (a smaller schema or grammar " +
-                                        "is needed)");
+            if (symbols > MaxSymbols) throw TooLarge();
             rules[rule].Add(run);
             defined[rule] = true;
         }
@@ -108,6 +109,9 @@ public sealed class ByteGrammar
         public Symbol[] Repeat(string name, Symbol[] item, int min, int? max)
         {
             if (max is { } m && m < min) throw new WrenException($"{name}: the maximum count {m} is below the minimum {min}");
+            // Checked before expanding: a count such as minLength 10⁹ would otherwise be materialized before Add sees it.
+            long expanded = (long)(item.Length + 1) * min + (max is { } top ? (long)(top - min) * (item.Length + 2) : item.Length + 2);
+            if (symbols + expanded > MaxSymbols) throw TooLarge();
             var head = Enumerable.Repeat(item, min).SelectMany(x => x);
             if (max is null)
             {

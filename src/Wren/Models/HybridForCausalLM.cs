@@ -39,11 +39,26 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
     public Placement Placement { get; }
 
     /// <summary>Builds the model with uninitialized weights: follow with <see cref="Initialization.Apply"/> or a checkpoint load.</summary>
+    /// <summary>
+    /// Refuses, before anything is allocated, a config whose weights alone exceed this machine's memory (sizes in config.json
+    /// such as a huge <c>expand_v</c> or <c>proj_factor</c>): counted on the meta device, compared with the memory .NET sees.
+    /// </summary>
+    static void RequireMemory(HybridConfig config, Placement placement)
+    {
+        using var meta = new HybridForCausalLM(config, placement with { Device = new Device("meta") });
+        long bytes = meta.parameters().Sum(p => p.NumberOfElements * p.ElementSize);
+        long physical = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (bytes > physical)
+            throw new WrenException($"the model's weights need {bytes / 1e9:F1} GB but this machine has {physical / 1e9:F1} GB of " +
+                                    "memory: check the sizes in config.json");
+    }
+
     public HybridForCausalLM(HybridConfig config, Placement? placement = null) : base(nameof(HybridForCausalLM))
     {
         config.Validate();
         Config = config;
         Placement = placement ?? Placement.Cpu32;
+        if (Placement.Device.type != DeviceType.META) RequireMemory(config, Placement);
         model = new HybridModel(config, Placement);
         register_module("model", model);
         if (!config.TieWordEmbeddings)

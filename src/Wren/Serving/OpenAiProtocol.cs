@@ -94,7 +94,45 @@ internal readonly struct RequestFields(JsonElement root)
             document.Dispose();
             throw ServeError.Invalid("the request body must be a JSON object");
         }
+        try { RequireUnicode(document.RootElement, ""); }
+        catch
+        {
+            document.Dispose();
+            throw;
+        }
         return (new RequestFields(document.RootElement), document);
+    }
+
+    /// <summary>
+    /// Every string and key of the body, checked once as it arrives so that no later read (a template variable, a schema, a
+    /// tool) meets text .NET cannot decode: a 400 naming the first field (its JSON path) that holds a lone surrogate or
+    /// bytes that are not UTF-8.
+    /// </summary>
+    static void RequireUnicode(JsonElement element, string path)
+    {
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.String:
+                Text(element, path);
+                break;
+            case JsonValueKind.Object:
+                foreach (var property in element.EnumerateObject())
+                {
+                    string name;
+                    try { name = property.Name; }
+                    catch (InvalidOperationException)
+                    {
+                        throw ServeError.Invalid($"a key inside '{(path.Length == 0 ? "the body" : path)}' is not valid Unicode " +
+                                                 "text (a lone surrogate or bytes that are not UTF-8)", path.Length == 0 ? null : path);
+                    }
+                    RequireUnicode(property.Value, path.Length == 0 ? name : $"{path}.{name}");
+                }
+                break;
+            case JsonValueKind.Array:
+                int index = 0;
+                foreach (var item in element.EnumerateArray()) RequireUnicode(item, $"{path}[{index++}]");
+                break;
+        }
     }
 
     public JsonElement? Get(string name) =>

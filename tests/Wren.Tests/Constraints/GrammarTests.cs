@@ -253,4 +253,16 @@ public class GrammarTests
             Assert.True(Accepts(grammar, text) == true, text);
         foreach (var text in new[] { "[]", "1", "{\"a\":}", "{\"a\":1,}", "{'a':1}" }) Assert.True(Accepts(grammar, text) != true, text);
     }
+
+    /// <summary>A count such as minLength 10⁹ is refused by the symbol bound before it is expanded (it used to be materialized
+    /// first: minutes and gigabytes per request).</summary>
+    [Theory]
+    [InlineData("{\"type\": \"string\", \"minLength\": 1000000000}")]
+    [InlineData("{\"type\": \"array\", \"minItems\": 1000000000}")]
+    [InlineData("{\"type\": \"string\", \"pattern\": \"^a{1000000000,}$\"}")]
+    public void Huge_repetition_counts_are_refused_before_they_are_expanded(string schema)
+    {
+        Assert.Contains("too large", Assert.Throws<WrenException>(() => Schema(schema)).Message);
+        Assert.Contains("too large", Assert.Throws<WrenException>(() => GbnfGrammar.Parse("root ::= \"a\"{1000000000}")).Message);
+    }
 }

@@ -78,6 +78,16 @@ public class ConfigTests
         Assert.Contains("floors to an FFN width of 0", error.Message);
     }
 
+    /// <summary>320 GB of mLSTM up-projection (proj_factor 10⁷ at hidden 64): refused before anything is allocated, not an
+    /// allocator crash.</summary>
+    [Fact]
+    public void Weights_larger_than_the_machine_are_refused_before_allocating()
+    {
+        var config = TestSupport.Config("mlstm", "f") with { ProjFactor = 1e7 };
+        var error = Assert.Throws<WrenException>(() => new HybridForCausalLM(config));
+        Assert.Contains("GB of memory", error.Message);
+    }
+
     [Fact]
     public void Attention_implementations_follow_the_released_code()
     {

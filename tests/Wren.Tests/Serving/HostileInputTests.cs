@@ -76,7 +76,18 @@ public sealed class HostileInputTests
         AssertError(status, error, 400, "messages[0].content");
         (status, error) = await Post(server, "/v1/completions", JsonBytes(Encoding.ASCII.GetBytes(
             $"{{\"model\": \"{M}\", \"prompt\": \"a\", \"stop\": [\"\\udfff\"]}}")));
-        AssertError(status, error, 400, "stop");
+        AssertError(status, error, 400, "stop[0]");
+        // The same anywhere else in the body: a message's name, a template kwarg's key, a schema's const.
+        (status, error) = await Post(server, "/v1/chat/completions", JsonBytes(Encoding.ASCII.GetBytes(
+            $"{{\"model\": \"{M}\", \"messages\": [{{\"role\": \"user\", \"name\": \"\\udc00\", \"content\": \"x\"}}]}}")));
+        AssertError(status, error, 400, "messages[0].name");
+        (status, error) = await Post(server, "/v1/chat/completions", JsonBytes(Encoding.ASCII.GetBytes(
+            $"{{\"model\": \"{M}\", \"messages\": [], \"chat_template_kwargs\": {{\"\\ud800\": 1}}}}")));
+        Assert.Equal((400, "chat_template_kwargs"), (status, (string?)error!["param"]));
+        (status, error) = await Post(server, "/v1/completions", JsonBytes(Encoding.ASCII.GetBytes(
+            $"{{\"model\": \"{M}\", \"prompt\": \"a\", \"response_format\": {{\"type\": \"json_schema\", " +
+            "\"json_schema\": {\"name\": \"n\", \"schema\": {\"const\": \"\\ud800\"}}}}")));
+        AssertError(status, error, 400, "response_format.json_schema.schema.const");
         // Raw bytes that are not UTF-8 (0xC3 0x28: a lead byte without its continuation; 0xFF never occurs in UTF-8).
         foreach (byte[] bad in new[] { new byte[] { 0xC3, 0x28 }, [0xFF] })
         {
