@@ -1,4 +1,5 @@
 using TorchSharp;
+using Wren.Common;
 using static TorchSharp.torch;
 
 namespace Wren.Inference;
@@ -76,7 +77,7 @@ internal static class Sampler
             scores = scores + tensor(bias, device: scores.device);
         }
         // Masked before the rest, so greedy, top-k and top-p all choose among allowed tokens only.
-        if (allowed is not null) scores = scores.masked_fill(allowed.logical_not(), double.NegativeInfinity);
+        if (allowed is not null) scores = scores.MaskedFill(allowed.logical_not(), double.NegativeInfinity);
         if (options.RepetitionPenalty != 1.0 && seen is not null)
         {
             var penalized = where(scores > 0, scores / options.RepetitionPenalty, scores * options.RepetitionPenalty);
@@ -88,7 +89,7 @@ internal static class Sampler
         if (options.TopK > 0 && options.TopK < scores.shape[^1])
         {
             var kth = scores.topk(options.TopK, dim: -1).values.narrow(-1, options.TopK - 1, 1);
-            scores = scores.masked_fill(scores < kth, double.NegativeInfinity);
+            scores = scores.MaskedFill(scores < kth, double.NegativeInfinity);
         }
         if (options.TopP < 1.0)
         {
@@ -97,7 +98,7 @@ internal static class Sampler
             // Drop a token when the tokens ranked above it already reach p; the top token always stays.
             var drop = (probabilities.cumsum(-1) - probabilities) >= options.TopP;
             var dropInVocabOrder = zeros_like(drop).scatter(-1, order, drop);
-            scores = scores.masked_fill(dropInVocabOrder, double.NegativeInfinity);
+            scores = scores.MaskedFill(dropInVocabOrder, double.NegativeInfinity);
         }
         return multinomial(scores.softmax(-1), 1, generator: generator).squeeze(-1).MoveToOuterDisposeScope();
     }

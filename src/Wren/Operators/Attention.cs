@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using TorchSharp;
+using Wren.Common;
 using Wren.Kernels;
 using Wren.Models;
 using Wren.Modules;
@@ -200,7 +201,7 @@ internal sealed class Attention : Mixer, IFusedDecoder
     {
         long T = q.shape[2];
         var padding = input.Padding;
-        var newKeyPositions = padding is null ? input.Positions : input.Positions.masked_fill(padding.Mask.logical_not(), -1);
+        var newKeyPositions = padding is null ? input.Positions : input.Positions.MaskedFill(padding.Mask.logical_not(), -1);
         Tensor keys = k, values = v, keyPositions = newKeyPositions;
         bool decodeNeedsMask = false;
         if (input.State is AttentionState state)

@@ -1,4 +1,5 @@
 using TorchSharp;
+using Wren.Common;
 using static TorchSharp.torch;
 
 namespace Wren.Operators;
@@ -16,9 +17,9 @@ internal static class ChunkMath
         long Q = a.shape[^1];
         var expanded = a.unsqueeze(-1).expand([.. a.shape, Q]);             // [..., r, s] = a_r
         var strictlyLower = ones(Q, Q, ScalarType.Bool, a.device).tril(-1);
-        var seg = expanded.masked_fill(strictlyLower.logical_not(), 0).cumsum(-2);
+        var seg = expanded.MaskedFill(strictlyLower.logical_not(), 0).cumsum(-2);
         var lower = ones(Q, Q, ScalarType.Bool, a.device).tril(0);
-        return seg.masked_fill(lower.logical_not(), double.NegativeInfinity).MoveToOuterDisposeScope();
+        return seg.MaskedFill(lower.logical_not(), double.NegativeInfinity).MoveToOuterDisposeScope();
     }
 
     /// <summary>Zero-pads dimension <paramref name="dim"/> of x up to a multiple of <paramref name="multiple"/>.</summary>

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using TorchSharp;
+using Wren.Common;
 using Wren.Kernels;
 using Wren.Models;
 using Wren.Modules;
@@ -142,7 +143,7 @@ internal sealed class Mlstm : Mixer, IFusedDecoder
         if (input.Padding is not null)                                             // i = 0, f = 1: pads leave the state unchanged
         {
             var real = input.Padding.Mask.unsqueeze(-1);
-            ig = ig.masked_fill(real.logical_not(), double.NegativeInfinity);
+            ig = ig.MaskedFill(real.logical_not(), double.NegativeInfinity);
             logf = logf * real;
         }
         Tensor Heads(Tensor t) => t.reshape(B, T, heads, headDim);
