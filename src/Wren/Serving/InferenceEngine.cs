@@ -432,9 +432,9 @@ public sealed class InferenceEngine : IDisposable
         double total = Stopwatch.GetElapsedTime(job.Arrived).TotalSeconds;
         var usage = new GenerationUsage(job.Request.Prompt.Count, job.Generated, job.Cached, job.FirstTokenSeconds ?? total, total, reason);
         job.Handle.Usage = usage;
+        job.Release();                                    // released before the stream ends: a client that saw its last
+        Interlocked.Decrement(ref queued);                // token finds its slot and queue place already free
         job.Handle.StepsWriter.TryComplete();
-        job.Release();
-        Interlocked.Decrement(ref queued);
         logger.LogInformation("{Id} prompt={Prompt} cached={Cached} completion={Completion} ttft={Ttft:F3}s {Rate:F1} tokens/s " +
                               "finish={Finish}", job.Handle.Id, usage.PromptTokens, usage.CachedPromptTokens, usage.CompletionTokens,
                               usage.TimeToFirstTokenSeconds, usage.TokensPerSecond, reason);
@@ -442,9 +442,9 @@ public sealed class InferenceEngine : IDisposable
 
     void Drop(Job job)
     {
-        job.Handle.StepsWriter.TryComplete(new OperationCanceledException("the request was cancelled"));
         job.Release();
         Interlocked.Decrement(ref queued);
+        job.Handle.StepsWriter.TryComplete(new OperationCanceledException("the request was cancelled"));
         logger.LogInformation("{Id} cancelled after {Completion} tokens", job.Handle.Id, job.Generated);
     }
 
@@ -453,9 +453,9 @@ public sealed class InferenceEngine : IDisposable
     void Fail(Job job, Exception error)
     {
         if (prefilling == job) prefilling = null;
-        job.Handle.StepsWriter.TryComplete(error);
         job.Release();
         Interlocked.Decrement(ref queued);
+        job.Handle.StepsWriter.TryComplete(error);
         logger.LogError("{Id} failed: {Message}", job.Handle.Id, error.Message);
     }
 
@@ -469,9 +469,9 @@ public sealed class InferenceEngine : IDisposable
         active = 0;
         foreach (var job in jobs)
         {
-            job.Handle.StepsWriter.TryComplete(error);
             job.Release();
             Interlocked.Decrement(ref queued);
+            job.Handle.StepsWriter.TryComplete(error);
         }
         if (error is not ObjectDisposedException) logger.LogError(error, "inference step failed; running requests were ended");
     }
