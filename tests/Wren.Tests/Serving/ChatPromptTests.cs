@@ -17,7 +17,7 @@ public class ChatPromptTests
     static readonly Dictionary<string, string> Folders = [];
     static readonly Dictionary<string, HuggingFaceTokenizer> Tokenizers = [];
 
-    /// <summary>The real tokenizer's model folder (tokenizer.json and tokenizer_config.json, decompressed once per run).</summary>
+    /// <summary>The real tokenizer's model folder (tokenizer.json and tokenizer_config.json, Brotli-compressed in the repository, decompressed once per run).</summary>
     static string ModelFolder(string name)
     {
         lock (Folders)
@@ -27,11 +27,11 @@ public class ChatPromptTests
             foreach (var file in Directory.GetFiles(Path.Combine(Root, name)))
             {
                 string target = Path.Combine(folder, Path.GetFileName(file));
-                if (file.EndsWith(".gz", StringComparison.Ordinal))
+                if (file.EndsWith(".br", StringComparison.Ordinal))
                 {
-                    using var gzip = new GZipStream(File.OpenRead(file), CompressionMode.Decompress);
+                    using var brotli = new BrotliStream(File.OpenRead(file), CompressionMode.Decompress);
                     using var output = File.Create(target[..^3]);
-                    gzip.CopyTo(output);
+                    brotli.CopyTo(output);
                 }
                 else File.Copy(file, target);
             }
