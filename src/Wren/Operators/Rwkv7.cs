@@ -499,13 +499,13 @@ internal sealed class LowRankAdapter : nn.Module<Tensor, Tensor>
 {
     readonly nn.Module<Tensor, Tensor> lora;
     readonly Linear down;
-    readonly BiasedLinear up;
+    readonly Linear up;
 
     public LowRankAdapter(long input, long output, long rank, LowRankActivation activation, bool withBias, Placement placement)
         : base(nameof(LowRankAdapter))
     {
         down = new Linear(input, rank, placement);
-        up = new BiasedLinear(rank, output, withBias, placement);
+        up = new Linear(rank, output, placement, withBias);
         nn.Module<Tensor, Tensor> middle = activation switch
         {
             LowRankActivation.Tanh => nn.Tanh(),
@@ -537,31 +537,6 @@ internal sealed class LowRankAdapter : nn.Module<Tensor, Tensor>
         KernelTensors.RequireInPlace(x, "low-rank activation", ScalarType.Float32, x.shape);
         float* p = KernelTensors.Floats(x);
         for (long i = 0; i < x.numel(); i++) p[i] = activation == LowRankActivation.Tanh ? MathF.Tanh(p[i]) : StepMath.Sigmoid(p[i]);
-    }
-
-    /// <summary>A projection with an optional bias: <c>x·Wᵀ + b</c>, the weight stored as <see cref="Linear"/> stores it.</summary>
-    sealed class BiasedLinear : nn.Module<Tensor, Tensor>
-    {
-        readonly Parameter weight;
-        readonly Parameter? weight_scale, bias;
-
-        public BiasedLinear(long input, long output, bool withBias, Placement placement) : base(nameof(BiasedLinear))
-        {
-            weight = placement.EmptyMatrix(output, input);
-            weight_scale = placement.EmptyScales(output, input);
-            bias = withBias ? placement.Empty(output) : null;
-            RegisterComponents();
-        }
-
-        public Parameter Weight => weight;
-        public Parameter? Scale => weight_scale;
-        public Parameter? Bias => bias;
-
-        public override Tensor forward(Tensor x)
-        {
-            var y = Linear.Project(x, weight, weight_scale);
-            return bias is null ? y : y.add_(bias);
-        }
     }
 }
 

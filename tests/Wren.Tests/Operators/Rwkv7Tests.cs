@@ -218,26 +218,7 @@ public class Rwkv7Tests
 
     [Fact]
     public void Left_padded_rows_equal_each_row_alone()
-    {
-        using var scope = NewDisposeScope();
-        using var model = RandomModel(Stack, seed: 8);
-        var rows = new[] { RandomTokens(1, 9, 97, 10), RandomTokens(1, 3, 97, 11), RandomTokens(1, 6, 97, 12) };
-        var pads = rows.Select(r => 9 - r.shape[1]).ToArray();
-        var batch = cat(rows.Select((r, i) => cat([zeros([1, pads[i]], ScalarType.Int64), r], 1)).ToArray(), 0);
-        using var cache = model.NewCache(3, 9 + 4, (int)pads.Max());
-        using var noGrad = no_grad();
-        var prefill = model.forward(new LMInput(batch, cache, tensor(pads))).Logits;
-        var next = RandomTokens(3, 4, 97, 13);
-        var decoded = Enumerable.Range(0, 4).Select(t => model.forward(new LMInput(next.narrow(1, t, 1), cache)).Logits).ToArray();
-        for (int b = 0; b < 3; b++)
-        {
-            var alone = Scoring.Logits(model, cat([rows[b], next.narrow(0, b, 1)], 1));
-            long n = rows[b].shape[1];
-            AssertClose(prefill.narrow(0, b, 1).narrow(1, pads[b], n), alone.narrow(1, 0, n), 1e-4, $"row {b} prompt");
-            for (int t = 0; t < 4; t++)
-                AssertClose(decoded[t].narrow(0, b, 1), alone.narrow(1, n + t, 1), 1e-4, $"row {b} decode {t}");
-        }
-    }
+        => MixerModelChecks.LeftPaddedRowsEqualEachRowAlone(Stack);
 
     [Theory]
     [InlineData(3)]   // the chunked form
