@@ -141,13 +141,7 @@ public static class ServeBenchmark
         return ([.. outcomes.SelectMany(o => o)], clock.Elapsed.TotalSeconds, peak);
     }
 
-    /// <summary>
-    /// One streamed chat completion, timed as vLLM's client times it, except that TTFT waits for the first chunk carrying
-    /// <c>delta.content</c>, not the role-only opening chunk (Wren's server sends that before prefill; vLLM's client takes any
-    /// chunk with choices). A token chunk is one whose first choice's delta has string content; the usage chunk's
-    /// <c>completion_tokens</c> and <c>prompt_tokens</c> are used when present, else the token chunks counted and the prompt's
-    /// characters.
-    /// </summary>
+    /// <summary>One streamed chat completion, timed by <see cref="ChatStreamTimer"/> (prompt estimate: its characters).</summary>
     static async Task<RequestOutcome> Send(HttpClient http, Uri endpoint, string model, BenchTurn turn, JsonNode? schema)
     {
         var body = new JsonObject
@@ -165,11 +159,8 @@ public static class ServeBenchmark
             };
         using var request = new HttpRequestMessage(HttpMethod.Post, endpoint)
         { Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json") };
-        long start = Stopwatch.GetTimestamp(), lastToken = start, lastEvent = start;
-        double ttft = 0;
-        var gaps = new List<double>();
-        int chunks = 0;
-        int? promptTokens = null, completionTokens = null;
+        var timer = new ChatStreamTimer(turn.PromptCharacters);
+        long start = Stopwatch.GetTimestamp();
         try
         {
             using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
@@ -179,43 +170,14 @@ public static class ServeBenchmark
                 return RequestOutcome.Failed($"HTTP {(int)response.StatusCode}: {text[..Math.Min(text.Length, 200)]}");
             }
             using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-            while (await reader.ReadLineAsync() is { } line)
-            {
-                if (!line.StartsWith("data:", StringComparison.Ordinal)) continue;
-                var data = line[5..].Trim();
-                if (data == "[DONE]") break;
-                long now = Stopwatch.GetTimestamp();
-                using var chunk = JsonDocument.Parse(data);
-                var root = chunk.RootElement;
-                if (root.TryGetProperty("usage", out var usage) && usage.ValueKind == JsonValueKind.Object)
-                {
-                    if (usage.TryGetProperty("completion_tokens", out var c) && c.TryGetInt32(out int ct)) completionTokens = ct;
-                    if (usage.TryGetProperty("prompt_tokens", out var p) && p.TryGetInt32(out int pt)) promptTokens = pt;
-                }
-                if (root.TryGetProperty("choices", out var choices) && choices.ValueKind == JsonValueKind.Array
-                    && choices.GetArrayLength() > 0 && choices[0].TryGetProperty("delta", out var delta) && IsToken(delta))
-                {
-                    if (chunks++ == 0) ttft = Stopwatch.GetElapsedTime(start, now).TotalSeconds;
-                    else gaps.Add(Stopwatch.GetElapsedTime(lastToken, now).TotalSeconds);
-                    lastToken = now;
-                }
-                lastEvent = now;
-            }
+            while (await reader.ReadLineAsync() is { } line && timer.Add(line, Stopwatch.GetElapsedTime(start).TotalSeconds)) { }
         }
         catch (Exception e) when (e is HttpRequestException or IOException or JsonException or TaskCanceledException)
         {
             return RequestOutcome.Failed($"{e.GetType().Name}: {e.Message}");
         }
-        if (chunks == 0) return RequestOutcome.Failed("the stream carried no token");
-        return new RequestOutcome(true, ttft, gaps, Stopwatch.GetElapsedTime(start, lastEvent).TotalSeconds,
-                                  promptTokens ?? turn.PromptCharacters, completionTokens ?? chunks, completionTokens is not null);
+        return timer.Finish();
     }
-
-    /// <summary>A delta with string content, other than the role-only opening chunk (role set, content empty).</summary>
-    static bool IsToken(JsonElement delta) =>
-        delta.ValueKind == JsonValueKind.Object && delta.TryGetProperty("content", out var content)
-        && content.ValueKind == JsonValueKind.String
-        && !(delta.TryGetProperty("role", out var role) && role.ValueKind == JsonValueKind.String && content.GetString()!.Length == 0);
 
     /// <summary>
     /// Wren's server in this process over a random-weight preset (<c>--model</c>), sized by <c>--max-batch</c>,
