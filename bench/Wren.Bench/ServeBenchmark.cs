@@ -81,7 +81,8 @@ public static class ServeBenchmark
             {
                 var (outcomes, seconds, peak) = await Load(http, endpoint, model, conversations, rate, concurrency, dataset.Seed, schema);
                 int fromUsage = outcomes.Count(x => x.Success && x.UsageReported), succeeded = outcomes.Count(x => x.Success);
-                string countedBy = fromUsage == succeeded ? "usage" : fromUsage == 0 ? "counted deltas" : "mixed";
+                string countedBy = succeeded == 0 ? "none completed"
+                    : fromUsage == succeeded ? "usage" : fromUsage == 0 ? "counted deltas" : "mixed";
                 var info = new ServeRunInfo(target, model, datasetName, requests, rate, concurrency, dataset.Seed, countedBy, slo);
                 var report = ServeMetrics.Compute(outcomes, seconds, slo, peak);
                 Console.WriteLine(ServeReportPrinter.MarkdownRow(info, report));

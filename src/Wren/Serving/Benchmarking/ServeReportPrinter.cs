@@ -8,7 +8,7 @@ namespace Wren.Serving.Benchmarking;
 /// <param name="RequestRate">Requests per second of the Poisson arrivals; infinity: all at once.</param>
 /// <param name="MaxConcurrency">Most requests in flight (null: unbounded).</param>
 /// <param name="OutputTokensCountedBy"><c>usage</c> (the server's <c>completion_tokens</c>), <c>counted deltas</c> (token chunks
-/// the client counted) or <c>mixed</c>.</param>
+/// the client counted), <c>mixed</c>, or <c>none completed</c>.</param>
 public sealed record ServeRunInfo(string Target, string Model, string Dataset, int Requests, double RequestRate, int? MaxConcurrency,
                                   int Seed, string OutputTokensCountedBy, ServeSlo? Slo);
 
