@@ -11,6 +11,7 @@ return args.FirstOrDefault() switch
     "eval" => EvalBenchmark.Run(args.Skip(1).ToArray()),
     "device" => DeviceBenchmark.Run(args.Skip(1).ToArray()),
     "serve" => ServeBenchmark.Run(args.Skip(1).ToArray()),
+    "throughput" => ThroughputBenchmark.Run(args.Skip(1).ToArray()),
     _ => Usage(),
 };
 
@@ -22,10 +23,20 @@ static int Usage()
                                  [--unfused]   (also time the decode with the fused layer form off, alternately)
                Wren.Bench load [--model flash-1b] [--dir D] [--dtype all]   (load time and peak memory per precision)
                Wren.Bench train [--batch 8] [--seq-len 512] [--steps 5] [--hidden 512] [--vocab 8192]   (training tokens/s and MFU)
-               Wren.Bench serve [--models flash-300m,llama-300m] [--streams 1,4,16,64] [--prompt 256]
-                                [--new 128] [--shared 1024] [--requests 2] [--chunk 128] [--max-memory-gb G]
-                                [--json-schema FILE]
-                                (HTTP serving: tokens/s, TTFT, ITL)
+               Wren.Bench serve [--dataset random|prefix-repetition|multi-turn] [--num-prompts 32] [--seed 0]
+                                [--request-rate inf|R[,R…]] [--max-concurrency N[,N…]] [--slo ttft=MS,tpot=MS,e2el=MS]
+                                [--out FILE.json] [--json-schema FILE]
+                                [--random-input-len 256] [--random-output-len 128] [--random-range-ratio 0]
+                                [--prefix-repetition-prefix-len 1024] [--prefix-repetition-suffix-len 256]
+                                [--prefix-repetition-num-prefixes 4] [--prefix-repetition-output-len 128]
+                                [--multi-turn-turns 4] [--multi-turn-input-len 256] [--multi-turn-output-len 64]
+                                in-process wren server: [--model flash-300m] [--max-batch 64] [--max-memory-gb G]
+                                                        [--chunk 128] [--prefix-cache-mb 512]
+                                any OpenAI-compatible server instead: [--target URL] [--target-model NAME]
+                                (vllm bench serve's metrics over loopback HTTP: TTFT, TPOT, ITL, E2EL, throughput, goodput)
+               Wren.Bench throughput [--models flash-300m,llama-300m] [--contexts 2048,8192,32768] [--max-memory-gb 6]
+                                     [--tokens 16] [--repeats 3]
+                                (decode tokens/s with the most streams that fit the budget, per input length)
                Wren.Bench eval [--model flash-300m] [--batches 1,2,4,8,16] [--repeats 3] [--limit N]
                                (four-choice items/s per batch size)
                Wren.Bench device [--rounds 12] [--rows 14336] [--cols 4096]

@@ -1,142 +1,231 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Wren.Models;
 using Wren.Serving;
+using Wren.Serving.Benchmarking;
 using Wren.Templating;
 using Wren.Tokenization;
 
 namespace Wren.Bench;
 
 /// <summary>
-/// Load generator for <c>wren serve</c>: the real HTTP server (Kestrel on a loopback port, in this process) over random-weight
-/// presets, driven by N concurrent streaming clients that each send <c>--requests</c> completions of <c>--prompt</c> random
-/// token ids (after a <c>--shared</c>-token system prompt common to all, in the shared-prompt scenarios) and read
-/// <c>--new</c> tokens greedily. Per level: aggregate generated tokens/s (all tokens ÷ wall time), time to first token and
-/// inter-token latency p50/p99 as the client sees them, and the slots the engine fits in <c>--max-memory</c>. With
-/// <c>--json-schema FILE</c> every request is constrained to that schema (<c>response_format</c>), to measure the mask's cost.
+/// <c>vllm bench serve</c>'s measurement against an OpenAI-compatible server: streamed <c>/v1/chat/completions</c> requests
+/// over loopback HTTP from a dataset generated with a fixed seed (<see cref="ServeDatasets"/>), sent at Poisson arrival times
+/// (<c>--request-rate</c>, <c>inf</c>: all at once) under at most <c>--max-concurrency</c> in flight; metrics as vLLM computes
+/// them (<see cref="ServeMetrics"/>). Without <c>--target</c> the server is Wren's own (<see cref="OpenAiServer"/> on a loopback
+/// port in this process, over a random-weight preset, byte tokenizer, chatml template): the client reaches it only through
+/// HTTP. With <c>--target URL</c> the same load goes to any OpenAI-compatible server (llama.cpp's <c>llama-server</c>).
+/// Every run (each rate × concurrency) starts after one warm-up request and gets the same dataset.
 /// </summary>
 public static class ServeBenchmark
 {
-    sealed record Scenario(string Name, int Shared, long PrefixCacheBytes);
-
-    sealed record RequestTiming(double FirstToken, IReadOnlyList<double> Gaps, int Tokens);
-
-    public static int Run(string[] args) => RunAsync(args).GetAwaiter().GetResult();
+    public static int Run(string[] args)
+    {
+        try { return RunAsync(args).GetAwaiter().GetResult(); }
+        catch (Exception e) when (e is WrenException or FormatException or OverflowException or IOException)
+        {
+            Console.Error.WriteLine($"serve: {e.Message}");
+            return 2;
+        }
+    }
 
     static async Task<int> RunAsync(string[] args)
     {
-        string Arg(string name, string fallback)
-        {
-            int i = Array.IndexOf(args, name);
-            return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
-        }
-        var models = Arg("--models", "flash-300m,llama-300m").Split(',');
-        var levels = Arg("--streams", "1,4,16,64").Split(',').Select(int.Parse).ToArray();
-        int prompt = int.Parse(Arg("--prompt", "256")), newTokens = int.Parse(Arg("--new", "128"));
-        int shared = int.Parse(Arg("--shared", "1024")), requests = int.Parse(Arg("--requests", "2"));
-        int chunk = int.Parse(Arg("--chunk", "128"));
-        var schema = Arg("--json-schema", "") is { Length: > 0 } file
-            ? System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(file)) : null;
-        long? maxMemory = Arg("--max-memory-gb", "") is { Length: > 0 } m ? (long)(double.Parse(m) * (1L << 30)) : null;
-        var scenarios = new List<Scenario> { new("no shared prompt", 0, 512L << 20) };
-        if (shared > 0)
-            scenarios.AddRange([new($"{shared}-token shared prompt, cache off", shared, 0),
-                                new($"{shared}-token shared prompt, cache on", shared, 512L << 20)]);
-
-        Console.WriteLine($"# serve: prompt {prompt} (+shared), {newTokens} new tokens greedy, {requests} requests per stream, " +
-                          $"prefill chunk {chunk}, {(schema is null ? "free text" : "constrained by --json-schema")}, " +
-                          $"max memory {(maxMemory is { } mm ? $"{mm / 1e9:F1} GB" : "unbounded")}; " +
-                          Wren.Runtime.WrenRuntime.Describe());
-        Console.WriteLine("| model | scenario | slots | streams | tokens/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms |");
-        Console.WriteLine("|---|---|---|---|---|---|---|---|---|");
-        foreach (var name in models)
-        {
-            var config = HybridConfig.Load(name);
-            using var model = new HybridForCausalLM(config);
-            Initialization.Apply(model, 0);
-            model.eval();
-            foreach (var scenario in scenarios)
+        string Arg(string name, string fallback) => BenchArgs.Get(args, name, fallback);
+        int Int(string name, int fallback) =>
+            int.Parse(Arg(name, fallback.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
+        var kind = ServeDatasetOptions.ParseKind(Arg("--dataset", "random"));
+        var dataset = new ServeDatasetOptions(kind, Int("--num-prompts", 32), Int("--seed", 0),
+            InputLength: Int(kind == ServeDatasetKind.MultiTurn ? "--multi-turn-input-len" : "--random-input-len", 256),
+            OutputLength: kind switch
             {
-                var options = new EngineOptions
-                {
-                    MaxBatch = Math.Min(levels.Max(), EngineOptions.MaxSlots), MaxQueue = 1024, PrefillChunk = chunk,
-                    MaxContext = scenario.Shared + prompt + newTokens, PrefixCacheBytes = scenario.PrefixCacheBytes,
-                    MaxMemoryBytes = maxMemory,
-                };
-                using var engine = new InferenceEngine(model, new ByteTokenizer(config.VocabSize), options);
-                var template = ChatTemplate.BuiltIn("chatml");
-                await using var server = await OpenAiServer.StartAsync(engine, template, new ServeOptions(name, Port: 0));
-                using var http = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromHours(1) };
-                var random = new Random(1);
-                var system = Enumerable.Range(0, scenario.Shared).Select(_ => random.Next(config.VocabSize)).ToArray();
-                int[] Prompt() => [.. system, .. Enumerable.Range(0, prompt).Select(_ => random.Next(config.VocabSize))];
-                await Complete(http, name, Prompt(), newTokens, schema);                  // warm-up (and the shared prefix, cached)
-                foreach (int streams in levels)
-                {
-                    var prompts = Enumerable.Range(0, streams)
-                        .Select(_ => Enumerable.Range(0, requests).Select(_ => Prompt()).ToArray()).ToArray();
-                    var clock = Stopwatch.StartNew();
-                    var timings = (await Task.WhenAll(prompts.Select(async mine =>
-                    {
-                        var list = new List<RequestTiming>();
-                        foreach (var p in mine) list.Add(await Complete(http, name, p, newTokens, schema));
-                        return list;
-                    }))).SelectMany(t => t).ToList();
-                    double wall = clock.Elapsed.TotalSeconds;
-                    var ttft = timings.Select(t => t.FirstToken).ToList();
-                    var itl = timings.SelectMany(t => t.Gaps).ToList();
-                    double rate = timings.Sum(t => t.Tokens) / wall;
-                    Console.WriteLine($"| {name} | {scenario.Name} | {engine.Slots} | {streams} | {rate:F1} | " +
-                                      $"{Percentile(ttft, 0.5) * 1e3:F0} | {Percentile(ttft, 0.99) * 1e3:F0} | " +
-                                      $"{Percentile(itl, 0.5) * 1e3:F1} | {Percentile(itl, 0.99) * 1e3:F1} |");
-                }
+                ServeDatasetKind.Random => Int("--random-output-len", 128),
+                ServeDatasetKind.PrefixRepetition => Int("--prefix-repetition-output-len", 128),
+                _ => Int("--multi-turn-output-len", 64),
+            },
+            RangeRatio: double.Parse(Arg("--random-range-ratio", "0"), CultureInfo.InvariantCulture),
+            PrefixLength: Int("--prefix-repetition-prefix-len", 1024), SuffixLength: Int("--prefix-repetition-suffix-len", 256),
+            NumPrefixes: Int("--prefix-repetition-num-prefixes", 4), Turns: Int("--multi-turn-turns", 4));
+        var conversations = ServeDatasets.Generate(dataset);
+        var rates = Arg("--request-rate", "inf").Split(',').Select(r => r == "inf" ? double.PositiveInfinity
+            : double.Parse(r, CultureInfo.InvariantCulture)).ToArray();
+        var levels = Arg("--max-concurrency", "").Split(',', StringSplitOptions.RemoveEmptyEntries)
+            .Select(c => (int?)int.Parse(c, CultureInfo.InvariantCulture)).DefaultIfEmpty(null).ToArray();
+        if (levels.Any(c => c < 1)) throw new WrenException("--max-concurrency must be >= 1");
+        var slo = Arg("--slo", "") is { Length: > 0 } s ? ServeSlo.Parse(s) : null;
+        var schema = Arg("--json-schema", "") is { Length: > 0 } file ? JsonNode.Parse(File.ReadAllText(file)) : null;
+        string datasetName = Arg("--dataset", "random");
+        string? output = Arg("--out", "") is { Length: > 0 } o ? o : null;
+
+        await using var local = Arg("--target", "") is { Length: > 0 } ? null : await LocalServer.StartAsync(args, conversations);
+        var target = local?.Address.ToString() ?? Arg("--target", "");
+        string model = local?.Model ?? Arg("--target-model", "default");
+        var endpoint = ChatEndpoint(target);
+        using var http = new HttpClient { Timeout = TimeSpan.FromHours(2) };
+
+        var warm = await Send(http, endpoint, model, conversations[0].Turns[0], schema);   // warm-up, not measured
+        if (!warm.Success) throw new WrenException($"the warm-up request to {endpoint} failed: {warm.Error}");
+        int requests = conversations.Sum(c => c.Turns.Count);
+        string grouped = kind == ServeDatasetKind.MultiTurn ? $" in {conversations.Count} conversations" : "";
+        Console.WriteLine($"# serve: {datasetName} ({requests} requests{grouped}, seed {dataset.Seed}), streamed chat completions " +
+                          $"over loopback HTTP to {target} " +
+                          $"(model {model}){local?.Describe ?? ""}; greedy, stream_options.include_usage; " +
+                          $"{(schema is null ? "free text" : "constrained by --json-schema")}; {Wren.Runtime.WrenRuntime.Describe()}");
+        Console.WriteLine(ServeReportPrinter.MarkdownHeader());
+        var results = new JsonArray();
+        foreach (double rate in rates)
+            foreach (int? concurrency in levels)
+            {
+                var (outcomes, seconds, peak) = await Load(http, endpoint, model, conversations, rate, concurrency, dataset.Seed, schema);
+                int fromUsage = outcomes.Count(x => x.Success && x.UsageReported), succeeded = outcomes.Count(x => x.Success);
+                string countedBy = succeeded == 0 ? "none completed"
+                    : fromUsage == succeeded ? "usage" : fromUsage == 0 ? "counted deltas" : "mixed";
+                var info = new ServeRunInfo(target, model, datasetName, requests, rate, concurrency, dataset.Seed, countedBy, slo);
+                var report = ServeMetrics.Compute(outcomes, seconds, slo, peak);
+                Console.WriteLine(ServeReportPrinter.MarkdownRow(info, report));
+                foreach (var error in outcomes.Where(x => !x.Success).Select(x => x.Error).Distinct().Take(3))
+                    Console.WriteLine($"# failed: {error}");
+                results.Add(ServeReportPrinter.Json(info, report));
             }
+        if (output is not null)
+        {
+            File.WriteAllText(output, results.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            Console.WriteLine($"# results: {output}");
         }
         return 0;
     }
 
-    /// <summary>One streamed completion: seconds to the first token event and between the following ones.</summary>
-    /// <param name="schema">When set, the request's <c>response_format</c> is this JSON schema (constrained decoding).</param>
-    static async Task<RequestTiming> Complete(HttpClient http, string model, int[] prompt, int tokens,
-                                              System.Text.Json.Nodes.JsonNode? schema)
+    /// <summary><c>URL/v1/chat/completions</c> (a URL already ending in <c>/v1</c> gets <c>/chat/completions</c>).</summary>
+    static Uri ChatEndpoint(string target)
     {
-        var fields = new System.Text.Json.Nodes.JsonObject
-        {
-            ["model"] = model, ["prompt"] = JsonSerializer.SerializeToNode(prompt), ["max_tokens"] = tokens, ["temperature"] = 0,
-            ["stream"] = true,
-        };
-        if (schema is not null)
-            fields["response_format"] = new System.Text.Json.Nodes.JsonObject
-            {
-                ["type"] = "json_schema",
-                ["json_schema"] = new System.Text.Json.Nodes.JsonObject { ["name"] = "bench", ["schema"] = schema.DeepClone() },
-            };
-        var body = fields.ToJsonString();
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
-        { Content = new StringContent(body, Encoding.UTF8, "application/json") };
-        long start = Stopwatch.GetTimestamp(), last = start;
-        double first = 0;
-        var gaps = new List<double>();
-        int count = 0;
-        using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
-        response.EnsureSuccessStatusCode();
-        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-        while (await reader.ReadLineAsync() is { } line && line != "data: [DONE]")
-        {
-            if (!line.StartsWith("data: ", StringComparison.Ordinal)) continue;
-            long now = Stopwatch.GetTimestamp();
-            if (count++ == 0) first = Stopwatch.GetElapsedTime(start, now).TotalSeconds;
-            else gaps.Add(Stopwatch.GetElapsedTime(last, now).TotalSeconds);
-            last = now;
-        }
-        return new RequestTiming(first, gaps, count);
+        if (!Uri.TryCreate(target, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
+            throw new WrenException($"--target must be an http(s) URL such as http://127.0.0.1:8080, got '{target}'");
+        var root = uri.ToString().TrimEnd('/');
+        return new Uri(root.EndsWith("/v1", StringComparison.Ordinal) ? root + "/chat/completions" : root + "/v1/chat/completions");
     }
 
-    static double Percentile(List<double> values, double p)
+    /// <summary>
+    /// Sends every conversation at its arrival time (turns of one conversation one after another), at most
+    /// <paramref name="concurrency"/> requests in flight: the outcomes, the wall seconds and the most in flight at once.
+    /// </summary>
+    static async Task<(List<RequestOutcome> Outcomes, double Seconds, int Peak)> Load(HttpClient http, Uri endpoint, string model,
+        IReadOnlyList<BenchConversation> conversations, double rate, int? concurrency, int seed, JsonNode? schema)
     {
-        if (values.Count == 0) return double.NaN;
-        var sorted = values.Order().ToList();
-        return sorted[Math.Clamp((int)Math.Ceiling(p * sorted.Count) - 1, 0, sorted.Count - 1)];
+        var random = new Random(seed);
+        var arrivals = ServeMetrics.ArrivalTimes(conversations.Count, rate, random.NextDouble);
+        using var gate = concurrency is { } c ? new SemaphoreSlim(c) : null;
+        int inFlight = 0, peak = 0;
+        var clock = Stopwatch.StartNew();
+        var outcomes = await Task.WhenAll(conversations.Select(async (conversation, i) =>
+        {
+            var wait = TimeSpan.FromSeconds(arrivals[i]) - clock.Elapsed;
+            if (wait > TimeSpan.Zero) await Task.Delay(wait);
+            var mine = new List<RequestOutcome>();
+            foreach (var turn in conversation.Turns)
+            {
+                if (gate is not null) await gate.WaitAsync();
+                int now = Interlocked.Increment(ref inFlight);
+                for (int seen = Volatile.Read(ref peak); now > seen; seen = Volatile.Read(ref peak))
+                    Interlocked.CompareExchange(ref peak, now, seen);
+                try { mine.Add(await Send(http, endpoint, model, turn, schema)); }
+                finally
+                {
+                    Interlocked.Decrement(ref inFlight);
+                    gate?.Release();
+                }
+            }
+            return mine;
+        }));
+        return ([.. outcomes.SelectMany(o => o)], clock.Elapsed.TotalSeconds, peak);
+    }
+
+    /// <summary>One streamed chat completion, timed by <see cref="ChatStreamTimer"/> (prompt estimate: its characters).</summary>
+    static async Task<RequestOutcome> Send(HttpClient http, Uri endpoint, string model, BenchTurn turn, JsonNode? schema)
+    {
+        var body = new JsonObject
+        {
+            ["model"] = model,
+            ["messages"] = new JsonArray([.. turn.Messages.Select(m =>
+                (JsonNode)new JsonObject { ["role"] = m.Role, ["content"] = m.Content })]),
+            ["max_tokens"] = turn.MaxTokens, ["temperature"] = 0, ["stream"] = true,
+            ["stream_options"] = new JsonObject { ["include_usage"] = true },
+        };
+        if (schema is not null)
+            body["response_format"] = new JsonObject
+            {
+                ["type"] = "json_schema", ["json_schema"] = new JsonObject { ["name"] = "bench", ["schema"] = schema.DeepClone() },
+            };
+        using var request = new HttpRequestMessage(HttpMethod.Post, endpoint)
+        { Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json") };
+        var timer = new ChatStreamTimer(turn.PromptCharacters);
+        long start = Stopwatch.GetTimestamp();
+        try
+        {
+            using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            if (!response.IsSuccessStatusCode)
+            {
+                var text = await response.Content.ReadAsStringAsync();
+                return RequestOutcome.Failed($"HTTP {(int)response.StatusCode}: {text[..Math.Min(text.Length, 200)]}");
+            }
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+            while (await reader.ReadLineAsync() is { } line && timer.Add(line, Stopwatch.GetElapsedTime(start).TotalSeconds)) { }
+        }
+        catch (Exception e) when (e is HttpRequestException or IOException or JsonException or TaskCanceledException)
+        {
+            return RequestOutcome.Failed($"{e.GetType().Name}: {e.Message}");
+        }
+        return timer.Finish();
+    }
+
+    /// <summary>
+    /// Wren's server in this process over a random-weight preset (<c>--model</c>), sized by <c>--max-batch</c>,
+    /// <c>--max-memory-gb</c>, <c>--chunk</c> and <c>--prefix-cache-mb</c>, its context the dataset's longest request.
+    /// </summary>
+    sealed class LocalServer : IAsyncDisposable
+    {
+        HybridForCausalLM model = null!;
+        InferenceEngine engine = null!;
+        OpenAiServer server = null!;
+
+        public Uri Address => server.Address;
+        public string Model { get; private init; } = "";
+        public string Describe { get; private set; } = "";
+
+        public static async Task<LocalServer> StartAsync(string[] args, IReadOnlyList<BenchConversation> conversations)
+        {
+            string Arg(string name, string fallback) => BenchArgs.Get(args, name, fallback);
+            var name = Arg("--model", "flash-300m");
+            var config = HybridConfig.Load(name);
+            // Byte tokens: one per character of ASCII text, plus the template's markers (a few dozen per message at most).
+            int context = conversations.SelectMany(c => c.Turns).Max(t => t.PromptCharacters + 32 * (t.Messages.Count + 1) + t.MaxTokens);
+            var options = new EngineOptions
+            {
+                MaxBatch = int.Parse(Arg("--max-batch", "64"), CultureInfo.InvariantCulture), MaxQueue = 4096,
+                PrefillChunk = int.Parse(Arg("--chunk", "128"), CultureInfo.InvariantCulture), MaxContext = context,
+                PrefixCacheBytes = long.Parse(Arg("--prefix-cache-mb", "512"), CultureInfo.InvariantCulture) << 20,
+                MaxMemoryBytes = Arg("--max-memory-gb", "") is { Length: > 0 } m
+                    ? (long)(double.Parse(m, CultureInfo.InvariantCulture) * (1L << 30)) : null,
+            };
+            options.Validate();
+            var local = new LocalServer { Model = name };
+            local.model = new HybridForCausalLM(config);
+            Initialization.Apply(local.model, 0);
+            local.model.eval();
+            local.engine = new InferenceEngine(local.model, new ByteTokenizer(config.VocabSize), options);
+            local.server = await OpenAiServer.StartAsync(local.engine, ChatTemplate.BuiltIn("chatml"), new ServeOptions(name, Port: 0));
+            local.Describe = $"; in-process wren server: {name} random weights fp32, {local.engine.Slots} slots of {context} tokens, " +
+                             $"prefill chunk {options.PrefillChunk}, prefix cache {options.PrefixCacheBytes >> 20} MiB";
+            return local;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await server.DisposeAsync();
+            engine.Dispose();
+            model.Dispose();
+        }
     }
 }

@@ -25,6 +25,16 @@ public sealed record EngineOptions
     /// <summary>Prompt tokens prefilled per engine step, interleaved with decode steps; also the prefix cache's block.</summary>
     public int PrefillChunk { get; init; } = 128;
 
+    /// <summary>
+    /// Slots of <see cref="MaxContext"/> tokens that fit <paramref name="budget"/> bytes beside the weights, the prefix cache and
+    /// one staging slot for prefill (the engine's rule), before the <see cref="MaxBatch"/> cap; 0 when none fits.
+    /// </summary>
+    public long SlotsWithin(Models.ModelFootprint footprint, long budget)
+    {
+        long perSlot = footprint.CacheBytes(1, MaxContext);
+        return Math.Max(0, (budget - footprint.WeightBytes - PrefixCacheBytes - perSlot) / perSlot);
+    }
+
     public void Validate()
     {
         if (MaxBatch is < 1 or > MaxSlots)
