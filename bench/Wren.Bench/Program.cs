@@ -24,7 +24,7 @@ static int Usage()
                Wren.Bench train [--batch 8] [--seq-len 512] [--steps 5] [--hidden 512] [--vocab 8192]   (training tokens/s and MFU)
                Wren.Bench serve [--models flash-300m,llama-300m] [--streams 1,4,16,64] [--prompt 256]
                                 [--new 128] [--shared 1024] [--requests 2] [--chunk 128] [--max-memory-gb G]
-                                [--json-schema FILE]
+                                [--max-batched-tokens 256] [--json-schema FILE]
                                 (HTTP serving: tokens/s, TTFT, ITL)
                Wren.Bench eval [--model flash-300m] [--batches 1,2,4,8,16] [--repeats 3] [--limit N]
                                (four-choice items/s per batch size)

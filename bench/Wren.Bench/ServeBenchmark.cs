@@ -35,7 +35,7 @@ public static class ServeBenchmark
         var levels = Arg("--streams", "1,4,16,64").Split(',').Select(int.Parse).ToArray();
         int prompt = int.Parse(Arg("--prompt", "256")), newTokens = int.Parse(Arg("--new", "128"));
         int shared = int.Parse(Arg("--shared", "1024")), requests = int.Parse(Arg("--requests", "2"));
-        int chunk = int.Parse(Arg("--chunk", "128"));
+        int chunk = int.Parse(Arg("--chunk", "128")), batchedTokens = int.Parse(Arg("--max-batched-tokens", "256"));
         var schema = Arg("--json-schema", "") is { Length: > 0 } file
             ? System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(file)) : null;
         long? maxMemory = Arg("--max-memory-gb", "") is { Length: > 0 } m ? (long)(double.Parse(m) * (1L << 30)) : null;
@@ -45,7 +45,8 @@ public static class ServeBenchmark
                                 new($"{shared}-token shared prompt, cache on", shared, 512L << 20)]);
 
         Console.WriteLine($"# serve: prompt {prompt} (+shared), {newTokens} new tokens greedy, {requests} requests per stream, " +
-                          $"prefill chunk {chunk}, {(schema is null ? "free text" : "constrained by --json-schema")}, " +
+                          $"prefill chunk {chunk}, max batched tokens {Math.Max(chunk, batchedTokens)}, " +
+                          $"{(schema is null ? "free text" : "constrained by --json-schema")}, " +
                           $"max memory {(maxMemory is { } mm ? $"{mm / 1e9:F1} GB" : "unbounded")}; " +
                           Wren.Runtime.WrenRuntime.Describe());
         Console.WriteLine("| model | scenario | slots | streams | tokens/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms |");
@@ -62,7 +63,7 @@ public static class ServeBenchmark
                 {
                     MaxBatch = Math.Min(levels.Max(), EngineOptions.MaxSlots), MaxQueue = 1024, PrefillChunk = chunk,
                     MaxContext = scenario.Shared + prompt + newTokens, PrefixCacheBytes = scenario.PrefixCacheBytes,
-                    MaxMemoryBytes = maxMemory,
+                    MaxMemoryBytes = maxMemory, MaxBatchedTokens = Math.Max(chunk, batchedTokens),
                 };
                 using var engine = new InferenceEngine(model, new ByteTokenizer(config.VocabSize), options);
                 var template = ChatTemplate.BuiltIn("chatml");
