@@ -31,7 +31,8 @@ static int Usage()
                                 [--prefix-repetition-num-prefixes 4] [--prefix-repetition-output-len 128]
                                 [--multi-turn-turns 4] [--multi-turn-input-len 256] [--multi-turn-output-len 64]
                                 in-process wren server: [--model flash-300m] [--max-batch 64] [--max-memory-gb G]
-                                                        [--chunk 128] [--prefix-cache-mb 512]
+                                                        [--chunk 128] [--max-batched-tokens 256]
+                                                        [--prefix-cache-mb 512]
                                 any OpenAI-compatible server instead: [--target URL] [--target-model NAME]
                                 (vllm bench serve's metrics over loopback HTTP: TTFT, TPOT, ITL, E2EL, throughput, goodput)
                Wren.Bench throughput [--models flash-300m,llama-300m] [--contexts 2048,8192,32768] [--max-memory-gb 6]

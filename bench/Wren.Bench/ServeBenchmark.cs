@@ -182,7 +182,7 @@ public static class ServeBenchmark
 
     /// <summary>
     /// Wren's server in this process over a random-weight preset (<c>--model</c>), sized by <c>--max-batch</c>,
-    /// <c>--max-memory-gb</c>, <c>--chunk</c> and <c>--prefix-cache-mb</c>, its context the dataset's longest request.
+    /// <c>--max-memory-gb</c>, <c>--chunk</c>, <c>--max-batched-tokens</c> and <c>--prefix-cache-mb</c>, its context the dataset's longest request.
     /// </summary>
     sealed class LocalServer : IAsyncDisposable
     {
@@ -205,6 +205,7 @@ public static class ServeBenchmark
             {
                 MaxBatch = int.Parse(Arg("--max-batch", "64"), CultureInfo.InvariantCulture), MaxQueue = 4096,
                 PrefillChunk = int.Parse(Arg("--chunk", "128"), CultureInfo.InvariantCulture), MaxContext = context,
+                MaxBatchedTokens = int.Parse(Arg("--max-batched-tokens", "256"), CultureInfo.InvariantCulture),
                 PrefixCacheBytes = long.Parse(Arg("--prefix-cache-mb", "512"), CultureInfo.InvariantCulture) << 20,
                 MaxMemoryBytes = Arg("--max-memory-gb", "") is { Length: > 0 } m
                     ? (long)(double.Parse(m, CultureInfo.InvariantCulture) * (1L << 30)) : null,
@@ -217,7 +218,7 @@ public static class ServeBenchmark
             local.engine = new InferenceEngine(local.model, new ByteTokenizer(config.VocabSize), options);
             local.server = await OpenAiServer.StartAsync(local.engine, ChatTemplate.BuiltIn("chatml"), new ServeOptions(name, Port: 0));
             local.Describe = $"; in-process wren server: {name} random weights fp32, {local.engine.Slots} slots of {context} tokens, " +
-                             $"prefill chunk {options.PrefillChunk}, prefix cache {options.PrefixCacheBytes >> 20} MiB";
+                             $"prefill chunk {options.PrefillChunk}, max batched tokens {options.MaxBatchedTokens}, prefix cache {options.PrefixCacheBytes >> 20} MiB";
             return local;
         }
 

@@ -42,7 +42,7 @@ internal static class ServeCommand
         var maxBatch = new Option<int>("--max-batch") { Description = "requests decoding at once", DefaultValueFactory = _ => 32 };
         var maxQueue = new Option<int>("--max-queue")
         {
-            Description = "requests waiting for a slot before 503",
+            Description = "requests waiting for a slot before 429",
             DefaultValueFactory = _ => 256,
         };
         var maxContext = new Option<int>("--max-context")
@@ -61,9 +61,14 @@ internal static class ServeCommand
             Description = "prompt tokens per prefill step (and prefix-cache block)",
             DefaultValueFactory = _ => 128,
         };
+        var batchedTokens = new Option<int>("--max-batched-tokens")
+        {
+            Description = "tokens per engine step: one per decoding request, the rest prefill chunks (at least --prefill-chunk)",
+            DefaultValueFactory = _ => 256,
+        };
         var template = new Option<string?>("--chat-template") { Description = "nemotron-flash, chatml, or a folder/tokenizer_config.json" };
         Option[] options = [model, host, port, apiKey, apiKeyFile, metricsPublic, allowedHosts, cors, maxRequest, timeout, name, maxBatch,
-                            maxQueue, maxContext, maxMemory, prefixCache, chunk, template];
+                            maxQueue, maxContext, maxMemory, prefixCache, chunk, batchedTokens, template];
         foreach (var o in options) command.Add(o);
         var common = new CommonOptions(command);
         command.SetAction(async (result, cancel) =>
@@ -75,7 +80,7 @@ internal static class ServeCommand
                 MaxBatch = result.GetValue(maxBatch), MaxQueue = result.GetValue(maxQueue), MaxContext = result.GetValue(maxContext),
                 MaxMemoryBytes = result.GetValue(maxMemory) is { } memory ? ProfileCommand.ParseBytes(memory, maxMemory.Name) : null,
                 PrefixCacheBytes = cacheSize == "0" ? 0 : ProfileCommand.ParseBytes(cacheSize, prefixCache.Name),
-                PrefillChunk = result.GetValue(chunk),
+                PrefillChunk = result.GetValue(chunk), MaxBatchedTokens = result.GetValue(batchedTokens),
             };
             var key = ServeOptions.ApiKeyFrom(result.GetValue(apiKey), result.GetValue(apiKeyFile),
                                               Environment.GetEnvironmentVariable("WREN_API_KEY"));

@@ -12,6 +12,9 @@ public sealed record EngineOptions
     /// </summary>
     public const int MaxSlots = Kernels.MatVec.MaxInputRows;
 
+    /// <summary>Largest <see cref="MaxBatchedTokens"/>: a step's staging slots are one per chunk it can hold.</summary>
+    public const int MaxBatchedTokensLimit = 1 << 16;
+
     /// <summary>Most requests decoding at once (slots); at most <see cref="MaxSlots"/>.</summary>
     public int MaxBatch { get; init; } = 32;
     /// <summary>Most requests waiting for a slot; one more is refused (<see cref="ServeError.QueueFull"/>).</summary>
@@ -24,6 +27,11 @@ public sealed record EngineOptions
     public long PrefixCacheBytes { get; init; } = 512L << 20;
     /// <summary>Prompt tokens prefilled per engine step, interleaved with decode steps; also the prefix cache's block.</summary>
     public int PrefillChunk { get; init; } = 128;
+    /// <summary>
+    /// Tokens one engine step runs at most (vLLM's <c>max_num_batched_tokens</c>): one per decoding request, the rest prefill
+    /// chunks; a step runs one chunk even when the decoding requests alone fill the budget. At least <see cref="PrefillChunk"/>.
+    /// </summary>
+    public int MaxBatchedTokens { get; init; } = 256;
 
     /// <summary>
     /// Slots of <see cref="MaxContext"/> tokens that fit <paramref name="budget"/> bytes beside the weights, the prefix cache and
@@ -44,6 +52,9 @@ public sealed record EngineOptions
         if (PrefixCacheBytes < 0) throw new WrenException($"prefix cache size must be >= 0, got {PrefixCacheBytes}");
         if (PrefillChunk is < 1 or > Models.HybridForCausalLM.PrefillChunk)
             throw new WrenException($"prefill chunk must be between 1 and {Models.HybridForCausalLM.PrefillChunk}, got {PrefillChunk}");
+        if (MaxBatchedTokens < PrefillChunk || MaxBatchedTokens > MaxBatchedTokensLimit)
+            throw new WrenException($"max batched tokens must be between the prefill chunk ({PrefillChunk}) and " +
+                                    $"{MaxBatchedTokensLimit}, got {MaxBatchedTokens}");
     }
 }
 
@@ -104,7 +115,11 @@ public sealed class ServeError(int status, string type, string message, string? 
     public static ServeError Invalid(string message, string? param = null, string? code = null) =>
         new(400, "invalid_request_error", message, param, code);
 
-    /// <summary>The queue is full: 503 with <c>Retry-After</c>, as OpenAI answers when overloaded.</summary>
+    /// <summary>The queue is full: 429 with <c>Retry-After</c> (RFC 6585 §4; OpenAI answers overload with 429 too).</summary>
     public static ServeError QueueFull(int maxQueue) =>
-        new(503, "server_error", $"the server is overloaded: {maxQueue} requests are already waiting; retry later", null, "queue_full");
+        new(429, "server_error", $"the server is overloaded: {maxQueue} requests are already waiting; retry later", null, "queue_full");
+
+    /// <summary>The engine is shutting down: 503 with <c>Retry-After</c> (another instance may take the request).</summary>
+    public static ServeError Stopping() =>
+        new(503, "server_error", "the server is shutting down and takes no new requests; retry later", null, "shutting_down");
 }

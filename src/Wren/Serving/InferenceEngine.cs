@@ -13,12 +13,25 @@ using static TorchSharp.torch;
 namespace Wren.Serving;
 
 /// <summary>
-/// Continuous batching over one loaded model. One thread owns the model and every tensor (dispose scopes are
-/// thread-local). Each iteration it admits waiting requests, prefills one chunk of the oldest new prompt (aligned to
-/// <see cref="EngineOptions.PrefillChunk"/>, starting from the longest cached prefix state) and runs one decode step for
-/// every running request; a request leaves the batch when it finishes or is cancelled, and its slot is reused at the
-/// next step. Each slot decodes at its own position with its own sampling settings and seed, and every kernel treats
-/// rows independently, so a request's tokens do not depend on what else runs (tested).
+/// Continuous batching over one loaded model with chunked-prefill scheduling under a token budget (vLLM's
+/// <c>max_num_batched_tokens</c>). One thread owns the model and every tensor (dispose scopes are thread-local). Each step
+/// takes every running request first (one decode token each, all rows in one batched [R, 1] forward), then fills the rest
+/// of <see cref="EngineOptions.MaxBatchedTokens"/> with prefill chunks of the waiting prompts in arrival order — several
+/// chunks of one prompt, or chunks of several prompts, each prompt in a staging row of its own — and always at least one
+/// chunk while prompts wait, so prefill progresses however many rows decode. A prompt's chunks start at multiples of
+/// <see cref="EngineOptions.PrefillChunk"/> (after the longest cached prefix state, whose blocks have that size), so where a
+/// chunk begins and ends never depends on load, only how many chunks run in a step does. A prompt whose prefill ends
+/// samples its first token and moves to a free slot; it decodes from the next step on. Prompts wait (arrival order) while
+/// every slot is running or prefilling: a running request is never evicted, so the preemption counter stays 0.
+/// A request leaves the batch when it finishes or is cancelled, and its slot is reused at the next step.
+/// Each slot decodes at its own position with its own sampling settings and seed, and every kernel treats rows
+/// independently, so a request's tokens do not depend on what else runs (tested for every layer type; Hymba's batched
+/// decode step alone is not bit-identical to one row: its log-probabilities move in the 7th digit with the batch).
+/// Why the chunks are not packed with the decode rows (or with each other) into one GEMM: row-independent layers
+/// (projections, FFN, lm_head) take the fused matrix–vector kernel for decode rows and a GEMM for a chunk, and the two
+/// sum in different orders (a GEMM's blocking also changes with its row count), so packing would change a request's
+/// logits in the last bits depending on what runs beside it; each chunk therefore runs as its own [1, L] forward through
+/// its staging row, the same arithmetic as the request alone.
 /// </summary>
 public sealed class InferenceEngine : IDisposable
 {
@@ -39,7 +52,8 @@ public sealed class InferenceEngine : IDisposable
     readonly Queue<Job> waiting = new();
     Job?[] running = [];
     int active;
-    Job? prefilling;
+    readonly List<Job> prefilling = [];          // arrival order; each holds a staging row (Job.StagingRow)
+    readonly Stack<int> freeStaging = new();
 
     /// <param name="model">A model in eval mode; the engine's thread is its only user from now on.</param>
     /// <param name="tokenizer">Decodes generated ids (stop strings, text deltas, log-probability tokens).</param>
@@ -55,19 +69,23 @@ public sealed class InferenceEngine : IDisposable
         var footprint = ModelFootprint.Of(model.Config, model.Placement.Dtype, model.Placement.Weights);
         long perSlot = footprint.CacheBytes(1, options.MaxContext);
         Slots = options.MaxBatch;
+        StagingRows = Math.Min(options.MaxBatch, (options.MaxBatchedTokens + options.PrefillChunk - 1) / options.PrefillChunk);
         if (options.MaxMemoryBytes is { } budget)
         {
-            long free = budget - footprint.WeightBytes - options.PrefixCacheBytes - perSlot;   // one staging slot for prefill
+            long free = budget - footprint.WeightBytes - options.PrefixCacheBytes - StagingRows * perSlot;
             Slots = (int)Math.Min(options.MaxBatch, Math.Max(0, free / perSlot));
             if (Slots < 1)
                 throw new WrenException($"--max-memory {budget / 1e6:F0} MB holds no slot: weights take " +
                                         $"{footprint.WeightBytes / 1e6:F0} MB, the prefix cache {options.PrefixCacheBytes / 1e6:F0} MB " +
                                         $"and one slot of {options.MaxContext} tokens " +
-                                        $"{perSlot / 1e6:F1} MB (two are needed)");
+                                        $"{perSlot / 1e6:F1} MB ({StagingRows + 1} are needed: {StagingRows} for prefill, " +
+                                        "fewer with a lower --max-batched-tokens)");
+            StagingRows = Math.Min(StagingRows, Slots);
         }
-        else if (footprint.WeightBytes + options.PrefixCacheBytes + (Slots + 1L) * perSlot is var need
+        else if (footprint.WeightBytes + options.PrefixCacheBytes + ((long)Slots + StagingRows) * perSlot is var need
                  && GC.GetGCMemoryInfo().TotalAvailableMemoryBytes is var physical && need > physical)
-            throw new WrenException($"{Slots} slots (+1 for prefill) of {options.MaxContext} tokens need {need / 1e6:F0} MB " +
+            throw new WrenException($"{Slots} slots (+{StagingRows} for prefill) of {options.MaxContext} tokens " +
+                                    $"need {need / 1e6:F0} MB " +
                                     $"({perSlot / 1e6:F1} MB each, weights {footprint.WeightBytes / 1e6:F0} MB), more than this " +
                                     $"machine's {physical / 1e6:F0} MB: lower --max-context or --max-batch, or set --max-memory");
         SlotBytes = perSlot;
@@ -83,6 +101,12 @@ public sealed class InferenceEngine : IDisposable
     public ITextTokenizer Tokenizer => tokenizer;
     /// <summary>Requests that can decode at once (<see cref="EngineOptions.MaxBatch"/>, cut to fit the memory budget).</summary>
     public int Slots { get; }
+    /// <summary>
+    /// Prompts that can prefill at once, each in a staging slot of its own (counted in the memory budget): as many
+    /// <see cref="EngineOptions.PrefillChunk"/> chunks as <see cref="EngineOptions.MaxBatchedTokens"/> holds, at most
+    /// <see cref="Slots"/>.
+    /// </summary>
+    public int StagingRows { get; }
     /// <summary>Cache bytes of one slot at <see cref="EngineOptions.MaxContext"/> tokens.</summary>
     public long SlotBytes { get; }
     /// <summary>Requests the engine holds at most: <see cref="Slots"/> running + <see cref="EngineOptions.MaxQueue"/> waiting.</summary>
@@ -93,13 +117,15 @@ public sealed class InferenceEngine : IDisposable
 
     /// <summary>
     /// Queues a request. Errors: <see cref="ServeError"/> 400 for an empty prompt, ids outside the vocabulary or more
-    /// tokens than the context holds; 503 when <see cref="EngineOptions.MaxQueue"/> requests are already waiting.
+    /// tokens than the context holds; 429 when <see cref="EngineOptions.MaxQueue"/> requests are already waiting; 503 once
+    /// the engine is stopping.
     /// </summary>
     /// <param name="cancel">Cancelling (a client that disconnects) drops the request and frees its slot at the next step.</param>
     public GenerationHandle Submit(EngineRequest request, CancellationToken cancel = default)
     {
         Check(request);
         var cursor = Cursor(request.Sampling);
+        if (stopping.IsCancellationRequested) throw ServeError.Stopping();
         if (Interlocked.Increment(ref queued) > Capacity)
         {
             Interlocked.Decrement(ref queued);
@@ -173,6 +199,7 @@ public sealed class InferenceEngine : IDisposable
         public long LastToken { get; set; }
         public double? FirstTokenSeconds { get; set; }
         public int Prefilled { get; set; }
+        public int StagingRow { get; set; } = -1;
         public int Cached { get; set; }
         public int Generated { get; set; }
         public int NextInput { get; set; }
@@ -194,7 +221,8 @@ public sealed class InferenceEngine : IDisposable
         {
             using var noGrad = no_grad();
             slots = new SlotCache(model, Slots, Options.MaxContext);
-            staging = new SlotCache(model, 1, Options.MaxContext);
+            staging = new SlotCache(model, StagingRows, Options.MaxContext);
+            for (int row = StagingRows - 1; row >= 0; row--) freeStaging.Push(row);
             if (Options.PrefixCacheBytes > 0) prefixes = new PrefixCache(Options.PrefixCacheBytes, Options.PrefillChunk);
             running = new Job?[Slots];
             ready.SetResult();
@@ -207,7 +235,7 @@ public sealed class InferenceEngine : IDisposable
         using (no_grad())
             while (!stopping.IsCancellationRequested)
             {
-                if (active == 0 && prefilling is null && waiting.Count == 0 && incoming.IsEmpty && calls.IsEmpty) wake.Wait();
+                if (active == 0 && prefilling.Count == 0 && waiting.Count == 0 && incoming.IsEmpty && calls.IsEmpty) wake.Wait();
                 while (wake.CurrentCount > 0) wake.Wait(0);
                 while (calls.TryDequeue(out var call))
                 {
@@ -237,21 +265,58 @@ public sealed class InferenceEngine : IDisposable
                 Drop(job);
             }
         }
-        if (prefilling is { Cancel.IsCancellationRequested: true }) { Drop(prefilling); prefilling = null; }
-        if (prefilling is null && active < Slots && waiting.Count > 0)
+        foreach (var job in prefilling.Where(j => j.Cancel.IsCancellationRequested).ToList())
+        {
+            Unstage(job);
+            Drop(job);
+        }
+        while (active + prefilling.Count < Slots && freeStaging.Count > 0 && waiting.Count > 0)
         {
             var job = waiting.Dequeue();
             try { StartPrefill(job); }
             catch (Exception e) when (e is not OutOfMemoryException) { Fail(job, e); }
         }
-        if (prefilling is { } current)
-        {
-            try { PrefillChunk(current); }
-            catch (Exception e) when (e is not OutOfMemoryException) { Fail(current, e); }
-        }
+        int decodeRows = active;
         if (active > 0) DecodeStep();
+        var chunks = new List<int>();
+        var prompts = new HashSet<Job>();
+        int tokens = decodeRows;
+        bool full = false;
+        foreach (var job in prefilling.ToList())                                // arrival order
+            while (!full && job.StagingRow >= 0)
+            {
+                int length = Math.Min(Options.PrefillChunk, job.Request.Prompt.Count - job.Prefilled);
+                full = chunks.Count > 0 && tokens + length > Options.MaxBatchedTokens;   // the first chunk always runs
+                if (full) break;
+                chunks.Add(length);
+                prompts.Add(job);
+                tokens += length;
+                try { PrefillChunk(job, length); }
+                catch (Exception e) when (e is not OutOfMemoryException) { Fail(job, e); }
+            }
+        if (tokens > 0)
+        {
+            Metrics.BatchedTokens.Observe(tokens);
+            StepPlanned?.Invoke(new StepPlan(decodeRows, chunks, prompts.Count));
+        }
         Metrics.RunningBatch.Set(active);
+        Metrics.PrefillingPrompts.Set(prefilling.Count);
         Metrics.PrefixCacheBytes.Set(prefixes?.Bytes ?? 0);
+    }
+
+    /// <summary>One step's work: decode rows, the prefill chunks' lengths in the order they ran, the prompts they came from.</summary>
+    internal sealed record StepPlan(int DecodeRows, IReadOnlyList<int> Chunks, int Prompts);
+
+    /// <summary>Called on the engine thread after each step that did work (tests check the token budget).</summary>
+    internal Action<StepPlan>? StepPlanned { get; set; }
+
+    /// <summary>Gives the job's staging row back (its prefill ended, failed or was cancelled).</summary>
+    void Unstage(Job job)
+    {
+        if (job.StagingRow < 0) return;
+        freeStaging.Push(job.StagingRow);
+        job.StagingRow = -1;
+        prefilling.Remove(job);
     }
 
     void StartPrefill(Job job)
@@ -265,17 +330,18 @@ public sealed class InferenceEngine : IDisposable
             Finish(job, "length");
             return;
         }
+        int row = freeStaging.Peek();
         var chain = prefixes?.Lookup(request.Prompt) ?? [];
         if (chain.Count > 0)
         {
-            staging!.Restore(0, chain);
+            staging!.Restore(row, chain);
             job.Cached = job.Prefilled = chain.Count * Options.PrefillChunk;
             Metrics.PrefixCacheHits.Inc();
             Metrics.PrefixCacheHitTokens.Inc(job.Cached);
         }
         else
         {
-            staging!.Reset(0);
+            staging!.Reset(row);
             if (prefixes is not null) Metrics.PrefixCacheMisses.Inc();
         }
         var device = model.LmHeadWeight.device;
@@ -287,7 +353,8 @@ public sealed class InferenceEngine : IDisposable
             seen.index_fill_(1, tensor(request.Prompt.Select(i => (long)i).ToArray(), device: device), true);
             job.Seen = seen.DetachFromDisposeScope();
         }
-        prefilling = job;
+        job.StagingRow = freeStaging.Pop();
+        prefilling.Add(job);
     }
 
     /// <summary>Log-probabilities of each prompt token given the ones before, from the same float32 logits as <c>wren logits</c>.</summary>
@@ -316,13 +383,15 @@ public sealed class InferenceEngine : IDisposable
 
     string Piece(int id) => tokenizer.Decode([id]);
 
-    void PrefillChunk(Job job)
+    /// <summary>Prefills the job's next <paramref name="length"/> prompt tokens in its staging row; the last chunk samples
+    /// the first token and moves the row to a free slot.</summary>
+    void PrefillChunk(Job job, int length)
     {
         var prompt = job.Request.Prompt;
-        int start = job.Prefilled, length = Math.Min(Options.PrefillChunk, prompt.Count - start);
+        int start = job.Prefilled, row = job.StagingRow;
         Tensor logits;
         using (var scope = NewDisposeScope())
-        using (var view = staging!.RowView(0))
+        using (var view = staging!.RowView(row))
         {
             var chunk = prompt.Skip(start).Take(length).Select(i => (long)i).ToArray();
             var ids = tensor(chunk, [1, length], device: model.LmHeadWeight.device);
@@ -330,15 +399,15 @@ public sealed class InferenceEngine : IDisposable
         }
         using (logits)
         {
-            staging.Advance(0, length);
+            staging.Advance(row, length);
             job.Prefilled += length;
-            if (length == Options.PrefillChunk) prefixes?.Add(prompt, start / length, () => staging.Snapshot(0, length));
+            if (length == Options.PrefillChunk) prefixes?.Add(prompt, start / length, () => staging.Snapshot(row, length));
             if (job.Prefilled < prompt.Count) return;
-            prefilling = null;
+            Unstage(job);
             Metrics.PromptTokens.Inc(prompt.Count);
             if (Emit(job, logits)) return;
         }
-        slots!.CopyRow(staging, 0, active);
+        slots!.CopyRow(staging, row, active);
         running[active++] = job;
     }
 
@@ -452,7 +521,7 @@ public sealed class InferenceEngine : IDisposable
     /// continues; the batch goes on.</summary>
     void Fail(Job job, Exception error)
     {
-        if (prefilling == job) prefilling = null;
+        Unstage(job);
         job.Release();
         Interlocked.Decrement(ref queued);
         job.Handle.StepsWriter.TryComplete(error);
@@ -462,9 +531,9 @@ public sealed class InferenceEngine : IDisposable
     void FailAll(Exception error)
     {
         Metrics.QueueDepth.Dec(waiting.Count);
-        var jobs = waiting.Cast<Job?>().Concat(running.Take(active)).Append(prefilling).OfType<Job>().ToList();
+        var jobs = waiting.Cast<Job?>().Concat(running.Take(active)).Concat(prefilling).OfType<Job>().ToList();
         waiting.Clear();
-        prefilling = null;
+        foreach (var job in prefilling.ToList()) Unstage(job);
         Array.Clear(running);
         active = 0;
         foreach (var job in jobs)

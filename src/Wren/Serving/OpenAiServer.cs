@@ -86,8 +86,9 @@ public sealed record ServeOptions(string ModelName, string Host = "127.0.0.1", i
 /// an unsupported parameter (<see cref="Unsupported"/>), a prompt longer than the context, more sequences than the server can
 /// ever hold, or a Host header not allowed (<see cref="ServeOptions.AllowedHosts"/>); 401 missing or wrong API key (with
 /// <c>WWW-Authenticate</c>); 404 unknown model or route; 405 wrong method; 408 past <see cref="ServeOptions.RequestTimeout"/>;
-/// 413 body over <see cref="ServeOptions.MaxRequestBytes"/>; 415 a body that is not <c>application/json</c>; 503 with
-/// <c>Retry-After</c> when the queue is full; an unexpected failure is a 500 with a one-line message, never a stack trace.
+/// 413 body over <see cref="ServeOptions.MaxRequestBytes"/>; 415 a body that is not <c>application/json</c>; 429 with
+/// <c>Retry-After</c> when the queue is full, 503 with it while the engine stops; an unexpected failure is a 500 with a
+/// one-line message, never a stack trace.
 /// </summary>
 public sealed class OpenAiServer : IAsyncDisposable
 {
@@ -227,7 +228,7 @@ public sealed class OpenAiServer : IAsyncDisposable
                 BadHttpRequestException b => ServeError.Invalid(b.Message),
                 _ => new ServeError(500, "server_error", $"internal error: {e.GetType().Name}: {e.Message}"),
             };
-            if (error.Status == 503) ctx.Response.Headers.RetryAfter = "1";
+            if (error.Status is 429 or 503) ctx.Response.Headers.RetryAfter = "1";
             if (error.Status == 401)
                 ctx.Response.Headers.WWWAuthenticate = ctx.Request.Headers.Authorization.Count == 0
                     ? "Bearer realm=\"wren\"" : "Bearer realm=\"wren\", error=\"invalid_token\"";
@@ -450,7 +451,7 @@ public sealed class OpenAiServer : IAsyncDisposable
     /// <summary>
     /// Submits every request (all or none); the handles end when <paramref name="cancel"/> fires. Errors: 400 naming
     /// <paramref name="field"/> when there are more requests than the engine can ever hold (<see cref="InferenceEngine.Capacity"/>),
-    /// which retrying would never change; 503 when they do not fit now.
+    /// which retrying would never change; 429 when they do not fit now.
     /// </summary>
     List<GenerationHandle> SubmitAll(IReadOnlyList<EngineRequest> requests, CancellationTokenSource cancel, string field)
     {

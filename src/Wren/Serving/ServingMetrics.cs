@@ -5,7 +5,8 @@ namespace Wren.Serving;
 /// <summary>
 /// The server's Prometheus metrics (prometheus-net), in a registry of their own so that several servers in one
 /// process do not mix: requests by status, prompt and generated tokens, queue depth, running batch size, time to
-/// first token and inter-token latency, prefix-cache hits.
+/// first token and inter-token latency, prefix-cache hits, tokens per engine step, prompts prefilling and
+/// preemptions.
 /// </summary>
 public sealed class ServingMetrics
 {
@@ -30,6 +31,12 @@ public sealed class ServingMetrics
         PrefixCacheHitTokens = factory.CreateCounter("wren_prefix_cache_hit_tokens_total",
                                                      "Prompt tokens not prefilled thanks to the prefix cache");
         PrefixCacheBytes = factory.CreateGauge("wren_prefix_cache_bytes", "Bytes held by the prefix-state cache");
+        PrefillingPrompts = factory.CreateGauge("wren_prefilling_prompts", "Prompts holding a staging slot while they prefill");
+        BatchedTokens = factory.CreateHistogram("wren_batched_tokens_per_step",
+                                                "Tokens run in one engine step: one per decoding request plus the prefill chunks",
+                                                new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(1, 2, 14) });
+        Preemptions = factory.CreateCounter("wren_preemptions_total",
+                                            "Running requests evicted to make room (always 0: new prompts wait instead)");
     }
 
     public Counter Requests { get; }
@@ -43,6 +50,10 @@ public sealed class ServingMetrics
     public Counter PrefixCacheMisses { get; }
     public Counter PrefixCacheHitTokens { get; }
     public Gauge PrefixCacheBytes { get; }
+    public Gauge PrefillingPrompts { get; }
+    public Histogram BatchedTokens { get; }
+    /// <summary>Stays 0: the engine never evicts a running request; prompts wait for a slot instead.</summary>
+    public Counter Preemptions { get; }
 
     /// <summary>Writes every metric in the Prometheus text exposition format.</summary>
     public Task WriteAsync(Stream destination, CancellationToken cancel = default) =>

@@ -153,7 +153,8 @@ internal static class MixerModelChecks
         long perSlot = footprint.CacheBytes(1, 64);
         var engineOptions = new EngineOptions
         {
-            MaxBatch = 64, PrefillChunk = 8, MaxContext = 64, PrefixCacheBytes = 0, MaxMemoryBytes = footprint.WeightBytes + 4 * perSlot,
+            MaxBatch = 64, PrefillChunk = 8, MaxBatchedTokens = 8, MaxContext = 64, PrefixCacheBytes = 0,
+            MaxMemoryBytes = footprint.WeightBytes + 4 * perSlot,                      // 3 slots + one staging slot (one chunk a step)
         };
         using var engine = new InferenceEngine(model, new ByteTokenizer(97), engineOptions);
         Assert.Equal(3, engine.Slots);

@@ -12,7 +12,7 @@ namespace Wren.Tests.Serving;
 /// <summary>Many clients at once against a real server: batching, disconnects, a full queue, the API key.</summary>
 public sealed class ConcurrencyTests
 {
-    static StringContent Body(object body) => new(JsonSerializer.Serialize(body), Encoding.UTF8, "application/json");
+    internal static StringContent Body(object body) => new(JsonSerializer.Serialize(body), Encoding.UTF8, "application/json");
 
     /// <summary>A request that runs for seconds on the tiny model (4000 tokens), unless stopped.</summary>
     static readonly object Long =
@@ -25,7 +25,7 @@ public sealed class ConcurrencyTests
     };
 
     /// <summary>Reads a server-sent event stream to [DONE] and returns the concatenated text.</summary>
-    static async Task<string> ReadStream(HttpResponseMessage response)
+    internal static async Task<string> ReadStream(HttpResponseMessage response)
     {
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var text = new StringBuilder();
@@ -40,14 +40,14 @@ public sealed class ConcurrencyTests
         throw new InvalidOperationException("the stream ended without data: [DONE]");
     }
 
-    static async Task<long> LiveTensors(InferenceEngine engine)
+    internal static async Task<long> LiveTensors(InferenceEngine engine)
     {
         long live = 0;
         await engine.InvokeAsync(() => live = DisposeScopeManager.Statistics.ThreadTotalLiveCount);
         return live;
     }
 
-    static async Task WaitUntil(Func<bool> condition, string what)
+    internal static async Task WaitUntil(Func<bool> condition, string what)
     {
         for (int i = 0; i < 500 && !condition(); i++) await Task.Delay(20);
         Assert.True(condition(), what);
@@ -100,7 +100,7 @@ public sealed class ConcurrencyTests
     }
 
     [Fact]
-    public async Task A_full_queue_answers_503_with_retry_after_and_the_server_keeps_serving()
+    public async Task A_full_queue_answers_429_with_retry_after_and_the_server_keeps_serving()
     {
         await using var server = await LoopbackServer.StartAsync(new EngineOptions { MaxBatch = 1, MaxQueue = 1, MaxContext = 4096 });
         using var cancel = new CancellationTokenSource();
@@ -110,7 +110,7 @@ public sealed class ConcurrencyTests
         await WaitUntil(() => server.Engine.Metrics.QueueDepth.Value == 1, "one request waits");
         using (var refused = await server.Http.PostAsync("/v1/completions", Body(Request(4, stream: false))))
         {
-            Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+            Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
             Assert.Equal("1", refused.Headers.GetValues("Retry-After").Single());
             var error = JsonNode.Parse(await refused.Content.ReadAsStringAsync())!["error"]!;
             Assert.Equal("queue_full", (string)error["code"]!);
@@ -121,7 +121,7 @@ public sealed class ConcurrencyTests
         using (var served = await waiting) Assert.Equal(HttpStatusCode.OK, served.StatusCode);
         using (var after = await server.Http.PostAsync("/v1/completions", Body(Request(5, stream: false))))
             Assert.Equal(HttpStatusCode.OK, after.StatusCode);
-        Assert.Contains("wren_requests_total{status=\"503\"} 1", await server.Http.GetStringAsync("/metrics"));
+        Assert.Contains("wren_requests_total{status=\"429\"} 1", await server.Http.GetStringAsync("/metrics"));
     }
 
     [Fact]

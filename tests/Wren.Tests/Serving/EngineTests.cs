@@ -20,7 +20,7 @@ public class EngineTests
         GlobalAttnIdx = [6],
     };
 
-    static SamplingOptions Greedy(int tokens) => new() { Temperature = 0, MaxNewTokens = tokens };
+    internal static SamplingOptions Greedy(int tokens) => new() { Temperature = 0, MaxNewTokens = tokens };
 
     internal static async Task<List<GenerationStep>> Collect(GenerationHandle handle)
     {
@@ -29,7 +29,7 @@ public class EngineTests
         return steps;
     }
 
-    static int[] Prompt(int length, int seed) => RandomTokens(1, length, 97, seed).data<long>().Select(i => (int)i).ToArray();
+    internal static int[] Prompt(int length, int seed) => RandomTokens(1, length, 97, seed).data<long>().Select(i => (int)i).ToArray();
 
     [Fact]
     public async Task Greedy_tokens_and_logprobs_match_the_full_forward()
@@ -63,8 +63,8 @@ public class EngineTests
         long perSlot = footprint.CacheBytes(1, 64);
         var options = new EngineOptions
         {
-            MaxBatch = 64, PrefillChunk = 8, MaxContext = 64, PrefixCacheBytes = 0,
-            MaxMemoryBytes = footprint.WeightBytes + 4 * perSlot,   // room for 3 slots + the staging one at these weights only
+            MaxBatch = 64, PrefillChunk = 8, MaxBatchedTokens = 8, MaxContext = 64, PrefixCacheBytes = 0,
+            MaxMemoryBytes = footprint.WeightBytes + 4 * perSlot,   // room for 3 slots + one staging slot at these weights only
         };
         using var engine = new InferenceEngine(model, new ByteTokenizer(97), options);
         Assert.Equal(3, engine.Slots);
@@ -100,17 +100,26 @@ public class EngineTests
     public async Task A_long_prompt_is_prefilled_in_chunks_while_running_requests_keep_decoding()
     {
         using var model = RandomModel(Mixed, seed: 7);
-        var options = new EngineOptions { MaxBatch = 2, PrefillChunk = 4, MaxContext = 256 };
+        var options = new EngineOptions { MaxBatch = 2, PrefillChunk = 4, MaxBatchedTokens = 5, MaxContext = 256 };
         using var engine = new InferenceEngine(model, new ByteTokenizer(97), options);
         var running = engine.Submit(new EngineRequest(Prompt(5, 1), Greedy(40)));
         await running.Steps.WaitToReadAsync();
         var arriving = engine.Submit(new EngineRequest(Prompt(200, 2), Greedy(3)));        // 50 prefill chunks
         await arriving.Steps.WaitToReadAsync();
-        // One chunk per engine step, each followed by a decode step: the 40-token request finished before the first token of
-        // the long prompt (prefilled at once, it would still be running).
+        // One chunk per engine step (the budget: one decode token + one chunk) beside the decode step: the 40-token request
+        // finished before the first token of the long prompt (prefilled at once, it would still be running).
         Assert.True(running.Usage is not null, "the running request was held up by the arriving prompt");
         Assert.Equal(40, (await Collect(running)).Count);
     }
+
+    /// <summary>A small model of one <see cref="LayerTypes"/> entry: that layer type and an FFN layer, with 2 meta tokens.</summary>
+    internal static HybridConfig ConfigOf(string layers) => layers switch
+    {
+        "mixed" => Mixed,
+        // Two window-16 layers see 32 tokens back: more than a turn adds after the cached blocks, less than the chat's length.
+        "swa" => Config("a", "a", "f") with { SlidingWindow = 16, GlobalAttnIdx = [], NumMemoryTokens = 2 },
+        _ => Config(layers, "f") with { NumMemoryTokens = 2 },
+    };
 
     public static TheoryData<string, string> LayerTypes => new()
     {
@@ -123,13 +132,7 @@ public class EngineTests
     [MemberData(nameof(LayerTypes))]
     public async Task A_chat_continued_turn_by_turn_gives_identical_logprobs_with_and_without_the_prefix_cache(string name, string layers)
     {
-        var config = layers switch
-        {
-            "mixed" => Mixed,
-            // Two window-16 layers see 32 tokens back: more than a turn adds after the cached blocks, less than the chat's length.
-            "swa" => Config("a", "a", "f") with { SlidingWindow = 16, GlobalAttnIdx = [], NumMemoryTokens = 2 },
-            _ => Config(layers, "f") with { NumMemoryTokens = 2 },
-        };
+        var config = ConfigOf(layers);
         using var model = RandomModel(config, seed: name.Length);
         var options = new EngineOptions { MaxBatch = 2, PrefillChunk = 8, MaxContext = 128 };
         using var cold = new InferenceEngine(model, new ByteTokenizer(97), options with { PrefixCacheBytes = 0 });
@@ -197,7 +200,7 @@ public class EngineTests
                 engine.Submit(new EngineRequest(Prompt(3, i), Greedy(2)), cancel.Token);
                 admitted++;
             }
-            catch (ServeError e) when (e.Status == 503) { }
+            catch (ServeError e) when (e.Status == 429) { }
             Thread.SpinWait(random.Next(4000));
             cancel.Cancel();
         }

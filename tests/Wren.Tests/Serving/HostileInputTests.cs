@@ -57,7 +57,7 @@ public sealed class HostileInputTests
     static void AssertError(int status, JsonNode? error, int expectedStatus, string? param, string? code = null)
     {
         Assert.True(status == expectedStatus, $"{status}: {error?.ToJsonString()}");
-        Assert.Equal(expectedStatus == 503 ? "server_error" : "invalid_request_error", (string)error!["type"]!);
+        Assert.Equal(expectedStatus is 429 or 503 ? "server_error" : "invalid_request_error", (string)error!["type"]!);
         Assert.Equal(param, (string?)error["param"]);
         if (code is not null) Assert.Equal(code, (string?)error["code"]);
         Assert.DoesNotContain("Exception", (string)error["message"]!);
