@@ -9,7 +9,7 @@ namespace Wren.Bench;
 /// <summary>
 /// The Nemotron-Flash paper's throughput metric: decode tokens/s at a long input length with as many concurrent streams as fit
 /// a memory budget, per model at the same budget. The streams held are what <c>wren serve --max-memory</c> would hold at that
-/// context (<see cref="EngineOptions.SlotsWithin"/>: weights, one staging slot, no prefix cache; capped at
+/// context (<see cref="EngineOptions.SlotsWithin"/>: weights, the staging rows, no prefix cache; capped at
 /// <see cref="EngineOptions.MaxSlots"/>, the rows one fused decode step takes). Prefill is not what is measured: each context is
 /// prefilled for real once at batch 1 (random token ids) and that state is cloned into every slot
 /// (<see cref="HybridForCausalLM.NewCacheFrom"/>); then greedy decode steps of all slots at once run directly through the batched
@@ -30,7 +30,7 @@ public static class ThroughputBenchmark
 
         Console.WriteLine("# throughput: decode tokens/s at each input length with the most streams that fit " +
                           $"{budget / (double)(1L << 30):F2} GiB " +
-                          $"(weights + one staging slot + slots, as wren serve --max-memory counts; at most {EngineOptions.MaxSlots}); " +
+                          $"(weights + staging rows + slots, as wren serve --max-memory counts; at most {EngineOptions.MaxSlots}); " +
                           "each context prefilled once for real at batch 1 and its state cloned into every slot; decode measured " +
                           $"directly through the batched decode forward, {steps} greedy steps, best of {repeats}; random weights fp32; " +
                           Wren.Runtime.WrenRuntime.Describe());

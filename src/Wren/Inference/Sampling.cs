@@ -28,6 +28,15 @@ public sealed record SamplingOptions
     /// <summary>Added to a token's logit before sampling (OpenAI's <c>logit_bias</c>: −100 bans a token, +100 all but forces
     /// it).</summary>
     public IReadOnlyDictionary<int, double> LogitBias { get; init; } = new Dictionary<int, double>();
+    /// <summary>
+    /// OpenAI's <c>frequency_penalty</c> in [−2, 2]: subtracted from a token's logit once per time it was already generated
+    /// (prompt tokens not counted; https://platform.openai.com/docs/advanced-usage, "Frequency and presence penalties").
+    /// </summary>
+    public double FrequencyPenalty { get; init; }
+    /// <summary>OpenAI's <c>presence_penalty</c> in [−2, 2]: subtracted from a token's logit once it has been generated at all.</summary>
+    public double PresencePenalty { get; init; }
+    /// <summary>Whether <see cref="Sampler.Next"/> needs the counts of generated tokens.</summary>
+    public bool CountsGenerated => FrequencyPenalty != 0 || PresencePenalty != 0;
 
     public void Validate()
     {
@@ -41,6 +50,10 @@ public sealed record SamplingOptions
         if (StopStrings.Any(s => s.Length == 0)) throw new WrenException("stop strings must not be empty (one would stop at once)");
         if (LogitBias.Values.Any(b => !(b >= -100 && b <= 100)))
             throw new WrenException("logit biases must be between -100 and 100");
+        if (!(FrequencyPenalty >= -2 && FrequencyPenalty <= 2))
+            throw new WrenException($"frequency penalty must be between -2 and 2, got {FrequencyPenalty}");
+        if (!(PresencePenalty >= -2 && PresencePenalty <= 2))
+            throw new WrenException($"presence penalty must be between -2 and 2, got {PresencePenalty}");
     }
 
     /// <summary>The context rule shared by the generator and the server: prompt + new tokens must fit the model's context.</summary>
@@ -62,9 +75,13 @@ internal static class Sampler
 {
     /// <param name="seen">[B, V] bool: tokens already in each row, for the repetition penalty (or null).</param>
     /// <param name="allowed">[B, V] bool: the only tokens each row may take (a grammar's mask; at least one per row), or null.</param>
+    /// <param name="generated">
+    /// [B, V] float64: how many times each row has generated each token, for the frequency and presence penalties (or null).
+    /// </param>
     /// <returns>[B] int64 token ids.</returns>
     /// <exception cref="WrenException">The logits hold NaN (the model itself diverged).</exception>
-    public static Tensor Next(Tensor logits, SamplingOptions options, Generator? generator, Tensor? seen = null, Tensor? allowed = null)
+    public static Tensor Next(Tensor logits, SamplingOptions options, Generator? generator, Tensor? seen = null, Tensor? allowed = null,
+                              Tensor? generated = null)
     {
         using var scope = NewDisposeScope();
         var scores = logits.to(ScalarType.Float64);
@@ -76,6 +93,8 @@ internal static class Sampler
                 if (id >= 0 && id < bias.Length) bias[id] = value;
             scores = scores + tensor(bias, device: scores.device);
         }
+        if (options.CountsGenerated && generated is not null)
+            scores = scores - generated * options.FrequencyPenalty - (generated > 0).to(ScalarType.Float64) * options.PresencePenalty;
         // Masked before the rest, so greedy, top-k and top-p all choose among allowed tokens only.
         if (allowed is not null) scores = scores.MaskedFill(allowed.logical_not(), double.NegativeInfinity);
         if (options.RepetitionPenalty != 1.0 && seen is not null)

@@ -87,6 +87,7 @@ public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokeni
         using var noGrad = no_grad();
         using var cache = model.NewCache(B, longest + options.MaxNewTokens, (int)leftPad.Max());
         using var seen = zeros([B, model.Config.VocabSize], ScalarType.Bool, device);
+        using var counts = options.CountsGenerated ? zeros([B, model.Config.VocabSize], ScalarType.Float64, device) : null;
         if (options.RepetitionPenalty != 1.0)
         {
             // Pads are replaced by the row's first real token so only real tokens count as seen.
@@ -123,9 +124,11 @@ public sealed class TextGenerator(HybridForCausalLM model, ITextTokenizer tokeni
                     var allowed = masker is null ? null
                         : tensor(masks.SelectMany(m => m ?? Enumerable.Repeat(true, model.Config.VocabSize)).ToArray(), device: device)
                             .reshape(B, -1);
-                    var chosen = Sampler.Next(logits, options, generator, options.RepetitionPenalty != 1.0 ? seen : null, allowed);
+                    var chosen = Sampler.Next(logits, options, generator, options.RepetitionPenalty != 1.0 ? seen : null, allowed,
+                                              counts);
                     next = chosen.cpu().data<long>().ToArray();
                     if (options.RepetitionPenalty != 1.0) seen.scatter_(1, chosen.unsqueeze(1), ones([B, 1], ScalarType.Bool, device));
+                    counts?.scatter_add_(1, chosen.unsqueeze(1), ones([B, 1], ScalarType.Float64, device));
                 }
                 logits.Dispose();
                 var events = new List<GeneratedToken>();

@@ -33,14 +33,17 @@ public sealed record EngineOptions
     /// </summary>
     public int MaxBatchedTokens { get; init; } = 256;
 
+    /// <summary>Staging rows a step prefills into: one per chunk the token budget holds, at most <see cref="MaxBatch"/>.</summary>
+    public int StagingRows => Math.Min(MaxBatch, (MaxBatchedTokens + PrefillChunk - 1) / PrefillChunk);
+
     /// <summary>
     /// Slots of <see cref="MaxContext"/> tokens that fit <paramref name="budget"/> bytes beside the weights, the prefix cache and
-    /// one staging slot for prefill (the engine's rule), before the <see cref="MaxBatch"/> cap; 0 when none fits.
+    /// the <see cref="StagingRows"/> prefill rows (the engine's rule), before the <see cref="MaxBatch"/> cap; 0 when none fits.
     /// </summary>
     public long SlotsWithin(Models.ModelFootprint footprint, long budget)
     {
         long perSlot = footprint.CacheBytes(1, MaxContext);
-        return Math.Max(0, (budget - footprint.WeightBytes - PrefixCacheBytes - perSlot) / perSlot);
+        return Math.Max(0, (budget - footprint.WeightBytes - PrefixCacheBytes - StagingRows * perSlot) / perSlot);
     }
 
     public void Validate()

@@ -69,11 +69,10 @@ public sealed class InferenceEngine : IDisposable
         var footprint = ModelFootprint.Of(model.Config, model.Placement.Dtype, model.Placement.Weights);
         long perSlot = footprint.CacheBytes(1, options.MaxContext);
         Slots = options.MaxBatch;
-        StagingRows = Math.Min(options.MaxBatch, (options.MaxBatchedTokens + options.PrefillChunk - 1) / options.PrefillChunk);
+        StagingRows = options.StagingRows;
         if (options.MaxMemoryBytes is { } budget)
         {
-            long free = budget - footprint.WeightBytes - options.PrefixCacheBytes - StagingRows * perSlot;
-            Slots = (int)Math.Min(options.MaxBatch, Math.Max(0, free / perSlot));
+            Slots = (int)Math.Min(options.MaxBatch, options.SlotsWithin(footprint, budget));
             if (Slots < 1)
                 throw new WrenException($"--max-memory {budget / 1e6:F0} MB holds no slot: weights take " +
                                         $"{footprint.WeightBytes / 1e6:F0} MB, the prefix cache {options.PrefixCacheBytes / 1e6:F0} MB " +
@@ -98,6 +97,8 @@ public sealed class InferenceEngine : IDisposable
     public EngineOptions Options { get; }
     public ServingMetrics Metrics { get; }
     public HybridConfig Config => model.Config;
+    /// <summary>The dtype of the model's weights (the output head's), for <see cref="OpenAiServer.Fingerprint"/>.</summary>
+    public ScalarType WeightType => model.LmHeadWeight.dtype;
     public ITextTokenizer Tokenizer => tokenizer;
     /// <summary>Requests that can decode at once (<see cref="EngineOptions.MaxBatch"/>, cut to fit the memory budget).</summary>
     public int Slots { get; }
@@ -205,12 +206,15 @@ public sealed class InferenceEngine : IDisposable
         public int NextInput { get; set; }
         public Generator? Random { get; set; }
         public Tensor? Seen { get; set; }
+        /// <summary>[1, V] float64 counts of generated tokens, for the frequency and presence penalties.</summary>
+        public Tensor? Counts { get; set; }
         public GrammarCursor? Cursor { get; init; }
 
         public void Release()
         {
             Random?.Dispose();
             Seen?.Dispose();
+            Counts?.Dispose();
             Registration.Dispose();
         }
     }
@@ -463,9 +467,12 @@ public sealed class InferenceEngine : IDisposable
                 }
                 allowed = tensor(mask, device: logits.device).reshape(1, -1);
             }
-            id = (int)Sampler.Next(logits, sampling, job.Random, job.Seen, allowed).item<long>();
+            if (sampling.CountsGenerated && job.Counts is null)
+                job.Counts = zeros([1, logits.shape[^1]], ScalarType.Float64, logits.device).DetachFromDisposeScope();
+            id = (int)Sampler.Next(logits, sampling, job.Random, job.Seen, allowed, job.Counts).item<long>();
             job.Cursor?.Advance(id);
             job.Seen?.index_fill_(1, tensor(new long[] { id }, device: job.Seen.device), true);
+            job.Counts?[0, id].add_(1.0);
             if (request.TopLogprobs is { } top) logprob = Logprob(logits[0].log_softmax(-1).cpu(), id, top);
         }
         long now = Stopwatch.GetTimestamp();

@@ -22,6 +22,7 @@ internal sealed record CompletionBody(
     [property: JsonPropertyName("object")] string Object,
     [property: JsonPropertyName("created")] long Created,
     [property: JsonPropertyName("model")] string Model,
+    [property: JsonPropertyName("system_fingerprint")] string SystemFingerprint,
     [property: JsonPropertyName("choices")] IReadOnlyList<CompletionChoice> Choices,
     [property: JsonPropertyName("usage"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] UsageBody? Usage);
 
@@ -44,6 +45,7 @@ internal sealed record ChatBody(
     [property: JsonPropertyName("object")] string Object,
     [property: JsonPropertyName("created")] long Created,
     [property: JsonPropertyName("model")] string Model,
+    [property: JsonPropertyName("system_fingerprint")] string SystemFingerprint,
     [property: JsonPropertyName("choices")] IReadOnlyList<ChatChoice> Choices,
     [property: JsonPropertyName("usage"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] UsageBody? Usage);
 

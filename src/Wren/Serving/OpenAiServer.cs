@@ -101,6 +101,7 @@ public sealed class OpenAiServer : IAsyncDisposable
     readonly ILogger logger;
     readonly long started = DateTimeOffset.UtcNow.ToUnixTimeSeconds();   // the model's "created" in /v1/models
     readonly int tokenBytes;                                              // see TokenBytesBound
+    readonly string fingerprint;
 
     OpenAiServer(WebApplication app, InferenceEngine engine, ChatTemplate template, ServeOptions options, ILogger logger)
     {
@@ -110,6 +111,18 @@ public sealed class OpenAiServer : IAsyncDisposable
         this.options = options;
         this.logger = logger;
         tokenBytes = TokenBytesBound(engine.Tokenizer);
+        fingerprint = Fingerprint(options.ModelName, engine.WeightType);
+    }
+
+    /// <summary>
+    /// OpenAI's <c>system_fingerprint</c>: "fp_" and 10 hex digits of SHA-256 over the model name, Wren's version and the weight
+    /// dtype, so a client can tell when a seeded request may stop reproducing (any of the three changed).
+    /// </summary>
+    public static string Fingerprint(string modelName, TorchSharp.torch.ScalarType weights)
+    {
+        string version = typeof(OpenAiServer).Assembly.GetName().Version?.ToString() ?? "0";
+        var digest = SHA256.HashData(Encoding.UTF8.GetBytes($"{modelName}\n{version}\n{weights}"));
+        return "fp_" + Convert.ToHexStringLower(digest)[..10];
     }
 
     /// <summary>The address Kestrel bound (with the real port when <see cref="ServeOptions.Port"/> is 0).</summary>
@@ -170,8 +183,6 @@ public sealed class OpenAiServer : IAsyncDisposable
     /// </summary>
     static readonly (string Field, string Neutral, Func<JsonElement, bool> IsNeutral)[] Unsupported =
     [
-        ("presence_penalty", "0", v => v.ValueKind == JsonValueKind.Number && v.GetDouble() == 0),
-        ("frequency_penalty", "0", v => v.ValueKind == JsonValueKind.Number && v.GetDouble() == 0),
         ("best_of", "1", v => v.ValueKind == JsonValueKind.Number && v.TryGetInt64(out var n) && n == 1),
         ("suffix", "\"\"", v => v.ValueKind == JsonValueKind.String && v.ValueEquals("")),
         ("tool_choice", "\"auto\"", v => v.ValueKind == JsonValueKind.String && v.ValueEquals("auto")),
@@ -340,6 +351,9 @@ public sealed class OpenAiServer : IAsyncDisposable
                                  "model", "model_not_found");
     }
 
+    /// <summary>Most <c>stop</c> strings, as OpenAI's reference allows.</summary>
+    public const int MaxStops = 4;
+
     /// <summary>Sampling fields shared by both endpoints (OpenAI's defaults: temperature 1, top_p 1).</summary>
     SamplingOptions Sampling(RequestFields body, int defaultMaxTokens, string maxTokensField)
     {
@@ -355,12 +369,16 @@ public sealed class OpenAiServer : IAsyncDisposable
         if (penalty <= 0) throw ServeError.Invalid($"'repetition_penalty' must be > 0, got {penalty}", "repetition_penalty");
         var stop = body.Strings("stop");
         if (stop.Any(s => s.Length == 0)) throw ServeError.Invalid("'stop' strings must not be empty", "stop");
+        if (stop.Count > MaxStops) throw ServeError.Invalid($"'stop' takes at most {MaxStops} strings, got {stop.Count}", "stop");
+        double Penalty(string field) => body.Number(field) is not { } p ? 0
+            : p is >= -2 and <= 2 ? p : throw ServeError.Invalid($"'{field}' must be between -2 and 2, got {p}", field);
         return new SamplingOptions
         {
             MaxNewTokens = (int)Math.Min(maxTokens, int.MaxValue), Temperature = temperature, TopP = topP,
             TopK = (int)Math.Min(topK, int.MaxValue),
             RepetitionPenalty = penalty, Seed = body.Integer("seed") is { } seed ? unchecked((ulong)seed) : null, StopStrings = stop,
             StopTokenIds = ChatPrompts.StopIds(engine.Tokenizer, template), Grammar = Grammar(body), LogitBias = LogitBias(body),
+            FrequencyPenalty = Penalty("frequency_penalty"), PresencePenalty = Penalty("presence_penalty"),
         };
     }
 
@@ -528,10 +546,10 @@ public sealed class OpenAiServer : IAsyncDisposable
     }
 
     CompletionBody Completion(ResponseId id, IReadOnlyList<CompletionChoice> choices, UsageBody? usage = null) =>
-        new(id.Id, "text_completion", id.Created, options.ModelName, choices, usage);
+        new(id.Id, "text_completion", id.Created, options.ModelName, fingerprint, choices, usage);
 
     ChatBody Chunk(ResponseId id, IReadOnlyList<ChatChoice> choices, UsageBody? usage = null) =>
-        new(id.Id, "chat.completion.chunk", id.Created, options.ModelName, choices, usage);
+        new(id.Id, "chat.completion.chunk", id.Created, options.ModelName, fingerprint, choices, usage);
 
     /// <summary>A response's id and <c>created</c> time (Unix seconds when its request arrived, as OpenAI sets it), shared by
     /// all its chunks.</summary>
@@ -666,7 +684,7 @@ public sealed class OpenAiServer : IAsyncDisposable
             var choices = results.Select((steps, i) => new ChatChoice(i,
                 new ChatMessageBody("assistant", string.Concat(steps.Select(s => s.Text))), null,
                 logprobs ? ChatLogprobsOf(steps) : null, steps[^1].FinishReason)).ToList();
-            await WriteJson(ctx, 200, new ChatBody(id.Id, "chat.completion", id.Created, options.ModelName, choices,
+            await WriteJson(ctx, 200, new ChatBody(id.Id, "chat.completion", id.Created, options.ModelName, fingerprint, choices,
                                                    Usage(handles, prompt.Count)));
             return;
         }

@@ -14,7 +14,7 @@ namespace Wren.Serving;
 /// A Wren model as a Microsoft.Extensions.AI <see cref="IChatClient"/>, so that a .NET application uses it exactly like a
 /// hosted model: conversations go through the chat template into the same <see cref="InferenceEngine"/> (continuous
 /// batching, prefix-state cache) that <c>wren serve</c> runs. Options: temperature (default 1), top_p, top_k, seed,
-/// max output tokens (default: the rest of the context), stop sequences; tools are not supported.
+/// max output tokens (default: the rest of the context), stop sequences, frequency and presence penalties; tools are not supported.
 /// </summary>
 public sealed class WrenChatClient : IChatClient
 {
@@ -110,6 +110,7 @@ public sealed class WrenChatClient : IChatClient
             Seed = options?.Seed is { } seed ? unchecked((ulong)seed) : null,
             MaxNewTokens = options?.MaxOutputTokens ?? Math.Max(1, engine.Options.MaxContext - prompt.Count),
             StopStrings = options?.StopSequences?.ToList() ?? [], StopTokenIds = ChatPrompts.StopIds(engine.Tokenizer, template),
+            FrequencyPenalty = options?.FrequencyPenalty ?? 0, PresencePenalty = options?.PresencePenalty ?? 0,
         };
         return engine.Submit(new EngineRequest(prompt, sampling), cancel);
     }

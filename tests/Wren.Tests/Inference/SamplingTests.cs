@@ -54,6 +54,35 @@ public class SamplingTests
     }
 
     [Fact]
+    public void Frequency_and_presence_penalties_follow_openais_formula()
+    {
+        // Row 0 logits [1, 3, 2, -1]; token 1 generated twice, token 2 once, token 3 three times (row 1 untouched).
+        var counts = zeros([2, 4], ScalarType.Float64);
+        counts[0, 1] = tensor(2.0);
+        counts[0, 2] = tensor(1.0);
+        counts[0, 3] = tensor(3.0);
+        long Pick(double frequency, double presence) => Sampler.Next(Logits,
+            new SamplingOptions { Temperature = 0, FrequencyPenalty = frequency, PresencePenalty = presence }, null,
+            generated: counts).data<long>()[0];
+        Assert.Equal(1L, Pick(0.8, 0));     // [1, 3 − 1.6, 2 − 0.8, −1 − 2.4] = [1, 1.4, 1.2, −3.4]
+        Assert.Equal(0L, Pick(1, 0.5));     // [1, 3 − 2 − 0.5, 2 − 1 − 0.5, −1 − 3 − 0.5] = [1, 0.5, 0.5, −4.5]
+        Assert.Equal(0L, Pick(0.5, 1.5));   // [1, 0.5, 0, −3.5]
+        Assert.Equal(2L, Pick(1.5, -1));    // negative presence: [1, 3 − 3 + 1, 2 − 1.5 + 1, −1 − 4.5 + 1] = [1, 1, 1.5, −4.5]
+        Assert.Equal(0L, Sampler.Next(Logits, new SamplingOptions { Temperature = 0, FrequencyPenalty = 1 }, null,
+                                      generated: counts).data<long>()[1]);   // row 1 has no counts: argmax unchanged
+        // Temperature 1: the probabilities are softmax of the penalized logits [1, 0.5, 0.5, −4.5] (freq 1, presence 0.5).
+        var options = new SamplingOptions { Temperature = 1, FrequencyPenalty = 1, PresencePenalty = 0.5 };
+        var generator = new Generator(5);
+        var draws = Enumerable.Range(0, 4000).Select(_ => Sampler.Next(Logits, options, generator, generated: counts)
+            .data<long>()[0]).ToList();
+        double z = Math.Exp(1) + 2 * Math.Exp(0.5) + Math.Exp(-4.5);
+        Assert.InRange(draws.Count(d => d == 0) / 4000.0 - Math.Exp(1) / z, -0.03, 0.03);     // 0.451; 4σ of 4,000 draws ≈ 0.03
+        Assert.InRange(draws.Count(d => d == 1) / 4000.0 - Math.Exp(0.5) / z, -0.03, 0.03);   // 0.274
+        Assert.Throws<WrenException>(() => new SamplingOptions { PresencePenalty = 2.5 }.Validate());
+        Assert.Throws<WrenException>(() => new SamplingOptions { FrequencyPenalty = -2.01 }.Validate());
+    }
+
+    [Fact]
     public void Invalid_options_are_rejected()
     {
         Assert.Throws<WrenException>(() => new SamplingOptions { TopP = 1.5 }.Validate());

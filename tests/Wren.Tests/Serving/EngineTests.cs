@@ -52,6 +52,37 @@ public class EngineTests
         }
     }
 
+    [Fact]
+    public async Task Frequency_and_presence_penalties_match_the_formula_over_the_full_forward()
+    {
+        using var model = RandomModel(Mixed, seed: 3);
+        var options = new EngineOptions { MaxBatch = 2, PrefillChunk = 8, MaxContext = 64 };
+        using var engine = new InferenceEngine(model, new ByteTokenizer(97), options);
+        var prompt = Prompt(9, 2);
+        const double frequency = 1.5, presence = 0.75;
+        var sampling = Greedy(16) with { FrequencyPenalty = frequency, PresencePenalty = presence };
+        var ids = (await Collect(engine.Submit(new EngineRequest(prompt, sampling)))).Select(s => s.TokenId).ToList();
+        var generatorIds = new TextGenerator(model, new ByteTokenizer(97)).GenerateIds([prompt], sampling).Select(t => t.TokenId).ToList();
+        // Reference: each step's logits from one forward over everything so far, minus OpenAI's penalty per generated-token
+        // count (prompt tokens not counted), then argmax, all written out per token.
+        var all = prompt.Select(i => (long)i).ToList();
+        var counts = new int[97];
+        var expected = new List<int>();
+        using var scope = NewDisposeScope();
+        for (int step = 0; step < 16; step++)
+        {
+            var row = Scoring.Logits(model, tensor(all.ToArray(), [1, all.Count]))[0, -1].to(ScalarType.Float64).data<double>().ToArray();
+            for (int v = 0; v < row.Length; v++) row[v] -= frequency * counts[v] + (counts[v] > 0 ? presence : 0);
+            int best = Array.IndexOf(row, row.Max());
+            expected.Add(best);
+            counts[best]++;
+            all.Add(best);
+        }
+        Assert.Equal(expected, ids);
+        Assert.Equal(expected, generatorIds);
+        Assert.True(expected.Distinct().Count() > 8, "the penalties should spread the greedy choices");
+    }
+
     [Theory]
     [InlineData(WeightPrecision.BFloat16)]
     [InlineData(WeightPrecision.Int8)]

@@ -284,10 +284,8 @@ public sealed class HostileInputTests
 
     public static TheoryData<string, string, string> UnsupportedFields => new()
     {
-        { "/v1/completions", "presence_penalty", "0.5" }, { "/v1/completions", "frequency_penalty", "-1" },
         { "/v1/completions", "best_of", "3" }, { "/v1/completions", "suffix", "\"tail\"" },
         { "/v1/chat/completions", "tool_choice", "\"required\"" },
-        { "/v1/chat/completions", "presence_penalty", "1" },
     };
 
     [Theory]
@@ -313,13 +311,23 @@ public sealed class HostileInputTests
         Assert.True(status == 200, error?.ToJsonString());
         var chat = server.OpenAi().GetChatClient(M);
         OpenAI.Chat.ChatMessage[] hi = [new OpenAI.Chat.UserChatMessage("hi")];
+        var penalized = await chat.CompleteChatAsync(hi, new OpenAI.Chat.ChatCompletionOptions
+        {
+            PresencePenalty = 0.5f, FrequencyPenalty = -1f, MaxOutputTokenCount = 3, EndUserId = "advisory",
+        });
+        Assert.Equal(3, penalized.Value.Usage.OutputTokenCount);
+        Assert.StartsWith("fp_", penalized.Value.SystemFingerprint);
         var refused = await Assert.ThrowsAsync<System.ClientModel.ClientResultException>(() => chat.CompleteChatAsync(hi,
-            new OpenAI.Chat.ChatCompletionOptions { PresencePenalty = 0.5f, MaxOutputTokenCount = 1 }));
+            new OpenAI.Chat.ChatCompletionOptions { PresencePenalty = 2.5f, MaxOutputTokenCount = 1 }));
         Assert.Equal(400, refused.Status);
         Assert.Contains("presence_penalty", refused.Message);
         refused = await Assert.ThrowsAsync<System.ClientModel.ClientResultException>(() => chat.CompleteChatAsync(hi,
-            new OpenAI.Chat.ChatCompletionOptions { FrequencyPenalty = -1f, MaxOutputTokenCount = 1 }));
+            new OpenAI.Chat.ChatCompletionOptions { FrequencyPenalty = -3f, MaxOutputTokenCount = 1 }));
         Assert.Contains("frequency_penalty", refused.Message);
+        var stops = new OpenAI.Chat.ChatCompletionOptions { MaxOutputTokenCount = 1 };
+        foreach (var stop in new[] { "a", "b", "c", "d", "e" }) stops.StopSequences.Add(stop);
+        refused = await Assert.ThrowsAsync<System.ClientModel.ClientResultException>(() => chat.CompleteChatAsync(hi, stops));
+        Assert.Contains("'stop' takes at most 4", refused.Message);
         var model = await server.OpenAi().GetOpenAIModelClient().GetModelAsync(M);
         Assert.Equal(M, model.Value.Id);
         var missing = await Assert.ThrowsAsync<System.ClientModel.ClientResultException>(

@@ -81,13 +81,14 @@ public class ServeDatasetTests
     }
 
     [Fact]
-    public void Slots_within_a_budget_leave_room_for_weights_prefix_cache_and_one_staging_slot()
+    public void Slots_within_a_budget_leave_room_for_weights_prefix_cache_and_the_staging_rows()
     {
         var footprint = ModelFootprint.Of(HybridConfig.Load("flash-tiny"));
-        var options = new EngineOptions { MaxContext = 256, PrefixCacheBytes = 1000 };
+        var options = new EngineOptions { MaxContext = 256, PrefixCacheBytes = 1000, PrefillChunk = 64, MaxBatchedTokens = 100 };
         long slot = footprint.CacheBytes(1, 256);
-        // 4.5 slots beside the weights and the prefix cache: one is staging, 3 whole ones remain.
-        Assert.Equal(3, options.SlotsWithin(footprint, footprint.WeightBytes + 1000 + 4 * slot + slot / 2));
+        // 5.5 slots beside the weights and the prefix cache: ⌈100 / 64⌉ = 2 are staging, 3 whole ones remain.
+        Assert.Equal(2, options.StagingRows);
+        Assert.Equal(3, options.SlotsWithin(footprint, footprint.WeightBytes + 1000 + 5 * slot + slot / 2));
         Assert.Equal(0, options.SlotsWithin(footprint, footprint.WeightBytes));
     }
 
