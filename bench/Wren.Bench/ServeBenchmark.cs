@@ -182,7 +182,8 @@ public static class ServeBenchmark
 
     /// <summary>
     /// Wren's server in this process over a random-weight preset (<c>--model</c>), sized by <c>--max-batch</c>,
-    /// <c>--max-memory-gb</c>, <c>--chunk</c>, <c>--max-batched-tokens</c> and <c>--prefix-cache-mb</c>, its context the dataset's longest request.
+    /// <c>--max-memory-gb</c>, <c>--chunk</c>, <c>--max-batched-tokens</c> and <c>--prefix-cache-mb</c>, its context the
+    /// dataset's longest request.
     /// </summary>
     sealed class LocalServer : IAsyncDisposable
     {
@@ -218,7 +219,8 @@ public static class ServeBenchmark
             local.engine = new InferenceEngine(local.model, new ByteTokenizer(config.VocabSize), options);
             local.server = await OpenAiServer.StartAsync(local.engine, ChatTemplate.BuiltIn("chatml"), new ServeOptions(name, Port: 0));
             local.Describe = $"; in-process wren server: {name} random weights fp32, {local.engine.Slots} slots of {context} tokens, " +
-                             $"prefill chunk {options.PrefillChunk}, max batched tokens {options.MaxBatchedTokens}, prefix cache {options.PrefixCacheBytes >> 20} MiB";
+                             $"prefill chunk {options.PrefillChunk}, max batched tokens {options.MaxBatchedTokens}, " +
+                             $"prefix cache {options.PrefixCacheBytes >> 20} MiB";
             return local;
         }
 

@@ -45,7 +45,8 @@ internal static class InspectCommand
                          $"{100.0 * footprint.EmbeddingParameters / footprint.Parameters:F1} %");
             table.AddRow("[bold]total[/]", config.NumLayers.ToString(), $"[bold]{footprint.Parameters:N0}[/]", "100 %");
             console.Write(table);
-            console.WriteLine($"parameters: {(footprint.Parameters >= 1e8 ? $"{footprint.Parameters / 1e9:0.000}B" : $"{footprint.Parameters / 1e6:0.00}M")}");
+            long count = footprint.Parameters;
+            console.WriteLine($"parameters: {(count >= 1e8 ? $"{count / 1e9:0.000}B" : $"{count / 1e6:0.00}M")}");
             long Packed(Modules.WeightPrecision p) => ModelFootprint.Of(config, TorchSharp.torch.ScalarType.Float32, p).WeightBytes;
             console.WriteLine($"weights: {Formats.Bytes(footprint.WeightBytes)} fp32, {Formats.Bytes(footprint.WeightBytes / 2)} bf16, " +
                               $"{Formats.Bytes(Packed(Modules.WeightPrecision.Int8))} int8, " +

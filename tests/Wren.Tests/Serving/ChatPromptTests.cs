@@ -17,7 +17,8 @@ public class ChatPromptTests
     static readonly Dictionary<string, string> Folders = [];
     static readonly Dictionary<string, HuggingFaceTokenizer> Tokenizers = [];
 
-    /// <summary>The real tokenizer's model folder (tokenizer.json and tokenizer_config.json, Brotli-compressed in the repository, decompressed once per run).</summary>
+    /// <summary>The real tokenizer's model folder (tokenizer.json and tokenizer_config.json, Brotli-compressed in the
+    /// repository, decompressed once per run).</summary>
     static string ModelFolder(string name)
     {
         lock (Folders)

@@ -106,7 +106,8 @@ public static class ServeDatasets
         return new BenchConversation(turns);
     }
 
-    /// <summary>A length drawn uniformly from [⌊L·(1−r)⌋, ⌊L·(1+r)⌋], at least <paramref name="least"/> (vLLM's random dataset).</summary>
+    /// <summary>A length drawn uniformly from [⌊L·(1−r)⌋, ⌊L·(1+r)⌋], at least <paramref name="least"/> (vLLM's random
+    /// dataset).</summary>
     static int Drawn(Random random, int length, double ratio, int least)
     {
         int low = Math.Max(least, (int)(length * (1 - ratio))), high = Math.Max(low, (int)(length * (1 + ratio)));

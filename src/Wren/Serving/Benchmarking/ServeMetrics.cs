@@ -86,7 +86,8 @@ public static class ServeMetrics
                                     peakInFlight);
     }
 
-    /// <summary>Time per output token after the first, seconds: (E2EL − TTFT) ÷ (output tokens − 1); 0 for one token or none.</summary>
+    /// <summary>Time per output token after the first, seconds: (E2EL − TTFT) ÷ (output tokens − 1); 0 for one token or
+    /// none.</summary>
     public static double Tpot(RequestOutcome o) => o.OutputTokens > 1 ? (o.E2elSeconds - o.TtftSeconds) / (o.OutputTokens - 1) : 0;
 
     static bool Good(RequestOutcome o, ServeSlo slo) =>
