@@ -101,7 +101,11 @@ public sealed record OperatorStudySettings
         Require(SlidingWindow > 0, "sliding_window must be positive");
         Require(Designs.Count >= 1, "give at least one design");
         Require(Designs.Distinct().Count() == Designs.Count, "designs must be distinct");
-        foreach (var d in Designs) StudyDesign.Mixers(d, Operators / 2);
+        foreach (var d in Designs)
+        {
+            try { StudyDesign.Mixers(d, Operators / 2); }
+            catch (WrenException e) { throw new WrenException($"{source}: {e.Message}", e); }
+        }
         Require(Seeds.Count >= 1 && Seeds.Distinct().Count() == Seeds.Count, "give at least one seed, each once");
         Require(Training.Steps > 0 || Training.Tokens > 0, "training needs steps or tokens");
         Require(EvalLimit is null or > 0, "eval_limit must be positive");

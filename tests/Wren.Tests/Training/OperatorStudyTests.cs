@@ -1,0 +1,52 @@
+using Wren.Training;
+using static Wren.Tests.TestSupport;
+
+namespace Wren.Tests.Training;
+
+/// <summary>The operator study's pure parts: design parsing, settings checks, the Pareto frontier and ranks.</summary>
+public class OperatorStudyTests
+{
+    [Fact]
+    public void A_two_operator_design_alternates_its_mixers_and_unknown_names_are_refused()
+    {
+        Assert.Equal(["deltanet", "m2", "deltanet", "m2", "deltanet"], StudyDesign.Mixers("deltanet+m2", 5));
+        Assert.Equal(["hymba", "hymba"], StudyDesign.Mixers("hymba", 2));
+        Assert.Contains("unknown mixer 'nope'", Assert.Throws<WrenException>(() => StudyDesign.Mixers("a+nope", 4)).Message);
+        Assert.Contains("'op' or 'op1+op2'", Assert.Throws<WrenException>(() => StudyDesign.Mixers("a+m2+gla", 4)).Message);
+    }
+
+    [Fact]
+    public void The_frontier_keeps_points_no_other_beats_in_both_and_ranks_share_ties()
+    {
+        // (latency, perplexity): (3, 6) is beaten by (2, 5); the two (2, 5) tie and both stay.
+        var points = new List<(double, double)> { (1, 10), (2, 5), (3, 6), (0.5, 20), (2, 5) };
+        Assert.Equal([0, 1, 3, 4], OperatorStudyReport.Frontier(points).Order());
+        Assert.Equal([3, 1, 3, 2], OperatorStudyReport.Ranks([3.0, 1.0, 3.0, 2.0]));
+    }
+
+    [Theory]
+    [InlineData("operators")]
+    [InlineData("operators-small")]
+    public void Built_in_settings_load_and_name_only_known_designs(string name)
+    {
+        var settings = OperatorStudySettings.Load(name);
+        Assert.Equal(15, settings.Designs.Count);
+        foreach (var design in settings.Designs) Assert.NotEmpty(StudyDesign.Mixers(design, settings.Operators / 2));
+    }
+
+    [Theory]
+    [InlineData("{\"operators\": 24, \"colour\": 1}", "colour")]
+    [InlineData("{\"operators\": 7, \"designs\": [\"a\"]}", "operators must be even")]
+    [InlineData("{\"designs\": [\"a\", \"a\"]}", "designs must be distinct")]
+    [InlineData("{\"designs\": [\"a+x\"]}", "unknown mixer 'x'")]
+    [InlineData("{\"designs\": [\"a\"], \"width\": 100, \"head_dim\": 32}", "multiple of head_dim")]
+    public void Bad_settings_are_one_line_errors_naming_the_file(string json, string expected)
+    {
+        var file = Path.Combine(TempDir(), "study.json");
+        File.WriteAllText(file, json);
+        var error = Assert.Throws<WrenException>(() => OperatorStudySettings.Load(file));
+        Assert.Contains(expected, error.Message);
+        Assert.StartsWith(file, error.Message);
+        Assert.DoesNotContain('\n', error.Message);
+    }
+}
