@@ -77,6 +77,10 @@ public sealed record HybridConfig
     [JsonPropertyName("num_memory_tokens")] public int NumMemoryTokens { get; init; }
     [JsonPropertyName("sliding_window")] public int? SlidingWindow { get; init; }
     [JsonPropertyName("global_attn_idx")] public List<int>? GlobalAttnIdx { get; init; }
+    /// <summary>Hymba's cross-layer KV sharing: groups of layer indices whose first layer computes k/v for the rest
+    /// (configuration_hymba.py). Checked here; sharing itself is not implemented yet, so a non-empty group is refused.</summary>
+    [JsonPropertyName("kv_reuse_group"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public List<List<int>>? KvReuseGroup { get; init; }
     [JsonPropertyName("tie_word_embeddings")] public bool TieWordEmbeddings { get; init; }
     [JsonPropertyName("attn_implementation_new")] public string AttnImplementation { get; init; } = "flash_attention_2";
     [JsonPropertyName("pad_token_id")] public int? PadTokenId { get; init; }
@@ -151,6 +155,7 @@ public sealed record HybridConfig
     public static HybridConfig Parse(string json, string source = "config.json")
     {
         var obj = StrictJson.ParseObject(json, source);
+        if (obj["model_type"]?.GetValueKind() == JsonValueKind.String && (string?)obj["model_type"] == "hymba") FromHymba(obj, source);
         foreach (var required in new[] { "layer_types", "hidden_size", "vocab_size", "num_attention_heads" })
             if (!obj.ContainsKey(required) || obj[required] is null)
                 throw new WrenException($"{source}: missing required key '{required}'");
@@ -163,6 +168,31 @@ public sealed record HybridConfig
         }
         config.Validate(source);
         return config;
+    }
+
+    /// <summary>
+    /// Maps a released Hymba config.json (<c>"model_type": "hymba"</c>, configuration_hymba.py) onto Wren's keys in place:
+    /// no <c>layer_types</c> → one "hymba" layer per <c>num_hidden_layers</c> (the released <c>layer_type</c> entries must
+    /// all be "h", hybrid heads); <c>mamba_dt_rank</c> "auto" → absent (⌈hidden_size / 16⌉); <c>attn_implementation_new</c>
+    /// "flex" → the window rule of <see cref="WindowOf"/>. Every other key keeps its Nemotron-Flash meaning.
+    /// </summary>
+    static void FromHymba(JsonObject obj, string source)
+    {
+        if (obj["layer_types"] is null)
+        {
+            if (obj["num_hidden_layers"]?.GetValueKind() != JsonValueKind.Number)
+                throw new WrenException($"{source}: a Hymba config needs num_hidden_layers (a number)");
+            int n = (int)obj["num_hidden_layers"]!;
+            if (obj["layer_type"] is JsonArray released
+                && (released.Count != n || released.Any(t => t?.GetValueKind() != JsonValueKind.String || (string?)t != "h")))
+                throw new WrenException($"{source}: layer_type must list \"h\" (hybrid heads) once per layer ({n}); other Hymba " +
+                                        "layer types are not supported");
+            obj["layer_types"] = new JsonArray(Enumerable.Range(0, n).Select(_ => (JsonNode?)JsonValue.Create("hymba")).ToArray());
+        }
+        if (obj["mamba_dt_rank"]?.GetValueKind() == JsonValueKind.String && (string?)obj["mamba_dt_rank"] == "auto")
+            obj.Remove("mamba_dt_rank");
+        if (obj["attn_implementation_new"]?.GetValueKind() == JsonValueKind.String && (string?)obj["attn_implementation_new"] == "flex")
+            obj["attn_implementation_new"] = "flash_attention_2";
     }
 
     /// <summary>Reads a config.json, a model folder's config, or a built-in preset by name (see <see cref="Presets"/>).</summary>
@@ -187,6 +217,28 @@ public sealed record HybridConfig
 
     public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
 
+    /// <summary>kv_reuse_group: layer indices in range, no layer in two groups, no global layer as a consumer (a consumer keeps
+    /// its own window type but reads its producer's keys, which a global layer's full view would outrun).</summary>
+    void ValidateKvReuseGroups(Action<string> fail)
+    {
+        if (KvReuseGroup is null) return;
+        var seen = new HashSet<int>();
+        for (int g = 0; g < KvReuseGroup.Count; g++)
+        {
+            var group = KvReuseGroup[g] ?? [];
+            for (int j = 0; j < group.Count; j++)
+            {
+                int layer = group[j];
+                if (layer < 0 || layer >= NumLayers) fail($"kv_reuse_group[{g}] names layer {layer}, outside 0..{NumLayers - 1}");
+                if (!seen.Add(layer)) fail($"kv_reuse_group[{g}] names layer {layer}, already in another group (groups overlap)");
+                if (j > 0 && (GlobalAttnIdx ?? []).Contains(layer))
+                    fail($"kv_reuse_group[{g}] makes global layer {layer} (global_attn_idx) a consumer of layer {group[0]}'s KV");
+            }
+        }
+        if (KvReuseGroup.Any(group => group is { Count: > 1 }))
+            fail("kv_reuse_group (cross-layer KV sharing) is not implemented yet: give an empty list");
+    }
+
     /// <summary>Checks everything the forward relies on; the message names the key and the fix.</summary>
     public void Validate(string source = "config.json")
     {
@@ -204,6 +256,7 @@ public sealed record HybridConfig
         if (NumMemoryTokens < 0) Fail("num_memory_tokens must be >= 0");
         if (RmsNormEps <= 0) Fail("rms_norm_eps must be positive");
         if (MlpHiddenAct is not ("silu" or "relu2")) Fail($"mlp_hidden_act '{MlpHiddenAct}' is not supported (use \"silu\" or \"relu2\")");
+        ValidateKvReuseGroups(Fail);
         foreach (var spec in LayerTypes.Select(OperatorRegistry.Get).Distinct()) spec.Validate(this, Fail);
         if (Enumerable.Range(0, NumLayers).Any(HasFfn) && FfnSize <= 0)
             Fail(FfnExpandRatio is { } r
