@@ -61,7 +61,7 @@ internal static class ProfileTableCommands
         };
         var fit = new Option<int>("--fit")
         {
-            Description = "random mixed architectures per width and batch for the in-situ fit (0 = none)", DefaultValueFactory = _ => 24,
+            Description = "random architectures per width and batch for the in-situ fit (0 = none)", DefaultValueFactory = _ => 48,
         };
         var output = new Option<string>("--out")
         {
@@ -116,8 +116,14 @@ internal static class ProfileTableCommands
             Console.WriteLine($"width {c.Width}, batch {c.Batch}: layers in mixed stacks cost {c.Scale:F2}× their probe entries " +
                               $"({c.Architectures} architectures)");
         foreach (var f in table.Fits)
+        {
             Console.WriteLine($"width {f.Width}, batch {f.Batch}: in-situ fit on {f.Architectures} architectures, " +
                               $"RMS residual {f.RmsPercent:F1} %");
+            if (f.PerKeyPresent is { Count: > 0 } present)
+                Console.WriteLine("  once per step for each key present (µs): " +
+                                  string.Join(", ", present.Select(p => $"{p.Key} {p.Value * us:F1}")) +
+                                  $"; per change of mixer {f.PerMixerChange * us:F1} µs");
+        }
     }
 
     static Command Check()
@@ -132,8 +138,12 @@ internal static class ProfileTableCommands
         var context = new Option<int>("--context") { Description = "prompt tokens before decoding", DefaultValueFactory = _ => 256 };
         var seed = new Option<long>("--seed") { Description = "architecture sampling seed", DefaultValueFactory = _ => 1 };
         var batch = new Option<int>("--batch") { Description = "batch size (one the table has)", DefaultValueFactory = _ => 1 };
+        var rounds = new Option<int>("--rounds")
+        {
+            Description = "measure the list this many times over and keep each architecture's median", DefaultValueFactory = _ => 1,
+        };
         var output = new Option<string?>("--out") { Description = "write the check as JSON" };
-        foreach (var o in new Option[] { path, count, context, seed, batch, output }) command.Add(o);
+        foreach (var o in new Option[] { path, count, context, seed, batch, rounds, output }) command.Add(o);
         var interleave = new InterleaveFlags(command);
         var common = new CommonOptions(command, withDType: false);
         command.SetAction(result =>
@@ -143,7 +153,8 @@ internal static class ProfileTableCommands
             table.EnsureDevice(DeviceIdentity.Current(device));
             LatencyCheck check = null!;
             AnsiConsole.Status().Start("measuring", status => check = table.Check(result.GetValue(count), result.GetValue(context),
-                result.GetValue(seed), interleave.Of(result), result.GetValue(batch), new StatusProgress(status)));
+                result.GetValue(seed), interleave.Of(result) with { Rounds = result.GetValue(rounds) }, result.GetValue(batch),
+                new StatusProgress(status)));
             PrintCheck(check);
             if (result.GetValue(output) is { } file) AtomicFile.WriteAllText(file, JsonSerializer.Serialize(check, ProfileCommand.Json));
             return 0;
@@ -154,18 +165,18 @@ internal static class ProfileTableCommands
     static void PrintCheck(LatencyCheck check)
     {
         double ms = check.ReferenceMsAtBuild;
-        var view = new Table().AddColumns("layers", "width", "measured ms", "sum ms", "sum error", "fit ms", "fit error");
+        var view = new Table().AddColumns("layers", "family", "width", "measured ms", "sum ms", "sum error", "fit ms", "fit error");
         foreach (var c in check.Checks)
-            view.AddRow(Markup.Escape(string.Join(" ", c.LayerTypes)), c.Width.ToString(), $"{c.Measured * ms:F3}",
+            view.AddRow(Markup.Escape(string.Join(" ", c.LayerTypes)), c.Family.ToString(), c.Width.ToString(), $"{c.Measured * ms:F3}",
                         $"{c.PredictedBySum * ms:F3}",
                         $"{c.SumErrorPercent:+0.0;-0.0} %", c.PredictedByFit is { } p ? $"{p * ms:F3}" : "–",
                         c.FitErrorPercent is { } e ? $"{e:+0.0;-0.0} %" : "–");
         AnsiConsole.Write(view);
-        var summary = new Table().AddColumns("predictor", "width", "architectures", "MAPE", "worst", "within ±5 %", "within ±10 %",
-                                             "target");
+        var summary = new Table().AddColumns("predictor", "width", "family", "architectures", "MAPE", "worst", "within ±5 %",
+                                             "within ±10 %", "target");
         foreach (var s in check.Summaries)
-            summary.AddRow(s.Predictor, s.Width?.ToString() ?? "all", s.Count.ToString(), $"{s.Mape:F1} %", $"{s.WorstPercent:F1} %",
-                           $"{s.Within5:P0}", $"{s.Within10:P0}", s.MeetsTarget ? "met" : "not met");
+            summary.AddRow(s.Predictor, s.Width?.ToString() ?? "all", s.Family?.ToString() ?? "all", s.Count.ToString(), $"{s.Mape:F1} %",
+                           $"{s.WorstPercent:F1} %", $"{s.Within5:P0}", $"{s.Within10:P0}", s.MeetsTarget ? "met" : "not met");
         AnsiConsole.Write(summary);
         Console.WriteLine($"ms at the table's machine speed (reference step {check.ReferenceMsAtBuild:F3} ms at build, " +
                           $"{check.ReferenceMsNow:F3} ms now); the reference moved ×{check.Drift:F2} during the check; " +
