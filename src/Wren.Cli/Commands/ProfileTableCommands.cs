@@ -19,7 +19,7 @@ internal static class ProfileTableCommands
         return lut;
     }
 
-    /// <summary>--passes, --decode-tokens and --drift-tolerance: how each figure is measured against the reference.</summary>
+    /// <summary>--passes, --decode-tokens, --drift-tolerance and --rounds: how each figure is measured against the reference.</summary>
     sealed class InterleaveFlags
     {
         readonly Option<int> passes = new("--passes")
@@ -33,10 +33,22 @@ internal static class ProfileTableCommands
             DefaultValueFactory = _ => 0.05,
         };
 
-        public InterleaveFlags(Command command) { command.Add(passes); command.Add(tokens); command.Add(drift); }
+        readonly Option<int> rounds = new("--rounds")
+        {
+            Description = "measure the list of whole architectures (the fitted or checked ones) this many times over, keeping " +
+                          "each one's median",
+            DefaultValueFactory = _ => 1,
+        };
 
-        public InterleaveOptions Of(ParseResult r) =>
-            new() { Passes = r.GetValue(passes), DecodeTokens = r.GetValue(tokens), DriftTolerance = r.GetValue(drift) };
+        public InterleaveFlags(Command command)
+        {
+            foreach (var o in new Option[] { passes, tokens, drift, rounds }) command.Add(o);
+        }
+
+        public InterleaveOptions Of(ParseResult r) => new()
+        {
+            Passes = r.GetValue(passes), DecodeTokens = r.GetValue(tokens), DriftTolerance = r.GetValue(drift), Rounds = r.GetValue(rounds),
+        };
     }
 
     static Command Build()
@@ -138,12 +150,8 @@ internal static class ProfileTableCommands
         var context = new Option<int>("--context") { Description = "prompt tokens before decoding", DefaultValueFactory = _ => 256 };
         var seed = new Option<long>("--seed") { Description = "architecture sampling seed", DefaultValueFactory = _ => 1 };
         var batch = new Option<int>("--batch") { Description = "batch size (one the table has)", DefaultValueFactory = _ => 1 };
-        var rounds = new Option<int>("--rounds")
-        {
-            Description = "measure the list this many times over and keep each architecture's median", DefaultValueFactory = _ => 1,
-        };
         var output = new Option<string?>("--out") { Description = "write the check as JSON" };
-        foreach (var o in new Option[] { path, count, context, seed, batch, rounds, output }) command.Add(o);
+        foreach (var o in new Option[] { path, count, context, seed, batch, output }) command.Add(o);
         var interleave = new InterleaveFlags(command);
         var common = new CommonOptions(command, withDType: false);
         command.SetAction(result =>
@@ -153,8 +161,7 @@ internal static class ProfileTableCommands
             table.EnsureDevice(DeviceIdentity.Current(device));
             LatencyCheck check = null!;
             AnsiConsole.Status().Start("measuring", status => check = table.Check(result.GetValue(count), result.GetValue(context),
-                result.GetValue(seed), interleave.Of(result) with { Rounds = result.GetValue(rounds) }, result.GetValue(batch),
-                new StatusProgress(status)));
+                result.GetValue(seed), interleave.Of(result), result.GetValue(batch), new StatusProgress(status)));
             PrintCheck(check);
             if (result.GetValue(output) is { } file) AtomicFile.WriteAllText(file, JsonSerializer.Serialize(check, ProfileCommand.Json));
             return 0;

@@ -173,7 +173,8 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     /// context, constant-state operators at the first. Then, per width and batch, <paramref name="fitArchitectures"/>
     /// random architectures (every <see cref="StackFamily"/> in turn, at random contexts of the list) are measured whole:
     /// the in-situ costs are fitted on them (<see cref="FittedCosts.Fit"/>), and the probe sum's scale too (a least-squares
-    /// scale on the layer sum).
+    /// scale on the layer sum). With <see cref="InterleaveOptions.Rounds"/> &gt; 1 the fitted architectures are measured that
+    /// many times over (the whole list per round) and each one's median kept; the probes are measured once.
     /// </summary>
     public static LatencyTable Build(HybridConfig template, IReadOnlyList<string> operators, IReadOnlyList<int> widths,
                                      IReadOnlyList<int> batches,
@@ -222,13 +223,23 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
                 if (fitArchitectures == 0) continue;
                 var samples = new List<FitSample>();
                 double numerator = 0, denominator = 0, overhead = overheads.First(o => o.Width == width && o.Batch == batch).DecodeStep;
-                for (int i = 0; i < fitArchitectures; i++)
+                var drawn = Enumerable.Range(0, fitArchitectures)
+                    .Select(i => (Config: probed.RandomArchitecture(random, width, FamilyOf(i)),
+                                  Context: contexts[random.Next(contexts.Count)]))
+                    .ToList();
+                var ratios = drawn.Select(_ => new List<double>()).ToList();
+                for (int round = 1; round <= options.Rounds; round++)
+                    for (int i = 0; i < drawn.Count; i++)
+                    {
+                        progress?.Report($"in-situ fit, width {width} batch {batch}: {i + 1}/{fitArchitectures}" +
+                                         (options.Rounds > 1 ? $" (round {round}/{options.Rounds})" : ""));
+                        using var rig = rigs(drawn[i].Config, batch, drawn[i].Context, false);
+                        ratios[i].Add(clock.Measure(rig).Ratio);
+                    }
+                for (int i = 0; i < drawn.Count; i++)
                 {
-                    var config = probed.RandomArchitecture(random, width, FamilyOf(i));
-                    int context = contexts[random.Next(contexts.Count)];
-                    progress?.Report($"in-situ fit, width {width} batch {batch}: {i + 1}/{fitArchitectures}");
-                    using var rig = rigs(config, batch, context, false);
-                    double measured = clock.Measure(rig).Ratio;
+                    var (config, context) = drawn[i];
+                    double measured = MedianRound(ratios[i], r => r);
                     var layerKeys = LayerKeys(config);
                     int positions = context + config.NumMemoryTokens;
                     samples.Add(new FitSample(layerKeys, measured - layerKeys.Sum(k => probed.ContextGrowth(k, width, batch, positions))));
@@ -249,6 +260,9 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
             Drift = clock.Drift,
         };
     }
+
+    /// <summary>The median round of one figure by <paramref name="ratio"/> (the upper one of two).</summary>
+    static T MedianRound<T>(IReadOnlyList<T> rounds, Func<T, double> ratio) => rounds.OrderBy(ratio).ElementAt(rounds.Count / 2);
 
     /// <summary>The fit draws architectures from this seed; <see cref="Check"/> refuses it so its architectures stay unseen.</summary>
     public const int CalibrationSeed = 1_000_003;
@@ -336,7 +350,7 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
             }
         return rounds.Select(timings =>
         {
-            var timing = timings.OrderBy(t => t.Ratio).ElementAt(timings.Count / 2);   // the median round (the upper one of two)
+            var timing = MedianRound(timings, t => t.Ratio);
             return new MeasuredStep(timing.Ratio * Reference.StepSeconds, timing.Ratio * timing.ReferenceSeconds, timing);
         }).ToList();
     }

@@ -248,6 +248,27 @@ public class InterleavedLatencyTests
     }
 
     [Fact]
+    public void Rounds_outvote_a_fitted_architecture_measured_slow_once()
+    {
+        // Every fifth whole-architecture rig (not the probes, not the reference) runs 30 % slow for its whole measurement,
+        // which the interleaving cannot see: its reference runs are not slowed.
+        int wholeRigs = 0;
+        var machine = new Machine(_ => 1.0);
+        LatencyTable.RigFactory rigs = (config, batch, context, observe) =>
+        {
+            double step = TrueStep(config, batch, context);
+            bool slow = !observe && config.NumLayers != 3 && ++wholeRigs % 5 == 0;   // 12 per round: never the same one twice
+            return new Rig(machine, slow ? 1.3 * step : step, 1 - batch * Overhead(config.HiddenSize) / step);
+        };
+        var table = LatencyTable.Build(Template, ["a", "m2", "f"], [128], [1], [100, 300], Here,
+                                       new InterleaveOptions { Passes = 5, Rounds = 3 }, fitArchitectures: 12, rigs: rigs);
+        var config = Template.WithShape(["m2", "f", "a", "f", "m2", "f"], 128);
+        double truth = TrueStep(config, 1, 200) / table.Reference.StepSeconds;
+        Assert.Equal(truth, table.PredictByFit(config, 1, 200)!.Value, truth * 1e-9);
+        Assert.True(table.Fits.Single().RmsPercent < 1e-6);
+    }
+
+    [Fact]
     public void Every_registered_operator_is_probed_fitted_and_checked()
     {
         var names = OperatorRegistry.All.Select(s => s.Name).ToList();
