@@ -19,7 +19,7 @@ internal static class ProfileTableCommands
         return lut;
     }
 
-    /// <summary>--passes, --decode-tokens and --drift-tolerance: how each figure is measured against the reference.</summary>
+    /// <summary>--passes, --decode-tokens, --drift-tolerance and --rounds: how each figure is measured against the reference.</summary>
     sealed class InterleaveFlags
     {
         readonly Option<int> passes = new("--passes")
@@ -33,10 +33,22 @@ internal static class ProfileTableCommands
             DefaultValueFactory = _ => 0.05,
         };
 
-        public InterleaveFlags(Command command) { command.Add(passes); command.Add(tokens); command.Add(drift); }
+        readonly Option<int> rounds = new("--rounds")
+        {
+            Description = "measure the list of whole architectures (the fitted or checked ones) this many times over, keeping " +
+                          "each one's median",
+            DefaultValueFactory = _ => 1,
+        };
 
-        public InterleaveOptions Of(ParseResult r) =>
-            new() { Passes = r.GetValue(passes), DecodeTokens = r.GetValue(tokens), DriftTolerance = r.GetValue(drift) };
+        public InterleaveFlags(Command command)
+        {
+            foreach (var o in new Option[] { passes, tokens, drift, rounds }) command.Add(o);
+        }
+
+        public InterleaveOptions Of(ParseResult r) => new()
+        {
+            Passes = r.GetValue(passes), DecodeTokens = r.GetValue(tokens), DriftTolerance = r.GetValue(drift), Rounds = r.GetValue(rounds),
+        };
     }
 
     static Command Build()
@@ -61,7 +73,7 @@ internal static class ProfileTableCommands
         };
         var fit = new Option<int>("--fit")
         {
-            Description = "random mixed architectures per width and batch for the in-situ fit (0 = none)", DefaultValueFactory = _ => 24,
+            Description = "random architectures per width and batch for the in-situ fit (0 = none)", DefaultValueFactory = _ => 48,
         };
         var output = new Option<string>("--out")
         {
@@ -116,8 +128,14 @@ internal static class ProfileTableCommands
             Console.WriteLine($"width {c.Width}, batch {c.Batch}: layers in mixed stacks cost {c.Scale:F2}× their probe entries " +
                               $"({c.Architectures} architectures)");
         foreach (var f in table.Fits)
+        {
             Console.WriteLine($"width {f.Width}, batch {f.Batch}: in-situ fit on {f.Architectures} architectures, " +
                               $"RMS residual {f.RmsPercent:F1} %");
+            if (f.PerKeyPresent is { Count: > 0 } present)
+                Console.WriteLine("  once per step for each key present (µs): " +
+                                  string.Join(", ", present.Select(p => $"{p.Key} {p.Value * us:F1}")) +
+                                  $"; per change of mixer {f.PerMixerChange * us:F1} µs");
+        }
     }
 
     static Command Check()
@@ -154,18 +172,18 @@ internal static class ProfileTableCommands
     static void PrintCheck(LatencyCheck check)
     {
         double ms = check.ReferenceMsAtBuild;
-        var view = new Table().AddColumns("layers", "width", "measured ms", "sum ms", "sum error", "fit ms", "fit error");
+        var view = new Table().AddColumns("layers", "family", "width", "measured ms", "sum ms", "sum error", "fit ms", "fit error");
         foreach (var c in check.Checks)
-            view.AddRow(Markup.Escape(string.Join(" ", c.LayerTypes)), c.Width.ToString(), $"{c.Measured * ms:F3}",
+            view.AddRow(Markup.Escape(string.Join(" ", c.LayerTypes)), c.Family.ToString(), c.Width.ToString(), $"{c.Measured * ms:F3}",
                         $"{c.PredictedBySum * ms:F3}",
                         $"{c.SumErrorPercent:+0.0;-0.0} %", c.PredictedByFit is { } p ? $"{p * ms:F3}" : "–",
                         c.FitErrorPercent is { } e ? $"{e:+0.0;-0.0} %" : "–");
         AnsiConsole.Write(view);
-        var summary = new Table().AddColumns("predictor", "width", "architectures", "MAPE", "worst", "within ±5 %", "within ±10 %",
-                                             "target");
+        var summary = new Table().AddColumns("predictor", "width", "family", "architectures", "MAPE", "worst", "within ±5 %",
+                                             "within ±10 %", "target");
         foreach (var s in check.Summaries)
-            summary.AddRow(s.Predictor, s.Width?.ToString() ?? "all", s.Count.ToString(), $"{s.Mape:F1} %", $"{s.WorstPercent:F1} %",
-                           $"{s.Within5:P0}", $"{s.Within10:P0}", s.MeetsTarget ? "met" : "not met");
+            summary.AddRow(s.Predictor, s.Width?.ToString() ?? "all", s.Family?.ToString() ?? "all", s.Count.ToString(), $"{s.Mape:F1} %",
+                           $"{s.WorstPercent:F1} %", $"{s.Within5:P0}", $"{s.Within10:P0}", s.MeetsTarget ? "met" : "not met");
         AnsiConsole.Write(summary);
         Console.WriteLine($"ms at the table's machine speed (reference step {check.ReferenceMsAtBuild:F3} ms at build, " +
                           $"{check.ReferenceMsNow:F3} ms now); the reference moved ×{check.Drift:F2} during the check; " +

@@ -32,7 +32,8 @@ public sealed record InterleaveOptions
     /// <summary>Measurements of one figure at most; the one whose reference moved least is kept.</summary>
     public int MaxAttempts { get; init; } = 3;
     /// <summary>
-    /// Rounds over a list of candidates (<see cref="LatencyTable.Measure"/>): each candidate is measured once per round and the
+    /// Rounds over a list of candidates (<see cref="LatencyTable.Measure"/>, and the fitted architectures of
+    /// <see cref="LatencyTable.Build"/>): each candidate is measured once per round and the
     /// median ratio kept, so a figure that fell into one slow patch is outvoted by the others (the same architecture measured
     /// in three rounds on the quiet machine moved by up to 15 %).
     /// </summary>

@@ -7,8 +7,9 @@ public sealed record MeasuredStep(double Seconds, double RawSeconds, NormalizedT
 
 /// <summary>One unseen architecture: measured and predicted decode step, all in reference units.</summary>
 /// <param name="PredictedByFit">The fitted in-situ model's prediction; null when the table has no fit at this width.</param>
+/// <param name="Family">The kind of stack it was drawn as.</param>
 public sealed record PredictionCheck(IReadOnlyList<string> LayerTypes, int Width, double Measured, double PredictedBySum,
-                                     double? PredictedByFit)
+                                     double? PredictedByFit, StackFamily Family = StackFamily.Mixed)
 {
     /// <summary>Signed error of the sum of entries, percent of the measurement.</summary>
     public double SumErrorPercent => (PredictedBySum - Measured) / Measured * 100;
@@ -17,29 +18,30 @@ public sealed record PredictionCheck(IReadOnlyList<string> LayerTypes, int Width
     public double? FitErrorPercent => PredictedByFit is { } p ? (p - Measured) / Measured * 100 : null;
 }
 
-/// <summary>Error of one predictor over a set of checks (one width, or all when <paramref name="Width"/> is null).</summary>
+/// <summary>Error of one predictor over a set of checks: one width, one family (<paramref name="Family"/>, over every width), or
+/// all when both are null.</summary>
 /// <param name="Predictor"><c>sum</c> (probe entries) or <c>fit</c> (in-situ least squares).</param>
 /// <param name="Mape">Mean absolute percentage error.</param>
 /// <param name="WorstPercent">Largest absolute percentage error.</param>
 /// <param name="Within5">Share (0–1) of architectures within ±5 %.</param>
 /// <param name="Within10">Share (0–1) within ±10 %.</param>
 public sealed record ErrorSummary(string Predictor, int? Width, int Count, double Mape, double WorstPercent, double Within5,
-                                  double Within10)
+                                  double Within10, StackFamily? Family = null)
 {
     /// <summary>The targets on this machine kind: MAPE ≤ 5 % and ≥ 90 % of architectures within ±10 %.</summary>
     public bool MeetsTarget => Mape <= 5 && Within10 >= 0.9;
 
-    public static ErrorSummary Of(string predictor, int? width, IReadOnlyList<double> signedPercent)
+    public static ErrorSummary Of(string predictor, int? width, IReadOnlyList<double> signedPercent, StackFamily? family = null)
     {
         var absolute = signedPercent.Select(Math.Abs).ToList();
         double Share(double limit) => absolute.Count(e => e <= limit) / (double)absolute.Count;
-        return new ErrorSummary(predictor, width, absolute.Count, absolute.Average(), absolute.Max(), Share(5), Share(10));
+        return new ErrorSummary(predictor, width, absolute.Count, absolute.Average(), absolute.Max(), Share(5), Share(10), family);
     }
 }
 
 /// <summary>
 /// The latency table's check (<see cref="LatencyTable.Check"/>): per architecture predicted vs measured, the error of each
-/// predictor per width and overall, and what the machine did meanwhile.
+/// predictor per width, per stack family and overall (last), and what the machine did meanwhile.
 /// </summary>
 /// <param name="ReferenceMsAtBuild">The reference's decode step when the table was built (ms).</param>
 /// <param name="ReferenceMsNow">Its median step during this check (ms): the machine's speed now relative to the build.</param>
@@ -52,11 +54,15 @@ public sealed record LatencyCheck(int Context, int Batch, IReadOnlyList<Predicti
                                   int context, int batch)
     {
         var summaries = new List<ErrorSummary>();
-        foreach (var group in checks.GroupBy(c => (int?)c.Width).Append(checks.GroupBy(_ => (int?)null).First()))
+        var groups = checks.GroupBy(c => ((int?)c.Width, (StackFamily?)null))
+            .Concat(checks.GroupBy(c => ((int?)null, (StackFamily?)c.Family)).OrderBy(g => g.Key.Item2))
+            .Append(checks.GroupBy(_ => ((int?)null, (StackFamily?)null)).First());
+        foreach (var group in groups)
         {
-            summaries.Add(ErrorSummary.Of("sum", group.Key, group.Select(c => c.SumErrorPercent).ToList()));
+            var (width, family) = group.Key;
+            summaries.Add(ErrorSummary.Of("sum", width, group.Select(c => c.SumErrorPercent).ToList(), family));
             var fitted = group.Where(c => c.FitErrorPercent is not null).Select(c => c.FitErrorPercent!.Value).ToList();
-            if (fitted.Count > 0) summaries.Add(ErrorSummary.Of("fit", group.Key, fitted));
+            if (fitted.Count > 0) summaries.Add(ErrorSummary.Of("fit", width, fitted, family));
         }
         var levels = measured.Select(m => m.Timing.ReferenceSeconds).ToList();
         return new LatencyCheck(context, batch, checks, summaries, referenceSeconds * 1e3, Measurement.Of(levels).Median * 1e3,

@@ -16,6 +16,20 @@ public sealed record LayerCost(string Operator, int Width, int Batch, int Contex
 /// <summary>Everything outside the layers for one decode step (embedding, final norm, lm_head, glue), in reference units.</summary>
 public sealed record StepOverhead(int Width, int Batch, double DecodeStep);
 
+/// <summary>Kinds of random stack the table's fit and check draw (<see cref="LatencyTable.Check"/>), in this order.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<StackFamily>))]
+public enum StackFamily
+{
+    /// <summary>Any latency key at every layer.</summary>
+    Mixed,
+    /// <summary>One mixer, each layer of it followed by an FFN (the search's pure designs).</summary>
+    Homogeneous,
+    /// <summary>Two mixers in random order, each layer followed by an FFN.</summary>
+    TwoMixers,
+    /// <summary>One or two mixers, each layer followed by two FFNs.</summary>
+    FfnHeavy,
+}
+
 /// <summary>Scale on the summed layer costs at one width and batch, fitted on measured mixed architectures.</summary>
 public sealed record Calibration(int Width, int Batch, double Scale, int Architectures);
 
@@ -157,8 +171,10 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     /// width, batch 1, the first context). Probes: for every operator, width and batch, a model of
     /// <see cref="LayersPerProbe"/> such layers, split into layers and overhead by per-layer timing; attention at every
     /// context, constant-state operators at the first. Then, per width and batch, <paramref name="fitArchitectures"/>
-    /// random mixed architectures (at random contexts of the list) are measured whole: the in-situ costs are fitted on
-    /// them (<see cref="FittedCosts.Fit"/>), and the probe sum's scale too (a least-squares scale on the layer sum).
+    /// random architectures (every <see cref="StackFamily"/> in turn, at random contexts of the list) are measured whole:
+    /// the in-situ costs are fitted on them (<see cref="FittedCosts.Fit"/>), and the probe sum's scale too (a least-squares
+    /// scale on the layer sum). With <see cref="InterleaveOptions.Rounds"/> &gt; 1 the fitted architectures are measured that
+    /// many times over (the whole list per round) and each one's median kept; the probes are measured once.
     /// </summary>
     public static LatencyTable Build(HybridConfig template, IReadOnlyList<string> operators, IReadOnlyList<int> widths,
                                      IReadOnlyList<int> batches,
@@ -207,13 +223,23 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
                 if (fitArchitectures == 0) continue;
                 var samples = new List<FitSample>();
                 double numerator = 0, denominator = 0, overhead = overheads.First(o => o.Width == width && o.Batch == batch).DecodeStep;
-                for (int i = 0; i < fitArchitectures; i++)
+                var drawn = Enumerable.Range(0, fitArchitectures)
+                    .Select(i => (Config: probed.RandomArchitecture(random, width, FamilyOf(i)),
+                                  Context: contexts[random.Next(contexts.Count)]))
+                    .ToList();
+                var ratios = drawn.Select(_ => new List<double>()).ToList();
+                for (int round = 1; round <= options.Rounds; round++)
+                    for (int i = 0; i < drawn.Count; i++)
+                    {
+                        progress?.Report($"in-situ fit, width {width} batch {batch}: {i + 1}/{fitArchitectures}" +
+                                         (options.Rounds > 1 ? $" (round {round}/{options.Rounds})" : ""));
+                        using var rig = rigs(drawn[i].Config, batch, drawn[i].Context, false);
+                        ratios[i].Add(clock.Measure(rig).Ratio);
+                    }
+                for (int i = 0; i < drawn.Count; i++)
                 {
-                    var config = probed.RandomArchitecture(random, width);
-                    int context = contexts[random.Next(contexts.Count)];
-                    progress?.Report($"in-situ fit, width {width} batch {batch}: {i + 1}/{fitArchitectures}");
-                    using var rig = rigs(config, batch, context, false);
-                    double measured = clock.Measure(rig).Ratio;
+                    var (config, context) = drawn[i];
+                    double measured = MedianRound(ratios[i], r => r);
                     var layerKeys = LayerKeys(config);
                     int positions = context + config.NumMemoryTokens;
                     samples.Add(new FitSample(layerKeys, measured - layerKeys.Sum(k => probed.ContextGrowth(k, width, batch, positions))));
@@ -235,16 +261,48 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
         };
     }
 
+    /// <summary>The median round of one figure by <paramref name="ratio"/> (the upper one of two).</summary>
+    static T MedianRound<T>(IReadOnlyList<T> rounds, Func<T, double> ratio) => rounds.OrderBy(ratio).ElementAt(rounds.Count / 2);
+
     /// <summary>The fit draws architectures from this seed; <see cref="Check"/> refuses it so its architectures stay unseen.</summary>
     public const int CalibrationSeed = 1_000_003;
 
-    /// <summary>A random hybrid of the table's operators, 4–24 layers deep, at <paramref name="width"/>.</summary>
-    HybridConfig RandomArchitecture(Random random, int width)
+    /// <summary>
+    /// A random stack of the table's operators at <paramref name="width"/>, 4–24 layers deep, of one <see cref="StackFamily"/>:
+    /// any key at every layer (mixed), one mixer with an FFN after each (homogeneous), two mixers with an FFN after each,
+    /// or one or two mixers with two FFNs after each (FFN-heavy). Without FFN keys the blocks are the mixers alone; without
+    /// mixer keys every family is mixed.
+    /// </summary>
+    HybridConfig RandomArchitecture(Random random, int width, StackFamily family)
     {
-        var ops = Operators.ToArray();
-        int depth = random.Next(4, 25);
-        return ConfigOfKeys(Template, Enumerable.Range(0, depth).Select(_ => ops[random.Next(ops.Length)]).ToList(), width);
+        var keys = Operators.ToList();
+        var mixers = keys.Where(FittedCosts.IsMixer).ToList();
+        var ffns = keys.Where(k => !FittedCosts.IsMixer(k)).ToList();
+        if (family == StackFamily.Mixed || mixers.Count == 0)
+        {
+            var drawn = Enumerable.Range(0, random.Next(4, 25)).Select(_ => keys[random.Next(keys.Count)]).ToList();
+            return ConfigOfKeys(Template, drawn, width);
+        }
+        int kinds = family switch
+        {
+            StackFamily.Homogeneous => 1,
+            StackFamily.TwoMixers => 2,
+            _ => random.Next(1, 3),
+        };
+        var chosen = mixers.OrderBy(_ => random.Next()).Take(kinds).ToList();
+        int ffnsPerBlock = ffns.Count == 0 ? 0 : family == StackFamily.FfnHeavy ? 2 : 1;
+        int block = 1 + ffnsPerBlock, blocks = random.Next((4 + block - 1) / block, 24 / block + 1);
+        var layers = new List<string>();
+        for (int b = 0; b < blocks; b++)
+        {
+            layers.Add(chosen[random.Next(chosen.Count)]);
+            for (int f = 0; f < ffnsPerBlock; f++) layers.Add(ffns[random.Next(ffns.Count)]);
+        }
+        return ConfigOfKeys(Template, layers, width);
     }
+
+    /// <summary>The family of the <paramref name="index"/>-th stack drawn at a width: every family in turn.</summary>
+    static StackFamily FamilyOf(int index) => (StackFamily)(index % Enum.GetValues<StackFamily>().Length);
 
     /// <summary>A latency key with its operator's canonical name ("m:…" → "m2:…").</summary>
     static string CanonicalKey(string key) =>
@@ -292,15 +350,16 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
             }
         return rounds.Select(timings =>
         {
-            var timing = timings.OrderBy(t => t.Ratio).ElementAt(timings.Count / 2);   // the median round (the upper one of two)
+            var timing = MedianRound(timings, t => t.Ratio);
             return new MeasuredStep(timing.Ratio * Reference.StepSeconds, timing.Ratio * timing.ReferenceSeconds, timing);
         }).ToList();
     }
 
     /// <summary>
-    /// Predicts and measures <paramref name="countPerWidth"/> random hybrids of the table's operators at every width of
-    /// the table (at a batch the table has, after a <paramref name="context"/>-token prompt), each measured interleaved
-    /// with the reference: the predictors' errors on architectures they were not built from, per width and overall.
+    /// Predicts and measures <paramref name="countPerWidth"/> random stacks of the table's operators at every width of
+    /// the table (every <see cref="StackFamily"/> in turn, so homogeneous and FFN-heavy stacks are among them; at a batch
+    /// the table has, after a <paramref name="context"/>-token prompt), each measured interleaved with the reference: the
+    /// predictors' errors on architectures drawn from another seed than the fitted ones, per width, per family and overall.
     /// </summary>
     public LatencyCheck Check(int countPerWidth, int context, long seed, InterleaveOptions options, int batch = 1,
                               IProgress<string>? progress = null, RigFactory? rigs = null)
@@ -310,10 +369,13 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
         if (seed == CalibrationSeed) throw new WrenException($"seed {CalibrationSeed} drew the fitted architectures; choose another");
         if (countPerWidth < 1) throw new WrenException("check at least one architecture per width");
         var random = new Random((int)seed);
-        var configs = Widths.SelectMany(w => Enumerable.Range(0, countPerWidth).Select(_ => RandomArchitecture(random, w))).ToList();
-        var measured = Measure(configs, batch, context, options, progress, rigs);
-        var checks = configs.Select((c, i) => new PredictionCheck(c.LayerTypes, c.HiddenSize, measured[i].Seconds / Reference.StepSeconds,
-                                                                  PredictBySum(c, batch, context), PredictByFit(c, batch, context)))
+        var drawn = Widths.SelectMany(w => Enumerable.Range(0, countPerWidth).Select(i => (Family: FamilyOf(i), Width: w)))
+            .Select(d => (d.Family, Config: RandomArchitecture(random, d.Width, d.Family))).ToList();
+        var measured = Measure(drawn.Select(d => d.Config).ToList(), batch, context, options, progress, rigs);
+        var checks = drawn.Select((d, i) => new PredictionCheck(d.Config.LayerTypes, d.Config.HiddenSize,
+                                                                measured[i].Seconds / Reference.StepSeconds,
+                                                                PredictBySum(d.Config, batch, context),
+                                                                PredictByFit(d.Config, batch, context), d.Family))
             .ToList();
         return LatencyCheck.Of(checks, measured, Reference.StepSeconds, context, batch);
     }

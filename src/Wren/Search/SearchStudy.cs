@@ -146,10 +146,11 @@ public static class SearchStudy
         }
         progress?.Report("measuring a latency table for this space");
         int context = space.Latency.Prompt + space.Latency.DecodeTokens;
-        var table = LatencyTable.Build(template, space.LatencyKeys(), space.Widths, [space.Latency.Batch],
-                                       [Math.Max(16, space.Latency.Prompt), context],
-                                       DeviceIdentity.Current(device), new InterleaveOptions { Passes = 9 }, fitArchitectures: 16,
-                                       progress: progress);
+        var keys = space.LatencyKeys();
+        // Enough architectures for the presence and mixer-change terms too (FittedCosts.Fit: twice its 2 · keys + 2 columns).
+        var table = LatencyTable.Build(template, keys, space.Widths, [space.Latency.Batch], [Math.Max(16, space.Latency.Prompt), context],
+                                       DeviceIdentity.Current(device), new InterleaveOptions { Passes = 9 },
+                                       fitArchitectures: Math.Max(16, 4 * keys.Count + 4), progress: progress);
         Directory.CreateDirectory(folder);
         table.Save(file);
         progress?.Report($"latency table saved to {file}");

@@ -82,6 +82,20 @@ public class LatencyTableTests
         Assert.Contains("not a latency table", Assert.Throws<WrenException>(() => LatencyTable.Load(path)).Message);
     }
 
+    /// <summary>Real models (random weights) of every registered operator, Mamba-1, GLA, RWKV-7, mLSTM and Hymba included: probed,
+    /// fitted and checked without error (no timing is asserted; the cost model is tested on a synthetic machine).</summary>
+    [Fact]
+    public void Every_registered_operator_is_measured_on_real_models()
+    {
+        var names = OperatorRegistry.All.Select(s => s.Name).ToList();
+        var options = new InterleaveOptions { Passes = 2, DecodeTokens = 1 };
+        var table = LatencyTable.Build(Config("a"), names, [64], [1], [8, 24], Here, options, fitArchitectures: names.Count + 2);
+        Assert.All(names, n => Assert.Contains(table.Layers, l => l.Operator == n && l.DecodeStep > 0));
+        Assert.Equal(names.Order(), table.Fits.Single().PerLayer.Keys.Order());
+        var check = table.Check(4, 8, seed: 3, options);
+        Assert.Equal(Enum.GetValues<StackFamily>(), check.Checks.Select(c => c.Family).Order());
+    }
+
     [Fact]
     public void Shapes_keep_head_widths()
     {
