@@ -82,7 +82,8 @@ public sealed record ServeOptions(string ModelName, string Host = "127.0.0.1", i
 /// <summary>
 /// The OpenAI-compatible HTTP API on Kestrel over an <see cref="InferenceEngine"/>: <c>GET /v1/models</c>, <c>/v1/models/{id}</c>,
 /// <c>/health</c>, <c>/metrics</c> (Prometheus text), <c>POST /v1/completions</c> and <c>/v1/chat/completions</c> (JSON or
-/// server-sent events ending in <c>data: [DONE]</c>). Errors are OpenAI-style JSON: 400 invalid field, text that is not Unicode,
+/// server-sent events ending in <c>data: [DONE]</c>), llama-server's <c>POST /tokenize</c> and <c>/detokenize</c>. Errors are
+/// OpenAI-style JSON: 400 invalid field, text that is not Unicode,
 /// an unsupported parameter (<see cref="Unsupported"/>), a prompt longer than the context, more sequences than the server can
 /// ever hold, or a Host header not allowed (<see cref="ServeOptions.AllowedHosts"/>); 401 missing or wrong API key (with
 /// <c>WWW-Authenticate</c>); 404 unknown model or route; 405 wrong method; 408 past <see cref="ServeOptions.RequestTimeout"/>;
@@ -170,8 +171,61 @@ public sealed class OpenAiServer : IAsyncDisposable
                                    "model", "model_not_found")));
         app.Map("/v1/completions", ctx => Method(ctx, "POST") ?? Completions(ctx));
         app.Map("/v1/chat/completions", ctx => Method(ctx, "POST") ?? Chat(ctx));
+        app.Map("/tokenize", ctx => Method(ctx, "POST") ?? Tokenize(ctx));
+        app.Map("/detokenize", ctx => Method(ctx, "POST") ?? Detokenize(ctx));
         app.MapFallback(ctx => throw new ServeError(404, "invalid_request_error", $"unknown route {ctx.Request.Method} {ctx.Request.Path}",
                                                     null, "not_found"));
+    }
+
+    /// <summary>
+    /// llama-server's <c>POST /tokenize</c>: <c>{content, add_special, with_pieces}</c> → <c>{tokens}</c>, ids or, with
+    /// <c>with_pieces</c>, <c>{id, piece}</c> objects whose piece is the token's text, or its bytes as a list of numbers when they
+    /// are not whole UTF-8. <c>add_special</c> adds the beginning-of-text token where the tokenizer asks for one. Text is always
+    /// text: a special token's spelling in <c>content</c> is not parsed into its id (Wren's rule, <see cref="ITextTokenizer"/>), so
+    /// <c>parse_special: true</c>, llama-server's default, is a 400 when given. Errors: 400 naming the field.
+    /// </summary>
+    async Task Tokenize(HttpContext ctx)
+    {
+        var body = await ReadBody(ctx);
+        var content = body.String("content") ?? throw ServeError.Invalid("'content' is required (a string)", "content");
+        if (body.Bool("parse_special") == true)
+            throw ServeError.Invalid("'parse_special' true is not supported: special-token text is tokenized as text", "parse_special",
+                                     "unsupported_parameter");
+        CheckTextFits(Encoding.UTF8.GetByteCount(content), "content");
+        var tokenizer = engine.Tokenizer;
+        var ids = body.Bool("add_special") == true ? tokenizer.EncodePrompt(content) : tokenizer.Encode(content);
+        if (body.Bool("with_pieces") != true)
+        {
+            await WriteJson(ctx, 200, new { tokens = ids });
+            return;
+        }
+        var control = tokenizer.ControlTokens.GroupBy(c => c.Value).ToDictionary(g => g.Key, g => g.First().Key);
+        object Piece(int id)
+        {
+            if (control.TryGetValue(id, out var text)) return text;
+            if (tokenizer.TokenBytes?.Bytes[id] is not { } bytes) return tokenizer.Decode([id]);
+            try { return new UTF8Encoding(false, true).GetString(bytes); }
+            catch (DecoderFallbackException) { return bytes.Select(b => (int)b).ToArray(); }
+        }
+        await WriteJson(ctx, 200, new { tokens = ids.Select(id => new { id, piece = Piece(id) }).ToList() });
+    }
+
+    /// <summary>
+    /// llama-server's <c>POST /detokenize</c>: <c>{tokens}</c> (ids of this vocabulary) → <c>{content}</c>, the text the
+    /// tokenizer decodes them to (special tokens to nothing). Errors: 400 naming <c>tokens</c>.
+    /// </summary>
+    async Task Detokenize(HttpContext ctx)
+    {
+        var body = await ReadBody(ctx);
+        var tokens = body.Get("tokens") ?? throw ServeError.Invalid("'tokens' is required (a list of token ids)", "tokens");
+        int vocabulary = engine.Config.VocabSize;
+        if (tokens.ValueKind != JsonValueKind.Array) throw RequestFields.TypeError("tokens", "a list of token ids");
+        var ids = tokens.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out int id)
+                                                          && id >= 0 && id < vocabulary ? id
+            : throw ServeError.Invalid($"'tokens' must hold token ids between 0 and {vocabulary - 1}, got " +
+                                       (e.ValueKind == JsonValueKind.Number ? e.GetRawText()[..Math.Min(40, e.GetRawText().Length)]
+                                           : $"a {e.ValueKind.ToString().ToLowerInvariant()}"), "tokens")).ToList();
+        await WriteJson(ctx, 200, new { content = engine.Tokenizer.Decode(ids) });
     }
 
     object ModelBody() => new { id = options.ModelName, @object = "model", created = started, owned_by = "wren" };
@@ -218,8 +272,10 @@ public sealed class OpenAiServer : IAsyncDisposable
         {
             CheckHost(ctx);
             if (Cors(ctx)) return;
-            if (options.ApiKey is { } key && (ctx.Request.Path.StartsWithSegments("/v1")
-                                              || ctx.Request.Path.StartsWithSegments("/metrics") && !options.MetricsPublic))
+            var path = ctx.Request.Path;
+            if (options.ApiKey is { } key && (path.StartsWithSegments("/v1") || path.StartsWithSegments("/tokenize")
+                                              || path.StartsWithSegments("/detokenize")
+                                              || path.StartsWithSegments("/metrics") && !options.MetricsPublic))
                 CheckKey(ctx, key);
             await next(ctx);
         }

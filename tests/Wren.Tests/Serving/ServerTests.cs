@@ -205,6 +205,63 @@ public sealed class ServerTests : IAsyncLifetime
         Assert.Equal(1, (int)(await Completion(new { model = M, prompt = "ok", max_tokens = 1 }))["usage"]!["completion_tokens"]!);
     }
 
+    async Task<(int Status, JsonNode Body)> PostJson(string path, string body)
+    {
+        using var response = await server.Http.PostAsync(path, new StringContent(body, Encoding.UTF8, "application/json"));
+        return ((int)response.StatusCode, JsonNode.Parse(await response.Content.ReadAsStringAsync())!);
+    }
+
+    [Fact]
+    public async Task Tokenize_and_detokenize_answer_as_llama_server_does_and_refuse_bad_input()
+    {
+        // The byte tokenizer's ids are the UTF-8 bytes: "hé" is 68 C3 A9.
+        var (status, body) = await PostJson("/tokenize", """{"content": "hé"}""");
+        Assert.Equal(200, status);
+        Assert.Equal("[104,195,169]", body["tokens"]!.ToJsonString());
+        (status, body) = await PostJson("/tokenize", """{"content": "hé", "with_pieces": true, "add_special": true}""");
+        Assert.Equal(200, status);
+        Assert.Equal("""[{"id":104,"piece":"h"},{"id":195,"piece":[195]},{"id":169,"piece":[169]}]""", body["tokens"]!.ToJsonString());
+        (status, body) = await PostJson("/detokenize", """{"tokens": [104, 195, 169]}""");
+        Assert.Equal(200, status);
+        Assert.Equal("hé", (string)body["content"]!);
+        (status, body) = await PostJson("/detokenize", """{"tokens": []}""");
+        Assert.Equal("", (string)body["content"]!);
+        foreach (var (path, bad, field) in new[]
+                 {
+                     ("/tokenize", "{}", "content"), ("/tokenize", """{"content": 5}""", "content"),
+                     ("/tokenize", """{"content": "a", "parse_special": true}""", "parse_special"),
+                     ("/tokenize", """{"content": "a", "with_pieces": "yes"}""", "with_pieces"),
+                     ("/detokenize", "{}", "tokens"), ("/detokenize", """{"tokens": "abc"}""", "tokens"),
+                     ("/detokenize", """{"tokens": [1, 256]}""", "tokens"), ("/detokenize", """{"tokens": [-1]}""", "tokens"),
+                     ("/detokenize", """{"tokens": [1.5]}""", "tokens"), ("/detokenize", "[1]", null),
+                 })
+        {
+            (status, body) = await PostJson(path, bad);
+            Assert.Equal(400, status);
+            Assert.Equal(field, (string?)body["error"]!["param"]);
+            Assert.False(string.IsNullOrEmpty((string?)body["error"]!["message"]), bad);
+        }
+        using var get = await server.Http.GetAsync("/tokenize");
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, get.StatusCode);
+        (status, _) = await PostJson("/tokenize", """{"content": "still serving"}""");
+        Assert.Equal(200, status);
+    }
+
+    [Fact]
+    public async Task The_system_fingerprint_is_stable_across_requests_and_chunks()
+    {
+        var first = await Completion(new { model = M, prompt = "a", max_tokens = 1, seed = 3 });
+        var second = await Completion(new { model = M, prompt = "b", max_tokens = 1 });
+        string fingerprint = (string)first["system_fingerprint"]!;
+        Assert.Matches("^fp_[0-9a-f]{10}$", fingerprint);
+        Assert.Equal(fingerprint, (string)second["system_fingerprint"]!);
+        var chat = server.OpenAi().GetChatClient(M);
+        await foreach (var update in chat.CompleteChatStreamingAsync([new UserChatMessage("hi")],
+                           new ChatCompletionOptions { MaxOutputTokenCount = 2 }))
+            Assert.Equal(fingerprint, update.SystemFingerprint);
+        Assert.NotEqual(fingerprint, OpenAiServer.Fingerprint(M, ScalarType.BFloat16));
+    }
+
     public static TheoryData<string, string, int, string?, string?> BadRequests => new()
     {
         { "malformed JSON", "{\"model\": ", 400, null, null },
