@@ -73,6 +73,10 @@ public sealed record HybridConfig
     public int? VLowRankDim { get; init; }
     [JsonPropertyName("ffn_expand_ratio")] public double? FfnExpandRatio { get; init; }
     [JsonPropertyName("intermediate_size")] public int IntermediateSize { get; init; }
+    /// <summary>Wren extension: the multiple the FFN width from ffn_expand_ratio is rounded down to; null: 128, the released
+    /// rule. The operator study sets a finer step so that small models can match a parameter count within ±2 %.</summary>
+    [JsonPropertyName("wren_ffn_multiple_of"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? FfnMultipleOf { get; init; }
     [JsonPropertyName("mlp_hidden_act")] public string MlpHiddenAct { get; init; } = "silu";
     [JsonPropertyName("num_memory_tokens")] public int NumMemoryTokens { get; init; }
     [JsonPropertyName("sliding_window")] public int? SlidingWindow { get; init; }
@@ -103,9 +107,12 @@ public sealed record HybridConfig
     [JsonIgnore] public int LinearHeadDim => HiddenSize / NumAttentionHeads;
     [JsonIgnore] public int NumLayers => LayerTypes.Count;
 
-    /// <summary>FFN width: <c>int(ratio·H) // 128 · 128</c> when ffn_expand_ratio is set, else intermediate_size.</summary>
+    /// <summary>FFN width: <c>int(ratio·H) // 128 · 128</c> when ffn_expand_ratio is set (128 or <see cref="FfnMultipleOf"/>),
+    /// else intermediate_size.</summary>
     [JsonIgnore]
-    public int FfnSize => FfnExpandRatio is { } ratio ? (int)(ratio * HiddenSize) / 128 * 128 : IntermediateSize;
+    public int FfnSize => FfnExpandRatio is { } ratio ? (int)(ratio * HiddenSize) / FfnStep * FfnStep : IntermediateSize;
+
+    [JsonIgnore] int FfnStep => FfnMultipleOf ?? 128;
 
     /// <summary>intermediate_size &gt; 0 gives every mixer layer its own FFN sub-block as well.</summary>
     [JsonIgnore] public bool MixerLayersHaveFfn => IntermediateSize > 0;
@@ -261,9 +268,10 @@ public sealed record HybridConfig
         if (Enumerable.Range(0, NumLayers).Any(HasFfn) && FfnSize <= 0)
             Fail(FfnExpandRatio is { } r
                 ? $"ffn_expand_ratio {r} × hidden_size {HiddenSize} floors to an FFN width of 0 (it is rounded down to a " +
-                  "multiple of 128 and takes precedence over intermediate_size: raise it, or remove it to use intermediate_size)"
+                  $"multiple of {FfnStep} and takes precedence over intermediate_size: raise it, or remove it to use intermediate_size)"
                 : "intermediate_size must be positive when \"f\" layers exist (or set ffn_expand_ratio)");
         if (IntermediateSize < 0) Fail("intermediate_size must be >= 0");
+        if (FfnMultipleOf is <= 0) Fail("wren_ffn_multiple_of must be positive");
         if (TiktokenEncoding is not (null or "cl100k_base" or "o200k_base")) Fail($"wren_tiktoken_encoding '{TiktokenEncoding}' is not " +
                                                                                   $"supported (cl100k_base, o200k_base)");
     }

@@ -32,7 +32,7 @@ public static class OperatorStudy
 {
     /// <summary>
     /// Width (a multiple of the head dimension, between half and twice the reference width) and FFN size (a multiple of
-    /// 128, its ratio to the width inside the settings' range) of <paramref name="design"/> whose parameter count is
+    /// the settings' ffn_multiple, its ratio to the width inside the settings' range) of <paramref name="design"/> whose parameter count is
     /// within the tolerance of <paramref name="target"/>; among those, the FFN ratio nearest the nominal one. Throws a
     /// one-line <see cref="WrenException"/> naming the closest shape when none is within tolerance. Parameters are counted
     /// by <see cref="ModelFootprint"/> on the real config; they are linear in the FFN size at a fixed width, so two counts
@@ -40,24 +40,24 @@ public static class OperatorStudy
     /// </summary>
     public static StudyDesign Solve(string design, OperatorStudySettings settings, HybridConfig template, long target)
     {
-        var headed = template with { HiddenSize = settings.HeadDim * template.NumAttentionHeads };
-        int step = settings.HeadDim;
+        var headed = Headed(settings, template);
+        int step = settings.HeadDim, m = settings.FfnMultiple;
         var candidates = new List<(int Width, int Ffn, double Gap)>();
         for (int width = Math.Max(step, settings.Width / 2 / step * step); width <= settings.Width * 2; width += step)
         {
-            int low = (int)Math.Ceiling(settings.FfnRatioRange[0] * width / 128) * 128;
-            int high = (int)Math.Floor(settings.FfnRatioRange[1] * width / 128) * 128;
-            low = Math.Max(low, 128);
+            int low = (int)Math.Ceiling(settings.FfnRatioRange[0] * width / m) * m;
+            int high = (int)Math.Floor(settings.FfnRatioRange[1] * width / m) * m;
+            low = Math.Max(low, m);
             if (high < low) continue;
             long atLow, slope;
             try
             {
                 atLow = Parameters(design, settings, headed, width, low);
-                slope = high > low ? Parameters(design, settings, headed, width, low + 128) - atLow : 0;
+                slope = high > low ? Parameters(design, settings, headed, width, low + m) - atLow : 0;
             }
             catch (WrenException) { continue; }   // a width the operator's head sizes cannot take
-            for (int ffn = low; ffn <= high; ffn += 128)
-                candidates.Add((width, ffn, (atLow + slope * ((ffn - low) / 128) - target) / (double)target));
+            for (int ffn = low; ffn <= high; ffn += m)
+                candidates.Add((width, ffn, (atLow + slope * ((ffn - low) / m) - target) / (double)target));
         }
         if (candidates.Count == 0) throw new WrenException($"design '{design}': no width near {settings.Width} fits its head sizes");
         var within = candidates.Where(c => Math.Abs(c.Gap) <= settings.Tolerance).ToList();
@@ -82,10 +82,18 @@ public static class OperatorStudy
     public static long Target(OperatorStudySettings settings, HybridConfig template)
     {
         if (settings.TargetParameters is { } t) return t;
-        int ffn = Math.Max(128, (int)(settings.FfnRatio * settings.Width) / 128 * 128);
-        var headed = template with { HiddenSize = settings.HeadDim * template.NumAttentionHeads };
-        return Parameters(settings.Designs[0], settings, headed, settings.Width, ffn);
+        int m = settings.FfnMultiple;
+        int ffn = Math.Max(m, (int)(settings.FfnRatio * settings.Width) / m * m);
+        return Parameters(settings.Designs[0], settings, Headed(settings, template), settings.Width, ffn);
     }
+
+    /// <summary>The template at the study's head dimension, FFN step (null when it is the released 128) and Mamba2 head.</summary>
+    static HybridConfig Headed(OperatorStudySettings settings, HybridConfig template) => template with
+    {
+        HiddenSize = settings.HeadDim * template.NumAttentionHeads,
+        FfnMultipleOf = settings.FfnMultiple == 128 ? null : settings.FfnMultiple,
+        Mamba2HeadDim = settings.Mamba2HeadDim ?? template.Mamba2HeadDim,
+    };
 
     /// <summary>Every design solved against <see cref="Target"/>, with the template fitted to the dataset's tokenizer.</summary>
     public static IReadOnlyList<StudyDesign> Designs(OperatorStudySettings settings, DataManifest manifest)

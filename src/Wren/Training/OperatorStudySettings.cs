@@ -43,6 +43,11 @@ public sealed record OperatorStudySettings
     /// <summary>FFN size ÷ width: the nominal value and the range the solver may use to match parameters.</summary>
     public double FfnRatio { get; init; } = 3;
     public List<double> FfnRatioRange { get; init; } = [2, 4];
+    /// <summary>FFN sizes are multiples of this (the released rule: 128; small studies need a finer step to match parameters).</summary>
+    public int FfnMultiple { get; init; } = 128;
+    /// <summary>Mamba2 head width instead of the template's. Mamba2 needs a multiple of 8 heads (the released norm groups),
+    /// so its widths are multiples of 8·head ÷ expand; a smaller head lets small studies reach more widths.</summary>
+    public int? Mamba2HeadDim { get; init; }
     /// <summary>Window of the "swa" design (the paper: 512).</summary>
     public int SlidingWindow { get; init; } = 512;
     /// <summary>Designs: one mixer name (pure model) or two joined by "+" (their layers alternate).</summary>
@@ -98,6 +103,8 @@ public sealed record OperatorStudySettings
         Require(Tolerance is > 0 and < 1, "tolerance must be in (0, 1)");
         Require(FfnRatioRange.Count == 2 && FfnRatioRange[0] > 0 && FfnRatioRange[0] <= FfnRatio && FfnRatio <= FfnRatioRange[1],
                 "ffn_ratio_range must be [low, high] with 0 < low ≤ ffn_ratio ≤ high");
+        Require(FfnMultiple > 0, "ffn_multiple must be positive");
+        Require(Mamba2HeadDim is null or > 0, "mamba2_head_dim must be positive");
         Require(SlidingWindow > 0, "sliding_window must be positive");
         Require(Designs.Count >= 1, "give at least one design");
         Require(Designs.Distinct().Count() == Designs.Count, "designs must be distinct");
@@ -140,7 +147,7 @@ public sealed record StudyDesign(string Name, HybridConfig Config, long Paramete
     /// <summary>
     /// The config of a design at a width and FFN size: mixer and FFN alternating, no meta tokens; "swa" layers get the
     /// window, other attention layers stay global. The FFN ratio is (ffn + ½) ÷ width so that the Nemotron-Flash rule
-    /// ⌊ratio·width⌋ rounded down to 128 gives exactly <paramref name="ffn"/>.
+    /// ⌊ratio·width⌋ rounded down to the FFN step gives exactly <paramref name="ffn"/>.
     /// </summary>
     public static HybridConfig ConfigOf(string design, HybridConfig template, int operators, int width, int ffn, int window)
     {

@@ -1,3 +1,4 @@
+using Wren.Models;
 using Wren.Training;
 using static Wren.Tests.TestSupport;
 
@@ -35,11 +36,41 @@ public class OperatorStudyTests
     }
 
     [Theory]
+    [InlineData("operators")]
+    [InlineData("operators-small")]
+    public void Every_design_is_solved_to_the_reference_parameter_count_counted_on_the_built_model(string name)
+    {
+        var settings = OperatorStudySettings.Load(name);
+        var template = HybridConfig.Load(settings.Template);
+        long target = OperatorStudy.Target(settings, template);
+        foreach (var design in settings.Designs)
+        {
+            var solved = OperatorStudy.Solve(design, settings, template, target);
+            using var model = new HybridForCausalLM(solved.Config);
+            long built = model.parameters().Sum(p => p.numel());
+            Assert.Equal(built, solved.Parameters);
+            Assert.InRange((built - target) / (double)target, -settings.Tolerance, settings.Tolerance);
+            Assert.Equal(settings.Operators, solved.Config.NumLayers);
+            Assert.Equal(0, solved.Config.FfnSize % settings.FfnMultiple);
+        }
+    }
+
+    [Fact]
+    public void A_tolerance_no_shape_can_meet_names_the_closest_shape()
+    {
+        var settings = OperatorStudySettings.Load("operators-small") with { Tolerance = 1e-9 };
+        var template = HybridConfig.Load(settings.Template);
+        var error = Assert.Throws<WrenException>(() => OperatorStudy.Solve("mamba1", settings, template, 123_457));
+        Assert.Contains("design 'mamba1': closest shape (width", error.Message);
+    }
+
+    [Theory]
     [InlineData("{\"operators\": 24, \"colour\": 1}", "colour")]
     [InlineData("{\"operators\": 7, \"designs\": [\"a\"]}", "operators must be even")]
     [InlineData("{\"designs\": [\"a\", \"a\"]}", "designs must be distinct")]
     [InlineData("{\"designs\": [\"a+x\"]}", "unknown mixer 'x'")]
     [InlineData("{\"designs\": [\"a\"], \"width\": 100, \"head_dim\": 32}", "multiple of head_dim")]
+    [InlineData("{\"designs\": [\"a\"], \"ffn_multiple\": 0}", "ffn_multiple must be positive")]
     public void Bad_settings_are_one_line_errors_naming_the_file(string json, string expected)
     {
         var file = Path.Combine(TempDir(), "study.json");
