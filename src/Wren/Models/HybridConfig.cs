@@ -128,6 +128,18 @@ public sealed record HybridConfig
         SlidingWindow is { } w && AttnImplementation != "fused_mha" && !(GlobalAttnIdx ?? []).Contains(layer) ? w : null;
 
     /// <summary>
+    /// This config with a sliding window on the <paramref name="windowed"/> layers only: every other layer whose cost grows with
+    /// the context (attention, Hymba) is listed in global_attn_idx. No windowed layer: no window at all.
+    /// </summary>
+    public HybridConfig WithWindowOn(IReadOnlyCollection<int> windowed, int window)
+    {
+        if (windowed.Count == 0) return this with { SlidingWindow = null, GlobalAttnIdx = [] };
+        var global = Enumerable.Range(0, NumLayers)
+            .Where(i => !windowed.Contains(i) && OperatorRegistry.Of(this, i).CostGrowsWithContext).ToList();
+        return this with { SlidingWindow = window, GlobalAttnIdx = global };
+    }
+
+    /// <summary>
     /// This config with other layers and width, keeping head widths (attention, DeltaNet, Mamba2), the KV grouping
     /// and the FFN ratio: the shape family a depth–width study or an architecture search moves through.
     /// </summary>

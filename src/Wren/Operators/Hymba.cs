@@ -47,6 +47,7 @@ internal sealed class Hymba : Mixer
         Description = "Hymba hybrid heads (attention and Mamba-1 side by side)",
         Create = (config, layer, placement) => new Hymba(config, layer, placement),
         Validate = ValidateConfig,
+        SearchNames = [new("hymba")],
         StateBytes = (c, layer, positions, elementSize) =>
             (((long)KeyWidth(c) + ValueWidth(c)) * elementSize + 8) * (c.WindowOf(layer) is { } w ? Math.Min(positions, w + 1) : positions)
             + (long)c.MambaDInner * (c.MambaDConv - 1) * elementSize + 4L * c.MambaDInner * c.MambaDState,
@@ -77,9 +78,9 @@ internal sealed class Hymba : Mixer
             fail($"in_proj's k/v widths int(num_key_value_heads / num_attention_heads · hidden_size) = {KeyWidth(c)} and " +
                  $"int(… · mamba_expand) = {ValueWidth(c)} do not split into {c.KvHeads} heads");
         if (c.MambaProjBias == true) fail("mamba_proj_bias true (biases on in_proj and out_proj) is not supported");
-        if (c.NumMemoryTokens > 0 && c.SlidingWindow is not null)
-            fail("Hymba's window keeps the meta tokens in view, which hymba layers do not implement yet: give sliding_window null " +
-                 "or num_memory_tokens 0");
+        if (c.NumMemoryTokens > 0 && Enumerable.Range(0, c.NumLayers).Any(i => c.LayerTypes[i] == Spec.Name && c.WindowOf(i) is not null))
+            fail("Hymba's window keeps the meta tokens in view, which hymba layers do not implement yet: list the hymba layers in " +
+                 "global_attn_idx, give sliding_window null, or num_memory_tokens 0");
     }
 
     public Hymba(HybridConfig config, int layer, Placement placement) : base(nameof(Hymba))

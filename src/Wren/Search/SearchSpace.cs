@@ -104,12 +104,13 @@ public sealed record SearchSpace
         return space;
     }
 
-    /// <summary>A search-space file, or a built-in one by name (<c>quick</c>, <c>default</c>).</summary>
+    /// <summary>A search-space file, or a built-in one by name (<c>quick</c>, <c>default</c>, <c>all-operators</c>).</summary>
     public static SearchSpace Load(string pathOrName)
     {
         if (File.Exists(pathOrName)) return Parse(File.ReadAllText(pathOrName), pathOrName);
         using var stream = typeof(SearchSpace).Assembly.GetManifestResourceStream($"Wren.SearchSpaces.{pathOrName}.json")
-            ?? throw new WrenException($"search space not found: '{pathOrName}' is neither a file nor a built-in space (quick, default)");
+            ?? throw new WrenException($"search space not found: '{pathOrName}' is neither a file nor a built-in space " +
+                                        "(quick, default, all-operators)");
         return Parse(new StreamReader(stream).ReadToEnd(), $"search space {pathOrName}");
     }
 
@@ -132,7 +133,12 @@ public sealed record SearchSpace
         Require(Proxy.Steps >= 1 && Proxy.BatchSize >= 1 && Proxy.SeqLen >= 1, "proxy steps, batch size and sequence length must be ≥ 1");
         foreach (var seed in Seeds) Architecture.Parse(seed, this);
         var template = TemplateConfig();
-        foreach (var width in Widths) template.WithShape([Ffn.Spec.Name], width);   // every width fits the template's head sizes
+        foreach (var width in Widths)   // every mixer fits the template's head sizes at every width
+            foreach (var mixer in Mixers)
+            {
+                try { ConfigOf([mixer, Ffn.Spec.Name], width, template).Validate(); }
+                catch (WrenException e) { throw new WrenException($"{source}: mixer '{mixer}' at width {width}: {e.Message}", e); }
+            }
     }
 
     public static bool TryRatio(string ratio, out int first, out int second)
@@ -163,10 +169,7 @@ public sealed record SearchSpace
     {
         var found = mixers.Select(OperatorRegistry.ForSearchName).ToList();
         var config = template.WithShape(mixers.Select((m, i) => found[i]?.Operator.Name ?? m).ToList(), width);
-        bool Windowed(int i) => found[i]?.Mixer.SlidingWindow == true;
-        if (!Enumerable.Range(0, mixers.Count).Any(Windowed)) return config with { SlidingWindow = null, GlobalAttnIdx = [] };
-        var global = Enumerable.Range(0, mixers.Count)
-            .Where(i => !Windowed(i) && found[i] is { } f && f.Operator.SearchNames.Any(n => n.SlidingWindow)).ToList();
-        return config with { SlidingWindow = SlidingWindow, GlobalAttnIdx = global };
+        return config.WithWindowOn(Enumerable.Range(0, mixers.Count).Where(i => found[i]?.Mixer.SlidingWindow == true).ToList(),
+                                   SlidingWindow);
     }
 }

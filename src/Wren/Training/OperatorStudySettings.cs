@@ -157,10 +157,7 @@ public sealed record StudyDesign(string Name, HybridConfig Config, long Paramete
         var shaped = (template with { FfnExpandRatio = (ffn + 0.5) / width, IntermediateSize = 0, NumMemoryTokens = 0 })
             .WithShape(layers, width);
         var windowed = Enumerable.Range(0, layers.Count).Where(i => i % 2 == 0 && found[i / 2]?.Mixer.SlidingWindow == true).ToList();
-        if (windowed.Count == 0) return shaped with { SlidingWindow = null, GlobalAttnIdx = [] };
-        var global = Enumerable.Range(0, layers.Count)
-            .Where(i => i % 2 == 0 && !windowed.Contains(i) && found[i / 2] is { } f && f.Operator.SearchNames.Any(n => n.SlidingWindow));
-        var config = shaped with { SlidingWindow = window, GlobalAttnIdx = global.ToList() };
+        var config = shaped.WithWindowOn(windowed, window);
         config.Validate(design);
         return config;
     }

@@ -69,4 +69,18 @@ public class HymbaConfigTests
         var e = Assert.Throws<WrenException>(() => HybridConfig.Parse(Released(j => j["num_attention_heads"] = 5)));
         Assert.DoesNotContain('\n', e.Message);
     }
+
+    [Fact]
+    public void Meta_tokens_are_refused_only_when_a_hymba_layer_is_windowed()
+    {
+        var global = HybridConfig.Parse(Released(j =>
+        {
+            j["num_memory_tokens"] = 3;
+            j["global_attn_idx"] = new JsonArray(0, 1, 2, 3);
+        }));
+        global.Validate();
+        var windowed = Released(j => j["num_memory_tokens"] = 3);
+        var error = Assert.Throws<WrenException>(() => HybridConfig.Parse(windowed));
+        Assert.Contains("list the hymba layers in global_attn_idx", error.Message);
+    }
 }

@@ -45,6 +45,36 @@ public class EvolutionTests
     }
 
     [Fact]
+    public void The_all_operators_space_offers_every_registered_mixer_and_every_child_is_a_valid_model()
+    {
+        var space = SearchSpace.Load("all-operators");
+        var mixers = Wren.Models.OperatorRegistry.All   // Wren's own operators (other tests register toy ones)
+            .Where(s => s.Create is not null && s.Create.Method.DeclaringType!.Assembly == typeof(SearchSpace).Assembly)
+            .SelectMany(s => s.SearchNames).Select(n => n.Name);
+        Assert.Equal(mixers.Order(), space.Mixers.Order());
+        var random = new Random(2);
+        var template = space.TemplateConfig();
+        var used = new HashSet<string>();
+        for (int i = 0; i < 200; i++)
+        {
+            var (child, _) = Architecture.Random(space, random).Mutate(space, random);
+            used.UnionWith(child.Layers(space));
+            foreach (int width in space.Widths) space.Config(child, width, template).Validate();
+        }
+        Assert.Superset(space.Mixers.ToHashSet(), used.Where(u => u != "f").ToHashSet());
+        Assert.Equal(space.Mixers.Count, used.Count(u => u != "f"));
+    }
+
+    [Fact]
+    public void A_width_a_mixer_cannot_take_is_refused_naming_the_mixer_and_width()
+    {
+        using var stream = typeof(SearchSpace).Assembly.GetManifestResourceStream("Wren.SearchSpaces.all-operators.json")!;
+        var json = new StreamReader(stream).ReadToEnd().Replace("\"widths\": [128, 256, 384]", "\"widths\": [128, 192]");
+        var error = Assert.Throws<WrenException>(() => SearchSpace.Parse(json, "space.json"));
+        Assert.Contains("mixer 'm2' at width 192", error.Message);
+    }
+
+    [Fact]
     public void Sliding_window_mixers_become_windowed_attention_layers()
     {
         var space = Space() with { Mixers = ["swa", "a", "m2"] };
