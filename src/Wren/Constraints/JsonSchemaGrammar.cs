@@ -54,6 +54,22 @@ public static class JsonSchemaGrammar
         return compiler.Builder.Build();
     }
 
+    /// <summary>
+    /// Values of <paramref name="schema"/> written in a call syntax: <paramref name="prefix"/>, then one value between
+    /// <paramref name="open"/> and <paramref name="close"/>, then (when <paramref name="many"/>) more such values each after
+    /// <paramref name="separator"/>, then <paramref name="suffix"/>. Tool calls use it: Hermes' <c>&lt;tool_call&gt;…</c> blocks,
+    /// Llama 3's <c>;</c>-separated objects, Mistral's <c>[TOOL_CALLS][…]</c> array. Errors as <see cref="FromSchema"/>.
+    /// </summary>
+    public static ByteGrammar Calls(JsonElement schema, string prefix, string open, string close, string separator, string suffix,
+                                    bool many)
+    {
+        var compiler = new Compiler(schema);
+        var item = (Symbol[])[.. Builder.Literal(open), .. compiler.Value(schema, "#"), .. Builder.Literal(close)];
+        var more = many ? compiler.Builder.Repeat("calls", [.. Builder.Literal(separator), .. item], 0, null) : [];
+        compiler.Root([.. Builder.Literal(prefix), .. item, .. more, .. Builder.Literal(suffix)]);
+        return compiler.Builder.Build();
+    }
+
     static readonly JsonSerializerOptions Compact = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     sealed class Compiler(JsonElement document)

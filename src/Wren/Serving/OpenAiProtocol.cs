@@ -58,7 +58,24 @@ internal sealed record ChatChoice(
 
 internal sealed record ChatMessageBody(
     [property: JsonPropertyName("role"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Role,
-    [property: JsonPropertyName("content"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content);
+    [property: JsonPropertyName("content"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content,
+    [property: JsonPropertyName("tool_calls"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    IReadOnlyList<ToolCallBody>? ToolCalls = null);
+
+/// <summary>One call in a message (<see cref="Index"/> null) or a stream delta (<see cref="Index"/> its position).</summary>
+internal sealed record ToolCallBody(
+    [property: JsonPropertyName("index"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? Index,
+    [property: JsonPropertyName("id")] string Id,
+    [property: JsonPropertyName("type")] string Type,
+    [property: JsonPropertyName("function")] ToolCallFunctionBody Function)
+{
+    public static ToolCallBody Of(ToolCall call, int? index) =>
+        new(index, call.Id, "function", new ToolCallFunctionBody(call.Name, call.Arguments));
+}
+
+internal sealed record ToolCallFunctionBody(
+    [property: JsonPropertyName("name")] string Name,
+    [property: JsonPropertyName("arguments")] string Arguments);
 
 internal sealed record ChatLogprobs([property: JsonPropertyName("content")] IReadOnlyList<ChatTokenLogprob> Content);
 

@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using System.Threading.Channels;
 using Microsoft.AspNetCore.Builder;
@@ -98,6 +99,7 @@ public sealed class OpenAiServer : IAsyncDisposable
     readonly WebApplication app;
     readonly InferenceEngine engine;
     readonly ChatTemplate template;
+    readonly ToolCallSyntax syntax;
     readonly ServeOptions options;
     readonly ILogger logger;
     readonly long started = DateTimeOffset.UtcNow.ToUnixTimeSeconds();   // the model's "created" in /v1/models
@@ -109,6 +111,7 @@ public sealed class OpenAiServer : IAsyncDisposable
         this.app = app;
         this.engine = engine;
         this.template = template;
+        syntax = ToolCallSyntax.Of(template.Source);
         this.options = options;
         this.logger = logger;
         tokenBytes = TokenBytesBound(engine.Tokenizer);
@@ -239,7 +242,6 @@ public sealed class OpenAiServer : IAsyncDisposable
     [
         ("best_of", "1", v => v.ValueKind == JsonValueKind.Number && v.TryGetInt64(out var n) && n == 1),
         ("suffix", "\"\"", v => v.ValueKind == JsonValueKind.String && v.ValueEquals("")),
-        ("tool_choice", "\"auto\"", v => v.ValueKind == JsonValueKind.String && v.ValueEquals("auto")),
     ];
 
     static void RejectUnsupported(RequestFields body)
@@ -459,7 +461,7 @@ public sealed class OpenAiServer : IAsyncDisposable
     /// <summary>Longest JSON schema or GBNF grammar accepted, in UTF-8 bytes of its JSON text.</summary>
     public const int MaxGrammarBytes = 100_000;
 
-    readonly Dictionary<string, ByteGrammar> grammars = [];
+    readonly GrammarCache grammars = new();
 
     /// <summary>
     /// The constraint of <c>response_format</c> (<c>text</c>, <c>json_object</c>, <c>json_schema</c> as OpenAI defines them)
@@ -502,17 +504,8 @@ public sealed class OpenAiServer : IAsyncDisposable
         if (Encoding.UTF8.GetByteCount(key) > MaxGrammarBytes)
             throw ServeError.Invalid($"the {(field == "grammar" ? "grammar" : "schema")} is {Encoding.UTF8.GetByteCount(key):N0} bytes; " +
                                      $"at most {MaxGrammarBytes:N0} are accepted", field);
-        lock (grammars)
-            if (grammars.TryGetValue(key, out var known)) return known;
-        ByteGrammar grammar;
-        try { grammar = compile(); }
-        catch (WrenException e) { throw ServeError.Invalid(e.Message, field); }
-        lock (grammars)
-        {
-            if (grammars.Count >= 64) grammars.Clear();
-            grammars[key] = grammar;
-        }
-        return grammar;
+        try { return grammars.Get(key, compile); }
+        catch (WrenException e) when (e is not ServeError) { throw ServeError.Invalid(e.Message, field); }
     }
 
     int Count(RequestFields body, string field, long defaultValue, int max)
@@ -716,13 +709,27 @@ public sealed class OpenAiServer : IAsyncDisposable
         RejectUnsupported(body);
         var turns = Messages(body);
         CheckTextFits(turns.Sum(t => (long)Encoding.UTF8.GetByteCount(t.Content ?? "")), "messages");
-        var templateOptions = new ChatTemplateOptions(true, body.Objects("tools"), body.Objects("documents"),
-                                                      body.Object("chat_template_kwargs"));
+        var tools = ToolRequest.Parse(body, MaxGrammarBytes) is { Choice: not "none" } offered ? offered : null;
+        IReadOnlyList<object?>? templateTools = null;
+        if (tools is not null) (turns, templateTools) = tools.Prompt(turns, template, syntax);
+        var templateOptions = new ChatTemplateOptions(true, templateTools, body.Objects("documents"), body.Object("chat_template_kwargs"));
         var prompt = ChatPrompts.Encode(engine.Tokenizer, template, turns, templateOptions);
         CheckPromptFits(prompt.Count, generates: true, "messages");
         string maxField = body.Get("max_completion_tokens") is not null ? "max_completion_tokens" : "max_tokens";
         var sampling = Sampling(body, Math.Max(1, engine.Options.MaxContext - prompt.Count), maxField);
         if (sampling.MaxNewTokens == 0) throw ServeError.Invalid($"'{maxField}' must be >= 1", maxField);
+        if (tools is { Forced: true })
+        {
+            if (sampling.Grammar is not null)
+                throw ServeError.Invalid("'tool_choice' required or a named function constrains the reply itself: give no " +
+                                         "'response_format' or 'grammar' with it", "tool_choice");
+            var callable = tools.Callable;
+            sampling = sampling with
+            {
+                Grammar = Compiled(ToolRequest.GrammarKey(syntax, tools), "tools", () => syntax.Grammar(callable, tools.Parallel)),
+            };
+        }
+        var names = tools?.Tools.Select(t => t.Name).ToHashSet() ?? [];
         int n = Count(body, "n", 1, 16);
         bool stream = body.Bool("stream") ?? false, includeUsage = IncludeUsage(body);
         bool logprobs = body.Bool("logprobs") ?? false;
@@ -734,12 +741,20 @@ public sealed class OpenAiServer : IAsyncDisposable
             new EngineRequest(prompt, sampling with { Seed = sampling.Seed + (ulong)j }, logprobs ? (int)top : null)).ToList(),
             cancel, "n");
         var id = ResponseId.New("chatcmpl-");
+        string? Finish(string? reason, bool called) => called && reason == "stop" ? "tool_calls" : reason;
         if (!stream)
         {
             var results = await Task.WhenAll(handles.Select(h => Collect(h, cancel.Token)));
-            var choices = results.Select((steps, i) => new ChatChoice(i,
-                new ChatMessageBody("assistant", string.Concat(steps.Select(s => s.Text))), null,
-                logprobs ? ChatLogprobsOf(steps) : null, steps[^1].FinishReason)).ToList();
+            var choices = results.Select((steps, i) =>
+            {
+                string text = string.Concat(steps.Select(s => s.Text));
+                var (content, calls) = tools is null ? (text, []) : syntax.Parse(text, names);
+                if (tools is { Parallel: false } && calls.Count > 1) calls = [calls[0]];
+                var message = new ChatMessageBody("assistant", content,
+                                                  calls.Count > 0 ? calls.Select(c => ToolCallBody.Of(c, null)).ToList() : null);
+                return new ChatChoice(i, message, null, logprobs ? ChatLogprobsOf(steps) : null,
+                                      Finish(steps[^1].FinishReason, calls.Count > 0));
+            }).ToList();
             await WriteJson(ctx, 200, new ChatBody(id.Id, "chat.completion", id.Created, options.ModelName, fingerprint, choices,
                                                    Usage(handles, prompt.Count)));
             return;
@@ -747,10 +762,26 @@ public sealed class OpenAiServer : IAsyncDisposable
         await StartEvents(ctx);
         for (int i = 0; i < n; i++)
             await Event(ctx, Chunk(id, [new ChatChoice(i, null, new ChatMessageBody("assistant", ""), null, null)]));
+        var splitters = Enumerable.Range(0, n).Select(_ => tools is null ? null : new ToolCallStream(syntax, names)).ToArray();
+        var called = new int[n];
         await foreach (var (index, step) in Merge(handles, cancel.Token))
         {
-            var delta = new ChatMessageBody(null, step.FinishReason is null || step.Text.Length > 0 ? step.Text : null);
-            await Event(ctx, Chunk(id, [new ChatChoice(index, null, delta, logprobs ? ChatLogprobsOf([step]) : null, step.FinishReason)]));
+            var (text, calls) = splitters[index] is { } splitter ? splitter.Push(step.Text) : (step.Text, []);
+            if (step.FinishReason is not null && splitters[index] is { } last)
+            {
+                var (restText, restCalls) = last.Finish();
+                (text, calls) = (text + restText, [.. calls, .. restCalls]);
+            }
+            if (tools is { Parallel: false }) calls = [.. calls.Take(Math.Max(0, 1 - called[index]))];
+            foreach (var call in calls)
+                await Event(ctx, Chunk(id, [new ChatChoice(index, null,
+                    new ChatMessageBody(null, null, [ToolCallBody.Of(call, called[index]++)]), null, null)]));
+            if (tools is null || text.Length > 0 || step.FinishReason is not null || logprobs)
+            {
+                var delta = new ChatMessageBody(null, text.Length > 0 ? text : step.FinishReason is null ? "" : null);
+                await Event(ctx, Chunk(id, [new ChatChoice(index, null, delta, logprobs ? ChatLogprobsOf([step]) : null,
+                                                           Finish(step.FinishReason, called[index] > 0))]));
+            }
         }
         if (includeUsage) await Event(ctx, Chunk(id, [], Usage(handles, prompt.Count)));
         await Done(ctx);
@@ -787,9 +818,37 @@ public sealed class OpenAiServer : IAsyncDisposable
             };
             var others = message.EnumerateObject().Where(p => p.Name is not ("role" or "content"))
                 .GroupBy(p => p.Name).ToDictionary(g => g.Key, g => (object?)g.Last().Value);
+            if (fields.Get("tool_calls") is { } calls)
+                others["tool_calls"] = TemplateToolCalls(calls, $"messages[{turns.Count}].tool_calls");
             turns.Add(new ChatTurn(role == "developer" ? "system" : role, content, others.Count > 0 ? others : null));
         }
         return turns;
+    }
+
+    /// <summary>
+    /// An assistant message's <c>tool_calls</c> for the template: each <c>function.arguments</c> JSON string becomes the object it
+    /// encodes, as vLLM hands them to templates (which write <c>arguments | tojson</c>). Errors: 400 naming the field when a call
+    /// is not <c>{"function": {"name": …, "arguments": …}}</c>.
+    /// </summary>
+    static JsonElement TemplateToolCalls(JsonElement calls, string field)
+    {
+        if (calls.ValueKind != JsonValueKind.Array) throw RequestFields.TypeError(field, "a list of tool calls");
+        var converted = new JsonArray();
+        foreach (var call in calls.EnumerateArray())
+        {
+            if (call.ValueKind != JsonValueKind.Object || !call.TryGetProperty("function", out var function)
+                || function.ValueKind != JsonValueKind.Object || !function.TryGetProperty("name", out var name)
+                || name.ValueKind != JsonValueKind.String)
+                throw ServeError.Invalid($"'{field}' must hold objects with \"function\": {{\"name\": …, \"arguments\": …}}", field);
+            var node = JsonNode.Parse(call.GetRawText())!.AsObject();
+            if (function.TryGetProperty("arguments", out var arguments) && arguments.ValueKind == JsonValueKind.String)
+            {
+                try { node["function"]!["arguments"] = JsonNode.Parse(arguments.GetString()!); }
+                catch (JsonException) { }   // not JSON: the template sees the string as it came
+            }
+            converted.Add(node);
+        }
+        return JsonDocument.Parse(converted.ToJsonString()).RootElement.Clone();
     }
 
     static ChatLogprobs ChatLogprobsOf(IEnumerable<GenerationStep> steps) =>

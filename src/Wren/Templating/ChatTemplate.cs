@@ -71,10 +71,31 @@ public sealed class ChatTemplate
         + "{% endfor %}"
         + "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}";
 
-    /// <summary>ChatML as <c>transformers</c> defined its default template.</summary>
+    /// <summary>ChatML as <c>transformers</c> defined its default template; with <c>tools</c>, the Hermes tool format (written
+    /// here from NousResearch's Hermes 2 Pro model card, as Qwen2.5's template also renders it): a system turn listing the tools
+    /// in <c>&lt;tools&gt;</c>, assistant calls in <c>&lt;tool_call&gt;</c> blocks, tool results as user turns in
+    /// <c>&lt;tool_response&gt;</c>. Without tools the text is the transformers default's.</summary>
     const string ChatMlSource =
-        "{% for message in messages %}"
+        "{%- if tools %}{{- '<|im_start|>system\\n' }}"
+        + "{%- if messages[0]['role'] == 'system' %}{{- messages[0]['content'] + '\\n\\n' }}{%- endif %}"
+        + "{{- '# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\nYou are provided with function "
+        + "signatures within <tools></tools> XML tags:\\n<tools>' }}"
+        + "{%- for tool in tools %}{{- '\\n' + (tool | tojson) }}{%- endfor %}"
+        + "{{- '\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments within "
+        + "<tool_call></tool_call> XML tags:\\n<tool_call>\\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\\n"
+        + "</tool_call><|im_end|>\\n' }}{%- endif %}"
+        + "{% for message in messages %}"
+        + "{%- if tools and loop.first and message['role'] == 'system' %}"
+        + "{%- elif message['role'] == 'assistant' and message['tool_calls'] is defined and message['tool_calls'] %}"
+        + "{{- '<|im_start|>assistant\\n' }}{%- if message['content'] %}{{- message['content'] + '\\n' }}{%- endif %}"
+        + "{%- for call in message['tool_calls'] %}{%- if not loop.first %}{{- '\\n' }}{%- endif %}"
+        + "{{- '<tool_call>\\n{\"name\": \"' + call['function']['name'] + '\", \"arguments\": ' + (call['function']['arguments'] | tojson)"
+        + " + '}\\n</tool_call>' }}{%- endfor %}{{- '<|im_end|>\\n' }}"
+        + "{%- elif message['role'] == 'tool' %}"
+        + "{{- '<|im_start|>user\\n<tool_response>\\n' + message['content'] + '\\n</tool_response><|im_end|>\\n' }}"
+        + "{%- else %}"
         + "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
+        + "{%- endif %}"
         + "{% endfor %}"
         + "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
@@ -206,6 +227,12 @@ public sealed class ChatTemplate
         "chatml" => new ChatTemplate(ChatMlSource, new Dictionary<string, object?> { ["eos_token"] = "<|im_end|>" }),
         _ => throw new WrenException($"unknown chat template '{name}' (built-in: {string.Join(", ", BuiltInNames)})"),
     };
+
+    /// <summary>The template's Jinja source.</summary>
+    public string Source => source;
+
+    /// <summary>True when the template reads the <c>tools</c> variable (it describes tools to the model itself).</summary>
+    public bool RendersTools => source.Contains("tools", StringComparison.Ordinal);
 
     /// <summary>The <c>bos_token</c> text, or null when the template's source did not give one.</summary>
     public string? BosToken { get; }
