@@ -145,6 +145,39 @@ public sealed class ToolCallTests : IAsyncLifetime
         Assert.Equal(ToolCallSyntax.Hermes, ToolCallSyntax.Of("{{ 'User: ' }}"));   // no syntax of its own
     }
 
+    [Theory]
+    [InlineData("qwen3", "Qwen3-1.7B", "hermes")]
+    [InlineData("qwen3", "Qwen2.5-3B-Instruct", "hermes")]
+    [InlineData("llama-3.1", "Llama-3.1-8B-Instruct", "llama3-json")]
+    [InlineData("llama-3.1", "Llama-3.2-3B-Instruct", "llama3-json")]
+    public void Released_templates_get_their_family_and_render_a_call_and_its_result(string folder, string name, string family)
+    {
+        var sources = JsonSerializer.Deserialize<Dictionary<string, string>>(
+            File.ReadAllText(Path.Combine(TestSupport.Fixtures, "chat-prompts", folder, "templates.json")))!;
+        var dir = TestSupport.TempDir();
+        File.WriteAllText(Path.Combine(dir, "chat_template.jinja"), sources[name]);
+        File.Copy(Path.Combine(TestSupport.Fixtures, "chat-prompts", folder, "tokenizer_config.json"),
+                  Path.Combine(dir, "tokenizer_config.json"));
+        var template = ServeHost.ResolveTemplate(null, dir);
+        var syntax = ToolCallSyntax.Of(template.Source);
+        Assert.Equal(family, syntax.Family);
+        Assert.True(template.RendersTools);
+        using var tools = JsonDocument.Parse("[" + JsonSerializer.Serialize(Tools[0]) + "]");
+        using var calls = JsonDocument.Parse(
+            """[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":{"city":"Oslo"}}}]""");
+        var text = template.Render(
+            [
+                new ChatTurn("user", "Weather?"),
+                new ChatTurn("assistant", null, new Dictionary<string, object?> { ["tool_calls"] = calls.RootElement }),
+                new ChatTurn("tool", "22 degrees", new Dictionary<string, object?> { ["tool_call_id"] = "call_1" }),
+            ],
+            new ChatTemplateOptions(true, tools.RootElement.EnumerateArray().Select(e => (object?)e).ToList()),
+            new Dictionary<string, int>()).Text;
+        Assert.Contains("get_weather", text);
+        Assert.Contains("Oslo", text);
+        Assert.Contains("22 degrees", text);
+    }
+
     [Fact]
     public void ChatML_renders_tools_calls_and_results_in_the_Hermes_format()
     {
