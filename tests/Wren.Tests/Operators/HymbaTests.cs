@@ -195,7 +195,7 @@ public class HymbaTests
                             KqHeadDim = 10,
                             VHeadDim = 10,
                         }));
-        Assert.Contains("sliding_window null or num_memory_tokens 0",
+        Assert.Contains("list the hymba layers in global_attn_idx, give sliding_window null, or num_memory_tokens 0",
                         Error(Small("hymba") with { NumMemoryTokens = 2, SlidingWindow = 4, GlobalAttnIdx = [] }));
     }
 }
