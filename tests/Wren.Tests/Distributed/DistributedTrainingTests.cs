@@ -70,7 +70,8 @@ public class DistributedTrainingTests(ITestOutputHelper output)
     {
         var log = new StringWriter();
         using var process = Start(program, args, log, environment);
-        Assert.True(process.WaitForExit(TimeSpan.FromMinutes(5)), $"{program} did not finish: {log}");
+        if (!process.WaitForExit(TimeSpan.FromMinutes(5)))
+            lock (log) Assert.Fail($"{program} did not finish: {log}");   // the handlers still write: read the log under its lock
         process.WaitForExit();
         lock (log) return (process.ExitCode, log.ToString());
     }
