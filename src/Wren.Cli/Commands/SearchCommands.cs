@@ -45,7 +45,7 @@ internal static class SearchCommands
         var command = new Command("run", "Run (or resume) a study: propose, evaluate, evolve; then write the report");
         var spaceOption = new Option<string>("--space")
         {
-            Description = "search space JSON file, or quick / default",
+            Description = "search space JSON file, or quick / default / all-operators",
             DefaultValueFactory = _ => "quick",
         };
         var data = new Option<string>("--data") { Description = "prepared dataset folder for the proxy training", Required = true };

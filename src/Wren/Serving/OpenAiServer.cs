@@ -242,6 +242,8 @@ public sealed class OpenAiServer : IAsyncDisposable
     [
         ("best_of", "1", v => v.ValueKind == JsonValueKind.Number && v.TryGetInt64(out var n) && n == 1),
         ("suffix", "\"\"", v => v.ValueKind == JsonValueKind.String && v.ValueEquals("")),
+        ("functions", "[] (use 'tools')", v => v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 0),
+        ("function_call", "\"none\" (use 'tool_choice')", v => v.ValueKind == JsonValueKind.String && v.ValueEquals("none")),
     ];
 
     static void RejectUnsupported(RequestFields body)
@@ -819,7 +821,13 @@ public sealed class OpenAiServer : IAsyncDisposable
             var others = message.EnumerateObject().Where(p => p.Name is not ("role" or "content"))
                 .GroupBy(p => p.Name).ToDictionary(g => g.Key, g => (object?)g.Last().Value);
             if (fields.Get("tool_calls") is { } calls)
+            {
+                if (role != "assistant")
+                    throw ServeError.Invalid($"'messages[{turns.Count}].tool_calls' is only for assistant messages", "messages");
                 others["tool_calls"] = TemplateToolCalls(calls, $"messages[{turns.Count}].tool_calls");
+            }
+            if (role == "tool" && fields.Get("tool_call_id") is not { ValueKind: JsonValueKind.String })
+                throw ServeError.Invalid($"'messages[{turns.Count}].tool_call_id' (a string) is required for a tool message", "messages");
             turns.Add(new ChatTurn(role == "developer" ? "system" : role, content, others.Count > 0 ? others : null));
         }
         return turns;
@@ -838,17 +846,28 @@ public sealed class OpenAiServer : IAsyncDisposable
         {
             if (call.ValueKind != JsonValueKind.Object || !call.TryGetProperty("function", out var function)
                 || function.ValueKind != JsonValueKind.Object || !function.TryGetProperty("name", out var name)
-                || name.ValueKind != JsonValueKind.String)
-                throw ServeError.Invalid($"'{field}' must hold objects with \"function\": {{\"name\": …, \"arguments\": …}}", field);
+                || name.ValueKind != JsonValueKind.String
+                || call.TryGetProperty("id", out var id) && id.ValueKind != JsonValueKind.String
+                || call.TryGetProperty("type", out var type) && !(type.ValueKind == JsonValueKind.String && type.ValueEquals("function")))
+                throw ServeError.Invalid($"'{field}' must hold objects {{\"id\": \"…\", \"type\": \"function\", \"function\": " +
+                                         "{\"name\": …, \"arguments\": …}}", field);
             var node = JsonNode.Parse(call.GetRawText())!.AsObject();
-            if (function.TryGetProperty("arguments", out var arguments) && arguments.ValueKind == JsonValueKind.String)
-            {
-                try { node["function"]!["arguments"] = JsonNode.Parse(arguments.GetString()!); }
-                catch (JsonException) { }   // not JSON: the template sees the string as it came
-            }
+            if (function.TryGetProperty("arguments", out var arguments))
+                node["function"]!["arguments"] = arguments.ValueKind == JsonValueKind.String ? ArgumentsObject(arguments, field)
+                    : throw ServeError.Invalid($"'{field}' arguments must be a string of a JSON object", field);
             converted.Add(node);
         }
         return JsonDocument.Parse(converted.ToJsonString()).RootElement.Clone();
+    }
+
+    static JsonNode ArgumentsObject(JsonElement arguments, string field)
+    {
+        try
+        {
+            if (JsonNode.Parse(RequestFields.Text(arguments, field)) is JsonObject parsed) return parsed;
+        }
+        catch (JsonException) { }
+        throw ServeError.Invalid($"'{field}' arguments must be a string of a JSON object", field);
     }
 
     static ChatLogprobs ChatLogprobsOf(IEnumerable<GenerationStep> steps) =>

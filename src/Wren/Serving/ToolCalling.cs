@@ -347,22 +347,32 @@ internal sealed record ToolRequest(IReadOnlyList<ToolFunction> Tools, string Cho
                 throw ServeError.Invalid($"'{at}.function.name' must be 1 to 64 letters, digits, '_' or '-', got '{Short(name)}'", "tools");
             if (tools.Any(t => t.Name == name)) throw ServeError.Invalid($"two tools are named '{name}'", "tools");
             var parameters = fields.Get("parameters") ?? JsonDocument.Parse("{\"type\": \"object\"}").RootElement;
-            if (parameters.ValueKind != JsonValueKind.Object)
-                throw ServeError.Invalid($"'{at}.function.parameters' must be a JSON Schema object", "tools");
+            bool objectType = parameters.ValueKind == JsonValueKind.Object && (!parameters.TryGetProperty("type", out var kind)
+                              || kind.ValueKind == JsonValueKind.String && kind.ValueEquals("object"));
+            if (!objectType)
+                throw ServeError.Invalid($"'{at}.function.parameters' must be a JSON Schema of an object (\"type\": \"object\"): a " +
+                                         "call's arguments are an object", "tools");
+            if (function.TryGetProperty("strict", out var strict) && strict.ValueKind is not (JsonValueKind.True or JsonValueKind.False
+                                                                                                or JsonValueKind.Null))
+                throw ServeError.Invalid($"'{at}.function.strict' must be a boolean", "tools");
             if (Encoding.UTF8.GetByteCount(parameters.GetRawText()) > maxSchemaBytes)
                 throw ServeError.Invalid($"'{at}.function.parameters' is longer than {maxSchemaBytes:N0} bytes", "tools");
             try { JsonSchemaGrammar.FromSchema(parameters); }
             catch (WrenException e) { throw ServeError.Invalid($"'{at}.function.parameters': {e.Message}", "tools"); }
             tools.Add(new ToolFunction(name, fields.String("description"), parameters.Clone()));
         }
-        if (tools.Count == 0) return choice is null or { ValueKind: JsonValueKind.String } ? null
-            : throw ServeError.Invalid("'tool_choice' needs 'tools'", "tool_choice");
+        if (tools.Count == 0)
+            return choice is null || choice.Value.ValueKind == JsonValueKind.String && (choice.Value.ValueEquals("none")
+                                                                                         || choice.Value.ValueEquals("auto"))
+                ? null : throw ServeError.Invalid("'tool_choice' needs 'tools'", "tool_choice");
         return choice switch
         {
             null => new ToolRequest(tools, "auto", null, parallel),
             { ValueKind: JsonValueKind.String } s when s.GetString() is "none" or "auto" or "required" =>
                 new ToolRequest(tools, s.GetString()!, null, parallel),
-            { ValueKind: JsonValueKind.Object } o when o.TryGetProperty("function", out var f) && f.ValueKind == JsonValueKind.Object
+            { ValueKind: JsonValueKind.Object } o when o.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String
+                                                       && t.ValueEquals("function")
+                                                       && o.TryGetProperty("function", out var f) && f.ValueKind == JsonValueKind.Object
                                                        && f.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String =>
                 tools.Any(t => t.Name == n.GetString()) ? new ToolRequest(tools, "function", n.GetString(), parallel)
                     : throw ServeError.Invalid($"'tool_choice' names the function '{Short(n.GetString()!)}', which is not in 'tools'",

@@ -134,6 +134,8 @@ public sealed record StudyDesign(string Name, HybridConfig Config, long Paramete
     {
         var parts = design.Split('+');
         if (parts.Length > 2 || parts.Any(p => p.Length == 0)) throw new WrenException($"design '{design}' must be 'op' or 'op1+op2'");
+        if (parts is [var first, var second] && first == second)
+            throw new WrenException($"design '{design}' names {first} twice: write '{first}' for the pure model");
         foreach (var p in parts)
             if (OperatorRegistry.ForSearchName(p) is null && !(OperatorRegistry.IsKnown(p) && OperatorRegistry.Get(p).Create is not null))
                 throw new WrenException($"design '{design}': unknown mixer '{p}' (known: {string.Join(", ", KnownMixers)})");

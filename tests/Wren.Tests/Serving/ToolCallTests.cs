@@ -384,11 +384,37 @@ public sealed class ToolCallTests : IAsyncLifetime
         { """{"tools":[{"type":"function","function":{"name":"f"}},{"type":"function","function":{"name":"f"}}]}""",
           "two tools are named 'f'" },
         { """{"tools":{"name":"f"}}""", "'tools' must be a list" },
+        { """{"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"array"}}}]}""", "a call's arguments are an object" },
+        { """{"tools":[{"type":"function","function":{"name":"f","parameters":5}}]}""", "must be a JSON Schema of an object" },
+        { """{"tools":[{"type":"function","function":{"name":"f","strict":"yes"}}]}""", "strict' must be a boolean" },
+        { """{"tools":[],"tool_choice":"required"}""", "'tool_choice' needs 'tools'" },
+        { """{"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"tool","function":{"name":"f"}}}""",
+          "'tool_choice' must be" },
+        { """{"functions":[{"name":"f"}]}""", "'functions' is not supported" },
         { """{"tool_choice":"required"}""", "'tool_choice' needs 'tools'" },
         { """{"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"sometimes"}""", "'tool_choice' must be" },
         { """{"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"required","response_format":{"type":"json_object"}}""",
           "give no 'response_format'" },
     };
+
+    public static TheoryData<string, string> BadToolMessages => new()
+    {
+        { """[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{x:"}}]}]""",
+          "arguments must be a string of a JSON object" },
+        { """[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"[1]"}}]}]""",
+          "arguments must be a string of a JSON object" },
+        { """[{"role":"assistant","tool_calls":[{"id":1,"type":"function","function":{"name":"f","arguments":"{}"}}]}]""",
+          "must hold objects" },
+        { """[{"role":"assistant","tool_calls":[{"id":"c","type":"xx","function":{"name":"f","arguments":"{}"}}]}]""",
+          "must hold objects" },
+        { """[{"role":"user","content":"hi","tool_calls":[]}]""", "only for assistant messages" },
+        { """[{"role":"tool","content":"r"}]""", "tool_call_id' (a string) is required" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadToolMessages))]
+    public async Task Bad_tool_messages_are_400s_naming_the_message(string messages, string expected) =>
+        await AssertBad(new JsonObject { ["model"] = ModelName, ["messages"] = JsonNode.Parse(messages), ["max_tokens"] = 2 }, expected);
 
     [Theory]
     [MemberData(nameof(BadToolRequests))]

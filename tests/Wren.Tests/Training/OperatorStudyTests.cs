@@ -14,6 +14,7 @@ public class OperatorStudyTests
         Assert.Equal(["hymba", "hymba"], StudyDesign.Mixers("hymba", 2));
         Assert.Contains("unknown mixer 'nope'", Assert.Throws<WrenException>(() => StudyDesign.Mixers("a+nope", 4)).Message);
         Assert.Contains("'op' or 'op1+op2'", Assert.Throws<WrenException>(() => StudyDesign.Mixers("a+m2+gla", 4)).Message);
+        Assert.Contains("names a twice", Assert.Throws<WrenException>(() => StudyDesign.Mixers("a+a", 4)).Message);
     }
 
     [Fact]
