@@ -51,7 +51,7 @@ internal sealed record ChatBody(
 
 internal sealed record ChatChoice(
     [property: JsonPropertyName("index")] int Index,
-    [property: JsonPropertyName("message"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ChatMessageBody? Message,
+    [property: JsonPropertyName("message"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ChatReplyBody? Message,
     [property: JsonPropertyName("delta"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ChatMessageBody? Delta,
     [property: JsonPropertyName("logprobs")] ChatLogprobs? Logprobs,
     [property: JsonPropertyName("finish_reason")] string? FinishReason);
@@ -59,6 +59,13 @@ internal sealed record ChatChoice(
 internal sealed record ChatMessageBody(
     [property: JsonPropertyName("role"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Role,
     [property: JsonPropertyName("content"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content,
+    [property: JsonPropertyName("tool_calls"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    IReadOnlyList<ToolCallBody>? ToolCalls = null);
+
+/// <summary>A whole reply's message: <c>content</c> is always written (null when the reply is only calls, as OpenAI sends).</summary>
+internal sealed record ChatReplyBody(
+    [property: JsonPropertyName("role")] string Role,
+    [property: JsonPropertyName("content")] string? Content,
     [property: JsonPropertyName("tool_calls"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     IReadOnlyList<ToolCallBody>? ToolCalls = null);
 

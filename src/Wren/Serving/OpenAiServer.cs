@@ -752,7 +752,7 @@ public sealed class OpenAiServer : IAsyncDisposable
                 string text = string.Concat(steps.Select(s => s.Text));
                 var (content, calls) = tools is null ? (text, []) : syntax.Parse(text, names);
                 if (tools is { Parallel: false } && calls.Count > 1) calls = [calls[0]];
-                var message = new ChatMessageBody("assistant", content,
+                var message = new ChatReplyBody("assistant", content,
                                                   calls.Count > 0 ? calls.Select(c => ToolCallBody.Of(c, null)).ToList() : null);
                 return new ChatChoice(i, message, null, logprobs ? ChatLogprobsOf(steps) : null,
                                       Finish(steps[^1].FinishReason, calls.Count > 0));

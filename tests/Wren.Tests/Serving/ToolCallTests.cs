@@ -227,6 +227,7 @@ public sealed class ToolCallTests : IAsyncLifetime
         foreach (var choice in required["choices"]!.AsArray())
         {
             Assert.Equal("tool_calls", (string)choice!["finish_reason"]!);
+            Assert.True(choice["message"]!.AsObject().ContainsKey("content"));   // "content": null, as OpenAI sends
             Assert.Null(choice["message"]!["content"]);
             var calls = choice["message"]!["tool_calls"]!.AsArray();
             Assert.NotEmpty(calls);
