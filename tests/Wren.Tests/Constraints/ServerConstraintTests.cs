@@ -13,28 +13,15 @@ namespace Wren.Tests.Constraints;
 /// constraints are 400s that name the problem, and the server keeps serving.</summary>
 public sealed class ServerConstraintTests : IAsyncLifetime
 {
-    const string ModelName = "noise";
-    HybridForCausalLM model = null!;
-    ITextTokenizer tokenizer = null!;
-    InferenceEngine engine = null!;
-    OpenAiServer server = null!;
-    HttpClient http = null!;
+    const string ModelName = NoiseServer.ModelName;
+    NoiseServer noise = null!;
+    ITextTokenizer tokenizer => noise.Tokenizer;
+    HttpClient http => noise.Http;
 
-    public async Task InitializeAsync()
-    {
-        (model, tokenizer) = ConstrainedGenerationTests.NoiseModel();
-        engine = new InferenceEngine(model, tokenizer, new EngineOptions { MaxBatch = 32, PrefillChunk = 16, MaxContext = 512 });
-        server = await OpenAiServer.StartAsync(engine, ChatTemplate.BuiltIn("chatml"), new ServeOptions(ModelName, Port: 0));
-        http = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(120) };
-    }
+    public async Task InitializeAsync() =>
+        noise = await NoiseServer.StartAsync(new EngineOptions { MaxBatch = 32, PrefillChunk = 16, MaxContext = 512 });
 
-    public async Task DisposeAsync()
-    {
-        http.Dispose();
-        await server.DisposeAsync();
-        engine.Dispose();
-        model.Dispose();
-    }
+    public async Task DisposeAsync() => await noise.DisposeAsync();
 
     static StringContent Json(object body) => new(JsonSerializer.Serialize(body), Encoding.UTF8, "application/json");
 

@@ -27,28 +27,16 @@ namespace Wren.Tests.Serving;
 /// </summary>
 public sealed class ToolCallTests : IAsyncLifetime
 {
-    const string ModelName = "noise";
-    HybridForCausalLM model = null!;
-    ITextTokenizer tokenizer = null!;
-    InferenceEngine engine = null!;
-    OpenAiServer server = null!;
-    HttpClient http = null!;
+    const string ModelName = NoiseServer.ModelName;
+    NoiseServer noise = null!;
+    InferenceEngine engine => noise.Engine;
+    OpenAiServer server => noise.Server;
+    HttpClient http => noise.Http;
 
-    public async Task InitializeAsync()
-    {
-        (model, tokenizer) = ConstrainedGenerationTests.NoiseModel();
-        engine = new InferenceEngine(model, tokenizer, new EngineOptions { MaxBatch = 16, PrefillChunk = 32, MaxContext = 2048 });
-        server = await OpenAiServer.StartAsync(engine, ChatTemplate.BuiltIn("chatml"), new ServeOptions(ModelName, Port: 0));
-        http = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(120) };
-    }
+    public async Task InitializeAsync() =>
+        noise = await NoiseServer.StartAsync(new EngineOptions { MaxBatch = 16, PrefillChunk = 32, MaxContext = 2048 });
 
-    public async Task DisposeAsync()
-    {
-        http.Dispose();
-        await server.DisposeAsync();
-        engine.Dispose();
-        model.Dispose();
-    }
+    public async Task DisposeAsync() => await noise.DisposeAsync();
 
     static readonly string[] Names = ["get_weather", "book_table"];
 
