@@ -13,6 +13,11 @@ namespace Wren.Models;
 public sealed record HybridConfig
 {
     [JsonPropertyName("layer_types")] public List<string> LayerTypes { get; init; } = [];
+    /// <summary>"hymba" for a released Hymba config (modeling_hymba.py's <c>HymbaForCausalLM</c>): a plain lm_head (no division
+    /// by its row norms), each layer's FFN under <c>moe.experts.0</c> after <c>pre_moe_layernorm</c>; null or another value for
+    /// the Nemotron-Flash layout.</summary>
+    [JsonPropertyName("model_type"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? ModelType { get; init; }
     [JsonPropertyName("num_hidden_layers")] public int? NumHiddenLayers { get; init; }
     [JsonPropertyName("hidden_size")] public int HiddenSize { get; init; }
     [JsonPropertyName("vocab_size")] public int VocabSize { get; init; }
@@ -81,8 +86,9 @@ public sealed record HybridConfig
     [JsonPropertyName("num_memory_tokens")] public int NumMemoryTokens { get; init; }
     [JsonPropertyName("sliding_window")] public int? SlidingWindow { get; init; }
     [JsonPropertyName("global_attn_idx")] public List<int>? GlobalAttnIdx { get; init; }
-    /// <summary>Hymba's cross-layer KV sharing: groups of layer indices whose first layer computes k/v for the rest
-    /// (configuration_hymba.py). Checked here; sharing itself is not implemented yet, so a non-empty group is refused.</summary>
+    /// <summary>Hymba's cross-layer KV sharing (configuration_hymba.py, modeling_hymba.py's <c>HymbaModel</c>): groups of hymba
+    /// layer indices whose first layer (the producer) computes k/v, after k_norm and RoPE, for the later ones (the consumers),
+    /// which have no k/v rows in in_proj and no KV cache of their own (<see cref="KvSourceOf"/>).</summary>
     [JsonPropertyName("kv_reuse_group"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public List<List<int>>? KvReuseGroup { get; init; }
     [JsonPropertyName("tie_word_embeddings")] public bool TieWordEmbeddings { get; init; }
@@ -106,6 +112,15 @@ public sealed record HybridConfig
     [JsonIgnore] public int MambaTimestepRank => MambaDtRank ?? (HiddenSize + 15) / 16;
     [JsonIgnore] public int LinearHeadDim => HiddenSize / NumAttentionHeads;
     [JsonIgnore] public int NumLayers => LayerTypes.Count;
+    /// <summary>True for the released Hymba layout (<see cref="ModelType"/> "hymba").</summary>
+    [JsonIgnore] public bool HymbaLayout => ModelType == "hymba";
+
+    /// <summary>The layer whose keys and values layer <paramref name="layer"/> attends over: the producer of its kv_reuse_group,
+    /// or the layer itself.</summary>
+    public int KvSourceOf(int layer) => KvReuseGroup?.FirstOrDefault(g => g is { Count: > 1 } && g.Skip(1).Contains(layer))?[0] ?? layer;
+
+    /// <summary>True when a later layer of a kv_reuse_group reads the keys and values of <paramref name="layer"/>.</summary>
+    public bool SharesKv(int layer) => KvReuseGroup?.Any(g => g is { Count: > 1 } && g[0] == layer) ?? false;
 
     /// <summary>FFN width: <c>int(ratio·H) // 128 · 128</c> when ffn_expand_ratio is set (128 or <see cref="FfnMultipleOf"/>),
     /// else intermediate_size.</summary>
@@ -193,7 +208,9 @@ public sealed record HybridConfig
     /// Maps a released Hymba config.json (<c>"model_type": "hymba"</c>, configuration_hymba.py) onto Wren's keys in place:
     /// no <c>layer_types</c> → one "hymba" layer per <c>num_hidden_layers</c> (the released <c>layer_type</c> entries must
     /// all be "h", hybrid heads); <c>mamba_dt_rank</c> "auto" → absent (⌈hidden_size / 16⌉); <c>attn_implementation_new</c>
-    /// "flex" → the window rule of <see cref="WindowOf"/>. Every other key keeps its Nemotron-Flash meaning.
+    /// "flex" → the window rule of <see cref="WindowOf"/> (with the meta tokens always in view, <see cref="Operators.Hymba"/>);
+    /// <c>kv_reuse_every_i_layer</c> n (when there is no kv_reuse_group) → groups of n consecutive layers. Every other key keeps
+    /// its Nemotron-Flash meaning.
     /// </summary>
     static void FromHymba(JsonObject obj, string source)
     {
@@ -212,6 +229,20 @@ public sealed record HybridConfig
             obj.Remove("mamba_dt_rank");
         if (obj["attn_implementation_new"]?.GetValueKind() == JsonValueKind.String && (string?)obj["attn_implementation_new"] == "flex")
             obj["attn_implementation_new"] = "flash_attention_2";
+        static int? IntOf(JsonNode? node) => node is JsonValue value && value.TryGetValue<int>(out int i) ? i : null;
+        if (IntOf(obj["memory_tokens_interspersed_every"]) > 0)
+            throw new WrenException($"{source}: memory_tokens_interspersed_every > 0 (meta tokens repeated inside the sequence) is not " +
+                                    "supported; the released models use 0");
+        // kv_reuse_every_i_layer = n without kv_reuse_group: layer i computes k/v when i % n == 0, the next n − 1 reuse them.
+        if (obj["kv_reuse_group"] is null && IntOf(obj["kv_reuse_every_i_layer"]) is > 1 and { } every
+            && obj["layer_types"] is JsonArray types)
+        {
+            int n = types.Count;
+            obj["kv_reuse_group"] = new JsonArray(Enumerable.Range(0, (n + every - 1) / every)
+                .Select(g => (JsonNode?)new JsonArray(Enumerable.Range(g * every, Math.Min(every, n - g * every))
+                                                          .Select(i => (JsonNode?)JsonValue.Create(i)).ToArray()))
+                .ToArray());
+        }
     }
 
     /// <summary>Reads a config.json, a model folder's config, or a built-in preset by name (see <see cref="Presets"/>).</summary>
@@ -236,8 +267,9 @@ public sealed record HybridConfig
 
     public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
 
-    /// <summary>kv_reuse_group: layer indices in range, no layer in two groups, no global layer as a consumer (a consumer keeps
-    /// its own window type but reads its producer's keys, which a global layer's full view would outrun).</summary>
+    /// <summary>kv_reuse_group: hymba layer indices in range, consumers after their producer (modeling_hymba.py reads the
+    /// producer's output), no layer in two groups, no global layer as a consumer (a consumer keeps its own window type but reads
+    /// its producer's keys, which a global layer's full view would outrun).</summary>
     void ValidateKvReuseGroups(Action<string> fail)
     {
         if (KvReuseGroup is null) return;
@@ -250,12 +282,14 @@ public sealed record HybridConfig
                 int layer = group[j];
                 if (layer < 0 || layer >= NumLayers) fail($"kv_reuse_group[{g}] names layer {layer}, outside 0..{NumLayers - 1}");
                 if (!seen.Add(layer)) fail($"kv_reuse_group[{g}] names layer {layer}, already in another group (groups overlap)");
+                if (group.Count > 1 && LayerTypes[layer] != "hymba")
+                    fail($"kv_reuse_group[{g}] names layer {layer}, a '{LayerTypes[layer]}' layer: only hymba layers share KV");
+                if (j > 0 && layer <= group[0])
+                    fail($"kv_reuse_group[{g}] lists layer {layer} after its producer {group[0]}: consumers must come later");
                 if (j > 0 && (GlobalAttnIdx ?? []).Contains(layer))
                     fail($"kv_reuse_group[{g}] makes global layer {layer} (global_attn_idx) a consumer of layer {group[0]}'s KV");
             }
         }
-        if (KvReuseGroup.Any(group => group is { Count: > 1 }))
-            fail("kv_reuse_group (cross-layer KV sharing) is not implemented yet: give an empty list");
     }
 
     /// <summary>Checks everything the forward relies on; the message names the key and the fix.</summary>

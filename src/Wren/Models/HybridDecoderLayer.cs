@@ -10,7 +10,8 @@ namespace Wren.Models;
 /// <summary>
 /// One pre-norm residual layer: <c>h += mixer(RMSNorm(h))</c>, then (for "f" layers, or every layer when
 /// intermediate_size &gt; 0) <c>h += ffn(RMSNorm(h))</c>. Submodules are registered under their HF names
-/// (input_layernorm, the mixer's module: self_attn | mamba | gla | gdn | attn | xlstm, pre_ffn_layernorm, ffn).
+/// (input_layernorm, the mixer's module: self_attn | mamba | gla | gdn | attn | xlstm, pre_ffn_layernorm, ffn; in the released
+/// Hymba layout pre_moe_layernorm and moe.experts.0).
 /// </summary>
 internal sealed class HybridDecoderLayer : nn.Module<MixerInput, Tensor>
 {
@@ -33,10 +34,26 @@ internal sealed class HybridDecoderLayer : nn.Module<MixerInput, Tensor>
         if (config.HasFfn(index))
         {
             preFfnNorm = new RmsNorm(config.HiddenSize, config.RmsNormEps, placement);
-            register_module("pre_ffn_layernorm", preFfnNorm);
             ffn = new Ffn(config.HiddenSize, config.FfnSize, config.MlpHiddenAct, placement);
-            register_module("ffn", ffn);
+            if (config.HymbaLayout)
+            {
+                register_module("pre_moe_layernorm", preFfnNorm);
+                register_module("moe", new SingleExpert(ffn));
+            }
+            else
+            {
+                register_module("pre_ffn_layernorm", preFfnNorm);
+                register_module("ffn", ffn);
+            }
         }
+    }
+
+    /// <summary>Hymba's <c>HymbaSparseMoeBlock</c> with num_experts 1, as released: no router, the FFN under <c>experts.0</c>
+    /// (modeling_hymba.py). Only the names; the layer calls the FFN directly.</summary>
+    sealed class SingleExpert : nn.Module
+    {
+        public SingleExpert(Ffn expert) : base(nameof(SingleExpert)) =>
+            register_module("experts", new TorchSharp.Modules.ModuleList<Ffn>(expert));
     }
 
     public override Tensor forward(MixerInput input)

@@ -21,7 +21,8 @@ public sealed record LMOutput(Tensor Logits);
 
 /// <summary>
 /// A hybrid causal LM with the exact Nemotron-Flash forward (the released modeling_nemotron_flash.py, NemotronFlashForCausalLM.forward):
-/// embed → prepend meta tokens → layers → final RMSNorm → drop meta positions → <c>(h·W_lm[v]) / ‖W_lm[v]‖</c>.
+/// embed → prepend meta tokens → layers → final RMSNorm → drop meta positions → <c>(h·W_lm[v]) / ‖W_lm[v]‖</c>; in the released
+/// Hymba layout (modeling_hymba.py, HymbaForCausalLM.forward) the logits are a plain <c>h·W_lm[v]</c>.
 /// State-dict names match the HF checkpoint (<c>model.…</c>, <c>lm_head.weight</c>).
 /// </summary>
 public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
@@ -177,7 +178,8 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
         }
         if (input.LastPositionOnly) h = h.narrow(1, h.shape[1] - 1, 1);
         h = model.FinalNorm.forward(h);
-        var logits = Linear.Project(h, LmHeadWeight, LmHeadScale) * LmHeadInverseNorms();
+        var logits = Linear.Project(h, LmHeadWeight, LmHeadScale);
+        if (!Config.HymbaLayout) logits = logits * LmHeadInverseNorms();
         return new LMOutput(logits.to(ScalarType.Float32).MoveToOuterDisposeScope());
     }
 
@@ -197,11 +199,12 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
         long B = h.shape[0], T = h.shape[1], H = h.shape[2], positions = lastOnly ? 1 : T, rows = B * positions;
         var head = MatVec.Bind(LmHeadWeight, LmHeadScale, "lm_head", Config.HiddenSize);
         long V = head.Rows;
-        using var inverse = LmHeadInverseNorms();
-        KernelTensors.RequireInPlace(inverse, "lm_head inverse norms", ScalarType.Float32, V);
+        using var inverse = Config.HymbaLayout ? null : LmHeadInverseNorms();
+        if (inverse is not null) KernelTensors.RequireInPlace(inverse, "lm_head inverse norms", ScalarType.Float32, V);
         KernelTensors.RequireInPlace(h, "hidden", ScalarType.Float32, B, T, H);
         var logits = empty([B, positions, V], ScalarType.Float32);
-        float* hidden = KernelTensors.Floats(h), scale = KernelTensors.Floats(inverse), y = KernelTensors.Floats(logits);
+        float* hidden = KernelTensors.Floats(h), y = KernelTensors.Floats(logits);
+        float* scale = inverse is null ? null : KernelTensors.Floats(inverse);
         var buffer = ArrayPool<float>.Shared.Rent(checked((int)(rows * H)));
         try
         {
@@ -212,7 +215,7 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
                     long source = lastOnly ? (r + 1) * T - 1 : r;
                     model.FinalNorm.NormalizeInto(hidden + source * H, null, x + r * H, 1);
                 }
-                MatVec.MultiplyInto([head], x, rows, [(IntPtr)y], (first, end) =>
+                MatVec.MultiplyInto([head], x, rows, [(IntPtr)y], scale is null ? null : (first, end) =>
                 {
                     for (long m = 0; m < rows; m++) MatVec.ScaleInto(y + m * V + first, scale + first, end - first);
                 });
@@ -225,7 +228,7 @@ public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>
         return logits;
     }
 
-    /// <summary>The released forward divides every logit by the L2 norm of its lm_head row.</summary>
+    /// <summary>The released Nemotron-Flash forward divides every logit by the L2 norm of its lm_head row (Hymba's does not).</summary>
     Tensor LmHeadInverseNorms()
     {
         if (training) return LmHeadWeight.norm(1, keepdim: false, p: 2).reciprocal();

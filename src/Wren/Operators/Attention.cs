@@ -186,8 +186,8 @@ internal sealed class Attention : Mixer, IFusedDecoder
             keyPositions[b * cap + slots[(int)b]] = rows[(int)b];
         }
         var o = zeros(B, 1, heads * vDim);
-        Attend(q, keys, values, Math.Min(cache.Count, cap), cache.DecodeNeedsMask ? keyPositions : null, KernelTensors.Longs(positions),
-               Window, KernelTensors.Floats(o), B, heads, kvHeads, cap, qkDim, vDim);
+        Attend(q, keys, values, Math.Min(cache.Count, cap), cache.NeedsMask(Window) ? keyPositions : null, KernelTensors.Longs(positions),
+               Window, 0, KernelTensors.Floats(o), B, heads, kvHeads, cap, qkDim, vDim);
         return o_proj.forward(o).MoveToOuterDisposeScope();
     }
 
@@ -195,44 +195,61 @@ internal sealed class Attention : Mixer, IFusedDecoder
     /// Attention of new queries over the new keys and, with an <see cref="AttentionState"/> in <c>input.State</c>, the cached
     /// ones (the new keys and values enter the cache): q [B, nh, T, dqk], k [B, nkv, T, dqk], v [B, nkv, T, dv], after q/k
     /// norm and RoPE; causal, inside the window W (W+1 keys) when given, pad keys masked. Returns [B, nh, T, dv]. A decode
-    /// step on float32 CPU tensors takes <see cref="FusedDecode"/>. Shared by attention layers and Hymba's attention heads.
+    /// step on float32 CPU tensors takes <see cref="FusedDecode"/>. <see cref="StoreKv"/> then <see cref="AttendOver"/>.
     /// </summary>
-    internal static Tensor AttendCached(Tensor q, Tensor k, Tensor v, MixerInput input, int? window)
+    internal static Tensor AttendCached(Tensor q, Tensor k, Tensor v, MixerInput input, int? window) =>
+        AttendOver(q, StoreKv(k, v, input), input, window, 0);
+
+    /// <summary>
+    /// Stores the new keys k [B, nkv, T, dqk] and values v [B, nkv, T, dv] (after q/k norm and RoPE) in the
+    /// <see cref="AttentionState"/> of <c>input.State</c>, if any, and returns every key the new queries may attend over.
+    /// </summary>
+    internal static KvView StoreKv(Tensor k, Tensor v, MixerInput input)
     {
-        long T = q.shape[2];
         var padding = input.Padding;
         var newKeyPositions = padding is null ? input.Positions : input.Positions.MaskedFill(padding.Mask.logical_not(), -1);
-        Tensor keys = k, values = v, keyPositions = newKeyPositions;
-        bool decodeNeedsMask = false;
         if (input.State is AttentionState state)
         {
-            (keys, values, keyPositions) = state.Append(k, v, newKeyPositions, padding is not null);
-            decodeNeedsMask = state.DecodeNeedsMask;
+            var (keys, values, positions) = state.Append(k, v, newKeyPositions, padding is not null);
+            return new KvView(keys, values, positions, state);
         }
-        else if (input.State is not null) throw new ArgumentException("attention needs an AttentionState");
+        if (input.State is not null) throw new ArgumentException("attention needs an AttentionState");
+        return new KvView(k, v, newKeyPositions, null);
+    }
 
-        var cache = input.State as AttentionState;
+    /// <summary>
+    /// Attention of q [B, nh, T, dqk] (positions <c>input.Positions</c>) over <paramref name="kv"/>: key j is visible to
+    /// query i when j ≤ i and, with a window W, i − j ≤ W or j &lt; <paramref name="sink"/> (Hymba's meta tokens never leave
+    /// the window: modeling_hymba.py's flex mask, <c>causal ∧ (window ∨ kv_idx &lt; M)</c>); pad keys never. Returns
+    /// [B, nh, T, dv].
+    /// </summary>
+    internal static Tensor AttendOver(Tensor q, KvView kv, MixerInput input, int? window, long sink)
+    {
+        long T = q.shape[2];
+        var cache = kv.Cache;
+        bool needsMask = cache?.NeedsMask(window) ?? false;
         if (DecodeForm.Choose(T, cache?.Keys, q) == OperatorForm.Fused)
-            return FusedDecode(q, cache!.Keys, cache.Values, Math.Min(cache.Count, cache.Capacity),
-                               decodeNeedsMask ? cache.Positions : null, input.Positions, window);
+            return FusedDecode(q, cache!.Keys, cache.Values, Math.Min(cache.Count, cache.Capacity), needsMask ? cache.Positions : null,
+                               input.Positions, window, sink);
         Tensor? mask = null;
         bool causal = false;
-        if (input.State is null && padding is null && window is null) causal = true;          // plain full forward
-        else if (T > 1 || decodeNeedsMask)                                                 // otherwise a decode step sees every cached key
-            mask = BuildMask(input.Positions, keyPositions, window, padding);
-        return Attend(q, keys, values, mask, causal);
+        if (cache is null && input.Padding is null && window is null) causal = true;            // plain full forward
+        else if (T > 1 || needsMask)                                                  // otherwise a decode step sees every cached key
+            mask = BuildMask(input.Positions, kv.Positions, window, sink, input.Padding);
+        return Attend(q, kv.Keys, kv.Values, mask, causal);
     }
 
     /// <summary>
     /// [B, 1, T, S] boolean mask: key j is visible to query i when it is a real key (position ≥ 0), not in the
-    /// future, and inside the window. Pad queries see every slot so their rows stay finite (they are never read).
+    /// future, and inside the window or below <paramref name="sink"/>. Pad queries see every slot so their rows stay finite
+    /// (they are never read).
     /// </summary>
-    static Tensor BuildMask(Tensor queryPositions, Tensor keyPositions, int? window, LeftPadding? padding)
+    static Tensor BuildMask(Tensor queryPositions, Tensor keyPositions, int? window, long sink, LeftPadding? padding)
     {
         var qp = queryPositions.unsqueeze(2);                 // [B, T, 1]
         var kp = keyPositions.unsqueeze(1);                   // [B, 1, S]
         var allowed = (kp >= 0).logical_and(kp <= qp);
-        if (window is { } w) allowed = allowed.logical_and(qp - kp <= w);
+        if (window is { } w) allowed = allowed.logical_and((qp - kp <= w).logical_or(kp < sink));
         if (padding is not null) allowed = allowed.logical_or(padding.Mask.logical_not().unsqueeze(2));
         return allowed.unsqueeze(1);
     }
@@ -260,11 +277,12 @@ internal sealed class Attention : Mixer, IFusedDecoder
     /// The fused CPU decode step: single-query attention over a KV cache. q [B, nh, 1, d] against the first
     /// <paramref name="slots"/> slots of keys [B, nkv, cap, d] and values [B, nkv, cap, dv] (float32, contiguous), reading
     /// each KV head once for all of its query heads. With <paramref name="keyPositions"/> [B, cap] (int64; −1 = empty or
-    /// pad), a slot counts only if its position is in [query − window, query]; null means every slot counts.
-    /// <paramref name="queryPositions"/> [B, 1] int64. Returns [B, nh, 1, dv]. Tests hold it to the libtorch path.
+    /// pad), a slot counts only if its position is in [query − window, query] or in [0, <paramref name="sink"/>); null means
+    /// every slot counts. <paramref name="queryPositions"/> [B, 1] int64. Returns [B, nh, 1, dv]. Tests hold it to the libtorch
+    /// path.
     /// </summary>
     internal static unsafe Tensor FusedDecode(Tensor q, Tensor keys, Tensor values, long slots, Tensor? keyPositions, Tensor queryPositions,
-                                              int? window)
+                                              int? window, long sink = 0)
     {
         long B = q.shape[0], nh = q.shape[1], d = q.shape[3], nkv = keys.shape[1], cap = keys.shape[2], dv = values.shape[3];
         KernelTensors.Require(q, "q", ScalarType.Float32, B, nh, 1, d);
@@ -281,7 +299,7 @@ internal sealed class Attention : Mixer, IFusedDecoder
         float* pv = KernelTensors.Floats(values), po = KernelTensors.Floats(o);
         long* kpos = keyPositions is null ? null : KernelTensors.Longs(keyPositions);
         long* qpos = KernelTensors.Longs(qp);
-        Attend(pq, pk, pv, slots, kpos, qpos, window, po, B, nh, nkv, cap, d, dv);
+        Attend(pq, pk, pv, slots, kpos, qpos, window, sink, po, B, nh, nkv, cap, d, dv);
         return o;
     }
 
@@ -297,7 +315,7 @@ internal sealed class Attention : Mixer, IFusedDecoder
     /// partial results are merged as <c>o = Σ e^(m_c − M) o_c / Σ e^(m_c − M) l_c</c> (M the largest m_c).
     /// </summary>
     static unsafe void Attend(float* q, float* keys, float* values, long slots, long* keyPositions, long* queryPositions, int? window,
-                              float* o, long B, long nh, long nkv, long cap, long d, long dv)
+                              long sink, float* o, long B, long nh, long nkv, long cap, long d, long dv)
     {
         long group = nh / nkv, blocks = Math.Max(1, (slots + SlotBlock - 1) / SlotBlock), units = B * nkv * blocks, stride = dv + 2;
         float scale = 1f / MathF.Sqrt(d);
@@ -312,7 +330,7 @@ internal sealed class Attention : Mixer, IFusedDecoder
                 {
                     long head = unit / blocks, b = head / nkv, first = unit % blocks * SlotBlock;
                     AttendBlock(q + head * group * d, keys + (head * cap + first) * d, values + (head * cap + first) * dv,
-                                keyPositions is null ? null : keyPositions + b * cap + first, queryPositions[b], window, scores,
+                                keyPositions is null ? null : keyPositions + b * cap + first, queryPositions[b], window, sink, scores,
                                 parts + unit * group * stride, group, Math.Min(SlotBlock, slots - first), d, dv, scale);
                 }
             });
@@ -342,8 +360,8 @@ internal sealed class Attention : Mixer, IFusedDecoder
     /// with <c>s = q·k / √d</c> (−∞ for a slot the mask hides; l = 0 when every slot is hidden).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static unsafe void AttendBlock(float* q, float* K, float* V, long* keyPositions, long queryPosition, int? window, float[] scores,
-                                   float* partial, long group, long slots, long d, long dv, float scale)
+    static unsafe void AttendBlock(float* q, float* K, float* V, long* keyPositions, long queryPosition, int? window, long sink,
+                                   float[] scores, float* partial, long group, long slots, long d, long dv, float scale)
     {
         int w = Vector<float>.Count;
         long stride = dv + 2;
@@ -352,7 +370,8 @@ internal sealed class Attention : Mixer, IFusedDecoder
             for (long s = 0; s < slots; s++)              // scores = q·k / √d, one pass over the keys
             {
                 bool visible = keyPositions is null || (keyPositions[s] >= 0 && keyPositions[s] <= queryPosition
-                                                        && (window is not { } win || queryPosition - keyPositions[s] <= win));
+                                                        && (window is not { } win || queryPosition - keyPositions[s] <= win
+                                                            || keyPositions[s] < sink));
                 float* key = K + s * d;
                 for (long g = 0; g < group; g++)
                 {
@@ -396,9 +415,18 @@ internal sealed class Attention : Mixer, IFusedDecoder
 }
 
 /// <summary>
+/// The keys [B, nkv, S, dqk], values [B, nkv, S, dv] and key positions [B, S] (−1: empty or pad) that a forward's new queries
+/// attend over, and the cache they live in (null without one). A Hymba layer that shares its KV hands this to its group's
+/// consumers through the <see cref="LayerCarry"/>.
+/// </summary>
+internal sealed record KvView(Tensor Keys, Tensor Values, Tensor Positions, AttentionState? Cache);
+
+/// <summary>
 /// KV cache of one attention layer: keys/values [B, nkv, capacity, d] and the absolute position of every
 /// slot [B, capacity] (−1 for empty or pad slots). Slots are written in order, modulo the capacity: for a
-/// sliding window that is a ring whose oldest slot falls out of every future query's window.
+/// sliding window that is a ring whose oldest slot falls out of every future query's window. The first
+/// <see cref="Pinned"/> slots (Hymba's meta tokens, which never leave a window) are outside the ring: write index i goes to
+/// slot i below it and to <c>P + (i − P) mod (capacity − P)</c> from it on (<see cref="SlotOf"/>).
 /// </summary>
 internal sealed class AttentionState : IMixerState
 {
@@ -407,6 +435,10 @@ internal sealed class AttentionState : IMixerState
     public Tensor Positions { get; }
     public long Capacity { get; }
     public int? Window { get; }
+    /// <summary>Leading slots that are never overwritten (P): the meta tokens of a windowed Hymba layer; 0 elsewhere.</summary>
+    public long Pinned { get; }
+    /// <summary>Slots of the ring: capacity − <see cref="Pinned"/>.</summary>
+    public long RingLength => Capacity - Pinned;
     /// <summary>Slots written so far (the same for every row: pads take slots too).</summary>
     public long Count { get; private set; }
     public bool HasPads { get; private set; }
@@ -417,17 +449,30 @@ internal sealed class AttentionState : IMixerState
     /// </summary>
     public bool Ragged { get; }
 
-    /// <summary>False when every stored slot is a real key inside the newest query's window, so a decode step needs no mask.</summary>
-    public bool DecodeNeedsMask => HasPads || Ragged || (Window is { } w && Capacity > w + 1);
+    /// <summary>
+    /// False when every stored slot is a real key that the newest query sees through <paramref name="window"/> (the reader's:
+    /// a Hymba consumer may read a global producer's cache through its own window), so a decode step needs no mask.
+    /// </summary>
+    public bool NeedsMask(int? window) => HasPads || Ragged || (window is { } w && Math.Min(Count, Capacity) > w + 1 + Pinned);
 
-    public AttentionState(long batch, long kvHeads, long capacity, long qkDim, long vDim, int? window, ScalarType dtype, Device device)
+    public AttentionState(long batch, long kvHeads, long capacity, long qkDim, long vDim, int? window, ScalarType dtype, Device device,
+                          long pinned = 0)
     {
+        if (pinned < 0 || pinned > capacity) throw new ArgumentException($"{pinned} pinned slots in a cache of {capacity}", nameof(pinned));
         Keys = zeros([batch, kvHeads, capacity, qkDim], dtype, device).DetachFromDisposeScope();
         Values = zeros([batch, kvHeads, capacity, vDim], dtype, device).DetachFromDisposeScope();
         Positions = full([batch, capacity], -1L, ScalarType.Int64, device).DetachFromDisposeScope();
         Capacity = capacity;
         Window = window;
+        Pinned = pinned;
     }
+
+    /// <summary>The slot of write index (or, in a row without pads, position) <paramref name="index"/> ≥ 0.</summary>
+    public long SlotOf(long index) => index < Pinned ? index : Pinned + (index - Pinned) % RingLength;
+
+    /// <summary><see cref="SlotOf(long)"/> of every element of <paramref name="indices"/> (int64, ≥ 0).</summary>
+    public Tensor SlotOf(Tensor indices) =>
+        Pinned == 0 ? indices % Capacity : where(indices < Pinned, indices, (indices - Pinned) % RingLength + Pinned);
 
     /// <summary>
     /// A view of rows [<paramref name="firstRow"/>, +<paramref name="rows"/>) of <paramref name="whole"/> sharing its
@@ -440,6 +485,7 @@ internal sealed class AttentionState : IMixerState
         Positions = whole.Positions.narrow(0, firstRow, rows).DetachFromDisposeScope();
         Capacity = whole.Capacity;
         Window = whole.Window;
+        Pinned = whole.Pinned;
         Count = count;
         Ragged = ragged;
     }
@@ -454,9 +500,9 @@ internal sealed class AttentionState : IMixerState
         HasPads |= padded;
         if (Ragged && T == 1)
         {
-            // Each row writes its own slot, position mod capacity (the caller keeps Count at the longest row's length).
+            // Each row writes its own slot, that of its position (the caller keeps Count at the longest row's length).
             using var scope = NewDisposeScope();
-            var slot = positions % Capacity;                                                  // [B, 1]
+            var slot = SlotOf(positions);                                                     // [B, 1]
             Keys.scatter_(2, slot.view(-1, 1, 1, 1).expand_as(k), k);
             Values.scatter_(2, slot.view(-1, 1, 1, 1).expand_as(v), v);
             Positions.scatter_(1, slot, positions);
@@ -475,24 +521,25 @@ internal sealed class AttentionState : IMixerState
         if (T == 1)
         {
             // The slot overwritten holds a key at least W+1 positions older than the new query.
-            long slot = Count % Capacity;
+            long slot = SlotOf(Count);
             Keys.narrow(2, slot, 1).copy_(k);
             Values.narrow(2, slot, 1).copy_(v);
             Positions.narrow(1, slot, 1).copy_(positions);
             Count += 1;
             return (Keys, Values, Positions);
         }
-        // Several new tokens past the ring's end: attend over old and new together, then keep the newest.
+        // Several new tokens past the ring's end: attend over old and new together, then keep the pinned and the newest.
         long held = Math.Min(Count, Capacity);
         var allKeys = torch.cat([Keys.narrow(2, 0, held), k], 2);
         var allValues = torch.cat([Values.narrow(2, 0, held), v], 2);
         var allPositions = torch.cat([Positions.narrow(1, 0, held), positions], 1);
-        long keep = Math.Min(T, Capacity);
-        using (var slots = (arange(Count + T - keep, Count + T, device: Keys.device) % Capacity))
+        var kept = Enumerable.Range(0, (int)T).Where(j => Count + j < Pinned || Count + j >= Count + T - RingLength).ToArray();
+        using (var which = tensor(kept.Select(j => (long)j).ToArray(), device: Keys.device))
+        using (var slots = tensor(kept.Select(j => SlotOf(Count + j)).ToArray(), device: Keys.device))
         {
-            Keys.index_copy_(2, slots, k.narrow(2, T - keep, keep));
-            Values.index_copy_(2, slots, v.narrow(2, T - keep, keep));
-            Positions.index_copy_(1, slots, positions.narrow(1, T - keep, keep));
+            Keys.index_copy_(2, slots, k.index_select(2, which));
+            Values.index_copy_(2, slots, v.index_select(2, which));
+            Positions.index_copy_(1, slots, positions.index_select(1, which));
         }
         Count += T;
         return (allKeys, allValues, allPositions);
@@ -502,7 +549,7 @@ internal sealed class AttentionState : IMixerState
 
     /// <summary>
     /// A one-token decode step without padding: the slot each row's new key goes to, as <see cref="Append"/> would choose
-    /// it (a ragged cache: position mod capacity; otherwise the next slot, modulo the capacity for a sliding window), and
+    /// it (a ragged cache: that of its position; otherwise the next slot, round the ring for a sliding window), and
     /// advances <see cref="Count"/>. The caller writes the keys, values and positions there.
     /// </summary>
     internal void ReserveDecodeSlots(ReadOnlySpan<long> positions, Span<long> slots)
@@ -512,24 +559,38 @@ internal sealed class AttentionState : IMixerState
             long next = Count;
             for (int b = 0; b < positions.Length; b++)
             {
-                slots[b] = positions[b] % Capacity;
+                slots[b] = SlotOf(positions[b]);
                 next = Math.Max(next, positions[b] + 1);
             }
             Count = next;
             return;
         }
         if (Count + 1 > Capacity && Window is null) throw Full();
-        slots.Fill(Count % Capacity);
+        slots.Fill(SlotOf(Count));
         Count += 1;
+    }
+
+    /// <summary>The slots holding keys, in write order (oldest first): the pinned ones, then the ring's.</summary>
+    long[] SlotsInWriteOrder()
+    {
+        if (Count <= Capacity) return [.. Enumerable.Range(0, (int)Count).Select(i => (long)i)];
+        var ring = Enumerable.Range(0, (int)RingLength).Select(i => SlotOf(Count - RingLength + i));
+        return [.. Enumerable.Range(0, (int)Pinned).Select(i => (long)i), .. ring];
     }
 
     public void CopyPrefixFrom(IMixerState prefix)
     {
         var source = (AttentionState)prefix;
-        long n = Math.Min(Math.Min(source.Count, source.Capacity), Capacity);
+        var held = source.SlotsInWriteOrder();
+        long n = Math.Min(held.Length, Capacity);
         if (n == 0) return;
+        if (n < held.Length)                           // keep the pinned keys and the newest of the rest
+        {
+            int pinned = (int)Math.Min(source.Pinned, n);
+            held = [.. held.Take(pinned), .. held.Skip((int)source.Pinned).TakeLast((int)n - pinned)];
+        }
         using var scope = NewDisposeScope();
-        var order = (arange(source.Count - n, source.Count, device: Keys.device) % source.Capacity);   // oldest first
+        var order = tensor(held, device: Keys.device);                                                   // oldest first
         long B = Keys.shape[0];
         Keys.narrow(2, 0, n).copy_(source.Keys.index_select(2, order).expand(B, -1, -1, -1));
         Values.narrow(2, 0, n).copy_(source.Values.index_select(2, order).expand(B, -1, -1, -1));

@@ -14,6 +14,11 @@ namespace Wren.Operators;
 /// <c>x_proj.0</c> → dt | B | C, each through its RMSNorm when <c>mamba_inner_layernorms</c>; Δ = softplus(dt_proj.0(dt))
 /// with the bias inside; A = −exp(A_log.0); D.0 skip; y·silu(z)); then
 /// <c>out_proj((RMSNorm₁(attention) + RMSNorm₂(mamba)) / 2)</c>. HF module name <c>mamba</c>, parameter names as released.
+/// Attention semantics of the released <c>flex</c> class: full attention at global_attn_idx, elsewhere key j is visible to
+/// query i when <c>j ≤ i ∧ (i − j ≤ W ∨ j &lt; M)</c> — the M meta tokens never leave the window. Cross-layer KV sharing
+/// (<c>kv_reuse_group</c>): a consumer layer has no k/v rows in in_proj and no KV cache; it attends, through its own window,
+/// over the keys (after k_norm and RoPE) and values its group's producer attended over in the same forward, rotating only its
+/// own queries.
 /// </summary>
 internal sealed class Hymba : Mixer
 {
@@ -27,7 +32,9 @@ internal sealed class Hymba : Mixer
 #pragma warning restore IDE1006
     readonly RmsNorm pre_avg_layernorm1, pre_avg_layernorm2;
     readonly HymbaAttention self_attn;
-    readonly int hidden, dInner, dState, dtRank, heads, kvHeads, qkDim, vDim;
+    readonly int layer, kvSource, hidden, dInner, dState, dtRank, heads, kvHeads, qkDim, vDim;
+    readonly bool sharesKv;
+    readonly long sink;
 
     /// <summary>Width of the key rows of <c>in_proj</c>: <c>int(nkv / nh · hidden)</c> (modeling_hymba.py).</summary>
     static int KeyWidth(HybridConfig c) => (int)((double)c.KvHeads / c.NumAttentionHeads * c.HiddenSize);
@@ -35,10 +42,16 @@ internal sealed class Hymba : Mixer
     /// <summary>Width of the value rows of <c>in_proj</c>: <c>int(nkv / nh · hidden · mamba_expand)</c> (modeling_hymba.py).</summary>
     static int ValueWidth(HybridConfig c) => (int)((double)c.KvHeads / c.NumAttentionHeads * c.HiddenSize * c.MambaExpand);
 
+    /// <summary>Bytes of a producer's (or an unshared layer's) KV cache: keys nkv × hidden/nh, values nkv × d_inner/nh and a
+    /// position per slot; M + W + 1 slots in a windowed layer (the meta tokens stay).</summary>
+    static long KvBytes(HybridConfig c, int layer, long positions, int elementSize) =>
+        (((long)KeyWidth(c) + ValueWidth(c)) * elementSize + 8)
+        * (c.WindowOf(layer) is { } w ? Math.Min(positions, c.NumMemoryTokens + w + 1) : positions);
+
     /// <summary>
-    /// Layer type "hymba". State per sequence: the attention KV cache (keys nkv × hidden/nh, values nkv × d_inner/nh and a
-    /// position per slot; W+1 slots in a windowed layer) and Mamba-1's conv history and SSM state. Initialization of the
-    /// Mamba heads as mamba_ssm's (<see cref="Mamba1"/>); the norms 1.
+    /// Layer type "hymba". State per sequence: the attention KV cache (<see cref="KvBytes"/>; none in a layer that reuses
+    /// another layer's KV) and Mamba-1's conv history and SSM state. Initialization of the Mamba heads as mamba_ssm's
+    /// (<see cref="Mamba1"/>); the norms 1.
     /// </summary>
     public static OperatorSpec Spec { get; } = new()
     {
@@ -49,7 +62,7 @@ internal sealed class Hymba : Mixer
         Validate = ValidateConfig,
         SearchNames = [new("hymba")],
         StateBytes = (c, layer, positions, elementSize) =>
-            (((long)KeyWidth(c) + ValueWidth(c)) * elementSize + 8) * (c.WindowOf(layer) is { } w ? Math.Min(positions, w + 1) : positions)
+            (c.KvSourceOf(layer) == layer ? KvBytes(c, layer, positions, elementSize) : 0)
             + (long)c.MambaDInner * (c.MambaDConv - 1) * elementSize + 4L * c.MambaDInner * c.MambaDState,
         Initialize = p => p.Name switch
         {
@@ -78,13 +91,13 @@ internal sealed class Hymba : Mixer
             fail($"in_proj's k/v widths int(num_key_value_heads / num_attention_heads · hidden_size) = {KeyWidth(c)} and " +
                  $"int(… · mamba_expand) = {ValueWidth(c)} do not split into {c.KvHeads} heads");
         if (c.MambaProjBias == true) fail("mamba_proj_bias true (biases on in_proj and out_proj) is not supported");
-        if (c.NumMemoryTokens > 0 && Enumerable.Range(0, c.NumLayers).Any(i => c.LayerTypes[i] == Spec.Name && c.WindowOf(i) is not null))
-            fail("Hymba's window keeps the meta tokens in view, which hymba layers do not implement yet: list the hymba layers in " +
-                 "global_attn_idx, give sliding_window null, or num_memory_tokens 0");
     }
 
     public Hymba(HybridConfig config, int layer, Placement placement) : base(nameof(Hymba))
     {
+        this.layer = layer;
+        kvSource = config.KvSourceOf(layer);
+        sharesKv = config.SharesKv(layer);
         hidden = config.HiddenSize;
         dInner = config.MambaDInner;
         dState = config.MambaDState;
@@ -94,7 +107,9 @@ internal sealed class Hymba : Mixer
         qkDim = config.AttnQkHeadDim;
         vDim = dInner / heads;
         Window = config.WindowOf(layer);
-        in_proj = new Linear(hidden, hidden + KeyWidth(config) + ValueWidth(config) + 2 * dInner, placement);
+        sink = Window is null ? 0 : config.NumMemoryTokens;
+        int kvRows = ReusesKv ? 0 : KeyWidth(config) + ValueWidth(config);
+        in_proj = new Linear(hidden, hidden + kvRows + 2 * dInner, placement);
         conv1d = new ShortConv(dInner, config.MambaDConv, withBias: config.MambaConvBias ?? true, placement);
         var fp32 = placement with { Dtype = ScalarType.Float32 };
         x_proj = new TorchSharp.Modules.ModuleList<Linear>(new Linear(dInner, dtRank + 2 * dState, placement));
@@ -117,11 +132,23 @@ internal sealed class Hymba : Mixer
     /// <summary>Sliding window W of the attention heads, or null at a global layer.</summary>
     public int? Window { get; }
 
+    /// <summary>True when this layer attends over another layer's keys and values (a kv_reuse_group consumer).</summary>
+    bool ReusesKv => kvSource != layer;
+
+    /// <summary>
+    /// The layer's decode state: a KV cache unless it reuses another layer's (M + W + 1 slots plus the left padding when
+    /// windowed, the M meta-token slots pinned), and the Mamba-1 states.
+    /// </summary>
     public override IMixerState NewState(CacheShape shape, Device device)
     {
-        int capacity = shape.MaxLength + shape.MaxLeftPad;
-        if (Window is { } w) capacity = Math.Min(capacity, w + 1 + shape.MaxLeftPad);
-        var attention = new AttentionState(shape.Batch, kvHeads, capacity, qkDim, vDim, Window, in_proj.ActivationType, device);
+        AttentionState? attention = null;
+        if (!ReusesKv)
+        {
+            int capacity = shape.MaxLength + shape.MaxLeftPad;
+            if (Window is { } w) capacity = (int)Math.Min(capacity, sink + w + 1 + shape.MaxLeftPad);
+            attention = new AttentionState(shape.Batch, kvHeads, capacity, qkDim, vDim, Window, in_proj.ActivationType, device,
+                                           Math.Min(sink, capacity));
+        }
         var mamba = new RecurrentState([conv1d.NewState(shape.Batch, device)],
                                        zeros([shape.Batch, dInner, dState], ScalarType.Float32, device));
         return new HybridHeadState(attention, mamba);
@@ -135,15 +162,29 @@ internal sealed class Hymba : Mixer
         var h = input.Hidden;
         long B = h.shape[0], T = h.shape[1];
         int kWidth = kvHeads * qkDim, vWidth = kvHeads * vDim;
-        var p = in_proj.forward(h);                                                   // [B, T, q | k | v | x | z]
+        var p = in_proj.forward(h);                                                   // [B, T, q | k | v | x | z], no k | v if reused
         var q = p.narrow(-1, 0, hidden).reshape(B, T, heads, qkDim).transpose(1, 2);             // [B, nh, T, dqk]
-        var k = p.narrow(-1, hidden, kWidth).reshape(B, T, kvHeads, qkDim).transpose(1, 2);      // [B, nkv, T, dqk]
-        var v = p.narrow(-1, hidden + kWidth, vWidth).reshape(B, T, kvHeads, vDim).transpose(1, 2);   // [B, nkv, T, dv]
-        var x = p.narrow(-1, hidden + kWidth + vWidth, dInner);
-        var z = p.narrow(-1, hidden + kWidth + vWidth + dInner, dInner);
-
-        (q, k) = self_attn.NormalizeAndRotate(q, k, input.Positions);
-        var attention = Attention.AttendCached(q, k, v, input with { State = state?.Attention }, Window)
+        KvView kv;
+        int xAt = hidden;
+        if (ReusesKv)
+        {
+            q = self_attn.NormalizeAndRotate(q, input.Positions, isKey: false);
+            kv = (input.Carry ?? throw new InvalidOperationException($"hymba layer {layer} reuses layer {kvSource}'s KV: run it " +
+                                                                     "inside a model forward")).SharedKvOf(kvSource);
+        }
+        else
+        {
+            var k = p.narrow(-1, hidden, kWidth).reshape(B, T, kvHeads, qkDim).transpose(1, 2);      // [B, nkv, T, dqk]
+            var v = p.narrow(-1, hidden + kWidth, vWidth).reshape(B, T, kvHeads, vDim).transpose(1, 2);   // [B, nkv, T, dv]
+            xAt += kWidth + vWidth;
+            q = self_attn.NormalizeAndRotate(q, input.Positions, isKey: false);
+            k = self_attn.NormalizeAndRotate(k, input.Positions, isKey: true);
+            kv = Attention.StoreKv(k, v, input with { State = state?.Attention });
+            if (sharesKv) input.Carry?.ShareKv(layer, kv);
+        }
+        var x = p.narrow(-1, xAt, dInner);
+        var z = p.narrow(-1, xAt + dInner, dInner);
+        var attention = Attention.AttendOver(q, kv, input, Window, sink)
             .transpose(1, 2).reshape(B, T, heads * vDim);                                         // [B, T, d_inner]
 
         x = conv1d.Forward(x, state?.Mamba.Conv[0], input.Padding);
@@ -179,36 +220,38 @@ internal sealed class Hymba : Mixer
             RegisterComponents();
         }
 
-        /// <summary>q [B, nh, T, d] and k [B, nkv, T, d] → normalized (optional) and rotated at <paramref name="positions"/>
-        /// [B, T].</summary>
-        public (Tensor Q, Tensor K) NormalizeAndRotate(Tensor q, Tensor k, Tensor positions)
+        /// <summary>Queries [B, nh, T, d] or keys [B, nkv, T, d] → through q_norm or k_norm (when present) and rotated at
+        /// <paramref name="positions"/> [B, T].</summary>
+        public Tensor NormalizeAndRotate(Tensor x, Tensor positions, bool isKey)
         {
-            if (q_norm is not null) { q = q_norm.forward(q); k = k_norm!.forward(k); }
-            if (rotary is null) return (q, k);
-            var (cos, sin) = rotary.Tables(positions, q.dtype);
-            return (Rotary.Apply(q, cos, sin), Rotary.Apply(k, cos, sin));
+            var norm = isKey ? k_norm : q_norm;
+            if (norm is not null) x = norm.forward(x);
+            if (rotary is null) return x;
+            var (cos, sin) = rotary.Tables(positions, x.dtype);
+            return Rotary.Apply(x, cos, sin);
         }
     }
 }
 
-/// <summary>Decode state of a hybrid-head (Hymba) layer: its attention KV cache and its Mamba-1 conv and SSM states.</summary>
-internal sealed class HybridHeadState(AttentionState attention, RecurrentState mamba) : IMixerState
+/// <summary>Decode state of a hybrid-head (Hymba) layer: its attention KV cache (null in a layer that reads another layer's) and
+/// its Mamba-1 conv and SSM states.</summary>
+internal sealed class HybridHeadState(AttentionState? attention, RecurrentState mamba) : IMixerState
 {
-    public AttentionState Attention { get; } = attention;
+    public AttentionState? Attention { get; } = attention;
     public RecurrentState Mamba { get; } = mamba;
 
-    public long Bytes => Attention.Bytes + Mamba.Bytes;
+    public long Bytes => (Attention?.Bytes ?? 0) + Mamba.Bytes;
 
     public void CopyPrefixFrom(IMixerState prefix)
     {
         var source = (HybridHeadState)prefix;
-        Attention.CopyPrefixFrom(source.Attention);
+        if (Attention is not null) Attention.CopyPrefixFrom(source.Attention!);
         Mamba.CopyPrefixFrom(source.Mamba);
     }
 
     public void Dispose()
     {
-        Attention.Dispose();
+        Attention?.Dispose();
         Mamba.Dispose();
     }
 }

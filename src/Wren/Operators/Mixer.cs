@@ -16,12 +16,36 @@ public sealed record MixerInput(Tensor Hidden, Tensor Positions, LeftPadding? Pa
 
 /// <summary>
 /// Tensors one layer of a forward hands to later layers of the same forward, created by the layer stack for each forward and
-/// disposed after it: RWKV-7's value residual (fla's <c>v_first</c>, <see cref="Rwkv7"/>). Not a decode state: each forward
-/// recomputes it for its own tokens.
+/// disposed after it: RWKV-7's value residual (fla's <c>v_first</c>, <see cref="Rwkv7"/>) and the keys and values a Hymba
+/// layer shares with its kv_reuse_group (modeling_hymba.py's <c>shared_kv_cache_dict</c>, <see cref="Hymba"/>). Not a decode
+/// state: each forward recomputes it for its own tokens.
 /// </summary>
 public sealed class LayerCarry : IDisposable
 {
     Tensor? firstValues;
+    readonly Dictionary<int, KvView> sharedKv = [];
+
+    /// <summary>Keeps (its own handles of) the keys and values layer <paramref name="layer"/> attended over, for its consumers.</summary>
+    internal void ShareKv(int layer, KvView kv)
+    {
+        if (sharedKv.Remove(layer, out var old)) DisposeView(old);
+        sharedKv[layer] = new KvView(kv.Keys.alias().DetachFromDisposeScope(), kv.Values.alias().DetachFromDisposeScope(),
+                                     kv.Positions.alias().DetachFromDisposeScope(), kv.Cache);
+    }
+
+    /// <summary>The keys and values layer <paramref name="layer"/> shared in this forward.</summary>
+    /// <exception cref="InvalidOperationException">That layer has not run in this forward.</exception>
+    internal KvView SharedKvOf(int layer) => sharedKv.TryGetValue(layer, out var kv)
+        ? kv
+        : throw new InvalidOperationException($"layer {layer}'s keys and values are not in this forward (its consumers run after it, " +
+                                              "inside one model forward)");
+
+    static void DisposeView(KvView kv)
+    {
+        kv.Keys.Dispose();
+        kv.Values.Dispose();
+        kv.Positions.Dispose();
+    }
 
     /// <summary>
     /// The values [B, T, value_dim] (model dtype) of the first rwkv7 layer, for the same tokens; later rwkv7 layers lerp
@@ -41,6 +65,8 @@ public sealed class LayerCarry : IDisposable
     {
         firstValues?.Dispose();
         firstValues = null;
+        foreach (var kv in sharedKv.Values) DisposeView(kv);
+        sharedKv.Clear();
     }
 }
 

@@ -7,8 +7,9 @@ namespace Wren.Serving;
 
 /// <summary>
 /// The decode caches of the serving engine: one <see cref="ModelCache"/> whose rows are slots, each holding one
-/// request at its own length. Every attention layer keeps the key of position p in slot p mod capacity (a sliding
-/// window is a ring of W+1 slots), the layout a batch-1 cache starting at position 0 has, so a row is copied,
+/// request at its own length. Every attention layer keeps the key of position p in slot <see cref="AttentionState.SlotOf(long)"/>
+/// (p mod capacity; a sliding window is a ring of W+1 slots, after Hymba's pinned meta tokens), the layout a batch-1 cache
+/// starting at position 0 has, so a row is copied,
 /// snapshotted and restored by position, and a row decodes bit for bit as it would alone
 /// (<see cref="AttentionState.Ragged"/>). Recurrent layers keep their fixed-size state per row; a hybrid-head (Hymba) layer
 /// is both at once.
@@ -71,7 +72,7 @@ internal sealed class SlotCache : IDisposable
                 break;
             case HybridHeadState state:
                 var hybridMeta = (HybridHeadState?)meta;
-                Reset(state.Attention, hybridMeta?.Attention, row);
+                if (state.Attention is not null) Reset(state.Attention, hybridMeta?.Attention, row);
                 Reset(state.Mamba, hybridMeta?.Mamba, row);
                 break;
         }
@@ -83,7 +84,7 @@ internal sealed class SlotCache : IDisposable
     static void WriteByPosition(AttentionState state, int row, Tensor keys, Tensor values, Tensor positions)
     {
         using var scope = NewDisposeScope();
-        var slots = positions % state.Capacity;
+        var slots = state.SlotOf(positions);
         state.Keys[row].index_copy_(1, slots, keys);
         state.Values[row].index_copy_(1, slots, values);
         state.Positions[row].index_copy_(0, slots, positions);
@@ -108,7 +109,7 @@ internal sealed class SlotCache : IDisposable
             RecurrentState s => new RecurrentState(s.Conv.Select(c => c.narrow(0, first, rows)).ToArray(),
                                                    s.Recurrent.narrow(0, first, rows)),
             AttentionState s => new AttentionState(s, first, rows, count, ragged),
-            HybridHeadState s => new HybridHeadState((AttentionState)ViewOf(s.Attention)!, (RecurrentState)ViewOf(s.Mamba)!),
+            HybridHeadState s => new HybridHeadState((AttentionState?)ViewOf(s.Attention), (RecurrentState)ViewOf(s.Mamba)!),
             _ => null,
         };
         var layers = whole.Layers.Select(ViewOf).ToArray();
@@ -140,7 +141,7 @@ internal sealed class SlotCache : IDisposable
                     target.Positions[to].copy_(origin.Positions[from]);
                     break;
                 case (HybridHeadState target, HybridHeadState origin):
-                    Copy(target.Attention, origin.Attention);
+                    if (target.Attention is not null) Copy(target.Attention, origin.Attention);
                     Copy(target.Mamba, origin.Mamba);
                     break;
             }
@@ -162,8 +163,8 @@ internal sealed class SlotCache : IDisposable
         Tensor[]? Of(IMixerState? layer) => layer switch
         {
             RecurrentState s => [.. s.Conv.Select(c => c[row].clone()), s.Recurrent[row].clone()],
-            AttentionState s => KvOfPositions(s, row, Math.Max(end - block, end - s.Capacity), end),
-            HybridHeadState s => [.. Of(s.Attention)!, .. Of(s.Mamba)!],          // keys, values, positions, then the Mamba states
+            AttentionState s => KvOfPositions(s, row, Math.Max(end - block, end - s.RingLength), end),
+            HybridHeadState s => [.. Of(s.Attention) ?? [], .. Of(s.Mamba)!],     // keys, values, positions (if its own), Mamba states
             _ => null,
         };
         for (int i = 0; i < layers.Length; i++)
@@ -177,7 +178,7 @@ internal sealed class SlotCache : IDisposable
     static Tensor[] KvOfPositions(AttentionState state, int row, long from, long end)
     {
         var positions = arange(from, end, device: state.Keys.device);
-        var slots = positions % state.Capacity;
+        var slots = state.SlotOf(positions);
         return [state.Keys[row].index_select(1, slots), state.Values[row].index_select(1, slots), positions];
     }
 
@@ -201,7 +202,7 @@ internal sealed class SlotCache : IDisposable
                     state.Recurrent[row].copy_(saved[offset + state.Conv.Length]);
                     break;
                 case AttentionState state:
-                    long from = last.End - state.Capacity;
+                    long from = last.End - state.RingLength;
                     foreach (var block in chain)
                     {
                         var kv = block.Layers[i]!;
@@ -214,7 +215,7 @@ internal sealed class SlotCache : IDisposable
                     break;
                 case HybridHeadState state:
                     Put(state.Attention, i, offset);
-                    Put(state.Mamba, i, offset + 3);
+                    Put(state.Mamba, i, offset + (state.Attention is null ? 0 : 3));
                     break;
             }
         }

@@ -13,7 +13,7 @@ namespace Wren.Tests.Cli;
 [Collection("cli")]
 public class CliTests
 {
-    static int Run(params string[] args) => WrenCli.RunAsync(args, new StringWriter()).GetAwaiter().GetResult();
+    internal static int Run(params string[] args) => WrenCli.RunAsync(args, new StringWriter()).GetAwaiter().GetResult();
 
     /// <summary>Runs the CLI with standard output (plain and Spectre's) captured: exit code and the printed text.</summary>
     internal static (int Code, string Output) RunCaptured(params string[] args)

@@ -45,7 +45,7 @@ public class HymbaConfigTests
     [InlineData("[[1, 2], [2, 3]]", "kv_reuse_group[1] names layer 2, already in another group")]
     [InlineData("[[1, 3]]", "kv_reuse_group[0] makes global layer 3 (global_attn_idx) a consumer")]
     [InlineData("[[1, 7]]", "kv_reuse_group[0] names layer 7, outside 0..3")]
-    [InlineData("[[1, 2]]", "kv_reuse_group (cross-layer KV sharing) is not implemented yet")]
+    [InlineData("[[2, 1]]", "kv_reuse_group[0] lists layer 1 after its producer 2: consumers must come later")]
     public void Bad_reuse_groups_are_refused_by_name(string groups, string message)
     {
         var e = Assert.Throws<WrenException>(() => HybridConfig.Parse(Released(j => j["kv_reuse_group"] = JsonNode.Parse(groups))));
@@ -71,16 +71,39 @@ public class HymbaConfigTests
     }
 
     [Fact]
-    public void Meta_tokens_are_refused_only_when_a_hymba_layer_is_windowed()
+    public void Reuse_groups_name_producers_and_consumers()
     {
-        var global = HybridConfig.Parse(Released(j =>
+        var c = HybridConfig.Parse(Released(j => j["kv_reuse_group"] = JsonNode.Parse("[[1, 2], [0]]")));
+        Assert.Equal([0, 1, 1, 3], Enumerable.Range(0, 4).Select(c.KvSourceOf));
+        Assert.Equal([false, true, false, false], Enumerable.Range(0, 4).Select(c.SharesKv));
+        var e = Assert.Throws<WrenException>(() => HybridConfig.Parse(Released(j =>
         {
-            j["num_memory_tokens"] = 3;
-            j["global_attn_idx"] = new JsonArray(0, 1, 2, 3);
+            j.Remove("layer_type");
+            j["layer_types"] = new JsonArray("hymba", "a", "hymba", "hymba");
+            j["kv_reuse_group"] = JsonNode.Parse("[[1, 2]]");
+        })));
+        Assert.Contains("kv_reuse_group[0] names layer 1, a 'a' layer: only hymba layers share KV", e.Message);
+    }
+
+    [Fact]
+    public void Kv_reuse_every_i_layer_becomes_groups_of_consecutive_layers()
+    {
+        // modeling_hymba.py: layer i computes k/v when i % n == 0; the others reuse the last computed ones.
+        var c = HybridConfig.Parse(Released(j =>
+        {
+            j.Remove("kv_reuse_group");
+            j["kv_reuse_every_i_layer"] = 2;
+            j["global_attn_idx"] = new JsonArray(0, 2);
         }));
-        global.Validate();
-        var windowed = Released(j => j["num_memory_tokens"] = 3);
-        var error = Assert.Throws<WrenException>(() => HybridConfig.Parse(windowed));
-        Assert.Contains("list the hymba layers in global_attn_idx", error.Message);
+        Assert.Equal([0, 0, 2, 2], Enumerable.Range(0, 4).Select(c.KvSourceOf));
+    }
+
+    [Fact]
+    public void Meta_tokens_in_a_windowed_hymba_layer_are_accepted_and_interspersed_meta_tokens_refused()
+    {
+        HybridConfig.Parse(Released(j => j["num_memory_tokens"] = 3)).Validate();
+        var e = Assert.Throws<WrenException>(() => HybridConfig.Parse(Released(j => j["memory_tokens_interspersed_every"] = 16)));
+        Assert.Contains("memory_tokens_interspersed_every", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
     }
 }

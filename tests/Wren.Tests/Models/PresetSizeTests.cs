@@ -76,6 +76,36 @@ public class PresetSizeTests
         Assert.Equal("fused_mha", HybridConfig.Load("flash-1b").AttnImplementation);   // the 1B's released config.json says the same
     }
 
+    /// <summary>
+    /// hymba-1.5b, the released Hymba-1.5B-Base config.json (huggingface.co/nvidia/Hymba-1.5B-Base) typed from its text (less
+    /// <c>conv_dim</c>, which the released code overwrites with d_inner), counted by hand from modeling_hymba.py's shapes:
+    /// per layer input_layernorm; in_proj [q 1600 | k int(5/25·1600) = 320 | v 640 | x 3200 | z 3200, 1600], without k and v
+    /// in the 15 layers that reuse another layer's KV (14 groups, one of three); conv1d 3200·4 + bias; x_proj [100 + 2·16, 3200];
+    /// dt_proj [3200, 100] + bias; A_log.0 [3200, 16]; D.0; dt/B/C norms 100 + 16 + 16; pre_avg norms 2·3200; out_proj
+    /// [1600, 3200]; pre_moe_layernorm; SwiGLU 3·1600·5504. Then 32001·1600 tied embedding, 128 meta tokens, final norm:
+    /// 1,522,797,824, the "1.52B" of the model card.
+    /// </summary>
+    [Fact]
+    public void Hymba_1_5b_has_the_released_shape_and_a_hand_counted_size()
+    {
+        var config = HybridConfig.Load("hymba-1.5b");
+        Assert.Equal((1600, 32, 25, 5, 5504, 32001, 128), (config.HiddenSize, config.NumLayers, config.NumAttentionHeads, config.KvHeads,
+                                                          config.FfnSize, config.VocabSize, config.NumMemoryTokens));
+        Assert.Equal([0, 15, 31], Enumerable.Range(0, 32).Where(i => config.WindowOf(i) is null));
+        Assert.Equal(1024, config.WindowOf(1));
+        Assert.Equal(15, Enumerable.Range(0, 32).Count(i => config.KvSourceOf(i) != i));
+        Assert.Equal(16, config.KvSourceOf(18));                                           // the group of three, [16, 17, 18]
+        long H = 1600, dInner = 3200, N = 16, R = 100, F = 5504;
+        long Layer(bool reuses) => H + (H + (reuses ? 0 : 320 + 640) + 2 * dInner) * H + dInner * 4 + dInner + (R + 2 * N) * dInner
+                                   + dInner * R + dInner + dInner * N + dInner + R + 2 * N + 2 * dInner + H * dInner + H + 3 * H * F;
+        long expected = 32001 * H + 128 * H + H + 15 * Layer(true) + 17 * Layer(false);
+        Assert.Equal(1_522_797_824, expected);
+        Assert.Equal(expected, ModelFootprint.Of(config).Parameters);
+        var (code, output) = Wren.Tests.Cli.CliTests.RunCaptured("inspect", "hymba-1.5b");
+        Assert.Equal(0, code);
+        Assert.Contains("1,522,797,824", output);
+    }
+
     [Fact]
     public void Inspect_reports_the_size_in_billions()
     {

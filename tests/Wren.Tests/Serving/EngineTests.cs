@@ -149,6 +149,15 @@ public class EngineTests
         "mixed" => Mixed,
         // Two window-16 layers see 32 tokens back: more than a turn adds after the cached blocks, less than the chat's length.
         "swa" => Config("a", "a", "f") with { SlidingWindow = 16, GlobalAttnIdx = [], NumMemoryTokens = 2 },
+        // The released Hymba layout: meta tokens that never leave the window, layer 2 reading layer 1's KV, a plain lm_head.
+        "hymba-released" => Config("hymba", "hymba", "hymba", "f") with
+        {
+            ModelType = "hymba",
+            SlidingWindow = 16,
+            GlobalAttnIdx = [0],
+            NumMemoryTokens = 2,
+            KvReuseGroup = [[1, 2]],
+        },
         _ => Config(layers, "f") with { NumMemoryTokens = 2 },
     };
 
@@ -156,6 +165,7 @@ public class EngineTests
     {
         { "attention", "a" }, { "sliding window", "swa" }, { "mamba2", "m2" }, { "deltanet", "deltanet" }, { "gated deltanet", "gdn" },
         { "mamba1", "mamba1" }, { "gated linear attention", "gla" }, { "mlstm", "mlstm" }, { "rwkv7", "rwkv7" }, { "hymba", "hymba" },
+        { "hymba, released layout", "hymba-released" },
         { "every type", "mixed" },
     };
 
