@@ -107,6 +107,33 @@ public class ChatPromptTests
         }
     }
 
+    /// <summary>
+    /// Hymba-1.5B-Instruct (its Llama-2 SentencePiece BPE tokenizer.json, 32,001 ids; a template that reads tools): the prompt
+    /// renders as Jinja2 renders it (fixtures/chat-prompts/hymba-1.5b/rendered.json, written by its generate.py) and its ids are
+    /// what Hugging Face's library gives that text with add_special_tokens=False (Tokenizers.DotNet always adds the
+    /// post-processor's leading &lt;s&gt;, dropped here).
+    /// </summary>
+    [Fact]
+    public void Hymba_prompts_render_as_jinja2_and_encode_as_hugging_face_tokenizers()
+    {
+        var tokenizer = Tokenizer("hymba-1.5b");
+        var template = Template("hymba-1.5b", "hymba-1.5b");
+        var reference = new Tokenizers.DotNet.Tokenizer(Path.Combine(ModelFolder("hymba-1.5b"), "tokenizer.json"));
+        var cases = JsonDocument.Parse(File.ReadAllText(Path.Combine(Root, "hymba-1.5b", "rendered.json"))).RootElement
+            .GetProperty("cases").EnumerateArray().ToList();
+        Assert.Equal(8, cases.Count);
+        foreach (var c in cases)
+        {
+            var (turns, options) = Request(c);
+            string rendered = c.GetProperty("rendered").GetString()!;
+            Assert.Equal(rendered, template.Render(turns, options, tokenizer.ControlTokens).Text);
+            var library = reference.Encode(rendered);
+            Assert.Equal(1u, library[0]);                                                    // <s>
+            Assert.Equal(library.Skip(1).Select(id => (int)id), ChatPrompts.Encode(tokenizer, template, turns, options));
+        }
+        Assert.Equal(32001, tokenizer.VocabularySize);
+    }
+
     [Fact]
     public void Qwen3_user_turn_is_the_ten_ids_transformers_gives()
     {
