@@ -146,7 +146,8 @@ internal sealed class Mamba1 : Mixer, IFusedDecoder
             var step = dt32.select(1, t).unsqueeze(-1);                                 // [b, E, 1]
             var xt = x32.select(1, t);                                                  // [b, E]
             S = (step * A).exp() * S + (step * xt.unsqueeze(-1)) * B32.select(1, t).unsqueeze(1);
-            outputs[t] = S.matmul(C32.select(1, t).unsqueeze(-1)).squeeze(-1) + D * xt;
+            // Σ_n S·C as a product and a reduction over n: a batched matmul rounds differently with the batch size.
+            outputs[t] = (S * C32.select(1, t).unsqueeze(1)).sum(-1) + D * xt;
         }
         return (stack(outputs, 1).MoveToOuterDisposeScope(), S.MoveToOuterDisposeScope());
     }
@@ -274,7 +275,12 @@ internal sealed class Mamba1 : Mixer, IFusedDecoder
         public Parameter Weight => weight;
         public Parameter Bias => bias;
 
-        /// <summary>dt [..., dt_rank] (any dtype) → <c>W·dt + bias</c> [..., d_inner] in float32 (before the softplus).</summary>
-        public override Tensor forward(Tensor dt) => nn.functional.linear(dt.to(ScalarType.Float32), weight, bias);
+        /// <summary>dt [..., dt_rank] (any dtype) → <c>W·dt + bias</c> [..., d_inner] in float32 (before the softplus). The
+        /// product is <see cref="Linear.Project"/>'s, so a decode batch's rows are each what they are alone.</summary>
+        public override Tensor forward(Tensor dt)
+        {
+            using var product = Linear.Project(dt.to(ScalarType.Float32), weight);
+            return product + bias;
+        }
     }
 }

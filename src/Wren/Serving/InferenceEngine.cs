@@ -25,8 +25,8 @@ namespace Wren.Serving;
 /// every slot is running or prefilling: a running request is never evicted, so the preemption counter stays 0.
 /// A request leaves the batch when it finishes or is cancelled, and its slot is reused at the next step.
 /// Each slot decodes at its own position with its own sampling settings and seed, and every kernel treats rows
-/// independently, so a request's tokens do not depend on what else runs (tested for every layer type; Hymba's batched
-/// decode step alone is not bit-identical to one row: its log-probabilities move in the 7th digit with the batch).
+/// independently, so a request's tokens and log-probabilities do not depend on what else runs (tested bit for bit for every
+/// layer type).
 /// Why the chunks are not packed with the decode rows (or with each other) into one GEMM: row-independent layers
 /// (projections, FFN, lm_head) take the fused matrix–vector kernel for decode rows and a GEMM for a chunk, and the two
 /// sum in different orders (a GEMM's blocking also changes with its row count), so packing would change a request's

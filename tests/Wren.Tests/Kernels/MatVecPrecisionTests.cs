@@ -47,6 +47,34 @@ public class MatVecPrecisionTests
         AssertWithinDotBound(y, w.to(ScalarType.Float64), x.to(ScalarType.Float64), $"fp32 {path}");
     }
 
+    public static TheoryData<KernelPath> Paths() => [.. KernelPaths.Available];
+
+    /// <summary>
+    /// Each row of an fp32 decode batch (2, 3, 5, 16, 64 inputs; the batched kernel tiles two weight rows by two inputs) is
+    /// bit-identical to the same row alone, at widths with a 16-wide and a scalar tail and row counts that leave odd chunk
+    /// edges: a request decodes the same whatever else runs.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Paths))]
+    public void Fp32_batch_rows_equal_each_row_alone_bit_for_bit(KernelPath path)
+    {
+        using var scope = NewDisposeScope();
+        var gen = new Generator(9);
+        using var forced = KernelPaths.Force(path);
+        foreach (var (rows, cols) in new[] { (1, 7), (67, 100), (129, 1030), (300, 64), (1025, 33) })
+        {
+            var w = randn([rows, cols], generator: gen);
+            foreach (int inputs in new[] { 2, 3, 5, 16, MatVec.MaxInputRows })
+            {
+                var x = randn([inputs, cols], generator: gen);
+                var batch = MatVec.Multiply(w, x);
+                for (int m = 0; m < inputs; m++)
+                    Assert.True(batch[m].equal(MatVec.Multiply(w, x[m])[0]).all().item<bool>(),
+                                $"{path} {rows}×{cols}, {inputs} inputs: row {m}");
+            }
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Cases))]
     public void Bf16_kernel_matches_widened_weights_in_fp64(KernelPath path, int rows, int cols, int inputs)
