@@ -86,6 +86,25 @@ public class Mamba1Tests
         AssertMatches(sC, h, 1e-4, "chunked state");
     }
 
+    /// <summary>The fused CPU prefill scan against the per-token loop, continuing a state, at N below, at and above the vector
+    /// width and lengths 1…70.</summary>
+    [Theory]
+    [InlineData(45, 37, 13)]
+    [InlineData(70, 20, 16)]
+    [InlineData(3, 9, 5)]
+    [InlineData(1, 9, 33)]
+    public void The_fused_scan_equals_the_per_token_loop(int T, int E, int N)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var (x, dt, A, B, C, D, s0) = Inputs(2, T, E, N, T + E + 1);
+        var (y, h) = Loop(x, dt, A, B, C, D, s0);
+        var state = s0.clone();
+        var yF = Mamba1.FusedScan(x, dt, A, B, C, D, state);
+        AssertMatches(yF, y, 1e-4, "fused output");
+        AssertMatches(state, h, 1e-4, "fused state");
+    }
+
     [Fact]
     public void State_split_equals_one_pass()
     {
