@@ -234,7 +234,8 @@ public sealed record HybridConfig
             throw new WrenException($"{source}: memory_tokens_interspersed_every > 0 (meta tokens repeated inside the sequence) is not " +
                                     "supported; the released models use 0");
         if (obj["kv_reuse_every_i_layer"] is { } reuseEvery && IntOf(reuseEvery) is null)
-            throw new WrenException($"{source}: kv_reuse_every_i_layer must be an integer (-1: no sharing), got {reuseEvery.ToJsonString()}");
+            throw new WrenException($"{source}: kv_reuse_every_i_layer must be an integer (-1: no sharing), got " +
+                                    reuseEvery.ToJsonString());
         // kv_reuse_every_i_layer = n without kv_reuse_group: layer i computes k/v when i % n == 0, the next n − 1 reuse them.
         if (obj["kv_reuse_group"] is null && IntOf(obj["kv_reuse_every_i_layer"]) is > 1 and { } every
             && obj["layer_types"] is JsonArray types)

@@ -105,7 +105,8 @@ public class HymbaConfigTests
         var e = Assert.Throws<WrenException>(() => HybridConfig.Parse(Released(j => j["memory_tokens_interspersed_every"] = 16)));
         Assert.Contains("memory_tokens_interspersed_every", e.Message);
         foreach (var value in new JsonNode[] { 16.0, "16" })
-            Assert.Throws<WrenException>(() => HybridConfig.Parse(Released(j => j["memory_tokens_interspersed_every"] = value.DeepClone())));
+            Assert.Throws<WrenException>(() =>
+                HybridConfig.Parse(Released(j => j["memory_tokens_interspersed_every"] = value.DeepClone())));
         e = Assert.Throws<WrenException>(() => HybridConfig.Parse(Released(j => j["kv_reuse_every_i_layer"] = "x")));
         Assert.Contains("kv_reuse_every_i_layer must be an integer", e.Message);
         Assert.DoesNotContain('\n', e.Message);
