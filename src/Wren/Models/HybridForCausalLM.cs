@@ -21,8 +21,8 @@ public sealed record LMOutput(Tensor Logits);
 
 /// <summary>
 /// A hybrid causal LM with the exact Nemotron-Flash forward (the released modeling_nemotron_flash.py, NemotronFlashForCausalLM.forward):
-/// embed → prepend meta tokens → layers → final RMSNorm → drop meta positions → <c>(h·W_lm[v]) / ‖W_lm[v]‖</c>; in the released
-/// Hymba layout (modeling_hymba.py, HymbaForCausalLM.forward) the logits are a plain <c>h·W_lm[v]</c>.
+/// embed → prepend meta tokens → layers → final RMSNorm → drop meta positions → <c>(h·W_lm[v]) / ‖W_lm[v]‖</c>; in the
+/// released Hymba layout (modeling_hymba.py, HymbaForCausalLM.forward) the logits are a plain <c>h·W_lm[v]</c>.
 /// State-dict names match the HF checkpoint (<c>model.…</c>, <c>lm_head.weight</c>).
 /// </summary>
 public sealed class HybridForCausalLM : nn.Module<LMInput, LMOutput>

@@ -54,7 +54,7 @@ public class HymbaTests
 
     static Tensor Rms(Tensor x, Tensor weight, double eps = 1e-6) => weight * x / (x.square().mean([-1], keepdim: true) + eps).sqrt();
 
-    /// <summary>Rotate-half RoPE at <paramref name="positions"/> [B, T] over x [B, T, heads, 12] with inv_freq_i = base^(−2i/12).</summary>
+    /// <summary>Rotate-half RoPE at <paramref name="positions"/> [B, T] over x [B, T, heads, 12], inv_freq_i = base^(−2i/12).</summary>
     static Tensor Rope(Tensor x, Tensor positions, double ropeBase)
     {
         var inverse = pow(ropeBase, -arange(0, 12, 2, ScalarType.Float64) / 12.0);
