@@ -168,7 +168,7 @@ internal sealed class Hymba : Mixer
         int xAt = hidden;
         if (ReusesKv)
         {
-            q = self_attn.NormalizeAndRotate(q, input.Positions, isKey: false);
+            (q, _) = self_attn.NormalizeAndRotate(q, null, input.Positions);
             kv = (input.Carry ?? throw new InvalidOperationException($"hymba layer {layer} reuses layer {kvSource}'s KV: run it " +
                                                                      "inside a model forward")).SharedKvOf(kvSource);
         }
@@ -177,8 +177,8 @@ internal sealed class Hymba : Mixer
             var k = p.narrow(-1, hidden, kWidth).reshape(B, T, kvHeads, qkDim).transpose(1, 2);      // [B, nkv, T, dqk]
             var v = p.narrow(-1, hidden + kWidth, vWidth).reshape(B, T, kvHeads, vDim).transpose(1, 2);   // [B, nkv, T, dv]
             xAt += kWidth + vWidth;
-            q = self_attn.NormalizeAndRotate(q, input.Positions, isKey: false);
-            k = self_attn.NormalizeAndRotate(k, input.Positions, isKey: true);
+            (q, var rotated) = self_attn.NormalizeAndRotate(q, k, input.Positions);
+            k = rotated!;
             kv = Attention.StoreKv(k, v, input with { State = state?.Attention });
             if (sharesKv) input.Carry?.ShareKv(layer, kv);
         }
@@ -220,15 +220,14 @@ internal sealed class Hymba : Mixer
             RegisterComponents();
         }
 
-        /// <summary>Queries [B, nh, T, d] or keys [B, nkv, T, d] → through q_norm or k_norm (when present) and rotated at
-        /// <paramref name="positions"/> [B, T].</summary>
-        public Tensor NormalizeAndRotate(Tensor x, Tensor positions, bool isKey)
+        /// <summary>q [B, nh, T, d] and k [B, nkv, T, d] (null in a layer that reuses another's keys) → through q_norm and
+        /// k_norm (when present) and rotated at <paramref name="positions"/> [B, T], one cos/sin table for both.</summary>
+        public (Tensor Q, Tensor? K) NormalizeAndRotate(Tensor q, Tensor? k, Tensor positions)
         {
-            var norm = isKey ? k_norm : q_norm;
-            if (norm is not null) x = norm.forward(x);
-            if (rotary is null) return x;
-            var (cos, sin) = rotary.Tables(positions, x.dtype);
-            return Rotary.Apply(x, cos, sin);
+            if (q_norm is not null) { q = q_norm.forward(q); if (k is not null) k = k_norm!.forward(k); }
+            if (rotary is null) return (q, k);
+            var (cos, sin) = rotary.Tables(positions, q.dtype);
+            return (Rotary.Apply(q, cos, sin), k is null ? null : Rotary.Apply(k, cos, sin));
         }
     }
 }
