@@ -130,7 +130,8 @@ internal static class ProfileTableCommands
         foreach (var f in table.Fits)
         {
             Console.WriteLine($"width {f.Width}, batch {f.Batch}: in-situ fit on {f.Architectures} architectures, " +
-                              $"RMS residual {f.RmsPercent:F1} %");
+                              $"RMS residual {f.RmsPercent:F1} %" +
+                              (f.Shrinkage > 0 ? $", shrunk toward the probes (λ {f.Shrinkage:G2})" : ""));
             if (f.PerKeyPresent is { Count: > 0 } present)
                 Console.WriteLine("  once per step for each key present (µs): " +
                                   string.Join(", ", present.Select(p => $"{p.Key} {p.Value * us:F1}")) +

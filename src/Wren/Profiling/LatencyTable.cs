@@ -172,7 +172,8 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
     /// <see cref="LayersPerProbe"/> such layers, split into layers and overhead by per-layer timing; attention at every
     /// context, constant-state operators at the first. Then, per width and batch, <paramref name="fitArchitectures"/>
     /// random architectures (every <see cref="StackFamily"/> in turn, at random contexts of the list) are measured whole:
-    /// the in-situ costs are fitted on them (<see cref="FittedCosts.Fit"/>), and the probe sum's scale too (a least-squares
+    /// the in-situ costs are fitted on them, shrunk toward the probe entries (<see cref="FittedCosts.Fit"/>), and the probe
+    /// sum's scale too (a least-squares
     /// scale on the layer sum). With <see cref="InterleaveOptions.Rounds"/> &gt; 1 the fitted architectures are measured that
     /// many times over (the whole list per round) and each one's median kept; the probes are measured once.
     /// </summary>
@@ -248,7 +249,8 @@ public sealed record LatencyTable(DeviceIdentity Device, HybridConfig Template, 
                     denominator += sum * sum;
                 }
                 calibrations.Add(new Calibration(width, batch, denominator > 0 ? numerator / denominator : 1.0, fitArchitectures));
-                fits.Add(FittedCosts.Fit(width, batch, samples));
+                var prior = new FitPrior(overhead, probed.Operators.ToDictionary(k => k, k => probed.LayerStep(k, width, batch, 0)));
+                fits.Add(FittedCosts.Fit(width, batch, samples, prior));
             }
         // Reference units → seconds at the median machine speed seen during the build.
         double referenceSeconds = Measurement.Of(clock.ReferenceLevels.ToList()).Median;

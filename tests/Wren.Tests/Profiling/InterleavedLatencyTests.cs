@@ -211,6 +211,40 @@ public class InterleavedLatencyTests
     }
 
     [Fact]
+    public void With_a_probe_prior_few_noisy_architectures_move_the_costs_only_as_far_as_they_agree()
+    {
+        string[] names = ["a", "a:w128", "mamba1", "m2", "gla", "deltanet", "gdn", "rwkv7", "mlstm", "hymba", "f"];
+        var random = new Random(19);
+        var truth = names.ToDictionary(k => k, _ => 0.2 + random.NextDouble());
+        const double overhead = 0.8;
+        // Probe entries 5 % high (a probe of one repeated layer runs slower than the layer among others).
+        var prior = new FitPrior(overhead * 1.05, truth.ToDictionary(kv => kv.Key, kv => kv.Value * 1.05));
+        List<string> Stack() => Enumerable.Range(0, random.Next(4, 25)).Select(_ => names[random.Next(names.Length)]).ToList();
+        double Step(IReadOnlyList<string> keys) => overhead + keys.Sum(k => truth[k]);
+        var samples = Enumerable.Range(0, 12).Select(_ => Stack())
+            .Select(keys => new FitSample(keys, Step(keys) * (1 + 0.04 * (2 * random.NextDouble() - 1)))).ToList();
+
+        Assert.Contains("needs at least", Assert.Throws<WrenException>(() => FittedCosts.Fit(128, 1, samples)).Message);
+        var fit = FittedCosts.Fit(128, 1, samples, prior);
+        foreach (var (key, cost) in truth)
+            Assert.True(Math.Abs(fit.PerLayer.GetValueOrDefault(key, cost) / cost - 1) < 0.12,
+                        $"{key}: {fit.PerLayer.GetValueOrDefault(key, cost):F3} vs {cost:F3}");
+        foreach (var name in names.Where(FittedCosts.IsMixer))
+        {
+            var homogeneous = Enumerable.Range(0, 6).SelectMany(_ => new[] { name, "f" }).ToList();
+            if (!homogeneous.All(fit.PerLayer.ContainsKey)) continue;
+            double error = fit.Predict(homogeneous) / Step(homogeneous) - 1;
+            Assert.True(Math.Abs(error) < 0.08, $"pure {name}: {error:P1}");
+        }
+
+        // Exact data and enough of it: leave-one-out picks no shrinkage and the fit is exact, prior or not.
+        var exact = Enumerable.Range(0, 60).Select(_ => Stack()).Select(keys => new FitSample(keys, Step(keys))).ToList();
+        var unshrunk = FittedCosts.Fit(128, 1, exact, prior);
+        Assert.Equal(overhead, unshrunk.Overhead, 6);
+        foreach (var (key, cost) in truth) Assert.Equal(cost, unshrunk.PerLayer[key], 6);
+    }
+
+    [Fact]
     public void A_synthetic_homogeneous_stack_bias_is_removed_by_the_start_up_terms_and_the_stack_families()
     {
         var table = LatencyTable.Build(Template, ["a", "m2", "deltanet", "f"], [64, 128], [1], [100, 300], Here,
