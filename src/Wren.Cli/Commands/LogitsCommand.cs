@@ -18,7 +18,7 @@ internal static class LogitsCommand
         var model = new Option<string>("--model") { Description = "model folder (config.json + safetensors)", Required = true };
         var tokens = new Option<string>("--tokens")
         {
-            Description = "JSON list of equal-length lists of token ids (B × T)",
+            Description = "file holding a JSON list of equal-length lists of token ids (B × T), e.g. [[1, 2, 3]]",
             Required = true,
         };
         var output = new Option<string>("--out") { Description = "output file: .npy or .json", Required = true };

@@ -192,7 +192,11 @@ public sealed record HybridConfig
         if (obj["model_type"]?.GetValueKind() == JsonValueKind.String && (string?)obj["model_type"] == "hymba") FromHymba(obj, source);
         foreach (var required in new[] { "layer_types", "hidden_size", "vocab_size", "num_attention_heads" })
             if (!obj.ContainsKey(required) || obj[required] is null)
-                throw new WrenException($"{source}: missing required key '{required}'");
+                throw new WrenException($"{source}: missing required key '{required}'" +
+                                        (required == "layer_types" && obj["model_type"] is { } type
+                                            ? $" (model_type {type.ToJsonString()} is not one Wren maps: \"hymba\" configs are mapped, " +
+                                              "Nemotron-Flash configs carry layer_types)"
+                                            : ""));
         HybridConfig config;
         try { config = obj.Deserialize<HybridConfig>(JsonOptions)!; }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or NotSupportedException
@@ -280,6 +284,7 @@ public sealed record HybridConfig
         for (int g = 0; g < KvReuseGroup.Count; g++)
         {
             var group = KvReuseGroup[g] ?? [];
+            if (group.Count == 0) fail($"kv_reuse_group[{g}] is empty: list a producer layer and the layers that reuse its KV");
             for (int j = 0; j < group.Count; j++)
             {
                 int layer = group[j];
@@ -312,6 +317,13 @@ public sealed record HybridConfig
         if (NumMemoryTokens < 0) Fail("num_memory_tokens must be >= 0");
         if (RmsNormEps <= 0) Fail("rms_norm_eps must be positive");
         if (MlpHiddenAct is not ("silu" or "relu2")) Fail($"mlp_hidden_act '{MlpHiddenAct}' is not supported (use \"silu\" or \"relu2\")");
+        var globals = GlobalAttnIdx ?? [];
+        for (int i = 0; i < globals.Count; i++)
+        {
+            if (globals[i] < 0 || globals[i] >= LayerTypes.Count)
+                Fail($"global_attn_idx[{i}] = {globals[i]} is outside the layers 0..{LayerTypes.Count - 1}");
+            if (globals.IndexOf(globals[i]) < i) Fail($"global_attn_idx lists layer {globals[i]} twice");
+        }
         ValidateKvReuseGroups(Fail);
         foreach (var spec in LayerTypes.Select(OperatorRegistry.Get).Distinct()) spec.Validate(this, Fail);
         if (Enumerable.Range(0, NumLayers).Any(HasFfn) && FfnSize <= 0)

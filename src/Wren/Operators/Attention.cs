@@ -41,7 +41,7 @@ internal sealed class Attention : Mixer, IFusedDecoder
             SlotBytes(config, elementSize) * (config.WindowOf(layer) is { } w ? Math.Min(positions, w + 1) : positions),
         LatencyVariant = (config, layer) => config.WindowOf(layer) is { } w ? $"w{w}" : null,
         WithLatencyVariant = (config, variant, layers) => variant is null
-            ? config with { GlobalAttnIdx = [.. config.GlobalAttnIdx ?? [], .. layers] }
+            ? config with { GlobalAttnIdx = [.. (config.GlobalAttnIdx ?? []).Union(layers)] }
             : config with
             {
                 SlidingWindow = int.Parse(variant[1..]),
@@ -70,9 +70,8 @@ internal sealed class Attention : Mixer, IFusedDecoder
         if (c.Rope && c.AttnQkHeadDim % 2 != 0) fail($"the attention q/k head dim ({c.AttnQkHeadDim}) must be even when rope is on");
         if (c.AttnImplementation is not ("flash_attention_2" or "fused_mha"))
             fail($"attn_implementation_new '{c.AttnImplementation}' is not supported: only \"flash_attention_2\" (and \"fused_mha\", the " +
-                 $"same " +
-                 "maths without sliding windows) have specified semantics; the \"sdpa\" variant has different weights (no q/k norm) and " +
-                 "RoPE scaling");
+                 "same maths without sliding windows; \"flex\" in a config with model_type \"hymba\") have specified semantics; the " +
+                 "\"sdpa\" variant has different weights (no q/k norm) and RoPE scaling");
         if (c.RopeType is not (null or "default" or "ntk" or "dynamic_ntk"))
             fail($"rope_type '{c.RopeType}' is not supported (null, \"default\", \"ntk\", \"dynamic_ntk\")");
         if (c.RopeType is "ntk" or "dynamic_ntk"

@@ -46,11 +46,32 @@ public class HymbaConfigTests
     [InlineData("[[1, 3]]", "kv_reuse_group[0] makes global layer 3 (global_attn_idx) a consumer")]
     [InlineData("[[1, 7]]", "kv_reuse_group[0] names layer 7, outside 0..3")]
     [InlineData("[[2, 1]]", "kv_reuse_group[0] lists layer 1 after its producer 2: consumers must come later")]
+    [InlineData("[[1, 2], []]", "kv_reuse_group[1] is empty")]
     public void Bad_reuse_groups_are_refused_by_name(string groups, string message)
     {
         var e = Assert.Throws<WrenException>(() => HybridConfig.Parse(Released(j => j["kv_reuse_group"] = JsonNode.Parse(groups))));
         Assert.Contains(message, e.Message);
         Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Theory]
+    [InlineData("[0, 4]", "global_attn_idx[1] = 4 is outside the layers 0..3")]
+    [InlineData("[-1]", "global_attn_idx[0] = -1 is outside the layers 0..3")]
+    [InlineData("[3, 0, 3]", "global_attn_idx lists layer 3 twice")]
+    public void Bad_global_layers_are_refused_by_name(string globals, string message)
+    {
+        var e = Assert.Throws<WrenException>(() => HybridConfig.Parse(Released(j => j["global_attn_idx"] = JsonNode.Parse(globals))));
+        Assert.Contains(message, e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Fact]
+    public void A_model_type_wren_does_not_map_is_named_when_layer_types_are_missing()
+    {
+        var e = Assert.Throws<WrenException>(() => HybridConfig.Parse(Released(j => j["model_type"] = "hymbaa")));
+        Assert.Contains("missing required key 'layer_types' (model_type \"hymbaa\" is not one Wren maps", e.Message);
+        e = Assert.Throws<WrenException>(() => HybridConfig.Parse(Released(j => j["attn_implementation_new"] = "sdpa")));
+        Assert.Contains("\"flex\" in a config with model_type \"hymba\"", e.Message);
     }
 
     [Fact]
