@@ -66,7 +66,9 @@ public class OperatorStudyTests
     }
 
     [Theory]
-    [InlineData("{\"operators\": 24, \"colour\": 1}", "colour")]
+    [InlineData("{\"operators\": 24, \"colour\": 1}", "unknown key 'colour'")]
+    [InlineData("{\"operators\": 24, \"operators\": 12}", "a key is repeated")]
+    [InlineData("{\"width\": \"wide\"}", "wrong type of value at $.width")]
     [InlineData("{\"operators\": 7, \"designs\": [\"a\"]}", "operators must be even")]
     [InlineData("{\"designs\": [\"a\", \"a\"]}", "designs must be distinct")]
     [InlineData("{\"designs\": [\"a+x\"]}", "unknown mixer 'x'")]
