@@ -17,4 +17,13 @@ internal static class TensorScalars
         using var scalar = value.ToScalar();
         return x.masked_fill(mask, scalar);
     }
+
+    /// <summary><c>x + value</c> with <paramref name="value"/> and the add's alpha (1) kept alive for the call (seen as
+    /// libtorch's "Unknown scalar type" in RWKV-7's L2 norm on the serving engine's thread).</summary>
+    public static Tensor Plus(this Tensor x, double value)
+    {
+        using var scalar = value.ToScalar();
+        using var one = 1.ToScalar();
+        return x.add(scalar, one);
+    }
 }

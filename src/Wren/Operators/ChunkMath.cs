@@ -38,6 +38,6 @@ internal static class ChunkMath
     public static Tensor L2Norm(Tensor x)
     {
         using var scope = NewDisposeScope();
-        return (x * (x.square().sum(-1, keepdim: true) + 1e-6).rsqrt()).MoveToOuterDisposeScope();
+        return (x * x.square().sum(-1, keepdim: true).Plus(1e-6).rsqrt()).MoveToOuterDisposeScope();
     }
 }
