@@ -29,6 +29,20 @@ public static class StrictJson
         return root as JsonObject ?? throw new WrenException($"{source}: expected a JSON object at the top level");
     }
 
+    /// <summary>
+    /// A settings file's deserialization error (System.Text.Json's <see cref="JsonSerializer"/>) in the file's terms, on one
+    /// line: an unknown or repeated key, or a value of the wrong type, by its JSON path; else the parser's first line.
+    /// </summary>
+    public static string Explain(JsonException error)
+    {
+        string first = error.Message.Split('\n')[0], at = error.Path is { Length: > 0 } path ? $" at {path}" : "";
+        if (System.Text.RegularExpressions.Regex.Match(first, "^The JSON property '(.*)' could not be mapped") is { Success: true } m)
+            return $"unknown key '{m.Groups[1].Value}'{at}";
+        if (first.Contains("Duplicate", StringComparison.OrdinalIgnoreCase)) return $"a key is repeated{at}";
+        if (first.Contains("could not be converted", StringComparison.Ordinal)) return $"wrong type of value{at}";
+        return first;
+    }
+
     /// <summary>What is wrong, on one line: a repeated key is named in full (System.Text.Json cuts it after 16 characters), up to
     /// 200 characters.</summary>
     internal static string Describe(JsonException error, string json) =>

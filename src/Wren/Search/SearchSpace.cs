@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Wren.Checkpoints;
 using Wren.Models;
 using Wren.Operators;
 using Wren.Training;
@@ -98,7 +99,7 @@ public sealed record SearchSpace
     {
         SearchSpace? space;
         try { space = JsonSerializer.Deserialize<SearchSpace>(json, Json); }
-        catch (JsonException e) { throw new WrenException($"{source}: invalid search space ({e.Message})", e); }
+        catch (JsonException e) { throw new WrenException($"{source}: invalid search space ({StrictJson.Explain(e)})", e); }
         if (space is null) throw new WrenException($"{source}: empty search space");
         space.Validate(source);
         return space;

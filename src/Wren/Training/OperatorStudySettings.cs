@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Wren.Checkpoints;
 using Wren.Common;
 using Wren.Evaluation;
 using Wren.Models;
@@ -90,21 +91,9 @@ public sealed record OperatorStudySettings
         }
         OperatorStudySettings? settings;
         try { settings = JsonSerializer.Deserialize<OperatorStudySettings>(json, Json); }
-        catch (JsonException e) { throw new WrenException($"{pathOrName}: invalid experiment settings ({Explain(e)})", e); }
+        catch (JsonException e) { throw new WrenException($"{pathOrName}: invalid experiment settings ({StrictJson.Explain(e)})", e); }
         (settings ?? throw new WrenException($"{pathOrName}: empty experiment settings")).Validate(pathOrName);
         return settings;
-    }
-
-    /// <summary>System.Text.Json's error in the file's terms: the unknown or repeated key, or the key whose value has the
-    /// wrong type, by its JSON path.</summary>
-    static string Explain(JsonException e)
-    {
-        string first = e.Message.Split('\n')[0], at = e.Path is { Length: > 0 } path ? $" at {path}" : "";
-        if (System.Text.RegularExpressions.Regex.Match(first, "^The JSON property '(.*)' could not be mapped") is { Success: true } m)
-            return $"unknown key '{m.Groups[1].Value}'{at}";
-        if (first.Contains("Duplicate", StringComparison.OrdinalIgnoreCase)) return $"a key is repeated{at}";
-        if (first.Contains("could not be converted", StringComparison.Ordinal)) return $"wrong type of value{at}";
-        return first;
     }
 
     public void Validate(string source = "experiment settings")

@@ -42,25 +42,17 @@ public class HymbaConfigTests
     }
 
     [Theory]
-    [InlineData("[[1, 2], [2, 3]]", "kv_reuse_group[1] names layer 2, already in another group")]
-    [InlineData("[[1, 3]]", "kv_reuse_group[0] makes global layer 3 (global_attn_idx) a consumer")]
-    [InlineData("[[1, 7]]", "kv_reuse_group[0] names layer 7, outside 0..3")]
-    [InlineData("[[2, 1]]", "kv_reuse_group[0] lists layer 1 after its producer 2: consumers must come later")]
-    [InlineData("[[1, 2], []]", "kv_reuse_group[1] is empty")]
-    public void Bad_reuse_groups_are_refused_by_name(string groups, string message)
+    [InlineData("kv_reuse_group", "[[1, 2], [2, 3]]", "kv_reuse_group[1] names layer 2, already in another group")]
+    [InlineData("kv_reuse_group", "[[1, 3]]", "kv_reuse_group[0] makes global layer 3 (global_attn_idx) a consumer")]
+    [InlineData("kv_reuse_group", "[[1, 7]]", "kv_reuse_group[0] names layer 7, outside 0..3")]
+    [InlineData("kv_reuse_group", "[[2, 1]]", "kv_reuse_group[0] lists layer 1 after its producer 2: consumers must come later")]
+    [InlineData("kv_reuse_group", "[[1, 2], []]", "kv_reuse_group[1] is empty")]
+    [InlineData("global_attn_idx", "[0, 4]", "global_attn_idx[1] = 4 is outside the layers 0..3")]
+    [InlineData("global_attn_idx", "[-1]", "global_attn_idx[0] = -1 is outside the layers 0..3")]
+    [InlineData("global_attn_idx", "[3, 0, 3]", "global_attn_idx lists layer 3 twice")]
+    public void Bad_reuse_groups_and_global_layers_are_refused_by_name(string key, string value, string message)
     {
-        var e = Assert.Throws<WrenException>(() => HybridConfig.Parse(Released(j => j["kv_reuse_group"] = JsonNode.Parse(groups))));
-        Assert.Contains(message, e.Message);
-        Assert.DoesNotContain('\n', e.Message);
-    }
-
-    [Theory]
-    [InlineData("[0, 4]", "global_attn_idx[1] = 4 is outside the layers 0..3")]
-    [InlineData("[-1]", "global_attn_idx[0] = -1 is outside the layers 0..3")]
-    [InlineData("[3, 0, 3]", "global_attn_idx lists layer 3 twice")]
-    public void Bad_global_layers_are_refused_by_name(string globals, string message)
-    {
-        var e = Assert.Throws<WrenException>(() => HybridConfig.Parse(Released(j => j["global_attn_idx"] = JsonNode.Parse(globals))));
+        var e = Assert.Throws<WrenException>(() => HybridConfig.Parse(Released(j => j[key] = JsonNode.Parse(value))));
         Assert.Contains(message, e.Message);
         Assert.DoesNotContain('\n', e.Message);
     }
