@@ -16,7 +16,11 @@ namespace Wren.Bench;
 /// those bytes and the kernel path that ran. With <c>--busy N</c> each row is measured again while N
 /// busy-spinning processes run (the busy-core slowdown). With <c>--unfused</c> each row also times the same decode with
 /// the fused layer form off (<see cref="HybridForCausalLM.FusedDecode"/>), alternately with the fused runs (an A/B in one
-/// run).
+/// run). With <c>--llama-bench PATH --gguf precision=FILE[,…]</c> (a llama.cpp <c>llama-bench</c> binary and GGUFs of the
+/// same shape, e.g. <c>float32=llama-300m-f32.gguf</c>) each Wren row is followed by llama.cpp's on the same context,
+/// measured right after it, and the last column gives Wren ÷ llama.cpp time. With <c>--prefill N</c> a second table gives
+/// N-token prefill tokens/s per model and precision (best of the repeats), its matmul GFLOP/s against the FMA peak
+/// measured in the same run, and llama.cpp's ppN beside it when given.
 /// </summary>
 public static class DecodeBenchmark
 {
@@ -32,6 +36,14 @@ public static class DecodeBenchmark
         int repeats = int.Parse(Arg("--repeats", "5"));
         int busy = int.Parse(Arg("--busy", "0"));
         bool unfused = args.Contains("--unfused");
+        int prefill = int.Parse(Arg("--prefill", "0"));
+        var llama = Arg("--llama-bench", "") is { Length: > 0 } binary ? new LlamaBench(binary, Environment.ProcessorCount) : null;
+        var ggufs = Arg("--gguf", "").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(g => g.Split('=', 2))
+            .ToDictionary(g => WeightPrecisions.Parse(g[0]), g => g.Length == 2 ? g[1] : throw new ArgumentException(
+                $"--gguf: '{g[0]}' is not precision=FILE (e.g. float32=llama-300m-f32.gguf)"));
+        if (ggufs.Count > 0 && llama is null) throw new ArgumentException("--gguf needs --llama-bench PATH");
+        var prefillRows = new List<string>();
+        double peak = prefill > 0 ? DeviceFacts.FmaPeak() : 0;
 
         Console.WriteLine($"# decode, batch 1; {Wren.Runtime.WrenRuntime.Describe()}");
         Console.WriteLine($"# kernel path {KernelPaths.Active} (best on this CPU: {KernelPaths.Best});");
@@ -39,8 +51,9 @@ public static class DecodeBenchmark
                           $"(best of {repeats} each)");
         Console.WriteLine("| model | weights | weight bytes | ctx | cache bytes | path | ms/token | copy GB/s | roofline ms | " +
                           "÷ roofline | eff. GB/s | ÷ fp32 |" + (unfused ? " unfused ms/token | fused ÷ unfused |" : "") +
-                          (busy > 0 ? " busy ms/token | slowdown |" : ""));
-        Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|---|" + (unfused ? "---|---|" : "") + (busy > 0 ? "---|---|" : ""));
+                          (busy > 0 ? " busy ms/token | slowdown |" : "") + (llama is null ? "" : " Wren ÷ llama.cpp |"));
+        Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|---|" + (unfused ? "---|---|" : "") + (busy > 0 ? "---|---|" : "") +
+                          (llama is null ? "" : "---|"));
         foreach (var name in models)
         {
             var config = HybridConfig.Load(name);
@@ -76,12 +89,63 @@ public static class DecodeBenchmark
                             busyPerToken = Interleaved(model, prompts[context], context, tokens, repeats, false).PerToken;
                         row += $" {busyPerToken * 1e3:F2} | {busyPerToken / perToken:F2}× |";
                     }
-                    Console.WriteLine(row);
+                    if (llama is not null && ggufs.TryGetValue(precision, out var gguf))
+                    {
+                        double theirs = llama.DecodeSecondsPerToken(gguf, context, tokens, repeats);
+                        Console.WriteLine(row + $" {perToken / theirs:F2} |");
+                        Console.WriteLine($"| llama.cpp {Path.GetFileName(gguf)} | {precision.Name()} | | {context} | | llama.cpp | " +
+                                          $"{theirs * 1e3:F2} | | {roofline * 1e3:F2} | {theirs / roofline:F2} | " +
+                                          $"{bytes / theirs / 1e9:F1} | | |");
+                    }
+                    else Console.WriteLine(row + (llama is null ? "" : " – |"));
                 }
+                if (prefill > 0) prefillRows.AddRange(PrefillRows(name, precision, model, prefill, repeats, peak, llama, ggufs));
             }
             foreach (var prompt in prompts.Values) prompt.Dispose();
         }
+        if (prefill > 0)
+        {
+            Console.WriteLine();
+            Console.WriteLine($"# prefill of {prefill} tokens, batch 1 (logits of the last position only, as llama-bench's pp); " +
+                              $"fp32 FMA peak {peak / 1e9:F0} GFLOP/s; matmul FLOPs = 2 · tokens · (parameters − embedding − head)");
+            Console.WriteLine("| model | weights | tokens | Wren tokens/s | Wren matmul GFLOP/s | ÷ FMA peak | llama.cpp tokens/s | " +
+                              "Wren ÷ llama.cpp speed |");
+            Console.WriteLine("|---|---|---|---|---|---|---|---|");
+            prefillRows.ForEach(Console.WriteLine);
+        }
         return 0;
+    }
+
+    /// <summary>
+    /// Best <paramref name="tokens"/>-token prefill of <paramref name="repeats"/> (random tokens, a fresh cache each time),
+    /// alternately with llama.cpp's ppN on the GGUF of that precision when one is given: one table row.
+    /// </summary>
+    static IEnumerable<string> PrefillRows(string name, WeightPrecision precision, HybridForCausalLM model, int tokens, int repeats,
+                                           double peak, LlamaBench? llama, Dictionary<WeightPrecision, string> ggufs)
+    {
+        using var _ = no_grad();
+        using var ids = randint(0, model.Config.VocabSize, [1, tokens]);
+        double Once()
+        {
+            using var cache = model.NewCache(1, tokens + 1);
+            var clock = Stopwatch.StartNew();
+            using (NewDisposeScope()) model.forward(new LMInput(ids, cache, LastPositionOnly: true));
+            return clock.Elapsed.TotalSeconds;
+        }
+        Once();                                                                               // warm-up: JIT, first touch
+        double best = double.MaxValue, theirs = 0;
+        string? gguf = llama is null ? null : ggufs.GetValueOrDefault(precision);
+        for (int r = 0; r < repeats; r++)
+        {
+            best = Math.Min(best, Once());
+            if (gguf is not null) theirs = Math.Max(theirs, llama!.PrefillTokensPerSecond(gguf, tokens, 1));
+        }
+        var config = model.Config;
+        long embeddings = (long)config.VocabSize * config.HiddenSize * (config.TieWordEmbeddings ? 1 : 2);
+        double flops = 2.0 * tokens * (ModelFootprint.Of(config, ScalarType.Float32, precision).Parameters - embeddings);
+        double ours = tokens / best;
+        yield return $"| {name} | {precision.Name()} | {tokens} | {ours:F1} | {flops / best / 1e9:F0} | {flops / best / peak:P0} | " +
+                     (gguf is null ? "– | – |" : $"{theirs:F1} | {ours / theirs:F2} |");
     }
 
     /// <summary>

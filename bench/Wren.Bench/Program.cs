@@ -10,6 +10,7 @@ return args.FirstOrDefault() switch
     "load-one" => LoadBenchmark.One(args.Skip(1).ToArray()),
     "eval" => EvalBenchmark.Run(args.Skip(1).ToArray()),
     "device" => DeviceBenchmark.Run(args.Skip(1).ToArray()),
+    "matmul" => MatMulBenchmark.Run(args.Skip(1).ToArray()),
     "serve" => ServeBenchmark.Run(args.Skip(1).ToArray()),
     "throughput" => ThroughputBenchmark.Run(args.Skip(1).ToArray()),
     _ => Usage(),
@@ -21,6 +22,8 @@ static int Usage()
         usage: Wren.Bench decode [--contexts 512,2048,8192] [--tokens N] [--repeats N] [--models flash-300m,llama-300m]
                                  [--dtype float32|bfloat16|int8|all] [--busy N]   (busy-core slowdown)
                                  [--unfused]   (also time the decode with the fused layer form off, alternately)
+                                 [--prefill N]   (N-token prefill tokens/s and GFLOP/s against the FMA peak)
+                                 [--llama-bench PATH --gguf float32=F.gguf[,int8=Q8.gguf…]]   (llama.cpp's rows beside)
                Wren.Bench load [--model flash-1b] [--dir D] [--dtype all]   (load time and peak memory per precision)
                Wren.Bench train [--batch 8] [--seq-len 512] [--steps 5] [--hidden 512] [--vocab 8192]   (training tokens/s and MFU)
                Wren.Bench serve [--dataset random|prefix-repetition|multi-turn] [--num-prompts 32] [--seed 0]
@@ -42,6 +45,8 @@ static int Usage()
                                (four-choice items/s per batch size)
                Wren.Bench device [--rounds 12] [--rows 14336] [--cols 4096]
                                  (copy bandwidth and matrix–vector GB/s per precision, alternately; matmul)
+               Wren.Bench matmul [--shapes 4096x1024,1024x4096] [--inputs 1,4,16,32,64,128,512] [--rounds 9]
+                                 (fp32 projections, Wren vs libtorch GEMM alternately; GFLOP/s and share of the FMA peak)
         """);
     return 1;
 }

@@ -1,16 +1,20 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Wren.Kernels;
 
 /// <summary>
-/// fp32 matrix–vector product <c>y = W·x</c> for batch-1 decode, where the cost is reading W once.
-/// Hand-written because libtorch's CPU sgemv reads weights at well under the memory bandwidth (measured
-/// ~30 GB/s vs ~70 GB/s for this kernel on a 2-core AVX-512 machine; see docs/benchmarks.md). Rows are split
-/// across the intra-op threads (<see cref="Workers"/>).
+/// fp32 products <c>y = x·Wᵀ</c>: the matrix–vector product of batch-1 decode, where the cost is reading W once, and on
+/// AVX-512 the tiled product of decode batches and prefill (six weight rows × four inputs per pass), which sums every
+/// result in exactly the one-row kernel's order, so a row's bits do not depend on what else is in the batch.
+/// Hand-written because libtorch's CPU sgemv reads weights at well under the memory bandwidth (measured ~30 GB/s vs
+/// ~70 GB/s for this kernel on a 2-core AVX-512 machine) and its GEMM reached 35 % of the FMA peak where the tiled kernel
+/// reaches 45–55 % (docs/benchmarks.md, <c>Wren.Bench matmul</c>). Rows are split across the intra-op threads
+/// (<see cref="Workers"/>).
 /// </summary>
 internal static unsafe class MatVec
 {
@@ -51,6 +55,35 @@ internal static unsafe class MatVec
 
     /// <summary>y [m, out] = x [m, in] · Wᵀ for m ≤ <see cref="MaxInputRows"/> (x of any shape ending in in).</summary>
     public static Tensor Multiply(Tensor weight, Tensor x) => MultiplyMany([weight], x)[0];
+
+    /// <summary>
+    /// True when <see cref="MultiplyLong"/> applies to x·Wᵀ with more rows than a decode batch (prefill, evaluation):
+    /// float32 CPU tensors on the AVX-512 path, where the tiled kernel (<see cref="Dot4x4"/>) was measured faster than
+    /// libtorch's GEMM (docs/benchmarks.md, <c>Wren.Bench matmul</c>).
+    /// </summary>
+    public static bool LongApplies(Tensor weight, Tensor x) =>
+        KernelPaths.Active == KernelPath.Avx512 && weight.dtype == ScalarType.Float32 && x.dtype == ScalarType.Float32
+        && weight.device.type == DeviceType.CPU && x.device.type == DeviceType.CPU
+        && weight.dim() == 2 && weight.is_contiguous() && x.shape[^1] == weight.shape[1] && weight.shape[0] >= LongMinRows;
+
+    /// <summary>Fewer output rows than this leave most of the product outside the tiles (gate and β projections of a few
+    /// heads), where libtorch's GEMM is faster.</summary>
+    const long LongMinRows = 64;
+
+    /// <summary>y [..., out] = x [..., in] · Wᵀ for any number of rows of x (fp32, <see cref="LongApplies"/>), each row
+    /// bit-identical to its product alone.</summary>
+    public static Tensor MultiplyLong(Tensor weight, Tensor x)
+    {
+        long rows = weight.shape[0], cols = weight.shape[1];
+        KernelTensors.RequireInPlace(weight, "weight", ScalarType.Float32, rows, cols);
+        KernelTensors.Require(x, "x", ScalarType.Float32, [.. x.shape[..^1], cols]);
+        long inputs = x.numel() / cols;
+        var y = empty([.. x.shape[..^1], rows]);
+        using var xc = x.is_contiguous() ? null : x.contiguous();
+        float* w = KernelTensors.Floats(weight), v = KernelTensors.Floats(xc ?? x), o = KernelTensors.Floats(y);
+        ForRows([rows], cols * Math.Min(inputs, InputBlock), (_, from, to) => Rows(w, v, o, cols, inputs, rows, from, to));
+        return y;
+    }
 
     /// <summary>
     /// <c>W_i·x</c> for several weights that read the same input (q/k/v, gate/up) in one fork/join: the rows of all
@@ -185,80 +218,196 @@ internal static unsafe class MatVec
         });
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot SIMD loop: skip tier-0 code
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]   // hot SIMD loop: skip tier-0 code
     static void Rows(float* w, float* x, float* y, long cols, long inputs, long outputs, long first, long end)
     {
-        // Each weight row comes from memory once; the other input rows reuse it from L1. With several inputs on AVX-512, two
-        // weight rows meet two inputs per pass (Dot2x2: one load per FMA instead of two), each pair summed as Dot sums it.
+        // Each weight row comes from memory once per block of inputs, which reuses it from L1. With several inputs on
+        // AVX-512, TileRows weight rows meet TileInputs inputs per pass (DotTile: 10 loads per 24 FMAs), each pair summed as
+        // Dot sums it, over the columns in chunks of ColumnChunk so that the tile's rows stay in L1 while the block's inputs
+        // pass. Rows and inputs left over from the tiles take Dot itself.
         long r = first;
         if (inputs >= 2 && KernelPaths.Active == KernelPath.Avx512)
-            for (; r + 2 <= end; r += 2)
-            {
-                long m = 0;
-                for (; m + 2 <= inputs; m += 2) Dot2x2(w + r * cols, x + m * cols, cols, y + m * outputs + r, outputs);
-                for (; m < inputs; m++)
+        {
+            long full = cols / 64 * 64, chunks = Math.Max(1, (full + ColumnChunk - 1) / ColumnChunk);
+            long tiledEnd = first + (end - first) / TileRows * TileRows;
+            var partial = stackalloc float[(int)(InputBlock / TileInputs * TileFloats)];
+            for (long m0 = 0; m0 < inputs; m0 += InputBlock)
+                for (r = first; r < tiledEnd; r += TileRows)
                 {
-                    y[m * outputs + r] = Dot(w + r * cols, x + m * cols, cols);
-                    y[m * outputs + r + 1] = Dot(w + (r + 1) * cols, x + m * cols, cols);
+                    long m1 = Math.Min(inputs, m0 + InputBlock), tiles = (m1 - m0) / TileInputs;
+                    // One chunk: each tile is finished at once, its sums still in L1. Several: every tile's sums are kept
+                    // (in L2) while the chunks pass, so that each chunk of the weight rows is read once per block of inputs.
+                    long kept = chunks == 1 ? 0 : TileFloats;
+                    for (long c = 0; c < chunks; c++)
+                    {
+                        long k0 = c * ColumnChunk, k1 = Math.Min(full, k0 + ColumnChunk);
+                        for (long t = 0; t < tiles; t++)
+                        {
+                            DotTile(w + r * cols, x + (m0 + TileInputs * t) * cols, cols, k0, k1, c == chunks - 1, partial + t * kept);
+                            if (c == chunks - 1)
+                                FinishTile(w + r * cols, x + (m0 + TileInputs * t) * cols, cols,
+                                           y + (m0 + TileInputs * t) * outputs + r, outputs, partial + t * kept);
+                        }
+                    }
+                    for (long m = m0 + TileInputs * tiles; m < m1; m++)
+                        for (long i = r; i < r + TileRows; i++) y[m * outputs + i] = Dot(w + i * cols, x + m * cols, cols);
                 }
-            }
+        }
         for (; r < end; r++)
             for (long m = 0; m < inputs; m++) y[m * outputs + r] = Dot(w + r * cols, x + m * cols, cols);
     }
 
+    /// <summary>Inputs per pass over a tile's weight rows: 64 input rows of 1,024 floats are 256 KB, within L2.</summary>
+    const long InputBlock = 64;
+
+    /// <summary>Columns per pass of <see cref="DotTile"/>: its six weight rows and four inputs of 1,024 floats are 40 KB,
+    /// within L1.</summary>
+    const long ColumnChunk = 1024;
+
+    /// <summary>The register tile: weight rows × inputs, 24 accumulators (plus four inputs and a weight row: 29 of the 32
+    /// vector registers).</summary>
+    const int TileRows = 6, TileInputs = 4;
+
+    /// <summary>Floats of one tile's running sums: four accumulators of 16 lanes for each of its 24 pairs.</summary>
+    const long TileFloats = 4 * TileRows * TileInputs * 16;
+
     /// <summary>
-    /// <see cref="Dot"/> of weight rows a and a + cols with inputs x and x + cols, into y[0], y[1] (rows) and y[stride],
-    /// y[stride + 1] (the second input): the same four accumulators per pair, the same tail and the same final sums as
-    /// <see cref="Dot"/> on AVX-512, so every result is bit-identical to the one-input product (a request decodes the same
-    /// alone or in a batch), with 16 accumulators in registers and one load per FMA.
+    /// One column chunk of <see cref="Dot"/> for the six weight rows at <paramref name="a"/> (stride cols) and the four
+    /// inputs at x (stride cols), so that every result is bit-identical to the one-input product on AVX-512: a request
+    /// gives the same bits alone, in a decode batch or in a long prefill (batch invariance). Dot keeps four accumulators
+    /// s_j, s_j summing the 16-float blocks at 64t + 16j (then the leftover 16-blocks into s0), and returns
+    /// Sum((s0 + s1) + (s2 + s3)) plus the scalar tail. Twenty-four pairs × four accumulators do not fit the 32 registers,
+    /// so this runs the four s_j as four passes over the chunk (L1-resident), 24 accumulators each, and keeps them in
+    /// <paramref name="partial"/> (<see cref="TileFloats"/>; started from zero at column 0) between passes and chunks: the
+    /// same FMAs in the same order as Dot. <paramref name="last"/> marks the chunk that ends at the last full 64-block,
+    /// where s0 takes the leftover 16-blocks.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Dot2x2(float* a, float* x, long cols, float* y, long stride)
+    static void DotTile(float* a, float* x, long cols, long k0, long k1, bool last, float* partial)
     {
-        float* b = a + cols, z = x + cols;
-        var p0 = Vector512<float>.Zero; var p1 = p0; var p2 = p0; var p3 = p0;      // a·x
-        var q0 = p0; var q1 = p0; var q2 = p0; var q3 = p0;                          // a·z
-        var r0 = p0; var r1 = p0; var r2 = p0; var r3 = p0;                          // b·x
-        var s0 = p0; var s1 = p0; var s2 = p0; var s3 = p0;                          // b·z
-        long k = 0;
-        for (; k + 64 <= cols; k += 64)
+        float* x1 = x + cols, x2 = x1 + cols, x3 = x2 + cols;
+        float* w1 = a + cols, w2 = w1 + cols, w3 = w2 + cols, w4 = w3 + cols, w5 = w4 + cols;
+        long full = cols / 64 * 64, blocks = cols / 16 * 16;
+        for (int j = 0; j < 4; j++)
         {
-            var wa = Vector512.Load(a + k); var wb = Vector512.Load(b + k); var xa = Vector512.Load(x + k); var xb = Vector512.Load(z + k);
-            p0 = Vector512.FusedMultiplyAdd(wa, xa, p0); q0 = Vector512.FusedMultiplyAdd(wa, xb, q0);
-            r0 = Vector512.FusedMultiplyAdd(wb, xa, r0); s0 = Vector512.FusedMultiplyAdd(wb, xb, s0);
-            wa = Vector512.Load(a + k + 16); wb = Vector512.Load(b + k + 16);
-            xa = Vector512.Load(x + k + 16); xb = Vector512.Load(z + k + 16);
-            p1 = Vector512.FusedMultiplyAdd(wa, xa, p1); q1 = Vector512.FusedMultiplyAdd(wa, xb, q1);
-            r1 = Vector512.FusedMultiplyAdd(wb, xa, r1); s1 = Vector512.FusedMultiplyAdd(wb, xb, s1);
-            wa = Vector512.Load(a + k + 32); wb = Vector512.Load(b + k + 32);
-            xa = Vector512.Load(x + k + 32); xb = Vector512.Load(z + k + 32);
-            p2 = Vector512.FusedMultiplyAdd(wa, xa, p2); q2 = Vector512.FusedMultiplyAdd(wa, xb, q2);
-            r2 = Vector512.FusedMultiplyAdd(wb, xa, r2); s2 = Vector512.FusedMultiplyAdd(wb, xb, s2);
-            wa = Vector512.Load(a + k + 48); wb = Vector512.Load(b + k + 48);
-            xa = Vector512.Load(x + k + 48); xb = Vector512.Load(z + k + 48);
-            p3 = Vector512.FusedMultiplyAdd(wa, xa, p3); q3 = Vector512.FusedMultiplyAdd(wa, xb, q3);
-            r3 = Vector512.FusedMultiplyAdd(wb, xa, r3); s3 = Vector512.FusedMultiplyAdd(wb, xb, s3);
+            float* p = partial + 384 * j;
+            var a00 = Vector512<float>.Zero; var a01 = a00; var a02 = a00; var a03 = a00;
+            var a10 = a00; var a11 = a00; var a12 = a00; var a13 = a00;
+            var a20 = a00; var a21 = a00; var a22 = a00; var a23 = a00;
+            var a30 = a00; var a31 = a00; var a32 = a00; var a33 = a00;
+            var a40 = a00; var a41 = a00; var a42 = a00; var a43 = a00;
+            var a50 = a00; var a51 = a00; var a52 = a00; var a53 = a00;
+            if (k0 > 0)
+            {
+                a00 = Vector512.Load(p + 0); a01 = Vector512.Load(p + 16); a02 = Vector512.Load(p + 32); a03 = Vector512.Load(p + 48);
+                a10 = Vector512.Load(p + 64); a11 = Vector512.Load(p + 80); a12 = Vector512.Load(p + 96); a13 = Vector512.Load(p + 112);
+                a20 = Vector512.Load(p + 128); a21 = Vector512.Load(p + 144); a22 = Vector512.Load(p + 160); a23 = Vector512.Load(p + 176);
+                a30 = Vector512.Load(p + 192); a31 = Vector512.Load(p + 208); a32 = Vector512.Load(p + 224); a33 = Vector512.Load(p + 240);
+                a40 = Vector512.Load(p + 256); a41 = Vector512.Load(p + 272); a42 = Vector512.Load(p + 288); a43 = Vector512.Load(p + 304);
+                a50 = Vector512.Load(p + 320); a51 = Vector512.Load(p + 336); a52 = Vector512.Load(p + 352); a53 = Vector512.Load(p + 368);
+            }
+            // s_j's blocks in this chunk: k0 + 16j, k0 + 16j + 64, … below k1; in the last chunk s0 goes on over the
+            // leftover 16-blocks, as in Dot.
+            for (long k = k0 + 16 * j, limit = last && j == 0 ? blocks : k1; k < limit; k += k < full ? 64 : 16)
+            {
+                var v0 = Vector512.Load(x + k); var v1 = Vector512.Load(x1 + k);
+                var v2 = Vector512.Load(x2 + k); var v3 = Vector512.Load(x3 + k);
+                var w = Vector512.Load(a + k);
+                a00 = Vector512.FusedMultiplyAdd(w, v0, a00); a01 = Vector512.FusedMultiplyAdd(w, v1, a01);
+                a02 = Vector512.FusedMultiplyAdd(w, v2, a02); a03 = Vector512.FusedMultiplyAdd(w, v3, a03);
+                w = Vector512.Load(w1 + k);
+                a10 = Vector512.FusedMultiplyAdd(w, v0, a10); a11 = Vector512.FusedMultiplyAdd(w, v1, a11);
+                a12 = Vector512.FusedMultiplyAdd(w, v2, a12); a13 = Vector512.FusedMultiplyAdd(w, v3, a13);
+                w = Vector512.Load(w2 + k);
+                a20 = Vector512.FusedMultiplyAdd(w, v0, a20); a21 = Vector512.FusedMultiplyAdd(w, v1, a21);
+                a22 = Vector512.FusedMultiplyAdd(w, v2, a22); a23 = Vector512.FusedMultiplyAdd(w, v3, a23);
+                w = Vector512.Load(w3 + k);
+                a30 = Vector512.FusedMultiplyAdd(w, v0, a30); a31 = Vector512.FusedMultiplyAdd(w, v1, a31);
+                a32 = Vector512.FusedMultiplyAdd(w, v2, a32); a33 = Vector512.FusedMultiplyAdd(w, v3, a33);
+                w = Vector512.Load(w4 + k);
+                a40 = Vector512.FusedMultiplyAdd(w, v0, a40); a41 = Vector512.FusedMultiplyAdd(w, v1, a41);
+                a42 = Vector512.FusedMultiplyAdd(w, v2, a42); a43 = Vector512.FusedMultiplyAdd(w, v3, a43);
+                w = Vector512.Load(w5 + k);
+                a50 = Vector512.FusedMultiplyAdd(w, v0, a50); a51 = Vector512.FusedMultiplyAdd(w, v1, a51);
+                a52 = Vector512.FusedMultiplyAdd(w, v2, a52); a53 = Vector512.FusedMultiplyAdd(w, v3, a53);
+            }
+            a00.Store(p + 0); a01.Store(p + 16); a02.Store(p + 32); a03.Store(p + 48);
+            a10.Store(p + 64); a11.Store(p + 80); a12.Store(p + 96); a13.Store(p + 112);
+            a20.Store(p + 128); a21.Store(p + 144); a22.Store(p + 160); a23.Store(p + 176);
+            a30.Store(p + 192); a31.Store(p + 208); a32.Store(p + 224); a33.Store(p + 240);
+            a40.Store(p + 256); a41.Store(p + 272); a42.Store(p + 288); a43.Store(p + 304);
+            a50.Store(p + 320); a51.Store(p + 336); a52.Store(p + 352); a53.Store(p + 368);
         }
-        for (; k + 16 <= cols; k += 16)
-        {
-            var wa = Vector512.Load(a + k); var wb = Vector512.Load(b + k); var xa = Vector512.Load(x + k); var xb = Vector512.Load(z + k);
-            p0 = Vector512.FusedMultiplyAdd(wa, xa, p0); q0 = Vector512.FusedMultiplyAdd(wa, xb, q0);
-            r0 = Vector512.FusedMultiplyAdd(wb, xa, r0); s0 = Vector512.FusedMultiplyAdd(wb, xb, s0);
-        }
-        float ax = Vector512.Sum((p0 + p1) + (p2 + p3)), az = Vector512.Sum((q0 + q1) + (q2 + q3));
-        float bx = Vector512.Sum((r0 + r1) + (r2 + r3)), bz = Vector512.Sum((s0 + s1) + (s2 + s3));
-        for (; k < cols; k++)
-        {
-            ax += a[k] * x[k];
-            az += a[k] * z[k];
-            bx += b[k] * x[k];
-            bz += b[k] * z[k];
-        }
-        y[0] = ax;
-        y[1] = bx;
-        y[stride] = az;
-        y[stride + 1] = bz;
     }
+
+    /// <summary>The end of <see cref="Dot"/> for a tile whose sums <see cref="DotTile"/> left in <paramref name="partial"/>:
+    /// <see cref="PairwiseSum"/>((s0 + s1) + (s2 + s3)) plus the scalar tail, into y[m·stride + i] (input m, weight row i);
+    /// the horizontal sums of 16 pairs at a time in one transposed pass (<see cref="PairwiseSums"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    static void FinishTile(float* a, float* x, long cols, float* y, long stride, float* partial)
+    {
+        const int pass = TileRows * TileInputs * 16, pairs = TileRows * TileInputs;
+        var combined = stackalloc Vector512<float>[32];
+        var sums = stackalloc float[32];
+        for (int i = 0; i < 32; i++)
+        {
+            float* q = partial + 16 * i;
+            combined[i] = i < pairs
+                ? (Vector512.Load(q) + Vector512.Load(q + pass)) + (Vector512.Load(q + 2 * pass) + Vector512.Load(q + 3 * pass))
+                : Vector512<float>.Zero;
+        }
+        PairwiseSums(combined).Store(sums);
+        PairwiseSums(combined + 16).Store(sums + 16);
+        long blocks = cols / 16 * 16;
+        for (int r = 0; r < TileRows; r++)
+            for (int c = 0; c < TileInputs; c++)
+            {
+                float total = sums[TileInputs * r + c];
+                float* row = a + r * cols, input = x + c * cols;
+                for (long k = blocks; k < cols; k++) total += row[k] * input[k];
+                y[c * stride + r] = total;
+            }
+    }
+
+    /// <summary>
+    /// The sum of 16 lanes as the pairwise tree ((v0 + v1) + (v2 + v3)) + ((v4 + v5) + (v6 + v7)) + …, quarter sums first:
+    /// the order of .NET's <c>Vector512.Sum</c> on AVX-512, written out so that <see cref="PairwiseSums"/> provably
+    /// matches it (a runtime that reordered Sum would otherwise break batch invariance silently).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float PairwiseSum(Vector512<float> v)
+    {
+        var p = v + Avx512F.Shuffle(v, v, 0b10_11_00_01);   // lanes [1, 0, 3, 2] of each quarter: v0 + v1, v2 + v3
+        p += Avx512F.Shuffle(p, p, 0b01_00_11_10);          // lanes [2, 3, 0, 1]: (v0 + v1) + (v2 + v3)
+        return (p.GetElement(0) + p.GetElement(4)) + (p.GetElement(8) + p.GetElement(12));
+    }
+
+    /// <summary>
+    /// <see cref="PairwiseSum"/> of each of the 16 vectors at <paramref name="v"/>, lane i of the result the sum of v[i]: the
+    /// same additions on the same operands, done four tree levels at a time across vectors (shuffles pair the operands).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static Vector512<float> PairwiseSums(Vector512<float>* v)
+    {
+        // Adjacent lanes of two vectors: [a0 + a1, a2 + a3, b0 + b1, b2 + b3] per quarter.
+        var l0 = Adjacent(v[0], v[1]); var l1 = Adjacent(v[2], v[3]); var l2 = Adjacent(v[4], v[5]); var l3 = Adjacent(v[6], v[7]);
+        var l4 = Adjacent(v[8], v[9]); var l5 = Adjacent(v[10], v[11]); var l6 = Adjacent(v[12], v[13]); var l7 = Adjacent(v[14], v[15]);
+        // Quarter sums of four vectors: [a, b, c, d] per quarter.
+        var q0 = Adjacent(l0, l1); var q1 = Adjacent(l2, l3); var q2 = Adjacent(l4, l5); var q3 = Adjacent(l6, l7);
+        // Half sums (quarters 0 + 1, 2 + 3) of eight vectors, then the whole.
+        var h0 = Quarters(q0, q1); var h1 = Quarters(q2, q3);
+        return Quarters(h0, h1);
+    }
+
+    /// <summary>Per 128-bit quarter, [a0 + a1, a2 + a3, b0 + b1, b2 + b3] (shufps pairs the operands).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Adjacent(Vector512<float> a, Vector512<float> b) =>
+        Avx512F.Shuffle(a, b, 0b10_00_10_00) + Avx512F.Shuffle(a, b, 0b11_01_11_01);
+
+    /// <summary>[a.q0 + a.q1, a.q2 + a.q3, b.q0 + b.q1, b.q2 + b.q3] over 128-bit quarters (shuff32x4 pairs them).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Quarters(Vector512<float> a, Vector512<float> b) =>
+        Avx512F.Shuffle4x128(a, b, 0b10_00_10_00) + Avx512F.Shuffle4x128(a, b, 0b11_01_11_01);
 
     /// <summary>
     /// One row at a time, so each thread reads a single sequential stream (interleaving rows split it into
@@ -281,7 +430,7 @@ internal static unsafe class MatVec
                 s3 = Vector512.FusedMultiplyAdd(Vector512.Load(a + k + 48), Vector512.Load(x + k + 48), s3);
             }
             for (; k + 16 <= cols; k += 16) s0 = Vector512.FusedMultiplyAdd(Vector512.Load(a + k), Vector512.Load(x + k), s0);
-            total = Vector512.Sum((s0 + s1) + (s2 + s3));
+            total = PairwiseSum((s0 + s1) + (s2 + s3));
         }
         else if (path == KernelPath.Avx2)
         {

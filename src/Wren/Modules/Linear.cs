@@ -12,7 +12,9 @@ namespace Wren.Modules;
 /// GEMM in libtorch, and so that the weight can be stored in bf16, int8 or 4 bits for inference (<see cref="WeightPrecision"/>):
 /// <c>weight</c> is then bf16, int8 with fp32 block scales in <c>weight_scale</c> [out, ⌈in/32⌉], or packed 4-bit bytes
 /// with their scales (q4: [out, ⌈in/32⌉]; q4k: [out, ⌈in/256⌉, 2]; <see cref="WeightPrecisions.MatrixShape"/>). Longer
-/// inputs (prefill) dequantize the one weight they need for the duration of the product.
+/// fp32 inputs (prefill, evaluation) at inference go through the tiled kernel on AVX-512 (<see cref="MatVec.MultiplyLong"/>,
+/// each row bit-identical to its product alone), else libtorch's GEMM; quantized weights dequantize the one weight they
+/// need for the duration of the product.
 /// The optional <c>bias</c> [out] (fla's low-rank gate, xLSTM's gate projections) stays in the activation dtype and is
 /// added after the product.
 /// </summary>
@@ -73,10 +75,11 @@ internal sealed class Linear : nn.Module<Tensor, Tensor>
         if (is_grad_enabled() && (weight.requires_grad || x.requires_grad)) return nn.functional.linear(x, weight, null);
         if (MatVec.KernelApplies(weight, scale, x))
             return MatVec.MultiplyRows([MatVec.Bind(weight, scale, cols: x.shape[^1])], x, keepLeading: true)[0];
+        if (MatVec.LongApplies(weight, x)) return MatVec.MultiplyLong(weight, x);
         if (scale is not null || (weight.dtype != x.dtype && x.dtype == ScalarType.Float32))
         {
             using var full = Dequantize(weight, scale, x.shape[^1]);   // prefill: one full-precision weight for this product only
-            return nn.functional.linear(x, full, null);
+            return MatVec.LongApplies(full, x) ? MatVec.MultiplyLong(full, x) : nn.functional.linear(x, full, null);
         }
         if (x.numel() == x.shape[^1])
         {

@@ -50,9 +50,10 @@ public class MatVecPrecisionTests
     public static TheoryData<KernelPath> Paths() => [.. KernelPaths.Available];
 
     /// <summary>
-    /// Each row of an fp32 decode batch (2, 3, 5, 16, 64 inputs; the batched kernel tiles two weight rows by two inputs) is
-    /// bit-identical to the same row alone, at widths with a 16-wide and a scalar tail and row counts that leave odd chunk
-    /// edges: a request decodes the same whatever else runs.
+    /// Each row of an fp32 decode batch (2, 3, 5, 16, 64 inputs; the batched kernel tiles four weight rows by four inputs)
+    /// and of a longer input (70, 131 rows: prefill's tiled product, in blocks of 64 inputs) is bit-identical to the same
+    /// row alone, at widths with a 16-wide and a scalar tail, widths over one and two column chunks (1,030; 2,100) and row
+    /// counts that leave odd chunk edges: a request decodes the same whatever else runs.
     /// </summary>
     [Theory]
     [MemberData(nameof(Paths))]
@@ -61,15 +62,17 @@ public class MatVecPrecisionTests
         using var scope = NewDisposeScope();
         var gen = new Generator(9);
         using var forced = KernelPaths.Force(path);
-        foreach (var (rows, cols) in new[] { (1, 7), (67, 100), (129, 1030), (300, 64), (1025, 33) })
+        foreach (var (rows, cols) in new[] { (1, 7), (67, 100), (129, 1030), (300, 64), (1025, 33), (37, 2100) })
         {
             var w = randn([rows, cols], generator: gen);
-            foreach (int inputs in new[] { 2, 3, 5, 16, MatVec.MaxInputRows })
+            foreach (int inputs in new[] { 2, 3, 5, 16, MatVec.MaxInputRows, 70, 131 })
             {
                 var x = randn([inputs, cols], generator: gen);
-                var batch = MatVec.Multiply(w, x);
+                bool batch = inputs <= MatVec.MaxInputRows;
+                if (!batch && !MatVec.LongApplies(w, x)) continue;
+                var y = batch ? MatVec.Multiply(w, x) : MatVec.MultiplyLong(w, x);
                 for (int m = 0; m < inputs; m++)
-                    Assert.True(batch[m].equal(MatVec.Multiply(w, x[m])[0]).all().item<bool>(),
+                    Assert.True(y[m].equal(MatVec.Multiply(w, x[m])[0]).all().item<bool>(),
                                 $"{path} {rows}×{cols}, {inputs} inputs: row {m}");
             }
         }
