@@ -16,11 +16,11 @@ namespace Wren.Bench;
 /// those bytes and the kernel path that ran. With <c>--busy N</c> each row is measured again while N
 /// busy-spinning processes run (the busy-core slowdown). With <c>--unfused</c> each row also times the same decode with
 /// the fused layer form off (<see cref="HybridForCausalLM.FusedDecode"/>), alternately with the fused runs (an A/B in one
-/// run). With <c>--llama-bench PATH --gguf precision=FILE[,…]</c> (a llama.cpp <c>llama-bench</c> binary and GGUFs of the
-/// same shape, e.g. <c>float32=llama-300m-f32.gguf</c>) each Wren row is followed by llama.cpp's on the same context,
-/// measured right after it, and the last column gives Wren ÷ llama.cpp time. With <c>--prefill N</c> a second table gives
-/// N-token prefill tokens/s per model and precision (best of the repeats), its matmul GFLOP/s against the FMA peak
-/// measured in the same run, and llama.cpp's ppN beside it when given.
+/// run). With <c>--llama-bench PATH --gguf MODEL:PRECISION=FILE[,…]</c> (a llama.cpp <c>llama-bench</c> binary and GGUFs of
+/// the same shape, e.g. <c>llama-300m:float32=llama-300m-f32.gguf</c>) each Wren row of that model and precision is followed
+/// by llama.cpp's on the same context, measured right after it, and the last column gives Wren ÷ llama.cpp time. With
+/// <c>--prefill N</c> a second table gives N-token prefill tokens/s per model and precision (best of the repeats), its
+/// matmul GFLOP/s against the FMA peak measured in the same run, and llama.cpp's ppN beside it when given.
 /// </summary>
 public static class DecodeBenchmark
 {
@@ -39,8 +39,10 @@ public static class DecodeBenchmark
         int prefill = int.Parse(Arg("--prefill", "0"));
         var llama = Arg("--llama-bench", "") is { Length: > 0 } binary ? new LlamaBench(binary, Environment.ProcessorCount) : null;
         var ggufs = Arg("--gguf", "").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(g => g.Split('=', 2))
-            .ToDictionary(g => WeightPrecisions.Parse(g[0]), g => g.Length == 2 ? g[1] : throw new ArgumentException(
-                $"--gguf: '{g[0]}' is not precision=FILE (e.g. float32=llama-300m-f32.gguf)"));
+            .Select(g => g.Length == 2 && g[0].Split(':') is [var m, var p] ? (Key: (m, WeightPrecisions.Parse(p)), File: g[1])
+                : throw new ArgumentException($"--gguf: '{string.Join('=', g)}' is not MODEL:PRECISION=FILE " +
+                                              "(e.g. llama-300m:float32=llama-300m-f32.gguf)"))
+            .ToDictionary(g => g.Key, g => g.File);
         if (ggufs.Count > 0 && llama is null) throw new ArgumentException("--gguf needs --llama-bench PATH");
         var prefillRows = new List<string>();
         double peak = prefill > 0 ? DeviceFacts.FmaPeak() : 0;
@@ -89,7 +91,7 @@ public static class DecodeBenchmark
                             busyPerToken = Interleaved(model, prompts[context], context, tokens, repeats, false).PerToken;
                         row += $" {busyPerToken * 1e3:F2} | {busyPerToken / perToken:F2}× |";
                     }
-                    if (llama is not null && ggufs.TryGetValue(precision, out var gguf))
+                    if (llama is not null && ggufs.TryGetValue((name, precision), out var gguf))
                     {
                         double theirs = llama.DecodeSecondsPerToken(gguf, context, tokens, repeats);
                         Console.WriteLine(row + $" {perToken / theirs:F2} |");
@@ -121,7 +123,7 @@ public static class DecodeBenchmark
     /// alternately with llama.cpp's ppN on the GGUF of that precision when one is given: one table row.
     /// </summary>
     static IEnumerable<string> PrefillRows(string name, WeightPrecision precision, HybridForCausalLM model, int tokens, int repeats,
-                                           double peak, LlamaBench? llama, Dictionary<WeightPrecision, string> ggufs)
+                                           double peak, LlamaBench? llama, Dictionary<(string, WeightPrecision), string> ggufs)
     {
         using var _ = no_grad();
         using var ids = randint(0, model.Config.VocabSize, [1, tokens]);
@@ -134,7 +136,7 @@ public static class DecodeBenchmark
         }
         Once();                                                                               // warm-up: JIT, first touch
         double best = double.MaxValue, theirs = 0;
-        string? gguf = llama is null ? null : ggufs.GetValueOrDefault(precision);
+        string? gguf = llama is null ? null : ggufs.GetValueOrDefault((name, precision));
         for (int r = 0; r < repeats; r++)
         {
             best = Math.Min(best, Once());

@@ -19,7 +19,8 @@ public static class MatMulBenchmark
         Console.WriteLine($"# matmul; {Wren.Runtime.WrenRuntime.Describe()}; best of {rounds} rounds, alternating");
         Console.WriteLine($"fp32 FMA peak (all cores, registers only): {peak / 1e9:F0} GFLOP/s; " +
                           $"libtorch matmul 2048³: {DeviceFacts.MatmulFlops() / 1e9:F0} GFLOP/s");
-        Console.WriteLine("| weight | inputs | Wren ms | libtorch ms | Wren GFLOP/s | Wren ÷ FMA peak | libtorch ÷ FMA peak | Wren ÷ libtorch time |");
+        Console.WriteLine("| weight | inputs | Wren ms | libtorch ms | Wren GFLOP/s | Wren ÷ FMA peak | libtorch ÷ FMA peak | " +
+                          "Wren ÷ libtorch time |");
         Console.WriteLine("|---|---|---|---|---|---|---|---|");
         foreach (var (rows, cols) in shapes)
             foreach (long n in inputs)

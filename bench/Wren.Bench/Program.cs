@@ -23,7 +23,7 @@ static int Usage()
                                  [--dtype float32|bfloat16|int8|all] [--busy N]   (busy-core slowdown)
                                  [--unfused]   (also time the decode with the fused layer form off, alternately)
                                  [--prefill N]   (N-token prefill tokens/s and GFLOP/s against the FMA peak)
-                                 [--llama-bench PATH --gguf float32=F.gguf[,int8=Q8.gguf…]]   (llama.cpp's rows beside)
+                                 [--llama-bench PATH --gguf llama-300m:float32=F.gguf[,…]]   (llama.cpp's rows beside)
                Wren.Bench load [--model flash-1b] [--dir D] [--dtype all]   (load time and peak memory per precision)
                Wren.Bench train [--batch 8] [--seq-len 512] [--steps 5] [--hidden 512] [--vocab 8192]   (training tokens/s and MFU)
                Wren.Bench serve [--dataset random|prefix-repetition|multi-turn] [--num-prompts 32] [--seed 0]
