@@ -37,13 +37,16 @@ public static class DecodeBenchmark
         int busy = int.Parse(Arg("--busy", "0"));
         bool unfused = args.Contains("--unfused");
         int prefill = int.Parse(Arg("--prefill", "0"));
-        var llama = Arg("--llama-bench", "") is { Length: > 0 } binary ? new LlamaBench(binary, Environment.ProcessorCount) : null;
+        string llamaBinary = Arg("--llama-bench", "");
+        if (llamaBinary.Length > 0 && !File.Exists(llamaBinary)) throw new ArgumentException($"--llama-bench: no file {llamaBinary}");
+        var llama = llamaBinary.Length > 0 ? new LlamaBench(llamaBinary, Environment.ProcessorCount) : null;
         var ggufs = Arg("--gguf", "").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(g => g.Split('=', 2))
             .Select(g => g.Length == 2 && g[0].Split(':') is [var m, var p] ? (Key: (m, WeightPrecisions.Parse(p)), File: g[1])
                 : throw new ArgumentException($"--gguf: '{string.Join('=', g)}' is not MODEL:PRECISION=FILE " +
                                               "(e.g. llama-300m:float32=llama-300m-f32.gguf)"))
             .ToDictionary(g => g.Key, g => g.File);
         if (ggufs.Count > 0 && llama is null) throw new ArgumentException("--gguf needs --llama-bench PATH");
+        foreach (var file in ggufs.Values.Where(f => !File.Exists(f))) throw new ArgumentException($"--gguf: no file {file}");
         var prefillRows = new List<string>();
         double peak = prefill > 0 ? DeviceFacts.FmaPeak() : 0;
 

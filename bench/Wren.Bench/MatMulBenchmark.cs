@@ -13,8 +13,13 @@ public static class MatMulBenchmark
     {
         int rounds = int.Parse(BenchArgs.Get(args, "--rounds", "9"));
         var shapes = BenchArgs.Get(args, "--shapes", "4096x1024,1024x4096").Split(',')
-            .Select(s => s.Split('x')).Select(p => (Rows: long.Parse(p[0]), Cols: long.Parse(p[1]))).ToArray();
-        var inputs = BenchArgs.Get(args, "--inputs", "1,4,16,32,64,128,512").Split(',').Select(long.Parse).ToArray();
+            .Select(s => s.Split('x') is [var r, var c] && long.TryParse(r, out long rows) && long.TryParse(c, out long cols)
+                         && rows > 0 && cols > 0
+                ? (Rows: rows, Cols: cols)
+                : throw new ArgumentException($"--shapes: '{s}' is not OUTxIN (e.g. 4096x1024)")).ToArray();
+        var inputs = BenchArgs.Get(args, "--inputs", "1,4,16,32,64,128,512").Split(',')
+            .Select(s => long.TryParse(s, out long n) && n > 0 ? n : throw new ArgumentException($"--inputs: '{s}' is not a row count"))
+            .ToArray();
         double peak = DeviceFacts.FmaPeak();
         Console.WriteLine($"# matmul; {Wren.Runtime.WrenRuntime.Describe()}; best of {rounds} rounds, alternating");
         Console.WriteLine($"fp32 FMA peak (all cores, registers only): {peak / 1e9:F0} GFLOP/s; " +

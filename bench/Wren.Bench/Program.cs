@@ -2,19 +2,27 @@ using Wren.Bench;
 using Wren.Runtime;
 
 WrenRuntime.Initialize(threads: Environment.GetEnvironmentVariable("WREN_THREADS") is { } t ? int.Parse(t) : 0);
-return args.FirstOrDefault() switch
+try
 {
-    "decode" => DecodeBenchmark.Run(args.Skip(1).ToArray()),
-    "train" => TrainBenchmark.Run(args.Skip(1).ToArray()),
-    "load" => LoadBenchmark.Run(args.Skip(1).ToArray()),
-    "load-one" => LoadBenchmark.One(args.Skip(1).ToArray()),
-    "eval" => EvalBenchmark.Run(args.Skip(1).ToArray()),
-    "device" => DeviceBenchmark.Run(args.Skip(1).ToArray()),
-    "matmul" => MatMulBenchmark.Run(args.Skip(1).ToArray()),
-    "serve" => ServeBenchmark.Run(args.Skip(1).ToArray()),
-    "throughput" => ThroughputBenchmark.Run(args.Skip(1).ToArray()),
-    _ => Usage(),
-};
+    return args.FirstOrDefault() switch
+    {
+        "decode" => DecodeBenchmark.Run(args.Skip(1).ToArray()),
+        "train" => TrainBenchmark.Run(args.Skip(1).ToArray()),
+        "load" => LoadBenchmark.Run(args.Skip(1).ToArray()),
+        "load-one" => LoadBenchmark.One(args.Skip(1).ToArray()),
+        "eval" => EvalBenchmark.Run(args.Skip(1).ToArray()),
+        "device" => DeviceBenchmark.Run(args.Skip(1).ToArray()),
+        "matmul" => MatMulBenchmark.Run(args.Skip(1).ToArray()),
+        "serve" => ServeBenchmark.Run(args.Skip(1).ToArray()),
+        "throughput" => ThroughputBenchmark.Run(args.Skip(1).ToArray()),
+        _ => Usage(),
+    };
+}
+catch (Exception e) when (e is ArgumentException or FormatException or InvalidOperationException or FileNotFoundException)
+{
+    Console.Error.WriteLine($"error: {e.Message}");   // bad options, or a llama-bench that failed: one line, exit 2
+    return 2;
+}
 
 static int Usage()
 {
