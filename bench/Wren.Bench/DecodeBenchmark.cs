@@ -104,7 +104,7 @@ public static class DecodeBenchmark
                     }
                     else Console.WriteLine(row + (llama is null ? "" : " – |"));
                 }
-                if (prefill > 0) prefillRows.AddRange(PrefillRows(name, precision, model, prefill, repeats, peak, llama, ggufs));
+                if (prefill > 0) prefillRows.Add(PrefillRow(name, precision, model, prefill, repeats, peak, llama, ggufs));
             }
             foreach (var prompt in prompts.Values) prompt.Dispose();
         }
@@ -125,7 +125,7 @@ public static class DecodeBenchmark
     /// Best <paramref name="tokens"/>-token prefill of <paramref name="repeats"/> (random tokens, a fresh cache each time),
     /// alternately with llama.cpp's ppN on the GGUF of that precision when one is given: one table row.
     /// </summary>
-    static IEnumerable<string> PrefillRows(string name, WeightPrecision precision, HybridForCausalLM model, int tokens, int repeats,
+    static string PrefillRow(string name, WeightPrecision precision, HybridForCausalLM model, int tokens, int repeats,
                                            double peak, LlamaBench? llama, Dictionary<(string, WeightPrecision), string> ggufs)
     {
         using var _ = no_grad();
@@ -149,7 +149,7 @@ public static class DecodeBenchmark
         long embeddings = (long)config.VocabSize * config.HiddenSize * (config.TieWordEmbeddings ? 1 : 2);
         double flops = 2.0 * tokens * (ModelFootprint.Of(config, ScalarType.Float32, precision).Parameters - embeddings);
         double ours = tokens / best;
-        yield return $"| {name} | {precision.Name()} | {tokens} | {ours:F1} | {flops / best / 1e9:F0} | {flops / best / peak:P0} | " +
+        return $"| {name} | {precision.Name()} | {tokens} | {ours:F1} | {flops / best / 1e9:F0} | {flops / best / peak:P0} | " +
                      (gguf is null ? "– | – |" : $"{theirs:F1} | {ours / theirs:F2} |");
     }
 

@@ -29,13 +29,26 @@ sealed class LlamaBench(string binary, int threads)
         };
         foreach (var a in (string[])["-m", gguf, "-t", $"{threads}", "-ngl", "0", "-r", $"{repeats}", "-o", "json", .. test])
             start.ArgumentList.Add(a);
-        using var process = Process.Start(start) ?? throw new InvalidOperationException($"cannot start {binary}");
+        using var process = Start(start);
         var stderr = process.StandardError.ReadToEndAsync();
         string stdout = process.StandardOutput.ReadToEnd();
         process.WaitForExit();
         if (process.ExitCode != 0)
             throw new InvalidOperationException($"{binary} exited with {process.ExitCode}: {stderr.Result.Trim().Split('\n')[^1]}");
-        using var json = JsonDocument.Parse(stdout);
-        return json.RootElement[0].GetProperty("samples_ns").EnumerateArray().Min(s => s.GetDouble()) / 1e9;
+        try
+        {
+            using var json = JsonDocument.Parse(stdout);
+            return json.RootElement[0].GetProperty("samples_ns").EnumerateArray().Min(s => s.GetDouble()) / 1e9;
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or IndexOutOfRangeException)
+        {
+            throw new InvalidOperationException($"{binary} did not print llama-bench's JSON results ({e.Message})");
+        }
+    }
+
+    Process Start(ProcessStartInfo start)
+    {
+        try { return Process.Start(start) ?? throw new InvalidOperationException($"cannot start {binary}"); }
+        catch (System.ComponentModel.Win32Exception e) { throw new InvalidOperationException($"cannot run {binary}: {e.Message}"); }
     }
 }

@@ -1,3 +1,4 @@
+using Wren;
 using Wren.Bench;
 using Wren.Runtime;
 
@@ -18,7 +19,8 @@ try
         _ => Usage(),
     };
 }
-catch (Exception e) when (e is ArgumentException or FormatException or InvalidOperationException or FileNotFoundException)
+catch (Exception e) when (e is ArgumentException or FormatException or OverflowException or InvalidOperationException
+                           or FileNotFoundException or WrenException)
 {
     Console.Error.WriteLine($"error: {e.Message}");   // bad options, or a llama-bench that failed: one line, exit 2
     return 2;

@@ -13,7 +13,7 @@ namespace Wren.Kernels;
 /// result in exactly the one-row kernel's order, so a row's bits do not depend on what else is in the batch.
 /// Hand-written because libtorch's CPU sgemv reads weights at well under the memory bandwidth (measured ~30 GB/s vs
 /// ~70 GB/s for this kernel on a 2-core AVX-512 machine) and its GEMM reached 35 % of the FMA peak where the tiled kernel
-/// reaches 45–55 % (docs/benchmarks.md, <c>Wren.Bench matmul</c>). Rows are split across the intra-op threads
+/// reaches 48–59 % (docs/benchmarks.md, <c>Wren.Bench matmul</c>). Rows are split across the intra-op threads
 /// (<see cref="Workers"/>).
 /// </summary>
 internal static unsafe class MatVec
@@ -58,7 +58,7 @@ internal static unsafe class MatVec
 
     /// <summary>
     /// True when <see cref="MultiplyLong"/> applies to x·Wᵀ with more rows than a decode batch (prefill, evaluation):
-    /// float32 CPU tensors on the AVX-512 path, where the tiled kernel (<see cref="Dot4x4"/>) was measured faster than
+    /// float32 CPU tensors on the AVX-512 path, where the tiled kernel (<see cref="DotTile"/>) was measured faster than
     /// libtorch's GEMM (docs/benchmarks.md, <c>Wren.Bench matmul</c>).
     /// </summary>
     public static bool LongApplies(Tensor weight, Tensor x) =>
@@ -72,18 +72,8 @@ internal static unsafe class MatVec
 
     /// <summary>y [..., out] = x [..., in] · Wᵀ for any number of rows of x (fp32, <see cref="LongApplies"/>), each row
     /// bit-identical to its product alone.</summary>
-    public static Tensor MultiplyLong(Tensor weight, Tensor x)
-    {
-        long rows = weight.shape[0], cols = weight.shape[1];
-        KernelTensors.RequireInPlace(weight, "weight", ScalarType.Float32, rows, cols);
-        KernelTensors.Require(x, "x", ScalarType.Float32, [.. x.shape[..^1], cols]);
-        long inputs = x.numel() / cols;
-        var y = empty([.. x.shape[..^1], rows]);
-        using var xc = x.is_contiguous() ? null : x.contiguous();
-        float* w = KernelTensors.Floats(weight), v = KernelTensors.Floats(xc ?? x), o = KernelTensors.Floats(y);
-        ForRows([rows], cols * Math.Min(inputs, InputBlock), (_, from, to) => Rows(w, v, o, cols, inputs, rows, from, to));
-        return y;
-    }
+    public static Tensor MultiplyLong(Tensor weight, Tensor x) =>
+        MultiplyRows([BindFloat32(weight, "weight")], x, keepLeading: true, anyInputs: true)[0];
 
     /// <summary>
     /// <c>W_i·x</c> for several weights that read the same input (q/k/v, gate/up) in one fork/join: the rows of all
@@ -123,15 +113,17 @@ internal static unsafe class MatVec
     /// The tensor form of the fp32, bf16, int8 and 4-bit kernels: x [..., cols] fp32 with at most <see cref="MaxInputRows"/>
     /// rows → fp32 outputs [inputs, rows_i] for bound matrices of one width, the rows of all of them split across
     /// threads as one run (<see cref="ForRows"/>). With <paramref name="keepLeading"/> the outputs are
-    /// [..., rows_i], x's leading dimensions kept (a projection's shape, with no view to make).
+    /// [..., rows_i], x's leading dimensions kept (a projection's shape, with no view to make). <paramref name="anyInputs"/>
+    /// lifts the row limit for kernels without per-input buffers (the fp32 one, <see cref="MultiplyLong"/>).
     /// </summary>
-    internal static Tensor[] MultiplyRows(IReadOnlyList<BoundMatrix> matrices, Tensor x, bool keepLeading = false)
+    internal static Tensor[] MultiplyRows(IReadOnlyList<BoundMatrix> matrices, Tensor x, bool keepLeading = false,
+                                          bool anyInputs = false)
     {
         long cols = matrices[0].Cols;
         for (int i = 1; i < matrices.Count; i++)
             if (matrices[i].Cols != cols) throw new ArgumentException($"weight {i}: {matrices[i].Cols} columns, expected {cols}");
         KernelTensors.Require(x, "x", ScalarType.Float32, [.. x.shape[..^1], cols]);
-        long inputs = Inputs(x.numel() / cols);
+        long inputs = anyInputs ? x.numel() / cols : Inputs(x.numel() / cols);
         long[] leading = keepLeading ? x.shape[..^1] : [inputs];
         var outputs = matrices.Select(m => empty([.. leading, m.Rows])).ToArray();
         using var xc = x.is_contiguous() ? null : x.contiguous();   // a contiguous x is read in place: no tensor op
