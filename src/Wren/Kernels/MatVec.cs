@@ -230,12 +230,20 @@ internal static unsafe class MatVec
                     // One chunk: each tile is finished at once, its sums still in L1. Several: every tile's sums are kept
                     // (in L2) while the chunks pass, so that each chunk of the weight rows is read once per block of inputs.
                     long kept = chunks == 1 ? 0 : TileFloats;
+                    // With few inputs a chunk of the tile's weight rows is not reused long enough to hide its fetch from
+                    // memory, so the first tile also prefetches the chunk that comes next: the same rows' next chunk, or
+                    // after the last one the next rows' first (next + k is the line matching column k of this chunk).
+                    bool ahead = tiles <= PrefetchInputs / TileInputs;
                     for (long c = 0; c < chunks; c++)
                     {
                         long k0 = c * ColumnChunk, k1 = Math.Min(full, k0 + ColumnChunk);
+                        float* next = !ahead ? null
+                            : c < chunks - 1 ? w + r * cols + ColumnChunk
+                            : r + 2 * TileRows <= tiledEnd ? w + (r + TileRows) * cols - k0 : null;
                         for (long t = 0; t < tiles; t++)
                         {
-                            DotTile(w + r * cols, x + (m0 + TileInputs * t) * cols, cols, k0, k1, c == chunks - 1, partial + t * kept);
+                            DotTile(w + r * cols, x + (m0 + TileInputs * t) * cols, cols, k0, k1, c == chunks - 1, partial + t * kept,
+                                    t == 0 ? next : null);
                             if (c == chunks - 1)
                                 FinishTile(w + r * cols, x + (m0 + TileInputs * t) * cols, cols,
                                            y + (m0 + TileInputs * t) * outputs + r, outputs, partial + t * kept);
@@ -248,6 +256,11 @@ internal static unsafe class MatVec
         for (; r < end; r++)
             for (long m = 0; m < inputs; m++) y[m * outputs + r] = Dot(w + r * cols, x + m * cols, cols);
     }
+
+    /// <summary>Up to this many inputs in a block, <see cref="DotTile"/> prefetches the next chunk of weight rows into L2.
+    /// Measured by turns in one process (medians of 16 × 8 products, 2-core Zen 5): time with ÷ without 0.94–0.97 at 8 inputs,
+    /// 0.92–0.97 at 16, 0.85–0.92 on the 32,000-row output head at 4–20; 0.96–1.02 at 32 and 64 (docs/benchmarks.md).</summary>
+    const long PrefetchInputs = 32;
 
     /// <summary>Inputs per pass over a tile's weight rows: 64 input rows of 1,024 floats are 256 KB, within L2.</summary>
     const long InputBlock = 64;
@@ -272,10 +285,11 @@ internal static unsafe class MatVec
     /// so this runs the four s_j as four passes over the chunk (L1-resident), 24 accumulators each, and keeps them in
     /// <paramref name="partial"/> (<see cref="TileFloats"/>; started from zero at column 0) between passes and chunks: the
     /// same FMAs in the same order as Dot. <paramref name="last"/> marks the chunk that ends at the last full 64-block,
-    /// where s0 takes the leftover 16-blocks.
+    /// where s0 takes the leftover 16-blocks. When <paramref name="next"/> is not null, the lines at next + k of six rows
+    /// (stride cols) are prefetched into L2 as column k is read (arithmetic unchanged).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void DotTile(float* a, float* x, long cols, long k0, long k1, bool last, float* partial)
+    static void DotTile(float* a, float* x, long cols, long k0, long k1, bool last, float* partial, float* next)
     {
         float* x1 = x + cols, x2 = x1 + cols, x3 = x2 + cols;
         float* w1 = a + cols, w2 = w1 + cols, w3 = w2 + cols, w4 = w3 + cols, w5 = w4 + cols;
@@ -304,6 +318,11 @@ internal static unsafe class MatVec
             {
                 var v0 = Vector512.Load(x + k); var v1 = Vector512.Load(x1 + k);
                 var v2 = Vector512.Load(x2 + k); var v3 = Vector512.Load(x3 + k);
+                if (next != null)
+                {
+                    Sse.Prefetch1(next + k); Sse.Prefetch1(next + cols + k); Sse.Prefetch1(next + 2 * cols + k);
+                    Sse.Prefetch1(next + 3 * cols + k); Sse.Prefetch1(next + 4 * cols + k); Sse.Prefetch1(next + 5 * cols + k);
+                }
                 var w = Vector512.Load(a + k);
                 a00 = Vector512.FusedMultiplyAdd(w, v0, a00); a01 = Vector512.FusedMultiplyAdd(w, v1, a01);
                 a02 = Vector512.FusedMultiplyAdd(w, v2, a02); a03 = Vector512.FusedMultiplyAdd(w, v3, a03);
