@@ -38,14 +38,14 @@ static int Usage()
                Wren.Bench train [--batch 8] [--seq-len 512] [--steps 5] [--hidden 512] [--vocab 8192]   (training tokens/s and MFU)
                Wren.Bench serve [--dataset random|prefix-repetition|multi-turn] [--num-prompts 32] [--seed 0]
                                 [--request-rate inf|R[,R…]] [--max-concurrency N[,N…]] [--slo ttft=MS,tpot=MS,e2el=MS]
-                                [--out FILE.json] [--json-schema FILE]
+                                [--out FILE.json] [--json-schema FILE] [--ignore-eos]
                                 [--random-input-len 256] [--random-output-len 128] [--random-range-ratio 0]
                                 [--prefix-repetition-prefix-len 1024] [--prefix-repetition-suffix-len 256]
                                 [--prefix-repetition-num-prefixes 4] [--prefix-repetition-output-len 128]
                                 [--multi-turn-turns 4] [--multi-turn-input-len 256] [--multi-turn-output-len 64]
                                 in-process wren server: [--model flash-300m] [--max-batch 64] [--max-memory-gb G]
-                                                        [--chunk 128] [--max-batched-tokens 256]
-                                                        [--prefix-cache-mb 512]
+                                                        [--chunk 64] [--max-batched-tokens 80]
+                                                        [--prefix-cache-mb 512] [--prefix-block 128]
                                 any OpenAI-compatible server instead: [--target URL] [--target-model NAME]
                                 (vllm bench serve's metrics over loopback HTTP: TTFT, TPOT, ITL, E2EL, throughput, goodput)
                Wren.Bench throughput [--models flash-300m,llama-300m] [--contexts 2048,8192,32768] [--max-memory-gb 6]

@@ -57,6 +57,15 @@ public static class ServeBenchmark
         if (levels.Any(c => c < 1)) throw new WrenException("--max-concurrency must be >= 1");
         var slo = Arg("--slo", "") is { Length: > 0 } s ? ServeSlo.Parse(s) : null;
         var schema = Arg("--json-schema", "") is { Length: > 0 } file ? JsonNode.Parse(File.ReadAllText(file)) : null;
+        // Fields every request carries beside the messages: a schema's response_format; ignore_eos (vLLM's --ignore-eos,
+        // honoured by wren serve and llama-server) so that random-weight models on both sides generate every token asked for.
+        var extra = new JsonObject();
+        if (schema is not null)
+            extra["response_format"] = new JsonObject
+            {
+                ["type"] = "json_schema", ["json_schema"] = new JsonObject { ["name"] = "bench", ["schema"] = schema },
+            };
+        if (args.Contains("--ignore-eos")) extra["ignore_eos"] = true;
         string datasetName = Arg("--dataset", "random");
         string? output = Arg("--out", "") is { Length: > 0 } o ? o : null;
 
@@ -66,7 +75,7 @@ public static class ServeBenchmark
         var endpoint = ChatEndpoint(target);
         using var http = new HttpClient { Timeout = TimeSpan.FromHours(2) };
 
-        var warm = await Send(http, endpoint, model, conversations[0].Turns[0], schema);   // warm-up, not measured
+        var warm = await Send(http, endpoint, model, conversations[0].Turns[0], extra);   // warm-up, not measured
         if (!warm.Success) throw new WrenException($"the warm-up request to {endpoint} failed: {warm.Error}");
         int requests = conversations.Sum(c => c.Turns.Count);
         string grouped = kind == ServeDatasetKind.MultiTurn ? $" in {conversations.Count} conversations" : "";
@@ -79,7 +88,7 @@ public static class ServeBenchmark
         foreach (double rate in rates)
             foreach (int? concurrency in levels)
             {
-                var (outcomes, seconds, peak) = await Load(http, endpoint, model, conversations, rate, concurrency, dataset.Seed, schema);
+                var (outcomes, seconds, peak) = await Load(http, endpoint, model, conversations, rate, concurrency, dataset.Seed, extra);
                 int fromUsage = outcomes.Count(x => x.Success && x.UsageReported), succeeded = outcomes.Count(x => x.Success);
                 string countedBy = succeeded == 0 ? "none completed"
                     : fromUsage == succeeded ? "usage" : fromUsage == 0 ? "counted deltas" : "mixed";
@@ -112,7 +121,7 @@ public static class ServeBenchmark
     /// <paramref name="concurrency"/> requests in flight: the outcomes, the wall seconds and the most in flight at once.
     /// </summary>
     static async Task<(List<RequestOutcome> Outcomes, double Seconds, int Peak)> Load(HttpClient http, Uri endpoint, string model,
-        IReadOnlyList<BenchConversation> conversations, double rate, int? concurrency, int seed, JsonNode? schema)
+        IReadOnlyList<BenchConversation> conversations, double rate, int? concurrency, int seed, JsonObject extra)
     {
         var random = new Random(seed);
         var arrivals = ServeMetrics.ArrivalTimes(conversations.Count, rate, random.NextDouble);
@@ -130,7 +139,7 @@ public static class ServeBenchmark
                 int now = Interlocked.Increment(ref inFlight);
                 for (int seen = Volatile.Read(ref peak); now > seen; seen = Volatile.Read(ref peak))
                     Interlocked.CompareExchange(ref peak, now, seen);
-                try { mine.Add(await Send(http, endpoint, model, turn, schema)); }
+                try { mine.Add(await Send(http, endpoint, model, turn, extra)); }
                 finally
                 {
                     Interlocked.Decrement(ref inFlight);
@@ -143,7 +152,7 @@ public static class ServeBenchmark
     }
 
     /// <summary>One streamed chat completion, timed by <see cref="ChatStreamTimer"/> (prompt estimate: its characters).</summary>
-    static async Task<RequestOutcome> Send(HttpClient http, Uri endpoint, string model, BenchTurn turn, JsonNode? schema)
+    static async Task<RequestOutcome> Send(HttpClient http, Uri endpoint, string model, BenchTurn turn, JsonObject extra)
     {
         var body = new JsonObject
         {
@@ -153,13 +162,12 @@ public static class ServeBenchmark
             ["max_tokens"] = turn.MaxTokens, ["temperature"] = 0, ["stream"] = true,
             ["stream_options"] = new JsonObject { ["include_usage"] = true },
         };
-        if (schema is not null)
-            body["response_format"] = new JsonObject
-            {
-                ["type"] = "json_schema", ["json_schema"] = new JsonObject { ["name"] = "bench", ["schema"] = schema.DeepClone() },
-            };
+        foreach (var (field, value) in extra) body[field] = value?.DeepClone();
         using var request = new HttpRequestMessage(HttpMethod.Post, endpoint)
         { Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json") };
+        // A connection per request: servers that close kept-alive connections after a few requests or seconds (llama-server's
+        // HTTP library does) would otherwise fail a POST sent on a connection they are closing. Loopback connects cost µs.
+        request.Headers.ConnectionClose = true;
         var timer = new ChatStreamTimer(turn.PromptCharacters);
         long start = Stopwatch.GetTimestamp();
         try
@@ -198,6 +206,9 @@ public static class ServeBenchmark
         public static async Task<LocalServer> StartAsync(string[] args, IReadOnlyList<BenchConversation> conversations)
         {
             string Arg(string name, string fallback) => BenchArgs.Get(args, name, fallback);
+            int Int(string name, int fallback) =>
+                int.Parse(Arg(name, fallback.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
+            var defaults = new EngineOptions();
             var name = Arg("--model", "flash-300m");
             var config = HybridConfig.Load(name);
             // Byte tokens: one per character of ASCII text, plus the template's markers (a few dozen per message at most).
@@ -205,8 +216,9 @@ public static class ServeBenchmark
             var options = new EngineOptions
             {
                 MaxBatch = int.Parse(Arg("--max-batch", "64"), CultureInfo.InvariantCulture), MaxQueue = 4096,
-                PrefillChunk = int.Parse(Arg("--chunk", "128"), CultureInfo.InvariantCulture), MaxContext = context,
-                MaxBatchedTokens = int.Parse(Arg("--max-batched-tokens", "256"), CultureInfo.InvariantCulture),
+                PrefillChunk = Int("--chunk", defaults.PrefillChunk), MaxContext = context,
+                PrefixBlock = Int("--prefix-block", defaults.PrefixBlock),
+                MaxBatchedTokens = Int("--max-batched-tokens", defaults.MaxBatchedTokens),
                 PrefixCacheBytes = long.Parse(Arg("--prefix-cache-mb", "512"), CultureInfo.InvariantCulture) << 20,
                 MaxMemoryBytes = Arg("--max-memory-gb", "") is { Length: > 0 } m
                     ? (long)(double.Parse(m, CultureInfo.InvariantCulture) * (1L << 30)) : null,
@@ -220,7 +232,7 @@ public static class ServeBenchmark
             local.server = await OpenAiServer.StartAsync(local.engine, ChatTemplate.BuiltIn("chatml"), new ServeOptions(name, Port: 0));
             local.Describe = $"; in-process wren server: {name} random weights fp32, {local.engine.Slots} slots of {context} tokens, " +
                              $"prefill chunk {options.PrefillChunk}, max batched tokens {options.MaxBatchedTokens}, " +
-                             $"prefix cache {options.PrefixCacheBytes >> 20} MiB";
+                             $"prefix cache {options.PrefixCacheBytes >> 20} MiB in blocks of {options.CacheBlock}";
             return local;
         }
 

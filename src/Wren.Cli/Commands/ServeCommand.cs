@@ -56,19 +56,25 @@ internal static class ServeCommand
             Description = "prefix-state cache size (0 = off)",
             DefaultValueFactory = _ => "512MB",
         };
+        var defaults = new EngineOptions();
         var chunk = new Option<int>("--prefill-chunk")
         {
-            Description = "prompt tokens per prefill step (and prefix-cache block)",
-            DefaultValueFactory = _ => 128,
+            Description = "prompt tokens per prefill chunk (each stalls the decoding requests for its length)",
+            DefaultValueFactory = _ => defaults.PrefillChunk,
         };
         var batchedTokens = new Option<int>("--max-batched-tokens")
         {
             Description = "tokens per engine step: one per decoding request, the rest prefill chunks (at least --prefill-chunk)",
-            DefaultValueFactory = _ => 256,
+            DefaultValueFactory = _ => defaults.MaxBatchedTokens,
+        };
+        var prefixBlock = new Option<int>("--prefix-block")
+        {
+            Description = "prompt tokens per prefix-cache block (rounded up to a multiple of --prefill-chunk)",
+            DefaultValueFactory = _ => defaults.PrefixBlock,
         };
         var template = new Option<string?>("--chat-template") { Description = "nemotron-flash, chatml, or a folder/tokenizer_config.json" };
         Option[] options = [model, host, port, apiKey, apiKeyFile, metricsPublic, allowedHosts, cors, maxRequest, timeout, name, maxBatch,
-                            maxQueue, maxContext, maxMemory, prefixCache, chunk, batchedTokens, template];
+                            maxQueue, maxContext, maxMemory, prefixCache, chunk, batchedTokens, prefixBlock, template];
         foreach (var o in options) command.Add(o);
         var common = new CommonOptions(command);
         command.SetAction(async (result, cancel) =>
@@ -81,6 +87,7 @@ internal static class ServeCommand
                 MaxMemoryBytes = result.GetValue(maxMemory) is { } memory ? ProfileCommand.ParseBytes(memory, maxMemory.Name) : null,
                 PrefixCacheBytes = cacheSize == "0" ? 0 : ProfileCommand.ParseBytes(cacheSize, prefixCache.Name),
                 PrefillChunk = result.GetValue(chunk), MaxBatchedTokens = result.GetValue(batchedTokens),
+                PrefixBlock = result.GetValue(prefixBlock),
             };
             var key = ServeOptions.ApiKeyFrom(result.GetValue(apiKey), result.GetValue(apiKeyFile),
                                               Environment.GetEnvironmentVariable("WREN_API_KEY"));

@@ -19,7 +19,7 @@ namespace Wren.Serving;
 /// of <see cref="EngineOptions.MaxBatchedTokens"/> with prefill chunks of the waiting prompts in arrival order — several
 /// chunks of one prompt, or chunks of several prompts, each prompt in a staging row of its own — and always at least one
 /// chunk while prompts wait, so prefill progresses however many rows decode. A prompt's chunks start at multiples of
-/// <see cref="EngineOptions.PrefillChunk"/> (after the longest cached prefix state, whose blocks have that size), so where a
+/// <see cref="EngineOptions.PrefillChunk"/> (after the longest cached prefix state, whose blocks are multiples of it), so where a
 /// chunk begins and ends never depends on load, only how many chunks run in a step does. A prompt whose prefill ends
 /// samples its first token and moves to a free slot; it decodes from the next step on. Prompts wait (arrival order) while
 /// every slot is running or prefilling: a running request is never evicted, so the preemption counter stays 0.
@@ -27,11 +27,12 @@ namespace Wren.Serving;
 /// Each slot decodes at its own position with its own sampling settings and seed, and every kernel treats rows
 /// independently, so a request's tokens and log-probabilities do not depend on what else runs (tested bit for bit for every
 /// layer type).
-/// Why the chunks are not packed with the decode rows (or with each other) into one GEMM: row-independent layers
-/// (projections, FFN, lm_head) take the fused matrix–vector kernel for decode rows and a GEMM for a chunk, and the two
-/// sum in different orders (a GEMM's blocking also changes with its row count), so packing would change a request's
-/// logits in the last bits depending on what runs beside it; each chunk therefore runs as its own [1, L] forward through
-/// its staging row, the same arithmetic as the request alone.
+/// Why the chunks are not packed with the decode rows (or with each other) into one forward: on AVX-512 the fp32
+/// projections are batch-invariant (the tiled kernel sums every row as the one-row kernel does), but off it, and for
+/// bf16/int8/4-bit prefill and the weights libtorch multiplies, a GEMM sums in another order than the matrix–vector kernel
+/// (and its blocking changes with the row count), and the mixers would need a ragged form (a chunk's scan beside decode
+/// rows' steps); packing would change a request's logits in the last bits depending on what runs beside it. Each chunk
+/// therefore runs as its own [1, L] forward through its staging row, the same arithmetic as the request alone.
 /// </summary>
 public sealed class InferenceEngine : IDisposable
 {
@@ -227,7 +228,7 @@ public sealed class InferenceEngine : IDisposable
             slots = new SlotCache(model, Slots, Options.MaxContext);
             staging = new SlotCache(model, StagingRows, Options.MaxContext);
             for (int row = StagingRows - 1; row >= 0; row--) freeStaging.Push(row);
-            if (Options.PrefixCacheBytes > 0) prefixes = new PrefixCache(Options.PrefixCacheBytes, Options.PrefillChunk);
+            if (Options.PrefixCacheBytes > 0) prefixes = new PrefixCache(Options.PrefixCacheBytes, Options.CacheBlock);
             running = new Job?[Slots];
             ready.SetResult();
         }
@@ -339,7 +340,7 @@ public sealed class InferenceEngine : IDisposable
         if (chain.Count > 0)
         {
             staging!.Restore(row, chain);
-            job.Cached = job.Prefilled = chain.Count * Options.PrefillChunk;
+            job.Cached = job.Prefilled = chain.Count * Options.CacheBlock;
             Metrics.PrefixCacheHits.Inc();
             Metrics.PrefixCacheHitTokens.Inc(job.Cached);
         }
@@ -405,7 +406,8 @@ public sealed class InferenceEngine : IDisposable
         {
             staging.Advance(row, length);
             job.Prefilled += length;
-            if (length == Options.PrefillChunk) prefixes?.Add(prompt, start / length, () => staging.Snapshot(row, length));
+            int block = Options.CacheBlock;
+            if ((start + length) % block == 0) prefixes?.Add(prompt, (start + length) / block - 1, () => staging.Snapshot(row, block));
             if (job.Prefilled < prompt.Count) return;
             Unstage(job);
             Metrics.PromptTokens.Inc(prompt.Count);

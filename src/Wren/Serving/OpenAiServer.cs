@@ -414,7 +414,8 @@ public sealed class OpenAiServer : IAsyncDisposable
     /// <summary>Most <c>stop</c> strings, as OpenAI's reference allows.</summary>
     public const int MaxStops = 4;
 
-    /// <summary>Sampling fields shared by both endpoints (OpenAI's defaults: temperature 1, top_p 1).</summary>
+    /// <summary>Sampling fields shared by both endpoints (OpenAI's defaults: temperature 1, top_p 1). <c>ignore_eos</c> (vLLM's
+    /// and llama.cpp's extension, for benchmarks): the end-of-sequence and end-of-turn tokens do not end the request.</summary>
     SamplingOptions Sampling(RequestFields body, int defaultMaxTokens, string maxTokensField)
     {
         long maxTokens = body.Integer(maxTokensField) ?? defaultMaxTokens;
@@ -437,7 +438,8 @@ public sealed class OpenAiServer : IAsyncDisposable
             MaxNewTokens = (int)Math.Min(maxTokens, int.MaxValue), Temperature = temperature, TopP = topP,
             TopK = (int)Math.Min(topK, int.MaxValue),
             RepetitionPenalty = penalty, Seed = body.Integer("seed") is { } seed ? unchecked((ulong)seed) : null, StopStrings = stop,
-            StopTokenIds = ChatPrompts.StopIds(engine.Tokenizer, template), Grammar = Grammar(body), LogitBias = LogitBias(body),
+            StopTokenIds = body.Bool("ignore_eos") == true ? [] : ChatPrompts.StopIds(engine.Tokenizer, template),
+            Grammar = Grammar(body), LogitBias = LogitBias(body),
             FrequencyPenalty = Penalty("frequency_penalty"), PresencePenalty = Penalty("presence_penalty"),
         };
     }

@@ -27,7 +27,7 @@ public sealed class ChatClientTests : IDisposable
     [Fact]
     public async Task The_chat_client_answers_like_the_generator_streaming_or_not()
     {
-        var engineOptions = new EngineOptions { MaxBatch = 4, MaxContext = 256, PrefillChunk = 16 };
+        var engineOptions = new EngineOptions { MaxBatch = 4, MaxContext = 256, PrefillChunk = 16, PrefixBlock = 16 };
         using IChatClient client = WrenChatClient.Open(folder, engineOptions, "chatml");
         ChatMessage[] conversation = [new(ChatRole.System, "Be brief."), new(ChatRole.User, "Name a colour.")];
         var options = new ChatOptions { Temperature = 0, MaxOutputTokens = 7 };

@@ -175,7 +175,8 @@ public class EngineTests
     {
         var config = ConfigOf(layers);
         using var model = RandomModel(config, seed: name.Length);
-        var options = new EngineOptions { MaxBatch = 2, PrefillChunk = 8, MaxContext = 128 };
+        // Blocks of two chunks: a cached prefix ends on a block boundary, and the prefill goes on from there in chunks of 4.
+        var options = new EngineOptions { MaxBatch = 2, PrefillChunk = 4, PrefixBlock = 8, MaxContext = 128 };
         using var cold = new InferenceEngine(model, new ByteTokenizer(97), options with { PrefixCacheBytes = 0 });
         using var warm = new InferenceEngine(model, new ByteTokenizer(97), options);
         var conversation = Prompt(13, 40).ToList();

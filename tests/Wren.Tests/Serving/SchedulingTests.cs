@@ -133,6 +133,16 @@ public class SchedulingTests
     }
 
     [Fact]
+    public void The_prefix_block_is_rounded_up_to_whole_chunks()
+    {
+        Assert.Equal(144, new EngineOptions { PrefillChunk = 48, PrefixBlock = 128 }.CacheBlock);   // three chunks
+        Assert.Equal(128, new EngineOptions { PrefillChunk = 64, PrefixBlock = 128 }.CacheBlock);
+        Assert.Equal(16, new EngineOptions { PrefillChunk = 16, PrefixBlock = 1 }.CacheBlock);
+        var error = Assert.Throws<WrenException>(() => new EngineOptions { PrefixBlock = 0 }.Validate());
+        Assert.Contains("prefix block must be between 1 and", error.Message);
+    }
+
+    [Fact]
     public async Task A_stopped_engine_refuses_with_503()
     {
         using var model = RandomModel(Config("a", "f"), seed: 33);

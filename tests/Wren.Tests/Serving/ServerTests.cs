@@ -8,6 +8,7 @@ using OpenAI.Chat;
 using TorchSharp;
 using Wren.Inference;
 using Wren.Serving;
+using Wren.Tokenization;
 using static TorchSharp.torch;
 using ChatFinishReason = OpenAI.Chat.ChatFinishReason;
 using ChatMessage = OpenAI.Chat.ChatMessage;
@@ -133,6 +134,42 @@ public sealed class ServerTests : IAsyncLifetime
         var response = await Completion(new { model = M, prompt = "abcabc", max_tokens = 24, temperature = 0, stop = new[] { stop } });
         Assert.Equal(full[..cut], (string)response["choices"]![0]!["text"]!);
         Assert.Equal("stop", (string)response["choices"]![0]!["finish_reason"]!);
+    }
+
+    /// <summary>Byte tokens with byte 0 as the end-of-text id (the byte tokenizer itself has none).</summary>
+    sealed class EndOfTextBytes : ITextTokenizer
+    {
+        readonly ByteTokenizer inner = new(256);
+        public string Name => inner.Name;
+        public int VocabularySize => inner.VocabularySize;
+        public int? EndOfTextId => 0;
+        public IReadOnlyList<int> Encode(string text) => inner.Encode(text);
+        public string Decode(IEnumerable<int> ids) => inner.Decode(ids);
+    }
+
+    [Fact]
+    public async Task Ignore_eos_generates_past_the_end_of_text_token()
+    {
+        await using var own = await LoopbackServer.StartAsync(tokenizer: new EndOfTextBytes());
+        async Task<JsonNode> Complete(bool ignoreEos)
+        {
+            // logit_bias makes the end-of-text token the greedy choice at every step: it ends the request unless ignore_eos.
+            var body = new
+            {
+                model = M, prompt = "abc", max_tokens = 5, temperature = 0, logit_bias = new Dictionary<string, int> { ["0"] = 100 },
+                ignore_eos = ignoreEos
+            };
+            using var response = await own.Http.PostAsync("/v1/completions", Json(body));
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.IsSuccessStatusCode, text);
+            return JsonNode.Parse(text)!;
+        }
+        var stopped = await Complete(ignoreEos: false);
+        Assert.Equal("stop", (string)stopped["choices"]![0]!["finish_reason"]!);
+        Assert.Equal(1, (int)stopped["usage"]!["completion_tokens"]!);
+        var ignored = await Complete(ignoreEos: true);
+        Assert.Equal("length", (string)ignored["choices"]![0]!["finish_reason"]!);
+        Assert.Equal(5, (int)ignored["usage"]!["completion_tokens"]!);
     }
 
     [Fact]
