@@ -3,21 +3,32 @@ using Wren.Bench;
 using Wren.Runtime;
 
 WrenRuntime.Initialize(threads: Environment.GetEnvironmentVariable("WREN_THREADS") is { } t ? int.Parse(t) : 0);
+// Each command's options: those that take a value, then the switches. A command line with anything else is refused
+// (load-one, the child process of load, takes a folder and a precision).
+var commands = new Dictionary<string, (Func<string[], int> Run, string[]? Valued, string[] Switches)>
+{
+    ["decode"] = (DecodeBenchmark.Run, ["--contexts", "--tokens", "--repeats", "--models", "--dtype", "--busy", "--prefill",
+                                        "--llama-bench", "--gguf"], ["--unfused"]),
+    ["train"] = (TrainBenchmark.Run, ["--batch", "--seq-len", "--steps", "--hidden", "--vocab", "--config"], []),
+    ["load"] = (LoadBenchmark.Run, ["--model", "--dir", "--dtype"], []),
+    ["load-one"] = (LoadBenchmark.One, null, []),
+    ["eval"] = (EvalBenchmark.Run, ["--model", "--batches", "--repeats", "--limit"], []),
+    ["device"] = (DeviceBenchmark.Run, ["--rounds", "--rows", "--cols"], []),
+    ["matmul"] = (MatMulBenchmark.Run, ["--shapes", "--inputs", "--rounds"], []),
+    ["serve"] = (ServeBenchmark.Run, ServeBenchmark.Valued, ["--ignore-eos"]),
+    ["throughput"] = (ThroughputBenchmark.Run, ["--models", "--contexts", "--max-memory-gb", "--tokens", "--repeats"], []),
+};
+if (args.Length == 0 || !commands.TryGetValue(args[0], out var command)) return Usage();
+var rest = args.Skip(1).ToArray();
 try
 {
-    return args.FirstOrDefault() switch
-    {
-        "decode" => DecodeBenchmark.Run(args.Skip(1).ToArray()),
-        "train" => TrainBenchmark.Run(args.Skip(1).ToArray()),
-        "load" => LoadBenchmark.Run(args.Skip(1).ToArray()),
-        "load-one" => LoadBenchmark.One(args.Skip(1).ToArray()),
-        "eval" => EvalBenchmark.Run(args.Skip(1).ToArray()),
-        "device" => DeviceBenchmark.Run(args.Skip(1).ToArray()),
-        "matmul" => MatMulBenchmark.Run(args.Skip(1).ToArray()),
-        "serve" => ServeBenchmark.Run(args.Skip(1).ToArray()),
-        "throughput" => ThroughputBenchmark.Run(args.Skip(1).ToArray()),
-        _ => Usage(),
-    };
+    if (command.Valued is { } valued) BenchArgs.Check(args[0], rest, valued, command.Switches);
+    return command.Run(rest);
+}
+catch (BenchUsageException e)
+{
+    Console.Error.WriteLine($"error: {e.Message}; see 'Wren.Bench' for usage");   // bad syntax: one line, exit 1
+    return 1;
 }
 catch (Exception e) when (e is ArgumentException or FormatException or OverflowException or InvalidOperationException
                            or FileNotFoundException or WrenException)

@@ -32,11 +32,20 @@ public static class ServeBenchmark
         }
     }
 
+    /// <summary>The options that take a value (<c>--ignore-eos</c> is the one switch).</summary>
+    public static readonly string[] Valued =
+    [
+        "--dataset", "--num-prompts", "--seed", "--request-rate", "--max-concurrency", "--slo", "--out", "--json-schema",
+        "--random-input-len", "--random-output-len", "--random-range-ratio", "--prefix-repetition-prefix-len",
+        "--prefix-repetition-suffix-len", "--prefix-repetition-num-prefixes", "--prefix-repetition-output-len", "--multi-turn-turns",
+        "--multi-turn-input-len", "--multi-turn-output-len", "--model", "--max-batch", "--max-memory-gb", "--chunk",
+        "--max-batched-tokens", "--prefix-cache-mb", "--prefix-block", "--target", "--target-model",
+    ];
+
     static async Task<int> RunAsync(string[] args)
     {
         string Arg(string name, string fallback) => BenchArgs.Get(args, name, fallback);
-        int Int(string name, int fallback) =>
-            int.Parse(Arg(name, fallback.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
+        int Int(string name, int fallback) => BenchArgs.Int(args, name, fallback);
         var kind = ServeDatasetOptions.ParseKind(Arg("--dataset", "random"));
         var dataset = new ServeDatasetOptions(kind, Int("--num-prompts", 32), Int("--seed", 0),
             InputLength: Int(kind == ServeDatasetKind.MultiTurn ? "--multi-turn-input-len" : "--random-input-len", 256),
@@ -46,14 +55,16 @@ public static class ServeBenchmark
                 ServeDatasetKind.PrefixRepetition => Int("--prefix-repetition-output-len", 128),
                 _ => Int("--multi-turn-output-len", 64),
             },
-            RangeRatio: double.Parse(Arg("--random-range-ratio", "0"), CultureInfo.InvariantCulture),
+            RangeRatio: BenchArgs.Number(args, "--random-range-ratio", 0),
             PrefixLength: Int("--prefix-repetition-prefix-len", 1024), SuffixLength: Int("--prefix-repetition-suffix-len", 256),
             NumPrefixes: Int("--prefix-repetition-num-prefixes", 4), Turns: Int("--multi-turn-turns", 4));
         var conversations = ServeDatasets.Generate(dataset);
         var rates = Arg("--request-rate", "inf").Split(',').Select(r => r == "inf" ? double.PositiveInfinity
-            : double.Parse(r, CultureInfo.InvariantCulture)).ToArray();
+            : double.TryParse(r, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) ? v
+            : throw new ArgumentException($"--request-rate expects numbers or inf, got '{r}'")).ToArray();
         var levels = Arg("--max-concurrency", "").Split(',', StringSplitOptions.RemoveEmptyEntries)
-            .Select(c => (int?)int.Parse(c, CultureInfo.InvariantCulture)).DefaultIfEmpty(null).ToArray();
+            .Select(c => int.TryParse(c, NumberStyles.Integer, CultureInfo.InvariantCulture, out int n) ? (int?)n
+                : throw new ArgumentException($"--max-concurrency expects integers, got '{c}'")).DefaultIfEmpty(null).ToArray();
         if (levels.Any(c => c < 1)) throw new WrenException("--max-concurrency must be >= 1");
         var slo = Arg("--slo", "") is { Length: > 0 } s ? ServeSlo.Parse(s) : null;
         var schema = Arg("--json-schema", "") is { Length: > 0 } file ? JsonNode.Parse(File.ReadAllText(file)) : null;
@@ -82,7 +93,9 @@ public static class ServeBenchmark
         Console.WriteLine($"# serve: {datasetName} ({requests} requests{grouped}, seed {dataset.Seed}), streamed chat completions " +
                           $"over loopback HTTP to {target} " +
                           $"(model {model}){local?.Describe ?? ""}; greedy, stream_options.include_usage; " +
-                          $"{(schema is null ? "free text" : "constrained by --json-schema")}; {Wren.Runtime.WrenRuntime.Describe()}");
+                          $"{(schema is null ? "free text" : "constrained by --json-schema")}" +
+                          $"{(extra.ContainsKey("ignore_eos") ? ", ignore_eos" : "")}; " +
+                          Wren.Runtime.WrenRuntime.Describe());
         Console.WriteLine(ServeReportPrinter.MarkdownHeader());
         var results = new JsonArray();
         foreach (double rate in rates)
@@ -92,7 +105,8 @@ public static class ServeBenchmark
                 int fromUsage = outcomes.Count(x => x.Success && x.UsageReported), succeeded = outcomes.Count(x => x.Success);
                 string countedBy = succeeded == 0 ? "none completed"
                     : fromUsage == succeeded ? "usage" : fromUsage == 0 ? "counted deltas" : "mixed";
-                var info = new ServeRunInfo(target, model, datasetName, requests, rate, concurrency, dataset.Seed, countedBy, slo);
+                var info = new ServeRunInfo(target, model, datasetName, requests, rate, concurrency, dataset.Seed, countedBy, slo,
+                                            extra.ContainsKey("ignore_eos"));
                 var report = ServeMetrics.Compute(outcomes, seconds, slo, peak);
                 Console.WriteLine(ServeReportPrinter.MarkdownRow(info, report));
                 foreach (var error in outcomes.Where(x => !x.Success).Select(x => x.Error).Distinct().Take(3))
@@ -206,8 +220,7 @@ public static class ServeBenchmark
         public static async Task<LocalServer> StartAsync(string[] args, IReadOnlyList<BenchConversation> conversations)
         {
             string Arg(string name, string fallback) => BenchArgs.Get(args, name, fallback);
-            int Int(string name, int fallback) =>
-                int.Parse(Arg(name, fallback.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
+            int Int(string name, int fallback) => BenchArgs.Int(args, name, fallback);
             var defaults = new EngineOptions();
             var name = Arg("--model", "flash-300m");
             var config = HybridConfig.Load(name);
@@ -215,13 +228,13 @@ public static class ServeBenchmark
             int context = conversations.SelectMany(c => c.Turns).Max(t => t.PromptCharacters + 32 * (t.Messages.Count + 1) + t.MaxTokens);
             var options = new EngineOptions
             {
-                MaxBatch = int.Parse(Arg("--max-batch", "64"), CultureInfo.InvariantCulture), MaxQueue = 4096,
+                MaxBatch = Int("--max-batch", 64), MaxQueue = 4096,
                 PrefillChunk = Int("--chunk", defaults.PrefillChunk), MaxContext = context,
                 PrefixBlock = Int("--prefix-block", defaults.PrefixBlock),
                 MaxBatchedTokens = Int("--max-batched-tokens", defaults.MaxBatchedTokens),
-                PrefixCacheBytes = long.Parse(Arg("--prefix-cache-mb", "512"), CultureInfo.InvariantCulture) << 20,
-                MaxMemoryBytes = Arg("--max-memory-gb", "") is { Length: > 0 } m
-                    ? (long)(double.Parse(m, CultureInfo.InvariantCulture) * (1L << 30)) : null,
+                PrefixCacheBytes = (long)Int("--prefix-cache-mb", 512) << 20,
+                MaxMemoryBytes = Arg("--max-memory-gb", "") is { Length: > 0 }
+                    ? (long)(BenchArgs.Number(args, "--max-memory-gb", 0) * (1L << 30)) : null,
             };
             options.Validate();
             var local = new LocalServer { Model = name };

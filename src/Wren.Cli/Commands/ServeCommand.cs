@@ -64,7 +64,7 @@ internal static class ServeCommand
         };
         var batchedTokens = new Option<int>("--max-batched-tokens")
         {
-            Description = "tokens per engine step: one per decoding request, the rest prefill chunks (at least --prefill-chunk)",
+            Description = "tokens per engine step: one per decoding request, the rest prefill chunks (always one chunk at least)",
             DefaultValueFactory = _ => defaults.MaxBatchedTokens,
         };
         var prefixBlock = new Option<int>("--prefix-block")

@@ -39,7 +39,8 @@ public sealed record EngineOptions
     public int CacheBlock => (PrefixBlock + PrefillChunk - 1) / PrefillChunk * PrefillChunk;
     /// <summary>
     /// Tokens one engine step runs at most (vLLM's <c>max_num_batched_tokens</c>): one per decoding request, the rest prefill
-    /// chunks; a step runs one chunk even when the decoding requests alone fill the budget. At least <see cref="PrefillChunk"/>.
+    /// chunks; a step runs one chunk even when the decoding requests alone fill the budget, so a budget below
+    /// <see cref="PrefillChunk"/> means one chunk a step.
     /// </summary>
     public int MaxBatchedTokens { get; init; } = 80;
 
@@ -67,9 +68,8 @@ public sealed record EngineOptions
             throw new WrenException($"prefill chunk must be between 1 and {Models.HybridForCausalLM.PrefillChunk}, got {PrefillChunk}");
         if (PrefixBlock is < 1 or > MaxBatchedTokensLimit)
             throw new WrenException($"prefix block must be between 1 and {MaxBatchedTokensLimit}, got {PrefixBlock}");
-        if (MaxBatchedTokens < PrefillChunk || MaxBatchedTokens > MaxBatchedTokensLimit)
-            throw new WrenException($"max batched tokens must be between the prefill chunk ({PrefillChunk}) and " +
-                                    $"{MaxBatchedTokensLimit}, got {MaxBatchedTokens}");
+        if (MaxBatchedTokens is < 1 or > MaxBatchedTokensLimit)
+            throw new WrenException($"max batched tokens must be between 1 and {MaxBatchedTokensLimit}, got {MaxBatchedTokens}");
     }
 }
 

@@ -33,9 +33,10 @@ public static class ServeHost
         await using var server = await OpenAiServer.StartAsync(engine, template, settings.Server, logging, cancel);
         logging.CreateLogger("Wren.Serving").LogInformation(
             "serving {Model} ({Tokenizer}) on {Address}: {Slots} slots of {Context} tokens ({SlotMB:F1} MB each), " +
-            "prefix cache {PrefixMB:F0} MB",
+            "prefill chunks of {Chunk} tokens, {Budget} tokens a step, prefix cache {PrefixMB:F0} MB in blocks of {Block} tokens",
             settings.Server.ModelName, tokenizer.Name, server.Address, engine.Slots, settings.Engine.MaxContext, engine.SlotBytes / 1e6,
-            settings.Engine.PrefixCacheBytes / 1e6);
+            settings.Engine.PrefillChunk, settings.Engine.MaxBatchedTokens, settings.Engine.PrefixCacheBytes / 1e6,
+            settings.Engine.CacheBlock);
         started?.Invoke(server.Address);
         try { await server.WaitForShutdownAsync(cancel); }
         catch (OperationCanceledException) { }

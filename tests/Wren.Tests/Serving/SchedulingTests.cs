@@ -126,10 +126,13 @@ public class SchedulingTests
     }
 
     [Fact]
-    public void A_budget_below_one_chunk_is_refused()
+    public void A_budget_below_one_chunk_means_one_chunk_a_step_and_zero_is_refused()
     {
-        var error = Assert.Throws<WrenException>(() => new EngineOptions { PrefillChunk = 64, MaxBatchedTokens = 32 }.Validate());
-        Assert.Contains("max batched tokens must be between the prefill chunk (64)", error.Message);
+        var options = new EngineOptions { PrefillChunk = 128, MaxBatchedTokens = 80 };   // the old chunk with the new budget
+        options.Validate();
+        Assert.Equal(1, options.StagingRows);
+        var error = Assert.Throws<WrenException>(() => new EngineOptions { MaxBatchedTokens = 0 }.Validate());
+        Assert.Contains("max batched tokens must be between 1 and", error.Message);
     }
 
     [Fact]

@@ -9,8 +9,9 @@ namespace Wren.Serving.Benchmarking;
 /// <param name="MaxConcurrency">Most requests in flight (null: unbounded).</param>
 /// <param name="OutputTokensCountedBy"><c>usage</c> (the server's <c>completion_tokens</c>), <c>counted deltas</c> (token chunks
 /// the client counted), <c>mixed</c>, or <c>none completed</c>.</param>
+/// <param name="IgnoreEos">Whether the requests carried <c>ignore_eos</c>.</param>
 public sealed record ServeRunInfo(string Target, string Model, string Dataset, int Requests, double RequestRate, int? MaxConcurrency,
-                                  int Seed, string OutputTokensCountedBy, ServeSlo? Slo);
+                                  int Seed, string OutputTokensCountedBy, ServeSlo? Slo, bool IgnoreEos = false);
 
 /// <summary>Serve-benchmark results as a Markdown table (one row per run) and as vLLM-style JSON.</summary>
 public static class ServeReportPrinter
@@ -51,6 +52,7 @@ public static class ServeReportPrinter
             ["seed"] = info.Seed,
             ["output_tokens_counted_by"] = info.OutputTokensCountedBy,
             ["goodput_slo"] = info.Slo?.ToString(),
+            ["ignore_eos"] = info.IgnoreEos,
             ["duration"] = r.DurationSeconds,
             ["completed"] = r.Completed,
             ["failed"] = r.Failed,
