@@ -32,11 +32,11 @@ public static class DecodeBenchmark
         string dtypes = Arg("--dtype", "float32");
         var precisions = (dtypes == "all" ? "float32,bfloat16,int8,q4,q4k" : dtypes).Split(',')
             .Select(WeightPrecisions.Parse).Distinct().Order().ToArray();   // fp32 first: the others compare to it
-        int tokens = int.Parse(Arg("--tokens", "32"));
-        int repeats = int.Parse(Arg("--repeats", "5"));
-        int busy = int.Parse(Arg("--busy", "0"));
+        int tokens = BenchArgs.Int(args, "--tokens", 32);
+        int repeats = BenchArgs.Int(args, "--repeats", 5);
+        int busy = BenchArgs.Int(args, "--busy", 0);
         bool unfused = args.Contains("--unfused");
-        int prefill = int.Parse(Arg("--prefill", "0"));
+        int prefill = BenchArgs.Int(args, "--prefill", 0);
         string llamaBinary = Arg("--llama-bench", "");
         if (llamaBinary.Length > 0 && !File.Exists(llamaBinary)) throw new ArgumentException($"--llama-bench: no file {llamaBinary}");
         var llama = llamaBinary.Length > 0 ? new LlamaBench(llamaBinary, Environment.ProcessorCount) : null;

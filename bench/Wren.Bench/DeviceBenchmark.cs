@@ -14,8 +14,8 @@ public static class DeviceBenchmark
 {
     public static int Run(string[] args)
     {
-        int rounds = int.Parse(BenchArgs.Get(args, "--rounds", "12"));
-        long rows = long.Parse(BenchArgs.Get(args, "--rows", "14336")), cols = long.Parse(BenchArgs.Get(args, "--cols", "4096"));
+        int rounds = BenchArgs.Int(args, "--rounds", 12);
+        long rows = BenchArgs.Int(args, "--rows", 14336), cols = BenchArgs.Int(args, "--cols", 4096);
         var probes = new List<MatVecProbe>
         {
             MatVecProbe.Wren(WeightPrecision.Float32, rows, cols), MatVecProbe.Wren(WeightPrecision.BFloat16, rows, cols),

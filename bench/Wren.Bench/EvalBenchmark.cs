@@ -21,8 +21,8 @@ public static class EvalBenchmark
         }
         string preset = Arg("--model", "flash-300m");
         var batches = Arg("--batches", "1,2,4,8,16").Split(',').Select(int.Parse).ToArray();
-        int repeats = int.Parse(Arg("--repeats", "3"));
-        int? limit = Arg("--limit", "") is { Length: > 0 } l ? int.Parse(l) : null;
+        int repeats = BenchArgs.Int(args, "--repeats", 3);
+        int? limit = Arg("--limit", "") is { Length: > 0 } ? BenchArgs.Int(args, "--limit", 0) : null;
 
         var config = HybridConfig.Load(preset);
         using var model = new HybridForCausalLM(config);

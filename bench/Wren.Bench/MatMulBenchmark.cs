@@ -11,7 +11,7 @@ public static class MatMulBenchmark
 {
     public static int Run(string[] args)
     {
-        int rounds = int.Parse(BenchArgs.Get(args, "--rounds", "9"));
+        int rounds = BenchArgs.Int(args, "--rounds", 9);
         var shapes = BenchArgs.Get(args, "--shapes", "4096x1024,1024x4096").Split(',')
             .Select(s => s.Split('x') is [var r, var c] && long.TryParse(r, out long rows) && long.TryParse(c, out long cols)
                          && rows > 0 && cols > 0

@@ -23,9 +23,9 @@ public static class ThroughputBenchmark
         string Arg(string name, string fallback) => BenchArgs.Get(args, name, fallback);
         var models = Arg("--models", "flash-300m,llama-300m").Split(',');
         var contexts = Arg("--contexts", "2048,8192,32768").Split(',').Select(c => int.Parse(c, CultureInfo.InvariantCulture)).ToArray();
-        long budget = (long)(double.Parse(Arg("--max-memory-gb", "6"), CultureInfo.InvariantCulture) * (1L << 30));
-        int steps = int.Parse(Arg("--tokens", "16"), CultureInfo.InvariantCulture);
-        int repeats = int.Parse(Arg("--repeats", "3"), CultureInfo.InvariantCulture);
+        long budget = (long)(BenchArgs.Number(args, "--max-memory-gb", 6) * (1L << 30));
+        int steps = BenchArgs.Int(args, "--tokens", 16);
+        int repeats = BenchArgs.Int(args, "--repeats", 3);
         int room = steps * (repeats + 1) + 1;
 
         Console.WriteLine("# throughput: decode tokens/s at each input length with the most streams that fit " +

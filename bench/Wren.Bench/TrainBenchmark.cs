@@ -17,8 +17,9 @@ public static class TrainBenchmark
     public static int Run(string[] args)
     {
         string Arg(string name, string fallback) => BenchArgs.Get(args, name, fallback);
-        int batch = int.Parse(Arg("--batch", "8")), seqLen = int.Parse(Arg("--seq-len", "512")), steps = int.Parse(Arg("--steps", "5"));
-        int hidden = int.Parse(Arg("--hidden", "512")), vocab = int.Parse(Arg("--vocab", "8192"));
+        int batch = BenchArgs.Int(args, "--batch", 8), seqLen = BenchArgs.Int(args, "--seq-len", 512);
+        int steps = BenchArgs.Int(args, "--steps", 5);
+        int hidden = BenchArgs.Int(args, "--hidden", 512), vocab = BenchArgs.Int(args, "--vocab", 8192);
         var config = HybridConfig.Load(Arg("--config", "flash-quick")) with { HiddenSize = hidden, VocabSize = vocab };
 
         double peak = DeviceFacts.MatmulFlops();
